@@ -1,0 +1,93 @@
+"""Validation at the public boundary (scikit-learn style).
+
+Every check raises ``ValueError`` / ``TypeError`` whose text names the parameter, the rule, the
+value received and, where there is one, the fix. Never use ``assert`` for user errors: asserts
+vanish under ``python -O`` and their messages do not say what to do.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, fix: str = "") -> int:
+    """Return ``value`` as ``int`` or raise naming ``name``, the rule and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {_describe(value)} "
+                        f"of type {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        hint = f" ({fix})" if fix else ""
+        raise ValueError(f"{name} must be >= {minimum}{hint}; got {value}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, *, minimum: float | None = None,
+                strict_minimum: float | None = None, maximum: float | None = None,
+                fix: str = "") -> float:
+    """Return ``value`` as a finite ``float`` within the bounds, or raise naming the rule."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {_describe(value)} "
+                        f"of type {type(value).__name__}")
+    value = float(value)
+    hint = f" ({fix})" if fix else ""
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite{hint}; got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}{hint}; got {value}")
+    if strict_minimum is not None and value <= strict_minimum:
+        raise ValueError(f"{name} must be > {strict_minimum}{hint}; got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}{hint}; got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices) -> Any:
+    """Raise unless ``value`` is one of ``choices``; the message lists them."""
+    if value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {valid}; got {_describe(value)}")
+    return value
+
+
+def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
+    """Return a C-contiguous float32 ``(N, D)`` numpy array of finite values, or raise."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().float().numpy()
+    array = np.asarray(value)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (N, D); got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"{name} must hold numbers; got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).any(axis=1).sum())
+        raise ValueError(f"{name} must be finite; {bad} row(s) hold NaN or inf "
+                         "(check the learning rate or the input data)")
+    return array
+
+
+def as_label_vector(name: str, value: Any, length: int | None = None) -> np.ndarray:
+    """Return an int64 ``(N,)`` numpy array, checking its length against ``length``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of shape (N,); got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array)):
+            array = array.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integers; got dtype {array.dtype}")
+    if length is not None and array.shape[0] != length:
+        raise ValueError(f"{name} must have one entry per embedding ({length}); "
+                         f"got {array.shape[0]}")
+    return array.astype(np.int64, copy=False)

@@ -1,0 +1,147 @@
+"""Magnet Loss (Rippel et al., ICLR 2016, eqs. 4-5), computed exactly and in log space."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .._validation import check_choice, check_float
+
+
+class MagnetTerms(NamedTuple):
+    """Per-example losses ``(B,)`` and the batch variance estimate ``s2`` (a 0-d tensor)."""
+
+    losses: torch.Tensor
+    variance: torch.Tensor
+
+
+def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor) -> None:
+    if not isinstance(embeddings, torch.Tensor) or not embeddings.is_floating_point():
+        raise TypeError("embeddings must be a floating-point torch.Tensor of shape (B, D); "
+                        f"got {type(embeddings).__name__}"
+                        + (f" of dtype {embeddings.dtype}" if isinstance(embeddings, torch.Tensor)
+                           else ""))
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must have shape (B, D); got {tuple(embeddings.shape)}")
+    for name, value in (("labels", labels), ("clusters", clusters)):
+        if not isinstance(value, torch.Tensor) or value.ndim != 1:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{name} must be a 1-D integer tensor of shape (B,); got {shape}")
+        if value.is_floating_point() or value.is_complex():
+            raise TypeError(f"{name} must hold integers; got dtype {value.dtype}")
+        if value.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"{name} must have one entry per embedding (B={embeddings.shape[0]}); "
+                             f"got {value.shape[0]}")
+    if not bool(torch.isfinite(embeddings).all()):
+        raise ValueError("embeddings must be finite; got NaN or inf (the network diverged: "
+                         "lower the learning rate, or check the input data)")
+
+
+def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
+                      alpha: float = 1.0, variance: float | None = None) -> MagnetTerms:
+    """Magnet Loss per example, paper eq. 5, with the batch variance it used.
+
+    For a batch of ``B = M*D`` embeddings ``r_n`` in ``M`` clusters::
+
+        mu_m = mean of the embeddings of batch cluster m
+        s2   = sum_n ||r_n - mu(r_n)||^2 / (B - 1)
+        l_n  = max(0, ||r_n - mu(r_n)||^2 / (2 s2) + alpha
+                      + logsumexp_{m: class(m) != C(n)} -||r_n - mu_m||^2 / (2 s2))
+
+    The denominator is masked by *class*: clusters of the example's own class appear neither in
+    the numerator nor in the denominator. Gradients flow through ``mu_m`` and ``s2``.
+
+    Args:
+        embeddings: ``(B, D)`` floating tensor. Half precision is computed in float32.
+        labels: ``(B,)`` integer class of each example.
+        clusters: ``(B,)`` integer cluster id of each example: any ids, in any order; each id
+            must belong to one class.
+        alpha: the margin, in units of the variance.
+        variance: a fixed ``sigma^2`` to use instead of the batch estimate ``s2`` (``None``:
+            estimate, which needs at least two examples in every cluster). ``variance=0.5``
+            gives the unstandardised form of paper §3.4.
+
+    Returns:
+        ``MagnetTerms(losses (B,), variance ())`` in float32 (float64 for float64 input).
+    """
+    _check_batch(embeddings, labels, clusters)
+    alpha = check_float("alpha", alpha)
+    compute_dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        x = embeddings.to(compute_dtype)                                     # (B, D)
+        cluster_ids, member_of = torch.unique(clusters, return_inverse=True)  # (M,), (B,)
+        num_clusters = cluster_ids.shape[0]
+        counts = torch.bincount(member_of, minlength=num_clusters)           # (M,)
+        if variance is None and int(counts.min()) < 2:
+            small = cluster_ids[counts < 2].tolist()
+            raise ValueError("every cluster needs >= 2 examples in the batch (the variance "
+                             f"needs two points per cluster); clusters {small[:5]} have 1. "
+                             "Use examples_per_cluster >= 2")
+        cluster_label = torch.empty(num_clusters, dtype=labels.dtype, device=labels.device)
+        cluster_label.scatter_(0, member_of, labels)                          # (M,)
+        if not bool((cluster_label[member_of] == labels).all()):
+            bad = torch.unique(member_of[cluster_label[member_of] != labels])
+            raise ValueError("each cluster id must belong to exactly one label; clusters "
+                             f"{cluster_ids[bad].tolist()[:5]} hold examples of several labels")
+        if torch.unique(cluster_label).shape[0] < 2:
+            raise ValueError("the batch must hold clusters of at least two classes (the "
+                             "denominator runs over clusters of other classes); got only class "
+                             f"{int(cluster_label[0])}")
+
+        # Distances are translation invariant: centring on the batch mean keeps the expanded
+        # form ||a||^2 - 2ab + ||b||^2 below free of cancellation for embeddings far from 0.
+        x = x - x.mean(dim=0, keepdim=True)
+        means = torch.zeros(num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
+        means = means.index_add(0, member_of, x) / counts.unsqueeze(1).to(x.dtype)  # (M, D)
+        intra = (x - means[member_of]).pow(2).sum(dim=1)                     # (B,)
+        if variance is None:
+            s2 = intra.sum() / (x.shape[0] - 1)
+            if not bool(s2 > 0):
+                raise ValueError("the batch variance s2 is 0: every embedding sits on its "
+                                 "cluster mean (the embedding collapsed; lower the learning "
+                                 "rate or check that the inputs differ)")
+        else:
+            s2 = torch.tensor(check_float("variance", variance, strict_minimum=0.0),
+                              dtype=x.dtype, device=x.device)
+        squared = (x.pow(2).sum(1, keepdim=True) - 2.0 * x @ means.T
+                   + means.pow(2).sum(1).unsqueeze(0)).clamp_min(0.0)        # (B, M)
+        logits = -squared / (2.0 * s2)
+        same_class = labels.unsqueeze(1) == cluster_label.unsqueeze(0)        # (B, M)
+        impostors = torch.logsumexp(logits.masked_fill(same_class, float("-inf")), dim=1)
+        losses = torch.relu(intra / (2.0 * s2) + alpha + impostors)          # (B,)
+    return MagnetTerms(losses, s2)
+
+
+class MagnetLoss(nn.Module):
+    """Magnet Loss (paper eq. 5) as a module.
+
+    ``loss = MagnetLoss(alpha=1.0)(embeddings (B, D), labels (B,), clusters (B,))``.
+    With ``reduction="none"`` it returns the ``(B,)`` per-example losses (the neighbourhood
+    sampler caches them). After each call, ``last_variance`` holds the detached batch ``s2``,
+    from which training keeps the running ``sigma^2`` used by k-nearest-cluster evaluation.
+    See :func:`magnet_loss_terms` for the equations.
+    """
+
+    requires_clusters = True
+
+    def __init__(self, alpha: float = 1.0, reduction: str = "mean",
+                 variance: float | None = None) -> None:
+        super().__init__()
+        self.alpha = check_float("alpha", alpha)
+        self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
+        self.variance = (None if variance is None
+                         else check_float("variance", variance, strict_minimum=0.0))
+        self.last_variance: torch.Tensor | None = None
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                clusters: torch.Tensor) -> torch.Tensor:
+        terms = magnet_loss_terms(embeddings, labels, clusters, self.alpha, self.variance)
+        self.last_variance = terms.variance.detach()
+        if self.reduction == "none":
+            return terms.losses
+        return terms.losses.mean() if self.reduction == "mean" else terms.losses.sum()
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, reduction={self.reduction!r}"
