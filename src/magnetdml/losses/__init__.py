@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import Registry
-from .magnet import MagnetLoss, MagnetTerms, magnet_loss_terms
+from .magnet import ClusterTerms, MagnetLoss, MagnetTerms, cluster_terms, magnet_loss_terms
 
 LOSSES: Registry[nn.Module] = Registry("loss")
 
@@ -28,4 +28,5 @@ def build_loss(name: str, *, embedding_dim: int, num_classes: int, **params: obj
     return LOSSES.get(name)(embedding_dim=embedding_dim, num_classes=num_classes, **params)
 
 
-__all__ = ["LOSSES", "MagnetLoss", "MagnetTerms", "build_loss", "magnet_loss_terms"]
+__all__ = ["LOSSES", "ClusterTerms", "MagnetLoss", "MagnetTerms", "build_loss", "cluster_terms",
+           "magnet_loss_terms"]

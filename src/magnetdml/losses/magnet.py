@@ -17,6 +17,18 @@ class MagnetTerms(NamedTuple):
     variance: torch.Tensor
 
 
+class ClusterTerms(NamedTuple):
+    """The pieces Magnet Loss and cluster-NCA are built from, all in the compute dtype:
+
+    ``own (B,)`` = ``||r_n - mu(r_n)||^2 / (2 s2)``; ``impostors (B,)`` =
+    ``logsumexp_{m: class(m) != C(n)} -||r_n - mu_m||^2 / (2 s2)``; ``variance`` = ``s2``.
+    """
+
+    own: torch.Tensor
+    impostors: torch.Tensor
+    variance: torch.Tensor
+
+
 def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor) -> None:
     if not isinstance(embeddings, torch.Tensor) or not embeddings.is_floating_point():
         raise TypeError("embeddings must be a floating-point torch.Tensor of shape (B, D); "
@@ -37,6 +49,63 @@ def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch
     if not bool(torch.isfinite(embeddings).all()):
         raise ValueError("embeddings must be finite; got NaN or inf (the network diverged: "
                          "lower the learning rate, or check the input data)")
+
+
+def cluster_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
+                  variance: float | None = None) -> ClusterTerms:
+    """Validate a batch and compute :class:`ClusterTerms` (see :func:`magnet_loss_terms`).
+
+    Computed in float32 (float64 for float64 input) with autocast disabled, so half-precision
+    training never underflows the exponentials.
+    """
+    _check_batch(embeddings, labels, clusters)
+    compute_dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        return _cluster_terms(embeddings.to(compute_dtype), labels, clusters, variance)
+
+
+def _cluster_terms(x: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
+                   variance: float | None) -> ClusterTerms:
+    cluster_ids, member_of = torch.unique(clusters, return_inverse=True)      # (M,), (B,)
+    num_clusters = cluster_ids.shape[0]
+    counts = torch.bincount(member_of, minlength=num_clusters)                # (M,)
+    if variance is None and int(counts.min()) < 2:
+        small = cluster_ids[counts < 2].tolist()
+        raise ValueError("every cluster needs >= 2 examples in the batch (the variance "
+                         f"needs two points per cluster); clusters {small[:5]} have 1. "
+                         "Use examples_per_cluster >= 2")
+    cluster_label = torch.empty(num_clusters, dtype=labels.dtype, device=labels.device)
+    cluster_label.scatter_(0, member_of, labels)                              # (M,)
+    if not bool((cluster_label[member_of] == labels).all()):
+        bad = torch.unique(member_of[cluster_label[member_of] != labels])
+        raise ValueError("each cluster id must belong to exactly one label; clusters "
+                         f"{cluster_ids[bad].tolist()[:5]} hold examples of several labels")
+    if torch.unique(cluster_label).shape[0] < 2:
+        raise ValueError("the batch must hold clusters of at least two classes (the "
+                         "denominator runs over clusters of other classes); got only class "
+                         f"{int(cluster_label[0])}")
+
+    # Distances are translation invariant: centring on the batch mean keeps the expanded
+    # form ||a||^2 - 2ab + ||b||^2 below free of cancellation for embeddings far from 0.
+    x = x - x.mean(dim=0, keepdim=True)
+    means = torch.zeros(num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
+    means = means.index_add(0, member_of, x) / counts.unsqueeze(1).to(x.dtype)  # (M, D)
+    intra = (x - means[member_of]).pow(2).sum(dim=1)                         # (B,)
+    if variance is None:
+        s2 = intra.sum() / (x.shape[0] - 1)
+        if not bool(s2 > 0):
+            raise ValueError("the batch variance s2 is 0: every embedding sits on its "
+                             "cluster mean (the embedding collapsed; lower the learning "
+                             "rate or check that the inputs differ)")
+    else:
+        s2 = torch.tensor(check_float("variance", variance, strict_minimum=0.0),
+                          dtype=x.dtype, device=x.device)
+    squared = (x.pow(2).sum(1, keepdim=True) - 2.0 * x @ means.T
+               + means.pow(2).sum(1).unsqueeze(0)).clamp_min(0.0)            # (B, M)
+    logits = -squared / (2.0 * s2)
+    same_class = labels.unsqueeze(1) == cluster_label.unsqueeze(0)            # (B, M)
+    impostors = torch.logsumexp(logits.masked_fill(same_class, float("-inf")), dim=1)
+    return ClusterTerms(intra / (2.0 * s2), impostors, s2)
 
 
 def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
@@ -66,52 +135,10 @@ def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: 
     Returns:
         ``MagnetTerms(losses (B,), variance ())`` in float32 (float64 for float64 input).
     """
-    _check_batch(embeddings, labels, clusters)
     alpha = check_float("alpha", alpha)
-    compute_dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
-    with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        x = embeddings.to(compute_dtype)                                     # (B, D)
-        cluster_ids, member_of = torch.unique(clusters, return_inverse=True)  # (M,), (B,)
-        num_clusters = cluster_ids.shape[0]
-        counts = torch.bincount(member_of, minlength=num_clusters)           # (M,)
-        if variance is None and int(counts.min()) < 2:
-            small = cluster_ids[counts < 2].tolist()
-            raise ValueError("every cluster needs >= 2 examples in the batch (the variance "
-                             f"needs two points per cluster); clusters {small[:5]} have 1. "
-                             "Use examples_per_cluster >= 2")
-        cluster_label = torch.empty(num_clusters, dtype=labels.dtype, device=labels.device)
-        cluster_label.scatter_(0, member_of, labels)                          # (M,)
-        if not bool((cluster_label[member_of] == labels).all()):
-            bad = torch.unique(member_of[cluster_label[member_of] != labels])
-            raise ValueError("each cluster id must belong to exactly one label; clusters "
-                             f"{cluster_ids[bad].tolist()[:5]} hold examples of several labels")
-        if torch.unique(cluster_label).shape[0] < 2:
-            raise ValueError("the batch must hold clusters of at least two classes (the "
-                             "denominator runs over clusters of other classes); got only class "
-                             f"{int(cluster_label[0])}")
-
-        # Distances are translation invariant: centring on the batch mean keeps the expanded
-        # form ||a||^2 - 2ab + ||b||^2 below free of cancellation for embeddings far from 0.
-        x = x - x.mean(dim=0, keepdim=True)
-        means = torch.zeros(num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
-        means = means.index_add(0, member_of, x) / counts.unsqueeze(1).to(x.dtype)  # (M, D)
-        intra = (x - means[member_of]).pow(2).sum(dim=1)                     # (B,)
-        if variance is None:
-            s2 = intra.sum() / (x.shape[0] - 1)
-            if not bool(s2 > 0):
-                raise ValueError("the batch variance s2 is 0: every embedding sits on its "
-                                 "cluster mean (the embedding collapsed; lower the learning "
-                                 "rate or check that the inputs differ)")
-        else:
-            s2 = torch.tensor(check_float("variance", variance, strict_minimum=0.0),
-                              dtype=x.dtype, device=x.device)
-        squared = (x.pow(2).sum(1, keepdim=True) - 2.0 * x @ means.T
-                   + means.pow(2).sum(1).unsqueeze(0)).clamp_min(0.0)        # (B, M)
-        logits = -squared / (2.0 * s2)
-        same_class = labels.unsqueeze(1) == cluster_label.unsqueeze(0)        # (B, M)
-        impostors = torch.logsumexp(logits.masked_fill(same_class, float("-inf")), dim=1)
-        losses = torch.relu(intra / (2.0 * s2) + alpha + impostors)          # (B,)
-    return MagnetTerms(losses, s2)
+    terms = cluster_terms(embeddings, labels, clusters, variance)
+    losses = torch.relu(terms.own + alpha + terms.impostors)                 # (B,)
+    return MagnetTerms(losses, terms.variance)
 
 
 class MagnetLoss(nn.Module):
