@@ -1,0 +1,62 @@
+"""The dataset registry (CLI ``--dataset NAME --data-dir DIR``) and :func:`load_dataset`."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..registry import Registry
+from .splits import DataPool, DatasetSplits, split_pool
+
+#: name -> loader ``(data_dir, *, seed, **options) -> DataPool``.
+DATASETS: Registry[DataPool] = Registry("dataset")
+
+
+def require_dir(name: str, data_dir: str | os.PathLike | None, expects: str) -> Path:
+    """Return ``data_dir`` as a Path, or raise saying what the folder must hold."""
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} needs data_dir (CLI: --data-dir DIR): the folder "
+                         f"holding {expects}")
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"data_dir {str(path)!r} for dataset {name!r} does not exist; "
+                                f"it should hold {expects}")
+    return path
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0,
+                 val_fraction: float = 0.0, unseen_classes: Any = None,
+                 **options: Any) -> DatasetSplits:
+    """Load dataset ``name`` and cut it into seeded train / test / val / unseen splits.
+
+    Args:
+        name: a registered name (``DATASETS.names()``): digits, mnist, fashion-mnist, cifar10,
+            cifar100, omniglot, image-folder, features.
+        data_dir: the folder (or file, for ``features``) holding the data; ``digits`` needs none.
+        seed: seeds every random split (each purpose has its own stream).
+        val_fraction: fraction of each seen class's training examples moved to ``val``.
+        unseen_classes: a fraction of the classes (seeded choice) or a list of class ids or
+            names held out entirely: all their examples go to ``unseen`` and none to
+            train / test / val (class-disjoint protocol).
+        **options: loader options (see each loader's docstring), e.g. ``download=True`` for
+            MNIST, ``size=28`` and ``unseen_alphabets=0.2`` for Omniglot.
+
+    Returns:
+        :class:`DatasetSplits`; ``info["load_seconds"]`` records the load time.
+    """
+    loader = DATASETS.get(name)
+    params = inspect.signature(loader).parameters
+    allowed = sorted(p for p in params if p not in ("data_dir", "seed"))
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; valid "
+                        f"options: {', '.join(allowed) or '(none)'}")
+    start = time.perf_counter()
+    pool = loader(data_dir, seed=seed, **options)
+    splits = split_pool(name, pool, seed=seed, val_fraction=val_fraction,
+                        unseen_classes=unseen_classes)
+    splits.info["load_seconds"] = round(time.perf_counter() - start, 3)
+    return splits

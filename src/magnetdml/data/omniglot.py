@@ -1,0 +1,139 @@
+"""``omniglot``: 1,623 handwritten characters from 50 alphabets, 20 drawings each.
+
+Sources in ``data_dir`` (or ``data_dir`` itself being the ``.npz``):
+
+* ``omniglot_background.npz``: ``images`` uint8 (N, 105, 105) with 255 background,
+  ``labels`` (N,), ``alphabet`` (C,), ``character`` (C,) (the staged copy in shared/data);
+* the official layout ``images_background/<alphabet>/<character>/*.png`` as a folder or as
+  ``images_background.zip``; with ``evaluation=True`` also ``images_evaluation`` (20 more
+  alphabets), whose classes all go to ``unseen``.
+
+Images are inverted so strokes are bright on 0 (``invert=True``) and resized to ``size`` x
+``size`` (default 28, as in the few-shot literature) with antialiased bilinear interpolation in
+batched torch; the result is cached. With 20 images per class there is no official test split:
+``test`` is a seeded per-class hold-out of ``test_per_class`` drawings. ``unseen_alphabets``
+(a fraction or a list of alphabet names / ids) holds out whole alphabets: the class-disjoint
+split by alphabet. Attribute ``alphabet``: (N,) alphabet id (names in ``info["alphabets"]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_int
+from ._cache import cached_arrays, source_key
+from ._files import FileTree, decode_tree
+from .base import NORMALISATION, ArrayDataset
+from .loading import DATASETS, require_dir
+from .splits import STREAM_TEST, DataPool, resolve_classes, stratified_holdout
+
+STREAM_ALPHABETS = 4  # its own random stream (see splits.py)
+
+
+def resize_batched(images: np.ndarray, size: int, chunk: int = 2048) -> np.ndarray:
+    """Resize uint8 ``(N, H, W)`` to ``(N, size, size)``, antialiased, in bounded-memory chunks."""
+    out = np.empty((images.shape[0], size, size), dtype=np.uint8)
+    for start in range(0, images.shape[0], chunk):
+        x = torch.from_numpy(images[start:start + chunk]).unsqueeze(1).float()  # (b, 1, H, W)
+        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
+        out[start:start + chunk] = y.round_().clamp_(0, 255).squeeze(1).to(torch.uint8).numpy()
+    return out
+
+
+def _read_tree(source: Path) -> dict[str, np.ndarray]:
+    """Decode an official ``images_*`` folder or zip into npz-like arrays."""
+    tree = FileTree(source)
+    names = [n for n in tree.names() if len(n.split("/")) >= 3]
+    if not names:
+        raise ValueError(f"{source} holds no <alphabet>/<character>/<image>.png files")
+    keys = [tuple(n.split("/")[-3:-1]) for n in names]       # (alphabet, character)
+    classes = sorted(set(keys))
+    lookup = {k: i for i, k in enumerate(classes)}
+    return {"images": decode_tree(tree, names, "L"),
+            "labels": np.array([lookup[k] for k in keys], dtype=np.int64),
+            "alphabet": np.array([a for a, _ in classes]),
+            "character": np.array([c for _, c in classes])}
+
+
+def _find(root: Path, part: str) -> Path | None:
+    for candidate in (root / f"images_{part}", root / f"images_{part}.zip"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _load_part(source: Path, size: int, invert: bool, cache_dir, use_cache: bool):
+    def build() -> dict[str, np.ndarray]:
+        if source.suffix == ".npz":
+            with np.load(source, allow_pickle=False) as z:
+                raw = {k: z[k] for k in ("images", "labels", "alphabet", "character")}
+        else:
+            raw = _read_tree(source)
+        images = raw["images"]
+        if invert:
+            images = 255 - images                             # strokes bright, background 0
+        if images.shape[1:] != (size, size):
+            images = resize_batched(images, size)
+        return dict(raw, images=images, labels=raw["labels"].astype(np.int64))
+    key = {"source": source_key(source), "size": size, "invert": invert}
+    return cached_arrays("omniglot", key, build, cache_dir=cache_dir, use_cache=use_cache)
+
+
+@DATASETS.register("omniglot")
+def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool = True,
+                  test_per_class: int = 5, unseen_alphabets=None, evaluation: bool = False,
+                  cache_dir=None, use_cache: bool = True) -> DataPool:
+    """Omniglot as uint8 ``(N, 1, size, size)``; see the module docstring for the options."""
+    size = check_int("size", size, minimum=4)
+    test_per_class = check_int("test_per_class", test_per_class, minimum=0,
+                               fix="the drawings per character held out for the test split")
+    root = require_dir("omniglot", data_dir, "omniglot_background.npz or images_background/")
+    if root.is_file():
+        background, root = root, root.parent
+    else:
+        background = next((p for p in (root / "omniglot_background.npz",
+                                       _find(root, "background")) if p and p.exists()), None)
+    if background is None:
+        raise FileNotFoundError(f"no Omniglot data in {root}: expected omniglot_background.npz"
+                                " or images_background/ (or .zip) from "
+                                "https://github.com/brendenlake/omniglot")
+    parts = [background]
+    if evaluation:
+        evaluation_src = _find(root, "evaluation")
+        if evaluation_src is None:
+            raise FileNotFoundError(f"evaluation=True needs images_evaluation/ (or .zip) in "
+                                    f"{root}; the .npz holds only the background set")
+        parts.append(evaluation_src)
+    loaded = [_load_part(p, size, invert, cache_dir, use_cache) for p in parts]
+    arrays = [a for a, _ in loaded]
+    offsets = np.cumsum([0] + [a["alphabet"].shape[0] for a in arrays])
+    labels = np.concatenate([a["labels"] + o for a, o in zip(arrays, offsets[:-1], strict=True)])
+    class_alphabet = np.concatenate([a["alphabet"] for a in arrays]).astype(str)
+    characters = np.concatenate([a["character"] for a in arrays]).astype(str)
+    alphabets, class_alpha_id = np.unique(class_alphabet, return_inverse=True)
+    images = np.concatenate([a["images"] for a in arrays])[:, None]   # (N, 1, size, size)
+
+    forced = np.arange(offsets[1], offsets[-1])                 # evaluation classes: unseen
+    if unseen_alphabets is not None:
+        chosen = resolve_classes("unseen_alphabets", unseen_alphabets,
+                                 list(np.unique(class_alphabet[:offsets[1]])),
+                                 np.random.default_rng([seed, STREAM_ALPHABETS]))
+        names = np.unique(class_alphabet[:offsets[1]])[chosen]
+        forced = np.union1d(forced, np.flatnonzero(np.isin(class_alphabet, names)))
+    is_test = stratified_holdout(labels, count=test_per_class,
+                                 rng=np.random.default_rng([seed, STREAM_TEST]))
+    mean, std = NORMALISATION["omniglot"]
+    if not invert:
+        mean = tuple(1.0 - m for m in mean)
+    dataset = ArrayDataset(images, labels, attributes={"alphabet": class_alpha_id[labels]},
+                           mean=mean, std=std)
+    class_names = [f"{a}/{c}" for a, c in zip(class_alphabet, characters, strict=True)]
+    return DataPool(dataset, is_test, class_names,
+                    (1, size, size), unseen=forced.astype(np.int64),
+                    info={"source": [str(p) for p in parts], "alphabets": alphabets.tolist(),
+                          "cache_hit": all(hit for _, hit in loaded)})
