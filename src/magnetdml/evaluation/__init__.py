@@ -1,0 +1,24 @@
+"""Evaluation (layer 3): k-nearest clusters, soft kNN, retrieval and clustering metrics.
+
+Pure functions and small estimators over embeddings and labels, chunked so memory stays bounded
+at any ``N`` (no ``N x N`` matrix is ever built). Entry point: :func:`evaluate`.
+"""
+
+from .api import (
+                  CLASSIFICATION_METRICS,
+                  CLUSTERING_METRICS,
+                  KNC_METRICS,
+                  METRICS,
+                  RETRIEVAL_METRICS,
+                  evaluate,
+)
+from .clustering import clustering_scores, pairwise_f1
+from .knc import KNearestClusters
+from .knn import SoftKNN, estimate_variance
+from .neighbours import iter_neighbours, nearest_neighbours
+
+__all__ = [
+    "CLASSIFICATION_METRICS", "CLUSTERING_METRICS", "KNC_METRICS", "METRICS",
+    "RETRIEVAL_METRICS", "KNearestClusters", "SoftKNN", "clustering_scores", "estimate_variance",
+    "evaluate", "iter_neighbours", "nearest_neighbours", "pairwise_f1",
+]

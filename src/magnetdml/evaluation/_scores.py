@@ -1,0 +1,76 @@
+"""Class scores from neighbours, shared by kNC (neighbours = cluster centres) and soft kNN.
+
+Paper §3.3: the score of class ``c`` for a query ``r`` is
+
+    score_c(r) = sum_{l in L nearest, class(l) = c} exp(-||r - x_l||^2 / (2 sigma^2))
+
+normalised over classes. We compute it in log space: the exponent of the nearest neighbour is
+subtracted from every exponent before ``exp`` (a softmax shift), so the nearest neighbour's
+weight is exactly 1, the normaliser is >= 1, and a query far from every neighbour (all raw
+weights underflowing to 0) still gets finite probabilities instead of 0/0. ``sigma^2 = None``
+gives every neighbour weight 1: plain majority-vote kNN.
+
+Ranks break ties towards the lower class index, like ``numpy.argmax`` on the score vector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Bound on the (rows x classes) float64 score block built at once: 2**22 doubles = 32 MiB.
+_MAX_SCORE_CELLS = 1 << 22
+
+
+def class_probabilities(sq_distances: np.ndarray, neighbour_classes: np.ndarray,
+                        variance: float | None, n_classes: int) -> np.ndarray:
+    """``(B, n_classes)`` float64 probabilities from ``sq_distances (B, L)`` and the class
+    indices ``neighbour_classes (B, L)`` in ``[0, n_classes)`` of the ``L`` neighbours."""
+    b, num = sq_distances.shape
+    if variance is None:
+        weights = np.ones((b, num), dtype=np.float64)                      # (B, L)
+    else:
+        logits = -sq_distances.astype(np.float64) / (2.0 * variance)       # (B, L)
+        # Softmax shift: the largest weight becomes exp(0) = 1, so no row can sum to 0.
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))      # (B, L)
+    flat = (np.arange(b, dtype=np.int64)[:, None] * n_classes + neighbour_classes).ravel()
+    sums = np.bincount(flat, weights=weights.ravel(), minlength=b * n_classes)
+    sums = sums.reshape(b, n_classes)                                      # (B, C)
+    return sums / sums.sum(axis=1, keepdims=True)
+
+
+def true_class_ranks(scores: np.ndarray, true_classes: np.ndarray) -> np.ndarray:
+    """0-based rank of each row's true class in ``scores (B, C)`` (0 = predicted class).
+
+    ``true_classes (B,)`` holds class indices, or ``-1`` for a class the classifier does not
+    know (absent from the reference / centres): such a query is wrong at every ``k``, so its
+    rank is ``C`` (one past the last). Ties go to the lower class index.
+    """
+    b, n_classes = scores.shape
+    known = true_classes >= 0
+    safe = np.where(known, true_classes, 0)
+    own = scores[np.arange(b), safe][:, None]                              # (B, 1)
+    columns = np.arange(n_classes)[None, :]
+    better = (scores > own) | ((scores == own) & (columns < safe[:, None]))  # (B, C)
+    return np.where(known, better.sum(axis=1), n_classes)
+
+
+def neighbour_class_ranks(sq_distances: np.ndarray, neighbour_classes: np.ndarray,
+                          true_classes: np.ndarray, variance: float | None,
+                          n_classes: int) -> np.ndarray:
+    """Ranks of the true classes (see :func:`true_class_ranks`), computed in row blocks so the
+    ``(rows, n_classes)`` score block stays under 32 MiB even with very many classes."""
+    rows = max(1, _MAX_SCORE_CELLS // max(n_classes, 1))
+    out = np.empty(sq_distances.shape[0], dtype=np.int64)
+    for start in range(0, sq_distances.shape[0], rows):
+        block = slice(start, start + rows)
+        scores = class_probabilities(sq_distances[block], neighbour_classes[block], variance,
+                                     n_classes)
+        out[block] = true_class_ranks(scores, true_classes[block])
+    return out
+
+
+def class_indices(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Map ``labels`` to their positions in the sorted ``classes``; ``-1`` where absent."""
+    positions = np.searchsorted(classes, labels)
+    positions = np.minimum(positions, len(classes) - 1)
+    return np.where(classes[positions] == labels, positions, -1).astype(np.int64)

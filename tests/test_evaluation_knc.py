@@ -1,0 +1,122 @@
+"""k-nearest clusters (paper §3.3) against the formula written out in numpy."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from magnetdml.evaluation import KNearestClusters
+
+
+def _setup(seed=0, classes=5, per_class=3, dim=4, n=80):
+    rng = np.random.default_rng(seed)
+    centroids = rng.normal(size=(classes * per_class, dim)).astype(np.float32)
+    centroid_labels = np.repeat(np.arange(classes) * 10 + 3, per_class)  # non-contiguous labels
+    queries = rng.normal(size=(n, dim)).astype(np.float32)
+    return centroids, centroid_labels, queries
+
+
+def _brute_scores(queries, centroids, centroid_labels, variance, L):
+    d = ((queries[:, None, :].astype(np.float64) - centroids[None]) ** 2).sum(-1)  # (N, C)
+    order = np.argsort(d, axis=1)[:, :L]
+    classes = np.unique(centroid_labels)
+    scores = np.zeros((len(queries), len(classes)))
+    for q in range(len(queries)):
+        for l in order[q]:
+            c = np.searchsorted(classes, centroid_labels[l])
+            scores[q, c] += np.exp(-d[q, l] / (2 * variance))
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("L", [1, 4, 128])
+def test_scores_match_the_formula(L):
+    centroids, centroid_labels, queries = _setup()
+    knc = KNearestClusters(neighbours=L, batch_size=16).fit(
+        centroids=centroids, centroid_labels=centroid_labels, variance=0.7)
+    expected = _brute_scores(queries, centroids, centroid_labels, 0.7, min(L, 15))
+    np.testing.assert_allclose(knc.predict_scores(queries), expected, rtol=1e-5, atol=1e-9)
+    np.testing.assert_array_equal(knc.predict(queries),
+                                  knc.classes_[expected.argmax(axis=1)])
+
+
+def test_one_cluster_per_class_and_k1_is_nearest_class_mean():
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(300, 6)).astype(np.float32)
+    train_labels = rng.integers(0, 7, 300)
+    means = np.stack([train[train_labels == c].mean(0) for c in range(7)])
+    queries = rng.normal(size=(100, 6)).astype(np.float32)
+    knc = KNearestClusters(neighbours=1).fit(centroids=means, centroid_labels=np.arange(7),
+                                             variance=1.0)
+    nearest_mean = ((queries[:, None] - means[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(knc.predict(queries), nearest_mean)
+
+
+def test_duck_typed_index_equals_arrays_and_positional_variance():
+    centroids, centroid_labels, queries = _setup(seed=1)
+    index = SimpleNamespace(centroids_=centroids, centroid_labels_=centroid_labels)
+    a = KNearestClusters(neighbours=5).fit(index, 0.5).predict_scores(queries)
+    b = KNearestClusters(neighbours=5).fit(centroids=centroids, centroid_labels=centroid_labels,
+                                           variance=0.5).predict_scores(queries)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_far_away_query_gives_finite_probabilities_not_zero_over_zero():
+    centroids, centroid_labels, _ = _setup(seed=2)
+    far = np.full((3, 4), 1e4, np.float32)
+    # Every raw weight exp(-d / 2 sigma^2) underflows to 0 in float64 here.
+    knc = KNearestClusters(neighbours=8).fit(centroids=centroids, centroid_labels=centroid_labels,
+                                             variance=1e-3)
+    scores = knc.predict_scores(far)
+    assert np.isfinite(scores).all()
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0)
+    nearest = ((far[:1].astype(np.float64) - centroids) ** 2).sum(-1).argmin()
+    assert (knc.predict(far) == centroid_labels[nearest]).all()
+
+
+def test_invariant_to_global_scale_when_variance_scales_with_it():
+    centroids, centroid_labels, queries = _setup(seed=4)
+    a = KNearestClusters(6).fit(centroids=centroids, centroid_labels=centroid_labels,
+                                variance=0.3).predict_scores(queries)
+    b = KNearestClusters(6).fit(centroids=centroids * 100, centroid_labels=centroid_labels,
+                                variance=0.3 * 1e4).predict_scores(queries * 100)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-10)
+
+
+def test_true_class_ranks_agree_with_scores():
+    centroids, centroid_labels, queries = _setup(seed=5)
+    knc = KNearestClusters(6).fit(centroids=centroids, centroid_labels=centroid_labels,
+                                  variance=0.4)
+    labels = np.random.default_rng(0).choice(np.append(centroid_labels, 999), len(queries))
+    ranks = knc.true_class_ranks(queries, labels)
+    scores = knc.predict_scores(queries)
+    for q in range(len(queries)):
+        if labels[q] == 999:  # a class with no centre is wrong at every k
+            assert ranks[q] == len(knc.classes_)
+            continue
+        order = np.lexsort((np.arange(len(knc.classes_)), -scores[q]))
+        assert ranks[q] == list(knc.classes_[order]).index(labels[q])
+    np.testing.assert_array_equal(ranks == 0, knc.predict(queries) == labels)
+
+
+def test_errors():
+    centroids, centroid_labels, queries = _setup()
+    with pytest.raises(ValueError, match="variance must be given"):
+        KNearestClusters().fit(centroids=centroids, centroid_labels=centroid_labels)
+    with pytest.raises(ValueError, match=r"variance must be > 0.0 .*got -1.0"):
+        KNearestClusters().fit(centroids=centroids, centroid_labels=centroid_labels, variance=-1)
+    with pytest.raises(TypeError, match="index must be a fitted cluster index"):
+        KNearestClusters().fit(object(), 1.0)
+    with pytest.raises(ValueError, match="not both"):
+        KNearestClusters().fit(SimpleNamespace(centroids_=centroids,
+                                               centroid_labels_=centroid_labels), 1.0,
+                               centroids=centroids)
+    with pytest.raises(ValueError, match="neighbours must be >= 1; got 0"):
+        KNearestClusters(neighbours=0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        KNearestClusters().predict(queries)
+    knc = KNearestClusters().fit(centroids=centroids, centroid_labels=centroid_labels, variance=1)
+    with pytest.raises(ValueError, match="centres' dimension 4; got 3"):
+        knc.predict(queries[:, :3])
+    with pytest.raises(ValueError, match=r"centroid_labels must have one entry per embedding"):
+        KNearestClusters().fit(centroids=centroids, centroid_labels=centroid_labels[:-1],
+                               variance=1)
