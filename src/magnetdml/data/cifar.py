@@ -89,9 +89,9 @@ def _load_jpg(root: Path, spec: dict, cache_dir, use_cache: bool):
                    if p.exists()), None)
     if source is None:
         return None
-    tree = FileTree(source)
 
     def build() -> dict[str, np.ndarray]:
+        tree = FileTree(source)  # reading a 60k-entry zip directory alone takes ~0.5 s
         names = [n for n in tree.names() if len(n.split("/")) >= 3
                  and n.split("/")[-3] in ("train", "test")]
         if not names:
