@@ -4,7 +4,8 @@ index triplets, plus the batch checks and pairwise distances the pair/triplet lo
 Every miner takes the labels ``(B,)`` (and, except :func:`all_triplets`, a detached ``(B, B)``
 distance matrix) and returns :class:`Triplets` of ``(T,)`` int64 index tensors. A valid triplet
 has ``a != p``, ``label[a] == label[p]`` and ``label[n] != label[a]``. No Python loop runs over
-examples or triplets: every miner is a mask over ``(B, B)`` or ``(B, B, B)`` and a ``nonzero``.
+examples or triplets: each miner is a mask over ``(B, B)`` or ``(B, B, B)`` and a ``nonzero``
+(semi-hard adds a sort and a batched binary search).
 """
 
 from __future__ import annotations
