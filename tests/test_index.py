@@ -56,6 +56,7 @@ def test_small_classes_get_fewer_clusters_and_no_cluster_is_empty():
     index = ClusterIndex(clusters_per_class=8).fit(x, y)
     np.testing.assert_array_equal(index.classes_, [5, 7, 9, 11])
     assert index.clusters_per_class_[:3].tolist() == [8, 3, 1]
+    assert (index.cluster_sizes_[8:12] == 1).all()  # k = N: one cluster per point
     assert 1 <= index.clusters_per_class_[3] <= 5
     assert (index.cluster_sizes_ > 0).all()
     capped = ClusterIndex(clusters_per_class=8, max_clusters_per_class=2).fit(x, y)
