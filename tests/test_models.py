@@ -111,6 +111,20 @@ def test_resnet_stem_follows_image_size():
     assert forced.backbone.stem[0].kernel_size == (7, 7)
 
 
+def test_seed_fixes_the_initialisation_without_touching_the_global_rng():
+    state = torch.random.get_rng_state()
+    a = build_model("small-cnn", (1, 8, 8), seed=3, channels=(2, 4), hidden=8)
+    b = build_model("small-cnn", (1, 8, 8), seed=3, channels=(2, 4), hidden=8)
+    c = build_model("small-cnn", (1, 8, 8), seed=4, channels=(2, 4), hidden=8)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(),
+                                  strict=True):
+        assert torch.equal(pa, pb), name
+        assert not torch.equal(pa, pc), name  # every small-cnn parameter is drawn at random
+    with pytest.raises(ValueError, match="seed must be >= 0; got -1"):
+        build_model("mlp", (4,), seed=-1)
+
+
 def test_mlp_options_build_the_layers_they_name():
     net = build_model("mlp", (10,), hidden_sizes=[8], batch_norm=True, dropout=0.5)
     kinds = [type(m) for m in net.backbone.layers]

@@ -46,11 +46,15 @@ class EmbeddingNet(nn.Module):
 
 
 def build_model(backbone: str, input_shape: tuple[int, ...], embedding_dim: int = 64,
-                normalize: bool = False, **backbone_options: Any) -> EmbeddingNet:
+                normalize: bool = False, *, seed: int | None = None,
+                **backbone_options: Any) -> EmbeddingNet:
     """Make the backbone registered in ``BACKBONES`` as ``backbone`` for examples of shape
     ``input_shape`` (no batch dimension: ``(C, H, W)`` or ``(F,)``) and put a linear head of
     ``embedding_dim`` outputs on it. ``backbone_options`` go to the backbone factory; an
     unknown option raises a ``TypeError`` that lists the valid ones.
+
+    ``seed``: initialise the parameters from ``torch.manual_seed(seed)`` inside a forked RNG
+    (the caller's global torch RNG state is left as it was); None draws from the global RNG.
     """
     factory = BACKBONES.get(backbone)
     shape = check_input_shape(backbone, input_shape)
@@ -62,5 +66,9 @@ def build_model(backbone: str, input_shape: tuple[int, ...], embedding_dim: int 
     if unknown:
         raise TypeError(f"backbone {backbone!r} got unknown option(s) {', '.join(unknown)}; "
                         f"valid options: {', '.join(valid) or '(none)'}")
-    net = factory(shape, **backbone_options)
-    return EmbeddingNet(net, dim, normalize=normalize, input_shape=shape)
+    if seed is None:
+        return EmbeddingNet(factory(shape, **backbone_options), dim, normalize, shape)
+    seed = check_int("seed", seed, minimum=0)
+    with torch.random.fork_rng(devices=[]):  # CPU init only; restores the global state
+        torch.manual_seed(seed)
+        return EmbeddingNet(factory(shape, **backbone_options), dim, normalize, shape)
