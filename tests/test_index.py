@@ -170,6 +170,10 @@ def test_state_dict_round_trip():
     np.testing.assert_array_equal(restored.nearest_impostors(0, 5), index.nearest_impostors(0, 5))
     np.testing.assert_array_equal(restored.refresh(x, y).assignments_,
                                   index.refresh(x, y).assignments_)
+    gpu_state = index.state_dict()
+    gpu_state["params"]["device"] = "cuda"  # fitted on a GPU, evaluated on a CPU machine
+    loaded = ClusterIndex().load_state_dict(gpu_state)
+    np.testing.assert_array_equal(loaded.centroids_, index.centroids_)
 
 
 def test_input_and_parameter_errors():

@@ -75,7 +75,7 @@ class ClusterIndex:
         self._fit(embeddings, labels, warm=hasattr(self, "centroids_"))
         return self
 
-    def _check_params(self) -> None:
+    def _check_params(self, *, device_available: bool = True) -> None:
         check_int("clusters_per_class", self.clusters_per_class, minimum=1)
         check_choice("method", self.method, METHODS)
         check_float("distance_threshold", self.distance_threshold, strict_minimum=0.0,
@@ -93,7 +93,7 @@ class ClusterIndex:
         except RuntimeError as error:
             raise ValueError(f"device must be a torch device string such as 'cpu' or "
                              f"'cuda'; got {self.device!r}") from error
-        if device.type == "cuda" and not torch.cuda.is_available():
+        if device_available and device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} but torch sees no CUDA GPU; "
                              "use device='cpu'")
 
@@ -228,7 +228,9 @@ class ClusterIndex:
                              f"got {type(state).__name__} without 'params'")
         for name, value in state["params"].items():
             setattr(self, name, value)
-        self._check_params()
+        # A GPU-fitted index must load on a CPU-only machine (for evaluation); the device is
+        # only checked again by the next fit/refresh.
+        self._check_params(device_available=False)
         missing = [name for name in _FITTED if name not in state]
         if len(missing) == len(_FITTED):
             return self
