@@ -80,3 +80,14 @@ def test_to_device_keeps_values():
     _, _, ds = make()
     before = ds.get_batch([1, 2])[0]
     assert torch.equal(ds.to("cpu").get_batch([1, 2])[0], before)
+
+
+def test_tensor_storage_path_matches_the_numpy_path():
+    """The path used after .to(a GPU) (torch storage), exercised here on the CPU."""
+    images, labels, ds = make()
+    sub = ds.subset([4, 8, 1])
+    on_tensor = sub.subset([0, 1, 2])
+    on_tensor._data = torch.from_numpy(images)                 # what .to("cuda") stores
+    x, y = on_tensor.get_batch([2, 0])
+    torch.testing.assert_close(x, sub.get_batch([2, 0])[0])
+    assert y.tolist() == labels[[1, 4]].tolist()

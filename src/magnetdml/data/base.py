@@ -73,29 +73,40 @@ class LabelledDataset(Dataset):
 class ArrayDataset(LabelledDataset):
     """In-memory (or memory-mapped) dataset: ``data (N, *shape)`` uint8 images or float features.
 
-    ``get_batch`` gathers rows of one tensor and normalises them in a single vectorised step:
-    ``x = (data[rows] / scale - mean) / std`` with ``mean``/``std`` per channel (dim 1). Float
-    data (feature vectors) is returned as is unless ``mean``/``std`` are given. A
-    ``numpy.memmap`` is indexed with numpy so only the requested rows are read from disk.
+    ``get_batch`` gathers rows and normalises them in one vectorised step:
+    ``x = (data[rows] / scale - mean) / std = data[rows] * a + b`` with ``mean``/``std`` per
+    channel (dim 1). Float data (feature vectors) is returned as is unless ``mean``/``std`` are
+    given. On the CPU the storage is a numpy array (a ``numpy.memmap`` reads only the requested
+    rows): numpy's single-threaded gather of 48 rows takes ~5 us, where torch's OpenMP gather
+    took ~4 ms on this busy 2-core machine. After :meth:`to` a GPU it is a torch tensor there.
     """
 
     def __init__(self, data: np.ndarray | torch.Tensor, labels: np.ndarray, *,
                  attributes: dict[str, np.ndarray] | None = None, scale: float = 255.0,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  rows: np.ndarray | None = None) -> None:
-        self._memmap = isinstance(data, np.memmap)
-        self._data = data if self._memmap or isinstance(data, torch.Tensor) \
-            else torch.from_numpy(np.ascontiguousarray(data))
+        if isinstance(data, torch.Tensor) and data.device.type == "cpu":
+            data = data.numpy()
+        if isinstance(data, np.ndarray) and not isinstance(data, np.memmap):
+            data = np.ascontiguousarray(data)
+        self._data = data
         # ``rows`` maps this view's positions to rows of the shared storage: subsets share it.
         self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.attributes = {k: np.asarray(v, dtype=np.int64) for k, v in (attributes or {}).items()}
         self.scale = float(scale)
         self._mean, self._std = mean, std
-        channels = (len(mean),) if mean is not None else ()
-        shape = (-1,) + channels + (1,) * (len(self.sample_shape) - len(channels))
-        self._mean_t = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(shape)
-        self._std_t = None if std is None else torch.tensor(std, dtype=torch.float32).view(shape)
+        # x * a + b: a = 1 / (scale * std), b = -mean / std, broadcast over (B, C, 1, 1, ...).
+        ndim = len(self.sample_shape)
+        shape = (1, -1) + (1,) * (ndim - 1) if mean is not None else (1,) * (ndim + 1)
+        integer = not (data.dtype.is_floating_point if isinstance(data, torch.Tensor)
+                       else np.issubdtype(data.dtype, np.floating))
+        inv_scale = 1.0 / self.scale if integer else 1.0
+        std_arr = np.asarray(std if std is not None else [1.0], dtype=np.float64)
+        mean_arr = np.asarray(mean if mean is not None else [0.0], dtype=np.float64)
+        self._a = (inv_scale / std_arr).astype(np.float32).reshape(shape)
+        self._b = (-mean_arr / std_arr).astype(np.float32).reshape(shape)
+        self._identity = not integer and mean is None
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -103,27 +114,33 @@ class ArrayDataset(LabelledDataset):
 
     def to(self, device: torch.device | str) -> ArrayDataset:
         """Move the storage (and so every batch) to ``device``, e.g. a GPU; returns ``self``."""
-        if self._memmap:
-            self._data, self._memmap = torch.from_numpy(np.asarray(self._data)), False
-        self._data = self._data.to(device)
-        for name in ("_mean_t", "_std_t"):
-            if getattr(self, name) is not None:
-                setattr(self, name, getattr(self, name).to(device))
+        device = torch.device(device)
+        if device.type == "cpu":
+            if isinstance(self._data, torch.Tensor):
+                self._data = self._data.cpu().numpy()
+        else:
+            data = self._data if isinstance(self._data, torch.Tensor) \
+                else torch.from_numpy(np.ascontiguousarray(self._data))
+            self._data = data.to(device)
         return self
 
     def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = as_index_tensor(indices)
-        rows = idx.numpy() if self._rows is None else self._rows[idx.numpy()]
-        if self._memmap:
-            raw = torch.from_numpy(np.asarray(self._data[rows]))  # reads only these rows
-        else:
-            raw = self._data[torch.as_tensor(rows, device=self._data.device)]  # (B, *shape)
-        x = raw.float()
-        if raw.dtype == torch.uint8:
-            x = x.div_(self.scale)
-        if self._mean_t is not None:
-            x = x.sub_(self._mean_t).div_(self._std_t)
-        return x, torch.from_numpy(self.labels[idx.numpy()]).to(x.device)
+        idx = as_index_tensor(indices).numpy()
+        rows = idx if self._rows is None else self._rows[idx]
+        labels = torch.from_numpy(self.labels[idx])
+        if isinstance(self._data, torch.Tensor):                    # accelerator storage
+            dev = self._data.device
+            x = self._data[torch.as_tensor(rows, device=dev)].float()  # (B, *shape)
+            if not self._identity:
+                a, b = (torch.from_numpy(t).to(dev) for t in (self._a, self._b))
+                x = x.mul_(a).add_(b)
+            return x, labels.to(dev)
+        x = np.take(self._data, rows, axis=0)                     # (B, *shape); memmap: reads rows
+        x = x.astype(np.float32)                                  # a copy: never the storage
+        if not self._identity:
+            x *= self._a
+            x += self._b
+        return torch.from_numpy(x), labels
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ArrayDataset:
         pos = np.asarray(indices, dtype=np.int64)
