@@ -74,7 +74,10 @@ def kmeans(points: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 20,
         # which for many tiny classes cost ~3 ms each in scikit-learn's validation alone.
         return KMeansResult(points.copy(), np.arange(n, dtype=np.int64), 0.0)
     if init is None:
-        init, _ = kmeans_plusplus(points, k, random_state=np.random.RandomState(seed))
+        # float64: scikit-learn computes float32 distances through a chunked upcast that is
+        # ~7x slower (10k x 128 points, k=8: 1.05 s vs 0.14 s), and the picks are exact.
+        init, _ = kmeans_plusplus(points.astype(np.float64), k,
+                                  random_state=np.random.RandomState(seed))
     init = np.ascontiguousarray(init, dtype=np.float32)
     if init.shape != (k, dim):
         raise ValueError(f"init must have shape ({k}, {dim}) for a warm start; got {init.shape}")
