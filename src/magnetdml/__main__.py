@@ -1,0 +1,7 @@
+"""``python -m magnetdml`` is the ``magnetdml`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

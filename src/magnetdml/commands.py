@@ -1,0 +1,1 @@
+"""Subcommands beyond ``train`` (evaluate, compare, ...) register here with ``cli.command``."""

@@ -1,0 +1,176 @@
+"""The frozen config tree that drives the Python API, the CLI and every run's ``config.json``.
+
+Each leaf field is settable on the command line as ``--section.field VALUE`` (for example
+``--loss.alpha 1.0``) or from a YAML/JSON file with the same nesting. ``Config.validate``
+checks every field once and raises a ``ValueError`` naming the field, the rule and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .._validation import check_choice, check_float, check_int
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data to train on and how to split it."""
+
+    name: str = "digits"              # a name of magnetdml.data.DATASETS
+    data_dir: str | None = None       # folder with the dataset's files (not needed for digits)
+    seed: int = 0                     # seeds the train/test/val and class splits
+    val_fraction: float = 0.0         # fraction of train held out for hyperparameter search
+    unseen_classes: float = 0.0       # fraction of classes held out entirely (class-disjoint)
+    augment: bool = False             # paper §4: random rescale up to max_scale, crop back
+    max_scale: float = 0.3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone + linear embedding head (paper: embedding dimension 1024)."""
+
+    backbone: str = "mlp"             # a name of magnetdml.models.BACKBONES
+    embedding_dim: int = 64
+    normalize: bool = False           # L2-normalise the embedding
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The loss and its hyperparameters. Each loss reads the fields it uses; ``None`` means
+    that loss's own default (triplet margin 0.2, contrastive and lifted 1.0, ...)."""
+
+    name: str = "magnet"                    # a name of magnetdml.losses.LOSSES
+    alpha: float = 1.0                      # Magnet's margin, in units of the variance
+    margin: float | None = None             # triplet / contrastive / lifted margin
+    positive_margin: float | None = None    # contrastive: positives pulled below this
+    triplet_variant: str | None = None      # "hinge" (paper eq. 1) or "ratio" (seed 003)
+    miner: str | None = None                # all | batch_hard | semi_hard | nearest_impostors
+    impostor_fraction: float | None = None  # triplet: nearest impostor fraction (App. B)
+    normalize: bool | None = None           # L2-normalise inside triplet-style losses
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """The cluster index of paper §3.2 (k-means per class, refreshed during training)."""
+
+    clusters_per_class: int = 4       # K (fewer for classes with fewer examples)
+    method: str = "kmeans"            # "kmeans" or "agglomerative" (seed 000)
+    distance_threshold: float = 1.0   # agglomerative cut, relative to the intra-class spread
+    refresh_every: int = 0            # iterations between refreshes; 0 = every epoch
+    drift_threshold: float = 0.0      # > 0: refresh when a probe set drifts more (adaptive)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Batch composition: M clusters x D examples (Magnet), P classes x K examples (others)."""
+
+    clusters_per_batch: int = 12      # M (paper's best: 12)
+    examples_per_cluster: int = 4     # D (paper's best: 4)
+    classes_per_batch: int = 12       # P, for losses without a cluster index
+    examples_per_class: int = 4       # K, for losses without a cluster index
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (paper App. B: SGD, momentum 0.9, per-epoch annealing)."""
+
+    epochs: int = 30
+    iterations_per_epoch: int = 0     # 0 = training examples // batch size
+    optimizer: str = "sgd"            # "sgd" or "adam"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_decay: float = 0.95            # learning rate *= lr_decay after every epoch
+    warm_start_epochs: int = 0        # brief softmax pre-training (paper §4)
+    variance_momentum: float = 0.9    # running average of s2 -> sigma^2 for kNC
+    seed: int = 0
+    device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
+    amp: bool = False                 # mixed precision (the loss stays float32)
+    threads: int = 0                  # torch CPU threads; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation on the test split after every ``every`` epochs and at the end."""
+
+    neighbours: int = 128             # L nearest clusters for kNC (paper: 128)
+    knn_k: int = 128                  # neighbours of the soft kNN (paper: 128)
+    every: int = 1                    # evaluate every N epochs (0: only at the end)
+    test_time_augment: int = 0        # average the embeddings of N augmented copies (paper: 16)
+    plots: bool = True                # loss curve and t-SNE pictures into the run folder
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run. ``out`` is the run folder (default: runs/<dataset>-<loss>-<time>)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    out: str | None = None
+
+    def validate(self) -> Config:
+        """Check every field; raise ``ValueError`` naming the field, the rule and the value."""
+        from ..data import DATASETS
+        from ..losses import LOSSES
+        from ..models import BACKBONES
+
+        check_choice("data.name", self.data.name, DATASETS.names())
+        check_float("data.val_fraction", self.data.val_fraction, minimum=0.0, maximum=0.9)
+        check_float("data.unseen_classes", self.data.unseen_classes, minimum=0.0, maximum=0.9)
+        check_float("data.max_scale", self.data.max_scale, minimum=0.0, maximum=1.0)
+        check_choice("model.backbone", self.model.backbone, BACKBONES.names())
+        check_int("model.embedding_dim", self.model.embedding_dim, minimum=2)
+        check_choice("loss.name", self.loss.name, LOSSES.names())
+        check_float("loss.alpha", self.loss.alpha)
+        if self.loss.margin is not None:
+            check_float("loss.margin", self.loss.margin, minimum=0.0)
+        if self.loss.impostor_fraction is not None:
+            check_float("loss.impostor_fraction", self.loss.impostor_fraction,
+                        strict_minimum=0.0, maximum=1.0)
+        if self.loss.triplet_variant is not None:
+            check_choice("loss.triplet_variant", self.loss.triplet_variant, ("hinge", "ratio"))
+        if self.loss.miner is not None:
+            from ..losses.miners import MINERS
+            check_choice("loss.miner", self.loss.miner, MINERS)
+        check_int("index.clusters_per_class", self.index.clusters_per_class, minimum=1)
+        check_choice("index.method", self.index.method, ("kmeans", "agglomerative"))
+        check_float("index.distance_threshold", self.index.distance_threshold,
+                    strict_minimum=0.0)
+        check_int("index.refresh_every", self.index.refresh_every, minimum=0)
+        check_float("index.drift_threshold", self.index.drift_threshold, minimum=0.0)
+        check_int("sampler.clusters_per_batch", self.sampler.clusters_per_batch, minimum=2,
+                  fix="a neighbourhood is a seed cluster plus at least one impostor")
+        check_int("sampler.examples_per_cluster", self.sampler.examples_per_cluster, minimum=2,
+                  fix="the variance needs two points per cluster")
+        check_int("sampler.classes_per_batch", self.sampler.classes_per_batch, minimum=2)
+        check_int("sampler.examples_per_class", self.sampler.examples_per_class, minimum=2,
+                  fix="a positive pair needs two examples of a class")
+        check_int("train.epochs", self.train.epochs, minimum=1)
+        check_int("train.iterations_per_epoch", self.train.iterations_per_epoch, minimum=0)
+        check_choice("train.optimizer", self.train.optimizer, ("sgd", "adam"))
+        check_float("train.lr", self.train.lr, strict_minimum=0.0)
+        check_float("train.momentum", self.train.momentum, minimum=0.0, maximum=1.0)
+        check_float("train.weight_decay", self.train.weight_decay, minimum=0.0)
+        check_float("train.lr_decay", self.train.lr_decay, strict_minimum=0.0, maximum=1.0)
+        check_int("train.warm_start_epochs", self.train.warm_start_epochs, minimum=0)
+        check_float("train.variance_momentum", self.train.variance_momentum, minimum=0.0,
+                    maximum=1.0)
+        check_int("train.seed", self.train.seed, minimum=0)
+        check_int("train.threads", self.train.threads, minimum=0)
+        if not (self.train.device in ("cpu", "cuda", "auto")
+                or self.train.device.startswith("cuda:")):
+            raise ValueError("train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; "
+                             f"got {self.train.device!r}")
+        check_int("eval.neighbours", self.eval.neighbours, minimum=1)
+        check_int("eval.knn_k", self.eval.knn_k, minimum=1)
+        check_int("eval.every", self.eval.every, minimum=0)
+        check_int("eval.test_time_augment", self.eval.test_time_augment, minimum=0)
+        return self
+
+
+SECTIONS = tuple(f.name for f in fields(Config) if f.name != "out")

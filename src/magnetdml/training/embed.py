@@ -1,0 +1,51 @@
+"""One pass of the network over a whole dataset, in eval mode with no gradients.
+
+The cluster index must be built from embeddings all computed at the same stage of training
+(paper §3.2: caching embeddings from different steps damages the neighbourhood structure), so
+the refresh pauses training and embeds every training example with this function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributed import Distributed
+
+
+def embed_dataset(model: nn.Module, dataset, *, device: torch.device, batch_size: int = 1024,
+                  dist: Distributed | None = None,
+                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  copies: int = 0) -> np.ndarray:
+    """Embeddings ``(N, E)`` float32 of every example of ``dataset``, in dataset order.
+
+    With ``dist``, each rank embeds its contiguous shard and the shards are gathered, so every
+    rank returns the same full array. With ``augment`` and ``copies = n > 0``, each embedding is
+    the mean of the embeddings of ``n`` augmented copies (paper §4 test-time averaging).
+    """
+    was_training = model.training
+    model.eval()
+    indices = dist.shard(len(dataset)) if dist else np.arange(len(dataset))
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, len(indices), batch_size):
+            x, _ = dataset.get_batch(indices[start:start + batch_size])
+            x = x.to(device, non_blocking=True)
+            if augment is not None and copies > 0:
+                out = sum(model(augment(x)).float() for _ in range(copies)) / copies
+            else:
+                out = model(x).float()
+            parts.append(out)
+    model.train(was_training)
+    dim = parts[0].shape[1] if parts else _output_dim(model)
+    rows = torch.cat(parts) if parts else torch.zeros(0, dim, device=device)
+    if dist is not None:
+        rows = dist.gather_rows(rows)
+    return rows.cpu().numpy()
+
+
+def _output_dim(model: nn.Module) -> int:
+    return int(getattr(model, "embedding_dim", 0))

@@ -1,0 +1,72 @@
+"""The training loop: read it top to bottom.
+
+    start (or resume) -> for each epoch: draw batches, step, refresh the index when due ->
+    anneal the learning rate -> refresh the index (every epoch by default) -> evaluate ->
+    log -> checkpoint atomically -> finally: summary, plots.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config
+from .distributed import Distributed
+from .report_plots import plot_run
+from .trainer import Trainer
+from .warm_start import warm_start
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The run folder and the final summary written to its ``metrics.json``."""
+
+    run_dir: Path
+    summary: dict
+
+
+def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> TrainResult:
+    """Train an embedding as ``config`` says and evaluate it; see the module docstring."""
+    config = config.validate()
+    dist = Distributed.setup(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    t = Trainer(config, dist, overwrite=overwrite)
+    resumed = t.start_from_checkpoint()
+    if not resumed:
+        warm_start(t, config.train.warm_start_epochs)
+        t.build_initial_index()
+        initial = t.snapshot_for_plots() if dist.is_main and config.eval.plots else None
+        t.save_initial(initial)
+    bar = tqdm(total=config.train.epochs * len(t.sampler), initial=t.iteration,
+               disable=not (progress and dist.is_main), unit="it", dynamic_ncols=True)
+    for epoch in range(t.epoch + 1, config.train.epochs + 1):
+        started, losses = time.perf_counter(), []
+        for batch in t.sampler:
+            losses.append(t.step(batch))
+            if t.refresh_due():
+                t.refresh_index()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        t.scheduler.step()
+        t.timing["train_seconds"] += time.perf_counter() - started
+        if t.uses_index and t.schedule.at_epoch_end:
+            t.refresh_index()
+        t.epoch = epoch
+        record = t.epoch_record(float(np.mean(losses)) if losses else float("nan"))
+        if config.eval.every and (epoch % config.eval.every == 0
+                                  or epoch == config.train.epochs):
+            record.update(t.evaluate())
+        t.log(record)
+        t.save_checkpoint()
+    bar.close()
+    summary = t.finish()
+    if dist.is_main and config.eval.plots:
+        plot_run(t.run.path, t)
+    dist.close()
+    return TrainResult(Path(t.config.out), summary)

@@ -1,0 +1,115 @@
+"""The run folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``metrics.json``, plots.
+
+Every file that a crash could leave half-written is written to a temporary file in the same
+folder and moved into place with ``os.replace`` (atomic on POSIX): an interrupted run never
+loses its last good checkpoint, and a resumed run picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+HISTORY = "metrics.jsonl"
+SUMMARY = "metrics.json"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n")
+                                         .encode()))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+class RunDir:
+    """A run folder. ``RunDir.open(path, config_dict)`` creates it, or reopens an unfinished
+    run with the same config so that training resumes from its checkpoint."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def default_path(cls, dataset: str, loss: str) -> Path:
+        return Path("runs") / f"{dataset}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    @classmethod
+    def open(cls, path: str | Path, config: dict[str, Any], *, overwrite: bool = False
+             ) -> RunDir:
+        run = cls(Path(path))
+        saved = run.path / CONFIG
+        if saved.exists() and not overwrite:
+            if (run.path / SUMMARY).exists():
+                raise ValueError(f"run folder {str(run.path)!r} already holds a finished run; "
+                                 "choose another --out, or pass --overwrite to replace it")
+            previous = json.loads(saved.read_text())
+            if previous != json.loads(json.dumps(config, default=_plain)):
+                raise ValueError(f"run folder {str(run.path)!r} holds an unfinished run with a "
+                                 "different config; resume it with --config "
+                                 f"{saved}, or choose another --out")
+        elif overwrite and run.path.exists():
+            for name in (CHECKPOINT, HISTORY, SUMMARY):
+                (run.path / name).unlink(missing_ok=True)
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json(saved, config)
+        return run
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.exists()
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        # weights_only=False: the checkpoint holds numpy RNG states and index arrays, and it
+        # is a file this library wrote into the user's own run folder.
+        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+
+    def append_history(self, record: dict[str, Any]) -> None:
+        with open(self.path / HISTORY, "a") as handle:
+            handle.write(json.dumps(record, default=_plain) + "\n")
+
+    def read_history(self) -> list[dict[str, Any]]:
+        path = self.path / HISTORY
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def truncate_history(self, epochs_done: int) -> None:
+        """Drop records of epochs after the checkpoint (they are recomputed on resume)."""
+        kept = [r for r in self.read_history() if r.get("epoch", 0) <= epochs_done]
+        atomic_write(self.path / HISTORY,
+                     lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / SUMMARY, summary)

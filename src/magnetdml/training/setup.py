@@ -1,0 +1,94 @@
+"""Build what a run needs from its config: data, model, loss, optimiser, index and sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..balanced_sampler import ClassBalancedSampler
+from ..data import load_dataset
+from ..index import ClusterIndex
+from ..losses import build_loss
+from ..models import build_model
+from ..sampling import NeighbourhoodSampler
+from .config import Config
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's legacy global state (third-party code may use it) and random."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def load_splits(config: Config):
+    return load_dataset(config.data.name, config.data.data_dir, seed=config.data.seed,
+                        val_fraction=config.data.val_fraction,
+                        unseen_classes=config.data.unseen_classes or None)
+
+
+def make_model(config: Config, input_shape) -> nn.Module:
+    return build_model(config.model.backbone, tuple(input_shape),
+                       embedding_dim=config.model.embedding_dim,
+                       normalize=config.model.normalize)
+
+
+def make_loss(config: Config, num_classes: int) -> nn.Module:
+    """The configured loss; cluster-based losses return per-example losses (the sampler
+    caches them), so they are built with ``reduction="none"``."""
+    params = {k: v for k, v in dataclasses.asdict(config.loss).items() if k != "name"}
+    loss = build_loss(config.loss.name, embedding_dim=config.model.embedding_dim,
+                      num_classes=num_classes, **params)
+    if getattr(loss, "requires_clusters", False):
+        loss.reduction = "none"
+    return loss
+
+
+def make_optimizer(config: Config, parameters) -> torch.optim.Optimizer:
+    train = config.train
+    if train.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum,
+                           weight_decay=train.weight_decay)
+
+
+def make_index(config: Config) -> ClusterIndex:
+    return ClusterIndex(clusters_per_class=config.index.clusters_per_class,
+                        method=config.index.method,
+                        distance_threshold=config.index.distance_threshold,
+                        seed=config.train.seed)
+
+
+def make_sampler(config: Config, labels: np.ndarray, index: ClusterIndex | None, *,
+                 rank: int = 0, world_size: int = 1):
+    """Neighbourhoods (M clusters x D examples) for cluster losses, else P x K batches."""
+    per_epoch = config.train.iterations_per_epoch or None
+    if index is not None:
+        return NeighbourhoodSampler(index, clusters_per_batch=config.sampler.clusters_per_batch,
+                                    examples_per_cluster=config.sampler.examples_per_cluster,
+                                    batches_per_epoch=per_epoch, seed=config.train.seed,
+                                    num_replicas=world_size, rank=rank)
+    return ClassBalancedSampler(labels, classes_per_batch=config.sampler.classes_per_batch,
+                                examples_per_class=config.sampler.examples_per_class,
+                                batches_per_epoch=per_epoch, seed=config.train.seed,
+                                num_replicas=world_size, rank=rank)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

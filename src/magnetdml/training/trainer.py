@@ -1,0 +1,314 @@
+"""The state of one training run and the steps the loop in ``loop.py`` calls in order."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data.augment import RandomRescaleCrop
+from ..evaluation import KNearestClusters, evaluate
+from .config import Config
+from .config_io import config_to_dict
+from .distributed import Distributed
+from .embed import embed_dataset
+from .refresh import RefreshSchedule
+from .report_plots import INITIAL_SNAPSHOT
+from .run_dir import RunDir
+from .setup import (
+    load_splits,
+    make_index,
+    make_loss,
+    make_model,
+    make_optimizer,
+    make_sampler,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+)
+
+PROBE_SIZE = 256
+UNSEEN_METRICS = ["nmi", "f1", "recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8"]
+
+
+class Trainer:
+    """Everything a run holds: data, model, loss, optimiser, cluster index, sampler, history."""
+
+    def __init__(self, config: Config, dist: Distributed, *, overwrite: bool = False) -> None:
+        out = Path(config.out or RunDir.default_path(config.data.name, config.loss.name))
+        self.config = config = dataclasses.replace(config, out=str(out))
+        self.dist = dist
+        self.run = (RunDir.open(out, config_to_dict(config), overwrite=overwrite)
+                    if dist.is_main else None)
+        dist.barrier()
+        seed_everything(config.train.seed)
+        self.splits = load_splits(config)
+        self.labels = self.splits.train.labels
+        self.model = make_model(config, self.splits.input_shape).to(dist.device)
+        self.net = (DistributedDataParallel(self.model) if dist.world_size > 1 else self.model)
+        self.loss_fn = make_loss(config, self.splits.num_classes).to(dist.device)
+        self.uses_index = bool(getattr(self.loss_fn, "requires_clusters", False))
+        self.optimizer = make_optimizer(config, [*self.model.parameters(),
+                                                 *self.loss_fn.parameters()])
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
+                                                                config.train.lr_decay)
+        self.augmenter = self._make_augmenter()
+        self.train_augmenter = self.augmenter if config.data.augment else None
+        self.schedule = RefreshSchedule(every_iterations=config.index.refresh_every,
+                                        drift_threshold=config.index.drift_threshold)
+        probe_rng = np.random.default_rng(config.train.seed)
+        self.probe = np.sort(probe_rng.choice(len(self.labels),
+                                              min(PROBE_SIZE, len(self.labels)), replace=False))
+        self.index = make_index(config) if self.uses_index else None
+        self.sampler = None
+        self.epoch = self.iteration = 0
+        self.variance: float | None = None
+        self.loss_curve: list[tuple[int, float]] = []
+        self.timing = {"train_seconds": 0.0, "refresh_seconds": 0.0, "refreshes": 0,
+                       "images": 0}
+        self._train_embeddings: tuple[int, np.ndarray] | None = None
+
+    # ----------------------------------------------------------------- start / resume
+    def start_from_checkpoint(self) -> bool:
+        """Resume from the run folder's checkpoint, if it has one; return whether it did."""
+        resumed = self.dist.broadcast_object(bool(self.run and self.run.has_checkpoint()))
+        if resumed:
+            self._restore(self.dist.broadcast_object(
+                self.run.load_checkpoint() if self.run else None))
+        return resumed
+
+    def build_initial_index(self) -> None:
+        """Fit the first cluster index (cluster losses) and make the batch sampler."""
+        if self.uses_index:
+            self.refresh_index()
+        self.sampler = make_sampler(self.config, self.labels, self.index,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
+
+    def snapshot_for_plots(self) -> dict:
+        """Test embeddings and cluster centres now: the "initial distribution" picture."""
+        queries = self.embed(self.splits.test)
+        index = self.index if self.index is not None else make_index(self.config).fit(
+            self.train_embeddings(), self.labels)
+        return {"embeddings": queries, "labels": self.splits.test.labels,
+                "centroids": index.centroids_, "centroid_labels": index.centroid_labels_}
+
+    def save_initial(self, snapshot: dict | None) -> None:
+        if snapshot is not None and self.run is not None:
+            np.savez_compressed(self.run.path / INITIAL_SNAPSHOT, **snapshot)
+
+    # ------------------------------------------------------------------- one step
+    def step(self, batch: list[int]) -> float:
+        """Forward the batch, compute the loss, update the weights and the sampler's cache."""
+        indices = np.asarray(batch, dtype=np.int64)
+        x, y = self.splits.train.get_batch(indices)
+        x, y = x.to(self.dist.device, non_blocking=True), y.to(self.dist.device)
+        if self.train_augmenter is not None:
+            x = self.train_augmenter(x)
+        with torch.autocast(self.dist.device.type, enabled=self.config.train.amp,
+                            dtype=torch.bfloat16 if self.dist.device.type == "cpu"
+                            else torch.float16):
+            embeddings = self.net(x)                                         # (B, E)
+        if self.uses_index:
+            clusters = torch.as_tensor(self.index.assignments_[indices], device=y.device)
+            per_example = self.loss_fn(embeddings, y, clusters)              # (B,)
+            loss = per_example.mean()
+            self._share_losses(indices, per_example.detach(), self.loss_fn.last_variance)
+        else:
+            loss = self.loss_fn(embeddings, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        value = self.dist.all_reduce_mean(float(loss.detach()))
+        self.loss_curve.append((self.iteration, value))
+        self.timing["images"] += len(indices) * self.dist.world_size
+        return value
+
+    def _share_losses(self, indices: np.ndarray, losses: torch.Tensor,
+                      variance: torch.Tensor) -> None:
+        """Every rank caches every rank's losses, so the samplers stay identical."""
+        packed = torch.stack([torch.as_tensor(indices, dtype=torch.float64),
+                              losses.double().cpu(),
+                              variance.double().cpu().expand(len(indices))], dim=1)
+        packed = self.dist.gather_rows(packed.to(self.dist.device)).cpu().numpy()
+        self.sampler.update_losses(packed[:, 0].astype(np.int64), packed[:, 1])
+        batch_variance = float(packed[:, 2].mean())
+        momentum = self.config.train.variance_momentum
+        self.variance = (batch_variance if self.variance is None
+                         else momentum * self.variance + (1 - momentum) * batch_variance)
+
+    # ------------------------------------------------------------- index refresh
+    def refresh_due(self) -> bool:
+        probe = None
+        if self.schedule.wants_probe(self.iteration):
+            probe = self._embed_probe()
+        return self.uses_index and self.schedule.due(self.iteration, probe)
+
+    def refresh_index(self) -> None:
+        """Paper §3.2: pause training, embed every training example in one eval-mode pass,
+        re-cluster each class (warm-started), and recompute the sampler's cluster losses."""
+        started = time.perf_counter()
+        embeddings = self.train_embeddings()
+        if self.dist.is_main:   # cluster once, then share: every rank gets the same index
+            if self.timing["refreshes"]:
+                self.index.refresh(embeddings, self.labels)   # warm start from the centres
+            else:
+                self.index.fit(embeddings, self.labels)
+        self.index = self.dist.broadcast_object(self.index)
+        if self.sampler is not None:
+            self.sampler.set_index(self.index)
+        self.schedule.refreshed(embeddings[self.probe])
+        self.timing["refresh_seconds"] += time.perf_counter() - started
+        self.timing["refreshes"] += 1
+
+    def train_embeddings(self) -> np.ndarray:
+        """Embeddings of the whole training set at the current iteration (computed once)."""
+        if self._train_embeddings is None or self._train_embeddings[0] != self.iteration:
+            embeddings = embed_dataset(self.model, self.splits.train, device=self.dist.device,
+                                       dist=self.dist)
+            self._train_embeddings = (self.iteration, embeddings)
+        return self._train_embeddings[1]
+
+    def _embed_probe(self) -> np.ndarray:
+        subset = _Subset(self.splits.train, self.probe)
+        return embed_dataset(self.model, subset, device=self.dist.device)
+
+    # ---------------------------------------------------------------- evaluation
+    def embed(self, dataset) -> np.ndarray:
+        """Embeddings of a test-like split (with test-time averaging when configured)."""
+        return embed_dataset(self.model, dataset, device=self.dist.device, dist=self.dist,
+                             augment=self.augmenter, copies=self.config.eval.test_time_augment)
+
+    def evaluate(self, dataset=None, *, queries: np.ndarray | None = None,
+                 full: bool = False) -> dict:
+        """kNC and soft-kNN test errors (paper §3.3) against the training set's embeddings;
+        ``full`` adds every other class-score and retrieval metric of ``evaluate``.
+        Losses without an index get one fitted now, with ``sigma^2`` from its clusters."""
+        dataset = dataset if dataset is not None else self.splits.test
+        queries = self.embed(dataset) if queries is None else queries
+        reference = self.train_embeddings()
+        index, variance = self.index, self.variance
+        if index is None:
+            index = make_index(self.config).fit(reference, self.labels)
+            variance = _cluster_variance(reference, index)
+        knc = KNearestClusters(neighbours=self.config.eval.neighbours).fit(index, variance)
+        metrics = {"knc_error": float(np.mean(knc.predict(queries) != dataset.labels))}
+        metrics.update(evaluate(queries, dataset.labels, reference=reference,
+                                reference_labels=self.labels,
+                                metrics=None if full else ["knn_error"],
+                                k=self.config.eval.knn_k))
+        return metrics
+
+    def epoch_record(self, mean_loss: float) -> dict:
+        """The per-epoch line of ``metrics.jsonl`` (test errors are added by the loop)."""
+        record = {"epoch": self.epoch, "iteration": self.iteration, "loss": mean_loss,
+                  "lr": self.optimizer.param_groups[0]["lr"], "sigma2": self.variance,
+                  "refreshes": self.timing["refreshes"],
+                  "train_seconds": round(self.timing["train_seconds"], 3)}
+        if self.index is not None:
+            per_class = np.asarray(self.index.clusters_per_class_)
+            record["clusters_per_class"] = {"mean": float(per_class.mean()),
+                                            "min": int(per_class.min()),
+                                            "max": int(per_class.max())}
+            record["drift"] = self.schedule.last_drift
+        if self.sampler is not None and hasattr(self.sampler, "stats"):
+            # scalars only: per-cluster arrays would make every line as long as the index
+            record["sampler"] = {k: v for k, v in self.sampler.stats().items()
+                                 if isinstance(v, (int, float))}
+            self.sampler.reset_stats()
+        return record
+
+    def log(self, record: dict) -> None:
+        if self.run is not None:
+            self.run.append_history(record)
+
+    def finish(self) -> dict:
+        """Full evaluation of the final model (and of unseen classes, when the dataset has a
+        class-disjoint split); written to ``metrics.json``."""
+        self.final_test_embeddings = self.embed(self.splits.test)
+        summary = {"dataset": self.config.data.name, "loss": self.config.loss.name,
+                   "backbone": self.config.model.backbone, "run_dir": self.config.out,
+                   "epochs": self.epoch, "iterations": self.iteration, "sigma2": self.variance,
+                   **self.evaluate(queries=self.final_test_embeddings, full=True)}
+        if self.splits.unseen is not None:
+            unseen = self.embed(self.splits.unseen)
+            summary["unseen"] = evaluate(unseen, self.splits.unseen.labels,
+                                         metrics=UNSEEN_METRICS, seed=self.config.train.seed)
+        if self.index is not None:
+            summary["clusters"] = int(self.index.n_clusters_)
+        seconds = self.timing["train_seconds"]
+        summary.update(self.timing)
+        summary["images_per_second"] = self.timing["images"] / seconds if seconds else None
+        if self.run is not None:
+            self.run.write_summary(summary)
+        return summary
+
+    # ------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "iteration": self.iteration, "variance": self.variance,
+                "model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "index": self.index.state_dict() if self.index is not None else None,
+                "sampler": self.sampler.state_dict(), "loss_curve": self.loss_curve,
+                "timing": self.timing, "rng": rng_state(),
+                "schedule_reference": self.schedule.reference,
+                "augment_rng": (self.augment_generator.get_state()
+                                if self.augmenter is not None else None)}
+
+    def save_checkpoint(self) -> None:
+        if self.run is not None:
+            self.run.save_checkpoint(self.state_dict())
+
+    def _restore(self, state: dict) -> None:
+        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.variance = state["variance"]
+        self.model.load_state_dict(state["model"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.index is not None:
+            self.index.load_state_dict(state["index"])
+        self.sampler = make_sampler(self.config, self.labels, self.index,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
+        self.sampler.load_state_dict(state["sampler"])
+        self.loss_curve = [tuple(p) for p in state["loss_curve"]]
+        self.timing = state["timing"]
+        self.schedule.refreshed(state["schedule_reference"])
+        restore_rng_state(state["rng"])
+        if self.augmenter is not None:
+            self.augment_generator.set_state(state["augment_rng"])
+        if self.run is not None:
+            self.run.truncate_history(self.epoch)
+
+    def _make_augmenter(self):
+        """Paper §4 augmentation as ``x -> x'`` with this rank's own seeded generator."""
+        if not (self.config.data.augment or self.config.eval.test_time_augment):
+            return None
+        augment = RandomRescaleCrop(max_scale=self.config.data.max_scale)
+        self.augment_generator = torch.Generator(device=self.dist.device)
+        self.augment_generator.manual_seed(self.config.train.seed + 1000 * self.dist.rank)
+        return lambda x: augment(x, self.augment_generator)
+
+
+class _Subset:
+    """The rows ``indices`` of a dataset, with the ``get_batch`` protocol."""
+
+    def __init__(self, dataset, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def get_batch(self, rows):
+        return self.dataset.get_batch(self.indices[np.asarray(rows)])
+
+
+def _cluster_variance(embeddings: np.ndarray, index) -> float:
+    """``sum_n ||r_n - mu(r_n)||^2 / (N - 1)`` over a fitted index (the kNC length scale)."""
+    residual = embeddings - index.centroids_[index.assignments_]
+    return float((residual.astype(np.float64) ** 2).sum() / max(len(embeddings) - 1, 1))

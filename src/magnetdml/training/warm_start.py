@@ -1,0 +1,54 @@
+"""Paper §4: warm-start every loss from a softmax network trained only briefly.
+
+A temporary softmax head (cross-entropy through a linear layer on the embedding) is trained
+together with the network for a few epochs of shuffled batches, then discarded: the network's
+weights are the starting point of the metric-learning run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..losses import build_loss
+
+BATCH_SIZE = 128
+
+
+class _WithHead(nn.Module):
+    def __init__(self, model: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.head(self.model(x), y)
+
+
+def warm_start(trainer, epochs: int) -> None:
+    """Train ``trainer.model`` with a softmax head for ``epochs`` epochs (0: do nothing)."""
+    if epochs <= 0:
+        return
+    config, dist = trainer.config, trainer.dist
+    head = build_loss("softmax", embedding_dim=config.model.embedding_dim,
+                      num_classes=trainer.splits.num_classes).to(dist.device)
+    net = _WithHead(trainer.model, head)
+    if dist.world_size > 1:
+        net = DistributedDataParallel(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=config.train.lr,
+                                momentum=config.train.momentum)
+    rng = np.random.default_rng(config.train.seed)
+    dataset = trainer.splits.train
+    for _ in range(epochs):
+        order = rng.permutation(len(dataset))
+        order = order[dist.rank::dist.world_size]     # each rank its own share of the epoch
+        for start in range(0, len(order) - BATCH_SIZE + 1, BATCH_SIZE):
+            x, y = dataset.get_batch(order[start:start + BATCH_SIZE])
+            x, y = x.to(dist.device), y.to(dist.device)
+            if trainer.train_augmenter is not None:
+                x = trainer.train_augmenter(x)
+            loss = net(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()

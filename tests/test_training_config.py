@@ -1,0 +1,78 @@
+"""The config tree: flags, files, validation messages."""
+
+import argparse
+import json
+
+import pytest
+
+from magnetdml.training import Config, apply_overrides, config_from_dict, config_to_dict
+from magnetdml.training.config_io import (
+    add_config_arguments,
+    config_from_arguments,
+    load_config_file,
+)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_arguments(parser.parse_args(argv))
+
+
+def test_flags_set_typed_fields():
+    config = parse(["--loss.alpha", "2.5", "--train.epochs", "3", "--model.normalize", "true",
+                    "--data.data_dir", "/tmp/x"])
+    assert config.loss.alpha == 2.5 and config.train.epochs == 3
+    assert config.model.normalize is True and config.data.data_dir == "/tmp/x"
+
+
+def test_file_then_flags_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  alpha: 3.0\ntrain:\n  epochs: 7\n")
+    config = parse(["--config", str(path), "--train.epochs", "2"])
+    assert config.loss.alpha == 3.0 and config.train.epochs == 2
+
+
+def test_dict_round_trip_through_json(tmp_path):
+    config = apply_overrides(Config(), {"index.clusters_per_class": 8, "out": "runs/x"})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config_to_dict(config)))
+    assert load_config_file(path) == config
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--sampler.examples_per_cluster", "1"],
+     r"sampler.examples_per_cluster must be >= 2 \(the variance needs two points"),
+    (["--train.lr", "-1"], r"train.lr must be > 0.0; got -1.0"),
+    (["--train.epochs", "many"], r"train.epochs must be of type int; got 'many'"),
+    (["--loss.name", "magnett"], r"loss.name must be one of .*'magnet'.*got 'magnett'"),
+    (["--model.normalize", "maybe"], r"model.normalize must be of type bool"),
+    (["--train.device", "gpu"], r"train.device must be 'cpu', 'cuda'"),
+])
+def test_bad_values_name_field_rule_and_value(argv, match):
+    with pytest.raises(ValueError, match=match):
+        parse(argv)
+
+
+def test_unknown_fields_and_sections_list_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="unknown config field 'loss.alfa'; fields of loss: "
+                                         "name, alpha"):
+        apply_overrides(Config(), {"loss.alfa": 1})
+    path = tmp_path / "bad.json"
+    path.write_text('{"optim": {"lr": 1}}')
+    with pytest.raises(ValueError, match=r"unknown config section\(s\) \['optim'\]"):
+        load_config_file(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        load_config_file(path)
+
+
+def test_help_lists_every_field_with_its_default():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    text = parser.format_help()
+    for flag in ("--loss.alpha", "--index.clusters_per_class", "--train.lr_decay",
+                 "--sampler.clusters_per_batch", "--eval.neighbours"):
+        assert flag in text
+    assert "(default: 1.0)" in text and "(default: 128)" in text
