@@ -1,7 +1,44 @@
-"""magnetdml: deep distance metric learning with Magnet Loss (Rippel et al., ICLR 2016)."""
+"""magnetdml: deep distance metric learning with Magnet Loss (Rippel et al., ICLR 2016).
 
-from .losses import LOSSES, MagnetLoss, build_loss, magnet_loss_terms
+The layers, lowest first: ``losses`` (pure modules), ``index`` / ``sampling`` (the cluster
+index and the neighbourhood sampler), ``evaluation`` (kNC, kNN, retrieval and clustering
+metrics), ``data`` / ``models``, ``training`` (the loop), and the ``magnetdml`` command line.
+"""
+
+from .balanced_sampler import ClassBalancedSampler
+from .data import DATASETS, DatasetSplits, RandomRescaleCrop, load_dataset
+from .evaluation import KNearestClusters, SoftKNN, evaluate
+from .index import ClusterIndex
+from .losses import (
+    LOSSES,
+    ClusterNCALoss,
+    ContrastiveLoss,
+    LiftedStructureLoss,
+    MagnetLoss,
+    SoftmaxLoss,
+    TripletLoss,
+    build_loss,
+    magnet_loss_terms,
+)
+from .models import BACKBONES, EmbeddingNet, build_model
+from .sampling import NeighbourhoodSampler
 
 __version__ = "0.1.0"
 
-__all__ = ["LOSSES", "MagnetLoss", "__version__", "build_loss", "magnet_loss_terms"]
+_TRAINING = {"Config", "TrainResult", "train", "apply_overrides", "load_config_file"}
+
+
+def __getattr__(name: str):
+    # The training layer pulls in matplotlib and tqdm; import it only when asked for.
+    if name in _TRAINING:
+        from . import training
+        return getattr(training, name)
+    raise AttributeError(f"module 'magnetdml' has no attribute {name!r}")
+
+
+__all__ = ["BACKBONES", "DATASETS", "LOSSES", "ClassBalancedSampler", "ClusterIndex",
+           "ClusterNCALoss", "Config", "ContrastiveLoss", "DatasetSplits", "EmbeddingNet",
+           "KNearestClusters", "LiftedStructureLoss", "MagnetLoss", "NeighbourhoodSampler",
+           "RandomRescaleCrop", "SoftKNN", "SoftmaxLoss", "TrainResult", "TripletLoss",
+           "__version__", "apply_overrides", "build_loss", "build_model", "evaluate",
+           "load_config_file", "load_dataset", "magnet_loss_terms", "train"]
