@@ -21,6 +21,7 @@ class DataConfig:
     seed: int = 0                     # seeds the train/test/val and class splits
     val_fraction: float = 0.0         # fraction of train held out for hyperparameter search
     unseen_classes: float = 0.0       # fraction of classes held out entirely (class-disjoint)
+    collapse_pairs: bool = False      # train on random pairs of classes merged (paper §4.3)
     augment: bool = False             # paper §4: random rescale up to max_scale, crop back
     max_scale: float = 0.3
 

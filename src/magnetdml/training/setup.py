@@ -11,6 +11,7 @@ from torch import nn
 
 from ..balanced_sampler import ClassBalancedSampler
 from ..data import load_dataset
+from ..data.coarse import collapse_pairs
 from ..index import ClusterIndex
 from ..losses import build_loss
 from ..models import build_model
@@ -26,9 +27,12 @@ def seed_everything(seed: int) -> None:
 
 
 def load_splits(config: Config):
-    return load_dataset(config.data.name, config.data.data_dir, seed=config.data.seed,
-                        val_fraction=config.data.val_fraction,
-                        unseen_classes=config.data.unseen_classes or None)
+    """The dataset's splits; with ``data.collapse_pairs`` the labels are pairs of classes and
+    the original labels are the attribute ``"fine"``."""
+    splits = load_dataset(config.data.name, config.data.data_dir, seed=config.data.seed,
+                          val_fraction=config.data.val_fraction,
+                          unseen_classes=config.data.unseen_classes or None)
+    return collapse_pairs(splits, config.data.seed) if config.data.collapse_pairs else splits
 
 
 def make_model(config: Config, input_shape) -> nn.Module:
