@@ -76,3 +76,10 @@ def test_help_lists_every_field_with_its_default():
                  "--sampler.clusters_per_batch", "--eval.neighbours"):
         assert flag in text
     assert "(default: 1.0)" in text and "(default: 128)" in text
+
+
+def test_data_options_are_parsed_as_a_yaml_mapping():
+    config = parse(["--data.options", "{unseen_alphabets: 0.2, size: 28}"])
+    assert config.data.loader_options() == {"unseen_alphabets": 0.2, "size": 28}
+    with pytest.raises(ValueError, match="data.options must be a YAML mapping"):
+        parse(["--data.options", "[1, 2]"])

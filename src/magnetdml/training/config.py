@@ -22,8 +22,22 @@ class DataConfig:
     val_fraction: float = 0.0         # fraction of train held out for hyperparameter search
     unseen_classes: float = 0.0       # fraction of classes held out entirely (class-disjoint)
     collapse_pairs: bool = False      # train on random pairs of classes merged (paper §4.3)
+    options: str = ""                 # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
     augment: bool = False             # paper §4: random rescale up to max_scale, crop back
     max_scale: float = 0.3
+
+    def loader_options(self) -> dict:
+        """``options`` parsed: extra keyword arguments of this dataset's loader."""
+        import yaml
+
+        try:
+            parsed = yaml.safe_load(self.options) if self.options.strip() else {}
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError("data.options must be a YAML mapping of loader options, e.g. "
+                             f"'{{unseen_alphabets: 0.2, size: 28}}'; got {self.options!r}")
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,7 @@ class Config:
         check_float("data.val_fraction", self.data.val_fraction, minimum=0.0, maximum=0.9)
         check_float("data.unseen_classes", self.data.unseen_classes, minimum=0.0, maximum=0.9)
         check_float("data.max_scale", self.data.max_scale, minimum=0.0, maximum=1.0)
+        self.data.loader_options()
         check_choice("model.backbone", self.model.backbone, BACKBONES.names())
         check_int("model.embedding_dim", self.model.embedding_dim, minimum=2)
         check_choice("loss.name", self.loss.name, LOSSES.names())
