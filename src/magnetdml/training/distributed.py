@@ -8,11 +8,16 @@ tensors. Without it, ``world_size == 1`` and every collective is the identity.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,39 @@ class Distributed:
         holder = [value if self.is_main else None]
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
+
+    def all_gather_object(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank (per-rank RNG states)."""
+        if self.world_size == 1:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def on_main(self, fn: Callable[[], T]) -> T | None:
+        """``fn()`` on rank 0 only (its result there, ``None`` elsewhere). An exception raised
+        on rank 0 is raised on every rank, so no rank is left waiting in a collective."""
+        if self.world_size == 1:
+            return fn()
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except Exception as raised:  # re-raised below, on every rank
+                error = raised
+        error = self.broadcast_object(error)
+        if error is not None:
+            raise error
+        return result
+
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm running statistics) to every rank. DDP syncs them
+        only at the start of a training forward, so after a step each rank holds the
+        statistics of its own batch; an eval-mode pass sharded across ranks needs one set."""
+        if self.world_size == 1:
+            return
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
 
     def all_reduce_mean(self, value: float) -> float:
         if self.world_size == 1:

@@ -41,7 +41,8 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> 
     if not resumed:
         warm_start(t, config.train.warm_start_epochs)
         t.build_initial_index()
-        initial = t.snapshot_for_plots() if dist.is_main and config.eval.plots else None
+        # every rank: the snapshot's embedding passes are sharded collectives
+        initial = t.snapshot_for_plots() if config.eval.plots else None
         t.save_initial(initial)
     bar = tqdm(total=config.train.epochs * len(t.sampler), initial=t.iteration,
                disable=not (progress and dist.is_main), unit="it", dynamic_ncols=True)
@@ -54,9 +55,10 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> 
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         t.scheduler.step()
-        t.timing["train_seconds"] += time.perf_counter() - started
         if t.uses_index and t.schedule.at_epoch_end:
             t.refresh_index()
+        # training time includes every refresh after the first: the index is part of the cost
+        t.timing["train_seconds"] += time.perf_counter() - started
         t.epoch = epoch
         record = t.epoch_record(float(np.mean(losses)) if losses else float("nan"))
         if config.eval.every and (epoch % config.eval.every == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.augment import RandomRescaleCrop
@@ -39,18 +40,22 @@ class Trainer:
     """Everything a run holds: data, model, loss, optimiser, cluster index, sampler, history."""
 
     def __init__(self, config: Config, dist: Distributed, *, overwrite: bool = False) -> None:
-        out = Path(config.out or RunDir.default_path(config.data.name, config.loss.name))
+        # rank 0 names the default folder: the ranks' clocks may straddle a second
+        out = dist.broadcast_object(
+            Path(config.out or RunDir.default_path(config.data.name, config.loss.name)))
         self.config = config = dataclasses.replace(config, out=str(out))
         self.dist = dist
-        self.run = (RunDir.open(out, config_to_dict(config), overwrite=overwrite)
-                    if dist.is_main else None)
-        dist.barrier()
-        seed_everything(config.train.seed)
+        # only rank 0 writes the run folder; its refusal (finished run) stops every rank
+        self.run = dist.on_main(lambda: RunDir.open(out, config_to_dict(config),
+                                                    overwrite=overwrite))
+        seed_everything(config.train.seed)   # same seed on every rank: the same initial model
         self.splits = load_splits(config)
         self.labels = self.splits.train.labels
         self.model = make_model(config, self.splits.input_shape).to(dist.device)
-        self.net = (DistributedDataParallel(self.model) if dist.world_size > 1 else self.model)
         self.loss_fn = make_loss(config, self.splits.num_classes).to(dist.device)
+        self.objective = _Objective(self.model, self.loss_fn, amp=config.train.amp,
+                                    device_type=dist.device.type)
+        self._ddp: nn.Module | None = None   # wrapped on the first step (after warm start)
         self.uses_index = bool(getattr(self.loss_fn, "requires_clusters", False))
         self.optimizer = make_optimizer(config, [*self.model.parameters(),
                                                  *self.loss_fn.parameters()])
@@ -89,12 +94,18 @@ class Trainer:
                                     rank=self.dist.rank, world_size=self.dist.world_size)
 
     def snapshot_for_plots(self) -> dict:
-        """Test embeddings and cluster centres now: the "initial distribution" picture."""
+        """Test embeddings and cluster centres now: the "initial distribution" picture.
+        Call it on every rank (the embedding passes are sharded); rank 0 gets the snapshot."""
         queries = self.embed(self.splits.test)
-        index = self.index if self.index is not None else make_index(self.config).fit(
-            self.train_embeddings(), self.labels)
-        return {"embeddings": queries, "labels": self.splits.test.labels,
-                "centroids": index.centroids_, "centroid_labels": index.centroid_labels_}
+        reference = self.train_embeddings() if self.index is None else None
+
+        def snapshot() -> dict:
+            index = self.index if reference is None else make_index(self.config).fit(
+                reference, self.labels)
+            return {"embeddings": queries, "labels": self.splits.test.labels,
+                    "centroids": index.centroids_, "centroid_labels": index.centroid_labels_}
+
+        return self.dist.on_main(snapshot)
 
     def save_initial(self, snapshot: dict | None) -> None:
         if snapshot is not None and self.run is not None:
@@ -108,29 +119,40 @@ class Trainer:
         x, y = x.to(self.dist.device, non_blocking=True), y.to(self.dist.device)
         if self.train_augmenter is not None:
             x = self.train_augmenter(x)
-        with torch.autocast(self.dist.device.type, enabled=self.config.train.amp,
-                            dtype=torch.bfloat16 if self.dist.device.type == "cpu"
-                            else torch.float16):
-            embeddings = self.net(x)                                         # (B, E)
         if self.uses_index:
             clusters = torch.as_tensor(self.index.assignments_[indices], device=y.device)
-            per_example = self.loss_fn(embeddings, y, clusters)              # (B,)
+            per_example = self.net(x, y, clusters)                           # (B,)
             loss = per_example.mean()
-            self._share_losses(indices, per_example.detach(), self.loss_fn.last_variance)
+            value = self._share_losses(indices, per_example.detach(),
+                                       self.loss_fn.last_variance)
         else:
-            loss = self.loss_fn(embeddings, y)
+            loss = self.net(x, y)
+            value = None
+        # Under DDP, backward all-reduces (averages) the gradients: the update of the mean of
+        # the ranks' neighbourhood losses, as one process accumulating them would make.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.iteration += 1
-        value = self.dist.all_reduce_mean(float(loss.detach()))
+        if value is None:
+            value = self.dist.all_reduce_mean(float(loss.detach()))
         self.loss_curve.append((self.iteration, value))
         self.timing["images"] += len(indices) * self.dist.world_size
         return value
 
+    @property
+    def net(self) -> nn.Module:
+        """The model and loss as one module; under torchrun, wrapped in DDP. Wrapped lazily:
+        the warm start trains the model under its own DDP wrapper first."""
+        if self._ddp is None:
+            self._ddp = (DistributedDataParallel(self.objective) if self.dist.world_size > 1
+                         else self.objective)
+        return self._ddp
+
     def _share_losses(self, indices: np.ndarray, losses: torch.Tensor,
-                      variance: torch.Tensor) -> None:
-        """Every rank caches every rank's losses, so the samplers stay identical."""
+                      variance: torch.Tensor) -> float:
+        """Every rank caches every rank's losses, so the samplers stay identical; returns the
+        mean loss over all ranks (every neighbourhood has the same size)."""
         packed = torch.stack([torch.as_tensor(indices, dtype=torch.float64),
                               losses.double().cpu(),
                               variance.double().cpu().expand(len(indices))], dim=1)
@@ -140,25 +162,31 @@ class Trainer:
         momentum = self.config.train.variance_momentum
         self.variance = (batch_variance if self.variance is None
                          else momentum * self.variance + (1 - momentum) * batch_variance)
+        return float(packed[:, 1].mean())
 
     # ------------------------------------------------------------- index refresh
     def refresh_due(self) -> bool:
-        probe = None
-        if self.schedule.wants_probe(self.iteration):
-            probe = self._embed_probe()
-        return self.uses_index and self.schedule.due(self.iteration, probe)
+        if not self.uses_index:
+            return False
+        if not self.schedule.wants_probe(self.iteration):
+            return self.schedule.due(self.iteration)
+        # adaptive: rank 0 measures the drift and decides for all (ranks could disagree on
+        # a threshold crossing by float noise, and then wait on different collectives)
+        return bool(self.dist.broadcast_object(self.dist.on_main(
+            lambda: self.schedule.due(self.iteration, self._embed_probe()))))
 
     def refresh_index(self) -> None:
         """Paper §3.2: pause training, embed every training example in one eval-mode pass,
         re-cluster each class (warm-started), and recompute the sampler's cluster losses."""
         started = time.perf_counter()
-        embeddings = self.train_embeddings()
-        if self.dist.is_main:   # cluster once, then share: every rank gets the same index
+        embeddings = self.train_embeddings()   # sharded across ranks, gathered
+
+        def cluster():   # once, on rank 0, then shared: every rank gets the same index
             if self.timing["refreshes"]:
-                self.index.refresh(embeddings, self.labels)   # warm start from the centres
-            else:
-                self.index.fit(embeddings, self.labels)
-        self.index = self.dist.broadcast_object(self.index)
+                return self.index.refresh(embeddings, self.labels)   # warm start
+            return self.index.fit(embeddings, self.labels)
+
+        self.index = self.dist.broadcast_object(self.dist.on_main(cluster))
         if self.sampler is not None:
             self.sampler.set_index(self.index)
         self.schedule.refreshed(embeddings[self.probe])
@@ -168,6 +196,7 @@ class Trainer:
     def train_embeddings(self) -> np.ndarray:
         """Embeddings of the whole training set at the current iteration (computed once)."""
         if self._train_embeddings is None or self._train_embeddings[0] != self.iteration:
+            self.dist.broadcast_buffers(self.model)
             embeddings = embed_dataset(self.model, self.splits.train, device=self.dist.device,
                                        dist=self.dist)
             self._train_embeddings = (self.iteration, embeddings)
@@ -180,6 +209,7 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation
     def embed(self, dataset) -> np.ndarray:
         """Embeddings of a test-like split (with test-time averaging when configured)."""
+        self.dist.broadcast_buffers(self.model)
         return embed_dataset(self.model, dataset, device=self.dist.device, dist=self.dist,
                              augment=self.augmenter, copies=self.config.eval.test_time_augment)
 
@@ -189,19 +219,23 @@ class Trainer:
         ``full`` adds every other class-score and retrieval metric of ``evaluate``.
         Losses without an index get one fitted now, with ``sigma^2`` from its clusters."""
         dataset = dataset if dataset is not None else self.splits.test
-        queries = self.embed(dataset) if queries is None else queries
+        queries = self.embed(dataset) if queries is None else queries   # sharded passes
         reference = self.train_embeddings()
-        index, variance = self.index, self.variance
-        if index is None:
-            index = make_index(self.config).fit(reference, self.labels)
-            variance = _cluster_variance(reference, index)
-        knc = KNearestClusters(neighbours=self.config.eval.neighbours).fit(index, variance)
-        metrics = {"knc_error": float(np.mean(knc.predict(queries) != dataset.labels))}
-        metrics.update(evaluate(queries, dataset.labels, reference=reference,
-                                reference_labels=self.labels,
-                                metrics=None if full else ["knn_error"],
-                                k=self.config.eval.knn_k))
-        return metrics
+
+        def scores() -> dict:   # on rank 0 only, then shared
+            index, variance = self.index, self.variance
+            if index is None:
+                index = make_index(self.config).fit(reference, self.labels)
+                variance = _cluster_variance(reference, index)
+            knc = KNearestClusters(neighbours=self.config.eval.neighbours).fit(index, variance)
+            metrics = {"knc_error": float(np.mean(knc.predict(queries) != dataset.labels))}
+            metrics.update(evaluate(queries, dataset.labels, reference=reference,
+                                    reference_labels=self.labels,
+                                    metrics=None if full else ["knn_error"],
+                                    k=self.config.eval.knn_k))
+            return metrics
+
+        return self.dist.broadcast_object(self.dist.on_main(scores))
 
     def epoch_record(self, mean_loss: float) -> dict:
         """The per-epoch line of ``metrics.jsonl`` (test errors are added by the loop)."""
@@ -236,8 +270,9 @@ class Trainer:
                    **self.evaluate(queries=self.final_test_embeddings, full=True)}
         if self.splits.unseen is not None:
             unseen = self.embed(self.splits.unseen)
-            summary["unseen"] = evaluate(unseen, self.splits.unseen.labels,
-                                         metrics=UNSEEN_METRICS, seed=self.config.train.seed)
+            summary["unseen"] = self.dist.broadcast_object(self.dist.on_main(
+                lambda: evaluate(unseen, self.splits.unseen.labels, metrics=UNSEEN_METRICS,
+                                 seed=self.config.train.seed)))
         if self.index is not None:
             summary["clusters"] = int(self.index.n_clusters_)
         seconds = self.timing["train_seconds"]
@@ -249,22 +284,39 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "iteration": self.iteration, "variance": self.variance,
+        """The run's state (a collective under torchrun: the per-rank streams are gathered).
+        Top-level sampler/RNG entries are rank 0's; ``ranks`` holds every rank's."""
+        own = self._rank_state()
+        state = {"epoch": self.epoch, "iteration": self.iteration, "variance": self.variance,
                 "model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "index": self.index.state_dict() if self.index is not None else None,
-                "sampler": self.sampler.state_dict(), "loss_curve": self.loss_curve,
-                "timing": self.timing, "rng": rng_state(),
-                "schedule_reference": self.schedule.reference,
+                "loss_curve": self.loss_curve, "timing": self.timing,
+                "schedule_reference": self.schedule.reference, **own}
+        if self.dist.world_size > 1:
+            state["ranks"] = self.dist.all_gather_object(own)
+        return state
+
+    def _rank_state(self) -> dict:
+        """What differs between ranks: the sampler's example stream and the RNG states."""
+        return {"sampler": self.sampler.state_dict(), "rng": rng_state(),
                 "augment_rng": (self.augment_generator.get_state()
                                 if self.augmenter is not None else None)}
 
     def save_checkpoint(self) -> None:
+        state = self.state_dict()   # on every rank: it gathers
         if self.run is not None:
-            self.run.save_checkpoint(self.state_dict())
+            self.run.save_checkpoint(state)
 
     def _restore(self, state: dict) -> None:
+        saved_world = len(state.get("ranks", [None]))
+        if saved_world != self.dist.world_size:
+            raise ValueError(f"the checkpoint in {self.config.out!r} was written by "
+                             f"{saved_world} process(es) but this run has "
+                             f"{self.dist.world_size}; resume with the same --nproc-per-node "
+                             "(the samplers' random streams are per process)")
+        own = state["ranks"][self.dist.rank] if "ranks" in state else state
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.variance = state["variance"]
         self.model.load_state_dict(state["model"])
@@ -275,13 +327,13 @@ class Trainer:
             self.index.load_state_dict(state["index"])
         self.sampler = make_sampler(self.config, self.labels, self.index,
                                     rank=self.dist.rank, world_size=self.dist.world_size)
-        self.sampler.load_state_dict(state["sampler"])
+        self.sampler.load_state_dict(own["sampler"])
         self.loss_curve = [tuple(p) for p in state["loss_curve"]]
         self.timing = state["timing"]
         self.schedule.refreshed(state["schedule_reference"])
-        restore_rng_state(state["rng"])
+        restore_rng_state(own["rng"])
         if self.augmenter is not None:
-            self.augment_generator.set_state(state["augment_rng"])
+            self.augment_generator.set_state(own["augment_rng"])
         if self.run is not None:
             self.run.truncate_history(self.epoch)
 
@@ -293,6 +345,29 @@ class Trainer:
         self.augment_generator = torch.Generator(device=self.dist.device)
         self.augment_generator.manual_seed(self.config.train.seed + 1000 * self.dist.rank)
         return lambda x: augment(x, self.augment_generator)
+
+
+class _Objective(nn.Module):
+    """Network and loss as one module, so that DDP also averages the gradients of the loss's
+    own parameters (the softmax baseline's classifier). Only the network runs under autocast
+    (``amp``); the cluster losses compute in float32 themselves (log-sum-exp in float16
+    underflows)."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, *, amp: bool,
+                 device_type: str) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+        self.amp, self.device_type = amp, device_type
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor,
+                clusters: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.autocast(self.device_type, enabled=self.amp,
+                            dtype=torch.bfloat16 if self.device_type == "cpu"
+                            else torch.float16):
+            embeddings = self.model(x)                                       # (B, E)
+        if clusters is None:
+            return self.loss_fn(embeddings, y)                               # ()
+        return self.loss_fn(embeddings, y, clusters)                         # (B,)
 
 
 class _Subset:
