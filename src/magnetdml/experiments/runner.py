@@ -1,0 +1,263 @@
+"""The experiments framework: a list of runs, trained as ordinary run folders, then analysed.
+
+An :class:`Experiment` says which runs it needs (:meth:`Experiment.specs`, one
+:class:`RunSpec` per run: config overrides on the default :class:`~magnetdml.training.Config`
+plus labels for the analysis) and how to turn their outcomes into numbers and figures
+(:meth:`Experiment.analyse`). :func:`run_experiment` trains every run into
+``out_dir/<spec.name>/`` with :func:`magnetdml.training.train` -- a run whose ``metrics.json``
+exists is finished and skipped, an unfinished one resumes from its checkpoint -- then writes
+``out_dir/results.json`` and ``out_dir/report.md``.
+
+The results dict that ``analyse`` returns may hold these keys, which the report renders
+(everything else is kept in ``results.json`` only):
+
+* ``"tables"``: ``[{"title": str, "rows": [dict, ...], "columns": [key, ...] (optional)}]``;
+  float cells are shown with 4 significant digits, error columns are fractions;
+* ``"claims"``: ``[{"claim": str, "holds": bool | None, "detail": str}]`` -- the paper's
+  claims checked against the measured numbers (None: not measurable in this run);
+* ``"figures"``: ``[{"title": str, "path": "name.png"}]`` with paths relative to ``out_dir``;
+* ``"notes"``: ``[str, ...]`` paragraphs shown under the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..registry import Registry
+from ..training import Config, apply_overrides, config_to_dict, train
+from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, write_json
+
+#: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
+DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
+                "omniglot": "omniglot"}
+#: Config fields that do not change what a run computes, only where and how fast: a finished
+#: run trained with other values of these is still the same run (GPU vs CPU reruns).
+MACHINE_FIELDS = (("train", "threads"), ("train", "device"))
+#: Large files of a finished run that the report does not need (checkpoint, t-SNE snapshot).
+DISPOSABLE = (CHECKPOINT, "embeddings_initial.npz")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of an experiment: its folder name under the experiment directory (unique),
+    the config overrides (``{"loss.name": "magnet", ...}``) on the default config, and the
+    labels the analysis groups by (``{"loss": "magnet", "dataset": ..., "seed": 0}``)."""
+
+    name: str
+    overrides: dict[str, Any]
+    group: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: its spec, folder, ``metrics.json`` summary and ``metrics.jsonl``."""
+
+    spec: RunSpec
+    run_dir: Path
+    summary: dict
+    history: list[dict]
+
+
+class Experiment:
+    """Subclass per experiment and register an instance's factory in :data:`EXPERIMENTS`."""
+
+    name: str = ""
+    description: str = ""
+
+    def specs(self, quick: bool) -> list[RunSpec]:
+        """The runs; ``quick`` is a version that takes a few minutes on 2 CPU cores."""
+        raise NotImplementedError
+
+    def analyse(self, out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
+        """Write ``results.json`` and PNG plots into ``out_dir``; return the results dict
+        (keys of the module docstring). ``runs`` maps each spec's name to its outcome."""
+        raise NotImplementedError
+
+
+#: name -> zero-argument factory of an :class:`Experiment`.
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+
+def save_results(out_dir: Path, results: dict) -> Path:
+    """Write ``results`` to ``out_dir/results.json`` (atomically); return the path."""
+    path = Path(out_dir) / "results.json"
+    write_json(path, results)
+    return path
+
+
+def hardware(config: Config) -> dict:
+    """Where the numbers were measured: CPU model, cores, torch threads, device, torch."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": config.train.threads or torch.get_num_threads(),
+            "device": config.train.device, "torch": torch.__version__}
+
+
+def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None = None,
+               data_root: str | os.PathLike | None = None) -> Config:
+    """The config of one run: defaults, then the spec's overrides, then the user's
+    ``overrides`` (applied to every run; they win), then ``data.data_dir`` from ``data_root``
+    when no override set it, and ``out = out_dir/<spec.name>``."""
+    config = apply_overrides(Config(), {**spec.overrides, **(overrides or {})})
+    if data_root is not None and config.data.data_dir is None \
+            and config.data.name in DATA_FOLDERS:
+        folder = Path(data_root).expanduser() / DATA_FOLDERS[config.data.name]
+        config = apply_overrides(config, {"data.data_dir": str(folder)})
+    return apply_overrides(config, {"out": str(Path(out_dir) / spec.name)}).validate()
+
+
+def _comparable(config: dict) -> dict:
+    config = json.loads(json.dumps(config))
+    for section, key in MACHINE_FIELDS:
+        config.get(section, {}).pop(key, None)
+    config.pop("out", None)
+    return config
+
+
+def _finished(run_dir: Path, config: Config) -> dict | None:
+    """The summary of a finished run of ``config`` in ``run_dir``, or None if unfinished."""
+    if not (run_dir / SUMMARY).is_file():
+        return None
+    saved = json.loads((run_dir / CONFIG).read_text())
+    if _comparable(saved) != _comparable(config_to_dict(config)):
+        raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config than "
+                         "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
+                         "retrain it, or choose another out directory")
+    return json.loads((run_dir / SUMMARY).read_text())
+
+
+def _history(run_dir: Path) -> list[dict]:
+    path = run_dir / HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any] | None = None,
+               data_root: str | os.PathLike | None = None, overwrite: bool = False,
+               keep_checkpoints: bool = False, progress: bool = True,
+               log: Callable[[str], None] | None = None) -> dict[str, RunOutcome]:
+    """Train (or skip, or resume) every spec into ``out_dir/<name>/``; see the module doc.
+    Finished runs lose their checkpoint unless ``keep_checkpoints`` (results stay small)."""
+    log = log or (lambda _message: None)
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"run names must be unique and non-empty; got {names}")
+    configs = [run_config(s, out_dir, overrides=overrides, data_root=data_root) for s in specs]
+    outcomes = {}
+    for number, (spec, config) in enumerate(zip(specs, configs, strict=True), start=1):
+        run_dir = Path(config.out)
+        summary = None if overwrite else _finished(run_dir, config)
+        if summary is None:
+            log(f"[{number}/{len(specs)}] training {spec.name}")
+            summary = train(config, overwrite=overwrite, progress=progress).summary
+        else:
+            log(f"[{number}/{len(specs)}] {spec.name} already finished; skipped")
+        if not keep_checkpoints:
+            for name in DISPOSABLE:
+                (run_dir / name).unlink(missing_ok=True)
+        outcomes[spec.name] = RunOutcome(spec, run_dir, summary, _history(run_dir))
+    return outcomes
+
+
+def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False,
+                   overrides: dict[str, Any] | None = None,
+                   data_root: str | os.PathLike | None = None, overwrite: bool = False,
+                   keep_checkpoints: bool = False, progress: bool = True,
+                   command: str | None = None,
+                   log: Callable[[str], None] | None = None) -> dict:
+    """Run experiment ``name`` (a name of :data:`EXPERIMENTS`) into ``out_dir`` and analyse it.
+
+    ``overrides`` (``{"train.threads": 1, ...}``) apply to every run after the experiment's
+    own; ``data_root`` maps each dataset to its folder (``DATA_FOLDERS``). Returns the results
+    dict, also written to ``out_dir/results.json`` with the command, hardware and run list,
+    and rendered with its figures to ``out_dir/report.md``.
+    """
+    experiment = EXPERIMENTS.get(name)()
+    out_dir = Path(out_dir)
+    specs = experiment.specs(quick)
+    runs = train_runs(specs, out_dir, overrides=overrides, data_root=data_root,
+                      overwrite=overwrite, keep_checkpoints=keep_checkpoints,
+                      progress=progress, log=log)
+    analysis = experiment.analyse(out_dir, runs)
+    first = run_config(specs[0], out_dir, overrides=overrides, data_root=data_root)
+    results = {"experiment": name, "description": experiment.description, "quick": quick,
+               "command": command, "hardware": hardware(first),
+               "overrides": dict(overrides or {}),
+               "runs": {n: {"group": o.spec.group, "run_dir": str(o.run_dir),
+                            "overrides": o.spec.overrides,
+                            "iterations": o.summary.get("iterations"),
+                            "train_seconds": o.summary.get("train_seconds")}
+                        for n, o in runs.items()},
+               **analysis}
+    save_results(out_dir, results)
+    (out_dir / "report.md").write_text(render_report(results))
+    return results
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if value != value:   # NaN
+        return "n/a"
+    if isinstance(value, float):
+        if "error" in key and "relative" not in key and 0.0 <= value <= 1.0:
+            return f"{100 * value:.2f}%"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A Markdown table of ``rows`` (dicts) over ``columns`` (default: the first row's keys);
+    error fractions are shown in percent, other floats with 4 significant digits."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(c, row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_report(results: dict) -> str:
+    """``report.md``: title, command, hardware, tables, claims, notes and figures."""
+    hw = results.get("hardware", {})
+    text = [f"# Experiment `{results.get('experiment')}`"
+            + (" (quick version)" if results.get("quick") else ""), "",
+            str(results.get("description", "")), ""]
+    if results.get("command"):
+        text += [f"Command: `{results['command']}`", ""]
+    if hw:
+        text += [f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, "
+                 f"{hw.get('torch_threads')} torch thread(s), device {hw.get('device')}, "
+                 f"torch {hw.get('torch')}. Runs: {len(results.get('runs', {}))}.", ""]
+    for table in results.get("tables", []):
+        text += [f"## {table['title']}", "", markdown_table(table["rows"], table.get("columns")),
+                 ""]
+    if results.get("claims"):
+        text += ["## Claims checked", "", "| claim | holds | measured |", "|---|---|---|"]
+        for claim in results["claims"]:
+            holds = {True: "yes", False: "no", None: "n/a"}[claim.get("holds")]
+            text.append(f"| {claim['claim']} | {holds} | {claim.get('detail', '')} |")
+        text.append("")
+    for note in results.get("notes", []):
+        text += [note, ""]
+    for figure in results.get("figures", []):
+        text += [f"### {figure['title']}", "", f"![{figure['title']}]({figure['path']})", ""]
+    return "\n".join(text)
