@@ -5,12 +5,12 @@ at any ``N`` (no ``N x N`` matrix is ever built). Entry point: :func:`evaluate`.
 """
 
 from .api import (
-                  CLASSIFICATION_METRICS,
-                  CLUSTERING_METRICS,
-                  KNC_METRICS,
-                  METRICS,
-                  RETRIEVAL_METRICS,
-                  evaluate,
+    CLASSIFICATION_METRICS,
+    CLUSTERING_METRICS,
+    KNC_METRICS,
+    METRICS,
+    RETRIEVAL_METRICS,
+    evaluate,
 )
 from .clustering import clustering_scores, pairwise_f1
 from .knc import KNearestClusters
