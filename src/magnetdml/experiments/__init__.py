@@ -16,6 +16,8 @@ from .runner import (
     RunSpec,
     hardware,
     markdown_table,
+    mean_std,
+    metric,
     render_report,
     run_experiment,
     save_results,
@@ -23,7 +25,8 @@ from .runner import (
 )
 
 __all__ = ["DATA_FOLDERS", "EXPERIMENTS", "Experiment", "RunOutcome", "RunSpec", "hardware",
-           "markdown_table", "render_report", "run_experiment", "save_results", "train_runs"]
+           "markdown_table", "mean_std", "metric", "render_report", "run_experiment",
+           "save_results", "train_runs"]
 
 # Each experiment registers itself in EXPERIMENTS on import. Modules not written yet (the
 # experiments are added one by one) are skipped; an error inside an existing one is raised.

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..registry import Registry
@@ -261,3 +262,20 @@ def render_report(results: dict) -> str:
     for figure in results.get("figures", []):
         text += [f"### {figure['title']}", "", f"![{figure['title']}]({figure['path']})", ""]
     return "\n".join(text)
+
+
+def metric(outcome: RunOutcome, key: str) -> float | None:
+    """A number of the run's summary; dotted keys reach into sections (``"unseen.nmi"``)."""
+    value: Any = outcome.summary
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return None if value is None else float(value)
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (None with fewer than 2 values) of the non-None
+    values; (None, None) when there are none."""
+    kept = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if kept.size == 0:
+        return None, None
+    return float(kept.mean()), float(kept.std(ddof=1)) if kept.size > 1 else None
