@@ -47,7 +47,9 @@ NOTES = {
     "precision_at_1/r_precision/map_at_r": (
         "Same definitions (Musgrave et al. 2020; lone queries excluded; R = class size - 1, "
         "below our max_r=1024 cap, equal to PML's default k='max_bin_count'); both use exact "
-        "faiss IndexFlatL2 search, so they agree to float rounding unless two neighbours tie."),
+        "faiss IndexFlatL2 search, so they agree to float rounding. faiss computes distances "
+        "with sgemm blocks whose shape depends on the query batch (we search 4096 queries at "
+        "a time, PML all at once): two nearly tied neighbours can swap, moving MAP@R ~1e-9."),
     "nmi/ami": (
         "Same formulas (scikit-learn), different k-means: PML runs faiss.Kmeans with random "
         "initialisation, 25 iterations and faiss's default subsampling to 256 points per "
