@@ -1,0 +1,305 @@
+"""``magnetdml report DIR``: one page for a run folder or an experiment folder.
+
+A page is a list of blocks (headings, paragraphs, tables, figures, code) gathered from the
+files training and experiments write -- ``config.json``, ``metrics.json``, ``metrics.jsonl``,
+``evaluation.json``, ``results.json`` and the PNGs beside them -- and rendered twice:
+
+* ``report.html``: self-contained (every PNG inlined as a base64 ``data:`` URI, no external
+  CSS or script), so it can be mailed or archived as one file;
+* ``report.md``: the same content with relative PNG links, for browsing in a repository.
+
+Training curves (test error against iteration from ``metrics.jsonl``) are drawn into
+``report_curves.png`` in the folder, so both pages can show them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._validation import check_choice
+
+FORMATS = ("both", "html", "markdown")
+CURVES = "report_curves.png"
+# The metrics shown for a run, in this order (everything else stays in metrics.json).
+RUN_METRICS = ("knc_error", "knn_error", "error_at_1", "error_at_5", "precision_at_1",
+               "map_at_r", "recall_at_1", "nmi", "f1")
+TIMING = ("epochs", "iterations", "train_seconds", "refresh_seconds", "images_per_second")
+TITLES = {"loss_curve.png": "Training loss", CURVES: "Test error during training",
+          "tsne_initial.png": "t-SNE before training", "tsne_final.png": "t-SNE after training"}
+
+
+@dataclass
+class Page:
+    """A report: its title and blocks ``(kind, *content)`` with kind one of ``h2``, ``p``,
+    ``table`` (rows, columns), ``img`` (path relative to ``root``, title), ``pre``."""
+
+    title: str
+    root: Path
+    blocks: list[tuple] = field(default_factory=list)
+
+    def add(self, kind: str, *content: Any) -> None:
+        self.blocks.append((kind, *content))
+
+
+def format_cell(key: str, value: Any) -> str:
+    """Errors (fractions) in percent, floats with 4 significant digits, None/NaN as n/a."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, float):
+        if "error" in key and "relative" not in key and 0.0 <= value <= 1.0:
+            return f"{100 * value:.2f}%"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _error_curve(history: list[dict]) -> tuple[str, list[tuple[float, float]]] | None:
+    """(metric, [(iteration, error), ...]) of the run's headline test error, if logged."""
+    for metric in ("knc_error", "knn_error"):
+        points = [(r["iteration"], r[metric]) for r in history
+                  if isinstance(r.get(metric), (int, float)) and "iteration" in r]
+        if points:
+            return metric, points
+    return None
+
+
+def _draw_curves(folder: Path, curves: dict[str, list]) -> Path | None:
+    if not curves:
+        return None
+    from .plots import plot_error_curves  # matplotlib only when there is something to draw
+
+    return plot_error_curves(curves, folder / CURVES, title="Test error during training")
+
+
+def run_page(folder: Path) -> Page:
+    """The page of one run folder (``config.json``, ``metrics*.json*``, its PNGs)."""
+    config = _read_json(folder / "config.json") or {}
+    summary = _read_json(folder / "metrics.json")
+    history = _read_history(folder / "metrics.jsonl")
+    data, loss = config.get("data", {}), config.get("loss", {})
+    page = Page(f"Run {folder.name}: {data.get('name')}, {loss.get('name')} loss, "
+                f"{config.get('model', {}).get('backbone')} backbone", folder)
+    state = "finished" if summary else f"unfinished ({len(history)} epoch(s) logged)"
+    page.add("p", f"Run folder {folder}; {state}.")
+    if summary:
+        rows = [{"metric": m, "value": summary[m]} for m in RUN_METRICS if m in summary]
+        rows += [{"metric": f"unseen {m}", "value": v}
+                 for m, v in (summary.get("unseen") or {}).items()]
+        page.add("h2", "Test metrics")
+        page.add("table", [{"metric": r["metric"], "value": format_cell(r["metric"], r["value"])}
+                           for r in rows], ["metric", "value"])
+        page.add("h2", "Cost")
+        page.add("table", [{k: summary.get(k) for k in TIMING}], list(TIMING))
+    evaluation = _read_json(folder / "evaluation.json")
+    if evaluation:
+        splits = [s for s, v in evaluation.items() if isinstance(v, dict)]
+        metrics = list(dict.fromkeys(m for s in splits for m in evaluation[s]))
+        page.add("h2", f"Re-evaluation (evaluation.json, epoch {evaluation.get('epoch')})")
+        page.add("table", [{"metric": m, **{s: format_cell(m, evaluation[s].get(m))
+                                            for s in splits}} for m in metrics],
+                 ["metric", *splits])
+    if history:
+        columns = ["epoch", "iteration", "loss", "lr", "sigma2", "knc_error", "knn_error"]
+        columns = [c for c in columns if any(c in r for r in history)]
+        page.add("h2", "Training history (metrics.jsonl)")
+        page.add("table", history, columns)
+    curve = _error_curve(history)
+    _draw_curves(folder, {curve[0]: curve[1]} if curve else {})
+    _add_figures(page, folder, [])
+    page.add("h2", "Config (config.json)")
+    page.add("pre", json.dumps(config, indent=2))
+    return page
+
+
+def experiment_page(folder: Path) -> Page:
+    """The page of an experiment folder (``results.json`` of ``magnetdml experiment``, one
+    run folder per run beneath it)."""
+    results = _read_json(folder / "results.json")
+    if not isinstance(results, dict):
+        raise ValueError(f"{folder / 'results.json'} must hold a JSON object (the results of "
+                         "'magnetdml experiment'); got something else")
+    quick = " (quick version)" if results.get("quick") else ""
+    page = Page(f"Experiment {results.get('experiment', folder.name)}{quick}", folder)
+    if results.get("description"):
+        page.add("p", str(results["description"]))
+    if results.get("command"):
+        page.add("p", f"Command: {results['command']}")
+    hw = results.get("hardware") or {}
+    if hw:
+        page.add("p", f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, "
+                 f"{hw.get('torch_threads')} torch thread(s), device {hw.get('device')}, "
+                 f"torch {hw.get('torch')}.")
+    for table in results.get("tables", []):
+        page.add("h2", table.get("title", "Results"))
+        page.add("table", table.get("rows", []), table.get("columns"))
+    if results.get("claims"):
+        page.add("h2", "Claims checked")
+        page.add("table", [{"claim": c.get("claim"), "measured": c.get("detail", ""),
+                            "holds": {True: "yes", False: "no"}.get(c.get("holds"), "n/a")}
+                           for c in results["claims"]], ["claim", "holds", "measured"])
+    for note in results.get("notes", []):
+        page.add("p", str(note))
+    figures = [(f["path"], f.get("title", f["path"])) for f in results.get("figures", [])]
+    runs = _run_rows(folder, results.get("runs") or {})
+    if runs:
+        page.add("h2", "Runs")
+        columns = list(dict.fromkeys(k for row, _ in runs for k in row))
+        page.add("table", [row for row, _ in runs], columns)
+    curves = {}
+    for row, history in runs:
+        curve = _error_curve(history)
+        if curve:
+            curves[f"{row['run']} ({curve[0]})"] = curve[1]
+    if _draw_curves(folder, curves):
+        figures.append((CURVES, TITLES[CURVES]))
+    figures += [(f"{row['run']}/loss_curve.png", f"Training loss: {row['run']}")
+                for row, _ in runs if (folder / row["run"] / "loss_curve.png").is_file()]
+    _add_figures(page, folder, figures)
+    return page
+
+
+def _run_rows(folder: Path, listed: dict) -> list[tuple[dict, list[dict]]]:
+    """One row per run folder beneath ``folder`` (listed ones first): group labels and the
+    headline metrics of its ``metrics.json``."""
+    names = list(listed) + sorted(p.name for p in folder.iterdir()
+                                  if (p / "config.json").is_file() and p.name not in listed)
+    rows = []
+    for name in names:
+        run = folder / name
+        summary = _read_json(run / "metrics.json") or {}
+        group = (listed.get(name) or {}).get("group") or {}
+        row = {"run": name, **{str(k): v for k, v in group.items()}}
+        row.update({m: summary.get(m) for m in ("knc_error", "knn_error", "error_at_5",
+                                                "map_at_r", "nmi", "train_seconds")})
+        rows.append((row, _read_history(run / "metrics.jsonl")))
+    return rows
+
+
+def _add_figures(page: Page, folder: Path, figures: list[tuple[str, str]]) -> None:
+    """The listed figures, then every other PNG of the folder itself, each once."""
+    listed = {path for path, _ in figures}
+    order = list(TITLES)   # known pictures in reading order (before training first)
+    extra = sorted((p.name for p in folder.glob("*.png") if p.name not in listed),
+                   key=lambda name: (order.index(name) if name in order else len(order), name))
+    figures = figures + [(name, TITLES.get(name, name)) for name in extra]
+    figures = [(path, title) for path, title in figures if (folder / path).is_file()]
+    if figures:
+        page.add("h2", "Figures")
+    for path, title in figures:
+        page.add("img", path, title)
+
+
+def build_page(folder: str | os.PathLike) -> Page:
+    """The page of ``folder``: an experiment folder (``results.json``) or a run folder
+    (``config.json``); anything else raises ``ValueError`` saying which files are missing."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"report folder {str(path)!r} does not exist; pass a run "
+                                "folder ('magnetdml train --out') or an experiment folder")
+    if (path / "results.json").is_file():
+        return experiment_page(path)
+    if (path / "config.json").is_file():
+        return run_page(path)
+    raise ValueError(f"{str(path)!r} is neither a run folder (no config.json) nor an "
+                     "experiment folder (no results.json); pass the folder that 'magnetdml "
+                     "train --out' or 'magnetdml experiment' wrote")
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
+          "padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}"
+          "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+          "figure{margin:1em 0}pre{background:#f6f6f6;padding:1em;overflow:auto}")
+
+
+def _table_cells(rows: list[dict], columns: list[str] | None) -> tuple[list[str], list[list]]:
+    columns = list(columns or (rows[0] if rows else []))
+    return columns, [[format_cell(c, row.get(c)) for c in columns] for row in rows]
+
+
+def render_html(page: Page) -> str:
+    """One self-contained HTML document: PNGs inlined as base64 ``data:`` URIs."""
+    esc = html.escape   # attribute values: quotes escaped
+
+    def text_(value: str) -> str:   # element content: quotes stay readable in <pre> JSON
+        return html.escape(str(value), quote=False)
+
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(page.title)}"
+             f"</title><style>{_STYLE}</style></head><body><h1>{esc(page.title)}</h1>"]
+    for kind, *content in page.blocks:
+        if kind == "h2":
+            parts.append(f"<h2>{esc(content[0])}</h2>")
+        elif kind == "p":
+            parts.append(f"<p>{text_(content[0])}</p>")
+        elif kind == "pre":
+            parts.append(f"<pre>{text_(content[0])}</pre>")
+        elif kind == "table":
+            columns, cells = _table_cells(*content)
+            head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+            body = "".join("<tr>" + "".join(f"<td>{text_(v)}</td>" for v in row) + "</tr>"
+                           for row in cells)
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif kind == "img":
+            data = base64.b64encode((page.root / content[0]).read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt='{esc(content[1])}' src='data:image/png;base64,"
+                         f"{data}'><figcaption>{esc(content[1])}</figcaption></figure>")
+    return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def render_markdown(page: Page, out_dir: Path) -> str:
+    """Markdown with PNG links relative to ``out_dir`` (where the .md file goes)."""
+    def cell(value: str) -> str:
+        return value.replace("|", "\\|").replace("\n", " ")
+
+    text = [f"# {page.title}", ""]
+    for kind, *content in page.blocks:
+        if kind == "h2":
+            text += [f"## {content[0]}", ""]
+        elif kind == "p":
+            text += [content[0], ""]
+        elif kind == "pre":
+            text += ["```json", content[0], "```", ""]
+        elif kind == "table":
+            columns, cells = _table_cells(*content)
+            text += ["| " + " | ".join(map(cell, columns)) + " |", "|" + "---|" * len(columns)]
+            text += ["| " + " | ".join(map(cell, row)) + " |" for row in cells] + [""]
+        elif kind == "img":
+            link = Path(os.path.relpath(page.root / content[0], out_dir)).as_posix()
+            text += [f"![{content[1]}]({link})", ""]
+    return "\n".join(text)
+
+
+def write_report(folder: str | os.PathLike, *, out_dir: str | os.PathLike | None = None,
+                 formats: str = "both") -> list[Path]:
+    """Write ``report.html`` (self-contained) and/or ``report.md`` for ``folder`` into
+    ``out_dir`` (default: ``folder``); returns the written paths."""
+    check_choice("formats", formats, FORMATS)
+    page = build_page(folder)
+    out = Path(out_dir) if out_dir is not None else page.root
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if formats in ("both", "html"):
+        written.append(out / "report.html")
+        written[-1].write_text(render_html(page))
+    if formats in ("both", "markdown"):
+        written.append(out / "report.md")
+        written[-1].write_text(render_markdown(page, out))
+    return written
