@@ -1,1 +1,2 @@
 """Subcommands beyond ``train`` (evaluate, compare, ...) register here with ``cli.command``."""
+from .cli_report import run_report as _report  # noqa: F401  (register report)
