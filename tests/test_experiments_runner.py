@@ -1,0 +1,153 @@
+"""The experiments runner: real tiny runs (digits, MLP, 1 epoch, 2 losses), skip / resume /
+checkpoint deletion, config composition, the report, and the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from magnetdml.experiments import (
+    EXPERIMENTS,
+    Experiment,
+    RunSpec,
+    markdown_table,
+    mean_std,
+    render_report,
+    run_experiment,
+    runner,
+    save_results,
+    train_runs,
+)
+
+TINY = {"data.name": "digits", "model.backbone": "mlp", "model.embedding_dim": 8,
+        "train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
+        "eval.plots": False, "eval.every": 0, "sampler.classes_per_batch": 6,
+        "sampler.examples_per_class": 8}
+
+
+class Tiny(Experiment):
+    name = "tiny-test"
+    description = "two tiny digits runs"
+
+    def specs(self, quick):
+        return [RunSpec(f"digits-{loss}", {**TINY, "loss.name": loss}, {"loss": loss})
+                for loss in ("magnet", "triplet")]
+
+    def analyse(self, out_dir, runs):
+        rows = [{"loss": o.spec.group["loss"], "knc_error": o.summary["knc_error"],
+                 "epochs_logged": len(o.history)} for o in runs.values()]
+        results = {"tables": [{"title": "tiny", "rows": rows}],
+                   "claims": [{"claim": "ran", "holds": True, "detail": "two runs"}]}
+        save_results(out_dir, results)
+        return results
+
+
+if "tiny-test" not in EXPERIMENTS:
+    EXPERIMENTS.register("tiny-test")(Tiny)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp")
+    results = run_experiment("tiny-test", out, progress=False)
+    return out, results
+
+
+def test_run_experiment_writes_results_report_and_drops_checkpoints(finished):
+    out, results = finished
+    assert set(results["runs"]) == {"digits-magnet", "digits-triplet"}
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["experiment"] == "tiny-test" and saved["hardware"]["torch_threads"] == 1
+    assert [r["epochs_logged"] for r in saved["tables"][0]["rows"]] == [1, 1]
+    report = (out / "report.md").read_text()
+    assert "## tiny" in report and "| ran | yes | two runs |" in report
+    for name in ("digits-magnet", "digits-triplet"):
+        assert (out / name / "metrics.json").is_file()
+        assert not (out / name / "checkpoint.pt").exists()
+        assert json.loads((out / name / "config.json").read_text())["out"] == str(out / name)
+
+
+def test_rerun_skips_finished_runs(finished, monkeypatch):
+    out, first = finished
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(runner, "train", no_training)
+    # other threads: a machine setting, not a different run
+    again = run_experiment("tiny-test", out, progress=False, overrides={"train.threads": 2})
+    assert again["tables"] == first["tables"]
+
+
+def test_finished_run_with_other_config_is_refused(finished):
+    out, _ = finished
+    with pytest.raises(ValueError, match="different config.*overwrite"):
+        run_experiment("tiny-test", out, progress=False, overrides={"loss.alpha": 2.0})
+
+
+def test_unfinished_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    spec = RunSpec("run", {**TINY, "loss.name": "magnet", "train.epochs": 2})
+    train_runs([spec], tmp_path, progress=False, keep_checkpoints=True)
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    (tmp_path / "run" / "metrics.json").unlink()     # as if killed before the summary
+    calls = []
+    real = runner.train
+
+    def spy(config, **kwargs):
+        calls.append(config.out)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(runner, "train", spy)
+    outcome = train_runs([spec], tmp_path, progress=False)["run"]
+    assert calls == [str(tmp_path / "run")]
+    # resumed at epoch 2 of 2: no epoch was trained again, so no history line is repeated
+    assert [r["epoch"] for r in outcome.history] == [1, 2]
+    assert outcome.summary["iterations"] == 6
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_run_config_layers_spec_user_overrides_and_data_root(tmp_path):
+    spec = RunSpec("a", {"data.name": "fashion-mnist", "train.epochs": 5})
+    config = runner.run_config(spec, tmp_path, overrides={"train.epochs": 2},
+                               data_root="/data")
+    assert config.train.epochs == 2
+    assert config.data.data_dir == "/data/fashion-mnist"
+    assert config.out == str(tmp_path / "a")
+    explicit = runner.run_config(RunSpec("b", {"data.name": "mnist", "data.data_dir": "/x"}),
+                                 tmp_path, data_root="/data")
+    assert explicit.data.data_dir == "/x"
+    digits = runner.run_config(RunSpec("c", {}), tmp_path, data_root="/data")
+    assert digits.data.data_dir is None
+    with pytest.raises(ValueError, match="unknown config field 'train.epoch'"):
+        runner.run_config(spec, tmp_path, overrides={"train.epoch": 2})
+
+
+def test_duplicate_run_names_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unique"):
+        train_runs([RunSpec("a", TINY), RunSpec("a", TINY)], tmp_path)
+
+
+def test_unknown_experiment_lists_valid_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown experiment 'nope'; valid names: .*tiny-test"):
+        run_experiment("nope", tmp_path)
+
+
+def test_mean_std_and_tables():
+    assert mean_std([0.1, None, 0.3]) == (pytest.approx(0.2), pytest.approx(0.1414213562))
+    assert mean_std([0.5]) == (0.5, None) and mean_std([None]) == (None, None)
+    table = markdown_table([{"loss": "magnet", "knc_error": 0.1234, "relative_vs_triplet":
+                             -0.35, "n": 3, "std": None}])
+    assert table.splitlines()[2] == "| magnet | 12.34% | -0.35 | 3 | n/a |"
+    report = render_report({"experiment": "x", "quick": True, "figures": [
+        {"title": "curves", "path": "c.png"}], "notes": ["a note"]})
+    assert "(quick version)" in report and "![curves](c.png)" in report and "a note" in report
+
+
+def test_command_line_reports_unknown_experiment(capsys):
+    from magnetdml import cli, cli_experiment  # noqa: F401  (registers the command)
+
+    assert cli.main(["experiment", "nope"]) == 2
+    assert re.search(r"valid names: .*classification, clusters, convergence",
+                     capsys.readouterr().err)
