@@ -1,3 +1,3 @@
 """Subcommands beyond ``train`` (evaluate, compare, ...) register here with ``cli.command``."""
-from .cli_report import run_report as _report  # noqa: F401  (register report)
 from . import cli_experiment  # noqa: F401  (register experiment)
+from .cli_report import run_report as _report  # noqa: F401  (register report)
