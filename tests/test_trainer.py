@@ -1,0 +1,111 @@
+"""The training loop end to end on digits (one process, one thread): run folder contents,
+resume after an interruption, refusal of finished runs, every loss, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from magnetdml.cli import main
+from magnetdml.losses import LOSSES
+from magnetdml.training import apply_overrides, train
+from magnetdml.training.config import Config
+from magnetdml.training.trainer import Trainer
+
+SHORT = {"train.threads": 1, "train.epochs": 2, "train.iterations_per_epoch": 4,
+         "model.embedding_dim": 16, "index.clusters_per_class": 2, "eval.plots": False,
+         "sampler.classes_per_batch": 5}   # digits has 10 classes
+
+
+def _config(out, **overrides) -> Config:
+    return apply_overrides(Config(), {**SHORT, "out": str(out), **overrides})
+
+
+def _model(run_dir) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+def _scores(summary: dict) -> dict:
+    """Everything but wall-clock fields and the folder name."""
+    drop = {"run_dir", "train_seconds", "refresh_seconds", "images_per_second"}
+    return {k: v for k, v in summary.items() if k not in drop}
+
+
+def test_default_cli_job_writes_the_run_folder_and_reaches_three_percent(tmp_path, capsys):
+    """The README's first command (CLI defaults: Magnet on digits, 30 epochs)."""
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", "--train.threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "kNC test error:" in printed and f"run folder: {out}" in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "metrics.json", "loss_curve.png",
+            "tsne_initial.png", "tsne_final.png"} <= names
+    summary = json.loads((out / "metrics.json").read_text())
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == list(range(1, 31))
+    assert history[-1]["refreshes"] == 31     # the initial fit + one after every epoch
+    assert summary["knc_error"] < 0.03, summary["knc_error"]
+    assert f"{100 * summary['knc_error']:.2f}%" in printed
+
+
+def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeypatch):
+    straight = train(_config(tmp_path / "straight"), progress=False)
+
+    original = Trainer.step
+
+    def crash_in_second_epoch(self, batch):
+        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    interrupted = _config(tmp_path / "resumed")
+    monkeypatch.setattr(Trainer, "step", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, progress=False)
+    monkeypatch.setattr(Trainer, "step", original)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert saved["epoch"] == 1 and not (tmp_path / "resumed" / "metrics.json").exists()
+
+    resumed = train(interrupted, progress=False)
+    assert _scores(resumed.summary) == _scores(straight.summary)
+    for name, value in _model(tmp_path / "straight").items():
+        torch.testing.assert_close(_model(tmp_path / "resumed")[name], value, rtol=0, atol=0)
+    epochs = [json.loads(line)["epoch"]
+              for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+
+def test_finished_run_is_refused_without_overwrite(tmp_path):
+    config = _config(tmp_path / "run", **{"train.epochs": 1})
+    first = train(config, progress=False)
+    with pytest.raises(ValueError, match="already holds a finished run.*--overwrite"):
+        train(config, progress=False)
+    again = train(config, overwrite=True, progress=False)
+    assert _scores(again.summary) == _scores(first.summary)
+
+
+@pytest.mark.parametrize("loss", LOSSES.names())
+def test_every_registered_loss_trains_an_epoch(tmp_path, loss):
+    summary = train(_config(tmp_path / loss, **{"loss.name": loss, "train.epochs": 1}),
+                    progress=False).summary
+    assert summary["loss"] == loss and summary["iterations"] == 4
+    assert 0.0 <= summary["knc_error"] <= 1.0 and 0.0 <= summary["knn_error"] <= 1.0
+    assert summary["images_per_second"] > 0
+
+
+def test_cli_bad_value_is_one_line_naming_the_field(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "run"), "--train.epochs", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert err.startswith("magnetdml train: error: train.epochs must be >= 1; got 0")
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_unknown_flag_exits_with_code_two(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--train.bogus", "3"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --train.bogus 3" in capsys.readouterr().err
