@@ -1,0 +1,70 @@
+"""``magnetdml evaluate RUN_DIR``: re-evaluate a saved run and print a table of its metrics."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .cli import command
+from .runs import SPLITS
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
+                        "'magnetdml train' (holds config.json and checkpoint.pt)")
+    parser.add_argument("--split", choices=SPLITS, default="all",
+                        help="seen-class test split, unseen classes, validation split, or "
+                        "every split the run's data has")
+    parser.add_argument("--metrics", help="comma-separated metric names to keep (default: "
+                        "all; see magnetdml.evaluation.METRICS)")
+    parser.add_argument("--device", default="cpu", help="torch device for the embedding pass")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's "
+                        "default; one is fastest on a busy machine)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="do not write evaluation.json into the run folder")
+
+
+def format_table(results: dict[str, dict], recorded: dict | None = None) -> str:
+    """Metric rows x split columns (errors in percent); ``recorded`` adds the test values
+    that training wrote into metrics.json, to check the run is reproduced."""
+    columns = list(results)
+    rows = list(dict.fromkeys(m for split in columns for m in results[split]))
+    header = ["metric", *columns] + (["metrics.json"] if recorded else [])
+    table = [header]
+    for metric in rows:
+        cells = [metric] + [_format(metric, results[s].get(metric)) for s in columns]
+        if recorded:
+            cells.append(_format(metric, recorded.get(metric)))
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+                     for row in table)
+
+
+def _format(metric: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if "error" in metric:
+        return f"{100 * value:.2f}%"
+    return f"{value:.4f}"
+
+
+@command("evaluate", "re-evaluate a saved run folder (test, unseen and val splits)", configure)
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .runs import EVALUATION, evaluate_run, load_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    run = load_run(args.run_dir, device=args.device)
+    results = evaluate_run(run, split=args.split, metrics=metrics, write=not args.no_write)
+    state = "finished" if run.finished else "unfinished (last checkpoint)"
+    print(f"{run.config.data.name}, {run.config.loss.name}, {run.config.model.backbone}: "
+          f"epoch {run.epoch}, iteration {run.iteration}, {state}")
+    print(format_table(results, run.summary if "test" in results else None))
+    if not args.no_write:
+        print(f"written: {run.path / EVALUATION}")
+    return 0

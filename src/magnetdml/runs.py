@@ -1,0 +1,188 @@
+"""Load a saved run folder and re-evaluate it (``magnetdml evaluate RUN_DIR``).
+
+A run folder (see :mod:`magnetdml.training.run_dir`) holds ``config.json`` and the atomic
+``checkpoint.pt`` of its last finished epoch: the model weights, the cluster index and the
+running ``sigma^2`` (paper §3.3). :func:`load_run` rebuilds data, model and index from them with
+the same builders training used (``training.setup``), so :func:`evaluate_run` reproduces the
+``knc_error`` / ``knn_error`` that training wrote into ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validation import check_choice
+from .evaluation import evaluate
+from .evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
+from .index import ClusterIndex
+from .training.config import Config
+from .training.config_io import config_from_dict
+from .training.embed import embed_dataset
+from .training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
+from .training.setup import load_splits, make_index, make_model
+
+EVALUATION = "evaluation.json"
+SPLITS = ("test", "unseen", "val", "all")
+#: Metrics of classes never trained on: no index or class scores (their classes have no
+#: centres or references), only clustering and retrieval among themselves (paper §4, seed 003).
+UNSEEN_METRICS = ("nmi", "ami", "ari", "f1", "precision_at_1", "recall_at_1", "recall_at_2",
+                  "recall_at_4", "recall_at_8", "map_at_r")
+
+
+@dataclass
+class LoadedRun:
+    """A run folder rebuilt for evaluation: ``config``, data ``splits``, the ``model`` in eval
+    mode with the checkpoint's weights, the run's cluster ``index`` and ``variance`` (``None``
+    for losses trained without an index), the checkpoint's ``epoch`` / ``iteration``, the
+    ``summary`` of ``metrics.json`` (``None`` while unfinished) and the ``history`` lines."""
+
+    path: Path
+    config: Config
+    splits: Any
+    model: nn.Module
+    index: ClusterIndex | None
+    variance: float | None
+    epoch: int
+    iteration: int
+    summary: dict | None
+    history: list[dict] = field(default_factory=list)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    def embed(self, dataset) -> np.ndarray:
+        """Eval-mode embeddings ``(N, E)`` of ``dataset``. With test-time augmentation the
+        copies are drawn from a fresh generator seeded like training's, so they differ from
+        the ones training drew: only runs without it reproduce ``metrics.json`` exactly."""
+        copies = self.config.eval.test_time_augment
+        augment = None
+        if copies:
+            from .data.augment import RandomRescaleCrop
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(self.config.train.seed)
+            rescale = RandomRescaleCrop(max_scale=self.config.data.max_scale)
+            augment = lambda x: rescale(x, generator)  # noqa: E731
+        return embed_dataset(self.model, dataset, device=self.device, augment=augment,
+                             copies=copies)
+
+    def cluster_index(self, reference: np.ndarray) -> tuple[ClusterIndex, float]:
+        """The run's index and ``sigma^2``; for losses without one (softmax, triplet...), an
+        index fitted now on ``reference`` with ``sigma^2 = sum ||r - mu(r)||^2 / (N - 1)``,
+        exactly as training's evaluation does."""
+        if self.index is not None and self.variance is not None:
+            return self.index, float(self.variance)
+        index = make_index(self.config).fit(reference, self.splits.train.labels)
+        residual = reference - index.centroids_[index.assignments_]           # (N, E)
+        variance = float((residual.astype(np.float64) ** 2).sum() / max(len(reference) - 1, 1))
+        return index, variance
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / CONFIG).is_file() and (Path(path) / CHECKPOINT).is_file()
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
+    """Rebuild the run saved in ``run_dir`` from ``config.json`` and ``checkpoint.pt``."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run_dir {str(path)!r} does not exist; pass the folder that "
+                                "'magnetdml train --out' wrote")
+    missing = [name for name in (CONFIG, CHECKPOINT) if not (path / name).is_file()]
+    if missing:
+        raise ValueError(f"run_dir {str(path)!r} is not a run folder: it lacks "
+                         f"{' and '.join(missing)} (a run folder holds {CONFIG}, {HISTORY}, "
+                         f"{CHECKPOINT} after its first epoch, and {SUMMARY} when finished)")
+    config = config_from_dict(json.loads((path / CONFIG).read_text())).validate()
+    run = RunDir(path)
+    torch_device = torch.device(device)
+    state = run.load_checkpoint(map_location=torch_device)
+    splits = load_splits(config)
+    model = make_model(config, splits.input_shape).to(torch_device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    index = None
+    if state.get("index") is not None:
+        index = make_index(config).load_state_dict(state["index"])
+    summary_path = path / SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    return LoadedRun(path=path, config=config, splits=splits, model=model, index=index,
+                     variance=state.get("variance"), epoch=int(state["epoch"]),
+                     iteration=int(state["iteration"]), summary=summary,
+                     history=run.read_history(), device=torch_device)
+
+
+def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
+                 metrics: Sequence[str] | None = None, write: bool = True) -> dict[str, dict]:
+    """Re-evaluate a saved run; returns ``{split: {metric: value}}``.
+
+    ``test`` (and ``val``): held-out examples of the training classes against the training
+    set's embeddings, every metric of :func:`magnetdml.evaluation.evaluate` plus kNC with the
+    run's index and ``sigma^2`` (paper §3.3, ``L = eval.neighbours`` nearest centres).
+    ``unseen``: the classes held out of training, among themselves (:data:`UNSEEN_METRICS`).
+    ``all``: every split the run's data has. ``metrics`` keeps only the named metrics. With
+    ``write``, the result (and the checkpoint's epoch) goes to ``RUN_DIR/evaluation.json``.
+    """
+    check_choice("split", split, SPLITS)
+    if metrics is not None:
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"metrics must be names of magnetdml.evaluation.METRICS; got "
+                             f"unknown {unknown}; valid: {', '.join(METRICS)}")
+    if not isinstance(run, LoadedRun):
+        run = load_run(run)
+    splits = run.splits
+    wanted = ["test", "val", "unseen"] if split == "all" else [split]
+    if split in ("unseen", "val") and getattr(splits, split) is None:
+        hint = ("data.unseen_classes > 0" if split == "unseen" else "data.val_fraction > 0")
+        raise ValueError(f"split {split!r} is empty for this run: it was trained without "
+                         f"{hint}; use --split test")
+    results: dict[str, dict] = {}
+    reference = None
+    for name in wanted:
+        dataset = getattr(splits, name)
+        if dataset is None:
+            continue
+        queries = run.embed(dataset)                                          # (N, E)
+        if name == "unseen":
+            names = [m for m in (metrics or UNSEEN_METRICS)
+                     if m in UNSEEN_METRICS or m in CLUSTERING_METRICS]
+            if names:
+                results[name] = evaluate(queries, dataset.labels, metrics=names,
+                                         seed=run.config.train.seed)
+            continue
+        if reference is None:
+            reference = run.embed(splits.train)                               # (N_train, E)
+        results[name] = _seen_metrics(run, queries, dataset.labels, reference, metrics)
+    if write:
+        write_json(run.path / EVALUATION, {"epoch": run.epoch, "iteration": run.iteration,
+                                           "finished": run.finished, **results})
+    return results
+
+
+def _seen_metrics(run: LoadedRun, queries, labels, reference, metrics) -> dict[str, float]:
+    """Seen-class metrics: kNC with the run's index (``L = eval.neighbours``), the rest
+    against the training embeddings (soft kNN with ``k = eval.knn_k``)."""
+    names = list(metrics) if metrics is not None else list(METRICS)
+    knc = [m for m in names if m in KNC_METRICS]
+    others = [m for m in names if m not in KNC_METRICS]
+    out: dict[str, float] = {}
+    if others:
+        out.update(evaluate(queries, labels, reference=reference,
+                            reference_labels=run.splits.train.labels, metrics=others,
+                            k=run.config.eval.knn_k, seed=run.config.train.seed))
+    if knc:
+        index, variance = run.cluster_index(reference)
+        out.update(evaluate(queries, labels, metrics=knc, index=index, variance=variance,
+                            k=run.config.eval.neighbours))
+    return {m: out[m] for m in names}
