@@ -1,0 +1,288 @@
+"""Compare losses under one budget (paper §4, Fig. 5): ``magnetdml compare``.
+
+Every loss trains with the same backbone, data, seed and number of training images seen
+(epochs x iterations per epoch x batch, where the batch is ``M x D`` neighbourhood examples for
+cluster losses and ``P x K`` class-balanced examples for the others: both 48 by default). Each
+run lives in ``OUT/<loss>/seed<s>/`` and is an ordinary run folder, so a rerun skips finished
+runs and resumes unfinished ones from their checkpoint. The report: ``results.csv`` /
+``results.md`` (one row per loss, mean and spread over seeds), ``results.json`` (every run's
+numbers and curves) and ``error_curves.png`` (test error against iteration with red diamonds
+where each loss first reached the reference loss's final error).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import plots
+from ._validation import check_choice, check_int
+from .losses import LOSSES, build_loss
+from .training import Config, apply_overrides, config_to_dict, train
+from .training.run_dir import CONFIG, HISTORY, SUMMARY, write_json
+
+#: Columns of the report: (summary key, header); errors are shown in percent.
+COLUMNS = (("knc_error", "kNC error"), ("knn_error", "kNN error"), ("error_at_5", "error@5"),
+           ("map_at_r", "MAP@R"), ("nmi", "NMI"), ("f1", "F1"), ("train_seconds", "train s"),
+           ("refresh_seconds", "refresh s"), ("images_per_second", "images/s"))
+CURVE_METRICS = ("own", "knc_error", "knn_error")
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """``table``: one dict per loss (means, ``<key>_std``, final curve error, ``reached``:
+    the iteration its mean curve first reached the reference's final error, or None);
+    ``runs``: one dict per (loss, seed) with the summary numbers; ``curves``: per loss the
+    mean ``[(iteration, error), ...]`` over seeds; ``files``: what was written."""
+
+    out: Path
+    table: list[dict]
+    runs: list[dict]
+    curves: dict[str, list[tuple[int, float]]]
+    files: dict[str, Path]
+
+
+def cluster_loss(name: str) -> bool:
+    """Whether loss ``name`` trains from the cluster index (Magnet-style neighbourhoods)."""
+    return bool(getattr(build_loss(name, embedding_dim=2, num_classes=2),
+                        "requires_clusters", False))
+
+
+def compare(config: Config, losses: Sequence[str], out: str | os.PathLike, *,
+            seeds: Sequence[int] | None = None, reference: str = "triplet",
+            curve_metric: str = "own", overwrite: bool = False, progress: bool = False,
+            command: str | None = None, log: Callable[[str], None] | None = None
+            ) -> CompareResult:
+    """Train every loss of ``losses`` (CLI names) for every seed under ``config``'s budget.
+
+    ``curve_metric``: the test error plotted and used for the markers; ``"own"`` is each
+    loss's protocol in the paper (§3.3-4): kNC for cluster losses, soft kNN for the others.
+    ``reference``: the loss whose final error the markers refer to (paper Fig. 5: triplet);
+    ignored when it is not compared. ``overwrite`` retrains finished runs.
+    """
+    losses = _check_losses(losses)
+    seeds = [config.train.seed] if seeds is None else [check_int("seeds", s, minimum=0)
+                                                      for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct non-negative integers; got {seeds}")
+    check_choice("curve_metric", curve_metric, CURVE_METRICS)
+    _check_budget(config, losses)
+    out = Path(out)
+    log = log or (lambda _message: None)
+    runs, histories = [], {}
+    for loss in losses:
+        for seed in seeds:
+            run_dir = out / loss / f"seed{seed}"
+            run_config = apply_overrides(config, {"loss.name": loss, "train.seed": seed,
+                                                  "out": str(run_dir)}).validate()
+            summary = _finished_summary(run_dir, run_config) if not overwrite else None
+            if summary is None:
+                log(f"compare: training {loss} (seed {seed}) in {run_dir}")
+                summary = train(run_config, overwrite=overwrite, progress=progress).summary
+            else:
+                log(f"compare: {loss} (seed {seed}) already finished in {run_dir}; skipped")
+            metric = _curve_key(loss, curve_metric)
+            history = [(int(r["iteration"]), float(r[metric]))
+                       for r in _read_jsonl(run_dir / HISTORY) if metric in r]
+            histories[loss, seed] = history
+            runs.append({"loss": loss, "seed": seed, "run_dir": str(run_dir),
+                         "iterations": summary["iterations"], "curve_metric": metric,
+                         **{key: summary.get(key) for key, _ in COLUMNS}})
+    curves = {loss: _mean_curve([histories[loss, s] for s in seeds]) for loss in losses}
+    table = _table(losses, runs, curves, reference)
+    meta = {"command": command, "hardware": hardware(config), "seeds": seeds,
+            "losses": losses, "reference": reference, "curve_metric": curve_metric,
+            "config": config_to_dict(config),
+            "images_per_run": _budget(config, losses[0], runs[0]["iterations"])}
+    files = _write_report(out, table, runs, curves, histories, meta)
+    return CompareResult(out=out, table=table, runs=runs, curves=curves, files=files)
+
+
+def _check_losses(losses: Sequence[str]) -> list[str]:
+    names = [losses] if isinstance(losses, str) else list(losses)
+    if not names:
+        raise ValueError("losses must name at least one loss, e.g. magnet,triplet,softmax; "
+                         "got none")
+    for name in names:
+        LOSSES.get(name)        # unknown names: the error lists the valid ones
+    if len(set(names)) != len(names):
+        raise ValueError(f"losses must not repeat a name; got {names}")
+    return names
+
+
+def _batch(config: Config, loss: str) -> tuple[int, str]:
+    s = config.sampler
+    if cluster_loss(loss):
+        return (s.clusters_per_batch * s.examples_per_cluster,
+                "sampler.clusters_per_batch x sampler.examples_per_cluster")
+    return (s.classes_per_batch * s.examples_per_class,
+            "sampler.classes_per_batch x sampler.examples_per_class")
+
+
+def _check_budget(config: Config, losses: list[str]) -> None:
+    """Same images seen by every loss: the batch sizes (M*D, P*K) must agree."""
+    batches = {loss: _batch(config, loss) for loss in losses}
+    if len({size for size, _ in batches.values()}) > 1:
+        detail = "; ".join(f"{loss}: {how} = {size}" for loss, (size, how) in batches.items())
+        raise ValueError("every loss must see the same number of images per iteration "
+                         f"(same budget); got {detail}. Set M x D equal to P x K")
+
+
+def _budget(config: Config, loss: str, iterations: int) -> dict:
+    size = _batch(config, loss)[0]
+    return {"batch_size": size, "epochs": config.train.epochs,
+            "iterations_per_epoch": iterations // config.train.epochs,
+            "images": iterations * size}
+
+
+def _curve_key(loss: str, curve_metric: str) -> str:
+    if curve_metric != "own":
+        return curve_metric
+    return "knc_error" if cluster_loss(loss) else "knn_error"
+
+
+def _finished_summary(run_dir: Path, config: Config) -> dict | None:
+    """The summary of a finished run of exactly ``config``; None when there is none yet."""
+    if not (run_dir / SUMMARY).is_file():
+        return None
+    saved = json.loads((run_dir / CONFIG).read_text())
+    if saved != json.loads(json.dumps(config_to_dict(config))):
+        raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config "
+                         "(other flags than this comparison's); pass --overwrite to retrain "
+                         "it, or choose another --out")
+    return json.loads((run_dir / SUMMARY).read_text())
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _mean_curve(histories: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Mean error per iteration over seeds (the budget makes the iterations identical)."""
+    points: dict[int, list[float]] = {}
+    for history in histories:
+        for iteration, error in history:
+            points.setdefault(iteration, []).append(error)
+    return [(it, float(np.mean(errors))) for it, errors in sorted(points.items())]
+
+
+def first_reached(curve: list[tuple[int, float]], target: float) -> int | None:
+    """First evaluated iteration whose error is <= ``target`` (None if never)."""
+    return next((it for it, error in curve if error <= target + 1e-12), None)
+
+
+def _table(losses, runs, curves, reference) -> list[dict]:
+    target = curves[reference][-1] if reference in curves and curves[reference] else None
+    table = []
+    for loss in losses:
+        rows = [r for r in runs if r["loss"] == loss]
+        entry: dict = {"loss": loss, "seeds": len(rows), "curve_metric": rows[0]["curve_metric"],
+                       "iterations": rows[0]["iterations"]}
+        for key, _ in COLUMNS:
+            values = np.array([np.nan if r[key] is None else r[key] for r in rows], float)
+            entry[key] = float(np.mean(values))
+            entry[f"{key}_std"] = float(np.std(values, ddof=1)) if len(rows) > 1 else None
+        entry["final_error"] = curves[loss][-1][1] if curves[loss] else None
+        reached = first_reached(curves[loss], target[1]) if target else None
+        entry["reached"] = reached
+        entry["speedup"] = target[0] / reached if reached else None
+        table.append(entry)
+    return table
+
+
+def hardware(config: Config) -> dict:
+    """Where the numbers were measured (CPU model, cores, torch threads, device)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": config.train.threads or torch.get_num_threads(),
+            "device": config.train.device, "torch": torch.__version__}
+
+
+def _cell(entry: dict, key: str) -> str:
+    value, std = entry[key], entry.get(f"{key}_std")
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if key.endswith("error") or key.startswith("error"):
+        text = f"{100 * value:.2f}%" + (f" ± {100 * std:.2f}" if std is not None else "")
+    elif key.endswith("seconds"):
+        text = f"{value:.1f}" + (f" ± {std:.1f}" if std is not None else "")
+    elif key.startswith("images"):
+        text = f"{value:.0f}" + (f" ± {std:.0f}" if std is not None else "")
+    else:
+        text = f"{value:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+    return text
+
+
+def markdown_table(table: list[dict], reference: str) -> str:
+    """The per-loss table of ``results.md`` (mean ± sample std over seeds)."""
+    header = (["loss"] + [name for _, name in COLUMNS]
+              + ["final curve error", f"iterations to {reference}'s final error", "speed-up"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in table:
+        final = "n/a" if e["final_error"] is None else f"{100 * e['final_error']:.2f}%"
+        cells = ([f"{e['loss']} ({e['curve_metric'].replace('_error', '')})"]
+                 + [_cell(e, key) for key, _ in COLUMNS]
+                 + [final, "never" if e["reached"] is None else str(e["reached"]),
+                    "" if e["speedup"] is None else f"{e['speedup']:.1f}x"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_report(out, table, runs, curves, histories, meta) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"csv": out / "results.csv", "md": out / "results.md",
+             "json": out / "results.json", "plot": out / "error_curves.png"}
+    with open(files["csv"], "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    write_json(files["json"], {**meta, "table": table, "runs": runs,
+                               "curves": {k: [list(p) for p in v] for k, v in curves.items()},
+                               "curves_per_seed": {f"{loss}/seed{seed}": [list(p) for p in h]
+                                                   for (loss, seed), h in histories.items()}})
+    reference = meta["reference"]
+    drawn = {loss: curve for loss, curve in curves.items() if curve}
+    markers = {e["loss"]: e["reached"] for e in table if e["loss"] in drawn}
+    if drawn:
+        plots.plot_error_curves(drawn, files["plot"],
+                                markers if reference in drawn else None,
+                                title="Test error during training (same images seen)",
+                                marker_label=f"reached {reference}'s final error")
+    hw, budget, config = meta["hardware"], meta["images_per_run"], meta["config"]
+    text = [f"# Loss comparison: {config['data']['name']}, {config['model']['backbone']}",
+            "", f"Command: `{meta['command'] or 'magnetdml.compare.compare(...)'}`", "",
+            f"Data: {config['data']['name']} (data seed {config['data']['seed']}, "
+            f"val_fraction {config['data']['val_fraction']} of train held out); seeds "
+            f"{meta['seeds']}; budget per loss: {budget['epochs']} epochs x "
+            f"{budget['iterations_per_epoch']} iterations x {budget['batch_size']} images "
+            f"= {budget['images']} images.",
+            f"Hardware: {hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch "
+            f"thread(s), device {hw['device']}, torch {hw['torch']}.", "",
+            markdown_table(table, reference), "",
+            "Errors are on the seen-class test split: kNC with the run's cluster index "
+            "(losses without one get a k-means index of their final embeddings), kNN = soft "
+            "kNN (paper §3.3). The curve error is each loss's own protocol (kNC for cluster "
+            f"losses, kNN otherwise) unless --curve-metric says otherwise "
+            f"(here: {meta['curve_metric']}). 'train s' is the time of the training steps "
+            "plus every index refresh after the first ('refresh s' counts all refreshes); "
+            "images/s = images / train s. Mean ± sample std over seeds.", "",
+            "![error curves](error_curves.png)", ""]
+    files["md"].write_text("\n".join(text))
+    return files
