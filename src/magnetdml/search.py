@@ -257,13 +257,15 @@ def evaluate_run(run_dir: str | Path, split: str = "val") -> dict[str, float]:
                          f"{'--data.val_fraction' if split == 'val' else '--data.unseen_classes'}"
                          " > 0")
     state = run.load_checkpoint()
-    device = torch.device("cpu")
-    model = make_model(config, splits.input_shape)
+    name = config.train.device               # "auto": the trainer's choice, cuda if present
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if name == "auto" else name)
+    model = make_model(config, splits.input_shape).to(device)
     model.load_state_dict(state["model"])
     augment, copies = None, config.eval.test_time_augment
     if copies:
         from .data.augment import RandomRescaleCrop
-        generator = torch.Generator().manual_seed(config.train.seed)
+        generator = torch.Generator(device=device).manual_seed(config.train.seed)
         rescale = RandomRescaleCrop(max_scale=config.data.max_scale)
         augment = lambda x: rescale(x, generator)                      # noqa: E731
     queries = embed_dataset(model, dataset, device=device, augment=augment, copies=copies)
