@@ -26,9 +26,9 @@ def magnet_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def softmax_unseen_run(tmp_path_factory):
-    """A loss without a cluster index, on data with a class-disjoint unseen split."""
+    """A loss without a cluster index, on data with a validation and an unseen split."""
     return _train(tmp_path_factory.mktemp("runs") / "softmax", **{
-        "loss.name": "softmax", "data.unseen_classes": 0.3,
+        "loss.name": "softmax", "data.unseen_classes": 0.3, "data.val_fraction": 0.2,
         "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8})
 
 
@@ -82,10 +82,11 @@ def test_metrics_filter_keeps_only_the_named_metrics(magnet_run):
     assert list(results["test"]) == ["map_at_r", "knc_error"]
 
 
-def test_unseen_split_and_losses_without_an_index(softmax_unseen_run):
+def test_val_and_unseen_splits_and_losses_without_an_index(softmax_unseen_run):
     results = evaluate_run(softmax_unseen_run.run_dir)            # split="all"
     summary = softmax_unseen_run.summary
-    assert set(results) == {"test", "unseen"}
+    assert list(results) == ["test", "val", "unseen"]
+    assert results["val"].keys() == results["test"].keys()
     assert results["test"]["knc_error"] == pytest.approx(summary["knc_error"], abs=1e-12)
     assert results["test"]["knn_error"] == pytest.approx(summary["knn_error"], abs=1e-12)
     for key in ("nmi", "f1", "recall_at_1", "recall_at_8"):

@@ -87,10 +87,6 @@ class LoadedRun:
         return index, variance
 
 
-def is_run_dir(path: str | Path) -> bool:
-    return (Path(path) / CONFIG).is_file() and (Path(path) / CHECKPOINT).is_file()
-
-
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     """Rebuild the run saved in ``run_dir`` from ``config.json`` and ``checkpoint.pt``."""
     path = Path(run_dir)
