@@ -121,8 +121,9 @@ def run_page(folder: Path) -> Page:
         columns = [c for c in columns if any(c in r for r in history)]
         page.add("h2", "Training history (metrics.jsonl)")
         page.add("table", history, columns)
-    curve = _error_curve(history)
-    _draw_curves(folder, {curve[0]: curve[1]} if curve else {})
+    _draw_curves(folder, {m: [(r["iteration"], r[m]) for r in history if r.get(m) is not None]
+                          for m in ("knc_error", "knn_error")
+                          if any(r.get(m) is not None for r in history)})
     _add_figures(page, folder, [])
     page.add("h2", "Config (config.json)")
     page.add("pre", json.dumps(config, indent=2))
