@@ -32,7 +32,7 @@ def test_speedup_against_triplet_asymptote(tmp_path):
     results = Convergence().analyse(tmp_path, fake_runs(tmp_path))
     rows = {r["loss"]: r for r in results["tables"][0]["rows"]}
     target = (0.21 + 0.20 + 0.19) / 3                     # mean of triplet's last 3 points
-    assert rows["triplet"]["triplet_asymptote"] == pytest.approx(target)
+    assert rows["triplet"]["triplet_asymptotic_error"] == pytest.approx(target)
     assert rows["triplet"]["iteration_reached"] == 50     # 0.20 <= 0.2 (0.21 is not)
     assert rows["magnet"]["iteration_reached"] == 20      # 0.18
     assert rows["magnet"]["speedup"] == pytest.approx(50 / 20)

@@ -94,7 +94,7 @@ class Convergence(Experiment):
                              "seeds": len(per_loss[loss]),
                              "final_error": curve[-1][1] if curve else None,
                              "asymptotic_error": asymptote(curve),
-                             f"{REFERENCE}_asymptote": target,
+                             f"{REFERENCE}_asymptotic_error": target,
                              "iteration_reached": hits[loss], "speedup": speedup})
             drawn = {loss: c for loss, c in curves.items() if c}
             if drawn:
