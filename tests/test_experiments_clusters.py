@@ -68,3 +68,4 @@ def test_specs_sweep_k_and_agglomerative():
     assert agglomerative and all(s.overrides["index.method"] == "agglomerative"
                                  for s in agglomerative)
     assert all(s.overrides["loss.name"] == "magnet" for s in specs)
+    assert all(s.overrides["sampler.clusters_per_batch"] <= 9 for s in specs)   # K = 1: 9 impostors

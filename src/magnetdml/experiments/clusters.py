@@ -24,6 +24,10 @@ from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, metr
 
 KS = (1, 2, 4, 8, 16)
 QUICK_KS = (1, 2, 4, 8)
+#: M = 8 neighbourhood clusters x D = 6 examples (48 images, as in the other experiments):
+#: with K = 1 (or an adaptive index down to one cluster per class) a 10-class dataset has only
+#: 9 impostor clusters per class, too few for the usual M = 12.
+BATCH = {"sampler.clusters_per_batch": 8, "sampler.examples_per_cluster": 6}
 
 
 def clusters_curve(history: list[dict]) -> list[tuple[int, float]]:
@@ -49,7 +53,7 @@ class Clusters(Experiment):
             ks, seeds, epochs, iterations, backbone = KS, (0, 1), 5, 300, None
         dataset = "fashion-mnist"
         base = {**base_overrides(dataset, quick=quick, epochs=epochs, iterations=iterations,
-                                 backbone=backbone), "loss.name": "magnet"}
+                                 backbone=backbone), "loss.name": "magnet", **BATCH}
         variants = [("kmeans", k) for k in ks] + [("agglomerative", None)]
         specs = []
         for method, k in variants:
