@@ -228,7 +228,8 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em aut
           "padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}"
           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}"
           "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-          "figure{margin:1em 0}pre{background:#f6f6f6;padding:1em;overflow:auto}")
+          "table{display:block;overflow-x:auto}figure{margin:1em 0}"
+          "pre{background:#f6f6f6;padding:1em;overflow:auto}")
 
 
 def _table_cells(rows: list[dict], columns: list[str] | None) -> tuple[list[str], list[list]]:
