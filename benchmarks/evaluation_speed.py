@@ -4,8 +4,9 @@ Same synthetic embeddings for both (Gaussian classes of 100 points around random
 overlap so no metric is trivially perfect), 10k and 100k points, 64 and 128 dimensions. Each
 (library, config) runs in its own child process, which reports its wall time for the call and
 its peak resident memory (``resource.getrusage``: counts faiss/torch/numpy allocations, unlike
-tracemalloc), before and after the call. Ratios are taken within one run of this script. Both
-run with ``BENCH_THREADS`` threads (default 1, see ``THREADS``).
+tracemalloc), before and after the call, and its CPU time (with one thread, the time on an
+idle machine; the shared machine's wall times mostly measure the wait for a core). Ratios are
+taken within one run of this script. Both run with ``BENCH_THREADS`` threads (default 1).
 
 Both are run on the metrics they share (precision@1, R-precision, MAP@R, NMI, AMI); ours is
 also timed on its full metric set. Agreement is checked on the shared metrics. Needs the
@@ -73,6 +74,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0    # Linux: KiB
 
 
+def _cpu_seconds() -> float:
+    # With one thread, CPU time is the wall time the call would take on an idle machine; on
+    # the shared machine wall time mostly measures how long we waited for a core.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(library: str, n: int, dim: int) -> dict:
     """Run one library on one config in this (fresh) process; return its measurements."""
     if library == "pml":
@@ -82,6 +90,7 @@ def child(library: str, n: int, dim: int) -> dict:
         from magnetdml.evaluation import evaluate
     x, y = make_data(n, dim)
     before = _peak_rss_mb()
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     if library == "pml":
         calculator = AccuracyCalculator(include=tuple(SHARED.values()), k="max_bin_count",
@@ -92,7 +101,8 @@ def child(library: str, n: int, dim: int) -> dict:
         names = list(SHARED) if library == "ours" else None
         metrics = evaluate(x, y, metrics=names, seed=0)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_before_mb": before, "peak_rss_mb": _peak_rss_mb(),
+    return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu,
+            "rss_before_mb": before, "peak_rss_mb": _peak_rss_mb(),
             "metrics": metrics}
 
 
@@ -114,8 +124,11 @@ def summarise(runs: dict) -> dict:
            "peak_rss_ratio_pml_over_ours": pml["peak_rss_mb"] / ours["peak_rss_mb"],
            "eval_extra_rss_ratio_pml_over_ours": extra["p"] / max(extra["o"], 1.0),
            "abs_diff": {m: abs(ours["metrics"][m] - pml["metrics"][m]) for m in SHARED}}
+    if "cpu_seconds" in ours and "cpu_seconds" in pml:
+        out["cpu_speedup_pml_over_ours"] = pml["cpu_seconds"] / ours["cpu_seconds"]
     if full:
         out["ours_all_metrics_seconds"] = full["seconds"]
+        out["ours_all_metrics_cpu_seconds"] = full.get("cpu_seconds")
     return out
 
 
