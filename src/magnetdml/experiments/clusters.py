@@ -105,8 +105,9 @@ class Clusters(Experiment):
                                "rows": rows}],
                    "claims": _claims(rows), "figures": figures,
                    "notes": ["clusters: the index's final number of clusters (all classes); "
-                             "clusters_per_class_range: min-max over classes and epochs of "
-                             "the first seed. kNC uses each run's own index (paper §3.3)."]}
+                             "clusters_per_class_range: lowest-highest mean clusters per "
+                             "class over the epochs of the first seed. kNC uses each run's "
+                             "own index (paper §3.3)."]}
         save_results(out_dir, results)
         return results
 
