@@ -159,3 +159,12 @@ def test_cli_search_runs_and_reports_bad_ranges(tmp_path, capsys):
     assert main(["search", "--trials", "1", "--out", str(tmp_path / "t"),
                  "--space.lr", "1e-2:1e-3"]) == 2
     assert "space.lr must be LOW:HIGH" in capsys.readouterr().err
+
+
+def test_a_broken_base_config_stops_after_the_first_failed_trials(tmp_path):
+    base = apply_overrides(Config(), {**TINY, "loss.name": "triplet"})   # P = 12 > 10 classes
+    messages = []
+    with pytest.raises(ValueError, match=r"first 3 trial\(s\) all failed; the first: failed: "
+                                         r"classes_per_batch must be <= the 10 classes"):
+        random_search(base, tmp_path, trials=5, log=messages.append)
+    assert len(messages) == 3 and not list(tmp_path.glob("trial_*/val_metrics.json"))

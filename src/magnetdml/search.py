@@ -13,6 +13,8 @@ Each trial is a :func:`magnetdml.training.train` run in ``out/trial_NNN`` (with
 :func:`evaluate_run`. Trial ``i`` draws its parameters from ``numpy.random.default_rng([seed,
 i])``, so a search is reproducible, can be extended with more trials, and resumes by skipping
 trials whose ``val_metrics.json`` exists (an interrupted trial resumes from its checkpoint).
+A trial that fails (e.g. diverges) is recorded as failed and skipped on resume; if the first
+three all fail, the base config is at fault and the search stops with the first error.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .training.run_dir import SUMMARY, write_json
 METRICS = ("knc_error", "knn_error")
 VAL_METRICS = "val_metrics.json"
 SEARCH_FILE = "search.json"
+FAIL_FAST = 3           # stop when this many first trials all fail
 
 
 @dataclass(frozen=True)
@@ -214,9 +217,13 @@ def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
         params = space.sample(np.random.default_rng([seed, i]), num_classes)
         config = apply_overrides(base, {**params, "out": str(out / f"trial_{i:03d}")})
         rows.append(_run_trial(i, config, params, progress, log))
+        if len(rows) == min(trials, FAIL_FAST) and all(r["status"] != "ok" for r in rows):
+            # a broken base config, not unlucky draws: stop, and let a rerun retry them
+            for j in range(len(rows)):
+                (out / f"trial_{j:03d}" / VAL_METRICS).unlink(missing_ok=True)
+            raise ValueError(f"the first {len(rows)} trial(s) all failed; the first: "
+                             f"{rows[0]['status']}")
     finished = [r for r in rows if r["status"] == "ok"]
-    if not finished:
-        raise ValueError(f"every trial failed; the first: {rows[0]['status']}")
     best = min(finished, key=lambda r: (r[f"val_{metric}"], r["trial"]))
     best_config = apply_overrides(base, {p.field: best[p.field]
                                          for p in space.params.values()})
