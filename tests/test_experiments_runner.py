@@ -151,3 +151,23 @@ def test_command_line_reports_unknown_experiment(capsys):
     assert cli.main(["experiment", "nope"]) == 2
     assert re.search(r"valid names: .*classification, clusters, convergence",
                      capsys.readouterr().err)
+
+
+class NeedsModels(Tiny):
+    name = "tiny-needs-models"
+    keep_checkpoints = True
+
+    def analyse(self, out_dir, runs):
+        present = {n: (o.run_dir / "checkpoint.pt").exists() for n, o in runs.items()}
+        return {"tables": [{"title": "checkpoints during analysis",
+                            "rows": [{"run": n, "present": p} for n, p in present.items()]}]}
+
+
+if "tiny-needs-models" not in EXPERIMENTS:
+    EXPERIMENTS.register("tiny-needs-models")(NeedsModels)
+
+
+def test_experiments_that_reembed_keep_checkpoints_until_analysed(tmp_path):
+    results = run_experiment("tiny-needs-models", tmp_path, progress=False)
+    assert all(row["present"] for row in results["tables"][0]["rows"])
+    assert not list(tmp_path.glob("*/checkpoint.pt"))

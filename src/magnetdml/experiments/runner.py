@@ -192,10 +192,17 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     experiment = EXPERIMENTS.get(name)()
     out_dir = Path(out_dir)
     specs = experiment.specs(quick)
+    # Experiments whose analysis re-embeds with each run's model keep the checkpoints until
+    # analyse() has cached its measurements; then they go unless the user asked to keep them.
+    needs_models = bool(getattr(experiment, "keep_checkpoints", False))
     runs = train_runs(specs, out_dir, overrides=overrides, data_root=data_root,
-                      overwrite=overwrite, keep_checkpoints=keep_checkpoints,
+                      overwrite=overwrite, keep_checkpoints=keep_checkpoints or needs_models,
                       progress=progress, log=log)
     analysis = experiment.analyse(out_dir, runs)
+    if needs_models and not keep_checkpoints:
+        for outcome in runs.values():
+            for disposable in DISPOSABLE:
+                (outcome.run_dir / disposable).unlink(missing_ok=True)
     first = run_config(specs[0], out_dir, overrides=overrides, data_root=data_root)
     results = {"experiment": name, "description": experiment.description, "quick": quick,
                "command": command, "hardware": hardware(first),
