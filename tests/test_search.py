@@ -137,6 +137,13 @@ def test_evaluate_run_on_test_matches_the_trainers_summary(search):
     errors = evaluate_run(out / "trial_000", "test")
     assert errors["knc_error"] == pytest.approx(summary["knc_error"])
     assert errors["knn_error"] == pytest.approx(summary["knn_error"])
+    same = evaluate_run(out / "trial_000", "test", test_time_augment=0)   # 0: the config's
+    assert same == errors
+    averaged = evaluate_run(out / "trial_000", "test", test_time_augment=2)
+    assert averaged["knc_error"] != errors["knc_error"] or \
+        averaged["knn_error"] != errors["knn_error"]                    # other embeddings
+    with pytest.raises(ValueError, match=r"test_time_augment must be >= 0; got -1"):
+        evaluate_run(out / "trial_000", "test", test_time_augment=-1)
     with pytest.raises(ValueError, match="has no unseen split"):
         evaluate_run(out / "trial_000", "unseen")
 

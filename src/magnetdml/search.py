@@ -238,10 +238,12 @@ def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     return SearchResult(out, rows, best, best_config)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "val") -> dict[str, float]:
+def evaluate_run(run_dir: str | Path, split: str = "val", *,
+                 test_time_augment: int | None = None) -> dict[str, float]:
     """kNC and soft-kNN errors of a finished run's final model on ``split`` (``"val"``,
     ``"test"`` or ``"unseen"``), exactly as the trainer scores the test split (paper §3.3):
-    queries embedded with the run's test-time averaging, references = the training set's
+    queries embedded with the run's test-time averaging (or ``test_time_augment`` copies
+    when given; 0 = none), references = the training set's
     embeddings, the checkpoint's cluster index and ``sigma^2`` (losses without an index get
     one fitted now, with ``sigma^2 = sum ||r - mu(r)||^2 / (N - 1)``)."""
     import torch
@@ -269,7 +271,8 @@ def evaluate_run(run_dir: str | Path, split: str = "val") -> dict[str, float]:
                           if name == "auto" else name)
     model = make_model(config, splits.input_shape).to(device)
     model.load_state_dict(state["model"])
-    augment, copies = None, config.eval.test_time_augment
+    augment, copies = None, (config.eval.test_time_augment if test_time_augment is None
+                             else check_int("test_time_augment", test_time_augment, minimum=0))
     if copies:
         from .data.augment import RandomRescaleCrop
         generator = torch.Generator(device=device).manual_seed(config.train.seed)
