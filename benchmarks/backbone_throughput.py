@@ -44,9 +44,10 @@ def images_per_second(backbone: str, shape: tuple[int, ...], options: dict, batc
     """``(images per wall-clock second, images per process-CPU second / threads)`` over steps
     run for at least ``min_seconds`` of CPU time (at least one step) after one warm-up step.
 
-    The CPU-time rate is what the step costs when the process has its threads to itself, so
-    it stays meaningful on a machine shared with other jobs, where the wall-clock rate only
-    measures the share of the cores this process got.
+    The CPU-time rate discounts the time the process waited for a core; it does not undo the
+    cache and spin-wait costs of a heavily oversubscribed machine (measured: at load ~10 on
+    2 cores both rates fell 10-50x and mlp-vs-mlp pairs differed 2x). Check the recorded
+    load average; trust ratios only from a quiet machine.
     """
     generator = torch.Generator().manual_seed(seed)
     model = build_model(backbone, shape, embedding_dim=64, seed=seed, **options).train()
@@ -111,10 +112,10 @@ def main() -> None:
             "threads": args.threads, "torch": torch.__version__, "repeats": repeats,
             "machine": f"{platform.processor() or platform.machine()} ({platform.system()})",
             "load_average_at_end": list(os.getloadavg()),
-            "note": "shared 2-core machine loaded by other jobs: images_per_cpu_s (images per "
-                    "CPU-second per thread) estimates the unloaded rate; wall-clock rates only "
-                    "measure this process's share of the cores. ratio_vs_mlp: median over "
-                    "paired CPU-time timings (mlp timed right before the case)",
+            "note": "shared 2-core machine: images_per_cpu_s = images per CPU-second per "
+                    "thread; ratio_vs_mlp = median over paired CPU-time timings (mlp timed "
+                    "right before the case). Under heavy load (see load_average_at_end) "
+                    "both rates are depressed 10-50x and the ratios are noisy",
             "rows": rows}, indent=2) + "\n")
         print(f"wrote {args.out}")
 
