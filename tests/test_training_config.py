@@ -83,3 +83,7 @@ def test_data_options_are_parsed_as_a_yaml_mapping():
     assert config.data.loader_options() == {"unseen_alphabets": 0.2, "size": 28}
     with pytest.raises(ValueError, match="data.options must be a YAML mapping"):
         parse(["--data.options", "[1, 2]"])
+    config = parse(["--model.options", "{hidden_sizes: [32]}"])
+    assert config.model.backbone_options() == {"hidden_sizes": [32]}
+    with pytest.raises(ValueError, match="model.options must be a YAML mapping"):
+        parse(["--model.options", "3"])

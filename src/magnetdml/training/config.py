@@ -12,6 +12,19 @@ from dataclasses import dataclass, field, fields
 from .._validation import check_choice, check_float, check_int
 
 
+def parse_options(name: str, text: str, example: str) -> dict:
+    """Parse a YAML mapping given as one command-line string ("" is no options)."""
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a YAML mapping, e.g. '{example}'; got {text!r}")
+    return parsed
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which data to train on and how to split it."""
@@ -28,16 +41,7 @@ class DataConfig:
 
     def loader_options(self) -> dict:
         """``options`` parsed: extra keyword arguments of this dataset's loader."""
-        import yaml
-
-        try:
-            parsed = yaml.safe_load(self.options) if self.options.strip() else {}
-        except yaml.YAMLError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise ValueError("data.options must be a YAML mapping of loader options, e.g. "
-                             f"'{{unseen_alphabets: 0.2, size: 28}}'; got {self.options!r}")
-        return parsed
+        return parse_options("data.options", self.options, "{unseen_alphabets: 0.2, size: 28}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class ModelConfig:
     backbone: str = "mlp"             # a name of magnetdml.models.BACKBONES
     embedding_dim: int = 64
     normalize: bool = False           # L2-normalise the embedding
+    options: str = ""                 # backbone options as YAML, e.g. "{hidden_sizes: [512]}"
+
+    def backbone_options(self) -> dict:
+        """``options`` parsed: extra keyword arguments of this backbone's factory."""
+        return parse_options("model.options", self.options, "{channels: [32, 64, 128]}")
 
 
 @dataclass(frozen=True)
@@ -141,6 +150,7 @@ class Config:
         self.data.loader_options()
         check_choice("model.backbone", self.model.backbone, BACKBONES.names())
         check_int("model.embedding_dim", self.model.embedding_dim, minimum=2)
+        self.model.backbone_options()
         check_choice("loss.name", self.loss.name, LOSSES.names())
         check_float("loss.alpha", self.loss.alpha)
         if self.loss.margin is not None:

@@ -39,7 +39,8 @@ def load_splits(config: Config):
 def make_model(config: Config, input_shape) -> nn.Module:
     return build_model(config.model.backbone, tuple(input_shape),
                        embedding_dim=config.model.embedding_dim,
-                       normalize=config.model.normalize)
+                       normalize=config.model.normalize,
+                       **config.model.backbone_options())
 
 
 def make_loss(config: Config, num_classes: int) -> nn.Module:
