@@ -169,7 +169,8 @@ def test_cli_search_runs_and_reports_bad_ranges(tmp_path, capsys):
 
 
 def test_a_broken_base_config_stops_after_the_first_failed_trials(tmp_path):
-    base = apply_overrides(Config(), {**TINY, "loss.name": "triplet"})   # P = 12 > 10 classes
+    base = apply_overrides(Config(), {**TINY, "loss.name": "triplet",
+                                      "sampler.classes_per_batch": 12})   # P = 12 > 10 classes
     messages = []
     with pytest.raises(ValueError, match=r"first 3 trial\(s\) all failed; the first: failed: "
                                          r"classes_per_batch must be <= the 10 classes"):

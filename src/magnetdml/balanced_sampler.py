@@ -50,7 +50,9 @@ class ClassBalancedSampler(Sampler[list[int]]):
         self.classes_, inverse = np.unique(labels, return_inverse=True)
         if self.classes_.size < self.classes_per_batch:
             raise ValueError(f"classes_per_batch must be <= the {self.classes_.size} classes "
-                             f"in labels; got {self.classes_per_batch}")
+                             f"in labels; got {self.classes_per_batch} (lower it, e.g. "
+                             "--sampler.classes_per_batch, and raise examples_per_class to "
+                             "keep the batch size)")
         self.n_examples = int(labels.size)
         # CSR of examples per class: members of class i are order[offsets[i]:offsets[i+1]].
         self._order = np.argsort(inverse, kind="stable")

@@ -90,8 +90,8 @@ class SamplerConfig:
 
     clusters_per_batch: int = 12      # M (paper's best: 12)
     examples_per_cluster: int = 4     # D (paper's best: 4)
-    classes_per_batch: int = 12       # P, for losses without a cluster index
-    examples_per_class: int = 4       # K, for losses without a cluster index
+    classes_per_batch: int = 8        # P, for losses without a cluster index (P*K = 48 = M*D,
+    examples_per_class: int = 6       # K, the same images per step; P <= 10 fits CIFAR/MNIST)
 
 
 @dataclass(frozen=True)
