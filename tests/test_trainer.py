@@ -3,15 +3,19 @@ resume after an interruption, refusal of finished runs, every loss, and the CLI.
 
 from __future__ import annotations
 
+import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from magnetdml.cli import main
+from magnetdml.evaluation import KNearestClusters
 from magnetdml.losses import LOSSES
 from magnetdml.training import apply_overrides, train
 from magnetdml.training.config import Config
+from magnetdml.training.distributed import Distributed
 from magnetdml.training.trainer import Trainer
 
 SHORT = {"train.threads": 1, "train.epochs": 2, "train.iterations_per_epoch": 4,
@@ -29,7 +33,8 @@ def _model(run_dir) -> dict:
 
 def _scores(summary: dict) -> dict:
     """Everything but wall-clock fields and the folder name."""
-    drop = {"run_dir", "train_seconds", "refresh_seconds", "images_per_second"}
+    drop = {"run_dir", "train_seconds", "refresh_seconds", "initial_index_seconds",
+            "images_per_second"}
     return {k: v for k, v in summary.items() if k not in drop}
 
 
@@ -84,6 +89,24 @@ def test_finished_run_is_refused_without_overwrite(tmp_path):
         train(config, progress=False)
     again = train(config, overwrite=True, progress=False)
     assert _scores(again.summary) == _scores(first.summary)
+
+
+def test_evaluation_between_refreshes_clusters_the_current_model(tmp_path):
+    """With a refresh every N iterations the training index can be stale at evaluation: kNC
+    must use clusters of the current embeddings (a copy), leaving the training index as is."""
+    config = _config(tmp_path / "run", **{"index.refresh_every": 100}).validate()
+    t = Trainer(config, Distributed.setup("cpu"))
+    t.build_initial_index()
+    stale = t.index.assignments_.copy()
+    for _ in range(3):
+        t.step(t.sampler.next_batch())
+    metrics = t.evaluate()
+    np.testing.assert_array_equal(t.index.assignments_, stale)
+    assert t.index_iteration == 0 and t.iteration == 3
+    fresh = copy.deepcopy(t.index).refresh(t.train_embeddings(), t.labels)
+    knc = KNearestClusters(neighbours=config.eval.neighbours).fit(fresh, t.variance)
+    test = t.splits.test
+    assert metrics["knc_error"] == float(np.mean(knc.predict(t.embed(test)) != test.labels))
 
 
 @pytest.mark.parametrize("loss", LOSSES.names())
