@@ -1,0 +1,144 @@
+"""What Magnet Loss's machinery costs in training time, against softmax on the same network.
+
+End-to-end training throughput (images/s) through ``magnetdml.training.train``: every step's
+sampling, forward, loss, backward and update, *and* every cluster-index refresh (the initial
+fit included), for
+
+- ``softmax``: the same backbone and batch size (48 = 6 classes x 8; Fashion-MNIST has only 10
+  classes), no index;
+- ``magnet-fixed``: M = 12 clusters x D = 4, K = 4 clusters per class, refreshed after every
+  epoch (paper §3.2);
+- ``magnet-adaptive-<d>``: the same, refreshed when a probe set drifts by more than ``d``
+  (``--index.drift_threshold d``; checked every 50 iterations on 128 probe images).
+
+The final kNC / kNN test errors are recorded beside the speed, so speed is not bought with
+accuracy. Fashion-MNIST, ``small-cnn``, embedding 64, one torch thread. To finish in ~10
+minutes on a loaded 2-core machine it trains on a 10% class-stratified subset of the training
+set (``data.val_fraction 0.9`` holds the rest out): the ratio does not depend on N, since a
+refresh embeds every training image once per epoch of training on them. Test set: all 10k.
+
+``--profile`` runs one extra Magnet epoch under cProfile and records where its time goes.
+Results go to ``benchmarks/results/training_overhead.json``; configs already there are
+skipped, so an interrupted run resumes (the ratio is only meaningful when both ran under the
+same load: each entry records when it ran).
+
+    nice python benchmarks/training_overhead.py --data-dir /work/shared/data/fashion-mnist
+    python benchmarks/training_overhead.py --data-dir ... --quick    # 1 epoch, into /tmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "training_overhead.json"
+GOAL = 0.9
+DRIFTS = (0.5, 1.0)   # probe drift thresholds (scale free, see training/refresh.py)
+COMMON = {"data.name": "fashion-mnist", "data.val_fraction": 0.9, "model.backbone": "small-cnn",
+          "model.embedding_dim": 64, "train.threads": 1, "train.epochs": 3, "train.seed": 0,
+          "train.lr": 0.01, "eval.every": 0, "eval.plots": False,
+          "sampler.clusters_per_batch": 12, "sampler.examples_per_cluster": 4,
+          "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8,
+          "index.clusters_per_class": 4}
+CONFIGS = {"softmax": {"loss.name": "softmax"},
+           "magnet-fixed": {"loss.name": "magnet"},
+           **{f"magnet-adaptive-{d}": {"loss.name": "magnet", "index.drift_threshold": d}
+              for d in DRIFTS}}
+# cProfile buckets: the functions whose cumulative time tells where a Magnet step goes
+BUCKETS = {"step (forward+loss+backward+update)": "step", "sampler.next_batch": "next_batch",
+           "loss forward": "magnet_loss", "backward": "backward",
+           "optimizer.step": "sgd", "share_losses (gather+cache)": "_share_losses",
+           "refresh: embed_dataset": "embed_dataset", "refresh: k-means": "_fit",
+           "adaptive probe": "_embed_probe"}
+
+
+def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
+    from magnetdml.training import apply_overrides, train
+    from magnetdml.training.config import Config
+
+    config = apply_overrides(Config(), {**COMMON, **overrides, **CONFIGS[name],
+                                        "data.data_dir": data_dir, "out": str(out / name)})
+    summary = train(config, overwrite=True, progress=False).summary
+    seconds = summary["train_seconds"] + summary["initial_index_seconds"]
+    return {"config": {**COMMON, **overrides, **CONFIGS[name]},
+            "images": summary["images"], "seconds": round(seconds, 2),
+            "images_per_second": round(summary["images"] / seconds, 1),
+            "refreshes": summary["refreshes"],
+            "refresh_seconds": round(summary["refresh_seconds"], 2),
+            "knc_error": summary["knc_error"], "knn_error": summary["knn_error"],
+            "map_at_r": summary.get("map_at_r"), "ran_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "pid": os.getpid()}
+
+
+def profile_magnet(data_dir: str, overrides: dict, out: Path) -> dict:
+    """One Magnet epoch (with its refresh) under cProfile: cumulative seconds per bucket."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_config("magnet-fixed", data_dir, {**overrides, "train.epochs": 1}, out / "profile")
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = sum(tt for (_, _, _), (_, _, tt, _, _) in stats.items())
+    found = {}
+    for label, func in BUCKETS.items():
+        # the outermost call of a name holds its whole cumulative time (max, not sum)
+        cum = [ct for (file, _, fn), (_, _, _, ct, _) in stats.items()
+               if fn == func or (func == "magnet_loss" and fn == "forward"
+                                 and file.endswith("losses/magnet.py"))
+               or (func == "sgd" and fn == "step" and "optim" in file)
+               or (func == "step" and fn == "step" and file.endswith("trainer.py"))]
+        found[label] = round(max(cum), 2) if cum else 0.0
+    return {"total_seconds": round(total, 2), "cumulative_seconds": found}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True, help="Fashion-MNIST IDX folder")
+    parser.add_argument("--quick", action="store_true", help="1 epoch instead of 3")
+    parser.add_argument("--profile", action="store_true", help="add a cProfile breakdown")
+    parser.add_argument("--results", type=Path, default=None)
+    args = parser.parse_args()
+    overrides = {"train.epochs": 1} if args.quick else {}
+    path = args.results or (Path(tempfile.gettempdir()) / "training_overhead_quick.json"
+                            if args.quick else RESULTS)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.setdefault("runs", {})
+    import torch
+    results["machine"] = {"cpu": platform.processor() or platform.machine(),
+                          "cores": os.cpu_count(), "torch_threads": 1,
+                          "torch": torch.__version__, "python": platform.python_version(),
+                          "note": "shared 2-core machine under load from parallel jobs"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in CONFIGS:
+            if name in results["runs"]:
+                print(f"{name}: already in {path}, skipped")
+                continue
+            results["runs"][name] = run_config(name, args.data_dir, overrides, Path(tmp))
+            print(name, json.dumps(results["runs"][name]))
+            _write(path, results)
+        if args.profile and "profile" not in results:
+            results["profile"] = profile_magnet(args.data_dir, overrides, Path(tmp))
+            print("profile", json.dumps(results["profile"]))
+    runs = results["runs"]
+    if "softmax" in runs:
+        base = runs["softmax"]["images_per_second"]
+        results["ratio_to_softmax"] = {name: round(run["images_per_second"] / base, 3)
+                                       for name, run in runs.items() if name != "softmax"}
+        results["goal"] = GOAL
+        print("ratio Magnet/softmax:", results["ratio_to_softmax"], "goal", GOAL)
+    _write(path, results)
+
+
+def _write(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
