@@ -132,3 +132,11 @@ def test_cli_unknown_flag_exits_with_code_two(capsys):
         main(["train", "--train.bogus", "3"])
     assert stopped.value.code == 2
     assert "unrecognized arguments: --train.bogus 3" in capsys.readouterr().err
+
+
+def test_cli_refuses_abbreviated_flags(capsys):
+    """--train.epoch must not silently mean --train.epochs."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--train.epoch", "3"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --train.epoch 3" in capsys.readouterr().err

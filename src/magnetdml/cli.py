@@ -56,6 +56,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = config_from_run_arguments(args)
     result = train(config, overwrite=args.overwrite, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":     # under torchrun, rank 0 reports
+        return 0
     summary = result.summary
     print(f"kNC test error: {format_percent(summary.get('knc_error'))}   "
           f"kNN test error: {format_percent(summary.get('knn_error'))}   "
@@ -70,12 +72,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False: "--train.epoch 3" must be an error, not silently --train.epochs.
     parser = argparse.ArgumentParser(
-        prog="magnetdml", description="Deep metric learning with Magnet Loss "
+        prog="magnetdml", allow_abbrev=False, description="Deep metric learning with Magnet Loss "
         "(Rippel et al., ICLR 2016): train, evaluate and compare embeddings.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, configure, _) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text,
+        configure(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter))
     return parser
 
