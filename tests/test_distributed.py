@@ -82,8 +82,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         summary = Path(out) / "cli" / "metrics.json"
         if rank == 0:
             summary.rename(summary.with_suffix(".first"))
-        dist = Distributed.setup("cpu")    # train() closed the group; rejoin to wait
-        dist.barrier()
+        dist.barrier()    # train() leaves the group it did not create open
         codes.append(main(argv))
         (Path(out) / f"cli{rank}.code").write_text(" ".join(map(str, codes)))
     finally:

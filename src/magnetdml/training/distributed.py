@@ -27,6 +27,7 @@ class Distributed:
     rank: int
     world_size: int
     device: torch.device
+    owns_group: bool = False    # True when setup() created the process group (close ends it)
 
     @property
     def is_main(self) -> bool:
@@ -49,9 +50,12 @@ class Distributed:
             torch_device = torch.device("cuda", local_rank)
         else:
             torch_device = torch.device("cpu")
-        if not dist.is_initialized():
+        # A group the caller already created (e.g. a script that trains twice) stays theirs:
+        # tearing it down and re-creating it on the same port raced and hung in tests.
+        owns = not dist.is_initialized()
+        if owns:
             dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), torch_device)
+        return cls(dist.get_rank(), dist.get_world_size(), torch_device, owns)
 
     def shard(self, n: int) -> np.ndarray:
         """The example indices this rank handles in a sharded pass over ``n`` examples
@@ -126,5 +130,6 @@ class Distributed:
             dist.barrier()
 
     def close(self) -> None:
-        if self.world_size > 1 and dist.is_initialized():
+        """End the process group if ``setup`` created it."""
+        if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
