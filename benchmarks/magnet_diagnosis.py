@@ -1,0 +1,141 @@
+"""Why does Magnet lose to triplet / softmax on Fashion-MNIST? One change at a time.
+
+Every variant trains the same backbone on the same data for the same number of images
+(48 per step) and differs from the default Magnet run in one setting. The results file keeps,
+per variant, the final kNC / kNN test errors and the sigma^2 trajectory (the embedding's
+scale: Magnet Loss is invariant to it, so plain SGD lets it grow, which shrinks the
+effective learning rate of every layer before the embedding).
+
+    python benchmarks/magnet_diagnosis.py --device cuda --jobs 8 --data-root ../shared/data
+
+Resumable: variants already in the results file are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "magnet_diagnosis.json"
+
+BASE = {"data.name": "fashion-mnist", "model.backbone": "mlp", "train.epochs": 6,
+        "train.iterations_per_epoch": 250, "eval.every": 1, "eval.plots": False,
+        "sampler.classes_per_batch": 8, "sampler.examples_per_class": 6}
+
+VARIANTS = {
+    "softmax": {"loss.name": "softmax"},
+    "triplet": {"loss.name": "triplet"},
+    "magnet": {},
+    "magnet-weight-decay": {"train.weight_decay": 5e-4},
+    "magnet-normalize": {"model.normalize": True},
+    "magnet-warm-start": {"train.warm_start_epochs": 1},
+    "magnet-lr-0.01": {"train.lr": 0.01},
+    "magnet-lr-0.2": {"train.lr": 0.2},
+    "magnet-alpha-4": {"loss.alpha": 4.0},
+    "magnet-alpha-0.25": {"loss.alpha": 0.25},
+    "magnet-k1": {"index.clusters_per_class": 1, "sampler.clusters_per_batch": 8,
+                  "sampler.examples_per_cluster": 6},
+    "magnet-adam": {"train.optimizer": "adam", "train.lr": 1e-3},
+    "magnet-no-decay": {"train.lr_decay": 1.0},
+}
+# The spread over training seeds of the main contenders, and whether Magnet catches up when
+# trained four times longer.
+CONTENDERS = ("softmax", "triplet", "magnet", "magnet-warm-start")
+for _name in CONTENDERS:
+    for _seed in (1, 2):
+        VARIANTS[f"{_name}-seed{_seed}"] = {**VARIANTS[_name], "train.seed": _seed}
+    VARIANTS[f"{_name}-long"] = {**VARIANTS[_name], "train.epochs": 24}
+
+
+def run_variant(job: tuple[str, dict, dict, str]) -> tuple[str, dict]:
+    name, base, overrides, runs_dir = job
+    import torch
+
+    from magnetdml.training import Config, apply_overrides, train
+
+    torch.set_num_threads(1)
+    config = apply_overrides(Config(), {**base, **overrides, "out": f"{runs_dir}/{name}"})
+    started = time.perf_counter()
+    result = train(config, overwrite=True, progress=False)
+    history = [json.loads(line) for line in
+               (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    keep = ("knc_error", "knn_error", "error_at_5", "map_at_r", "nmi", "f1", "sigma2",
+            "train_seconds", "refresh_seconds", "images_per_second", "iterations")
+    return name, {"overrides": overrides,
+                  "summary": {k: result.summary.get(k) for k in keep},
+                  "curve": [{k: r.get(k) for k in ("epoch", "iteration", "loss", "sigma2",
+                                                    "knc_error", "knn_error")}
+                            for r in history],
+                  "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def markdown_table(variants: dict) -> str:
+    """One row per variant; the contenders' rows give mean and spread over seeds 0, 1, 2."""
+    def cell(values):
+        values = [100 * v for v in values if v is not None]
+        if not values:
+            return "n/a"
+        if len(values) == 1:
+            return f"{values[0]:.2f}%"
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        return f"{mean:.2f}% ± {spread:.2f}"
+
+    lines = ["| variant | seeds | kNC test error | kNN test error | final sigma^2 |",
+             "|---|---|---|---|---|"]
+    for name in variants:
+        if "-seed" in name:
+            continue
+        group = [variants[n] for n in (name, f"{name}-seed1", f"{name}-seed2") if n in variants]
+        sigma2 = variants[name]["summary"]["sigma2"]
+        lines.append(f"| {name} | {len(group)} | "
+                     f"{cell([g['summary']['knc_error'] for g in group])} | "
+                     f"{cell([g['summary']['knn_error'] for g in group])} | "
+                     f"{'n/a' if sigma2 is None else f'{sigma2:.3g}'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS))
+    parser.add_argument("--runs-dir", default="runs/magnet_diagnosis")
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--table", action="store_true",
+                        help="print the results file as a Markdown table and exit")
+    args = parser.parse_args()
+    results_path = Path(args.results)
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if args.table:
+        print(markdown_table(results.get("variants", {})))
+        return 0
+    variants = results.setdefault("variants", {})
+    BASE.update({"data.data_dir": f"{args.data_root}/fashion-mnist",
+                 "train.device": args.device})
+    jobs = [(n, BASE, VARIANTS[n], args.runs_dir) for n in (args.only or VARIANTS)
+            if n not in variants]
+    results["setup"] = {**BASE, "hardware": {"machine": platform.node(),
+                                             "cpus": os.cpu_count(), "device": args.device},
+                        "seed": 0}
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(max(1, args.jobs)) as pool:
+        for name, outcome in pool.imap_unordered(run_variant, jobs):
+            variants[name] = outcome
+            results_path.parent.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=1) + "\n")
+            s = outcome["summary"]
+            print(f"{name:22s} kNC {s['knc_error']:.4f} kNN {s['knn_error']:.4f} "
+                  f"sigma2 {s['sigma2']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
