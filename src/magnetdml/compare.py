@@ -15,17 +15,16 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import plots
 from ._validation import check_choice, check_int
 from .losses import LOSSES, build_loss
+from .machine import hardware
 from .training import Config, apply_overrides, config_to_dict, train
 from .training.run_dir import CONFIG, HISTORY, SUMMARY, write_json
 
@@ -198,21 +197,6 @@ def _table(losses, runs, curves, reference) -> list[dict]:
         entry["speedup"] = target[0] / reached if reached else None
         table.append(entry)
     return table
-
-
-def hardware(config: Config) -> dict:
-    """Where the numbers were measured (CPU model, cores, torch threads, device)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": config.train.threads or torch.get_num_threads(),
-            "device": config.train.device, "torch": torch.__version__}
 
 
 def _cell(entry: dict, key: str) -> str:

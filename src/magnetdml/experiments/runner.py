@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..machine import hardware
 from ..registry import Registry
 from ..training import Config, apply_overrides, config_to_dict, train
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, write_json
@@ -92,21 +91,6 @@ def save_results(out_dir: Path, results: dict) -> Path:
     path = Path(out_dir) / "results.json"
     write_json(path, results)
     return path
-
-
-def hardware(config: Config) -> dict:
-    """Where the numbers were measured: CPU model, cores, torch threads, device, torch."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": config.train.threads or torch.get_num_threads(),
-            "device": config.train.device, "torch": torch.__version__}
 
 
 def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None = None,
