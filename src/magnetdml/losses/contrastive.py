@@ -4,11 +4,10 @@ batch."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice, check_float
-from .miners import check_batch, check_bool, compute_dtype, pairwise_distances
+from .miners import check_bool, float32_batch, pairwise_distances
 
 
 class ContrastiveLoss(nn.Module):
@@ -50,11 +49,7 @@ class ContrastiveLoss(nn.Module):
         self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_batch(embeddings, labels)
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x = embeddings.to(compute_dtype(embeddings))                       # (B, E)
-            if self.normalize:
-                x = F.normalize(x, dim=1)
+        with float32_batch(embeddings, labels, self.normalize) as x:          # (B, E)
             i, j = torch.triu_indices(x.shape[0], x.shape[0], 1, device=x.device)
             d = pairwise_distances(x, squared=False)[i, j]                     # (P,)
             same = labels[i] == labels[j]                                      # (P,)

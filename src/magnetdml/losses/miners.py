@@ -10,10 +10,13 @@ examples or triplets: each miner is a mask over ``(B, B)`` or ``(B, B, B)`` and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .._validation import check_choice, check_float
 
@@ -62,6 +65,18 @@ def check_batch(embeddings: torch.Tensor, labels: torch.Tensor, *,
 def compute_dtype(embeddings: torch.Tensor) -> torch.dtype:
     """float64 stays float64; everything else (half, bfloat16, float32) computes in float32."""
     return torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+
+
+@contextmanager
+def float32_batch(embeddings: torch.Tensor, labels: torch.Tensor,
+                  normalize: bool = False) -> Iterator[torch.Tensor]:
+    """Validate a ``(B, E)`` batch, turn autocast off, and yield the embeddings in float32
+    (float64 stays float64), L2-normalised when ``normalize``: everything computed inside the
+    ``with`` block stays in full precision even under mixed-precision training."""
+    check_batch(embeddings, labels)
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        x = embeddings.to(compute_dtype(embeddings))                           # (B, E)
+        yield F.normalize(x, dim=1) if normalize else x
 
 
 def pairwise_distances(x: torch.Tensor, *, squared: bool) -> torch.Tensor:

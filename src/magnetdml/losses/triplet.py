@@ -4,17 +4,15 @@ over triplets mined inside the batch (see :mod:`magnetdml.losses.miners`)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_choice, check_float
 from .miners import (
     MINERS,
     Triplets,
-    check_batch,
     check_bool,
     check_impostor_fraction,
-    compute_dtype,
+    float32_batch,
     mine,
     pairwise_distances,
 )
@@ -74,11 +72,7 @@ class TripletLoss(nn.Module):
         self.last_triplets: Triplets | None = None
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_batch(embeddings, labels)
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x = embeddings.to(compute_dtype(embeddings))                       # (B, E)
-            if self.normalize:
-                x = F.normalize(x, dim=1)
+        with float32_batch(embeddings, labels, self.normalize) as x:          # (B, E)
             # The hinge of eq. 1 is on squared distances; the ratio on plain distances.
             distances = pairwise_distances(x, squared=self.variant == "hinge")          # (B, B)
             window = self.margin if self.variant == "hinge" else None
