@@ -8,17 +8,15 @@ classes, so we draw ``P`` distinct classes uniformly, then ``K`` examples of eac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
 
 from ._validation import as_label_vector, check_int
-from .sampling import check_replicas, draw_uniform
+from .batch_stream import BatchStream, draw_uniform
 
 
-class ClassBalancedSampler(Sampler[list[int]]):
+class ClassBalancedSampler(BatchStream):
     """Batches of ``P`` classes x ``K`` examples: lists of ``P * K`` dataset indices, the
     ``K`` of one class together, for ``DataLoader(batch_sampler=...)``.
 
@@ -33,7 +31,7 @@ class ClassBalancedSampler(Sampler[list[int]]):
     def __init__(self, labels: Any, classes_per_batch: int, examples_per_class: int,
                  batches_per_epoch: int | None = None, seed: int = 0, num_replicas: int = 1,
                  rank: int = 0) -> None:
-        super().__init__()
+        super().__init__(batches_per_epoch, seed, num_replicas, rank)
         labels = as_label_vector("labels", labels)
         self.classes_per_batch = check_int(
             "classes_per_batch", classes_per_batch, minimum=2,
@@ -41,12 +39,7 @@ class ClassBalancedSampler(Sampler[list[int]]):
         self.examples_per_class = check_int(
             "examples_per_class", examples_per_class, minimum=2,
             fix="a positive pair needs two examples of a class")
-        if batches_per_epoch is not None:
-            batches_per_epoch = check_int("batches_per_epoch", batches_per_epoch, minimum=1,
-                                          fix="or None for N // (P * K * num_replicas)")
-        self.batches_per_epoch = batches_per_epoch
-        self.seed = check_int("seed", seed)
-        self.num_replicas, self.rank = check_replicas(num_replicas, rank)
+        self.batch_size = self.classes_per_batch * self.examples_per_class
         self.classes_, inverse = np.unique(labels, return_inverse=True)
         if self.classes_.size < self.classes_per_batch:
             raise ValueError(f"classes_per_batch must be <= the {self.classes_.size} classes "
@@ -57,16 +50,14 @@ class ClassBalancedSampler(Sampler[list[int]]):
         # CSR of examples per class: members of class i are order[offsets[i]:offsets[i+1]].
         self._order = np.argsort(inverse, kind="stable")
         self._offsets = np.concatenate([[0], np.cumsum(np.bincount(inverse))])
-        self._class_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0]))
-        self._example_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, rank]))
         self.reset_stats()
 
     def _draw_classes(self) -> np.ndarray:
         """This rank's ``P`` class positions (into ``classes_``) from the shared stream."""
         p, r, n = self.classes_per_batch, self.num_replicas, self.classes_.size
         if p * r <= n:
-            return self._class_rng.choice(n, p * r, replace=False)[self.rank * p:][:p]
-        every = [self._class_rng.choice(n, p, replace=False) for _ in range(r)]
+            return self._group_rng.choice(n, p * r, replace=False)[self.rank * p:][:p]
+        every = [self._group_rng.choice(n, p, replace=False) for _ in range(r)]
         return every[self.rank]
 
     def next_batch(self) -> list[int]:
@@ -77,16 +68,6 @@ class ClassBalancedSampler(Sampler[list[int]]):
         self._batches += 1
         self._with_replacement += small
         return batch.tolist()
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for _ in range(len(self)):
-            yield self.next_batch()
-
-    def __len__(self) -> int:
-        if self.batches_per_epoch is not None:
-            return self.batches_per_epoch
-        per_step = self.classes_per_batch * self.examples_per_class * self.num_replicas
-        return max(1, self.n_examples // per_step)
 
     def stats(self) -> dict[str, int]:
         return {"batches": self._batches,
@@ -105,20 +86,10 @@ class ClassBalancedSampler(Sampler[list[int]]):
 
     def state_dict(self) -> dict[str, Any]:
         """RNG states and counters (plain python), to resume the same stream."""
-        return {"params": self._params(), "class_rng": self._class_rng.bit_generator.state,
-                "example_rng": self._example_rng.bit_generator.state,
-                "counters": {"batches": self._batches,
+        return {**self._stream_state(), "counters": {"batches": self._batches,
                              "with_replacement": self._with_replacement}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = self._params()
-        theirs = state.get("params", {}) if isinstance(state, dict) else {}
-        wrong = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
-        if wrong:
-            detail = ", ".join(f"{k} saved {a} vs {b}" for k, (a, b) in wrong.items())
-            raise ValueError(f"state does not match this sampler ({detail}); build the "
-                             "sampler with the saved parameters")
-        self._class_rng.bit_generator.state = state["class_rng"]
-        self._example_rng.bit_generator.state = state["example_rng"]
+        self._load_stream_state(state)
         self._batches = int(state["counters"]["batches"])
         self._with_replacement = int(state["counters"]["with_replacement"])

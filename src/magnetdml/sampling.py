@@ -8,47 +8,13 @@ Training then caches each example's loss (``update_losses``), so hard regions ge
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
 from ._validation import check_int
-
-
-def draw_uniform(rng: np.random.Generator, groups: Sequence[np.ndarray],
-                 per_group: int) -> tuple[np.ndarray, int]:
-    """Draw ``per_group`` items uniformly from each array in ``groups``: ``(G * per_group,)``
-    grouped in order, and how many groups were smaller than ``per_group``.
-
-    Without replacement, except that a group with ``s < per_group`` items gives all ``s`` (in
-    random order) and then ``per_group - s`` draws with replacement: as many distinct points as
-    it has, so its variance estimate uses them all.
-    """
-    out = np.empty((len(groups), per_group), dtype=np.int64)  # (G, per_group)
-    small = 0
-    for g, members in enumerate(groups):  # a loop over the M groups of a batch, not examples
-        size = members.size
-        if size >= per_group:
-            out[g] = members[rng.choice(size, per_group, replace=False)]
-        else:
-            small += 1
-            pick = np.concatenate([rng.permutation(size),
-                                   rng.integers(0, size, per_group - size)])
-            out[g] = members[pick]
-    return out.reshape(-1), small
-
-
-def check_replicas(num_replicas: Any, rank: Any) -> tuple[int, int]:
-    """Validate the torchrun world size and this process's rank."""
-    num_replicas = check_int("num_replicas", num_replicas, minimum=1,
-                             fix="the torchrun world size; 1 without distributed training")
-    rank = check_int("rank", rank, minimum=0)
-    if rank >= num_replicas:
-        raise ValueError(f"rank must be < num_replicas ({num_replicas}); got {rank}")
-    return num_replicas, rank
+from .batch_stream import BatchStream, draw_uniform
 
 
 def as_numpy(name: str, value: Any) -> np.ndarray:
@@ -61,7 +27,7 @@ def as_numpy(name: str, value: Any) -> np.ndarray:
     return array
 
 
-class NeighbourhoodSampler(Sampler[list[int]]):
+class NeighbourhoodSampler(BatchStream):
     """Batches of ``M`` clusters x ``D`` examples from a fitted ``ClusterIndex`` (paper §3.2).
 
     Each batch (a list of ``M * D`` dataset indices; use as ``DataLoader(batch_sampler=...)``):
@@ -87,23 +53,14 @@ class NeighbourhoodSampler(Sampler[list[int]]):
     def __init__(self, index: Any, clusters_per_batch: int = 12, examples_per_cluster: int = 4,
                  batches_per_epoch: int | None = None, seed: int = 0, num_replicas: int = 1,
                  rank: int = 0) -> None:
-        super().__init__()
+        super().__init__(batches_per_epoch, seed, num_replicas, rank)
         self.clusters_per_batch = check_int(
             "clusters_per_batch", clusters_per_batch, minimum=2,
             fix="a neighbourhood needs the seed cluster and at least one impostor")
         self.examples_per_cluster = check_int(
             "examples_per_cluster", examples_per_cluster, minimum=2,
             fix="the variance needs two points per cluster")
-        if batches_per_epoch is not None:
-            batches_per_epoch = check_int("batches_per_epoch", batches_per_epoch, minimum=1,
-                                          fix="or None for N // (M * D * num_replicas)")
-        self.batches_per_epoch = batches_per_epoch
-        self.seed = check_int("seed", seed)
-        self.num_replicas, self.rank = check_replicas(num_replicas, rank)
-        # Two streams: the seed-cluster stream is the same on every rank, the example stream
-        # is the rank's own (drawing examples must not desynchronise the shared stream).
-        self._seed_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0]))
-        self._example_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, rank]))
+        self.batch_size = self.clusters_per_batch * self.examples_per_cluster
         self._losses: np.ndarray | None = None  # (N,) cached loss per example, NaN = never
         self.set_index(index)
         self.reset_stats()
@@ -198,7 +155,7 @@ class NeighbourhoodSampler(Sampler[list[int]]):
             if not (weights > 0).any():  # fewer positive clusters than ranks: rest uniform
                 weights = (np.bincount(seeds[:r], minlength=weights.size) == 0).astype(float)
             cdf = np.cumsum(weights)  # (C,)
-            pick = int(np.searchsorted(cdf, self._seed_rng.random() * cdf[-1], side="right"))
+            pick = int(np.searchsorted(cdf, self._group_rng.random() * cdf[-1], side="right"))
             # u * total can round up to total: fall back on the last positive cluster
             pick = min(pick, int(np.flatnonzero(weights)[-1]))
             seeds[r] = pick
@@ -218,15 +175,9 @@ class NeighbourhoodSampler(Sampler[list[int]]):
         self._seed_counts[seed] += 1
         return batch.tolist()
 
-    def __iter__(self) -> Iterator[list[int]]:
-        for _ in range(len(self)):
-            yield self.next_batch()
-
-    def __len__(self) -> int:
-        if self.batches_per_epoch is not None:
-            return self.batches_per_epoch
-        per_step = self.clusters_per_batch * self.examples_per_cluster * self.num_replicas
-        return max(1, self._losses.size // per_step)
+    @property
+    def n_examples(self) -> int:
+        return int(self._losses.size)
 
     # ----------------------------------------------------------------------------- stats
     def stats(self) -> dict[str, Any]:
@@ -257,25 +208,14 @@ class NeighbourhoodSampler(Sampler[list[int]]):
 
     def state_dict(self) -> dict[str, Any]:
         """RNG states, loss cache and counters (plain python / numpy), to resume a run."""
-        return {"params": self._params(),
-                "seed_rng": self._seed_rng.bit_generator.state,
-                "example_rng": self._example_rng.bit_generator.state,
-                "losses": self._losses.copy(),
+        return {**self._stream_state(), "losses": self._losses.copy(),
                 "counters": {"batches": self._batches,
                              "with_replacement": self._with_replacement,
                              "seed_counts": self._seed_counts.copy()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the stream saved by ``state_dict`` (against the current index)."""
-        mine = self._params()
-        theirs = state.get("params", {}) if isinstance(state, dict) else {}
-        wrong = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
-        if wrong:
-            detail = ", ".join(f"{k} saved {a} vs {b}" for k, (a, b) in wrong.items())
-            raise ValueError(f"state does not match this sampler ({detail}); build the "
-                             "sampler with the saved parameters")
-        self._seed_rng.bit_generator.state = state["seed_rng"]
-        self._example_rng.bit_generator.state = state["example_rng"]
+        self._load_stream_state(state)
         self._losses = np.array(state["losses"], dtype=np.float64)
         self._recount()
         counters = state["counters"]
