@@ -8,6 +8,7 @@ from torch import nn
 
 from .._validation import check_choice, check_float
 from .magnet import cluster_terms
+from .reduction import REDUCTIONS, reduce_losses
 
 
 class ClusterNCALoss(nn.Module):
@@ -39,7 +40,7 @@ class ClusterNCALoss(nn.Module):
 
     def __init__(self, reduction: str = "mean", variance: float | None = None) -> None:
         super().__init__()
-        self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.variance = (None if variance is None
                          else check_float("variance", variance, strict_minimum=0.0))
         self.last_variance: torch.Tensor | None = None
@@ -49,9 +50,7 @@ class ClusterNCALoss(nn.Module):
         terms = cluster_terms(embeddings, labels, clusters, self.variance)
         self.last_variance = terms.variance.detach()
         losses = F.softplus(terms.own + terms.impostors)                      # (B,)
-        if self.reduction == "none":
-            return losses
-        return losses.mean() if self.reduction == "mean" else losses.sum()
+        return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

@@ -8,6 +8,7 @@ from torch import nn
 
 from .._validation import check_choice, check_float
 from .miners import check_bool, float32_batch, pairwise_distances
+from .reduction import REDUCTIONS, reduce_losses
 
 
 class ContrastiveLoss(nn.Module):
@@ -46,7 +47,7 @@ class ContrastiveLoss(nn.Module):
             fix="negatives must be pushed farther than positives are pulled; raise margin or "
                 "lower positive_margin")
         self.normalize = check_bool("normalize", normalize)
-        self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with float32_batch(embeddings, labels, self.normalize) as x:          # (B, E)
@@ -55,9 +56,7 @@ class ContrastiveLoss(nn.Module):
             same = labels[i] == labels[j]                                      # (P,)
             losses = 0.5 * torch.where(same, torch.relu(d - self.positive_margin),
                                        torch.relu(self.margin - d)).pow(2)
-        if self.reduction == "none":
-            return losses
-        return losses.mean() if self.reduction == "mean" else losses.sum()
+        return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, positive_margin={self.positive_margin}, "

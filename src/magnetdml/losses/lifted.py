@@ -7,6 +7,7 @@ from torch import nn
 
 from .._validation import check_choice, check_float
 from .miners import check_bool, float32_batch, pairwise_distances
+from .reduction import REDUCTIONS, reduce_losses
 
 
 class LiftedStructureLoss(nn.Module):
@@ -42,7 +43,7 @@ class LiftedStructureLoss(nn.Module):
         super().__init__()
         self.margin = check_float("margin", margin)
         self.normalize = check_bool("normalize", normalize)
-        self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with float32_batch(embeddings, labels, self.normalize) as x:          # (B, E)
@@ -55,11 +56,9 @@ class LiftedStructureLoss(nn.Module):
             i, j = i[positive], j[positive]                                    # (|P|,)
             bound = torch.logaddexp(lse[i], lse[j]) + distances[i, j]          # (|P|,)
             losses = 0.5 * torch.relu(bound).pow(2)
-        if self.reduction == "none":
-            return losses
-        if losses.numel() == 0:
+        if losses.numel() == 0 and self.reduction != "none":
             return distances.sum() * 0.0  # no positive pair: zero loss, still in the graph
-        return losses.mean() if self.reduction == "mean" else losses.sum()
+        return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, normalize={self.normalize}, "

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_float
+from .reduction import REDUCTIONS, reduce_losses
 
 
 class MagnetTerms(NamedTuple):
@@ -157,7 +158,7 @@ class MagnetLoss(nn.Module):
                  variance: float | None = None) -> None:
         super().__init__()
         self.alpha = check_float("alpha", alpha)
-        self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.variance = (None if variance is None
                          else check_float("variance", variance, strict_minimum=0.0))
         self.last_variance: torch.Tensor | None = None
@@ -166,9 +167,7 @@ class MagnetLoss(nn.Module):
                 clusters: torch.Tensor) -> torch.Tensor:
         terms = magnet_loss_terms(embeddings, labels, clusters, self.alpha, self.variance)
         self.last_variance = terms.variance.detach()
-        if self.reduction == "none":
-            return terms.losses
-        return terms.losses.mean() if self.reduction == "mean" else terms.losses.sum()
+        return reduce_losses(terms.losses, self.reduction)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, reduction={self.reduction!r}"

@@ -9,6 +9,7 @@ from torch import nn
 
 from .._validation import check_choice, check_int
 from .miners import check_batch, compute_dtype
+from .reduction import REDUCTIONS, reduce_losses
 
 
 class SoftmaxLoss(nn.Module):
@@ -38,7 +39,7 @@ class SoftmaxLoss(nn.Module):
         self.embedding_dim = check_int("embedding_dim", embedding_dim, minimum=1)
         self.num_classes = check_int("num_classes", num_classes, minimum=2,
                                      fix="a classifier needs two classes")
-        self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.classifier = nn.Linear(self.embedding_dim, self.num_classes)
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -61,9 +62,7 @@ class SoftmaxLoss(nn.Module):
                              f"values in [{low}, {high}]. Remap labels to 0..C-1 or build "
                              "the loss with the right num_classes")
         losses = F.cross_entropy(self.logits(embeddings), labels.long(), reduction="none")
-        if self.reduction == "none":
-            return losses
-        return losses.mean() if self.reduction == "mean" else losses.sum()
+        return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

@@ -16,6 +16,7 @@ from .miners import (
     mine,
     pairwise_distances,
 )
+from .reduction import REDUCTIONS, reduce_losses
 
 VARIANTS = ("hinge", "ratio")
 
@@ -68,7 +69,7 @@ class TripletLoss(nn.Module):
         self.normalize = check_bool("normalize", normalize)
         self.miner = check_choice("miner", miner, MINERS)
         self.impostor_fraction = check_impostor_fraction(impostor_fraction)
-        self.reduction = check_choice("reduction", reduction, ("mean", "none", "sum"))
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.last_triplets: Triplets | None = None
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -85,11 +86,9 @@ class TripletLoss(nn.Module):
                 losses = torch.relu(d_ap - d_an + self.margin)
             else:
                 losses = torch.sigmoid(d_ap - d_an).pow(2)
-        if self.reduction == "none":
-            return losses
-        if losses.numel() == 0:
+        if losses.numel() == 0 and self.reduction != "none":
             return distances.sum() * 0.0  # no triplet: zero loss, still part of the graph
-        return losses.mean() if self.reduction == "mean" else losses.sum()
+        return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, variant={self.variant!r}, normalize={self.normalize}, "
