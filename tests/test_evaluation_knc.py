@@ -91,7 +91,7 @@ def test_true_class_ranks_agree_with_scores():
     scores = knc.predict_scores(queries)
     for q in range(len(queries)):
         if labels[q] == 999:  # a class with no centre is wrong at every k
-            assert ranks[q] == len(knc.classes_)
+            assert ranks[q] == UNRANKED
             continue
         order = np.lexsort((np.arange(len(knc.classes_)), -scores[q]))
         assert ranks[q] == list(knc.classes_[order]).index(labels[q])
@@ -120,3 +120,15 @@ def test_errors():
     with pytest.raises(ValueError, match=r"centroid_labels must have one entry per embedding"):
         KNearestClusters().fit(centroids=centroids, centroid_labels=centroid_labels[:-1],
                                variance=1)
+
+
+def test_a_class_without_centres_is_an_error_at_every_k_even_with_few_classes():
+    """3 known classes, k = 5 > 3: a query of an unknown class must still count as wrong."""
+    import magnetdml as md
+
+    centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=np.float32)
+    knc = md.KNearestClusters(neighbours=3).fit(
+        centroids=centroids, centroid_labels=np.array([0, 1, 2]), variance=1.0)
+    queries = np.array([[0.1, 0.0], [5.0, 5.0]], dtype=np.float32)
+    ranks = knc.true_class_ranks(queries, np.array([0, 7]))
+    assert ranks[0] == 0 and ranks[1] > 5

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from magnetdml.evaluation import SoftKNN, estimate_variance
+from magnetdml.evaluation._scores import UNRANKED
 
 
 def _data(seed=0, n=90, dim=5, classes=4):
@@ -78,7 +79,7 @@ def test_true_class_ranks_zero_iff_correct():
     ranks = model.true_class_ranks(None, labels)
     np.testing.assert_array_equal(ranks == 0, model.predict() == labels)
     queries = x[:5]
-    assert (model.true_class_ranks(queries, [42] * 5) == len(model.classes_)).all()
+    assert (model.true_class_ranks(queries, [42] * 5) == UNRANKED).all()
 
 
 def test_errors():

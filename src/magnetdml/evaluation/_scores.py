@@ -20,6 +20,9 @@ import numpy as np
 # Bound on the (rows x classes) float64 score block built at once: 2**22 doubles = 32 MiB.
 _MAX_SCORE_CELLS = 1 << 22
 
+#: The rank of a true class the classifier does not know: an error at every k.
+UNRANKED = np.iinfo(np.int64).max
+
 
 def class_probabilities(sq_distances: np.ndarray, neighbour_classes: np.ndarray,
                         variance: float | None, n_classes: int) -> np.ndarray:
@@ -51,7 +54,7 @@ def true_class_ranks(scores: np.ndarray, true_classes: np.ndarray) -> np.ndarray
     own = scores[np.arange(b), safe][:, None]                              # (B, 1)
     columns = np.arange(n_classes)[None, :]
     better = (scores > own) | ((scores == own) & (columns < safe[:, None]))  # (B, C)
-    return np.where(known, better.sum(axis=1), n_classes)
+    return np.where(known, better.sum(axis=1), UNRANKED)
 
 
 def neighbour_class_ranks(sq_distances: np.ndarray, neighbour_classes: np.ndarray,

@@ -90,7 +90,7 @@ class KNearestClusters:
 
     def true_class_ranks(self, embeddings, labels) -> np.ndarray:
         """0-based rank of each query's true label among ``classes_`` (0 = correct;
-        ``len(classes_)`` for a label without centres). Streams in chunks, never holding
+        ``_scores.UNRANKED`` for a label without centres). Streams in chunks, never holding
         ``(N, n_classes)``: ``error@k = mean(rank >= k)``."""
         chunks, n = self._neighbours(embeddings)
         truth = class_indices(as_label_vector("labels", labels, n), self.classes_)
