@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from magnetdml.evaluation import KNearestClusters
+from magnetdml.evaluation._scores import UNRANKED
 
 
 def _setup(seed=0, classes=5, per_class=3, dim=4, n=80):
