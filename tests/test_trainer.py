@@ -140,3 +140,35 @@ def test_cli_refuses_abbreviated_flags(capsys):
         main(["train", "--train.epoch", "3"])
     assert stopped.value.code == 2
     assert "unrecognized arguments: --train.epoch 3" in capsys.readouterr().err
+
+
+def test_background_refresh_is_deterministic_and_resumes_to_the_same_model(tmp_path,
+                                                                           monkeypatch):
+    """index.refresh_lag: the epoch-end refresh embeds a weight snapshot on a thread and takes
+    effect 3 iterations later, whatever the machine's speed; a crash while it is pending (the
+    checkpoint holds the snapshot) resumes to the bitwise-identical model."""
+    lagged = {"index.refresh_lag": 3}
+    first = train(_config(tmp_path / "a", **lagged), progress=False)
+    second = train(_config(tmp_path / "b", **lagged), progress=False)
+    for name, value in _model(tmp_path / "a").items():
+        torch.testing.assert_close(_model(tmp_path / "b")[name], value, rtol=0, atol=0)
+    assert _scores(first.summary) == _scores(second.summary)
+    assert first.summary["refreshes"] == 1 + SHORT["train.epochs"]   # initial + every epoch
+    saved = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert saved["pending_refresh"]["apply_at"] == saved["iteration"] + 3
+
+    original = Trainer.step
+
+    def crash_in_second_epoch(self, batch):
+        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:   # refresh still pending
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path / "c", **lagged), progress=False)
+    monkeypatch.setattr(Trainer, "step", original)
+    resumed = train(_config(tmp_path / "c", **lagged), progress=False)
+    for name, value in _model(tmp_path / "a").items():
+        torch.testing.assert_close(_model(tmp_path / "c")[name], value, rtol=0, atol=0)
+    assert _scores(resumed.summary) == _scores(first.summary)

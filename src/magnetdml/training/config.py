@@ -82,6 +82,8 @@ class IndexConfig:
     distance_threshold: float = 1.0   # agglomerative cut, relative to the intra-class spread
     refresh_every: int = 0            # iterations between refreshes; 0 = every epoch
     drift_threshold: float = 0.0      # > 0: refresh when a probe set drifts more (adaptive)
+    refresh_lag: int = 0              # > 0: embed a weight snapshot on another thread and
+                                      # swap the index in this many iterations later
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class Config:
                     strict_minimum=0.0)
         check_int("index.refresh_every", self.index.refresh_every, minimum=0)
         check_float("index.drift_threshold", self.index.drift_threshold, minimum=0.0)
+        check_int("index.refresh_lag", self.index.refresh_lag, minimum=0)
         check_int("sampler.clusters_per_batch", self.sampler.clusters_per_batch, minimum=2,
                   fix="a neighbourhood is a seed cluster plus at least one impostor")
         check_int("sampler.examples_per_cluster", self.sampler.examples_per_cluster, minimum=2,

@@ -50,6 +50,7 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> 
         started, losses = time.perf_counter(), []
         for batch in t.sampler:
             losses.append(t.step(batch))
+            t.apply_pending_refresh()   # a background refresh (index.refresh_lag) now due
             if t.refresh_due():
                 t.refresh_index()
             bar.update(1)

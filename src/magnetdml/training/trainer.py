@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.augment import RandomRescaleCrop
 from ..evaluation import KNearestClusters, evaluate
+from .background_refresh import BackgroundRefresh
 from .config import Config
 from .config_io import config_to_dict
 from .distributed import Distributed
@@ -77,6 +78,11 @@ class Trainer:
                                               min(PROBE_SIZE, len(self.labels)), replace=False))
         self.index = make_index(config) if self.uses_index else None
         self.index_iteration = 0     # the iteration whose embeddings the index clusters
+        self.pending_refresh: BackgroundRefresh | None = None
+        if config.index.refresh_lag and dist.world_size > 1:
+            raise ValueError("index.refresh_lag > 0 (a refresh on a background thread) runs in "
+                             f"one process only; got {dist.world_size} processes: use "
+                             "--index.refresh_lag 0 under torchrun")
         self.sampler = None
         self.epoch = self.iteration = 0
         self.variance: float | None = None
@@ -190,6 +196,12 @@ class Trainer:
         """Paper §3.2: pause training, embed every training example in one eval-mode pass,
         re-cluster each class (warm-started), and recompute the sampler's cluster losses."""
         started = time.perf_counter()
+        if self.config.index.refresh_lag and self.timing["refreshes"]:
+            self._start_background_refresh(
+                {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                self.iteration, self.iteration + self.config.index.refresh_lag)
+            self.timing["refresh_seconds"] += time.perf_counter() - started
+            return
         embeddings = self.train_embeddings()   # sharded across ranks, gathered
 
         def cluster():   # once, on rank 0, then shared: every rank gets the same index
@@ -203,6 +215,34 @@ class Trainer:
             self.sampler.set_index(self.index)
         self.schedule.refreshed(embeddings[self.probe])
         self.timing["refresh_seconds"] += time.perf_counter() - started
+        self.timing["refreshes"] += 1
+
+    def _start_background_refresh(self, snapshot: dict, snapshot_iteration: int,
+                                  apply_at: int) -> None:
+        """Embed ``snapshot`` weights and re-cluster on a thread (``background_refresh``)."""
+        self.apply_pending_refresh(wait=True)      # one at a time, in order
+        shadow = copy.deepcopy(self.model)
+        index = copy.deepcopy(self.index)          # training keeps using self.index meanwhile
+
+        def compute(weights: dict):
+            shadow.load_state_dict(weights)
+            embeddings = embed_dataset(shadow, self.splits.train, device=self.dist.device)
+            return index.refresh(embeddings, self.labels), embeddings[self.probe]
+
+        self.pending_refresh = BackgroundRefresh(snapshot, snapshot_iteration, apply_at, compute)
+
+    def apply_pending_refresh(self, *, wait: bool = False) -> None:
+        """Swap in a background refresh once its iteration has come (or now, with ``wait``)."""
+        pending = self.pending_refresh
+        if pending is None or not (wait or self.iteration >= pending.apply_at):
+            return
+        started = time.perf_counter()
+        self.index, probe = pending.result()
+        self.pending_refresh = None
+        self.index_iteration = pending.snapshot_iteration
+        self.sampler.set_index(self.index)
+        self.schedule.refreshed(probe)
+        self.timing["refresh_seconds"] += time.perf_counter() - started   # time waited
         self.timing["refreshes"] += 1
 
     def train_embeddings(self) -> np.ndarray:
@@ -280,6 +320,7 @@ class Trainer:
     def finish(self) -> dict:
         """Full evaluation of the final model (and of unseen classes, when the dataset has a
         class-disjoint split); written to ``metrics.json``."""
+        self.apply_pending_refresh(wait=True)
         self.final_test_embeddings = self.embed(self.splits.test)
         summary = {"dataset": self.config.data.name, "loss": self.config.loss.name,
                    "backbone": self.config.model.backbone, "run_dir": self.config.out,
@@ -311,7 +352,9 @@ class Trainer:
                 "index": self.index.state_dict() if self.index is not None else None,
                 "index_iteration": self.index_iteration,
                 "loss_curve": self.loss_curve, "timing": self.timing,
-                "schedule_reference": self.schedule.reference, **own}
+                "schedule_reference": self.schedule.reference,
+                "pending_refresh": (self.pending_refresh.state_dict()
+                                    if self.pending_refresh is not None else None), **own}
         if self.dist.world_size > 1:
             state["ranks"] = self.dist.all_gather_object(own)
         return state
@@ -350,6 +393,10 @@ class Trainer:
         self.loss_curve = [tuple(p) for p in state["loss_curve"]]
         self.timing = state["timing"]
         self.schedule.refreshed(state["schedule_reference"])
+        pending = state.get("pending_refresh")
+        if pending is not None:   # redo it from the same snapshot: the same index results
+            self._start_background_refresh(pending["snapshot"], pending["snapshot_iteration"],
+                                           pending["apply_at"])
         restore_rng_state(own["rng"])
         if self.augmenter is not None:
             self.augment_generator.set_state(own["augment_rng"])
