@@ -50,7 +50,11 @@ COMMON = {"data.name": "fashion-mnist", "data.val_fraction": 0.9, "model.backbon
 CONFIGS = {"softmax": {"loss.name": "softmax"},
            "magnet-fixed": {"loss.name": "magnet"},
            **{f"magnet-adaptive-{d}": {"loss.name": "magnet", "index.drift_threshold": d}
-              for d in DRIFTS}}
+              for d in DRIFTS},
+           # the epoch-end refresh embeds a weight snapshot on a second thread and takes
+           # effect 25 or 100 iterations (a fifth or four fifths of an epoch here) later
+           **{f"magnet-background-{lag}": {"loss.name": "magnet", "index.refresh_lag": lag}
+              for lag in (25, 100)}}
 # cProfile buckets: the functions whose cumulative time tells where a Magnet step goes
 BUCKETS = {"step (forward+loss+backward+update)": "step", "sampler.next_batch": "next_batch",
            "loss forward": "magnet_loss", "backward": "backward",
@@ -113,7 +117,7 @@ def main() -> None:
     results["machine"] = {"cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "torch_threads": 1,
                           "torch": torch.__version__, "python": platform.python_version(),
-                          "note": "shared 2-core machine under load from parallel jobs"}
+                          "load_average_at_start": list(os.getloadavg())}
     with tempfile.TemporaryDirectory() as tmp:
         for name in CONFIGS:
             if name in results["runs"]:
