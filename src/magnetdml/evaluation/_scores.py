@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import as_label_vector
+
 # Bound on the (rows x classes) float64 score block built at once: 2**22 doubles = 32 MiB.
 _MAX_SCORE_CELLS = 1 << 22
 
@@ -46,7 +48,8 @@ def true_class_ranks(scores: np.ndarray, true_classes: np.ndarray) -> np.ndarray
 
     ``true_classes (B,)`` holds class indices, or ``-1`` for a class the classifier does not
     know (absent from the reference / centres): such a query is wrong at every ``k``, so its
-    rank is ``C`` (one past the last). Ties go to the lower class index.
+    rank is :data:`UNRANKED` (``C`` would count as found at any ``k > C``). Ties go to the
+    lower class index.
     """
     b, n_classes = scores.shape
     known = true_classes >= 0
@@ -77,3 +80,48 @@ def class_indices(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     positions = np.searchsorted(classes, labels)
     positions = np.minimum(positions, len(classes) - 1)
     return np.where(classes[positions] == labels, positions, -1).astype(np.int64)
+
+
+class NeighbourVote:
+    """What kNC and soft kNN share once their neighbour search is set up: class scores,
+    predictions and true-class ranks, streamed in query chunks.
+
+    Subclasses provide ``classes_``, ``variance_``, ``_item_classes`` (the class index of
+    every indexed item: a centre for kNC, a reference example for kNN) and
+    ``_neighbours(embeddings) -> (chunks of (start, sq_distances, indices), n_queries)``.
+    """
+
+    classes_: np.ndarray
+    variance_: float | None
+    _item_classes: np.ndarray
+
+    def _neighbours(self, embeddings):
+        raise NotImplementedError
+
+    def predict_scores(self, embeddings) -> np.ndarray:
+        """``(N, n_classes)`` float64 class probabilities (rows sum to 1), columns aligned
+        with ``classes_``."""
+        chunks, n = self._neighbours(embeddings)
+        out = np.empty((n, len(self.classes_)))
+        for start, distances, indices in chunks:
+            out[start:start + len(indices)] = class_probabilities(
+                distances, self._item_classes[indices], self.variance_, len(self.classes_))
+        return out
+
+    def predict(self, embeddings) -> np.ndarray:
+        """``(N,)`` predicted labels (argmax of the scores; ties to the lower class)."""
+        scores = self.predict_scores(embeddings)  # first: raises cleanly when not fitted
+        return self.classes_[scores.argmax(axis=1)]
+
+    def true_class_ranks(self, embeddings, labels) -> np.ndarray:
+        """0-based rank of each query's true label among ``classes_`` (0 = correct;
+        :data:`UNRANKED` for a label the classifier has never seen). Streams in chunks, never
+        holding ``(N, n_classes)``: ``error@k = mean(rank >= k)``."""
+        chunks, n = self._neighbours(embeddings)
+        truth = class_indices(as_label_vector("labels", labels, n), self.classes_)
+        ranks = np.empty(n, dtype=np.int64)
+        for start, distances, indices in chunks:
+            part = slice(start, start + len(indices))
+            ranks[part] = neighbour_class_ranks(distances, self._item_classes[indices],
+                                                truth[part], self.variance_, len(self.classes_))
+        return ranks

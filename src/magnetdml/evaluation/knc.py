@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_embedding_matrix, as_label_vector, check_float, check_int
-from ._scores import class_indices, class_probabilities, neighbour_class_ranks
+from ._scores import NeighbourVote, class_indices
 from .neighbours import DEFAULT_BATCH_SIZE, build_index, iter_neighbours
 
 
-class KNearestClusters:
+class KNearestClusters(NeighbourVote):
     """Classify by the ``L`` nearest cluster centres, weighted by the Magnet lengthscale.
 
         label(r) = argmax_c  sum_{l in L nearest centres, class(l) = c}
@@ -58,7 +58,7 @@ class KNearestClusters:
         if self.centroids_.shape[0] == 0:
             raise ValueError("centroids must hold at least one centre; got 0")
         self.classes_ = np.unique(self.centroid_labels_)
-        self._centre_classes = class_indices(self.centroid_labels_, self.classes_)  # (C,)
+        self._item_classes = class_indices(self.centroid_labels_, self.classes_)  # (C,)
         self._index = build_index(self.centroids_)
         return self
 
@@ -72,31 +72,3 @@ class KNearestClusters:
         k = min(self.neighbours, self.centroids_.shape[0])
         return iter_neighbours(queries, k, index=self._index,
                                batch_size=self.batch_size), queries.shape[0]
-
-    def predict_scores(self, embeddings) -> np.ndarray:
-        """``(N, n_classes)`` float64 class probabilities (rows sum to 1), columns aligned
-        with ``classes_``."""
-        chunks, n = self._neighbours(embeddings)
-        out = np.empty((n, len(self.classes_)))
-        for start, distances, indices in chunks:
-            out[start:start + len(indices)] = class_probabilities(
-                distances, self._centre_classes[indices], self.variance_, len(self.classes_))
-        return out
-
-    def predict(self, embeddings) -> np.ndarray:
-        """``(N,)`` predicted labels (argmax of the scores; ties to the lower class)."""
-        scores = self.predict_scores(embeddings)  # first: raises cleanly when not fitted
-        return self.classes_[scores.argmax(axis=1)]
-
-    def true_class_ranks(self, embeddings, labels) -> np.ndarray:
-        """0-based rank of each query's true label among ``classes_`` (0 = correct;
-        ``_scores.UNRANKED`` for a label without centres). Streams in chunks, never holding
-        ``(N, n_classes)``: ``error@k = mean(rank >= k)``."""
-        chunks, n = self._neighbours(embeddings)
-        truth = class_indices(as_label_vector("labels", labels, n), self.classes_)
-        ranks = np.empty(n, dtype=np.int64)
-        for start, distances, indices in chunks:
-            part = slice(start, start + len(indices))
-            ranks[part] = neighbour_class_ranks(distances, self._centre_classes[indices],
-                                                truth[part], self.variance_, len(self.classes_))
-        return ranks

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import sparse
 
 from .._validation import as_embedding_matrix, as_label_vector, check_choice, check_float, check_int
-from ._scores import class_indices, class_probabilities, neighbour_class_ranks
+from ._scores import NeighbourVote, class_indices
 from .neighbours import DEFAULT_BATCH_SIZE, build_index, iter_neighbours
 
 _ROWS_PER_PASS = 65536  # rows converted to float64 at a time by estimate_variance
@@ -51,7 +51,7 @@ def estimate_variance(embeddings, labels, *, batch_size: int = _ROWS_PER_PASS) -
     return 1.0
 
 
-class SoftKNN:
+class SoftKNN(NeighbourVote):
     """Soft k-nearest-neighbour classifier over a labelled reference set (paper §3.3, §4).
 
         score_c(r) = sum_{l in L nearest references, C(l) = c} exp(-||r - x_l||^2 / (2 sigma^2))
@@ -83,7 +83,7 @@ class SoftKNN:
         if self.reference_.shape[0] == 0:
             raise ValueError("reference must hold at least one example; got 0 rows")
         self.classes_ = np.unique(self.reference_labels_)
-        self._reference_classes = class_indices(self.reference_labels_, self.classes_)
+        self._item_classes = class_indices(self.reference_labels_, self.classes_)
         if self.vote == "majority":
             self.variance_ = None
         elif self.variance is not None:
@@ -112,28 +112,10 @@ class SoftKNN:
                                batch_size=self.batch_size), queries.shape[0]
 
     def predict_scores(self, embeddings=None) -> np.ndarray:
-        """``(N, n_classes)`` float64 class probabilities, columns aligned with ``classes_``."""
-        chunks, n = self._neighbours(embeddings)
-        out = np.empty((n, len(self.classes_)))
-        for start, distances, indices in chunks:
-            out[start:start + len(indices)] = class_probabilities(
-                distances, self._reference_classes[indices], self.variance_, len(self.classes_))
-        return out
+        """``(N, n_classes)`` class probabilities; ``None``: the reference set itself, each
+        example left out of its own neighbours."""
+        return super().predict_scores(embeddings)
 
     def predict(self, embeddings=None) -> np.ndarray:
-        """``(N,)`` predicted labels (argmax of the scores; ties to the lower class)."""
-        scores = self.predict_scores(embeddings)  # first: raises cleanly when not fitted
-        return self.classes_[scores.argmax(axis=1)]
-
-    def true_class_ranks(self, embeddings, labels) -> np.ndarray:
-        """0-based rank of each query's true label among the classes (0 = correct at top-1;
-        ``len(classes_)`` for a label absent from the reference). Streams in chunks, never
-        holding ``(N, n_classes)``: ``error@k = mean(rank >= k)``."""
-        chunks, n = self._neighbours(embeddings)
-        truth = class_indices(as_label_vector("labels", labels, n), self.classes_)
-        ranks = np.empty(n, dtype=np.int64)
-        for start, distances, indices in chunks:
-            part = slice(start, start + len(indices))
-            ranks[part] = neighbour_class_ranks(distances, self._reference_classes[indices],
-                                                truth[part], self.variance_, len(self.classes_))
-        return ranks
+        """``(N,)`` predicted labels; ``None``: leave-one-out over the reference set."""
+        return super().predict(embeddings)
