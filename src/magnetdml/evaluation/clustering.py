@@ -6,7 +6,9 @@ many clusters as there are classes, then compare the cluster assignment with the
 
 - ``nmi``: normalised mutual information ``I(Y; K) / mean(H(Y), H(K))`` (arithmetic mean, the
   scikit-learn default, as pytorch-metric-learning);
-- ``ami``: mutual information adjusted for chance (scikit-learn);
+- ``ami``: mutual information adjusted for chance; scikit-learn's definition, with its
+  expected-MI term summed per distinct pair of class and cluster sizes (exact, and ~300x
+  faster at 1,000 classes; see :mod:`.mutual_information`);
 - ``ari``: adjusted Rand index (scikit-learn);
 - ``f1``: pairwise F1 of Song et al. 2016. Over unordered pairs of examples, a pair is a true
   positive when it shares both a cluster and a class, ``precision = TP / (pairs in a common
@@ -19,14 +21,11 @@ Every score is computed from the (sparse) class x cluster contingency table, nev
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (
-    adjusted_mutual_info_score,
-    adjusted_rand_score,
-    normalized_mutual_info_score,
-)
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
 from ..kmeans import kmeans
+from .mutual_information import adjusted_mutual_info
 
 CLUSTERING_METRICS = ("nmi", "ami", "ari", "f1")
 
@@ -63,6 +62,6 @@ def clustering_scores(embeddings: np.ndarray, labels: np.ndarray, metrics=CLUSTE
     the assignment against ``labels (N,)`` with the requested ``metrics`` (a subset of
     ``nmi``, ``ami``, ``ari``, ``f1``). Inputs are validated by the caller."""
     assignments = cluster_assignments(embeddings, len(np.unique(labels)), seed=seed)
-    scorers = {"nmi": normalized_mutual_info_score, "ami": adjusted_mutual_info_score,
+    scorers = {"nmi": normalized_mutual_info_score, "ami": adjusted_mutual_info,
                "ari": adjusted_rand_score, "f1": pairwise_f1}
     return {name: float(scorers[name](labels, assignments)) for name in metrics}
