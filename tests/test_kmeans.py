@@ -1,0 +1,45 @@
+"""k-means++ seeding: the same seeds as scikit-learn's greedy ``kmeans_plusplus``."""
+
+import numpy as np
+import pytest
+from sklearn.cluster import kmeans_plusplus
+
+from magnetdml import kmeans as km
+
+
+def _blobs(n, dim, centres, seed):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=4.0, size=(centres, dim))
+    return (means[rng.integers(0, centres, n)] + rng.normal(size=(n, dim))).astype(np.float32)
+
+
+@pytest.mark.parametrize("n,dim,k,seed", [(500, 8, 5, 0), (2000, 16, 40, 1), (3000, 64, 100, 2),
+                                          (20_000, 32, 12, 3)])
+def test_greedy_plusplus_picks_scikit_learns_seeds(n, dim, k, seed):
+    points = _blobs(n, dim, max(2, k // 2), seed)
+    ours = km.greedy_plusplus(points, k, np.random.RandomState(seed))
+    _, theirs = kmeans_plusplus(points.astype(np.float64), k,
+                                random_state=np.random.RandomState(seed))
+    assert ours.tolist() == theirs.tolist()
+
+
+def test_nearly_one_seed_per_point_still_gives_distinct_seeds():
+    # With k close to N the last potentials are tiny and float32 near-ties may pick other
+    # candidates than scikit-learn's float64; the seeds must still be distinct points.
+    rows = km.greedy_plusplus(_blobs(50, 3, 5, 4), 49, np.random.RandomState(4))
+    assert len(set(rows.tolist())) == 49
+
+
+def test_seeds_are_distinct_points_even_with_duplicates():
+    points = np.repeat(_blobs(30, 4, 3, 0), 5, axis=0)        # every point five times
+    rows = km.greedy_plusplus(points, 25, np.random.RandomState(0))
+    assert len({tuple(points[r]) for r in rows}) == 25
+
+
+def test_seeding_subsamples_large_inputs_deterministically():
+    points = _blobs(1_000, 8, 10, 5)
+    first = km._plusplus_seeds(points, 10, seed=3, per_centre=4)
+    assert first.shape == (10, 8)
+    np.testing.assert_array_equal(first, km._plusplus_seeds(points, 10, seed=3, per_centre=4))
+    assert not np.array_equal(first, km._plusplus_seeds(points, 10, seed=3))   # all points
+    assert {tuple(r) for r in first} <= {tuple(p) for p in points}
