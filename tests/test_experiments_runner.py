@@ -171,3 +171,27 @@ def test_experiments_that_reembed_keep_checkpoints_until_analysed(tmp_path):
     results = run_experiment("tiny-needs-models", tmp_path, progress=False)
     assert all(row["present"] for row in results["tables"][0]["rows"])
     assert not list(tmp_path.glob("*/checkpoint.pt"))
+
+
+def test_parallel_jobs_give_the_same_runs_as_one_at_a_time(finished, tmp_path):
+    out, sequential = finished
+    parallel = run_experiment("tiny-test", tmp_path, progress=False, jobs=2)
+    assert parallel["tables"] == sequential["tables"]
+    for name in ("digits-magnet", "digits-triplet"):
+        one = json.loads((out / name / "metrics.json").read_text())
+        two = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert two["knc_error"] == one["knc_error"] and two["map_at_r"] == one["map_at_r"]
+        assert not (tmp_path / name / "checkpoint.pt").exists()
+
+
+def test_parallel_failure_is_reported(tmp_path):
+    bad = [RunSpec(f"bad-{i}", {**TINY, "loss.name": "magnet", "data.name": "mnist",
+                                "data.data_dir": str(tmp_path / "missing")}) for i in range(2)]
+    with pytest.raises(Exception, match="missing"):
+        train_runs(bad, tmp_path, progress=False, jobs=2)
+
+
+@pytest.mark.parametrize("jobs,match", [(0, "jobs must be >= 1"), (1.5, "jobs must be an int")])
+def test_bad_jobs_are_refused(tmp_path, jobs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        train_runs([], tmp_path, jobs=jobs)

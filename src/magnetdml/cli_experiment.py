@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep checkpoint.pt of finished runs (default: deleted, so the "
                         "experiment folder stays small enough to commit)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train this many runs at once, each in its own process with "
+                        "cores/jobs torch threads unless --train.threads is given (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
@@ -70,12 +73,12 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     EXPERIMENTS.get(args.name)      # unknown names: the error lists the valid ones
     out = Path(args.out) if args.out else DEFAULT_OUT / (args.name + ("-quick" if args.quick
                                                                       else ""))
+    command_line = (shlex.join(["magnetdml", "experiment", *sys.argv[2:]])
+                    if Path(sys.argv[0]).name in ("magnetdml", "__main__.py") else None)
     results = run_experiment(args.name, out, quick=args.quick, overrides=flag_overrides(args),
                              data_root=args.data_root, overwrite=args.overwrite,
                              keep_checkpoints=args.keep_checkpoints, progress=not args.quiet,
-                             command=shlex.join(["magnetdml", "experiment", *sys.argv[2:]])
-                             if Path(sys.argv[0]).name in ("magnetdml", "__main__.py")
-                             else None,
+                             jobs=args.jobs, command=command_line,
                              log=lambda message: print(message, file=sys.stderr))
     for claim in results.get("claims", []):
         verdict = {True: "holds", False: "does not hold", None: "n/a"}[claim.get("holds")]
