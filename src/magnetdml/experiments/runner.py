@@ -185,7 +185,7 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
         if not overwrite and _finished(Path(config.out), config) is not None:
             log(f"[{number}/{len(specs)}] {spec.name} already finished; skipped")
         else:
-            log(f"[{number}/{len(specs)}] training {spec.name}")
+            log(f"[{number}/{len(specs)}] {'training' if jobs == 1 else 'queued'} {spec.name}")
             if jobs == 1:
                 train(config, overwrite=overwrite, progress=progress)
             else:
