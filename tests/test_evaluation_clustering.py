@@ -59,3 +59,22 @@ def test_scores_are_sklearn_scores_of_our_kmeans_assignment():
     assert scores["ari"] == pytest.approx(adjusted_rand_score(y, assignments), abs=1e-12)
     assert scores["f1"] == pytest.approx(_brute_f1(y, assignments), abs=1e-12)
     assert 0.0 < scores["nmi"] < 1.0
+
+
+def test_evaluation_seeds_k_means_on_a_sample_of_64_points_per_centre(monkeypatch):
+    from magnetdml import kmeans as km
+    from magnetdml.evaluation import clustering
+
+    seen = []
+    real = km._plusplus_seeds
+
+    def spy(points, k, seed, per_centre=km.SEED_SAMPLE):
+        seen.append((len(points), k, per_centre))
+        return real(points, k, seed, per_centre)
+
+    monkeypatch.setattr(km, "_plusplus_seeds", spy)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2_000, 4)).astype(np.float32)
+    y = np.repeat(np.arange(4), 500)
+    clustering.clustering_scores(x, y, ("nmi",))
+    assert seen == [(2_000, 4, clustering.SEED_SAMPLE)] and clustering.SEED_SAMPLE == 64

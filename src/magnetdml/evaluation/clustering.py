@@ -28,6 +28,11 @@ from ..kmeans import kmeans
 from .mutual_information import adjusted_mutual_info
 
 CLUSTERING_METRICS = ("nmi", "ami", "ari", "f1")
+# k-means++ seeds from at most this many points per centre (the Lloyd steps use every point).
+# benchmarks/kmeans_seeding.py: 64 scores the same NMI / AMI as seeding on every point (100k
+# points in 1,000 classes; MNIST pixels) and seeds 1M points in 1,000 classes 4x sooner than
+# the index's 256; below 32 quality drops.
+SEED_SAMPLE = 64
 
 
 def _pairs(counts: np.ndarray) -> float:
@@ -53,7 +58,7 @@ def pairwise_f1(labels_true, labels_pred) -> float:
 
 def cluster_assignments(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
     """k-means++-seeded k-means (faiss Lloyd steps) of ``embeddings (N, D)``: ``(N,)`` ids."""
-    return kmeans(embeddings, n_clusters, seed=seed).assignments
+    return kmeans(embeddings, n_clusters, seed=seed, seed_sample=SEED_SAMPLE).assignments
 
 
 def clustering_scores(embeddings: np.ndarray, labels: np.ndarray, metrics=CLUSTERING_METRICS,
