@@ -41,7 +41,12 @@ class EmbeddingNet(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.head(self.features(x))  # (B, embedding_dim)
+        return self.embed_features(self.features(x))  # (B, embedding_dim)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The head (and normalisation) on backbone features ``(B, feature_dim)``: returns
+        ``(B, embedding_dim)``, so ``forward(x) = embed_features(features(x))``."""
+        r = self.head(features)  # (B, embedding_dim)
         return F.normalize(r, dim=1) if self.normalize else r
 
 

@@ -36,8 +36,9 @@ from .setup import (
 
 # Adaptive refresh: embed PROBE_SIZE fixed training examples every PROBE_EVERY iterations.
 # 128 points estimate the mean displacement to ~10%. Forwarding 256 every 25 steps of 48 cost
-# ~9% of the training time (one forward is ~2.3x cheaper than a training step per image on a
-# small CNN: benchmarks/training_overhead.py); 128 every 50, ~2%.
+# ~9% of the training time when one eval forward was ~2.3x cheaper than a training step per
+# image on a small CNN (benchmarks/training_overhead.py); 128 every 50, ~2%. The eval forward
+# now runs on oneDNN with BatchNorm folded (models/inference.py), 4-5x cheaper than a step.
 PROBE_SIZE = 128
 PROBE_EVERY = 50
 UNSEEN_METRICS = ["nmi", "f1", "recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8"]

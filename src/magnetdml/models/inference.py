@@ -1,0 +1,99 @@
+"""A faster eval-mode forward that computes the same function, up to float rounding.
+
+The cluster-index refresh embeds every training example in eval mode with no gradients
+(paper §3.2), so its forward pass is the cost of Magnet Loss's machinery. Two changes make
+that pass faster without changing what it computes:
+
+- **BatchNorm folding**: in eval mode a ``BatchNorm2d`` is a fixed affine map per channel, so
+  when it directly follows a ``Conv2d`` it folds into the conv's weights and bias
+  (``torch.nn.utils.fusion.fuse_conv_bn_eval``). Done on a copy: the training model keeps its
+  own modules, parameters and running statistics. On one CPU thread folding made cifar-cnn's
+  pass ~1.4x faster.
+- **oneDNN layout on the CPU**: a network with 2-d convolutions is fed a ``to_mkldnn()``
+  tensor, so every conv, ReLU, pooling and linear layer runs on oneDNN's blocked layout and
+  the activations are never converted back to NCHW in between. On one thread the small CNN's
+  convs then run near the core's peak and its 2x2 max-pools cost >10x less than NCHW's
+  (where they took ~40% of the pass); the whole pass is ~2x faster. A network with an
+  operation that oneDNN tensors do not support raises on the first batch and falls back to
+  the plain layout. An :class:`EmbeddingNet`'s head runs on the dense backbone features
+  (``F.normalize`` is such an operation).
+
+Both are for eval mode only: a training step normalises by the batch's statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+from itertools import pairwise
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .embedding import EmbeddingNet
+
+
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """``model`` itself when no eval-mode ``BatchNorm2d`` directly follows a ``Conv2d`` in an
+    ``nn.Sequential``; otherwise a copy in which each such pair is one ``Conv2d`` (the
+    BatchNorm replaced by ``nn.Identity``). Same function of ``(B, C, H, W)`` inputs in eval
+    mode, up to float rounding."""
+    if not any(_foldable(seq) for seq in model.modules()):
+        return model
+    folded = copy.deepcopy(model)
+    with torch.no_grad():
+        for seq in list(folded.modules()):
+            for i in _foldable(seq):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return folded
+
+
+def _foldable(seq: nn.Module) -> list[int]:
+    """Positions ``i`` of a plain ``nn.Sequential`` where ``seq[i]`` is a conv and ``seq[i+1]``
+    a BatchNorm with running statistics, both in eval mode (exact types only: a subclass may
+    compute something else)."""
+    if type(seq) is not nn.Sequential:
+        return []
+    return [i for i, (conv, bn) in enumerate(pairwise(seq))
+            if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d
+            and not (conv.training or bn.training) and bn.running_mean is not None]
+
+
+class InferenceForward:
+    """Called as ``x (B, *input_shape) -> model(x) (B, E)``, a dense tensor, through the faster
+    path described in the module docstring.
+
+    The oneDNN path applies to 4-d float32 CPU inputs of a model with a ``Conv2d``. Put
+    ``model`` in eval mode first and call this under ``torch.inference_mode()`` (or
+    ``no_grad``). BatchNorms are folded at construction: make a new one after the weights
+    change.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = fold_batch_norm(model)
+        self.onednn = (torch.backends.mkldnn.is_available()
+                       and torch.backends.mkldnn.enabled
+                       and any(isinstance(m, nn.Conv2d) for m in self.model.modules()))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.onednn and x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu":
+            try:
+                return self._onednn_forward(x.to_mkldnn())                   # (B, E)
+            except RuntimeError:
+                # an operation without a oneDNN kernel (e.g. a view, a custom op): use the
+                # plain layout for the rest of the pass; a real error will recur there
+                self.onednn = False
+        return self.model(x)                                                 # (B, E)
+
+    def _onednn_forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.model
+        if isinstance(net, EmbeddingNet):
+            # the head runs on dense features: F.normalize has no oneDNN kernel, and the head
+            # is a small part of the cost
+            return net.embed_features(_dense(net.features(x)))
+        return _dense(net(x))
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    return x.to_dense() if x.is_mkldnn else x
