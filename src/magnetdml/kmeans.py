@@ -30,7 +30,7 @@ _SMALL = 1 << 24
 # k-means++ seeds are drawn from at most this many points per centre (see _plusplus_seeds).
 SEED_SAMPLE = 256
 # Points per chunk of k-means++ distance blocks: (trials x chunk) float32 stays in cache.
-_SEED_CHUNK = 8192
+_SEED_CHUNK = 16384
 
 
 @contextmanager
@@ -131,22 +131,24 @@ def greedy_plusplus(points: np.ndarray, k: int, rng: np.random.RandomState) -> n
     ``d(x)^2 / sum d^2`` (``d`` the distance to the nearest seed so far), keeping the candidate
     that leaves the smallest potential ``sum_x min(d(x)^2, ||x - c||^2)``. It draws from ``rng``
     exactly as ``sklearn.cluster.kmeans_plusplus`` does, so it picks the same seeds (up to
-    float32 near-ties), ~2x faster: float32 distances in cache-sized chunks instead of a float64
-    copy of the points, with the potentials accumulated in float64.
+    float32 near-ties), ~3x faster: float32 distances in cache-sized chunks of a transposed
+    copy instead of a float64 copy of the points, with the potentials accumulated in float64.
     """
     n = points.shape[0]
     trials = 2 + int(np.log(k))
     sq_norms = np.einsum("nd,nd->n", points, points)                        # (N,)
+    # (D, N) copy: the (T, D) @ (D, chunk) products run ~1.8x faster on it than on (N, D) rows
+    columns = np.ascontiguousarray(points.T)
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = rng.choice(n, p=np.full(n, 1.0 / n))
-    closest = _sq_distances(points, sq_norms, chosen[:1])[0]                  # (N,) d(x)^2
+    closest = _sq_distances(columns, sq_norms, chosen[:1])[0]                 # (N,) d(x)^2
     potential = closest.sum(dtype=np.float64)
     candidates_sq = np.empty((trials, n), dtype=np.float32)                   # (T, N)
     for step in range(1, k):
         draws = rng.uniform(size=trials) * potential
         candidates = np.searchsorted(np.cumsum(closest, dtype=np.float64), draws)
         np.clip(candidates, None, n - 1, out=candidates)
-        potentials = _sq_distances(points, sq_norms, candidates, floor=closest,
+        potentials = _sq_distances(columns, sq_norms, candidates, floor=closest,
                                    out=candidates_sq)                        # (T,)
         best = int(np.argmin(potentials))
         potential, closest = potentials[best], candidates_sq[best].copy()
@@ -154,17 +156,19 @@ def greedy_plusplus(points: np.ndarray, k: int, rng: np.random.RandomState) -> n
     return chosen
 
 
-def _sq_distances(points, sq_norms, rows, *, floor=None, out=None):
-    """``min(floor, ||points - points[rows]||^2)`` as ``(len(rows), N)`` float32 (into ``out``)
-    and, with ``floor``, the float64 row sums; chunked so each block stays in cache."""
-    centres, centre_sq = points[rows], sq_norms[rows, None]                   # (T, D), (T, 1)
+def _sq_distances(columns, sq_norms, rows, *, floor=None, out=None):
+    """Squared distances from the points ``rows`` to every point, the points given as
+    ``columns (D, N)``: ``min(floor, .)`` as ``(len(rows), N)`` float32 (into ``out``) and,
+    with ``floor``, the float64 row sums; chunked so each block stays in cache."""
+    centres, centre_sq = columns[:, rows].T, sq_norms[rows, None]             # (T, D), (T, 1)
+    n = columns.shape[1]
     if out is None:
-        out = np.empty((len(rows), points.shape[0]), dtype=np.float32)
+        out = np.empty((len(rows), n), dtype=np.float32)
     sums = np.zeros(len(rows))
-    for start in range(0, points.shape[0], _SEED_CHUNK):
+    for start in range(0, n, _SEED_CHUNK):
         part = slice(start, start + _SEED_CHUNK)
         block = out[:, part]                                                  # (T, chunk)
-        np.matmul(centres, points[part].T, out=block)
+        np.matmul(centres, columns[:, part], out=block)
         block *= -2.0
         block += centre_sq
         block += sq_norms[None, part]
