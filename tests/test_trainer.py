@@ -172,3 +172,21 @@ def test_background_refresh_is_deterministic_and_resumes_to_the_same_model(tmp_p
     for name, value in _model(tmp_path / "a").items():
         torch.testing.assert_close(_model(tmp_path / "c")[name], value, rtol=0, atol=0)
     assert _scores(resumed.summary) == _scores(first.summary)
+
+
+@pytest.mark.parametrize("lag", [0, 2])
+def test_the_final_index_is_built_after_the_training_time_is_taken(tmp_path, monkeypatch, lag):
+    # Refreshes that later steps train on are training time; the one after the last epoch
+    # only serves kNC evaluation, so it must not count (as for the losses without an index).
+    seen = []
+    real = Trainer.refresh_index
+
+    def spy(self):
+        seen.append(self.timing["train_seconds"])
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "refresh_index", spy)
+    summary = train(_config(tmp_path, **{"index.refresh_lag": lag}), progress=False).summary
+    initial, after_epoch_1, final = seen
+    assert initial == 0.0 and after_epoch_1 == 0.0     # epoch 1's time is added after its refresh
+    assert final == summary["train_seconds"] > 0.0     # all training time was taken before it
