@@ -8,7 +8,7 @@ import pytest
 import magnetdml.compare as compare_module
 from magnetdml.cli import main
 from magnetdml.compare import _mean_curve, _table, compare, first_reached
-from magnetdml.training import Config, apply_overrides
+from magnetdml.training import Config, apply_overrides, parallel
 
 LOSSES = ["magnet", "triplet", "softmax"]
 FAST = {"train.epochs": 2, "train.iterations_per_epoch": 4, "train.threads": 1,
@@ -74,18 +74,25 @@ def test_report_files_hold_the_table_and_the_plot(result):
 
 def test_rerun_skips_finished_losses_and_resumes_unfinished_ones(result, monkeypatch):
     calls = []
-    real_train = compare_module.train
+    real_train = parallel.train
 
     def recording_train(config, **kwargs):
         calls.append(config.loss.name)
         return real_train(config, **kwargs)
 
-    monkeypatch.setattr(compare_module, "train", recording_train)
+    monkeypatch.setattr(parallel, "train", recording_train)
     (result.out / "softmax" / "seed0" / "metrics.json").unlink()   # as if it was interrupted
     again = compare(fast_config(), LOSSES, result.out)
     assert calls == ["softmax"]
     assert again.curves == result.curves
     assert [e["knc_error"] for e in again.table] == [e["knc_error"] for e in result.table]
+
+
+def test_parallel_jobs_give_the_same_table(result, tmp_path):
+    parallel_result = compare(fast_config(), LOSSES, tmp_path, jobs=2)
+    assert parallel_result.curves == result.curves
+    assert [e["knc_error"] for e in parallel_result.table] == \
+        [e["knc_error"] for e in result.table]
 
 
 def test_a_finished_run_with_other_flags_is_not_silently_reused(result):

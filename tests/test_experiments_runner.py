@@ -20,6 +20,7 @@ from magnetdml.experiments import (
     save_results,
     train_runs,
 )
+from magnetdml.training import parallel
 
 TINY = {"data.name": "digits", "model.backbone": "mlp", "model.embedding_dim": 8,
         "train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
@@ -75,7 +76,7 @@ def test_rerun_skips_finished_runs(finished, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
 
-    monkeypatch.setattr(runner, "train", no_training)
+    monkeypatch.setattr(parallel, "train", no_training)
     # other threads: a machine setting, not a different run
     again = run_experiment("tiny-test", out, progress=False, overrides={"train.threads": 2})
     assert again["tables"] == first["tables"]
@@ -93,13 +94,13 @@ def test_unfinished_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     (tmp_path / "run" / "metrics.json").unlink()     # as if killed before the summary
     calls = []
-    real = runner.train
+    real = parallel.train
 
     def spy(config, **kwargs):
         calls.append(config.out)
         return real(config, **kwargs)
 
-    monkeypatch.setattr(runner, "train", spy)
+    monkeypatch.setattr(parallel, "train", spy)
     outcome = train_runs([spec], tmp_path, progress=False)["run"]
     assert calls == [str(tmp_path / "run")]
     # resumed at epoch 2 of 2: no epoch was trained again, so no history line is repeated

@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", help="number of epochs (same as --train.epochs)")
     parser.add_argument("--overwrite", action="store_true",
                         help="retrain finished runs instead of skipping them")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train this many runs at once, each in its own process with "
+                        "cores/jobs torch threads unless --train.threads is given (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
@@ -64,7 +67,7 @@ def run_compare(args: argparse.Namespace) -> int:
     result = compare(config, parse_list("--losses", args.losses),
                      args.out, seeds=parse_list("--seeds", args.seeds, int),
                      reference=args.reference, curve_metric=args.curve_metric,
-                     overwrite=args.overwrite, progress=not args.quiet,
+                     overwrite=args.overwrite, progress=not args.quiet, jobs=args.jobs,
                      command=_command_line(),
                      log=lambda message: print(message, file=sys.stderr))
     print(markdown_table(result.table, args.reference))

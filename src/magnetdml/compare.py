@@ -25,7 +25,7 @@ from . import plots
 from ._validation import check_choice, check_int
 from .losses import LOSSES, build_loss
 from .machine import hardware
-from .training import Config, apply_overrides, config_to_dict, train
+from .training import Config, apply_overrides, config_to_dict, train_all
 from .training.run_dir import CONFIG, HISTORY, SUMMARY, write_json
 
 #: Columns of the report: (summary key, header); errors are shown in percent.
@@ -58,14 +58,15 @@ def cluster_loss(name: str) -> bool:
 def compare(config: Config, losses: Sequence[str], out: str | os.PathLike, *,
             seeds: Sequence[int] | None = None, reference: str = "triplet",
             curve_metric: str = "own", overwrite: bool = False, progress: bool = False,
-            command: str | None = None, log: Callable[[str], None] | None = None
-            ) -> CompareResult:
+            jobs: int = 1, command: str | None = None,
+            log: Callable[[str], None] | None = None) -> CompareResult:
     """Train every loss of ``losses`` (CLI names) for every seed under ``config``'s budget.
 
     ``curve_metric``: the test error plotted and used for the markers; ``"own"`` is each
     loss's protocol in the paper (§3.3-4): kNC for cluster losses, soft kNN for the others.
     ``reference``: the loss whose final error the markers refer to (paper Fig. 5: triplet);
-    ignored when it is not compared. ``overwrite`` retrains finished runs.
+    ignored when it is not compared. ``overwrite`` retrains finished runs. ``jobs`` runs are
+    trained at once in worker processes (:func:`~magnetdml.training.train_all`).
     """
     losses = _check_losses(losses)
     seeds = [config.train.seed] if seeds is None else [check_int("seeds", s, minimum=0)
@@ -76,25 +77,28 @@ def compare(config: Config, losses: Sequence[str], out: str | os.PathLike, *,
     _check_budget(config, losses)
     out = Path(out)
     log = log or (lambda _message: None)
+    configs = {(loss, seed): apply_overrides(config, {
+        "loss.name": loss, "train.seed": seed, "out": str(out / loss / f"seed{seed}")}).validate()
+        for loss in losses for seed in seeds}
+    todo = []
+    for (loss, seed), run_config in configs.items():
+        if not overwrite and _finished_summary(Path(run_config.out), run_config) is not None:
+            log(f"compare: {loss} (seed {seed}) already finished in {run_config.out}; skipped")
+        else:
+            log(f"compare: training {loss} (seed {seed}) in {run_config.out}")
+            todo.append(run_config)
+    train_all(todo, jobs=jobs, overwrite=overwrite, progress=progress, log=log)
     runs, histories = [], {}
-    for loss in losses:
-        for seed in seeds:
-            run_dir = out / loss / f"seed{seed}"
-            run_config = apply_overrides(config, {"loss.name": loss, "train.seed": seed,
-                                                  "out": str(run_dir)}).validate()
-            summary = _finished_summary(run_dir, run_config) if not overwrite else None
-            if summary is None:
-                log(f"compare: training {loss} (seed {seed}) in {run_dir}")
-                summary = train(run_config, overwrite=overwrite, progress=progress).summary
-            else:
-                log(f"compare: {loss} (seed {seed}) already finished in {run_dir}; skipped")
-            metric = _curve_key(loss, curve_metric)
-            history = [(int(r["iteration"]), float(r[metric]))
-                       for r in _read_jsonl(run_dir / HISTORY) if metric in r]
-            histories[loss, seed] = history
-            runs.append({"loss": loss, "seed": seed, "run_dir": str(run_dir),
-                         "iterations": summary["iterations"], "curve_metric": metric,
-                         **{key: summary.get(key) for key, _ in COLUMNS}})
+    for (loss, seed), run_config in configs.items():
+        run_dir = Path(run_config.out)
+        summary = json.loads((run_dir / SUMMARY).read_text())
+        metric = _curve_key(loss, curve_metric)
+        history = [(int(r["iteration"]), float(r[metric]))
+                   for r in _read_jsonl(run_dir / HISTORY) if metric in r]
+        histories[loss, seed] = history
+        runs.append({"loss": loss, "seed": seed, "run_dir": str(run_dir),
+                     "iterations": summary["iterations"], "curve_metric": metric,
+                     **{key: summary.get(key) for key, _ in COLUMNS}})
     curves = {loss: _mean_curve([histories[loss, s] for s in seeds]) for loss in losses}
     table = _table(losses, runs, curves, reference)
     meta = {"command": command, "hardware": hardware(config), "seeds": seeds,

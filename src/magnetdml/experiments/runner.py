@@ -22,20 +22,17 @@ The results dict that ``analyse`` returns may hold these keys, which the report 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_int
 from ..machine import hardware
 from ..registry import Registry
-from ..training import Config, apply_overrides, config_to_dict, train
+from ..training import Config, apply_overrides, config_to_dict, train_all
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, write_json
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
@@ -136,36 +133,6 @@ def _history(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _train_one(config: Config, overwrite: bool) -> None:
-    """Train one run in a worker process (top level so it pickles)."""
-    train(config, overwrite=overwrite, progress=False)
-
-
-def _with_threads(config: Config, jobs: int) -> Config:
-    """``jobs`` processes share the cores: unless the user chose ``train.threads``, each gets
-    ``cores // jobs`` (torch's default of one thread per core would oversubscribe them)."""
-    if jobs == 1 or config.train.threads != 0:
-        return config
-    return apply_overrides(config, {"train.threads": max(1, (os.cpu_count() or 1) // jobs)})
-
-
-def _train_parallel(todo: list[tuple[RunSpec, Config]], jobs: int, overwrite: bool,
-                    log: Callable[[str], None]) -> None:
-    """Train ``todo`` in ``jobs`` worker processes (spawned: torch and faiss thread pools are
-    not fork-safe); the first failure cancels the runs not yet started and is re-raised."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_train_one, _with_threads(config, jobs), overwrite): spec.name
-                   for spec, config in todo}
-        try:
-            for future in as_completed(futures):
-                future.result()
-                log(f"finished {futures[future]}")
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-
-
 def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any] | None = None,
                data_root: str | os.PathLike | None = None, overwrite: bool = False,
                keep_checkpoints: bool = False, progress: bool = True, jobs: int = 1,
@@ -175,7 +142,6 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
     seeded, so the results are the same as one at a time). Finished runs lose their
     checkpoint unless ``keep_checkpoints`` (results stay small)."""
     log = log or (lambda _message: None)
-    jobs = check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names) or not all(names):
         raise ValueError(f"run names must be unique and non-empty; got {names}")
@@ -186,14 +152,8 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
             log(f"[{number}/{len(specs)}] {spec.name} already finished; skipped")
         else:
             log(f"[{number}/{len(specs)}] {'training' if jobs == 1 else 'queued'} {spec.name}")
-            if jobs == 1:
-                train(config, overwrite=overwrite, progress=progress)
-            else:
-                todo.append((spec, config))
-    if len(todo) == 1:
-        train(todo[0][1], overwrite=overwrite, progress=progress)
-    elif todo:
-        _train_parallel(todo, jobs, overwrite, log)
+            todo.append(config)
+    train_all(todo, jobs=jobs, overwrite=overwrite, progress=progress, log=log)
     outcomes = {}
     for spec, config in zip(specs, configs, strict=True):
         run_dir = Path(config.out)
