@@ -196,3 +196,31 @@ def test_parallel_failure_is_reported(tmp_path):
 def test_bad_jobs_are_refused(tmp_path, jobs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         train_runs([], tmp_path, jobs=jobs)
+
+
+def test_finished_only_analyses_the_finished_runs_and_lists_the_missing(finished, tmp_path,
+                                                                        monkeypatch):
+    out, _ = finished
+    import shutil
+    shutil.copytree(out / "digits-magnet", tmp_path / "digits-magnet")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("finished_only trained a run")
+
+    monkeypatch.setattr(parallel, "train", no_training)
+    results = run_experiment("tiny-test", tmp_path, progress=False, finished_only=True)
+    assert set(results["runs"]) == {"digits-magnet"}
+    assert results["partial"] == {"finished": 1, "total": 2, "missing": ["digits-triplet"]}
+    assert [r["loss"] for r in results["tables"][0]["rows"]] == ["magnet"]
+    assert "Partial results: 1 of 2 runs finished.** Missing: digits-triplet" in \
+        (tmp_path / "report.md").read_text()
+
+
+def test_finished_only_with_nothing_finished_says_so(tmp_path):
+    with pytest.raises(ValueError, match="no run of experiment 'tiny-test' has finished"):
+        run_experiment("tiny-test", tmp_path, progress=False, finished_only=True)
+
+
+def test_complete_results_are_not_marked_partial(finished):
+    _, results = finished
+    assert "partial" not in results

@@ -42,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="train this many runs at once, each in its own process with "
                         "cores/jobs torch threads unless --train.threads is given (default 1)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: analyse the runs finished so far (the report "
+                        "lists the missing ones)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
@@ -78,7 +81,8 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     results = run_experiment(args.name, out, quick=args.quick, overrides=flag_overrides(args),
                              data_root=args.data_root, overwrite=args.overwrite,
                              keep_checkpoints=args.keep_checkpoints, progress=not args.quiet,
-                             jobs=args.jobs, command=command_line,
+                             jobs=args.jobs, finished_only=args.finished_only,
+                             command=command_line,
                              log=lambda message: print(message, file=sys.stderr))
     for claim in results.get("claims", []):
         verdict = {True: "holds", False: "does not hold", None: "n/a"}[claim.get("holds")]

@@ -136,11 +136,13 @@ def _history(run_dir: Path) -> list[dict]:
 def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any] | None = None,
                data_root: str | os.PathLike | None = None, overwrite: bool = False,
                keep_checkpoints: bool = False, progress: bool = True, jobs: int = 1,
+               finished_only: bool = False,
                log: Callable[[str], None] | None = None) -> dict[str, RunOutcome]:
     """Train (or skip, or resume) every spec into ``out_dir/<name>/``; see the module doc.
     ``jobs > 1`` trains that many runs at once in worker processes (runs are independent and
-    seeded, so the results are the same as one at a time). Finished runs lose their
-    checkpoint unless ``keep_checkpoints`` (results stay small)."""
+    seeded, so the results are the same as one at a time). ``finished_only`` trains nothing
+    and returns the finished runs only. Finished runs lose their checkpoint unless
+    ``keep_checkpoints`` (results stay small)."""
     log = log or (lambda _message: None)
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names) or not all(names):
@@ -150,6 +152,8 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
     for number, (spec, config) in enumerate(zip(specs, configs, strict=True), start=1):
         if not overwrite and _finished(Path(config.out), config) is not None:
             log(f"[{number}/{len(specs)}] {spec.name} already finished; skipped")
+        elif finished_only:
+            log(f"[{number}/{len(specs)}] {spec.name} not finished; left out")
         else:
             log(f"[{number}/{len(specs)}] {'training' if jobs == 1 else 'queued'} {spec.name}")
             todo.append(config)
@@ -157,6 +161,8 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
     outcomes = {}
     for spec, config in zip(specs, configs, strict=True):
         run_dir = Path(config.out)
+        if not (run_dir / SUMMARY).is_file():
+            continue                                  # finished_only: not trained yet
         summary = json.loads((run_dir / SUMMARY).read_text())
         if not keep_checkpoints:
             for name in DISPOSABLE:
@@ -169,13 +175,15 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
                    overrides: dict[str, Any] | None = None,
                    data_root: str | os.PathLike | None = None, overwrite: bool = False,
                    keep_checkpoints: bool = False, progress: bool = True, jobs: int = 1,
-                   command: str | None = None,
+                   finished_only: bool = False, command: str | None = None,
                    log: Callable[[str], None] | None = None) -> dict:
     """Run experiment ``name`` (a name of :data:`EXPERIMENTS`) into ``out_dir`` and analyse it.
 
     ``overrides`` (``{"train.threads": 1, ...}``) apply to every run after the experiment's
     own; ``data_root`` maps each dataset to its folder (``DATA_FOLDERS``); ``jobs`` runs are
-    trained at once in worker processes. Returns the results
+    trained at once in worker processes. ``finished_only`` trains nothing and analyses the
+    runs finished so far; the results then say which are missing (``"partial"``). Returns the
+    results
     dict, also written to ``out_dir/results.json`` with the command, hardware and run list,
     and rendered with its figures to ``out_dir/report.md``.
     """
@@ -187,7 +195,11 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     needs_models = bool(getattr(experiment, "keep_checkpoints", False))
     runs = train_runs(specs, out_dir, overrides=overrides, data_root=data_root,
                       overwrite=overwrite, keep_checkpoints=keep_checkpoints or needs_models,
-                      progress=progress, jobs=jobs, log=log)
+                      progress=progress, jobs=jobs, finished_only=finished_only, log=log)
+    missing = [spec.name for spec in specs if spec.name not in runs]
+    if not runs:
+        raise ValueError(f"no run of experiment {name!r} has finished in {str(out_dir)!r} yet; "
+                         "run it without finished_only (--finished-only) to train them")
     analysis = experiment.analyse(out_dir, runs)
     if needs_models and not keep_checkpoints:
         for outcome in runs.values():
@@ -197,6 +209,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     results = {"experiment": name, "description": experiment.description, "quick": quick,
                "command": command, "hardware": hardware(first),
                "overrides": dict(overrides or {}),
+               **({"partial": {"finished": len(runs), "total": len(specs), "missing": missing}}
+                  if missing else {}),
                "runs": {n: {"group": o.spec.group, "run_dir": str(o.run_dir),
                             "overrides": o.spec.overrides,
                             "iterations": o.summary.get("iterations"),
@@ -239,6 +253,11 @@ def render_report(results: dict) -> str:
     text = [f"# Experiment `{results.get('experiment')}`"
             + (" (quick version)" if results.get("quick") else ""), "",
             str(results.get("description", "")), ""]
+    partial = results.get("partial")
+    if partial:
+        text += [f"**Partial results: {partial['finished']} of {partial['total']} runs "
+                 f"finished.** Missing: {', '.join(partial['missing'])}. Rerun the experiment "
+                 "without --finished-only to train them (finished runs are skipped).", ""]
     if results.get("command"):
         text += [f"Command: `{results['command']}`", ""]
     if hw:
