@@ -141,6 +141,8 @@ def test_mean_std_and_tables():
     table = markdown_table([{"loss": "magnet", "knc_error": 0.1234, "relative_vs_triplet":
                              -0.35, "n": 3, "std": None}])
     assert table.splitlines()[2] == "| magnet | 12.34% | -0.35 | 3 | n/a |"
+    spread = markdown_table([{"knc_error": 0.1234, "knc_std": 0.0056, "nmi": 0.5, "nmi_std": 0.01}])
+    assert spread.splitlines()[2] == "| 12.34% | 0.56% | 0.5 | 0.01 |"    # only an error's spread
     report = render_report({"experiment": "x", "quick": True, "figures": [
         {"title": "curves", "path": "c.png"}], "notes": ["a note"]})
     assert "(quick version)" in report and "![curves](c.png)" in report and "a note" in report

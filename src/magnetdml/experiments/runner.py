@@ -238,12 +238,17 @@ def _cell(key: str, value: Any) -> str:
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     """A Markdown table of ``rows`` (dicts) over ``columns`` (default: the first row's keys);
-    error fractions are shown in percent, other floats with 4 significant digits."""
+    error fractions are shown in percent, and so is ``X_std`` beside an ``X_error`` column (the
+    spread of an error); other floats with 4 significant digits."""
     if not rows:
         return "(no rows)"
     columns = list(columns or rows[0])
+    # format "knc_std" as the "knc_error" it is the spread of
+    style = {c: f"{c[:-4]}_error" if c.endswith("_std") and f"{c[:-4]}_error" in columns else c
+             for c in columns}
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(c, row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(style[c], row.get(c)) for c in columns) + " |"
+              for row in rows]
     return "\n".join(lines)
 
 
