@@ -60,15 +60,15 @@ def _faiss_has_gpu() -> bool:
 
 def kmeans(points: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 20,
            init: np.ndarray | None = None, device: str = "cpu",
-           seed_sample: int | None = None) -> KMeansResult:
+           seed_sample: int = SEED_SAMPLE) -> KMeansResult:
     """Cluster ``points (N, D)`` into ``min(k, N)`` clusters.
 
     Minimises ``sum_n ||x_n - c_{a(n)}||^2`` by Lloyd iterations from k-means++ seeds (or from
     ``init (k, D)``, a warm start). On CPU, empty clusters are re-seeded by faiss (it splits
     the largest); the torch path keeps an empty cluster's previous centre. Deterministic for a
     given ``seed``. ``device`` is a torch device string ("cpu", "cuda", "cuda:1").
-    ``seed_sample``: k-means++ draws its seeds from at most this many points per centre
-    (default :data:`SEED_SAMPLE`); the Lloyd steps always use every point.
+    ``seed_sample``: k-means++ draws its seeds from at most this many points per centre; the
+    Lloyd steps always use every point.
     """
     points = np.ascontiguousarray(points, dtype=np.float32)
     n, dim = points.shape
@@ -82,7 +82,7 @@ def kmeans(points: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 20,
         # which for many tiny classes cost ~3 ms each in scikit-learn's validation alone.
         return KMeansResult(points.copy(), np.arange(n, dtype=np.int64), 0.0)
     if init is None:
-        init = _plusplus_seeds(points, k, seed, seed_sample or SEED_SAMPLE)
+        init = _plusplus_seeds(points, k, seed, seed_sample)
     init = np.ascontiguousarray(init, dtype=np.float32)
     if init.shape != (k, dim):
         raise ValueError(f"init must have shape ({k}, {dim}) for a warm start; got {init.shape}")
@@ -141,29 +141,29 @@ def greedy_plusplus(points: np.ndarray, k: int, rng: np.random.RandomState) -> n
     columns = np.ascontiguousarray(points.T)
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = rng.choice(n, p=np.full(n, 1.0 / n))
-    closest = _sq_distances(columns, sq_norms, chosen[:1])[0]                 # (N,) d(x)^2
-    potential = closest.sum(dtype=np.float64)
     candidates_sq = np.empty((trials, n), dtype=np.float32)                   # (T, N)
+    # no seed yet: every point's floor is +inf, so row 0 becomes its distance to the first
+    potential = _sq_distances(columns, sq_norms, chosen[:1], np.full(n, np.inf, np.float32),
+                              candidates_sq[:1])[0]
+    closest = candidates_sq[0].copy()                                         # (N,) d(x)^2
     for step in range(1, k):
         draws = rng.uniform(size=trials) * potential
         candidates = np.searchsorted(np.cumsum(closest, dtype=np.float64), draws)
         np.clip(candidates, None, n - 1, out=candidates)
-        potentials = _sq_distances(columns, sq_norms, candidates, floor=closest,
-                                   out=candidates_sq)                        # (T,)
+        potentials = _sq_distances(columns, sq_norms, candidates, closest,
+                                   candidates_sq)                            # (T,)
         best = int(np.argmin(potentials))
         potential, closest = potentials[best], candidates_sq[best].copy()
         chosen[step] = candidates[best]
     return chosen
 
 
-def _sq_distances(columns, sq_norms, rows, *, floor=None, out=None):
-    """Squared distances from the points ``rows`` to every point, the points given as
-    ``columns (D, N)``: ``min(floor, .)`` as ``(len(rows), N)`` float32 (into ``out``) and,
-    with ``floor``, the float64 row sums; chunked so each block stays in cache."""
+def _sq_distances(columns, sq_norms, rows, floor, out) -> np.ndarray:
+    """``min(floor, squared distance)`` from the points ``rows`` to every point, the points
+    given as ``columns (D, N)``, into ``out (len(rows), N)`` float32; returns its float64 row
+    sums ``(len(rows),)``. Chunked so each block stays in cache."""
     centres, centre_sq = columns[:, rows].T, sq_norms[rows, None]             # (T, D), (T, 1)
     n = columns.shape[1]
-    if out is None:
-        out = np.empty((len(rows), n), dtype=np.float32)
     sums = np.zeros(len(rows))
     for start in range(0, n, _SEED_CHUNK):
         part = slice(start, start + _SEED_CHUNK)
@@ -173,10 +173,9 @@ def _sq_distances(columns, sq_norms, rows, *, floor=None, out=None):
         block += centre_sq
         block += sq_norms[None, part]
         np.maximum(block, 0.0, out=block)    # ||x||^2 + ||c||^2 - 2x.c can round below zero
-        if floor is not None:
-            np.minimum(block, floor[None, part], out=block)
-            sums += block.sum(axis=1, dtype=np.float64)
-    return sums if floor is not None else out
+        np.minimum(block, floor[None, part], out=block)
+        sums += block.sum(axis=1, dtype=np.float64)
+    return sums
 
 
 def _assign(x: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
