@@ -63,8 +63,11 @@ class Convergence(Experiment):
             datasets, seeds, epochs, iterations, backbone = ("fashion-mnist",), (0,), 12, 25, \
                 "mlp"
         else:
+            # classification's budget (1,500 iterations) in 10 evaluated blocks, one seed:
+            # each evaluation embeds the whole training set, and 20 blocks x 2 seeds did
+            # not fit the hour on 2 cores
             datasets, seeds, epochs, iterations, backbone = ("fashion-mnist", "cifar10"), \
-                (0, 1), 20, 100, None
+                (0,), 10, 150, None
         return [RunSpec(f"{dataset}-{loss}-s{seed}",
                         {**base_overrides(dataset, quick=quick, epochs=epochs,
                                           iterations=iterations, backbone=backbone),
