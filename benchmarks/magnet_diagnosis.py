@@ -1,4 +1,4 @@
-"""Why does Magnet lose to triplet / softmax on Fashion-MNIST? One change at a time.
+"""Why does Magnet lose to triplet / softmax? One change at a time.
 
 Every variant trains the same backbone on the same data for the same number of images
 (48 per step) and differs from the default Magnet run in one setting. The results file keeps,
@@ -7,8 +7,12 @@ scale: Magnet Loss is invariant to it, so plain SGD lets it grow, which shrinks 
 effective learning rate of every layer before the embedding).
 
     python benchmarks/magnet_diagnosis.py --device cuda --jobs 8 --data-root ../shared/data
+    python benchmarks/magnet_diagnosis.py --dataset cifar10 --jobs 2   # -> *_cifar10.json
 
-Resumable: variants already in the results file are skipped.
+Fashion-MNIST (MLP, no warm start) is the short-budget study; ``--dataset cifar10`` repeats
+the one-change variants in the full ``classification`` experiment's CIFAR-10 setting
+(cifar-cnn, one softmax warm-start epoch, 1,500 steps of 12 x 4), where Magnet is worst of
+the three losses. Resumable: variants already in the results file are skipped.
 """
 
 from __future__ import annotations
@@ -22,11 +26,32 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "magnet_diagnosis.json"
+RESULTS_DIR = Path(__file__).parent / "results"
 
 BASE = {"data.name": "fashion-mnist", "model.backbone": "mlp", "train.epochs": 6,
         "train.iterations_per_epoch": 250, "eval.every": 1, "eval.plots": False,
         "sampler.classes_per_batch": 8, "sampler.examples_per_class": 6}
+#: The full classification experiment's CIFAR-10 runs (experiments/classification.py), with
+#: the evaluation only at the end (each one embeds the 50,000 training images).
+CIFAR10_BASE = {"data.name": "cifar10", "model.backbone": "cifar-cnn", "train.epochs": 5,
+                "train.iterations_per_epoch": 300, "train.warm_start_epochs": 1,
+                "eval.every": 0, "eval.plots": False,
+                "sampler.clusters_per_batch": 12, "sampler.examples_per_cluster": 4,
+                "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8}
+#: One change at a time from the CIFAR-10 Magnet run; the seed-0 classification runs
+#: (softmax, triplet, Magnet) are the references.
+CIFAR10_VARIANTS = {
+    "magnet": {},
+    "magnet-k1": {"index.clusters_per_class": 1, "sampler.clusters_per_batch": 8,
+                  "sampler.examples_per_cluster": 6},
+    "magnet-lr-0.01": {"train.lr": 0.01},
+    "magnet-lr-0.2": {"train.lr": 0.2},
+    "magnet-adam": {"train.optimizer": "adam", "train.lr": 1e-3},
+    "magnet-alpha-0.25": {"loss.alpha": 0.25},
+    "magnet-no-warm-start": {"train.warm_start_epochs": 0},
+    "magnet-long": {"train.epochs": 15},
+    "softmax-long": {"loss.name": "softmax", "train.epochs": 15},
+}
 
 VARIANTS = {
     "softmax": {"loss.name": "softmax"},
@@ -103,26 +128,38 @@ def markdown_table(variants: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10"),
+                        default="fashion-mnist")
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS))
-    parser.add_argument("--runs-dir", default="runs/magnet_diagnosis")
-    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--only", nargs="*", choices=sorted({*VARIANTS, *CIFAR10_VARIANTS}))
+    parser.add_argument("--runs-dir", default=None,
+                        help="run folders (default runs/magnet_diagnosis[_cifar10])")
+    parser.add_argument("--results", default=None,
+                        help="results file (default benchmarks/results/"
+                             "magnet_diagnosis[_cifar10].json)")
     parser.add_argument("--table", action="store_true",
                         help="print the results file as a Markdown table and exit")
     args = parser.parse_args()
-    results_path = Path(args.results)
+    suffix = "" if args.dataset == "fashion-mnist" else f"_{args.dataset}"
+    base, catalogue = (BASE, VARIANTS) if not suffix else (CIFAR10_BASE, CIFAR10_VARIANTS)
+    unknown = sorted(set(args.only or ()) - set(catalogue))
+    if unknown:
+        parser.error(f"--only {' '.join(unknown)}: not a variant of the {args.dataset} study; "
+                     f"choose from {', '.join(catalogue)}")
+    runs_dir = args.runs_dir or f"runs/magnet_diagnosis{suffix}"
+    results_path = Path(args.results or RESULTS_DIR / f"magnet_diagnosis{suffix}.json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if args.table:
         print(markdown_table(results.get("variants", {})))
         return 0
     variants = results.setdefault("variants", {})
-    BASE.update({"data.data_dir": f"{args.data_root}/fashion-mnist",
-                 "train.device": args.device})
-    jobs = [(n, BASE, VARIANTS[n], args.runs_dir) for n in (args.only or VARIANTS)
+    base = {**base, "data.data_dir": f"{args.data_root}/{args.dataset}",
+            "train.device": args.device}
+    jobs = [(n, base, catalogue[n], runs_dir) for n in (args.only or catalogue)
             if n not in variants]
-    results["setup"] = {**BASE, "hardware": {"machine": platform.node(),
+    results["setup"] = {**base, "hardware": {"machine": platform.node(),
                                              "cpus": os.cpu_count(), "device": args.device},
                         "seed": 0}
     context = multiprocessing.get_context("spawn")
