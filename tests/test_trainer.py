@@ -190,3 +190,46 @@ def test_the_final_index_is_built_after_the_training_time_is_taken(tmp_path, mon
     initial, after_epoch_1, final = seen
     assert initial == 0.0 and after_epoch_1 == 0.0     # epoch 1's time is added after its refresh
     assert final == summary["train_seconds"] > 0.0     # all training time was taken before it
+
+
+def test_a_loss_that_normalises_inside_is_evaluated_on_unit_vectors(tmp_path):
+    """Triplet trains only directions (it L2-normalises inside): its model normalises its
+    output, so kNN / kNC / exports never see the untrained norm; Magnet's does not."""
+    def norms(**overrides):
+        out = tmp_path / str(len(list(tmp_path.iterdir())))       # a fresh folder each
+        t = Trainer(_config(out, **overrides).validate(), Distributed.setup("cpu"))
+        return np.linalg.norm(t.embed(t.splits.test), axis=1)
+
+    np.testing.assert_allclose(norms(**{"loss.name": "triplet"}), 1.0, atol=1e-5)
+    assert np.ptp(norms(**{"loss.name": "triplet", "loss.normalize": False})) > 0.1
+    assert np.ptp(norms(**{"loss.name": "magnet"})) > 0.1
+    np.testing.assert_allclose(norms(**{"loss.name": "magnet", "model.normalize": True}), 1.0,
+                               atol=1e-5)
+
+
+def test_normalising_the_output_leaves_triplet_training_unchanged(tmp_path):
+    """The loss's gradient is the same whether the model or only the loss normalises, and the
+    softmax warm start trains on the head's raw output either way."""
+    def trainer(model_normalize: bool) -> Trainer:
+        config = _config(tmp_path / str(model_normalize), **{"loss.name": "triplet",
+                                              "model.normalize": model_normalize})
+        return Trainer(config.validate(), Distributed.setup("cpu"))
+
+    plain, normalised = trainer(False), trainer(True)
+    plain.model.normalize = False                       # what the model did before the fix
+    assert normalised.model.normalize
+    normalised.model.load_state_dict(plain.model.state_dict())
+    x, y = plain.splits.train.get_batch(np.arange(40))
+    grads = []
+    for t in (plain, normalised):
+        t.model.zero_grad()
+        t.loss_fn(t.model(x), y).backward()
+        grads.append(t.model.head.weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+    from magnetdml.training.warm_start import warm_start
+    for t in (plain, normalised):
+        torch.manual_seed(0)
+        warm_start(t, 1)
+    torch.testing.assert_close(plain.model.head.weight, normalised.model.head.weight)

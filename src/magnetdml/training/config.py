@@ -50,7 +50,8 @@ class ModelConfig:
 
     backbone: str = "mlp"             # a name of magnetdml.models.BACKBONES
     embedding_dim: int = 64
-    normalize: bool = False           # L2-normalise the embedding
+    normalize: bool = False           # L2-normalise the embedding (on whenever the loss
+                                      # normalises inside: triplet by default)
     options: str = ""                 # backbone options as YAML, e.g. "{hidden_sizes: [512]}"
 
     def backbone_options(self) -> dict:

@@ -37,10 +37,25 @@ def load_splits(config: Config):
 
 
 def make_model(config: Config, input_shape) -> nn.Module:
+    """The embedding network; it L2-normalises its output when :func:`trains_directions`."""
     return build_model(config.model.backbone, tuple(input_shape),
                        embedding_dim=config.model.embedding_dim,
-                       normalize=config.model.normalize,
+                       normalize=trains_directions(config),
                        **config.model.backbone_options())
+
+
+def trains_directions(config: Config) -> bool:
+    """True when only the direction ``r / ||r||`` of the embedding is trained: with
+    ``model.normalize``, or with a loss that L2-normalises inside (triplet by default).
+
+    Such a run's model normalises its own output, so that evaluation, search and exported
+    embeddings use the geometry the loss trained: the norm ``||r||`` gets no gradient from
+    such a loss, and would be noise to Euclidean kNN, k-means and kNC. Training is the same
+    either way (normalising twice is normalising once)."""
+    if config.model.normalize:
+        return True
+    with torch.random.fork_rng(devices=[]):   # a loss with weights (softmax) draws them
+        return bool(getattr(make_loss(config, num_classes=2), "normalize", False))
 
 
 def make_loss(config: Config, num_classes: int) -> nn.Module:

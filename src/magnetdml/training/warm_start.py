@@ -23,7 +23,10 @@ class _WithHead(nn.Module):
         self.model, self.head = model, head
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.head(self.model(x), y)
+        # the head's output before any L2 normalisation: a softmax on unit vectors would
+        # need ever larger weights, and the runs that normalise (triplet) warm-start as the
+        # others do
+        return self.head(self.model.head(self.model.features(x)), y)
 
 
 def warm_start(trainer, epochs: int) -> None:
