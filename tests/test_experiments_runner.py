@@ -82,6 +82,22 @@ def test_rerun_skips_finished_runs(finished, monkeypatch):
     assert again["tables"] == first["tables"]
 
 
+def test_a_field_added_since_a_run_finished_counts_at_its_default(finished, monkeypatch):
+    """A newer magnetdml resumes an older experiment: the saved config lacks the new field."""
+    out, first = finished
+    for name in ("digits-magnet", "digits-triplet"):
+        path = out / name / "config.json"
+        saved = json.loads(path.read_text())
+        del saved["index"]["refresh_lag"], saved["model"]["options"]
+        path.write_text(json.dumps(saved))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(parallel, "train", no_training)
+    assert run_experiment("tiny-test", out, progress=False)["tables"] == first["tables"]
+
+
 def test_finished_run_with_other_config_is_refused(finished):
     out, _ = finished
     with pytest.raises(ValueError, match="different config.*overwrite"):

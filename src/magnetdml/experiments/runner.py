@@ -32,7 +32,7 @@ import numpy as np
 
 from ..machine import hardware
 from ..registry import Registry
-from ..training import Config, apply_overrides, config_to_dict, train_all
+from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, write_json
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
@@ -118,7 +118,9 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     """The summary of a finished run of ``config`` in ``run_dir``, or None if unfinished."""
     if not (run_dir / SUMMARY).is_file():
         return None
-    saved = json.loads((run_dir / CONFIG).read_text())
+    # through the config tree, so that fields added since the run was trained count at
+    # their defaults (a newer magnetdml still resumes an experiment an older one finished)
+    saved = config_to_dict(config_from_dict(json.loads((run_dir / CONFIG).read_text())))
     if _comparable(saved) != _comparable(config_to_dict(config)):
         raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config than "
                          "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
