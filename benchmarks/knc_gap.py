@@ -1,10 +1,12 @@
 """Why is Magnet's kNC error above its own soft-kNN error here (the paper finds the reverse)?
 
-For each finished run folder given (a Magnet run keeps its index and running ``sigma^2`` in
-``checkpoint.pt``), the test set is classified from the same embeddings by
+For each finished run folder given (with its ``checkpoint.pt``: ``magnetdml experiment ...
+--keep-checkpoints``), the test set is classified from the same embeddings by
 
 * kNC as trained: the run's final index (``K`` centres per class) and the running average of
-  the training batch variance ``sigma^2`` (paper §3.3; what ``metrics.json`` reports);
+  the training batch variance ``sigma^2`` (paper §3.3; what ``metrics.json`` reports); for a
+  loss without an index, one fitted on the final embeddings with ``sigma^2`` estimated
+  around its centres, as training's evaluation does;
 * kNC with ``sigma^2`` scaled by 1/16 ... 16, and with ``sigma^2`` re-estimated from the
   eval-mode training embeddings around their centres -- is the lengthscale the problem?
 * kNC over an index re-fitted with more centres per class (``K`` = 16, 64) on the same
@@ -50,20 +52,21 @@ def cluster_variance(embeddings: np.ndarray, index) -> float:
 
 def measure(run_dir: Path) -> dict:
     run = load_run(run_dir)
-    if run.index is None or run.variance is None:
-        raise SystemExit(f"{run_dir}: not a run with a cluster index (train a Magnet run)")
     reference, queries = run.embed(run.splits.train), run.embed(run.splits.test)
     labels, train_labels = run.splits.test.labels, run.splits.train.labels
-    neighbours, sigma2 = run.config.eval.neighbours, float(run.variance)
-    eval_sigma2 = cluster_variance(reference, run.index)
-    out = {"k": int(run.config.index.clusters_per_class), "method": run.config.index.method,
-           "centres": int(len(run.index.centroids_)), "sigma2_running": sigma2,
-           "sigma2_eval": eval_sigma2,
-           "knc_as_trained": knc_error(run.index, sigma2, queries, labels, neighbours),
-           "knc_eval_sigma2": knc_error(run.index, eval_sigma2, queries, labels, neighbours),
-           "knc_sigma2_scaled": {f"{s:g}": knc_error(run.index, s * sigma2, queries, labels,
+    neighbours = run.config.eval.neighbours
+    # a loss without an index (softmax, triplet) is scored as training scores it: an index
+    # fitted on the final embeddings, sigma^2 estimated around its centres
+    index, sigma2 = run.cluster_index(reference)
+    eval_sigma2 = cluster_variance(reference, index)
+    out = {"loss": run.config.loss.name, "k": int(run.config.index.clusters_per_class),
+           "method": run.config.index.method, "centres": int(len(index.centroids_)),
+           "sigma2_as_trained": sigma2, "sigma2_eval": eval_sigma2,
+           "knc_as_trained": knc_error(index, sigma2, queries, labels, neighbours),
+           "knc_eval_sigma2": knc_error(index, eval_sigma2, queries, labels, neighbours),
+           "knc_sigma2_scaled": {f"{s:g}": knc_error(index, s * sigma2, queries, labels,
                                                      neighbours) for s in SCALES},
-           "knc_nearest_centre": knc_error(run.index, sigma2, queries, labels, 1)}
+           "knc_nearest_centre": knc_error(index, sigma2, queries, labels, 1)}
     refits = {}
     for k in REFIT_KS:
         index = ClusterIndex(clusters_per_class=k, seed=run.config.train.seed).fit(
@@ -79,7 +82,7 @@ def measure(run_dir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="finished Magnet run folders")
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
