@@ -40,7 +40,13 @@ CIFAR10_BASE = {"data.name": "cifar10", "model.backbone": "cifar-cnn", "train.ep
                 "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8}
 #: One change at a time from the CIFAR-10 Magnet run; the seed-0 classification runs
 #: (softmax, triplet, Magnet) are the references.
+GROUP_NORM = {"model.options": "{norm: group}"}
 CIFAR10_VARIANTS = {
+    # cifar-cnn is the only backbone here with BatchNorm, and a Magnet batch is a neighbourhood
+    # of look-alike images: is batch-statistics normalisation what fails? (all three losses)
+    "magnet-group-norm": GROUP_NORM,
+    "softmax-group-norm": {**GROUP_NORM, "loss.name": "softmax"},
+    "triplet-group-norm": {**GROUP_NORM, "loss.name": "triplet"},
     "magnet": {},
     "magnet-k1": {"index.clusters_per_class": 1, "sampler.clusters_per_batch": 8,
                   "sampler.examples_per_cluster": 6},

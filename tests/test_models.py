@@ -20,6 +20,8 @@ CASES = [
     ("small-cnn", (1, 8, 8), {"channels": (4, 8), "hidden": 16, "batch_norm": True}),
     ("cifar-cnn", (3, 32, 32), {"channels": (4, 8, 16)}),
     ("cifar-cnn", (1, 13, 17), {"channels": (4, 8, 16), "convs_per_stage": 2}),
+    ("cifar-cnn", (3, 32, 32), {"channels": (4, 8, 16), "norm": "group"}),
+    ("cifar-cnn", (3, 32, 32), {"channels": (4, 8, 16), "norm": "none"}),
     ("resnet", (3, 32, 32), {"depth": 10, "width": 4}),
     ("resnet", (3, 96, 96), {"depth": 10, "width": 4}),
 ]
@@ -140,6 +142,8 @@ def test_mlp_options_build_the_layers_they_name():
     ("small-cnn", (1, 128, 128), {}, ValueError, r"at most 64x64.*use 'cifar-cnn' or 'resnet'"),
     ("small-cnn", (1, 3, 3), {}, ValueError, r"at least 4x4 pixels; got input_shape \(1, 3, 3\)"),
     ("cifar-cnn", (3, 2, 32), {}, ValueError, r"at least 4x4"),
+    ("cifar-cnn", (3, 32, 32), {"norm": "layer"}, ValueError,
+     r"norm must be one of 'batch', 'group', 'none'; got 'layer'"),
     ("resnet", (3, 4, 4), {}, ValueError, r"'resnet' needs images of at least 8x8"),
     ("resnet", (3, 16, 16), {"stem": "imagenet"}, ValueError, r"ImageNet stem needs .* 32x32"),
     ("resnet", (3, 32, 32), {"depth": 50}, ValueError, r"depth must be one of 10, 18, 34; got 50"),
@@ -230,3 +234,16 @@ def test_torchvision_backbone_weight_errors(fake_torchvision, tmp_path):
         build_model("torchvision-resnet50", (3, 64, 64), weights_path=wrong)
     with pytest.raises(ValueError, match=r"needs 3-channel images.*ImageNet backbones"):
         build_model("torchvision-resnet50", (1, 64, 64))
+
+
+@pytest.mark.parametrize(("norm", "independent"), [("batch", False), ("group", True),
+                                                    ("none", True)])
+def test_cifar_cnn_group_norm_embeds_each_image_on_its_own_in_training(norm, independent):
+    """BatchNorm mixes the images of a training batch (a Magnet neighbourhood); GroupNorm and
+    no normalisation do not, so an image's embedding ignores its batch companions."""
+    torch.manual_seed(0)
+    net = build_model("cifar-cnn", (3, 16, 16), embedding_dim=8, channels=(8, 16), norm=norm)
+    net.train()
+    x = torch.randn(6, 3, 16, 16)
+    alone, together = net(x[:3]), net(torch.cat([x[:3], 5 + x[3:]]))[:3]
+    assert torch.allclose(alone, together, atol=1e-5) == independent

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .._validation import check_choice
 from .base import BACKBONES, check_image_shape, check_int_sequence
 
 
@@ -43,20 +44,36 @@ class SmallCNN(nn.Module):
         return self.layers(x)  # (B, hidden)
 
 
+#: ``cifar-cnn``'s normalisation layers. BatchNorm normalises with the statistics of the
+#: batch, which Magnet's neighbourhoods make far from the data's (48 look-alike images of a few
+#: classes); GroupNorm (8 groups) normalises each image on its own.
+NORMS = ("batch", "group", "none")
+
+
+def _norm_layer(norm: str, channels: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
 class CifarCNN(nn.Module):
-    """VGG-style: per stage ``[conv3x3 -> BN -> ReLU] x convs_per_stage`` then ``maxpool2``
+    """VGG-style: per stage ``[conv3x3 -> norm -> ReLU] x convs_per_stage`` then ``maxpool2``
     (the last stage pools globally instead). Maps ``(B, C, H, W)`` to ``(B, channels[-1])``.
+    ``norm``: one of :data:`NORMS` (BatchNorm by default).
     """
 
     def __init__(self, input_shape: tuple[int, int, int],
-                 channels: Sequence[int] = (32, 64, 128), convs_per_stage: int = 1) -> None:
+                 channels: Sequence[int] = (32, 64, 128), convs_per_stage: int = 1,
+                 norm: str = "batch") -> None:
         super().__init__()
         c = input_shape[0]
         layers: list[nn.Module] = []
         for stage, out in enumerate(channels):
             for _ in range(convs_per_stage):
-                layers += [nn.Conv2d(c, out, kernel_size=3, padding=1, bias=False),
-                           nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(c, out, kernel_size=3, padding=1, bias=norm == "none"),
+                           _norm_layer(norm, out), nn.ReLU(inplace=True)]
                 c = out
             last = stage == len(channels) - 1
             layers.append(nn.AdaptiveAvgPool2d(1) if last else nn.MaxPool2d(2))
@@ -87,13 +104,14 @@ def small_cnn(input_shape: tuple[int, ...], channels: Sequence[int] = (32, 64),
 
 @BACKBONES.register("cifar-cnn")
 def cifar_cnn(input_shape: tuple[int, ...], channels: Sequence[int] = (32, 64, 128),
-              convs_per_stage: int = 1) -> CifarCNN:
+              convs_per_stage: int = 1, norm: str = "batch") -> CifarCNN:
     """Factory for :class:`CifarCNN`: images ``(C, H, W)`` with ``H, W >= 2**(len(channels)-1)``
-    (natural size 32x32; global pooling accepts any larger size)."""
+    (natural size 32x32; global pooling accepts any larger size); ``norm`` in :data:`NORMS`."""
+    norm = check_choice("norm", norm, NORMS)
     chans = check_int_sequence("channels", channels)
     per_stage = check_int_sequence("convs_per_stage", convs_per_stage)
     if len(per_stage) != 1:
         raise ValueError(f"convs_per_stage must be one int; got {convs_per_stage!r}")
     shape = check_image_shape("cifar-cnn", input_shape, min_side=2 ** (len(chans) - 1),
                               alternative="use 'mlp' for feature vectors")
-    return CifarCNN(shape, chans, convs_per_stage=per_stage[0])
+    return CifarCNN(shape, chans, convs_per_stage=per_stage[0], norm=norm)
