@@ -47,6 +47,9 @@ CIFAR10_VARIANTS = {
     "magnet-group-norm": GROUP_NORM,
     "softmax-group-norm": {**GROUP_NORM, "loss.name": "softmax"},
     "triplet-group-norm": {**GROUP_NORM, "loss.name": "triplet"},
+    # the nearest impostors are the hardest confusions (cat / dog): too hard to learn from
+    # at this budget?
+    "magnet-random-impostors": {"sampler.impostors": "random"},
     "magnet": {},
     "magnet-k1": {"index.clusters_per_class": 1, "sampler.clusters_per_batch": 8,
                   "sampler.examples_per_cluster": 6},

@@ -246,3 +246,32 @@ def test_more_ranks_than_positive_clusters_still_gives_distinct_seeds():
     for _ in range(50):
         seeds = [index.assignments_[s.next_batch()[0]] for s in ranks]
         assert len(set(seeds)) == 3 and seeds[0] == 4  # the only positive one comes first
+
+
+def test_random_impostors_are_distinct_clusters_of_other_classes_drawn_uniformly():
+    """The ablation: M - 1 distinct impostor clusters of other classes, uniformly (every
+    impostor cluster about equally often), where the paper's sampler takes the nearest."""
+    index = make_index(n_classes=6, k=3)
+    sampler = NeighbourhoodSampler(index, clusters_per_batch=5, examples_per_cluster=2, seed=3,
+                                   impostors="random")
+    counts = np.zeros(index.n_clusters_)
+    not_nearest = 0
+    for _ in range(600):
+        order = blocks(index, sampler.next_batch(), 2)
+        seed, impostors = order[0], order[1:]
+        assert len(set(impostors)) == 4
+        assert (index.centroid_labels_[impostors] != index.centroid_labels_[seed]).all()
+        not_nearest += set(impostors) != set(index.nearest_impostors(seed, 4))
+        counts[impostors] += 1
+    assert not_nearest > 500
+    expected = counts.sum() / index.n_clusters_
+    assert scipy_stats.chisquare(counts, np.full(index.n_clusters_, expected)).pvalue > 1e-3
+
+
+def test_the_impostor_rule_is_part_of_the_resumable_state():
+    index = make_index(seed=8)
+    state = NeighbourhoodSampler(index, 4, 2, seed=9, impostors="random").state_dict()
+    with pytest.raises(ValueError, match="state does not match.*impostors saved random"):
+        NeighbourhoodSampler(index, 4, 2, seed=9).load_state_dict(state)
+    with pytest.raises(ValueError, match="impostors must be one of 'nearest', 'random'"):
+        NeighbourhoodSampler(index, 4, 2, impostors="farthest")

@@ -93,7 +93,8 @@ class BatchStream(Sampler[list[int]]):
         """Check ``state`` was saved by a sampler like this one; restore both streams."""
         mine = self._params()
         theirs = state.get("params", {}) if isinstance(state, dict) else {}
-        wrong = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        wrong = {k: (theirs.get(k), mine.get(k)) for k in sorted({*mine, *theirs})
+                 if theirs.get(k) != mine.get(k)}
         if wrong:
             detail = ", ".join(f"{k} saved {a} vs {b}" for k, (a, b) in wrong.items())
             raise ValueError(f"state does not match this sampler ({detail}); build the "

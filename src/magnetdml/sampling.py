@@ -13,8 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import check_int
+from ._validation import check_choice, check_int
 from .batch_stream import BatchStream, draw_uniform
+
+#: How a neighbourhood's impostor clusters are chosen: the paper's nearest ones, or uniformly
+#: among the other classes' clusters (an ablation: does focusing on the hardest confusions
+#: help?).
+IMPOSTORS = ("nearest", "random")
 
 
 def as_numpy(name: str, value: Any) -> np.ndarray:
@@ -36,7 +41,9 @@ class NeighbourhoodSampler(BatchStream):
        measured example gets the mean of the measured cluster losses (1 if none is measured
        or that mean is 0), so it is never starved; a measured loss of 0 is kept (never
        seeded). If every weight is 0 the draw is uniform;
-    2. the ``M - 1`` nearest impostor clusters of the seed (``index.nearest_impostors``);
+    2. the ``M - 1`` nearest impostor clusters of the seed (``index.nearest_impostors``), or
+       with ``impostors="random"`` (an ablation, not the paper's method) ``M - 1`` distinct
+       clusters of other classes drawn uniformly;
     3. ``D`` examples from each cluster (``draw_uniform``). Layout: the seed's ``D`` first,
        then each impostor's ``D``, nearest first.
 
@@ -52,8 +59,9 @@ class NeighbourhoodSampler(BatchStream):
 
     def __init__(self, index: Any, clusters_per_batch: int = 12, examples_per_cluster: int = 4,
                  batches_per_epoch: int | None = None, seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0) -> None:
+                 rank: int = 0, impostors: str = "nearest") -> None:
         super().__init__(batches_per_epoch, seed, num_replicas, rank)
+        self.impostors = check_choice("impostors", impostors, IMPOSTORS)
         self.clusters_per_batch = check_int(
             "clusters_per_batch", clusters_per_batch, minimum=2,
             fix="a neighbourhood needs the seed cluster and at least one impostor")
@@ -165,8 +173,13 @@ class NeighbourhoodSampler(BatchStream):
     def next_batch(self) -> list[int]:
         """Draw one neighbourhood: ``M * D`` dataset indices (this rank's)."""
         seed = int(self._draw_seeds()[self.rank])
-        clusters = np.concatenate([[seed], self.index.nearest_impostors(
-            seed, self.clusters_per_batch - 1)])  # (M,) nearest impostor first after the seed
+        if self.impostors == "nearest":
+            impostors = self.index.nearest_impostors(seed, self.clusters_per_batch - 1)
+        else:
+            labels = self.index.centroid_labels_
+            impostors = self._example_rng.choice(np.flatnonzero(labels != labels[seed]),
+                                                 self.clusters_per_batch - 1, replace=False)
+        clusters = np.concatenate([[seed], impostors])  # (M,): the seed, then its impostors
         batch, small = draw_uniform(self._example_rng,
                                     [self.index.members(c) for c in clusters],
                                     self.examples_per_cluster)
@@ -201,10 +214,13 @@ class NeighbourhoodSampler(BatchStream):
 
     # ----------------------------------------------------------------------------- state
     def _params(self) -> dict[str, Any]:
-        return {"clusters_per_batch": self.clusters_per_batch,
-                "examples_per_cluster": self.examples_per_cluster, "seed": self.seed,
-                "num_replicas": self.num_replicas, "rank": self.rank,
-                "n_examples": int(self._losses.size)}
+        params = {"clusters_per_batch": self.clusters_per_batch,
+                  "examples_per_cluster": self.examples_per_cluster, "seed": self.seed,
+                  "num_replicas": self.num_replicas, "rank": self.rank,
+                  "n_examples": int(self._losses.size)}
+        if self.impostors != "nearest":   # absent = nearest: states saved before the option
+            params["impostors"] = self.impostors
+        return params
 
     def state_dict(self) -> dict[str, Any]:
         """RNG states, loss cache and counters (plain python / numpy), to resume a run."""

@@ -93,6 +93,7 @@ class SamplerConfig:
 
     clusters_per_batch: int = 12      # M (paper's best: 12)
     examples_per_cluster: int = 4     # D (paper's best: 4)
+    impostors: str = "nearest"        # "nearest" (paper) or "random" (ablation)
     classes_per_batch: int = 8        # P, for losses without a cluster index (P*K = 48 = M*D,
     examples_per_class: int = 6       # K, the same images per step; P <= 10 fits CIFAR/MNIST)
 
@@ -145,6 +146,7 @@ class Config:
         from ..data import DATASETS
         from ..losses import LOSSES
         from ..models import BACKBONES
+        from ..sampling import IMPOSTORS
 
         check_choice("data.name", self.data.name, DATASETS.names())
         check_float("data.val_fraction", self.data.val_fraction, minimum=0.0, maximum=0.9)
@@ -177,6 +179,7 @@ class Config:
                   fix="a neighbourhood is a seed cluster plus at least one impostor")
         check_int("sampler.examples_per_cluster", self.sampler.examples_per_cluster, minimum=2,
                   fix="the variance needs two points per cluster")
+        check_choice("sampler.impostors", self.sampler.impostors, IMPOSTORS)
         check_int("sampler.classes_per_batch", self.sampler.classes_per_batch, minimum=2)
         check_int("sampler.examples_per_class", self.sampler.examples_per_class, minimum=2,
                   fix="a positive pair needs two examples of a class")

@@ -92,7 +92,8 @@ def make_sampler(config: Config, labels: np.ndarray, index: ClusterIndex | None,
         return NeighbourhoodSampler(index, clusters_per_batch=config.sampler.clusters_per_batch,
                                     examples_per_cluster=config.sampler.examples_per_cluster,
                                     batches_per_epoch=per_epoch, seed=config.train.seed,
-                                    num_replicas=world_size, rank=rank)
+                                    num_replicas=world_size, rank=rank,
+                                    impostors=config.sampler.impostors)
     return ClassBalancedSampler(labels, classes_per_batch=config.sampler.classes_per_batch,
                                 examples_per_class=config.sampler.examples_per_class,
                                 batches_per_epoch=per_epoch, seed=config.train.seed,
