@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magnetdml.evaluation import KNearestClusters, evaluate
+from magnetdml.evaluation import KNearestClusters, cluster_variance, evaluate
 from magnetdml.index import ClusterIndex
 from magnetdml.runs import load_run
 
@@ -43,11 +43,6 @@ def knc_error(index, variance: float, queries: np.ndarray, labels: np.ndarray,
     knc = KNearestClusters(neighbours=neighbours).fit(index, variance)
     return float(np.mean(knc.predict(queries) != labels))
 
-
-def cluster_variance(embeddings: np.ndarray, index) -> float:
-    """``sum_n ||r_n - mu(r_n)||^2 / (N - 1)``, as the trainer estimates it for other losses."""
-    residual = (embeddings - index.centroids_[index.assignments_]).astype(np.float64)
-    return float((residual ** 2).sum() / max(len(embeddings) - 1, 1))
 
 
 def measure(run_dir: Path) -> dict:

@@ -5,8 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from magnetdml.evaluation import KNearestClusters
+from magnetdml.evaluation import KNearestClusters, cluster_variance
 from magnetdml.evaluation._scores import UNRANKED
+from magnetdml.index import ClusterIndex
 
 
 def _setup(seed=0, classes=5, per_class=3, dim=4, n=80):
@@ -133,3 +134,15 @@ def test_a_class_without_centres_is_an_error_at_every_k_even_with_few_classes():
     queries = np.array([[0.1, 0.0], [5.0, 5.0]], dtype=np.float32)
     ranks = knc.true_class_ranks(queries, np.array([0, 7]))
     assert ranks[0] == 0 and ranks[1] > 5
+
+
+def test_cluster_variance_is_the_mean_squared_distance_to_the_own_centre():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 3)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 20)
+    index = ClusterIndex(clusters_per_class=2, seed=0).fit(x, y)
+    slow = sum(float(np.sum((x[n].astype(np.float64) - index.centroids_[index.assignments_[n]])
+                            ** 2)) for n in range(60)) / 59
+    assert cluster_variance(x, index) == pytest.approx(slow, rel=1e-6)
+    assert cluster_variance(3 * x, ClusterIndex(clusters_per_class=2, seed=0).fit(3 * x, y)) \
+        == pytest.approx(9 * slow, rel=1e-5)   # a squared lengthscale

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ._validation import check_choice
-from .evaluation import evaluate
+from .evaluation import cluster_variance, evaluate
 from .evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
 from .index import ClusterIndex
 from .training.config import Config
@@ -82,9 +82,7 @@ class LoadedRun:
         if self.index is not None and self.variance is not None:
             return self.index, float(self.variance)
         index = make_index(self.config).fit(reference, self.splits.train.labels)
-        residual = reference - index.centroids_[index.assignments_]           # (N, E)
-        variance = float((residual.astype(np.float64) ** 2).sum() / max(len(reference) - 1, 1))
-        return index, variance
+        return index, cluster_variance(reference, index)
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:

@@ -13,12 +13,13 @@ from .api import (
     evaluate,
 )
 from .clustering import clustering_scores, pairwise_f1
-from .knc import KNearestClusters
+from .knc import KNearestClusters, cluster_variance
 from .knn import SoftKNN, estimate_variance
 from .neighbours import iter_neighbours, nearest_neighbours
 
 __all__ = [
     "CLASSIFICATION_METRICS", "CLUSTERING_METRICS", "KNC_METRICS", "METRICS",
-    "RETRIEVAL_METRICS", "KNearestClusters", "SoftKNN", "clustering_scores", "estimate_variance",
+    "RETRIEVAL_METRICS", "KNearestClusters", "SoftKNN", "cluster_variance", "clustering_scores",
+    "estimate_variance",
     "evaluate", "iter_neighbours", "nearest_neighbours", "pairwise_f1",
 ]

@@ -72,3 +72,15 @@ class KNearestClusters(NeighbourVote):
         k = min(self.neighbours, self.centroids_.shape[0])
         return iter_neighbours(queries, k, index=self._index,
                                batch_size=self.batch_size), queries.shape[0]
+
+
+def cluster_variance(embeddings, index) -> float:
+    """The kNC lengthscale of a loss trained without a running ``sigma^2`` (softmax, triplet):
+
+        sigma^2 = sum_n ||r_n - mu(r_n)||^2 / (N - 1)
+
+    over the fitted ``index``'s assignments ``(N,)`` and centres ``(C, E)``; ``embeddings``
+    ``(N, E)`` are the ones the index was fitted on. Float64 sums."""
+    x = as_embedding_matrix("embeddings", embeddings)
+    residual = x - index.centroids_[index.assignments_]                        # (N, E)
+    return float((residual.astype(np.float64) ** 2).sum() / max(len(x) - 1, 1))

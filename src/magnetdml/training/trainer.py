@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.augment import RandomRescaleCrop
-from ..evaluation import KNearestClusters, evaluate
+from ..evaluation import KNearestClusters, cluster_variance, evaluate
 from .background_refresh import BackgroundRefresh
 from .config import Config
 from .config_io import config_to_dict
@@ -284,7 +284,7 @@ class Trainer:
                 index = copy.deepcopy(index).refresh(reference, self.labels)
             if index is None:
                 index = make_index(self.config).fit(reference, self.labels)
-                variance = _cluster_variance(reference, index)
+                variance = cluster_variance(reference, index)
             knc = KNearestClusters(neighbours=self.config.eval.neighbours).fit(index, variance)
             metrics = {"knc_error": float(np.mean(knc.predict(queries) != dataset.labels))}
             metrics.update(evaluate(queries, dataset.labels, reference=reference,
@@ -449,8 +449,3 @@ class _Subset:
     def get_batch(self, rows):
         return self.dataset.get_batch(self.indices[np.asarray(rows)])
 
-
-def _cluster_variance(embeddings: np.ndarray, index) -> float:
-    """``sum_n ||r_n - mu(r_n)||^2 / (N - 1)`` over a fitted index (the kNC length scale)."""
-    residual = embeddings - index.centroids_[index.assignments_]
-    return float((residual.astype(np.float64) ** 2).sum() / max(len(embeddings) - 1, 1))
