@@ -146,3 +146,12 @@ def test_cluster_variance_is_the_mean_squared_distance_to_the_own_centre():
     assert cluster_variance(x, index) == pytest.approx(slow, rel=1e-6)
     assert cluster_variance(3 * x, ClusterIndex(clusters_per_class=2, seed=0).fit(3 * x, y)) \
         == pytest.approx(9 * slow, rel=1e-5)   # a squared lengthscale
+
+
+def test_cluster_variance_explains_an_unfitted_index_or_other_embeddings():
+    x = np.random.default_rng(1).standard_normal((20, 3)).astype(np.float32)
+    with pytest.raises(TypeError, match="fitted cluster index.*call index.fit"):
+        cluster_variance(x, ClusterIndex(clusters_per_class=2))
+    index = ClusterIndex(clusters_per_class=2, seed=0).fit(x, np.repeat([0, 1], 10))
+    with pytest.raises(ValueError, match=r"embeddings \(10, 3\) must be the ones the index"):
+        cluster_variance(x[:10], index)

@@ -45,7 +45,7 @@ class NeighbourhoodSampler(BatchStream):
        with ``impostors="random"`` (an ablation, not the paper's method) ``M - 1`` distinct
        clusters of other classes drawn uniformly;
     3. ``D`` examples from each cluster (``draw_uniform``). Layout: the seed's ``D`` first,
-       then each impostor's ``D``, nearest first.
+       then each impostor's ``D`` (nearest first, with the paper's rule).
 
     Distributed (torchrun): every rank shares the seed-cluster stream and draws ``R``
     *distinct* seed clusters per step (successive sampling from the loss weights); rank ``r``

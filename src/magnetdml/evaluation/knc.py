@@ -82,5 +82,12 @@ def cluster_variance(embeddings, index) -> float:
     over the fitted ``index``'s assignments ``(N,)`` and centres ``(C, E)``; ``embeddings``
     ``(N, E)`` are the ones the index was fitted on. Float64 sums."""
     x = as_embedding_matrix("embeddings", embeddings)
+    if not (hasattr(index, "centroids_") and hasattr(index, "assignments_")):
+        raise TypeError("index must be a fitted cluster index with centroids_ and assignments_ "
+                        f"(call index.fit(embeddings, labels) first); got {type(index).__name__}")
+    if len(index.assignments_) != len(x) or index.centroids_.shape[1] != x.shape[1]:
+        raise ValueError(f"embeddings {x.shape} must be the ones the index was fitted on "
+                         f"({len(index.assignments_)} assignments, centres of dimension "
+                         f"{index.centroids_.shape[1]}); pass those embeddings")
     residual = x - index.centroids_[index.assignments_]                        # (N, E)
     return float((residual.astype(np.float64) ** 2).sum() / max(len(x) - 1, 1))
