@@ -61,13 +61,25 @@ def test_run_experiment_writes_results_report_and_drops_checkpoints(finished):
     assert set(results["runs"]) == {"digits-magnet", "digits-triplet"}
     saved = json.loads((out / "results.json").read_text())
     assert saved["experiment"] == "tiny-test" and saved["hardware"]["torch_threads"] == 1
+    assert saved["runs_trained"] == 2 and saved["wall_seconds"] > 0
     assert [r["epochs_logged"] for r in saved["tables"][0]["rows"]] == [1, 1]
     report = (out / "report.md").read_text()
     assert "## tiny" in report and "| ran | yes | two runs |" in report
+    assert re.search(r"Wall time of the invocation .*: \d+\.\d min, training 2 of the runs",
+                     report)
     for name in ("digits-magnet", "digits-triplet"):
         assert (out / name / "metrics.json").is_file()
         assert not (out / name / "checkpoint.pt").exists()
         assert json.loads((out / name / "config.json").read_text())["out"] == str(out / name)
+
+
+def test_runs_differing_only_in_loss_share_a_warm_start_that_goes_when_all_finish(tmp_path):
+    run_experiment("tiny-test", tmp_path, progress=False,
+                   overrides={"train.warm_start_epochs": 1})
+    loaded = {name: json.loads((tmp_path / name / "metrics.json").read_text())
+              ["warm_start_loaded"] for name in ("digits-magnet", "digits-triplet")}
+    assert loaded == {"digits-magnet": False, "digits-triplet": True}
+    assert not (tmp_path / runner.WARM_STARTS).exists()
 
 
 def test_rerun_skips_finished_runs(finished, monkeypatch):
@@ -80,6 +92,7 @@ def test_rerun_skips_finished_runs(finished, monkeypatch):
     # other threads: a machine setting, not a different run
     again = run_experiment("tiny-test", out, progress=False, overrides={"train.threads": 2})
     assert again["tables"] == first["tables"]
+    assert again["runs_trained"] == 0
 
 
 def test_a_field_added_since_a_run_finished_counts_at_its_default(finished, monkeypatch):

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +42,12 @@ DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "
                 "omniglot": "omniglot"}
 #: Config fields that do not change what a run computes, only where and how fast: a finished
 #: run trained with other values of these is still the same run (GPU vs CPU reruns).
-MACHINE_FIELDS = (("train", "threads"), ("train", "device"))
+MACHINE_FIELDS = (("train", "threads"), ("train", "device"), ("train", "warm_start_cache"))
 #: Large files of a finished run that the report does not need (checkpoint, t-SNE snapshot).
 DISPOSABLE = (CHECKPOINT, "embeddings_initial.npz")
+#: The experiment's shared warm starts (``train.warm_start_cache``): runs that differ only in
+#: their loss load one stored warm start instead of each training it (same results, less time).
+WARM_STARTS = "warm_starts"
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,13 @@ def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None
                data_root: str | os.PathLike | None = None) -> Config:
     """The config of one run: defaults, then the spec's overrides, then the user's
     ``overrides`` (applied to every run; they win), then ``data.data_dir`` from ``data_root``
-    when no override set it, and ``out = out_dir/<spec.name>``."""
-    config = apply_overrides(Config(), {**spec.overrides, **(overrides or {})})
+    when no override set it, ``train.warm_start_cache = out_dir/warm_starts`` when none set it,
+    and ``out = out_dir/<spec.name>``."""
+    given = {**spec.overrides, **(overrides or {})}
+    config = apply_overrides(Config(), given)
+    if "train.warm_start_cache" not in given:
+        config = apply_overrides(config, {"train.warm_start_cache":
+                                          str(Path(out_dir) / WARM_STARTS)})
     if data_root is not None and config.data.data_dir is None \
             and config.data.name in DATA_FOLDERS:
         folder = Path(data_root).expanduser() / DATA_FOLDERS[config.data.name]
@@ -185,13 +195,16 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     own; ``data_root`` maps each dataset to its folder (``DATA_FOLDERS``); ``jobs`` runs are
     trained at once in worker processes. ``finished_only`` trains nothing and analyses the
     runs finished so far; the results then say which are missing (``"partial"``). Returns the
-    results
-    dict, also written to ``out_dir/results.json`` with the command, hardware and run list,
-    and rendered with its figures to ``out_dir/report.md``.
+    results dict, also written to ``out_dir/results.json`` with the command, hardware, run
+    list, and this invocation's ``wall_seconds`` and ``runs_trained``, and rendered with its
+    figures to ``out_dir/report.md``.
     """
     experiment = EXPERIMENTS.get(name)()
     out_dir = Path(out_dir)
+    started = time.perf_counter()
     specs = experiment.specs(quick)
+    finished_before = {s.name for s in specs
+                       if not overwrite and (out_dir / s.name / SUMMARY).is_file()}
     # Experiments whose analysis re-embeds with each run's model keep the checkpoints until
     # analyse() has cached its measurements; then they go unless the user asked to keep them.
     needs_models = bool(getattr(experiment, "keep_checkpoints", False))
@@ -207,9 +220,14 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
         for outcome in runs.values():
             for disposable in DISPOSABLE:
                 (outcome.run_dir / disposable).unlink(missing_ok=True)
+    if not missing and not keep_checkpoints:   # every run has its warm start now
+        shutil.rmtree(out_dir / WARM_STARTS, ignore_errors=True)
     first = run_config(specs[0], out_dir, overrides=overrides, data_root=data_root)
     results = {"experiment": name, "description": experiment.description, "quick": quick,
                "command": command, "hardware": hardware(first),
+               # this invocation only: a resumed experiment reports the part it did
+               "wall_seconds": round(time.perf_counter() - started, 1),
+               "runs_trained": len(set(runs) - finished_before),
                "overrides": dict(overrides or {}),
                **({"partial": {"finished": len(runs), "total": len(specs), "missing": missing}}
                   if missing else {}),
@@ -271,6 +289,10 @@ def render_report(results: dict) -> str:
         text += [f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, "
                  f"{hw.get('torch_threads')} torch thread(s), device {hw.get('device')}, "
                  f"torch {hw.get('torch')}. Runs: {len(results.get('runs', {}))}.", ""]
+    if results.get("runs_trained"):
+        text += [f"Wall time of the invocation that wrote this report: "
+                 f"{results['wall_seconds'] / 60:.1f} min, training {results['runs_trained']} "
+                 "of the runs (finished runs are skipped).", ""]
     for table in results.get("tables", []):
         text += [f"## {table['title']}", "", markdown_table(table["rows"], table.get("columns")),
                  ""]

@@ -110,6 +110,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_decay: float = 0.95            # learning rate *= lr_decay after every epoch
     warm_start_epochs: int = 0        # brief softmax pre-training (paper §4)
+    warm_start_cache: str = ""        # folder to reuse identical warm starts from ("": off)
     variance_momentum: float = 0.9    # running average of s2 -> sigma^2 for kNC
     seed: int = 0
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"

@@ -48,6 +48,14 @@ class Trainer:
     """Everything a run holds: data, model, loss, optimiser, cluster index, sampler, history."""
 
     def __init__(self, config: Config, dist: Distributed, *, overwrite: bool = False) -> None:
+        if config.index.refresh_lag and dist.world_size > 1:
+            raise ValueError("index.refresh_lag > 0 (a refresh on a background thread) runs in "
+                             f"one process only; got {dist.world_size} processes: use "
+                             "--index.refresh_lag 0 under torchrun")
+        if config.train.warm_start_cache and dist.world_size > 1:
+            raise ValueError("train.warm_start_cache (reusing a stored warm start) works in one "
+                             f"process only; got {dist.world_size} processes: leave "
+                             "--train.warm_start_cache empty under torchrun")
         # rank 0 names the default folder: the ranks' clocks may straddle a second
         out = dist.broadcast_object(
             Path(config.out or RunDir.default_path(config.data.name, config.loss.name)))
@@ -80,10 +88,6 @@ class Trainer:
         self.index = make_index(config) if self.uses_index else None
         self.index_iteration = 0     # the iteration whose embeddings the index clusters
         self.pending_refresh: BackgroundRefresh | None = None
-        if config.index.refresh_lag and dist.world_size > 1:
-            raise ValueError("index.refresh_lag > 0 (a refresh on a background thread) runs in "
-                             f"one process only; got {dist.world_size} processes: use "
-                             "--index.refresh_lag 0 under torchrun")
         self.sampler = None
         self.epoch = self.iteration = 0
         self.variance: float | None = None

@@ -7,12 +7,15 @@ weights are the starting point of the metric-learning run.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..losses import build_loss
+from .warm_start_cache import WarmStartCache
 
 BATCH_SIZE = 128
 
@@ -30,9 +33,24 @@ class _WithHead(nn.Module):
 
 
 def warm_start(trainer, epochs: int) -> None:
-    """Train ``trainer.model`` with a softmax head for ``epochs`` epochs (0: do nothing)."""
+    """Train ``trainer.model`` with a softmax head for ``epochs`` epochs (0: do nothing), or
+    load the identical result from ``train.warm_start_cache`` when a run stored it there.
+    Records ``warm_start_seconds`` and ``warm_start_loaded`` in ``trainer.timing``."""
     if epochs <= 0:
         return
+    started = time.perf_counter()
+    folder = trainer.config.train.warm_start_cache
+    cache = WarmStartCache(folder, trainer, epochs, BATCH_SIZE) if folder else None
+    loaded = cache is not None and cache.restore()
+    if not loaded:
+        _train(trainer, epochs)
+        if cache is not None:
+            cache.store()
+    trainer.timing["warm_start_seconds"] = time.perf_counter() - started
+    trainer.timing["warm_start_loaded"] = loaded
+
+
+def _train(trainer, epochs: int) -> None:
     config, dist = trainer.config, trainer.dist
     head = build_loss("softmax", embedding_dim=config.model.embedding_dim,
                       num_classes=trainer.splits.num_classes).to(dist.device)
