@@ -7,6 +7,7 @@ run_experiment) and the keys of the results dict that ``report.md`` renders.
 
 # Each experiment module registers itself in EXPERIMENTS on import.
 from . import attributes, classification, clusters, convergence, hierarchy, unseen  # noqa: F401
+from .report_page import markdown_table, render_report
 from .runner import (
     DATA_FOLDERS,
     EXPERIMENTS,
@@ -14,10 +15,8 @@ from .runner import (
     RunOutcome,
     RunSpec,
     hardware,
-    markdown_table,
     mean_std,
     metric,
-    render_report,
     run_experiment,
     save_results,
     train_runs,

@@ -36,6 +36,7 @@ from ..machine import hardware
 from ..registry import Registry
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, write_json
+from .report_page import render_report
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
 DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
@@ -240,73 +241,6 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     save_results(out_dir, results)
     (out_dir / "report.md").write_text(render_report(results))
     return results
-
-
-def _cell(key: str, value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if value != value:   # NaN
-        return "n/a"
-    if isinstance(value, float):
-        if "error" in key and "relative" not in key and 0.0 <= value <= 1.0:
-            return f"{100 * value:.2f}%"
-        return f"{value:.4g}"
-    return str(value)
-
-
-def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A Markdown table of ``rows`` (dicts) over ``columns`` (default: the first row's keys);
-    error fractions are shown in percent, and so is ``X_std`` beside an ``X_error`` column (the
-    spread of an error); other floats with 4 significant digits."""
-    if not rows:
-        return "(no rows)"
-    columns = list(columns or rows[0])
-    # format "knc_std" as the "knc_error" it is the spread of
-    style = {c: f"{c[:-4]}_error" if c.endswith("_std") and f"{c[:-4]}_error" in columns else c
-             for c in columns}
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(style[c], row.get(c)) for c in columns) + " |"
-              for row in rows]
-    return "\n".join(lines)
-
-
-def render_report(results: dict) -> str:
-    """``report.md``: title, command, hardware, tables, claims, notes and figures."""
-    hw = results.get("hardware", {})
-    text = [f"# Experiment `{results.get('experiment')}`"
-            + (" (quick version)" if results.get("quick") else ""), "",
-            str(results.get("description", "")), ""]
-    partial = results.get("partial")
-    if partial:
-        text += [f"**Partial results: {partial['finished']} of {partial['total']} runs "
-                 f"finished.** Missing: {', '.join(partial['missing'])}. Rerun the experiment "
-                 "without --finished-only to train them (finished runs are skipped).", ""]
-    if results.get("command"):
-        text += [f"Command: `{results['command']}`", ""]
-    if hw:
-        text += [f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, "
-                 f"{hw.get('torch_threads')} torch thread(s), device {hw.get('device')}, "
-                 f"torch {hw.get('torch')}. Runs: {len(results.get('runs', {}))}.", ""]
-    if results.get("runs_trained"):
-        text += [f"Wall time of the invocation that wrote this report: "
-                 f"{results['wall_seconds'] / 60:.1f} min, training {results['runs_trained']} "
-                 "of the runs (finished runs are skipped).", ""]
-    for table in results.get("tables", []):
-        text += [f"## {table['title']}", "", markdown_table(table["rows"], table.get("columns")),
-                 ""]
-    if results.get("claims"):
-        text += ["## Claims checked", "", "| claim | holds | measured |", "|---|---|---|"]
-        for claim in results["claims"]:
-            holds = {True: "yes", False: "no", None: "n/a"}[claim.get("holds")]
-            text.append(f"| {claim['claim']} | {holds} | {claim.get('detail', '')} |")
-        text.append("")
-    for note in results.get("notes", []):
-        text += [note, ""]
-    for figure in results.get("figures", []):
-        text += [f"### {figure['title']}", "", f"![{figure['title']}]({figure['path']})", ""]
-    return "\n".join(text)
 
 
 def metric(outcome: RunOutcome, key: str) -> float | None:

@@ -1,0 +1,58 @@
+"""An experiment's ``report.md``: its results dict (see :mod:`.runner`) as Markdown."""
+
+from __future__ import annotations
+
+from ..report import format_cell
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A Markdown table of ``rows`` (dicts) over ``columns`` (default: the first row's keys);
+    error fractions are shown in percent, and so is ``X_std`` beside an ``X_error`` column (the
+    spread of an error); other floats with 4 significant digits."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0])
+    # format "knc_std" as the "knc_error" it is the spread of
+    style = {c: f"{c[:-4]}_error" if c.endswith("_std") and f"{c[:-4]}_error" in columns else c
+             for c in columns}
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_cell(style[c], row.get(c)) for c in columns) + " |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+def render_report(results: dict) -> str:
+    """``report.md``: title, command, hardware, tables, claims, notes and figures."""
+    hw = results.get("hardware", {})
+    text = [f"# Experiment `{results.get('experiment')}`"
+            + (" (quick version)" if results.get("quick") else ""), "",
+            str(results.get("description", "")), ""]
+    partial = results.get("partial")
+    if partial:
+        text += [f"**Partial results: {partial['finished']} of {partial['total']} runs "
+                 f"finished.** Missing: {', '.join(partial['missing'])}. Rerun the experiment "
+                 "without --finished-only to train them (finished runs are skipped).", ""]
+    if results.get("command"):
+        text += [f"Command: `{results['command']}`", ""]
+    if hw:
+        text += [f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, "
+                 f"{hw.get('torch_threads')} torch thread(s), device {hw.get('device')}, "
+                 f"torch {hw.get('torch')}. Runs: {len(results.get('runs', {}))}.", ""]
+    if results.get("runs_trained"):
+        text += [f"Wall time of the invocation that wrote this report: "
+                 f"{results['wall_seconds'] / 60:.1f} min, training {results['runs_trained']} "
+                 "of the runs (finished runs are skipped).", ""]
+    for table in results.get("tables", []):
+        text += [f"## {table['title']}", "", markdown_table(table["rows"], table.get("columns")),
+                 ""]
+    if results.get("claims"):
+        text += ["## Claims checked", "", "| claim | holds | measured |", "|---|---|---|"]
+        for claim in results["claims"]:
+            holds = {True: "yes", False: "no", None: "n/a"}[claim.get("holds")]
+            text.append(f"| {claim['claim']} | {holds} | {claim.get('detail', '')} |")
+        text.append("")
+    for note in results.get("notes", []):
+        text += [note, ""]
+    for figure in results.get("figures", []):
+        text += [f"### {figure['title']}", "", f"![{figure['title']}]({figure['path']})", ""]
+    return "\n".join(text)
