@@ -164,8 +164,10 @@ def main() -> int:
         print(markdown_table(results.get("variants", {})))
         return 0
     variants = results.setdefault("variants", {})
+    # variants that leave the warm start's inputs alone (alpha, impostors, K, budget) load the
+    # first one's warm start instead of training it again: the same runs, sooner
     base = {**base, "data.data_dir": f"{args.data_root}/{args.dataset}",
-            "train.device": args.device}
+            "train.device": args.device, "train.warm_start_cache": f"{runs_dir}/warm_starts"}
     jobs = [(n, base, catalogue[n], runs_dir) for n in (args.only or catalogue)
             if n not in variants]
     results["setup"] = {**base, "hardware": {"machine": platform.node(),
