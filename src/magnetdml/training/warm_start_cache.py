@@ -49,7 +49,7 @@ class WarmStartCache:
             state = torch.load(self.path, map_location="cpu", weights_only=False)
         except (FileNotFoundError, EOFError, pickle.UnpicklingError, RuntimeError):
             return False
-        if state.get("key") != self.key:
+        if not isinstance(state, dict) or state.get("key") != self.key:
             return False
         self.trainer.model.load_state_dict(state["model"])
         restore_rng_state(state["rng"])
