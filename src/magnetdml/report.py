@@ -232,9 +232,13 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em aut
           "pre{background:#f6f6f6;padding:1em;overflow:auto}")
 
 
-def _table_cells(rows: list[dict], columns: list[str] | None) -> tuple[list[str], list[list]]:
+def table_cells(rows: list[dict], columns: list[str] | None) -> tuple[list[str], list[list]]:
+    """The columns (default: the first row's keys) and formatted cells of ``rows``; an
+    ``X_std`` column beside ``X_error`` is the spread of an error and shown in percent too."""
     columns = list(columns or (rows[0] if rows else []))
-    return columns, [[format_cell(c, row.get(c)) for c in columns] for row in rows]
+    style = {c: f"{c[:-4]}_error" if c.endswith("_std") and f"{c[:-4]}_error" in columns else c
+             for c in columns}
+    return columns, [[format_cell(style[c], row.get(c)) for c in columns] for row in rows]
 
 
 def render_html(page: Page) -> str:
@@ -254,7 +258,7 @@ def render_html(page: Page) -> str:
         elif kind == "pre":
             parts.append(f"<pre>{text_(content[0])}</pre>")
         elif kind == "table":
-            columns, cells = _table_cells(*content)
+            columns, cells = table_cells(*content)
             head = "".join(f"<th>{esc(c)}</th>" for c in columns)
             body = "".join("<tr>" + "".join(f"<td>{text_(v)}</td>" for v in row) + "</tr>"
                            for row in cells)
@@ -280,7 +284,7 @@ def render_markdown(page: Page, out_dir: Path) -> str:
         elif kind == "pre":
             text += ["```json", content[0], "```", ""]
         elif kind == "table":
-            columns, cells = _table_cells(*content)
+            columns, cells = table_cells(*content)
             text += ["| " + " | ".join(map(cell, columns)) + " |", "|" + "---|" * len(columns)]
             text += ["| " + " | ".join(map(cell, row)) + " |" for row in cells] + [""]
         elif kind == "img":

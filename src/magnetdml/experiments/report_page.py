@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..report import format_cell
+from ..report import table_cells
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -11,13 +11,9 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     spread of an error); other floats with 4 significant digits."""
     if not rows:
         return "(no rows)"
-    columns = list(columns or rows[0])
-    # format "knc_std" as the "knc_error" it is the spread of
-    style = {c: f"{c[:-4]}_error" if c.endswith("_std") and f"{c[:-4]}_error" in columns else c
-             for c in columns}
+    columns, cells = table_cells(rows, columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(format_cell(style[c], row.get(c)) for c in columns) + " |"
-              for row in rows]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
 
 
