@@ -241,6 +241,18 @@ def table_cells(rows: list[dict], columns: list[str] | None) -> tuple[list[str],
     return columns, [[format_cell(style[c], row.get(c)) for c in columns] for row in rows]
 
 
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """``rows`` as a Markdown table over ``columns`` (cells as :func:`table_cells` formats
+    them; a ``|`` or line break inside a cell is escaped so the table stays one grid)."""
+    def cell(value: str) -> str:
+        return value.replace("|", "\\|").replace("\n", " ")
+
+    columns, cells = table_cells(rows, columns)
+    lines = ["| " + " | ".join(map(cell, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in cells]
+    return "\n".join(lines)
+
+
 def render_html(page: Page) -> str:
     """One self-contained HTML document: PNGs inlined as base64 ``data:`` URIs."""
     esc = html.escape   # attribute values: quotes escaped
@@ -272,9 +284,6 @@ def render_html(page: Page) -> str:
 
 def render_markdown(page: Page, out_dir: Path) -> str:
     """Markdown with PNG links relative to ``out_dir`` (where the .md file goes)."""
-    def cell(value: str) -> str:
-        return value.replace("|", "\\|").replace("\n", " ")
-
     text = [f"# {page.title}", ""]
     for kind, *content in page.blocks:
         if kind == "h2":
@@ -284,9 +293,7 @@ def render_markdown(page: Page, out_dir: Path) -> str:
         elif kind == "pre":
             text += ["```json", content[0], "```", ""]
         elif kind == "table":
-            columns, cells = table_cells(*content)
-            text += ["| " + " | ".join(map(cell, columns)) + " |", "|" + "---|" * len(columns)]
-            text += ["| " + " | ".join(map(cell, row)) + " |" for row in cells] + [""]
+            text += [markdown_table(*content), ""]
         elif kind == "img":
             link = Path(os.path.relpath(page.root / content[0], out_dir)).as_posix()
             text += [f"![{content[1]}]({link})", ""]

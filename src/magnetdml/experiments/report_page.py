@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..report import table_cells
+from .. import report
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -11,10 +11,7 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     spread of an error); other floats with 4 significant digits."""
     if not rows:
         return "(no rows)"
-    columns, cells = table_cells(rows, columns)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines)
+    return report.markdown_table(rows, columns)
 
 
 def render_report(results: dict) -> str:
