@@ -80,6 +80,17 @@ def test_an_unreadable_cache_file_is_retrained_and_rewritten(tmp_path):
     assert third["warm_start_loaded"] and _scores(third) == _scores(first)
 
 
+def test_a_cache_path_that_is_a_file_is_named_before_any_warm_start_training(tmp_path,
+                                                                            monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setattr("magnetdml.training.warm_start._train", lambda *_: pytest.fail(
+        "trained a warm start that could not be stored"))
+    with pytest.raises(ValueError, match="train.warm_start_cache must be a folder.*"
+                                         "not-a-folder.*pass another folder"):
+        _run(tmp_path / "run", blocker)
+
+
 def test_the_cache_is_refused_under_several_processes(tmp_path):
     config = apply_overrides(Config(), {**WARM, "out": str(tmp_path / "run"),
                                         "train.warm_start_cache": str(tmp_path / "cache")})

@@ -39,9 +39,16 @@ class WarmStartCache:
     """The cache file of one warm start: ``<folder>/<sha256 of its inputs>.pt``."""
 
     def __init__(self, folder: str | Path, trainer, epochs: int, batch_size: int) -> None:
+        folder = Path(folder).expanduser()
+        try:   # now, not after an epoch of warm start that could then not be stored
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"train.warm_start_cache must be a folder this process can write; "
+                             f"{str(folder)!r} is not ({error.strerror}): pass another folder, "
+                             "or '' to train the warm start without storing it") from error
         self.trainer = trainer
         self.key = _key(trainer, epochs, batch_size)
-        self.path = Path(folder).expanduser() / f"warm-start-{self.key[:32]}.pt"
+        self.path = folder / f"warm-start-{self.key[:32]}.pt"
 
     def restore(self) -> bool:
         """Load the stored warm start into the trainer; False when there is none (yet)."""
