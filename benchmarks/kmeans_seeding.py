@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from magnetdml import kmeans as km
+from magnetdml.clustering import kmeans as km
 from magnetdml.evaluation.mutual_information import adjusted_mutual_info
 
 RESULTS = Path(__file__).parent / "results" / "kmeans_seeding.json"

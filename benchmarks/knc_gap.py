@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from magnetdml.clustering import ClusterIndex
 from magnetdml.evaluation import KNearestClusters, cluster_variance, evaluate
-from magnetdml.index import ClusterIndex
 from magnetdml.runs import load_run
 
 RESULTS = Path(__file__).parent / "results" / "knc_gap.json"

@@ -62,7 +62,7 @@ def _rss_mib(field: str) -> float:
 
 
 def run_one(n: int, n_classes: int) -> dict:
-    from magnetdml.index import ClusterIndex
+    from magnetdml.clustering import ClusterIndex
     from magnetdml.sampling import NeighbourhoodSampler
 
     x, y = synthetic(n, n_classes)

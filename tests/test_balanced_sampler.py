@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from magnetdml.balanced_sampler import ClassBalancedSampler
+from magnetdml.sampling import ClassBalancedSampler
 
 
 def labels_with_a_small_class():

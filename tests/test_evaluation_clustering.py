@@ -62,7 +62,7 @@ def test_scores_are_sklearn_scores_of_our_kmeans_assignment():
 
 
 def test_evaluation_seeds_k_means_on_a_sample_of_64_points_per_centre(monkeypatch):
-    from magnetdml import kmeans as km
+    from magnetdml.clustering import kmeans as km
     from magnetdml.evaluation import clustering
 
     seen = []

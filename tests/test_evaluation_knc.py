@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from magnetdml.clustering import ClusterIndex
 from magnetdml.evaluation import KNearestClusters, cluster_variance
 from magnetdml.evaluation._scores import UNRANKED
-from magnetdml.index import ClusterIndex
 
 
 def _setup(seed=0, classes=5, per_class=3, dim=4, n=80):

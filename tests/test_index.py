@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from magnetdml.agglomerative import ward_clusters
-from magnetdml.index import ClusterIndex
-from magnetdml.kmeans import kmeans, lloyd_torch
+from magnetdml.clustering import ClusterIndex
+from magnetdml.clustering.agglomerative import ward_clusters
+from magnetdml.clustering.kmeans import kmeans, lloyd_torch
 
 
 def blobs(n_classes=3, blobs_per_class=4, per_blob=30, dim=16, seed=0, spread=0.05):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import kmeans_plusplus
 
-from magnetdml import kmeans as km
+from magnetdml.clustering import kmeans as km
 
 
 def _blobs(n, dim, centres, seed):

@@ -6,7 +6,7 @@ import torch
 from scipy import stats as scipy_stats
 from torch.utils.data import DataLoader, TensorDataset
 
-from magnetdml.index import ClusterIndex
+from magnetdml.clustering import ClusterIndex
 from magnetdml.sampling import NeighbourhoodSampler
 
 

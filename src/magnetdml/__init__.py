@@ -5,10 +5,9 @@ index and the neighbourhood sampler), ``evaluation`` (kNC, kNN, retrieval and cl
 metrics), ``data`` / ``models``, ``training`` (the loop), and the ``magnetdml`` command line.
 """
 
-from .balanced_sampler import ClassBalancedSampler
+from .clustering import ClusterIndex
 from .data import DATASETS, DatasetSplits, RandomRescaleCrop, load_dataset
 from .evaluation import KNearestClusters, SoftKNN, evaluate
-from .index import ClusterIndex
 from .losses import (
     LOSSES,
     ClusterNCALoss,
@@ -21,7 +20,7 @@ from .losses import (
     magnet_loss_terms,
 )
 from .models import BACKBONES, EmbeddingNet, build_model
-from .sampling import NeighbourhoodSampler
+from .sampling import ClassBalancedSampler, NeighbourhoodSampler
 
 __version__ = "0.1.0"
 

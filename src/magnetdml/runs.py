@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from ._validation import check_choice
+from .clustering import ClusterIndex
 from .evaluation import cluster_variance, evaluate
 from .evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
-from .index import ClusterIndex
 from .training.config import Config
 from .training.config_io import config_from_dict
 from .training.embed import embed_dataset

@@ -1,8 +1,8 @@
 """Clustering quality of an embedding: k-means with k = number of classes, scored against labels.
 
 Protocol of Song et al. (CVPR 2016) and of seed project 003: cluster the embeddings with
-k-means (k-means++ seeding, as the paper asks, via :func:`magnetdml.kmeans.kmeans`) into as
-many clusters as there are classes, then compare the cluster assignment with the labels:
+k-means (k-means++ seeding, as the paper asks, via :func:`magnetdml.clustering.kmeans.kmeans`)
+into as many clusters as there are classes, then compare the cluster assignment with the labels:
 
 - ``nmi``: normalised mutual information ``I(Y; K) / mean(H(Y), H(K))`` (arithmetic mean, the
   scikit-learn default, as pytorch-metric-learning);
@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from ..kmeans import kmeans
+from ..clustering.kmeans import kmeans
 from .mutual_information import adjusted_mutual_info
 
 CLUSTERING_METRICS = ("nmi", "ami", "ari", "f1")

@@ -147,7 +147,7 @@ class Config:
         from ..data import DATASETS
         from ..losses import LOSSES
         from ..models import BACKBONES
-        from ..sampling import IMPOSTORS
+        from ..sampling.neighbourhood import IMPOSTORS
 
         check_choice("data.name", self.data.name, DATASETS.names())
         check_float("data.val_fraction", self.data.val_fraction, minimum=0.0, maximum=0.9)

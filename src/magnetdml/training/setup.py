@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..balanced_sampler import ClassBalancedSampler
+from ..clustering.index import ClusterIndex
 from ..data import load_dataset
 from ..data.coarse import collapse_pairs
-from ..index import ClusterIndex
 from ..losses import build_loss
 from ..models import build_model
-from ..sampling import NeighbourhoodSampler
+from ..sampling.balanced import ClassBalancedSampler
+from ..sampling.neighbourhood import NeighbourhoodSampler
 from .config import Config
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
-from ._validation import check_int
+from .._validation import check_int
 
 
 def draw_uniform(rng: np.random.Generator, groups: Sequence[np.ndarray],

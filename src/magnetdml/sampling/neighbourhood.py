@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import check_choice, check_int
+from .._validation import check_choice, check_int
 from .batch_stream import BatchStream, draw_uniform
 
 #: How a neighbourhood's impostor clusters are chosen: the paper's nearest ones, or uniformly

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_label_vector, check_int
+from .._validation import as_label_vector, check_int
 from .batch_stream import BatchStream, draw_uniform
 
 

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import agglomerative
-from ._validation import (
+from .._validation import (
     as_embedding_matrix,
     as_label_vector,
     check_choice,
     check_float,
     check_int,
 )
+from . import agglomerative
 from .kmeans import kmeans
 
 METHODS = ("kmeans", "agglomerative")
