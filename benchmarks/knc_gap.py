@@ -31,7 +31,7 @@ import torch
 
 from magnetdml.clustering import ClusterIndex
 from magnetdml.evaluation import KNearestClusters, cluster_variance, evaluate
-from magnetdml.runs import load_run
+from magnetdml.training.runs import load_run
 
 RESULTS = Path(__file__).parent / "results" / "knc_gap.json"
 SCALES = (1 / 16, 1 / 4, 1, 4, 16)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from magnetdml.cli import main
-from magnetdml.runs import EVALUATION, evaluate_run, load_run
 from magnetdml.training import Config, apply_overrides, train
+from magnetdml.training.runs import EVALUATION, evaluate_run, load_run
 
 FAST = {"train.epochs": 2, "train.iterations_per_epoch": 4, "train.threads": 1,
         "eval.plots": False, "sampler.classes_per_batch": 8, "sampler.examples_per_class": 6}

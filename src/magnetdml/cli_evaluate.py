@@ -6,7 +6,7 @@ import argparse
 import math
 
 from .cli import command
-from .runs import SPLITS
+from .training.runs import SPLITS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def _format(metric: str, value) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .runs import EVALUATION, evaluate_run, load_run
+    from .training.runs import EVALUATION, evaluate_run, load_run
 
     if args.threads:
         torch.set_num_threads(args.threads)

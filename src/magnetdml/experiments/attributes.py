@@ -41,7 +41,7 @@ SCOPES = {"other": True, "all": False}      # neighbours of other classes only /
 def measure_run(run_dir: Path, attribute: str) -> dict:
     """Concentration curves ``{scope: {k: fraction}}`` and chance levels of one finished run,
     over its test split (leave-one-out neighbours among the test embeddings)."""
-    from ..runs import load_run
+    from ..training.runs import load_run
 
     run = load_run(run_dir)
     test = run.splits.test

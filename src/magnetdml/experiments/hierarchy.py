@@ -68,7 +68,7 @@ def cached_measurement(outcome: RunOutcome, filename: str, compute: Callable[[],
 
 def measure_run(run_dir: Path) -> dict:
     """Fine-label errors of one finished run (see the module docstring)."""
-    from ..runs import load_run
+    from ..training.runs import load_run
 
     run = load_run(run_dir)
     train, test = run.splits.train, run.splits.test

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ..machine import hardware
 from ..registry import Registry
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
+from ..training.machine import hardware
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, write_json
 from .report_page import render_report
 

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice
-from .clustering import ClusterIndex
-from .evaluation import cluster_variance, evaluate
-from .evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
-from .training.config import Config
-from .training.config_io import config_from_dict
-from .training.embed import embed_dataset
-from .training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
-from .training.setup import load_splits, make_index, make_model
+from .._validation import check_choice
+from ..clustering import ClusterIndex
+from ..evaluation import cluster_variance, evaluate
+from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
+from .config import Config
+from .config_io import config_from_dict
+from .embed import embed_dataset
+from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
+from .setup import load_splits, make_index, make_model
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "unseen", "val", "all")
@@ -67,7 +67,7 @@ class LoadedRun:
         copies = self.config.eval.test_time_augment
         augment = None
         if copies:
-            from .data.augment import RandomRescaleCrop
+            from ..data.augment import RandomRescaleCrop
             generator = torch.Generator(device=self.device)
             generator.manual_seed(self.config.train.seed)
             rescale = RandomRescaleCrop(max_scale=self.config.data.max_scale)

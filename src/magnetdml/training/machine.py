@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .training.config import Config
+from .config import Config
 
 
 def hardware(config: Config) -> dict:
