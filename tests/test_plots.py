@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from magnetdml import plots
+from magnetdml.reporting import plots
+from magnetdml.training import report_plots as run_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,7 +35,7 @@ def blobs(rng, classes=4, per_class=25, dim=8, spread=0.3):
 
 def test_importing_plots_leaves_pyplot_alone(tmp_path):
     # pyplot owns the process-wide backend and figure registry; a library must not touch it.
-    code = ("import sys, magnetdml.plots as p; "
+    code = ("import sys, magnetdml.reporting.plots as p, magnetdml.training.report_plots; "
             f"p.plot_error_bars({{'a': [1.0, 2.0]}}, {str(tmp_path / 'b.png')!r}); "
             "sys.exit(1 if 'matplotlib.pyplot' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -47,33 +48,33 @@ def test_importing_plots_leaves_pyplot_alone(tmp_path):
 ])
 def test_loss_curve_accepts_every_history_form(tmp_path, history):
     out = tmp_path / "sub" / "loss.png"  # missing folders are created
-    assert_png(plots.plot_loss_curve(history, out), out)
+    assert_png(run_plots.plot_loss_curve(history, out), out)
 
 
 def test_loss_curve_errors(tmp_path):
     with pytest.raises(ValueError, match=r"history\['epoch'\] must have one entry per loss "
                                          r"\(3\); got 2"):
-        plots.plot_loss_curve({"loss": [1, 2, 3], "epoch": [0, 1]}, tmp_path / "a.png")
+        run_plots.plot_loss_curve({"loss": [1, 2, 3], "epoch": [0, 1]}, tmp_path / "a.png")
     with pytest.raises(ValueError, match="at least one 'loss' value"):
-        plots.plot_loss_curve([], tmp_path / "a.png")
+        run_plots.plot_loss_curve([], tmp_path / "a.png")
     with pytest.raises(TypeError, match="history must be"):
-        plots.plot_loss_curve(3.0, tmp_path / "a.png")
+        run_plots.plot_loss_curve(3.0, tmp_path / "a.png")
     with pytest.raises(TypeError, match="path must be a file path"):
-        plots.plot_loss_curve([1.0], 5)
+        run_plots.plot_loss_curve([1.0], 5)
 
 
 def test_embedding_plot_with_centroids(tmp_path):
     x, y, centres = blobs(np.random.default_rng(0))
-    out = plots.plot_embedding(x, y, tmp_path / "emb.png", centroids=centres,
+    out = run_plots.plot_embedding(x, y, tmp_path / "emb.png", centroids=centres,
                                centroid_labels=np.arange(4), title="final distribution")
     assert_png(out, tmp_path / "emb.png")
     # The same seed gives the same picture; subsampling with another seed changes it.
-    again = plots.plot_embedding(x, y, tmp_path / "again.png", centroids=centres,
+    again = run_plots.plot_embedding(x, y, tmp_path / "again.png", centroids=centres,
                                  centroid_labels=np.arange(4))
-    other = plots.plot_embedding(x, y, tmp_path / "other.png", centroids=centres,
+    other = run_plots.plot_embedding(x, y, tmp_path / "other.png", centroids=centres,
                                  centroid_labels=np.arange(4), seed=1, max_points=60)
     assert again.read_bytes() != other.read_bytes()
-    first = plots.plot_embedding(x, y, tmp_path / "first.png", centroids=centres,
+    first = run_plots.plot_embedding(x, y, tmp_path / "first.png", centroids=centres,
                                  centroid_labels=np.arange(4))
     assert first.read_bytes() == again.read_bytes()
 
@@ -81,12 +82,12 @@ def test_embedding_plot_with_centroids(tmp_path):
 def test_embedding_plot_many_classes_and_two_dimensions(tmp_path):
     rng = np.random.default_rng(1)
     x, y, _ = blobs(rng, classes=30, per_class=3, dim=2)  # 2-D: drawn as is, no legend
-    assert_png(plots.plot_embedding(x, y, tmp_path / "e.png"), tmp_path / "e.png")
+    assert_png(run_plots.plot_embedding(x, y, tmp_path / "e.png"), tmp_path / "e.png")
 
 
 def test_joint_tsne_puts_each_centre_among_its_own_class():
     x, y, centres = blobs(np.random.default_rng(2))
-    xy = plots._map_2d(np.concatenate([x, centres]).astype(np.float32), seed=0, perplexity=30)
+    xy = run_plots._map_2d(np.concatenate([x, centres]).astype(np.float32), seed=0, perplexity=30)
     points, centre_xy = xy[: y.size], xy[y.size:]
     for c, position in enumerate(centre_xy):
         nearest = np.argsort(((points - position) ** 2).sum(1))[:5]
@@ -96,15 +97,15 @@ def test_joint_tsne_puts_each_centre_among_its_own_class():
 def test_embedding_plot_errors(tmp_path):
     x, y, centres = blobs(np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"labels must have one entry per embedding \(100\)"):
-        plots.plot_embedding(x, y[:-1], tmp_path / "e.png")
+        run_plots.plot_embedding(x, y[:-1], tmp_path / "e.png")
     with pytest.raises(ValueError, match=r"centroids must have the embeddings' dimension 8; "
                                          r"got 3"):
-        plots.plot_embedding(x, y, tmp_path / "e.png", centroids=centres[:, :3],
+        run_plots.plot_embedding(x, y, tmp_path / "e.png", centroids=centres[:, :3],
                              centroid_labels=np.arange(4))
     with pytest.raises(ValueError, match="centroid_labels is required"):
-        plots.plot_embedding(x, y, tmp_path / "e.png", centroids=centres)
+        run_plots.plot_embedding(x, y, tmp_path / "e.png", centroids=centres)
     with pytest.raises(ValueError, match="max_points must be >= 2"):
-        plots.plot_embedding(x, y, tmp_path / "e.png", max_points=1)
+        run_plots.plot_embedding(x, y, tmp_path / "e.png", max_points=1)
 
 
 def test_first_iteration_reaching_matches_a_loop():

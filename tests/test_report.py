@@ -7,7 +7,7 @@ import re
 import pytest
 
 from magnetdml.cli import main
-from magnetdml.report import build_page, format_cell, write_report
+from magnetdml.reporting import build_page, format_cell, write_report
 from magnetdml.training import apply_overrides, train
 from magnetdml.training.config import Config
 

@@ -1,12 +1,12 @@
 """``magnetdml report DIR``: one HTML page (self-contained) and one Markdown page for a run
-folder or an experiment folder; see :mod:`magnetdml.report`."""
+folder or an experiment folder; see :mod:`magnetdml.reporting.report`."""
 
 from __future__ import annotations
 
 import argparse
 
 from .cli import command
-from .report import FORMATS
+from .reporting.report import FORMATS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 @command("report", "gather a run or experiment folder into report.html and report.md",
          configure)
 def run_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .reporting.report import write_report
 
     for path in write_report(args.folder, out_dir=args.out, formats=args.format):
         print(f"wrote {path}")

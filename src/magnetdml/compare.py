@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
 from ._validation import check_choice, check_int
 from .losses import LOSSES, build_loss
+from .reporting import plots
 from .training import Config, apply_overrides, config_to_dict, train_all
 from .training.machine import hardware
 from .training.run_dir import CONFIG, HISTORY, SUMMARY, write_json

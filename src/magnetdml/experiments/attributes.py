@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import plots
+from ..reporting import plots
 from .analysis import attribute_concentration, chance_concentration
 from .classification import base_overrides
 from .hierarchy import cached_measurement

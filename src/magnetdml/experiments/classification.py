@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import plots
+from ..reporting import plots
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, metric, save_results
 
 LOSSES = ("softmax", "triplet", "magnet")

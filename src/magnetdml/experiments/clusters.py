@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .. import plots
+from ..reporting import plots
 from .classification import base_overrides
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, metric, save_results
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import plots
+from ..reporting import plots
 from .classification import base_overrides, own_metric
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, save_results
 

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import plots
+from ..reporting import plots
 from ..training.run_dir import CHECKPOINT, write_json
 from .analysis import fine_label_errors
 from .classification import base_overrides, own_metric

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import report
+from ..reporting import page as pages
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -11,7 +11,7 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     spread of an error); other floats with 4 significant digits."""
     if not rows:
         return "(no rows)"
-    return report.markdown_table(rows, columns)
+    return pages.markdown_table(rows, columns)
 
 
 def render_report(results: dict) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import plots
+from ..reporting import plots
 from .classification import base_overrides
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, metric, save_results
 
