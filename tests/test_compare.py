@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-import magnetdml.compare as compare_module
+import magnetdml.experiments.compare as compare_module
 from magnetdml.cli import main
-from magnetdml.compare import _mean_curve, _table, compare, first_reached
+from magnetdml.experiments.compare import _mean_curve, _table, compare, first_reached
 from magnetdml.training import Config, apply_overrides, parallel
 
 LOSSES = ["magnet", "triplet", "softmax"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from magnetdml.cli import main
-from magnetdml.search import DEFAULT_SPACE, SearchSpace, evaluate_run, random_search
+from magnetdml.experiments.search import evaluate_run, random_search
+from magnetdml.experiments.search_space import DEFAULT_SPACE, SearchSpace
 from magnetdml.training import Config, apply_overrides, load_config_file
 
 TINY = {"train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,

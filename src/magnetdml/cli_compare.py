@@ -8,7 +8,7 @@ import shlex
 import sys
 
 from .cli import command
-from .compare import CURVE_METRICS
+from .experiments.compare import CURVE_METRICS
 from .training.config_io import add_config_arguments, config_from_arguments
 
 
@@ -59,7 +59,7 @@ def _command_line() -> str | None:
 @command("compare", "train several losses under the same budget and compare them "
          "(table, error curves, iterations to reach triplet's final error)", configure)
 def run_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, markdown_table
+    from .experiments.compare import compare, markdown_table
 
     config = config_from_arguments(args, {"data.name": args.dataset,
                                           "data.data_dir": args.data_dir,

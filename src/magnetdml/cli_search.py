@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 
 from .cli import command, format_percent
-from .search import DEFAULT_SPACE, METRICS, SearchSpace, random_search
+from .experiments.search import METRICS, random_search
+from .experiments.search_space import DEFAULT_SPACE, SearchSpace
 from .training.config_io import add_config_arguments, config_from_arguments
 
 DEFAULT_VAL_FRACTION = 0.1

@@ -1,12 +1,7 @@
 """Random hyperparameter search scored on a validation split (paper Appendix B).
 
-The paper tunes, by random search on validation error, the learning rate and its per-epoch
-annealing factor for every loss; for Magnet Loss also the gap ``alpha``, the clusters per batch
-``M``, the examples per cluster ``D`` (``M * D <= 48``) and the clusters per class ``K``; for
-triplet loss the margin and the fraction of nearest impostors. Appendix B gives the optima
-found (lr 0.0006-0.024, annealing 0.966-0.995 or none, alpha 0.70-7.18, K 1-16, triplet gap
-0.30-0.55, impostor fraction 0.007-0.18) but not the ranges; ``DEFAULT_SPACE`` brackets those
-optima with some room on each side.
+The paper tunes, by random search on validation error, the learning rate, its annealing and
+the loss's own parameters; which ones, over which ranges, is :mod:`.search_space`.
 
 Each trial is a :func:`magnetdml.training.train` run in ``out/trial_NNN`` (with
 ``data.val_fraction > 0``), then its final model is scored on the validation split by
@@ -30,148 +25,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ._validation import check_choice, check_int
-from .training import Config, apply_overrides, config_to_dict, train
-from .training.run_dir import SUMMARY, write_json
+from .._validation import check_choice, check_int
+from ..training import Config, apply_overrides, config_to_dict, train
+from ..training.run_dir import SUMMARY, write_json
+from .search_space import SearchSpace
 
 METRICS = ("knc_error", "knn_error")
 VAL_METRICS = "val_metrics.json"
 SEARCH_FILE = "search.json"
 FAIL_FAST = 3           # stop when this many first trials all fail
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched hyperparameter: the config field it sets and its distribution."""
-
-    field: str                 # the config field, e.g. "train.lr"
-    low: float
-    high: float
-    scale: str                 # "log": log-uniform; "linear": uniform
-    integer: bool = False      # round to an integer (log scale: log-uniform over integers)
-    minimum: float = 0.0       # hard limit of any user range
-    maximum: float = math.inf
-    help: str = ""
-
-    def check_range(self, name: str, low: float, high: float) -> None:
-        strict = self.minimum == 0          # no searched parameter may be 0 (or < 0)
-        rule = (f"space.{name} must be LOW:HIGH with {self.minimum:g} "
-                f"{'<' if strict else '<='} LOW <= HIGH "
-                f"<= {self.maximum:g}{' (integers)' if self.integer else ''}")
-        bad = (low > high or low < self.minimum or high > self.maximum or (strict and low <= 0)
-               or (self.integer and (low != int(low) or high != int(high))))
-        if bad:
-            fix = "; swap the bounds" if low > high else ""
-            raise ValueError(f"{rule}; got {low:g}:{high:g}{fix}")
-
-
-DEFAULT_SPACE: dict[str, Param] = {
-    "lr": Param("train.lr", 1e-4, 1e-1, "log", help="learning rate (paper: 6e-4 to 2.4e-2)"),
-    "lr_decay": Param("train.lr_decay", 0.9, 1.0, "linear", maximum=1.0,
-                      help="learning rate *= this every epoch (paper: 0.966-0.995 or 1)"),
-    "alpha": Param("loss.alpha", 0.5, 10.0, "log", help="Magnet gap (paper: 0.70-7.18)"),
-    "clusters_per_batch": Param("sampler.clusters_per_batch", 2, 24, "linear", integer=True,
-                                minimum=2, help="M, clusters per batch (M * D <= max_batch)"),
-    "examples_per_cluster": Param("sampler.examples_per_cluster", 2, 8, "linear",
-                                  integer=True, minimum=2, help="D, examples per cluster"),
-    "clusters_per_class": Param("index.clusters_per_class", 1, 16, "log", integer=True,
-                                minimum=1, help="K, k-means clusters per class (paper: 1-16)"),
-    "margin": Param("loss.margin", 0.05, 1.0, "log", help="triplet/contrastive/lifted margin"),
-    "impostor_fraction": Param("loss.impostor_fraction", 0.005, 0.5, "log", maximum=1.0,
-                               help="triplet: share of nearest impostors (paper: 0.007-0.18)"),
-}
-CLUSTER_PARAMS = ("clusters_per_batch", "examples_per_cluster", "clusters_per_class")
-_LOSS_PARAMS = {"magnet": ("alpha",), "triplet": ("margin", "impostor_fraction"),
-                "contrastive": ("margin",), "lifted": ("margin",)}
-
-
-class SearchSpace:
-    """The hyperparameters searched for one loss, with optional user ranges.
-
-    ``overrides`` maps a name of ``DEFAULT_SPACE`` to ``"LOW:HIGH"`` (a range on the
-    parameter's own scale) or ``"VALUE"`` (fixed), e.g. ``{"lr": "1e-4:1e-1"}``. ``M`` and
-    ``D`` are drawn uniformly from the pairs in their ranges with ``M * D <= max_batch`` (the
-    paper's memory bound: 48).
-    """
-
-    def __init__(self, loss: str = "magnet", overrides: dict[str, str] | None = None, *,
-                 max_batch: int = 48, requires_clusters: bool | None = None) -> None:
-        if requires_clusters is None:
-            from .losses import build_loss
-            requires_clusters = bool(getattr(build_loss(loss, embedding_dim=2, num_classes=2),
-                                             "requires_clusters", False))
-        names = ["lr", "lr_decay", *_LOSS_PARAMS.get(loss, ()),
-                 *(CLUSTER_PARAMS if requires_clusters else ())]
-        self.loss, self.max_batch = loss, check_int("max_batch", max_batch, minimum=4)
-        self.params = {name: DEFAULT_SPACE[name] for name in names}
-        for name, text in (overrides or {}).items():
-            if name not in DEFAULT_SPACE:
-                raise ValueError(f"unknown search parameter space.{name}; valid: "
-                                 f"{', '.join(DEFAULT_SPACE)}")
-            if name not in self.params:
-                raise ValueError(f"space.{name} does not apply to loss {loss!r} (it tunes "
-                                 f"{', '.join(self.params)}); drop the flag or change --loss")
-            self.params[name] = _parse_range(name, str(text), self.params[name])
-        if requires_clusters and not self._batch_pairs().size:
-            m, d = self.params["clusters_per_batch"], self.params["examples_per_cluster"]
-            raise ValueError(f"no (M, D) in space.clusters_per_batch {m.low:g}:{m.high:g} x "
-                             f"space.examples_per_cluster {d.low:g}:{d.high:g} has M * D <= "
-                             f"max_batch = {max_batch}; lower the ranges or raise max_batch")
-
-    def sample(self, rng: np.random.Generator, num_classes: int | None = None
-               ) -> dict[str, float | int]:
-        """One draw: ``{config field: value}`` (plain python numbers). With ``num_classes``
-        (classes in training), ``M`` is also capped so that the seed cluster has ``M - 1``
-        impostor clusters: ``M <= 1 + K * (num_classes - 1)``."""
-        values: dict[str, float | int] = {}
-        for name, p in self.params.items():
-            if name in ("clusters_per_batch", "examples_per_cluster"):
-                continue
-            if p.low == p.high:                       # fixed: exactly the user's value
-                value = p.low
-            elif p.scale == "log":
-                top = math.log(p.high + 1) if p.integer else math.log(p.high)
-                value = math.exp(rng.uniform(math.log(p.low), top))
-            else:
-                value = rng.uniform(p.low, p.high + 1 if p.integer else p.high)
-            # exp(log(x)) may round past a bound by one ulp: clip
-            values[p.field] = (min(int(value), int(p.high)) if p.integer
-                               else float(min(max(value, p.low), p.high)))
-        if "clusters_per_batch" in self.params:
-            pairs = self._batch_pairs()                                        # (P, 2)
-            k = values.get("index.clusters_per_class", 1)
-            if num_classes is not None and (pairs[:, 0] <= 1 + k * (num_classes - 1)).any():
-                pairs = pairs[pairs[:, 0] <= 1 + k * (num_classes - 1)]
-            m, d = pairs[rng.integers(len(pairs))]
-            values["sampler.clusters_per_batch"] = int(m)
-            values["sampler.examples_per_cluster"] = int(d)
-        return values
-
-    def describe(self) -> dict:
-        """The space as plain data (written to ``search.json``)."""
-        return {"loss": self.loss, "max_batch": self.max_batch,
-                "params": {n: dataclasses.asdict(p) | {"maximum": str(p.maximum)}
-                           for n, p in self.params.items()}}
-
-    def _batch_pairs(self) -> np.ndarray:
-        m, d = self.params["clusters_per_batch"], self.params["examples_per_cluster"]
-        mm, dd = np.meshgrid(np.arange(int(m.low), int(m.high) + 1),
-                             np.arange(int(d.low), int(d.high) + 1), indexing="ij")
-        pairs = np.stack([mm.ravel(), dd.ravel()], axis=1)
-        return pairs[pairs[:, 0] * pairs[:, 1] <= self.max_batch]
-
-
-def _parse_range(name: str, text: str, param: Param) -> Param:
-    parts = text.split(":")
-    try:
-        low, high = (float(parts[0]), float(parts[-1])) if len(parts) <= 2 else (None, None)
-    except ValueError:
-        low = high = None
-    if low is None or not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"space.{name} must be LOW:HIGH or one VALUE (numbers); got "
-                         f"{text!r}; e.g. --space.{name} {param.low:g}:{param.high:g}")
-    param.check_range(name, low, high)
-    return dataclasses.replace(param, low=low, high=high)
 
 
 @dataclass(frozen=True)
@@ -210,7 +72,7 @@ def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     base = dataclasses.replace(base, out=None)
     _check_search_file(out, {"seed": seed, "metric": metric, "space": space.describe(),
                              "base": config_to_dict(base)})
-    from .training.setup import load_splits
+    from ..training.setup import load_splits
     num_classes = len(np.unique(load_splits(base).train.labels))
     rows = []
     for i in range(trials):
@@ -248,11 +110,11 @@ def evaluate_run(run_dir: str | Path, split: str = "val", *,
     one fitted now, with ``sigma^2 = sum ||r - mu(r)||^2 / (N - 1)``)."""
     import torch
 
-    from .evaluation import KNearestClusters, evaluate
-    from .training.config_io import load_config_file
-    from .training.embed import embed_dataset
-    from .training.run_dir import CONFIG, RunDir
-    from .training.setup import load_splits, make_index, make_model
+    from ..evaluation import KNearestClusters, evaluate
+    from ..training.config_io import load_config_file
+    from ..training.embed import embed_dataset
+    from ..training.run_dir import CONFIG, RunDir
+    from ..training.setup import load_splits, make_index, make_model
 
     run = RunDir(Path(run_dir))
     if not run.has_checkpoint():
@@ -274,7 +136,7 @@ def evaluate_run(run_dir: str | Path, split: str = "val", *,
     augment, copies = None, (config.eval.test_time_augment if test_time_augment is None
                              else check_int("test_time_augment", test_time_augment, minimum=0))
     if copies:
-        from .data.augment import RandomRescaleCrop
+        from ..data.augment import RandomRescaleCrop
         generator = torch.Generator(device=device).manual_seed(config.train.seed)
         rescale = RandomRescaleCrop(max_scale=config.data.max_scale)
         augment = lambda x: rescale(x, generator)                      # noqa: E731

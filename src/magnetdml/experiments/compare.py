@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_choice, check_int
-from .losses import LOSSES, build_loss
-from .reporting import plots
-from .training import Config, apply_overrides, config_to_dict, train_all
-from .training.machine import hardware
-from .training.run_dir import CONFIG, HISTORY, SUMMARY, write_json
+from .._validation import check_choice, check_int
+from ..losses import LOSSES, build_loss
+from ..reporting import plots
+from ..training import Config, apply_overrides, config_to_dict, train_all
+from ..training.machine import hardware
+from ..training.run_dir import CONFIG, HISTORY, SUMMARY, write_json
 
 #: Columns of the report: (summary key, header); errors are shown in percent.
 COLUMNS = (("knc_error", "kNC error"), ("knn_error", "kNN error"), ("error_at_5", "error@5"),
@@ -255,7 +255,7 @@ def _write_report(out, table, runs, curves, histories, meta) -> dict[str, Path]:
                                 marker_label=f"reached {reference}'s final error")
     hw, budget, config = meta["hardware"], meta["images_per_run"], meta["config"]
     text = [f"# Loss comparison: {config['data']['name']}, {config['model']['backbone']}",
-            "", f"Command: `{meta['command'] or 'magnetdml.compare.compare(...)'}`", "",
+            "", f"Command: `{meta['command'] or 'magnetdml.experiments.compare.compare(...)'}`", "",
             f"Data: {config['data']['name']} (data seed {config['data']['seed']}, "
             f"val_fraction {config['data']['val_fraction']} of train held out); seeds "
             f"{meta['seeds']}; budget per loss: {budget['epochs']} epochs x "
