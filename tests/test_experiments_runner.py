@@ -178,7 +178,7 @@ def test_mean_std_and_tables():
 
 
 def test_command_line_reports_unknown_experiment(capsys):
-    from magnetdml import cli, cli_experiment  # noqa: F401  (registers the command)
+    from magnetdml import cli
 
     assert cli.main(["experiment", "nope"]) == 2
     assert re.search(r"valid names: .*classification, clusters, convergence",

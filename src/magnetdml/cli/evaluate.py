@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from .cli import command
-from .training.runs import SPLITS
+from ..training.runs import SPLITS
+from ._common import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,11 +50,10 @@ def _format(metric: str, value) -> str:
     return f"{value:.4f}"
 
 
-@command("evaluate", "re-evaluate a saved run folder (test, unseen and val splits)", configure)
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .training.runs import EVALUATION, evaluate_run, load_run
+    from ..training.runs import EVALUATION, evaluate_run, load_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,3 +67,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.no_write:
         print(f"written: {run.path / EVALUATION}")
     return 0
+
+
+COMMAND = Command("evaluate", "re-evaluate a saved run folder (test, unseen and val splits)",
+                  configure, run_evaluate)

@@ -7,9 +7,9 @@ import os
 import shlex
 import sys
 
-from .cli import command
-from .experiments.compare import CURVE_METRICS
-from .training.config_io import add_config_arguments, config_from_arguments
+from ..experiments.compare import CURVE_METRICS
+from ..training.config_io import add_config_arguments, config_from_arguments
+from ._common import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,10 +56,8 @@ def _command_line() -> str | None:
     return None
 
 
-@command("compare", "train several losses under the same budget and compare them "
-         "(table, error curves, iterations to reach triplet's final error)", configure)
 def run_compare(args: argparse.Namespace) -> int:
-    from .experiments.compare import compare, markdown_table
+    from ..experiments.compare import compare, markdown_table
 
     config = config_from_arguments(args, {"data.name": args.dataset,
                                           "data.data_dir": args.data_dir,
@@ -73,3 +71,8 @@ def run_compare(args: argparse.Namespace) -> int:
     print(markdown_table(result.table, args.reference))
     print(f"report: {result.files['md']}")
     return 0
+
+
+COMMAND = Command("compare", "train several losses under the same budget and compare them "
+                  "(table, error curves, iterations to reach triplet's final error)",
+                  configure, run_compare)

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import yaml
 
-from .cli import command
-from .training.config_io import add_config_arguments
+from ..training.config_io import add_config_arguments
+from ._common import Command
 
 DEFAULT_OUT = Path("benchmarks/results/experiments")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from .experiments import EXPERIMENTS
+    from ..experiments import EXPERIMENTS
 
     parser.add_argument("name", metavar="NAME",
                         help=f"the experiment: {', '.join(EXPERIMENTS.names())}")
@@ -68,10 +68,8 @@ def flag_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-@command("experiment", "run one of the paper's experiments (classification, convergence, "
-         "unseen, clusters, ...) and write its report", configure)
 def run_experiment_command(args: argparse.Namespace) -> int:
-    from .experiments import EXPERIMENTS, run_experiment
+    from ..experiments import EXPERIMENTS, run_experiment
 
     EXPERIMENTS.get(args.name)      # unknown names: the error lists the valid ones
     out = Path(args.out) if args.out else DEFAULT_OUT / (args.name + ("-quick" if args.quick
@@ -89,3 +87,8 @@ def run_experiment_command(args: argparse.Namespace) -> int:
         print(f"{claim['claim']}: {verdict} ({claim.get('detail', '')})")
     print(f"report: {out / 'report.md'}")
     return 0
+
+
+COMMAND = Command("experiment", "run one of the paper's experiments (classification, "
+                  "convergence, unseen, clusters, ...) and write its report",
+                  configure, run_experiment_command)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import command, format_percent
-from .experiments.search import METRICS, random_search
-from .experiments.search_space import DEFAULT_SPACE, SearchSpace
-from .training.config_io import add_config_arguments, config_from_arguments
+from ..experiments.search import METRICS, random_search
+from ..experiments.search_space import DEFAULT_SPACE, SearchSpace
+from ..training.config_io import add_config_arguments, config_from_arguments
+from ._common import Command, format_percent
 
 DEFAULT_VAL_FRACTION = 0.1
 
@@ -45,7 +45,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-@command("search", "random hyperparameter search scored on a validation split", configure)
 def run_search(args: argparse.Namespace) -> int:
     extra = {"data.name": args.dataset, "data.data_dir": args.data_dir,
              "loss.name": args.loss, "train.epochs": args.epochs}
@@ -65,3 +64,7 @@ def run_search(args: argparse.Namespace) -> int:
     print(f"trials: {result.out / 'trials.csv'}   best config: "
           f"{result.out / 'best_config.yaml'}")
     return 0
+
+
+COMMAND = Command("search", "random hyperparameter search scored on a validation split",
+                  configure, run_search)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import command
-from .reporting.report import FORMATS
+from ..reporting.report import FORMATS
+from ._common import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,11 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder for the pages (default: DIR itself)")
 
 
-@command("report", "gather a run or experiment folder into report.html and report.md",
-         configure)
 def run_report(args: argparse.Namespace) -> int:
-    from .reporting.report import write_report
+    from ..reporting.report import write_report
 
     for path in write_report(args.folder, out_dir=args.out, formats=args.format):
         print(f"wrote {path}")
     return 0
+
+
+COMMAND = Command("report", "gather a run or experiment folder into report.html and report.md",
+                  configure, run_report)

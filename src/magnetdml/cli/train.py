@@ -1,0 +1,53 @@
+"""``magnetdml train``: train an embedding and evaluate it (default: Magnet Loss on digits)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..training.config_io import add_config_arguments, config_from_arguments
+from ._common import Command, format_percent
+
+
+def add_run_shortcuts(parser: argparse.ArgumentParser) -> None:
+    """Short flags for the fields people set most, plus every ``--section.field``."""
+    parser.add_argument("--dataset", help="dataset name (same as --data.name)")
+    parser.add_argument("--data-dir", help="folder with the dataset files (--data.data_dir)")
+    parser.add_argument("--loss", help="loss name (same as --loss.name)")
+    parser.add_argument("--epochs", help="number of epochs (same as --train.epochs)")
+    parser.add_argument("--out", help="run folder (default: runs/<dataset>-<loss>-<time>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished run in --out instead of refusing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(parser)
+
+
+def config_from_run_arguments(args: argparse.Namespace):
+    return config_from_arguments(args, {"data.name": args.dataset,
+                                        "data.data_dir": args.data_dir,
+                                        "loss.name": args.loss, "train.epochs": args.epochs,
+                                        "out": args.out})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..training import train
+
+    config = config_from_run_arguments(args)
+    result = train(config, overwrite=args.overwrite, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":     # under torchrun, rank 0 reports
+        return 0
+    summary = result.summary
+    print(f"kNC test error: {format_percent(summary.get('knc_error'))}   "
+          f"kNN test error: {format_percent(summary.get('knn_error'))}   "
+          f"({summary['dataset']}, {summary['loss']}, {summary['epochs']} epochs)")
+    if "unseen" in summary:
+        unseen = summary["unseen"]
+        print(f"unseen classes: NMI {unseen.get('nmi', float('nan')):.3f}   "
+              f"F1 {unseen.get('f1', float('nan')):.3f}   "
+              f"Recall@1 {format_percent(unseen.get('recall_at_1'))}")
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+COMMAND = Command("train", "train an embedding and evaluate it (default: Magnet Loss on digits)",
+                  add_run_shortcuts, run_train)
