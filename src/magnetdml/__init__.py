@@ -1,8 +1,17 @@
 """magnetdml: deep distance metric learning with Magnet Loss (Rippel et al., ICLR 2016).
 
-The layers, lowest first: ``losses`` (pure modules), ``index`` / ``sampling`` (the cluster
-index and the neighbourhood sampler), ``evaluation`` (kNC, kNN, retrieval and clustering
-metrics), ``data`` / ``models``, ``training`` (the loop), and the ``magnetdml`` command line.
+The layers, lowest first (a module imports only from layers below its own):
+
+1. ``losses`` -- pure ``torch.nn.Module`` losses;
+2. ``clustering`` (k-means, agglomerative, the cluster index) and ``sampling`` (the
+   neighbourhood and class-balanced samplers);
+3. ``evaluation`` -- kNC, kNN, retrieval and clustering metrics;
+4. ``data`` and ``models``;
+5. ``training`` -- the config tree, the loop, run folders, checkpoints, finished runs;
+6. ``reporting`` (report pages, figures), ``experiments`` (the paper's experiments, the loss
+   comparison, the hyperparameter search) and ``cli`` (the ``magnetdml`` command line).
+
+``_validation``, ``registry`` and ``_figures`` are small helpers every layer may use.
 """
 
 from .clustering import ClusterIndex

@@ -3,6 +3,11 @@
 Each experiment module registers itself in :data:`EXPERIMENTS` on import; see
 :mod:`magnetdml.experiments.runner` for the framework (RunSpec, Experiment, RunOutcome,
 run_experiment) and the keys of the results dict that ``report.md`` renders.
+
+Beside them, the two other drivers above training: :mod:`~magnetdml.experiments.compare`
+(``magnetdml compare``: several losses under one budget) and
+:mod:`~magnetdml.experiments.search` (``magnetdml search``: random hyperparameter search over
+:mod:`~magnetdml.experiments.search_space`); they are imported on use, not here.
 """
 
 # Each experiment module registers itself in EXPERIMENTS on import.
