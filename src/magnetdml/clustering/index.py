@@ -39,7 +39,7 @@ class ClusterIndex:
     clusters_per_class : K, clusters per class for ``method="kmeans"`` (paper: 1 to 16).
     method : "kmeans" (the paper) or "agglomerative" (Ward tree cut at ``distance_threshold``,
         in units of the pooled intra-class spread times sqrt(class size): see
-        ``magnetdml.agglomerative``; the count varies by class and over training).
+        ``magnetdml.clustering.agglomerative``; the count varies by class and over training).
     distance_threshold : the Ward cut for ``method="agglomerative"``; ignored by k-means.
     max_clusters_per_class : a cap on clusters per class for either method (None: no cap).
     max_iter : Lloyd iterations per k-means.
