@@ -14,6 +14,7 @@ The layers, lowest first (a module imports only from layers below its own):
 ``_validation``, ``registry`` and ``_figures`` are small helpers every layer may use.
 """
 
+from . import _moved
 from .clustering import ClusterIndex
 from .data import DATASETS, DatasetSplits, RandomRescaleCrop, load_dataset
 from .evaluation import KNearestClusters, SoftKNN, evaluate
@@ -32,6 +33,8 @@ from .models import BACKBONES, EmbeddingNet, build_model
 from .sampling import ClassBalancedSampler, NeighbourhoodSampler
 
 __version__ = "0.1.0"
+
+_moved.install()   # the flat layout's module paths (magnetdml.runs, ...) keep working
 
 _TRAINING = {"Config", "TrainResult", "train", "apply_overrides", "load_config_file"}
 
