@@ -18,8 +18,8 @@ def _batch(seed=0, cluster_labels=(0, 0, 1, 2, 2, 3), per_cluster=3, dim=4):
     return x, labels[perm], clusters[perm]
 
 
-def _reference(x, labels, clusters, variance=None):
-    """l_n = -log(exp(-own) / (exp(-own) + sum_{other-class m} exp(-d_nm / 2 s2)))."""
+def _reference(x, labels, clusters, variance=None, scale=1.0):
+    """l_n = -log(exp(-own) / (exp(-own) + sum_{other-class m} exp(-s d_nm / 2 s2)))."""
     rows = [[float(v) for v in row] for row in x]
     lab, cl = labels.tolist(), clusters.tolist()
     ids = sorted(set(cl))
@@ -31,8 +31,8 @@ def _reference(x, labels, clusters, variance=None):
     s2 = sum(sq) / (len(rows) - 1) if variance is None else variance
     losses = []
     for n in range(len(rows)):
-        own = math.exp(-sq[n] / (2 * s2))
-        others = sum(math.exp(-math.dist(rows[n], means[c]) ** 2 / (2 * s2))
+        own = math.exp(-scale * sq[n] / (2 * s2))
+        others = sum(math.exp(-scale * math.dist(rows[n], means[c]) ** 2 / (2 * s2))
                      for c in ids if label_of[c] != lab[n])
         losses.append(-math.log(own / (own + others)))
     return losses, s2
@@ -40,14 +40,15 @@ def _reference(x, labels, clusters, variance=None):
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("variance", [None, 0.5])
-def test_matches_literal_ratio(seed, variance):
+@pytest.mark.parametrize("scale", [1.0, 3.52])
+def test_matches_literal_ratio(seed, variance, scale):
     x, labels, clusters = _batch(seed)
-    expected, s2 = _reference(x, labels, clusters, variance)
-    loss_fn = ClusterNCALoss(reduction="none", variance=variance)
+    expected, s2 = _reference(x, labels, clusters, variance, scale)
+    loss_fn = ClusterNCALoss(reduction="none", variance=variance, scale=scale)
     torch.testing.assert_close(loss_fn(x, labels, clusters),
                                torch.tensor(expected, dtype=torch.float64))
     assert math.isclose(float(loss_fn.last_variance), s2, rel_tol=1e-12)
-    mean = ClusterNCALoss(variance=variance)(x, labels, clusters)
+    mean = ClusterNCALoss(variance=variance, scale=scale)(x, labels, clusters)
     assert math.isclose(float(mean), sum(expected) / len(expected), rel_tol=1e-12)
 
 

@@ -10,8 +10,9 @@ import magnetdml as md
 from magnetdml.losses.magnet import magnet_loss_terms
 
 
-def reference_magnet(embeddings, labels, clusters, alpha, variance=None):
-    """Paper eq. 5 written the slow obvious way with Python loops, in torch float64."""
+def reference_magnet(embeddings, labels, clusters, alpha, variance=None, scale=1.0):
+    """Paper eq. 5 written the slow obvious way with Python loops, in torch float64, with the
+    inverse temperature ``scale`` of DESIGN §1 on every variance-normalised distance."""
     r = embeddings.double()
     ids = sorted(set(clusters.tolist()))
     members = {c: [n for n in range(len(r)) if int(clusters[n]) == c] for c in ids}
@@ -21,9 +22,9 @@ def reference_magnet(embeddings, labels, clusters, alpha, variance=None):
     s2 = sum(own) / (len(r) - 1) if variance is None else torch.tensor(variance).double()
     losses = []
     for n in range(len(r)):
-        others = [torch.exp(-((r[n] - mean[c]) ** 2).sum() / (2 * s2))
+        others = [torch.exp(-scale * ((r[n] - mean[c]) ** 2).sum() / (2 * s2))
                   for c in ids if label_of[c] != int(labels[n])]
-        value = own[n] / (2 * s2) + alpha + torch.log(sum(others))
+        value = scale * own[n] / (2 * s2) + alpha + torch.log(sum(others))
         losses.append(torch.clamp(value, min=0.0))
     return torch.stack(losses)
 
@@ -52,12 +53,44 @@ def test_golden_values(labels, alpha, expected):
     assert loss.item() == pytest.approx(expected, abs=1e-7)
 
 
+def test_golden_value_with_temperature():
+    """DESIGN §1: the golden inputs, classes [0..5], alpha 1, global scaling s = 3.52."""
+    rows, clusters = golden_batch()
+    loss = md.MagnetLoss(alpha=1.0, scale=3.52)(rows, clusters, clusters)
+    assert loss.item() == pytest.approx(1.8078614, abs=1e-7)
+    # s = 1 is eq. 5 exactly, to the last bit
+    assert md.MagnetLoss(scale=1.0)(rows, clusters, clusters).item() == \
+        md.MagnetLoss()(rows, clusters, clusters).item()
+
+
 @pytest.mark.parametrize("labels", [None, [0, 0, 1, 1, 2, 2], [3, 7, 3, 7, 9, 9]])
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 7.0])
-def test_matches_slow_reference(labels, alpha):
+@pytest.mark.parametrize("scale", [1.0, 0.4, 3.52, 14.2])
+def test_matches_slow_reference(labels, alpha, scale):
     x, y, c = random_batch(1, labels=labels)
-    ours = md.MagnetLoss(alpha=alpha, reduction="none")(x, y, c)
-    torch.testing.assert_close(ours, reference_magnet(x, y, c, alpha))
+    ours = md.MagnetLoss(alpha=alpha, scale=scale, reduction="none")(x, y, c)
+    torch.testing.assert_close(ours, reference_magnet(x, y, c, alpha, scale=scale))
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.33, 6.42])
+def test_temperature_gradients_gradcheck_and_scale_invariance(scale):
+    x, y, c = random_batch(12, clusters=4, per_cluster=3, dim=4, labels=[0, 1, 1, 2])
+    loss_fn = md.MagnetLoss(alpha=1.5, scale=scale, reduction="none")
+    assert torch.autograd.gradcheck(loss_fn, (x.clone().requires_grad_(True), y, c))
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    loss_fn(x1, y, c).mean().backward()
+    reference_magnet(x2, y, c, 1.5, scale=scale).mean().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    # the temperature acts on the variance-normalised distances: the loss keeps its
+    # invariance to the embedding's scale for every s
+    torch.testing.assert_close(loss_fn(x * 250.0, y, c), loss_fn(x, y, c))
+
+
+def test_own_cluster_term_has_the_fixed_batch_mean_of_design():
+    """DESIGN §1: the batch mean of s ||r - mu(r)||^2 / (2 s2) is s (B - 1) / (2 B)."""
+    x, y, c = random_batch(13)
+    terms = md.losses.cluster_terms(x, y, c, scale=3.0)
+    assert terms.own.mean().item() == pytest.approx(3.0 * (len(x) - 1) / (2 * len(x)))
 
 
 def test_gradients_match_reference_through_means_and_variance():
@@ -175,3 +208,7 @@ def test_bad_parameters():
         md.MagnetLoss(reduction="avg")
     with pytest.raises(TypeError, match="alpha must be a real number"):
         md.MagnetLoss(alpha="1")
+    with pytest.raises(ValueError, match=r"scale must be > 0.0 \(the inverse temperature"):
+        md.MagnetLoss(scale=0.0)
+    with pytest.raises(ValueError, match="scale must be finite"):
+        md.MagnetLoss(scale=float("inf"))

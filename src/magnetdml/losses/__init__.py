@@ -24,8 +24,9 @@ LOSSES: Registry[nn.Module] = Registry("loss")
 
 
 @LOSSES.register("magnet")
-def _magnet(*, embedding_dim: int, num_classes: int, alpha: float = 1.0, **_: object) -> nn.Module:
-    return MagnetLoss(alpha=alpha)
+def _magnet(*, embedding_dim: int, num_classes: int, alpha: float = 1.0, scale: float = 1.0,
+            **_: object) -> nn.Module:
+    return MagnetLoss(alpha=alpha, scale=scale)
 
 
 # The baselines' factories. A loss-config field left at None takes the loss's own default, so
@@ -63,8 +64,9 @@ def _lifted(*, embedding_dim: int, num_classes: int, margin: float | None = None
 
 
 @LOSSES.register("cluster_nca")
-def _cluster_nca(*, embedding_dim: int, num_classes: int, **_: object) -> nn.Module:
-    return ClusterNCALoss()
+def _cluster_nca(*, embedding_dim: int, num_classes: int, scale: float = 1.0,
+                 **_: object) -> nn.Module:
+    return ClusterNCALoss(scale=scale)
 
 
 def build_loss(name: str, *, embedding_dim: int, num_classes: int, **params: object) -> nn.Module:

@@ -21,8 +21,9 @@ class MagnetTerms(NamedTuple):
 class ClusterTerms(NamedTuple):
     """The pieces Magnet Loss and cluster-NCA are built from, all in the compute dtype:
 
-    ``own (B,)`` = ``||r_n - mu(r_n)||^2 / (2 s2)``; ``impostors (B,)`` =
-    ``logsumexp_{m: class(m) != C(n)} -||r_n - mu_m||^2 / (2 s2)``; ``variance`` = ``s2``.
+    ``own (B,)`` = ``s ||r_n - mu(r_n)||^2 / (2 s2)``; ``impostors (B,)`` =
+    ``logsumexp_{m: class(m) != C(n)} -s ||r_n - mu_m||^2 / (2 s2)``; ``variance`` = ``s2``
+    (``s`` the inverse temperature ``scale``; ``s = 1`` is paper eq. 5).
     """
 
     own: torch.Tensor
@@ -53,20 +54,27 @@ def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch
 
 
 def cluster_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
-                  variance: float | None = None) -> ClusterTerms:
+                  variance: float | None = None, scale: float = 1.0) -> ClusterTerms:
     """Validate a batch and compute :class:`ClusterTerms` (see :func:`magnet_loss_terms`).
 
     Computed in float32 (float64 for float64 input) with autocast disabled, so half-precision
     training never underflows the exponentials.
     """
     _check_batch(embeddings, labels, clusters)
+    scale = check_scale(scale)
     compute_dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        return _cluster_terms(embeddings.to(compute_dtype), labels, clusters, variance)
+        return _cluster_terms(embeddings.to(compute_dtype), labels, clusters, variance, scale)
+
+
+def check_scale(scale: float) -> float:
+    """Validate the inverse temperature ``s`` of the variance-normalised distances."""
+    return check_float("scale", scale, strict_minimum=0.0,
+                       fix="the inverse temperature multiplies the distances; 1 is paper eq. 5")
 
 
 def _cluster_terms(x: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
-                   variance: float | None) -> ClusterTerms:
+                   variance: float | None, scale: float) -> ClusterTerms:
     cluster_ids, member_of = torch.unique(clusters, return_inverse=True)      # (M,), (B,)
     num_clusters = cluster_ids.shape[0]
     counts = torch.bincount(member_of, minlength=num_clusters)                # (M,)
@@ -103,22 +111,29 @@ def _cluster_terms(x: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor
                           dtype=x.dtype, device=x.device)
     squared = (x.pow(2).sum(1, keepdim=True) - 2.0 * x @ means.T
                + means.pow(2).sum(1).unsqueeze(0)).clamp_min(0.0)            # (B, M)
-    logits = -squared / (2.0 * s2)
+    # the inverse temperature multiplies every variance-normalised distance, own and impostor
+    temperature = scale / (2.0 * s2)
+    logits = -squared * temperature                                          # (B, M)
     same_class = labels.unsqueeze(1) == cluster_label.unsqueeze(0)            # (B, M)
     impostors = torch.logsumexp(logits.masked_fill(same_class, float("-inf")), dim=1)
-    return ClusterTerms(intra / (2.0 * s2), impostors, s2)
+    return ClusterTerms(intra * temperature, impostors, s2)
 
 
 def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
-                      alpha: float = 1.0, variance: float | None = None) -> MagnetTerms:
+                      alpha: float = 1.0, variance: float | None = None,
+                      scale: float = 1.0) -> MagnetTerms:
     """Magnet Loss per example, paper eq. 5, with the batch variance it used.
 
     For a batch of ``B = M*D`` embeddings ``r_n`` in ``M`` clusters::
 
         mu_m = mean of the embeddings of batch cluster m
         s2   = sum_n ||r_n - mu(r_n)||^2 / (B - 1)
-        l_n  = max(0, ||r_n - mu(r_n)||^2 / (2 s2) + alpha
-                      + logsumexp_{m: class(m) != C(n)} -||r_n - mu_m||^2 / (2 s2))
+        l_n  = max(0, s ||r_n - mu(r_n)||^2 / (2 s2) + alpha
+                      + logsumexp_{m: class(m) != C(n)} -s ||r_n - mu_m||^2 / (2 s2))
+
+    ``s`` (``scale``) is the paper's "global scaling" of App. B, read as an inverse
+    temperature: ``s = 1`` is eq. 5 exactly; larger ``s`` concentrates the log-sum-exp on the
+    nearest impostor cluster. The loss stays invariant to the embedding's scale for every ``s``.
 
     The denominator is masked by *class*: clusters of the example's own class appear neither in
     the numerator nor in the denominator. Gradients flow through ``mu_m`` and ``s2``.
@@ -132,12 +147,14 @@ def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: 
         variance: a fixed ``sigma^2`` to use instead of the batch estimate ``s2`` (``None``:
             estimate, which needs at least two examples in every cluster). ``variance=0.5``
             gives the unstandardised form of paper §3.4.
+        scale: the inverse temperature ``s > 0`` (k-nearest-cluster evaluation of a model
+            trained with ``s`` uses the lengthscale ``sigma^2 / s``).
 
     Returns:
         ``MagnetTerms(losses (B,), variance ())`` in float32 (float64 for float64 input).
     """
     alpha = check_float("alpha", alpha)
-    terms = cluster_terms(embeddings, labels, clusters, variance)
+    terms = cluster_terms(embeddings, labels, clusters, variance, scale)
     losses = torch.relu(terms.own + alpha + terms.impostors)                 # (B,)
     return MagnetTerms(losses, terms.variance)
 
@@ -145,19 +162,21 @@ def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: 
 class MagnetLoss(nn.Module):
     """Magnet Loss (paper eq. 5) as a module.
 
-    ``loss = MagnetLoss(alpha=1.0)(embeddings (B, D), labels (B,), clusters (B,))``.
+    ``loss = MagnetLoss(alpha=1.0, scale=1.0)(embeddings (B, D), labels (B,), clusters (B,))``.
     With ``reduction="none"`` it returns the ``(B,)`` per-example losses (the neighbourhood
     sampler caches them). After each call, ``last_variance`` holds the detached batch ``s2``,
-    from which training keeps the running ``sigma^2`` used by k-nearest-cluster evaluation.
+    from which training keeps the running ``sigma^2``; k-nearest-cluster evaluation uses the
+    lengthscale ``sigma^2 / scale``, consistent with the training objective.
     See :func:`magnet_loss_terms` for the equations.
     """
 
     requires_clusters = True
 
     def __init__(self, alpha: float = 1.0, reduction: str = "mean",
-                 variance: float | None = None) -> None:
+                 variance: float | None = None, scale: float = 1.0) -> None:
         super().__init__()
         self.alpha = check_float("alpha", alpha)
+        self.scale = check_scale(scale)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.variance = (None if variance is None
                          else check_float("variance", variance, strict_minimum=0.0))
@@ -165,9 +184,10 @@ class MagnetLoss(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
                 clusters: torch.Tensor) -> torch.Tensor:
-        terms = magnet_loss_terms(embeddings, labels, clusters, self.alpha, self.variance)
+        terms = magnet_loss_terms(embeddings, labels, clusters, self.alpha, self.variance,
+                                  self.scale)
         self.last_variance = terms.variance.detach()
         return reduce_losses(terms.losses, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, reduction={self.reduction!r}"
+        return f"alpha={self.alpha}, scale={self.scale}, reduction={self.reduction!r}"
