@@ -109,6 +109,24 @@ def test_evaluation_between_refreshes_clusters_the_current_model(tmp_path):
     assert metrics["knc_error"] == float(np.mean(knc.predict(t.embed(test)) != test.labels))
 
 
+def test_knc_uses_the_lengthscale_of_the_temperature(tmp_path):
+    """A model trained with inverse temperature s is classified with exp(-s d^2 / (2 sigma^2)):
+    kNC's lengthscale is sigma^2 / s, in training's evaluation and in a reloaded run."""
+    from magnetdml.training.runs import evaluate_run, load_run
+
+    summary = train(_config(tmp_path / "run", **{"loss.scale": 4.0})).summary
+    run = load_run(tmp_path / "run")
+    reference = run.embed(run.splits.train)
+    index, lengthscale = run.cluster_index(reference)
+    assert run.config.loss.scale == 4.0 and lengthscale == pytest.approx(run.variance / 4.0)
+    test = run.splits.test
+    predicted = KNearestClusters(neighbours=128).fit(index, run.variance / 4.0).predict(
+        run.embed(test))
+    assert summary["knc_error"] == float(np.mean(predicted != test.labels))
+    assert evaluate_run(run, split="test", metrics=["knc_error"], write=False)["test"] == \
+        {"knc_error": summary["knc_error"]}
+
+
 @pytest.mark.parametrize("loss", LOSSES.names())
 def test_every_registered_loss_trains_an_epoch(tmp_path, loss):
     summary = train(_config(tmp_path / loss, **{"loss.name": loss, "train.epochs": 1}),

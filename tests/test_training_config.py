@@ -49,6 +49,8 @@ def test_dict_round_trip_through_json(tmp_path):
     (["--loss.name", "magnett"], r"loss.name must be one of .*'magnet'.*got 'magnett'"),
     (["--model.normalize", "maybe"], r"model.normalize must be of type bool"),
     (["--train.device", "gpu"], r"train.device must be 'cpu', 'cuda'"),
+    (["--loss.scale", "0"], r"loss.scale must be > 0.0 \(the inverse temperature multiplies "
+                            r"the distances; 1 is paper eq. 5\); got 0.0"),
 ])
 def test_bad_values_name_field_rule_and_value(argv, match):
     with pytest.raises(ValueError, match=match):
@@ -57,7 +59,7 @@ def test_bad_values_name_field_rule_and_value(argv, match):
 
 def test_unknown_fields_and_sections_list_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="unknown config field 'loss.alfa'; fields of loss: "
-                                         "name, alpha"):
+                                         "name, alpha, scale"):
         apply_overrides(Config(), {"loss.alfa": 1})
     path = tmp_path / "bad.json"
     path.write_text('{"optim": {"lr": 1}}')

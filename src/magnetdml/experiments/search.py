@@ -145,6 +145,7 @@ def evaluate_run(run_dir: str | Path, split: str = "val", *,
     index, variance = make_index(config), state["variance"]
     if state["index"] is not None:
         index.load_state_dict(state["index"])
+        variance = config.loss.knc_variance(variance)
     else:
         index.fit(reference, splits.train.labels)
         residual = (reference - index.centroids_[index.assignments_]).astype(np.float64)

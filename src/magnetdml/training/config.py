@@ -66,12 +66,22 @@ class LossConfig:
 
     name: str = "magnet"                    # a name of magnetdml.losses.LOSSES
     alpha: float = 1.0                      # Magnet's margin, in units of the variance
+    scale: float = 1.0                      # Magnet / cluster-NCA inverse temperature s on the
+                                            # variance-normalised distances ("global scaling",
+                                            # App. B; 1 = eq. 5); kNC uses sigma^2 / s
     margin: float | None = None             # triplet / contrastive / lifted margin
     positive_margin: float | None = None    # contrastive: positives pulled below this
     triplet_variant: str | None = None      # "hinge" (paper eq. 1) or "ratio" (seed 003)
     miner: str | None = None                # all | batch_hard | semi_hard | nearest_impostors
     impostor_fraction: float | None = None  # triplet: nearest impostor fraction (App. B)
     normalize: bool | None = None           # L2-normalise inside triplet-style losses
+
+    def knc_variance(self, sigma2: float) -> float:
+        """The kNC lengthscale consistent with training: ``sigma^2 / s``, ``sigma^2`` the
+        running average of the batch variance ``s2`` (paper §3.3) and ``s`` the inverse
+        temperature ``scale`` (``exp(-s d^2 / (2 sigma^2))`` is the training objective's own
+        weighting of a cluster at squared distance ``d^2``)."""
+        return float(sigma2) / self.scale
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,8 @@ class Config:
         self.model.backbone_options()
         check_choice("loss.name", self.loss.name, LOSSES.names())
         check_float("loss.alpha", self.loss.alpha)
+        check_float("loss.scale", self.loss.scale, strict_minimum=0.0,
+                    fix="the inverse temperature multiplies the distances; 1 is paper eq. 5")
         if self.loss.margin is not None:
             check_float("loss.margin", self.loss.margin, minimum=0.0)
         if self.loss.impostor_fraction is not None:

@@ -40,7 +40,9 @@ class EvaluationStep:
         reference = self.train_embeddings()
 
         def scores() -> dict:   # on rank 0 only, then shared
-            index, variance = self.index, self.variance
+            index = self.index
+            variance = (None if self.variance is None
+                        else self.config.loss.knc_variance(self.variance))
             if index is not None and self.index_iteration != self.iteration:
                 # between refreshes (adaptive or every-N schedules) the training index is
                 # stale: kNC uses the current model's clusters (paper §3.3: the final index),

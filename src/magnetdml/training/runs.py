@@ -76,11 +76,11 @@ class LoadedRun:
                              copies=copies)
 
     def cluster_index(self, reference: np.ndarray) -> tuple[ClusterIndex, float]:
-        """The run's index and ``sigma^2``; for losses without one (softmax, triplet...), an
-        index fitted now on ``reference`` with ``sigma^2 = sum ||r - mu(r)||^2 / (N - 1)``,
-        exactly as training's evaluation does."""
+        """The run's index and kNC lengthscale ``sigma^2 / scale``; for losses without one
+        (softmax, triplet...), an index fitted now on ``reference`` with
+        ``sigma^2 = sum ||r - mu(r)||^2 / (N - 1)``, exactly as training's evaluation does."""
         if self.index is not None and self.variance is not None:
-            return self.index, float(self.variance)
+            return self.index, self.config.loss.knc_variance(self.variance)
         index = make_index(self.config).fit(reference, self.splits.train.labels)
         return index, cluster_variance(reference, index)
 
