@@ -27,13 +27,18 @@ def _config(out, **overrides) -> Config:
     return apply_overrides(Config(), {**SHORT, "out": str(out), **overrides})
 
 
+def _checkpoint(run_dir) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+
 def _model(run_dir) -> dict:
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    return _checkpoint(run_dir)["model"]
 
 
 def _scores(summary: dict) -> dict:
     """Everything but wall-clock fields and the folder name."""
     drop = {"run_dir", "train_seconds", "refresh_seconds", "initial_index_seconds",
+            "warm_start_seconds",
             "images_per_second"}
     return {k: v for k, v in summary.items() if k not in drop}
 
@@ -55,8 +60,14 @@ def test_default_cli_job_writes_the_run_folder_and_reaches_three_percent(tmp_pat
     assert f"{100 * summary['knc_error']:.2f}%" in printed
 
 
-def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeypatch):
-    straight = train(_config(tmp_path / "straight"), progress=False)
+@pytest.mark.parametrize("overrides", [
+    {},
+    # uniform batches and the classifier the warm start hands over resume bit for bit too
+    {"loss.name": "softmax", "train.warm_start_epochs": 1},
+])
+def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeypatch,
+                                                               overrides):
+    straight = train(_config(tmp_path / "straight", **overrides), progress=False)
 
     original = Trainer.step
 
@@ -65,7 +76,7 @@ def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeyp
             raise KeyboardInterrupt
         return original(self, batch)
 
-    interrupted = _config(tmp_path / "resumed")
+    interrupted = _config(tmp_path / "resumed", **overrides)
     monkeypatch.setattr(Trainer, "step", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, progress=False)
@@ -77,6 +88,9 @@ def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeyp
     assert _scores(resumed.summary) == _scores(straight.summary)
     for name, value in _model(tmp_path / "straight").items():
         torch.testing.assert_close(_model(tmp_path / "resumed")[name], value, rtol=0, atol=0)
+    for name, value in _checkpoint(tmp_path / "straight")["loss"].items():
+        torch.testing.assert_close(_checkpoint(tmp_path / "resumed")["loss"][name], value,
+                                   rtol=0, atol=0)
     epochs = [json.loads(line)["epoch"]
               for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]

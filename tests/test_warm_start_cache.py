@@ -59,7 +59,24 @@ def test_losses_without_weights_share_one_warm_start_and_softmax_trains_its_own(
     assert len(list(cache.glob("*.pt"))) == 2
 
 
+def test_runs_of_other_learning_rates_share_a_warm_start_with_a_fixed_warm_start_lr(tmp_path):
+    cache = tmp_path / "cache"
+    fixed = {"train.warm_start_lr": 0.05}
+    first, _ = _run(tmp_path / "first", cache, **fixed, **{"train.lr": 0.01})
+    second, _ = _run(tmp_path / "second", cache, **fixed, **{"train.lr": 0.002})
+    softmax, _ = _run(tmp_path / "softmax", cache, **fixed, **{"loss.name": "softmax"})
+    softmax_again, _ = _run(tmp_path / "softmax2", cache, **fixed,
+                            **{"loss.name": "softmax", "train.lr": 0.3})
+    assert [r["warm_start_loaded"] for r in (first, second, softmax, softmax_again)] == \
+        [False, True, False, True]
+    # the warm start's rate is the default warm start's when it equals train.lr
+    plain, plain_model = _run(tmp_path / "plain", "", **{"train.lr": 0.05})
+    same, same_model = _run(tmp_path / "same", "", **fixed, **{"train.lr": 0.05})
+    assert _scores(plain) == _scores(same)
+
+
 @pytest.mark.parametrize("change", [{"train.lr": 0.01}, {"train.seed": 1},
+                                    {"train.warm_start_lr": 0.01},
                                     {"model.embedding_dim": 8}, {"data.augment": True}])
 def test_a_different_warm_start_input_is_never_served_from_the_cache(tmp_path, change):
     cache = tmp_path / "cache"

@@ -4,7 +4,9 @@ Every loss is registered under its CLI name in ``LOSSES``; ``build_loss`` makes 
 name, the embedding size and the class count (some losses, such as softmax, own parameters).
 Each loss module has the class attribute ``requires_clusters`` (True: ``forward`` takes
 ``(embeddings, labels, clusters)`` and training draws neighbourhoods from a cluster index;
-False: ``forward(embeddings, labels)`` and training draws class-balanced batches).
+False: ``forward(embeddings, labels)`` and training draws class-balanced batches, or the
+uniformly shuffled batches of a loss whose class attribute ``default_batches`` says
+``"uniform"``, as softmax's does: see :func:`default_batches`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ def _cluster_nca(*, embedding_dim: int, num_classes: int, scale: float = 1.0,
     return ClusterNCALoss(scale=scale)
 
 
+def default_batches(name: str) -> str:
+    """How the loss registered as ``name`` draws its batches unless told otherwise
+    (``sampler.batches auto``): ``"neighbourhood"`` for cluster losses, else the loss's
+    ``default_batches`` (softmax: ``"uniform"``), else ``"class_balanced"`` (P x K)."""
+    loss = build_loss(name, embedding_dim=2, num_classes=2)
+    if getattr(loss, "requires_clusters", False):
+        return "neighbourhood"
+    return getattr(loss, "default_batches", "class_balanced")
+
+
 def build_loss(name: str, *, embedding_dim: int, num_classes: int, **params: object) -> nn.Module:
     """Make the loss registered as ``name``; ``params`` are the loss config's fields
     (each factory takes the ones it uses and ignores the rest)."""
@@ -77,4 +89,4 @@ def build_loss(name: str, *, embedding_dim: int, num_classes: int, **params: obj
 
 __all__ = ["LOSSES", "MINERS", "ClusterNCALoss", "ClusterTerms", "ContrastiveLoss",
            "LiftedStructureLoss", "MagnetLoss", "MagnetTerms", "SoftmaxLoss", "TripletLoss",
-           "Triplets", "build_loss", "cluster_terms", "magnet_loss_terms"]
+           "Triplets", "build_loss", "cluster_terms", "default_batches", "magnet_loss_terms"]

@@ -29,10 +29,14 @@ class SoftmaxLoss(nn.Module):
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` per-example losses).
 
     The logits and the cross-entropy are computed in float32 (float64 for float64 input) with
-    autocast disabled. A batch of a single class is fine for this loss.
+    autocast disabled. A batch of a single class is fine for this loss. It trains on
+    uniformly shuffled batches (``default_batches``), its standard protocol: P x K
+    class-balanced batches show the classifier only P of its classes per step, and with many
+    classes its loss then stays near chance.
     """
 
     requires_clusters = False
+    default_batches = "uniform"
 
     def __init__(self, embedding_dim: int, num_classes: int, reduction: str = "mean") -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""What the two batch samplers share: an endless, seeded, resumable stream of batches.
+"""What the batch samplers share: an endless, seeded, resumable stream of batches.
 
 A batch is ``G`` groups (clusters or classes) x ``S`` examples. Two random streams: the group
 stream is the same on every torchrun rank (so ranks can agree on distinct groups per step),
@@ -52,7 +52,8 @@ def check_replicas(num_replicas: Any, rank: Any) -> tuple[int, int]:
 
 
 class BatchStream(Sampler[list[int]]):
-    """Base of ``NeighbourhoodSampler`` and ``ClassBalancedSampler``. Subclasses set
+    """Base of ``NeighbourhoodSampler``, ``ClassBalancedSampler`` and ``UniformSampler``
+    (whose one group is the whole dataset). Subclasses set
     ``batch_size`` and ``n_examples`` and implement ``next_batch`` and ``_params``."""
 
     batch_size: int

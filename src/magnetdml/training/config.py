@@ -99,13 +99,24 @@ class IndexConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Batch composition: M clusters x D examples (Magnet), P classes x K examples (others)."""
+    """Batch composition: M clusters x D examples (cluster losses), P classes x K examples
+    (triplet, contrastive, lifted), or uniformly shuffled batches (softmax)."""
 
+    batches: str = "auto"             # auto (the loss's own: neighbourhood for cluster losses,
+                                      # uniform for softmax, class_balanced for the others),
+                                      # class_balanced or uniform
     clusters_per_batch: int = 12      # M (paper's best: 12)
     examples_per_cluster: int = 4     # D (paper's best: 4)
     impostors: str = "nearest"        # "nearest" (paper) or "random" (ablation)
     classes_per_batch: int = 8        # P, for losses without a cluster index (P*K = 48 = M*D,
     examples_per_class: int = 6       # K, the same images per step; P <= 10 fits CIFAR/MNIST)
+    batch_size: int = 0               # uniform batches; 0 = P * K, the baselines' batch size
+
+    def batch_protocol(self, loss: str) -> str:
+        """``batches`` with ``auto`` resolved for ``loss`` (a name of LOSSES)."""
+        from ..losses import default_batches
+
+        return default_batches(loss) if self.batches == "auto" else self.batches
 
 
 @dataclass(frozen=True)
@@ -120,12 +131,18 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_decay: float = 0.95            # learning rate *= lr_decay after every epoch
     warm_start_epochs: int = 0        # brief softmax pre-training (paper §4)
+    warm_start_lr: float = 0.0        # its learning rate; 0 = train.lr (a fixed one lets
+                                      # runs of other lrs share one stored warm start)
     warm_start_cache: str = ""        # folder to reuse identical warm starts from ("": off)
     variance_momentum: float = 0.9    # running average of s2 -> sigma^2 for kNC
     seed: int = 0
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
     threads: int = 0                  # torch CPU threads; 0 = torch's default
+
+    def warm_start_rate(self) -> float:
+        """The warm start's learning rate: ``warm_start_lr``, or ``lr`` when that is 0."""
+        return self.warm_start_lr or self.lr
 
 
 @dataclass(frozen=True)
@@ -157,7 +174,7 @@ class Config:
         from ..data import DATASETS
         from ..losses import LOSSES
         from ..models import BACKBONES
-        from ..sampling.neighbourhood import IMPOSTORS
+        from ..sampling import BATCHES, IMPOSTORS
 
         check_choice("data.name", self.data.name, DATASETS.names())
         check_float("data.val_fraction", self.data.val_fraction, minimum=0.0, maximum=0.9)
@@ -193,6 +210,9 @@ class Config:
         check_int("sampler.examples_per_cluster", self.sampler.examples_per_cluster, minimum=2,
                   fix="the variance needs two points per cluster")
         check_choice("sampler.impostors", self.sampler.impostors, IMPOSTORS)
+        check_choice("sampler.batches", self.sampler.batches, BATCHES)
+        _check_batches(self.loss.name, self.sampler.batches)
+        check_int("sampler.batch_size", self.sampler.batch_size, minimum=0)
         check_int("sampler.classes_per_batch", self.sampler.classes_per_batch, minimum=2)
         check_int("sampler.examples_per_class", self.sampler.examples_per_class, minimum=2,
                   fix="a positive pair needs two examples of a class")
@@ -204,6 +224,8 @@ class Config:
         check_float("train.weight_decay", self.train.weight_decay, minimum=0.0)
         check_float("train.lr_decay", self.train.lr_decay, strict_minimum=0.0, maximum=1.0)
         check_int("train.warm_start_epochs", self.train.warm_start_epochs, minimum=0)
+        check_float("train.warm_start_lr", self.train.warm_start_lr, minimum=0.0,
+                    fix="0 uses train.lr")
         check_float("train.variance_momentum", self.train.variance_momentum, minimum=0.0,
                     maximum=1.0)
         check_int("train.seed", self.train.seed, minimum=0)
@@ -217,6 +239,23 @@ class Config:
         check_int("eval.every", self.eval.every, minimum=0)
         check_int("eval.test_time_augment", self.eval.test_time_augment, minimum=0)
         return self
+
+
+def _check_batches(loss: str, batches: str) -> None:
+    """Cluster losses train on neighbourhoods only; the other losses on anything but."""
+    from ..losses import default_batches
+
+    own = default_batches(loss)
+    if batches in ("auto", own):
+        return
+    if own == "neighbourhood":
+        raise ValueError(f"sampler.batches must be 'auto' or 'neighbourhood' for loss {loss!r} "
+                         "(a cluster loss trains on neighbourhoods of M clusters x D examples "
+                         f"from its index); got {batches!r}")
+    if batches == "neighbourhood":
+        raise ValueError(f"sampler.batches 'neighbourhood' needs a cluster loss (magnet, "
+                         f"cluster_nca) and loss {loss!r} has no cluster index; use 'auto', "
+                         "'class_balanced' or 'uniform'")
 
 
 SECTIONS = tuple(f.name for f in fields(Config) if f.name != "out")

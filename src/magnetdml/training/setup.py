@@ -16,6 +16,7 @@ from ..losses import build_loss
 from ..models import build_model
 from ..sampling.balanced import ClassBalancedSampler
 from ..sampling.neighbourhood import NeighbourhoodSampler
+from ..sampling.uniform import UniformSampler
 from .config import Config
 
 
@@ -86,7 +87,9 @@ def make_index(config: Config) -> ClusterIndex:
 
 def make_sampler(config: Config, labels: np.ndarray, index: ClusterIndex | None, *,
                  rank: int = 0, world_size: int = 1):
-    """Neighbourhoods (M clusters x D examples) for cluster losses, else P x K batches."""
+    """Neighbourhoods (M clusters x D examples) for cluster losses; for the others P x K
+    class-balanced or uniformly shuffled batches, as ``sampler.batches`` says (``auto``:
+    uniform for softmax, class-balanced for pair and triplet losses)."""
     per_epoch = config.train.iterations_per_epoch or None
     if index is not None:
         return NeighbourhoodSampler(index, clusters_per_batch=config.sampler.clusters_per_batch,
@@ -94,6 +97,11 @@ def make_sampler(config: Config, labels: np.ndarray, index: ClusterIndex | None,
                                     batches_per_epoch=per_epoch, seed=config.train.seed,
                                     num_replicas=world_size, rank=rank,
                                     impostors=config.sampler.impostors)
+    if config.sampler.batch_protocol(config.loss.name) == "uniform":
+        size = config.sampler.batch_size or (config.sampler.classes_per_batch
+                                             * config.sampler.examples_per_class)
+        return UniformSampler(labels, batch_size=size, batches_per_epoch=per_epoch,
+                              seed=config.train.seed, num_replicas=world_size, rank=rank)
     return ClassBalancedSampler(labels, classes_per_batch=config.sampler.classes_per_batch,
                                 examples_per_class=config.sampler.examples_per_class,
                                 batches_per_epoch=per_epoch, seed=config.train.seed,

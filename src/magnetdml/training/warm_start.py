@@ -1,8 +1,9 @@
 """Paper §4: warm-start every loss from a softmax network trained only briefly.
 
-A temporary softmax head (cross-entropy through a linear layer on the embedding) is trained
-together with the network for a few epochs of shuffled batches, then discarded: the network's
-weights are the starting point of the metric-learning run.
+A softmax head (cross-entropy through a linear layer on the embedding) is trained together
+with the network for a few epochs of shuffled batches. The network's weights are the starting
+point of the metric-learning run; the head is discarded, except by the softmax baseline, which
+trains on with it (a fresh random head would restart its loss at chance, ``ln C``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..losses import build_loss
+from ..losses import SoftmaxLoss, build_loss
 from .warm_start_cache import WarmStartCache
 
 BATCH_SIZE = 128
@@ -52,12 +53,14 @@ def warm_start(trainer, epochs: int) -> None:
 
 def _train(trainer, epochs: int) -> None:
     config, dist = trainer.config, trainer.dist
-    head = build_loss("softmax", embedding_dim=config.model.embedding_dim,
-                      num_classes=trainer.splits.num_classes).to(dist.device)
+    head = trainer.loss_fn
+    if not isinstance(head, SoftmaxLoss):
+        head = build_loss("softmax", embedding_dim=config.model.embedding_dim,
+                          num_classes=trainer.splits.num_classes).to(dist.device)
     net = _WithHead(trainer.model, head)
     if dist.world_size > 1:
         net = DistributedDataParallel(net)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.train.lr,
+    optimizer = torch.optim.SGD(net.parameters(), lr=config.train.warm_start_rate(),
                                 momentum=config.train.momentum)
     rng = np.random.default_rng(config.train.seed)
     dataset = trainer.splits.train

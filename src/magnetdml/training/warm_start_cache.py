@@ -9,8 +9,9 @@ epoch over the training set, about a third of a run of the ``classification`` ex
 With a cache folder, the first such run stores its result under a hash of those inputs and the
 others load it: the weights *and* the random states after the warm start, so a run is
 bit-for-bit the same whether it trained its warm start or loaded it (``tests/test_warm_start``).
-A loss with weights of its own (softmax's classifier) draws them from the torch random state
-before the warm start, so it hashes differently and trains its own.
+The softmax baseline's warm start trains the loss's own classifier (drawn from the torch random
+state before the warm start): its weights enter the hash and the file, so it hashes
+differently and stores and loads its classifier with the network.
 
 Files are written atomically; a file that cannot be read is treated as missing and rewritten.
 """
@@ -29,7 +30,8 @@ from .run_dir import atomic_write
 from .setup import restore_rng_state, rng_state
 
 #: Bump when the warm start's computation changes, so that old files are never reused.
-FORMAT = 1
+#: 2: softmax trains its own classifier in the warm start and keeps it.
+FORMAT = 2
 #: Training examples whose pixels enter the hash (with every label): catches a changed data
 #: folder without reading all of it.
 DATA_SAMPLE = 64
@@ -59,6 +61,7 @@ class WarmStartCache:
         if not isinstance(state, dict) or state.get("key") != self.key:
             return False
         self.trainer.model.load_state_dict(state["model"])
+        self.trainer.loss_fn.load_state_dict(state["loss"])
         restore_rng_state(state["rng"])
         if state["augment_rng"] is not None:
             self.trainer.augment_generator.set_state(state["augment_rng"])
@@ -66,7 +69,8 @@ class WarmStartCache:
 
     def store(self) -> None:
         """Write the trainer's warm-started weights and random states (atomically)."""
-        state = {"key": self.key, "model": self.trainer.model.state_dict(), "rng": rng_state(),
+        state = {"key": self.key, "model": self.trainer.model.state_dict(),
+                 "loss": self.trainer.loss_fn.state_dict(), "rng": rng_state(),
                  "augment_rng": _augment_state(self.trainer)}
         atomic_write(self.path, lambda handle: torch.save(state, handle))
 
@@ -81,7 +85,8 @@ def _key(trainer, epochs: int, batch_size: int) -> str:
     config, model, train = trainer.config, trainer.model, trainer.splits.train
     digest = hashlib.sha256()
     settings = {"format": FORMAT, "torch": torch.__version__, "epochs": epochs,
-                "batch_size": batch_size, "seed": config.train.seed, "lr": config.train.lr,
+                "batch_size": batch_size, "seed": config.train.seed,
+                "lr": config.train.warm_start_rate(),
                 "momentum": config.train.momentum, "device": str(trainer.dist.device),
                 "world_size": trainer.dist.world_size, "data": repr(config.data),
                 "num_classes": trainer.splits.num_classes,
@@ -89,7 +94,9 @@ def _key(trainer, epochs: int, batch_size: int) -> str:
                 # so runs that differ only in model.normalize share one
                 "architecture": repr((model.backbone, model.head))}
     digest.update(json.dumps(settings, sort_keys=True).encode())
-    for name, tensor in model.state_dict().items():
+    weights = {**model.state_dict(),
+               **{f"loss.{k}": v for k, v in trainer.loss_fn.state_dict().items()}}
+    for name, tensor in weights.items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     state = rng_state()
