@@ -24,11 +24,11 @@ def draws(space, n=400, num_classes=None, seed=0):
 
 def test_magnet_samples_stay_in_their_ranges_and_the_batch_bound():
     samples = draws(SearchSpace("magnet"), num_classes=10)
-    assert set(samples[0]) == {"train.lr", "train.lr_decay", "loss.alpha",
+    assert set(samples[0]) == {"train.lr", "train.lr_decay", "loss.alpha", "loss.scale",
                                "index.clusters_per_class", "sampler.clusters_per_batch",
                                "sampler.examples_per_cluster"}
-    for name in ("lr", "lr_decay", "alpha", "clusters_per_class", "clusters_per_batch",
-                 "examples_per_cluster"):
+    for name in ("lr", "lr_decay", "alpha", "scale", "clusters_per_class",
+                 "clusters_per_batch", "examples_per_cluster"):
         p = DEFAULT_SPACE[name]
         values = np.array([s[p.field] for s in samples])
         assert values.min() >= p.low and values.max() <= p.high, name
@@ -54,9 +54,20 @@ def test_each_loss_searches_its_own_parameters():
     assert set(SearchSpace("triplet").params) == {"lr", "lr_decay", "margin",
                                                   "impostor_fraction"}
     assert set(SearchSpace("softmax").params) == {"lr", "lr_decay"}
-    assert set(SearchSpace("cluster_nca").params) == {"lr", "lr_decay", "clusters_per_batch",
+    assert set(SearchSpace("cluster_nca").params) == {"lr", "lr_decay", "scale",
+                                                      "clusters_per_batch",
                                                       "examples_per_cluster",
                                                       "clusters_per_class"}
+    # the paper's "global scaling" optima (2.33-14.2) lie inside the temperature's range
+    scale = DEFAULT_SPACE["scale"]
+    assert scale.field == "loss.scale" and scale.low < 2.33 and 14.2 < scale.high
+
+
+def test_weight_decay_is_searched_only_when_given_a_range():
+    assert "weight_decay" not in SearchSpace("magnet").params
+    space = SearchSpace("softmax", {"weight_decay": "1e-5:1e-3"})
+    values = [s["train.weight_decay"] for s in draws(space, n=200)]
+    assert 1e-5 <= min(values) and max(values) <= 1e-3
 
 
 def test_overrides_narrow_or_fix_a_range_and_draws_are_seeded():
@@ -130,6 +141,17 @@ def test_search_resumes_skipping_finished_trials_and_extends(search):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps      # not retrained
     with pytest.raises(ValueError, match="holds a search with other settings"):
         random_search(base, out, trials=4, seed=2)
+
+
+def test_trials_in_worker_processes_are_the_same_runs(search, tmp_path):
+    base, out, result = search
+    parallel = random_search(base, tmp_path / "parallel", trials=3, seed=1, jobs=2,
+                             log=lambda _: None)
+    drop = ("seconds", "train_seconds")
+    assert [{k: v for k, v in row.items() if k not in drop} for row in parallel.trials] == \
+        [{k: v for k, v in row.items() if k not in drop} for row in result.trials[:3]]
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        random_search(base, tmp_path / "none", trials=1, jobs=0)
 
 
 def test_evaluate_run_on_test_matches_the_trainers_summary(search):

@@ -31,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--metric", choices=METRICS, default=None,
                         help="validation error to minimise (default: knc_error for losses "
                              "with a cluster index, knn_error otherwise, as in the paper)")
+    search.add_argument("--jobs", type=int, default=1,
+                        help="trials trained at once in worker processes (each with "
+                             "cores // jobs torch threads unless --train.threads is set)")
     search.add_argument("--max-batch", type=int, default=48,
                         help="largest M * D (the paper's memory bound)")
     for name, p in DEFAULT_SPACE.items():
@@ -55,7 +58,7 @@ def run_search(args: argparse.Namespace) -> int:
                  if key.startswith("space:") and value is not None}
     space = SearchSpace(base.loss.name, overrides, max_batch=args.max_batch)
     result = random_search(base, args.out, trials=args.trials, seed=args.seed, space=space,
-                           metric=args.metric, progress=not args.quiet,
+                           metric=args.metric, jobs=args.jobs, progress=not args.quiet,
                            log=(lambda _: None) if args.quiet else print)
     best = result.best
     print(f"best of {sum(r['status'] == 'ok' for r in result.trials)} trial(s): trial "

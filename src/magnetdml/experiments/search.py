@@ -27,6 +27,7 @@ import yaml
 
 from .._validation import check_choice, check_int
 from ..training import Config, apply_overrides, config_to_dict, train
+from ..training.parallel import in_workers, with_threads
 from ..training.run_dir import SUMMARY, write_json
 from .search_space import SearchSpace
 
@@ -48,8 +49,9 @@ class SearchResult:
 
 def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
                   space: SearchSpace | None = None, metric: str | None = None,
-                  progress: bool = False, log=print) -> SearchResult:
-    """Run ``trials`` random trials of ``base`` (see the module docstring) into ``out``.
+                  jobs: int = 1, progress: bool = False, log=print) -> SearchResult:
+    """Run ``trials`` random trials of ``base`` (see the module docstring) into ``out``,
+    ``jobs`` at once in worker processes (trial ``i`` is the same run whichever way).
 
     Writes ``out/trials.csv`` (trial, status, the sampled fields, ``val_knc_error``,
     ``val_knn_error``, ``train_seconds``, ``seconds``) and ``out/best_config.yaml`` (the trial
@@ -59,6 +61,7 @@ def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     base = base.validate()
     check_int("trials", trials, minimum=1)
     check_int("seed", seed, minimum=0)
+    jobs = check_int("jobs", jobs, minimum=1, fix="the number of trials trained at once")
     if base.data.val_fraction <= 0:
         raise ValueError("data.val_fraction must be > 0 for a search (trials are scored on the "
                          f"validation split); got {base.data.val_fraction}; e.g. 0.1")
@@ -74,17 +77,35 @@ def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
                              "base": config_to_dict(base)})
     from ..training.setup import load_splits
     num_classes = len(np.unique(load_splits(base).train.labels))
-    rows = []
-    for i in range(trials):
-        params = space.sample(np.random.default_rng([seed, i]), num_classes)
-        config = apply_overrides(base, {**params, "out": str(out / f"trial_{i:03d}")})
-        rows.append(_run_trial(i, config, params, progress, log))
-        if len(rows) == min(trials, FAIL_FAST) and all(r["status"] != "ok" for r in rows):
+    draws = [space.sample(np.random.default_rng([seed, i]), num_classes) for i in range(trials)]
+    calls = [(i, apply_overrides(base, {**params, "out": str(out / f"trial_{i:03d}")}), params)
+             for i, params in enumerate(draws)]
+    rows: dict[int, dict] = {}
+    for i, _, _ in calls:
+        done = out / f"trial_{i:03d}" / VAL_METRICS
+        if done.exists():
+            rows[i] = json.loads(done.read_text())
+            log(f"trial {i}: finished before, skipped")
+    todo = [call for call in calls if call[0] not in rows]
+    if jobs == 1 or len(todo) <= 1:
+        finishing = ((i, _run_trial(i, config, params, progress))
+                     for i, config, params in todo)
+    else:   # each worker gets cores // jobs threads (unless train.threads is set)
+        finishing = ((todo[position][0], row) for position, row in in_workers(
+            _run_trial, [(i, with_threads(config, jobs), params) for i, config, params in todo],
+            jobs=jobs))
+    for i, row in finishing:
+        rows[i] = row
+        log(f"trial {i}: {row['status']} " + " ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k.startswith("val_")))
+        first = [rows.get(j) for j in range(min(trials, FAIL_FAST))]
+        if all(r is not None and r["status"] != "ok" for r in first):
             # a broken base config, not unlucky draws: stop, and let a rerun retry them
-            for j in range(len(rows)):
+            for j in range(len(first)):
                 (out / f"trial_{j:03d}" / VAL_METRICS).unlink(missing_ok=True)
-            raise ValueError(f"the first {len(rows)} trial(s) all failed; the first: "
-                             f"{rows[0]['status']}")
+            raise ValueError(f"the first {len(first)} trial(s) all failed; the first: "
+                             f"{first[0]['status']}")
+    rows = [rows[i] for i in range(trials)]
     finished = [r for r in rows if r["status"] == "ok"]
     best = min(finished, key=lambda r: (r[f"val_{metric}"], r["trial"]))
     best_config = apply_overrides(base, {p.field: best[p.field]
@@ -158,12 +179,11 @@ def evaluate_run(run_dir: str | Path, split: str = "val", *,
     return result
 
 
-def _run_trial(i: int, config: Config, params: dict, progress: bool, log) -> dict:
+def _run_trial(i: int, config: Config, params: dict, progress: bool = False) -> dict:
+    """Train trial ``i`` (or resume it) and score it on the validation split. Module level:
+    search workers run it in other processes."""
     trial_dir = Path(config.out)
     done = trial_dir / VAL_METRICS
-    if done.exists():
-        log(f"trial {i}: finished before, skipped")
-        return json.loads(done.read_text())
     started = time.perf_counter()
     row = {"trial": i, "status": "ok", **params}
     try:
@@ -180,8 +200,6 @@ def _run_trial(i: int, config: Config, params: dict, progress: bool, log) -> dic
                             if summary.exists() else math.nan)
     row["seconds"] = round(time.perf_counter() - started, 3)
     write_json(done, row)
-    log(f"trial {i}: {row['status']} " + " ".join(f"{k}={v:.4g}" for k, v in row.items()
-                                                  if k.startswith("val_")))
     return row
 
 

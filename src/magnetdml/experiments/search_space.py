@@ -6,7 +6,10 @@ clusters per batch ``M``, the examples per cluster ``D`` (``M * D <= 48``) and t
 class ``K``; for triplet loss the margin and the fraction of nearest impostors. Appendix B
 gives the optima found (lr 0.0006-0.024, annealing 0.966-0.995 or none, alpha 0.70-7.18, K
 1-16, triplet gap 0.30-0.55, impostor fraction 0.007-0.18) but not the ranges;
-``DEFAULT_SPACE`` brackets those optima with some room on each side. :class:`SearchSpace`
+``DEFAULT_SPACE`` brackets those optima with some room on each side. Magnet Loss's fifth
+hyperparameter, the "global scaling" (optima 2.33-14.2), is the inverse temperature
+``loss.scale`` here. Weight decay (``OPTIONAL``) is searched only when given a range: it is
+one remedy for Magnet's scale-invariant embedding growing under SGD. :class:`SearchSpace`
 picks the parameters of one loss, applies the user's ``--space.NAME LOW:HIGH`` ranges and
 draws one trial's values from a seeded generator.
 """
@@ -52,6 +55,8 @@ DEFAULT_SPACE: dict[str, Param] = {
     "lr_decay": Param("train.lr_decay", 0.9, 1.0, "linear", maximum=1.0,
                       help="learning rate *= this every epoch (paper: 0.966-0.995 or 1)"),
     "alpha": Param("loss.alpha", 0.5, 10.0, "log", help="Magnet gap (paper: 0.70-7.18)"),
+    "scale": Param("loss.scale", 0.5, 20.0, "log",
+                   help="Magnet inverse temperature, 'global scaling' (paper: 2.33-14.2)"),
     "clusters_per_batch": Param("sampler.clusters_per_batch", 2, 24, "linear", integer=True,
                                 minimum=2, help="M, clusters per batch (M * D <= max_batch)"),
     "examples_per_cluster": Param("sampler.examples_per_cluster", 2, 8, "linear",
@@ -61,10 +66,15 @@ DEFAULT_SPACE: dict[str, Param] = {
     "margin": Param("loss.margin", 0.05, 1.0, "log", help="triplet/contrastive/lifted margin"),
     "impostor_fraction": Param("loss.impostor_fraction", 0.005, 0.5, "log", maximum=1.0,
                                help="triplet: share of nearest impostors (paper: 0.007-0.18)"),
+    "weight_decay": Param("train.weight_decay", 1e-6, 1e-3, "log",
+                          help="L2 weight decay (searched only when given a range)"),
 }
 CLUSTER_PARAMS = ("clusters_per_batch", "examples_per_cluster", "clusters_per_class")
-_LOSS_PARAMS = {"magnet": ("alpha",), "triplet": ("margin", "impostor_fraction"),
-                "contrastive": ("margin",), "lifted": ("margin",)}
+#: searched for any loss, but only when the user gives a range
+OPTIONAL = ("weight_decay",)
+_LOSS_PARAMS = {"magnet": ("alpha", "scale"), "cluster_nca": ("scale",),
+                "triplet": ("margin", "impostor_fraction"), "contrastive": ("margin",),
+                "lifted": ("margin",)}
 
 
 class SearchSpace:
@@ -90,6 +100,8 @@ class SearchSpace:
             if name not in DEFAULT_SPACE:
                 raise ValueError(f"unknown search parameter space.{name}; valid: "
                                  f"{', '.join(DEFAULT_SPACE)}")
+            if name not in self.params and name in OPTIONAL:
+                self.params[name] = DEFAULT_SPACE[name]
             if name not in self.params:
                 raise ValueError(f"space.{name} does not apply to loss {loss!r} (it tunes "
                                  f"{', '.join(self.params)}); drop the flag or change --loss")

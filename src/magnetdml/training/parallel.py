@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
 
 from .._validation import check_int
 from .config import Config
@@ -31,15 +32,23 @@ def train_all(configs: Sequence[Config], *, jobs: int = 1, overwrite: bool = Fal
         for config in configs:
             train(config, overwrite=overwrite, progress=progress)
         return
+    calls = [(with_threads(config, jobs), overwrite) for config in configs]
+    for position, _ in in_workers(_train_one, calls, jobs=jobs):
+        log(f"finished {configs[position].out}")
+
+
+def in_workers(function: Callable, calls: Sequence[tuple], *, jobs: int
+               ) -> Iterator[tuple[int, Any]]:
+    """Run ``function(*call)`` for every call in ``jobs`` spawned worker processes; yield
+    ``(position of the call, result)`` as each finishes. ``function`` must be importable
+    (module level). The first exception cancels the calls not yet started and propagates."""
     # spawn, not fork: torch's and faiss's thread pools do not survive a fork
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_train_one, _with_threads(config, jobs), overwrite): config.out
-                   for config in configs}
+        futures = {pool.submit(function, *call): position for position, call in enumerate(calls)}
         try:
             for future in as_completed(futures):
-                future.result()
-                log(f"finished {futures[future]}")
+                yield futures[future], future.result()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -50,7 +59,7 @@ def _train_one(config: Config, overwrite: bool) -> None:
     train(config, overwrite=overwrite, progress=False)
 
 
-def _with_threads(config: Config, jobs: int) -> Config:
+def with_threads(config: Config, jobs: int) -> Config:
     """``jobs`` processes share the cores: unless the user chose ``train.threads``, each gets
     ``cores // jobs`` (torch's default of one thread per core would oversubscribe them)."""
     if config.train.threads != 0:
