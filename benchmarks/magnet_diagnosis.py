@@ -12,7 +12,11 @@ effective learning rate of every layer before the embedding).
 Fashion-MNIST (MLP, no warm start) is the short-budget study; ``--dataset cifar10`` repeats
 the one-change variants in the full ``classification`` experiment's CIFAR-10 setting
 (cifar-cnn, one softmax warm-start epoch, 1,500 steps of 12 x 4), where Magnet is worst of
-the three losses. Resumable: variants already in the results file are skipped.
+the three losses. ``--dataset omniglot`` is the many-class regime (the ``unseen``
+experiment's Omniglot setting: 675 training characters of 15 drawings, small CNN, one
+warm-start epoch, 1,500 steps): Magnet's temperature ``loss.scale`` and learning rate, what
+they do to sigma^2, weight decay, and softmax's batches (class-balanced P x K, as it once
+trained, against uniform). Resumable: variants already in the results file are skipped.
 """
 
 from __future__ import annotations
@@ -62,6 +66,26 @@ CIFAR10_VARIANTS = {
     "softmax-long": {"loss.name": "softmax", "train.epochs": 15},
 }
 
+#: The unseen experiment's Omniglot runs (experiments/unseen.py), test error after every epoch.
+OMNIGLOT_BASE = {"data.name": "omniglot", "data.options": "{unseen_alphabets: 0.3}",
+                 "model.backbone": "small-cnn", "index.clusters_per_class": 2,
+                 "train.epochs": 5, "train.iterations_per_epoch": 300,
+                 "train.warm_start_epochs": 1, "eval.every": 1, "eval.plots": False,
+                 "sampler.clusters_per_batch": 12, "sampler.examples_per_cluster": 4,
+                 "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8}
+OMNIGLOT_VARIANTS = {
+    "softmax-class-balanced": {"loss.name": "softmax", "sampler.batches": "class_balanced"},
+    "softmax": {"loss.name": "softmax"},
+    "softmax-lr-0.01": {"loss.name": "softmax", "train.lr": 0.01},
+    "triplet": {"loss.name": "triplet"},
+    "triplet-lr-0.01": {"loss.name": "triplet", "train.lr": 0.01},
+    "magnet": {},
+    "magnet-lr-0.01": {"train.lr": 0.01},
+    "magnet-scale-2": {"loss.scale": 2.0},
+    "magnet-scale-2-lr-0.01": {"loss.scale": 2.0, "train.lr": 0.01},
+    "magnet-scale-2-lr-0.01-weight-decay": {"loss.scale": 2.0, "train.lr": 0.01,
+                                            "train.weight_decay": 5e-4},
+}
 VARIANTS = {
     "softmax": {"loss.name": "softmax"},
     "triplet": {"loss.name": "triplet"},
@@ -85,6 +109,9 @@ for _name in CONTENDERS:
     for _seed in (1, 2):
         VARIANTS[f"{_name}-seed{_seed}"] = {**VARIANTS[_name], "train.seed": _seed}
     VARIANTS[f"{_name}-long"] = {**VARIANTS[_name], "train.epochs": 24}
+#: --dataset -> (base config, variants)
+STUDIES = {"fashion-mnist": (BASE, VARIANTS), "cifar10": (CIFAR10_BASE, CIFAR10_VARIANTS),
+           "omniglot": (OMNIGLOT_BASE, OMNIGLOT_VARIANTS)}
 
 
 def run_variant(job: tuple[str, dict, dict, str]) -> tuple[str, dict]:
@@ -137,12 +164,12 @@ def markdown_table(variants: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("fashion-mnist", "cifar10"),
-                        default="fashion-mnist")
+    parser.add_argument("--dataset", choices=tuple(STUDIES), default="fashion-mnist")
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--only", nargs="*", choices=sorted({*VARIANTS, *CIFAR10_VARIANTS}))
+    parser.add_argument("--only", nargs="*",
+                        choices=sorted({n for _, study in STUDIES.values() for n in study}))
     parser.add_argument("--runs-dir", default=None,
                         help="run folders (default runs/magnet_diagnosis[_cifar10])")
     parser.add_argument("--results", default=None,
@@ -152,7 +179,7 @@ def main() -> int:
                         help="print the results file as a Markdown table and exit")
     args = parser.parse_args()
     suffix = "" if args.dataset == "fashion-mnist" else f"_{args.dataset}"
-    base, catalogue = (BASE, VARIANTS) if not suffix else (CIFAR10_BASE, CIFAR10_VARIANTS)
+    base, catalogue = STUDIES[args.dataset]
     unknown = sorted(set(args.only or ()) - set(catalogue))
     if unknown:
         parser.error(f"--only {' '.join(unknown)}: not a variant of the {args.dataset} study; "

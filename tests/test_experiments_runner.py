@@ -181,7 +181,7 @@ def test_command_line_reports_unknown_experiment(capsys):
     from magnetdml import cli
 
     assert cli.main(["experiment", "nope"]) == 2
-    assert re.search(r"valid names: .*classification, clusters, convergence",
+    assert re.search(r"valid names: .*classification, classification-tuned, clusters, convergence",
                      capsys.readouterr().err)
 
 

@@ -4,7 +4,7 @@ The layers, lowest first (a module imports only from layers below its own):
 
 1. ``losses`` -- pure ``torch.nn.Module`` losses;
 2. ``clustering`` (k-means, agglomerative, the cluster index) and ``sampling`` (the
-   neighbourhood and class-balanced samplers);
+   neighbourhood, class-balanced and uniform samplers);
 3. ``evaluation`` -- kNC, kNN, retrieval and clustering metrics;
 4. ``data`` and ``models``;
 5. ``training`` -- the config tree, the loop, run folders, checkpoints, finished runs;
@@ -30,7 +30,7 @@ from .losses import (
     magnet_loss_terms,
 )
 from .models import BACKBONES, EmbeddingNet, build_model
-from .sampling import ClassBalancedSampler, NeighbourhoodSampler
+from .sampling import ClassBalancedSampler, NeighbourhoodSampler, UniformSampler
 
 __version__ = "0.1.0"
 
@@ -51,5 +51,5 @@ __all__ = ["BACKBONES", "DATASETS", "LOSSES", "ClassBalancedSampler", "ClusterIn
            "ClusterNCALoss", "Config", "ContrastiveLoss", "DatasetSplits", "EmbeddingNet",
            "KNearestClusters", "LiftedStructureLoss", "MagnetLoss", "NeighbourhoodSampler",
            "RandomRescaleCrop", "SoftKNN", "SoftmaxLoss", "TrainResult", "TripletLoss",
-           "__version__", "apply_overrides", "build_loss", "build_model", "evaluate",
-           "load_config_file", "load_dataset", "magnet_loss_terms", "train"]
+           "UniformSampler", "__version__", "apply_overrides", "build_loss", "build_model",
+           "evaluate", "load_config_file", "load_dataset", "magnet_loss_terms", "train"]

@@ -42,6 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="train this many runs at once, each in its own process with "
                         "cores/jobs torch threads unless --train.threads is given (default 1)")
+    parser.add_argument("--datasets", help="comma-separated: run only these datasets of the "
+                        "experiment (e.g. fashion-mnist); the others' runs are left alone")
+    parser.add_argument("--tuned", metavar="DIR",
+                        help="for an experiment with a tuning stage (classification-tuned): "
+                        "take the tuned configurations of DIR/tuned.json instead of searching")
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: analyse the runs finished so far (the report "
                         "lists the missing ones)")
@@ -80,7 +85,8 @@ def run_experiment_command(args: argparse.Namespace) -> int:
                              data_root=args.data_root, overwrite=args.overwrite,
                              keep_checkpoints=args.keep_checkpoints, progress=not args.quiet,
                              jobs=args.jobs, finished_only=args.finished_only,
-                             command=command_line,
+                             command=command_line, tuned_from=args.tuned,
+                             datasets=args.datasets.split(",") if args.datasets else None,
                              log=lambda message: print(message, file=sys.stderr))
     for claim in results.get("claims", []):
         verdict = {True: "holds", False: "does not hold", None: "n/a"}[claim.get("holds")]

@@ -11,7 +11,15 @@ Beside them, the two other drivers above training: :mod:`~magnetdml.experiments.
 """
 
 # Each experiment module registers itself in EXPERIMENTS on import.
-from . import attributes, classification, clusters, convergence, hierarchy, unseen  # noqa: F401
+from . import (  # noqa: F401
+    attributes,
+    classification,
+    classification_tuned,
+    clusters,
+    convergence,
+    hierarchy,
+    unseen,
+)
 from .report_page import markdown_table, render_report
 from .runner import (
     DATA_FOLDERS,

@@ -35,6 +35,16 @@ def render_report(results: dict) -> str:
         text += [f"Wall time of the invocation that wrote this report: "
                  f"{results['wall_seconds'] / 60:.1f} min, training {results['runs_trained']} "
                  "of the runs (finished runs are skipped).", ""]
+    if results.get("tuned"):
+        rows = [{"search": name, "val_error": entry.get("val_error"),
+                 "metric": entry.get("metric"), "trials": entry.get("trials"),
+                 "failed": entry.get("failed"), **entry["params"]}
+                for name, entry in results["tuned"].items()]
+        text += ["## Tuned configurations", "",
+                 "Each group of runs trained with the best trial of its own random search "
+                 f"(`{results.get('tuned_from')}/tuning/`), scored on a validation split by "
+                 "its loss's own protocol (a blank cell: not searched for that loss):", "",
+                 markdown_table(rows, list(dict.fromkeys(k for row in rows for k in row))), ""]
     for table in results.get("tables", []):
         text += [f"## {table['title']}", "", markdown_table(table["rows"], table.get("columns")),
                  ""]

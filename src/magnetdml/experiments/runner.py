@@ -37,6 +37,7 @@ from ..training import Config, apply_overrides, config_from_dict, config_to_dict
 from ..training.machine import hardware
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, write_json
 from .report_page import render_report
+from .tuning import apply_tuned, load_tuned, tune
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
 DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
@@ -86,6 +87,15 @@ class Experiment:
         """Write ``results.json`` and PNG plots into ``out_dir``; return the results dict
         (keys of the module docstring). ``runs`` maps each spec's name to its outcome."""
         raise NotImplementedError
+
+    def tuning(self, quick: bool) -> list[RunSpec]:
+        """The searches of the tuning stage (:mod:`.tuning`), one per group of runs that
+        share a tuned configuration; none (the default): the runs train as specified."""
+        return []
+
+    def tuning_trials(self, quick: bool) -> int:
+        """Random-search trials per search of the tuning stage."""
+        return 0
 
 
 #: name -> zero-argument factory of an :class:`Experiment`.
@@ -189,6 +199,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
                    data_root: str | os.PathLike | None = None, overwrite: bool = False,
                    keep_checkpoints: bool = False, progress: bool = True, jobs: int = 1,
                    finished_only: bool = False, command: str | None = None,
+                   tuned_from: str | os.PathLike | None = None,
+                   datasets: list[str] | None = None,
                    log: Callable[[str], None] | None = None) -> dict:
     """Run experiment ``name`` (a name of :data:`EXPERIMENTS`) into ``out_dir`` and analyse it.
 
@@ -198,12 +210,28 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     runs finished so far; the results then say which are missing (``"partial"``). Returns the
     results dict, also written to ``out_dir/results.json`` with the command, hardware, run
     list, and this invocation's ``wall_seconds`` and ``runs_trained``, and rendered with its
-    figures to ``out_dir/report.md``.
+    figures to ``out_dir/report.md``. An experiment with a tuning stage first runs (or
+    resumes) its searches, or takes the ``tuned.json`` of the folder ``tuned_from``, and
+    trains every run with its group's tuned configuration (:mod:`.tuning`).
     """
     experiment = EXPERIMENTS.get(name)()
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    specs = experiment.specs(quick)
+    specs, tuning = experiment.specs(quick), experiment.tuning(quick)
+    if datasets:
+        specs, tuning = (_only_datasets(name, specs, datasets),
+                         [s for s in tuning if s.group.get("dataset") in datasets])
+    tuned = None
+    if tuning:
+        if tuned_from is not None or finished_only:
+            tuned = load_tuned(tuned_from if tuned_from is not None else out_dir)
+        else:
+            tuned = tune(tuning, out_dir,
+                         trials=experiment.tuning_trials(quick), jobs=jobs, progress=progress,
+                         keep_checkpoints=keep_checkpoints, log=log,
+                         run_config=lambda spec, folder: run_config(
+                             spec, folder, overrides=overrides, data_root=data_root))
+        specs = apply_tuned(specs, tuned)
     finished_before = {s.name for s in specs
                        if not overwrite and (out_dir / s.name / SUMMARY).is_file()}
     # Experiments whose analysis re-embeds with each run's model keep the checkpoints until
@@ -230,6 +258,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
                "wall_seconds": round(time.perf_counter() - started, 1),
                "runs_trained": len(set(runs) - finished_before),
                "overrides": dict(overrides or {}),
+               **({"tuned": tuned, "tuned_from": str(tuned_from or out_dir)}
+                  if tuned is not None else {}),
                **({"partial": {"finished": len(runs), "total": len(specs), "missing": missing}}
                   if missing else {}),
                "runs": {n: {"group": o.spec.group, "run_dir": str(o.run_dir),
@@ -241,6 +271,16 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     save_results(out_dir, results)
     (out_dir / "report.md").write_text(render_report(results))
     return results
+
+
+def _only_datasets(name: str, specs: list[RunSpec], datasets: list[str]) -> list[RunSpec]:
+    """The runs of ``datasets`` (``--datasets``), or an error naming the experiment's own."""
+    kept = [s for s in specs if s.group.get("dataset") in datasets]
+    if not kept:
+        own = sorted({str(s.group.get("dataset")) for s in specs})
+        raise ValueError(f"datasets {datasets} select no run of experiment {name!r}; its "
+                         f"datasets: {', '.join(own)}")
+    return kept
 
 
 def metric(outcome: RunOutcome, key: str) -> float | None:

@@ -1,0 +1,135 @@
+"""An experiment's tuning stage: one search per group, its best trial trained by the group's
+runs, resumable, reusable from another folder (``--tuned``); and classification-tuned's plan."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from magnetdml.cli import main
+from magnetdml.experiments import EXPERIMENTS, Experiment, RunSpec, run_experiment, save_results
+from magnetdml.experiments.classification_tuned import PASSES, TunedClassification
+from magnetdml.experiments.tuning import apply_tuned, load_tuned
+
+TINY = {"data.name": "digits", "model.backbone": "mlp", "model.embedding_dim": 8,
+        "train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
+        "eval.plots": False, "eval.every": 0, "sampler.classes_per_batch": 6,
+        "sampler.examples_per_class": 8, "eval.neighbours": 16, "eval.knn_k": 8}
+LOSSES = ("magnet", "softmax")
+
+
+class TinyTuned(Experiment):
+    name = "tiny-tuned-test"
+    description = "two losses on digits, each tuned by a 2-trial search"
+
+    def specs(self, quick):
+        return [RunSpec(f"digits-{loss}-s{seed}", {**TINY, "loss.name": loss, "train.seed": seed},
+                        {"dataset": "digits", "loss": loss, "seed": seed})
+                for loss in LOSSES for seed in (0, 1)]
+
+    def tuning(self, quick):
+        return [RunSpec(f"digits-{loss}", {**TINY, "loss.name": loss, "data.val_fraction": 0.2},
+                        {"dataset": "digits", "loss": loss}) for loss in LOSSES]
+
+    def tuning_trials(self, quick):
+        return 2
+
+    def analyse(self, out_dir, runs):
+        results = {"tables": [{"title": "tiny", "rows": [
+            {"run": name, "knc_error": o.summary["knc_error"]} for name, o in runs.items()]}]}
+        save_results(out_dir, results)
+        return results
+
+
+if TinyTuned.name not in EXPERIMENTS:
+    EXPERIMENTS.register(TinyTuned.name)(TinyTuned)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tuned")
+    return out, run_experiment(TinyTuned.name, out, progress=False)
+
+
+def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
+    out, results = tuned
+    entries = load_tuned(out)
+    assert set(entries) == {"digits-magnet", "digits-softmax"} and results["tuned"] == entries
+    for loss in LOSSES:
+        entry = entries[f"digits-{loss}"]
+        assert entry["group"] == {"dataset": "digits", "loss": loss} and entry["trials"] == 2
+        best = json.loads((out / "tuning" / f"digits-{loss}" / f"trial_{entry['best_trial']:03d}"
+                           / "val_metrics.json").read_text())
+        assert entry["val_error"] == best[f"val_{entry['metric']}"]
+        assert entry["metric"] == ("knc_error" if loss == "magnet" else "knn_error")
+        assert set(entry["params"]) >= {"train.lr", "train.lr_decay"}
+        assert ("loss.scale" in entry["params"]) == (loss == "magnet")
+        for seed in (0, 1):
+            config = json.loads((out / f"digits-{loss}-s{seed}" / "config.json").read_text())
+            assert config["train"]["lr"] == entry["params"]["train.lr"]
+            assert config["train"]["seed"] == seed and config["data"]["val_fraction"] == 0.0
+    # the scored trials keep their numbers, not their checkpoints or shared warm starts
+    assert not list((out / "tuning").rglob("checkpoint.pt"))
+    assert not (out / "tuning" / "warm_starts").exists()
+    assert "## Tuned configurations" in (out / "report.md").read_text()
+
+
+def test_a_rerun_skips_finished_trials_and_runs(tuned):
+    out, _ = tuned
+    messages = []
+    run_experiment(TinyTuned.name, out, progress=False, log=messages.append)
+    assert sum("finished before, skipped" in m for m in messages) == 4
+    assert sum("already finished; skipped" in m for m in messages) == 4
+
+
+def test_another_folder_reuses_the_tuning_without_searching(tuned, tmp_path):
+    out, _ = tuned
+    reused = run_experiment(TinyTuned.name, tmp_path / "reuse", tuned_from=out, progress=False)
+    assert not (tmp_path / "reuse" / "tuning").exists()
+    assert reused["tuned"] == load_tuned(out) and reused["tuned_from"] == str(out)
+    with pytest.raises(ValueError, match="holds no tuned.json"):
+        run_experiment(TinyTuned.name, tmp_path / "other", tuned_from=tmp_path / "none",
+                       progress=False)
+
+
+def test_runs_without_a_tuned_group_and_broken_files_are_named(tmp_path):
+    spec = RunSpec("a", {}, {"dataset": "digits", "loss": "triplet"})
+    tuned = {"digits-magnet": {"group": {"dataset": "digits", "loss": "magnet"},
+                               "params": {"train.lr": 0.01}}}
+    with pytest.raises(ValueError, match=r"no tuned configuration for run 'a' .*the tuning has: "
+                                         r'\{"dataset": "digits", "loss": "magnet"\}'):
+        apply_tuned([spec], tuned)
+    kept = apply_tuned([RunSpec("b", {"train.lr": 0.1, "train.seed": 3},
+                                {"dataset": "digits", "loss": "magnet"})], tuned)
+    assert kept[0].overrides == {"train.lr": 0.01, "train.seed": 3}
+    (tmp_path / "tuned.json").write_text("{broken")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        load_tuned(tmp_path)
+    (tmp_path / "tuned.json").write_text('{"x": {"params": {}}}')
+    with pytest.raises(ValueError, match="is not a tuned.json"):
+        load_tuned(tmp_path)
+
+
+def test_the_datasets_option_keeps_only_those_runs(tmp_path, capsys):
+    assert main(["experiment", TinyTuned.name, "--out", str(tmp_path / "x"), "--datasets",
+                 "cifar10"]) == 2
+    assert "select no run of experiment 'tiny-tuned-test'; its datasets: digits" in \
+        capsys.readouterr().err
+
+
+def test_classification_tuned_trains_real_passes_with_per_pass_curves():
+    experiment = TunedClassification()
+    specs, tuning = experiment.specs(False), experiment.tuning(False)
+    assert len(specs) == len(PASSES) * 3 * 3 and len(tuning) == len(PASSES) * 3
+    for spec in specs:
+        o = spec.overrides
+        assert o["train.iterations_per_epoch"] == 0 and o["eval.every"] == 1
+        assert o["train.epochs"] == PASSES[spec.group["dataset"]]
+        assert o["train.warm_start_lr"] == 0.05 and o["train.warm_start_epochs"] == 1
+    for spec in tuning:
+        assert spec.overrides["data.val_fraction"] == 0.1 and "seed" not in spec.group
+    # every run has exactly one search for its dataset and loss
+    for spec in specs:
+        assert len(apply_tuned([spec], {t.name: {"group": t.group, "params": {}}
+                                        for t in tuning})) == 1
