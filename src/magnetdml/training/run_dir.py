@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .safe_load import load_state
+
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "metrics.jsonl"
@@ -91,9 +93,8 @@ class RunDir:
         atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-        # weights_only=False: the checkpoint holds numpy RNG states and index arrays, and it
-        # is a file this library wrote into the user's own run folder.
-        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+        # tensors, numpy arrays and plain Python only: a crafted file must not run code
+        return load_state(self.checkpoint_path, map_location=map_location)
 
     def append_history(self, record: dict[str, Any]) -> None:
         with open(self.path / HISTORY, "a") as handle:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .run_dir import atomic_write
+from .safe_load import load_state
 from .setup import restore_rng_state, rng_state
 
 #: Bump when the warm start's computation changes, so that old files are never reused.
@@ -55,8 +56,10 @@ class WarmStartCache:
     def restore(self) -> bool:
         """Load the stored warm start into the trainer; False when there is none (yet)."""
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except (FileNotFoundError, EOFError, pickle.UnpicklingError, RuntimeError):
+            state = load_state(self.path)
+        except (FileNotFoundError, EOFError, pickle.UnpicklingError, RuntimeError, ValueError):
+            # a refused file (ValueError: not only tensors and arrays) is a miss like a torn
+            # one: the warm start is trained and the file rewritten
             return False
         if not isinstance(state, dict) or state.get("key") != self.key:
             return False
