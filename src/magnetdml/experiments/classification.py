@@ -3,9 +3,10 @@
 Every loss trains the same backbone on the same data for the same number of images (batches of
 48: Magnet's ``M x D = 12 x 4`` neighbourhoods, triplet's ``P x K = 6 x 8`` class-balanced
 batches, softmax's uniformly shuffled batches of ``P x K``), from the same seeds. Each run
-reports both classifiers of paper §3.3 on the seen-class test split: kNC over its cluster index (losses without one get a k-means index of
-their final embeddings) and soft kNN (``k = 128``), as in paper Fig. 4e. Each loss's *own*
-protocol -- kNC for Magnet, soft kNN for the others (paper App. B) -- gives its error, and
+reports both classifiers of paper §3.3 on the seen-class test split: kNC over its cluster
+index (losses without one get a k-means index of their final embeddings) and soft kNN
+(``k = 128``), as in paper Fig. 4e. Each loss's *own* protocol -- kNC for Magnet, soft kNN for
+the others (paper App. B) -- gives its error, and
 
     relative error vs triplet = (error_loss - error_triplet) / error_triplet
 

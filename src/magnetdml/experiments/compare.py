@@ -5,9 +5,9 @@ Every loss trains with the same backbone, data, seed and number of training imag
 cluster losses and ``P x K`` examples for the others -- class-balanced, or uniformly shuffled
 for softmax: both 48 by default). Each run lives in ``OUT/<loss>/seed<s>/`` and is an ordinary
 run folder, so a rerun skips finished runs and resumes unfinished ones from their checkpoint.
-The report: ``results.csv`` / ``results.md`` (one row per loss, mean and spread over seeds), ``results.json`` (every run's
-numbers and curves) and ``error_curves.png`` (test error against iteration with red diamonds
-where each loss first reached the reference loss's final error).
+The report: ``results.csv`` / ``results.md`` (one row per loss, mean and spread over seeds),
+``results.json`` (every run's numbers and curves) and ``error_curves.png`` (test error against
+iteration with red diamonds where each loss first reached the reference loss's final error).
 """
 
 from __future__ import annotations
