@@ -83,6 +83,16 @@ def test_a_rerun_skips_finished_trials_and_runs(tuned):
     assert sum("already finished; skipped" in m for m in messages) == 4
 
 
+def test_tuning_one_dataset_keeps_the_groups_tuned_before(tuned, tmp_path):
+    out, _ = tuned
+    earlier = {"cifar10-magnet": {"group": {"dataset": "cifar10", "loss": "magnet"},
+                                  "params": {"train.lr": 0.003}}}
+    (tmp_path / "tuned.json").write_text(json.dumps(earlier))
+    run_experiment(TinyTuned.name, tmp_path, progress=False, tuned_from=None)
+    assert set(load_tuned(tmp_path)) == {"cifar10-magnet", "digits-magnet", "digits-softmax"}
+    assert load_tuned(tmp_path)["cifar10-magnet"] == earlier["cifar10-magnet"]
+
+
 def test_another_folder_reuses_the_tuning_without_searching(tuned, tmp_path):
     out, _ = tuned
     reused = run_experiment(TinyTuned.name, tmp_path / "reuse", tuned_from=out, progress=False)

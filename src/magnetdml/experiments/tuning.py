@@ -40,7 +40,8 @@ def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs:
          progress: bool = False, keep_checkpoints: bool = False,
          log: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Run (or resume) one search of ``trials`` trials per tuning spec into
-    ``out_dir/tuning/<name>/``; write and return the ``tuned.json`` entries. ``run_config``
+    ``out_dir/tuning/<name>/``; write and return the ``tuned.json`` entries (with the entries
+    of other groups an earlier invocation tuned, kept as they were). ``run_config``
     turns a spec into its base :class:`~magnetdml.training.Config` (the experiment's data
     root and flags applied)."""
     from .search import random_search
@@ -48,7 +49,8 @@ def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs:
 
     log = log or (lambda _message: None)
     folder = Path(out_dir) / TUNING
-    tuned: dict[str, dict] = {}
+    # groups tuned by an earlier invocation (e.g. another --datasets) stay in tuned.json
+    tuned = load_tuned(out_dir) if (Path(out_dir) / TUNED).is_file() else {}
     for number, spec in enumerate(specs, start=1):
         base = run_config(spec, folder)
         space = SearchSpace(base.loss.name)
