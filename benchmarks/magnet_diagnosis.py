@@ -109,6 +109,11 @@ for _name in CONTENDERS:
     for _seed in (1, 2):
         VARIANTS[f"{_name}-seed{_seed}"] = {**VARIANTS[_name], "train.seed": _seed}
     VARIANTS[f"{_name}-long"] = {**VARIANTS[_name], "train.epochs": 24}
+# Omniglot: the spread over training seeds of each loss's best variant, and untuned Magnet.
+for _name in ("softmax-lr-0.01", "triplet-lr-0.01", "magnet", "magnet-scale-2-lr-0.01"):
+    for _seed in (1, 2):
+        OMNIGLOT_VARIANTS[f"{_name}-seed{_seed}"] = {**OMNIGLOT_VARIANTS[_name],
+                                                     "train.seed": _seed}
 #: --dataset -> (base config, variants)
 STUDIES = {"fashion-mnist": (BASE, VARIANTS), "cifar10": (CIFAR10_BASE, CIFAR10_VARIANTS),
            "omniglot": (OMNIGLOT_BASE, OMNIGLOT_VARIANTS)}
