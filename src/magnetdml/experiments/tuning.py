@@ -73,9 +73,10 @@ def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs:
             for trial in (folder / spec.name).glob("trial_*"):
                 for name in TRIAL_DISPOSABLE:
                     (trial / name).unlink(missing_ok=True)
+        write_json(Path(out_dir) / TUNED, tuned)     # after each search: an interrupted
+                                                     # tuning keeps the searches it finished
     if not keep_checkpoints:   # every trial is scored: nothing needs their warm starts now
         shutil.rmtree(folder / WARM_STARTS, ignore_errors=True)
-    write_json(Path(out_dir) / TUNED, tuned)
     return tuned
 
 
