@@ -58,7 +58,8 @@ def test_golden_value_with_temperature():
     rows, clusters = golden_batch()
     loss = md.MagnetLoss(alpha=1.0, scale=3.52)(rows, clusters, clusters)
     assert loss.item() == pytest.approx(1.8078614, abs=1e-7)
-    # s = 1 is eq. 5 exactly, to the last bit
+    # the default is s = 1, eq. 5, whose golden values test_golden_values checks
+    assert md.MagnetLoss().scale == 1.0
     assert md.MagnetLoss(scale=1.0)(rows, clusters, clusters).item() == \
         md.MagnetLoss()(rows, clusters, clusters).item()
 
