@@ -77,10 +77,12 @@ def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
 
 def test_a_rerun_skips_finished_trials_and_runs(tuned):
     out, _ = tuned
+    before = load_tuned(out)
     messages = []
     run_experiment(TinyTuned.name, out, progress=False, log=messages.append)
     assert sum("finished before, skipped" in m for m in messages) == 4
     assert sum("already finished; skipped" in m for m in messages) == 4
+    assert load_tuned(out) == before      # the searches' times are those that ran them
 
 
 def test_tuning_one_dataset_keeps_the_groups_tuned_before(tuned, tmp_path):
