@@ -107,3 +107,13 @@ def test_softmax_trains_on_from_the_classifier_of_its_warm_start(tmp_path):
     assert not torch.equal(before, t.loss_fn.classifier.weight)
     # the baseline starts from the trained classifier, not from a random one at ~ln C
     assert handed_over < 0.5 * fresh
+
+
+def test_choosing_the_batches_leaves_the_global_random_state_alone():
+    from magnetdml.losses import default_batches
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert default_batches("softmax") == "uniform"   # builds a throwaway classifier
+    assert torch.equal(torch.rand(3), expected)

@@ -11,6 +11,7 @@ uniformly shuffled batches of a loss whose class attribute ``default_batches`` s
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..registry import Registry
@@ -75,7 +76,10 @@ def default_batches(name: str) -> str:
     """How the loss registered as ``name`` draws its batches unless told otherwise
     (``sampler.batches auto``): ``"neighbourhood"`` for cluster losses, else the loss's
     ``default_batches`` (softmax: ``"uniform"``), else ``"class_balanced"`` (P x K)."""
-    loss = build_loss(name, embedding_dim=2, num_classes=2)
+    # a throwaway instance: its weights (softmax's classifier) must not consume the global
+    # torch random state, or asking which sampler to use would shift a seeded run's draws
+    with torch.random.fork_rng(devices=[]):
+        loss = build_loss(name, embedding_dim=2, num_classes=2)
     if getattr(loss, "requires_clusters", False):
         return "neighbourhood"
     return getattr(loss, "default_batches", "class_balanced")
