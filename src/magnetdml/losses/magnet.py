@@ -67,9 +67,9 @@ def cluster_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torc
         return _cluster_terms(embeddings.to(compute_dtype), labels, clusters, variance, scale)
 
 
-def check_scale(scale: float) -> float:
+def check_scale(scale: float, name: str = "scale") -> float:
     """Validate the inverse temperature ``s`` of the variance-normalised distances."""
-    return check_float("scale", scale, strict_minimum=0.0,
+    return check_float(name, scale, strict_minimum=0.0,
                        fix="the inverse temperature multiplies the distances; 1 is paper eq. 5")
 
 

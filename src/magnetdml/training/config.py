@@ -173,6 +173,7 @@ class Config:
         """Check every field; raise ``ValueError`` naming the field, the rule and the value."""
         from ..data import DATASETS
         from ..losses import LOSSES
+        from ..losses.magnet import check_scale
         from ..models import BACKBONES
         from ..sampling import BATCHES, IMPOSTORS
 
@@ -186,8 +187,7 @@ class Config:
         self.model.backbone_options()
         check_choice("loss.name", self.loss.name, LOSSES.names())
         check_float("loss.alpha", self.loss.alpha)
-        check_float("loss.scale", self.loss.scale, strict_minimum=0.0,
-                    fix="the inverse temperature multiplies the distances; 1 is paper eq. 5")
+        check_scale(self.loss.scale, "loss.scale")
         if self.loss.margin is not None:
             check_float("loss.margin", self.loss.margin, minimum=0.0)
         if self.loss.impostor_fraction is not None:
