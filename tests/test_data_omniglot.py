@@ -113,3 +113,51 @@ def test_cached_second_load_is_identical(tmp_path):
 def test_missing_source_explains_the_layouts(tmp_path):
     with pytest.raises(FileNotFoundError, match="omniglot_background.npz or images_background"):
         load_dataset("omniglot", tmp_path)
+
+
+def test_drawer_split_holds_out_the_same_drawers_of_every_character(tmp_path):
+    arrays = write_npz(tmp_path, per_class=6)
+    s = load_dataset("omniglot", tmp_path, size=7, test_drawers=[5, 6], val_drawers=[4],
+                     use_cache=False)
+    full = load_dataset("omniglot", tmp_path, size=7, test_per_class=0, use_cache=False)
+    # per class: drawers 1-3 train, 4 val, 5-6 test; images in storage order within a class
+    assert np.bincount(s.train.labels).tolist() == [3] * 8
+    assert np.bincount(s.val.labels).tolist() == [1] * 8
+    assert np.bincount(s.test.labels).tolist() == [2] * 8
+    x_test, y_test = s.test.get_batch([0, 1])
+    x_full, _ = full.train.get_batch([4, 5])     # class 0's drawings 5 and 6
+    assert y_test.tolist() == [0, 0] and torch.equal(x_test, x_full)
+    assert len(arrays["labels"]) == len(s.train) + len(s.val) + len(s.test)
+
+
+def test_alphabets_keep_a_relabelled_subset(tmp_path):
+    write_npz(tmp_path, per_class=6)
+    s = load_dataset("omniglot", tmp_path, size=7, alphabets=["Gamma", "Beta"],
+                     test_drawers=[6], use_cache=False)
+    assert s.num_classes == 4
+    assert s.class_names == ["Beta/character01", "Beta/character02", "Gamma/character01",
+                             "Gamma/character02"]
+    assert sorted(set(s.train.labels.tolist())) == [0, 1, 2, 3]
+    # the alphabet attribute keeps the ids of the whole background set (Beta 1, Gamma 3)
+    assert sorted(set(s.train.attributes["alphabet"].tolist())) == [1, 3]
+    full = load_dataset("omniglot", tmp_path, size=7, test_drawers=[6], use_cache=False)
+    x_sub, _ = s.train.get_batch([0])
+    x_full, y_full = full.train.get_batch([2 * 5])   # Beta/character01's first drawing
+    assert y_full.item() == 2 and torch.equal(x_sub, x_full)
+    by_id = load_dataset("omniglot", tmp_path, size=7, alphabets=[1, 3], use_cache=False)
+    assert by_id.class_names == s.class_names
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"test_drawers": [0]}, "test_drawers entry must be >= 1"),
+    ({"test_drawers": [21]}, "drawers 1..20 only"),
+    ({"test_drawers": 5}, "list of drawer numbers"),
+    ({"val_drawers": list(range(1, 21))}, "between 1 and 19"),
+    ({"test_drawers": [5], "val_drawers": [5]}, "share drawers"),
+    ({"alphabets": ["Klingon"]}, "unknown class name 'Klingon'"),
+    ({"alphabets": []}, "non-empty list of alphabet names"),
+])
+def test_drawer_and_alphabet_options_are_checked(tmp_path, options, message):
+    write_npz(tmp_path)
+    with pytest.raises((ValueError, TypeError), match=message):
+        load_dataset("omniglot", tmp_path, size=7, use_cache=False, **options)

@@ -34,10 +34,14 @@ def test_checkpoint_round_trip_and_history(tmp_path):
 
 
 def test_reopening_unfinished_run_needs_same_config_and_finished_run_is_protected(tmp_path):
-    RunDir.open(tmp_path / "run", {"a": 1})
+    run = RunDir.open(tmp_path / "run", {"a": 1})
     RunDir.open(tmp_path / "run", {"a": 1})          # resume: fine
+    # nothing trained yet (a run that failed to start): a corrected config takes over
+    assert RunDir.open(tmp_path / "run", {"a": 3}).path == run.path
+    run.save_checkpoint({"epoch": 1})
     with pytest.raises(ValueError, match="unfinished run with a different config"):
         RunDir.open(tmp_path / "run", {"a": 2})
+    RunDir.open(tmp_path / "run", {"a": 3})          # its own config resumes
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"knc_error": 0.1}))
     with pytest.raises(ValueError, match="already holds a finished run.*--overwrite"):
         RunDir.open(tmp_path / "run", {"a": 1})

@@ -14,6 +14,14 @@ batched torch; the result is cached. With 20 images per class there is no offici
 ``test`` is a seeded per-class hold-out of ``test_per_class`` drawings. ``unseen_alphabets``
 (a fraction or a list of alphabet names / ids) holds out whole alphabets: the class-disjoint
 split by alphabet. Attribute ``alphabet``: (N,) alphabet id (names in ``info["alphabets"]``).
+
+Every character was drawn once by each of 20 people; a drawing's **drawer** is its number in
+the character's folder (the ``_NN`` of ``0709_NN.png``, 1..20; in the npz, the position among
+the class's 20 consecutive images). ``test_drawers`` / ``val_drawers`` (lists of drawer numbers)
+split by drawer instead: the same drawers' drawings of every character are held out for the test
+split (replacing the random ``test_per_class`` hold-out) and for the dataset's own validation
+split. ``alphabets`` (names or ids) keeps only those alphabets' characters, relabelled 0..C-1 in
+their original order: a fine-grained subset of the background set.
 """
 
 from __future__ import annotations
@@ -87,6 +95,7 @@ def _load_part(source: Path, size: int, invert: bool, cache_dir, use_cache: bool
 @DATASETS.register("omniglot")
 def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool = True,
                   test_per_class: int = 5, unseen_alphabets=None, evaluation: bool = False,
+                  alphabets=None, test_drawers=None, val_drawers=None,
                   cache_dir=None, use_cache: bool = True) -> DataPool:
     """Omniglot as uint8 ``(N, 1, size, size)``; see the module docstring for the options."""
     size = check_int("size", size, minimum=4)
@@ -115,7 +124,7 @@ def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool 
     labels = np.concatenate([a["labels"] + o for a, o in zip(arrays, offsets[:-1], strict=True)])
     class_alphabet = np.concatenate([a["alphabet"] for a in arrays]).astype(str)
     characters = np.concatenate([a["character"] for a in arrays]).astype(str)
-    alphabets, class_alpha_id = np.unique(class_alphabet, return_inverse=True)
+    alphabet_names, class_alpha_id = np.unique(class_alphabet, return_inverse=True)
     images = np.concatenate([a["images"] for a in arrays])[:, None]   # (N, 1, size, size)
 
     forced = np.arange(offsets[1], offsets[-1])                 # evaluation classes: unseen
@@ -125,15 +134,75 @@ def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool 
                                  np.random.default_rng([seed, STREAM_ALPHABETS]))
         names = np.unique(class_alphabet[:offsets[1]])[chosen]
         forced = np.union1d(forced, np.flatnonzero(np.isin(class_alphabet, names)))
-    is_test = stratified_holdout(labels, count=test_per_class,
-                                 rng=np.random.default_rng([seed, STREAM_TEST]))
+    drawer = _drawers(labels)
+    if test_drawers is None:
+        is_test = stratified_holdout(labels, count=test_per_class,
+                                     rng=np.random.default_rng([seed, STREAM_TEST]))
+    else:
+        is_test = np.isin(drawer, _check_drawers("test_drawers", test_drawers))
+    is_val = None
+    if val_drawers is not None:
+        is_val = np.isin(drawer, _check_drawers("val_drawers", val_drawers)) & ~is_test
+        if test_drawers is not None and set(val_drawers) & set(test_drawers):
+            raise ValueError(f"val_drawers {list(val_drawers)} and test_drawers "
+                             f"{list(test_drawers)} share drawers: a drawing is either "
+                             "validation or test; give disjoint lists")
+    class_names = np.array([f"{a}/{c}" for a, c in zip(class_alphabet, characters, strict=True)])
+    if alphabets is not None:    # a subset of the characters, relabelled in their order
+        present = np.unique(class_alphabet[:offsets[1]])
+        chosen = present[alphabets_by_name(alphabets, present.tolist())]
+        kept_classes = np.flatnonzero(np.isin(class_alphabet, chosen))
+        keep_rows = np.isin(labels, kept_classes)
+        relabel = np.full(class_names.shape[0], -1, dtype=np.int64)
+        relabel[kept_classes] = np.arange(kept_classes.size)
+        forced = relabel[np.intersect1d(forced, kept_classes)]
+        class_alpha_id, class_names = class_alpha_id[kept_classes], class_names[kept_classes]
+        labels = relabel[labels[keep_rows]]
+        images, is_test = images[keep_rows], is_test[keep_rows]
+        is_val = None if is_val is None else is_val[keep_rows]
     mean, std = NORMALISATION["omniglot"]
     if not invert:
         mean = tuple(1.0 - m for m in mean)
     dataset = ArrayDataset(images, labels, attributes={"alphabet": class_alpha_id[labels]},
                            mean=mean, std=std)
-    class_names = [f"{a}/{c}" for a, c in zip(class_alphabet, characters, strict=True)]
-    return DataPool(dataset, is_test, class_names,
-                    (1, size, size), unseen=forced.astype(np.int64),
-                    info={"source": [str(p) for p in parts], "alphabets": alphabets.tolist(),
+    return DataPool(dataset, is_test, class_names.tolist(),
+                    (1, size, size), unseen=forced.astype(np.int64), is_val=is_val,
+                    info={"source": [str(p) for p in parts], "alphabets": alphabet_names.tolist(),
                           "cache_hit": all(hit for _, hit in loaded)})
+
+
+DRAWERS = 20    # every Omniglot character was drawn by 20 people
+
+
+def _drawers(labels: np.ndarray) -> np.ndarray:
+    """(N,) the drawer number (1..20) of each drawing: its rank among its class's drawings in
+    storage order (the sorted ``_NN.png`` file names; the npz keeps that order)."""
+    order = np.argsort(labels, kind="stable")
+    _, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    drawer = np.empty(labels.shape, dtype=np.int64)
+    drawer[order] = np.arange(labels.size) - np.repeat(starts, counts) + 1
+    return drawer
+
+
+def _check_drawers(name: str, drawers) -> list[int]:
+    if isinstance(drawers, (str, bytes)) or not hasattr(drawers, "__iter__"):
+        raise TypeError(f"{name} must be a list of drawer numbers 1..{DRAWERS}, e.g. "
+                        f"[16, 17, 18, 19, 20]; got {drawers!r}")
+    checked = [check_int(f"{name} entry", d, minimum=1, fix=f"drawers are 1..{DRAWERS}")
+               for d in drawers]
+    if any(d > DRAWERS for d in checked):
+        raise ValueError(f"{name} {list(drawers)}: Omniglot has drawers 1..{DRAWERS} only; "
+                         f"give numbers in that range")
+    if not checked or len(checked) >= DRAWERS:
+        raise ValueError(f"{name} {list(drawers)} must name between 1 and {DRAWERS - 1} of the "
+                         f"{DRAWERS} drawers, so that some drawings are left to train on")
+    return checked
+
+
+def alphabets_by_name(alphabets, names: list[str]) -> np.ndarray:
+    """The ids (into the sorted ``names``) of ``alphabets``: a list of names or ids."""
+    if isinstance(alphabets, (str, bytes)) or not hasattr(alphabets, "__iter__") \
+            or not len(alphabets):
+        raise TypeError(f"alphabets must be a non-empty list of alphabet names or ids, e.g. "
+                        f"[{names[0]}]; got {alphabets!r}")
+    return resolve_classes("alphabets", list(alphabets), names, np.random.default_rng(0))

@@ -62,21 +62,23 @@ def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     check_int("trials", trials, minimum=1)
     check_int("seed", seed, minimum=0)
     jobs = check_int("jobs", jobs, minimum=1, fix="the number of trials trained at once")
-    if base.data.val_fraction <= 0:
-        raise ValueError("data.val_fraction must be > 0 for a search (trials are scored on the "
-                         f"validation split); got {base.data.val_fraction}; e.g. 0.1")
     space = space or SearchSpace(base.loss.name)
     if space.loss != base.loss.name:
         raise ValueError(f"the search space is for loss {space.loss!r} but the config trains "
                          f"{base.loss.name!r}; build SearchSpace({base.loss.name!r})")
     metric = metric or ("knc_error" if "clusters_per_class" in space.params else "knn_error")
     check_choice("metric", metric, METRICS)
+    from ..training.setup import load_splits
+    splits = load_splits(base)
+    if splits.val is None:
+        raise ValueError("data.val_fraction must be > 0 for a search (trials are scored on the "
+                         f"validation split); got {base.data.val_fraction}; e.g. 0.1 (or a "
+                         "dataset with its own validation split, e.g. omniglot val_drawers)")
     out = Path(out)
     base = dataclasses.replace(base, out=None)
     _check_search_file(out, {"seed": seed, "metric": metric, "space": space.describe(),
                              "base": config_to_dict(base)})
-    from ..training.setup import load_splits
-    num_classes = len(np.unique(load_splits(base).train.labels))
+    num_classes = len(np.unique(splits.train.labels))
     draws = [space.sample(np.random.default_rng([seed, i]), num_classes) for i in range(trials)]
     calls = [(i, apply_overrides(base, {**params, "out": str(out / f"trial_{i:03d}")}), params)
              for i, params in enumerate(draws)]

@@ -36,7 +36,7 @@ class CheckpointState:
                 "index": self.index.state_dict() if self.index is not None else None,
                 "index_iteration": self.index_iteration,
                 "loss_curve": self.loss_curve, "timing": self.timing,
-                "schedule_reference": self.schedule.reference,
+                "schedule_reference": self.schedule.reference, "best": self.best,
                 "pending_refresh": (self.pending_refresh.state_dict()
                                     if self.pending_refresh is not None else None), **own}
         if self.dist.world_size > 1:
@@ -76,6 +76,7 @@ class CheckpointState:
         self.sampler.load_state_dict(own["sampler"])
         self.loss_curve = [tuple(p) for p in state["loss_curve"]]
         self.timing = state["timing"]
+        self.best = state.get("best")
         self.schedule.refreshed(state["schedule_reference"])
         pending = state.get("pending_refresh")
         if pending is not None:   # redo it from the same snapshot: the same index results

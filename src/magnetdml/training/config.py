@@ -53,6 +53,8 @@ class ModelConfig:
     normalize: bool = False           # L2-normalise the embedding (on whenever the loss
                                       # normalises inside: triplet by default)
     options: str = ""                 # backbone options as YAML, e.g. "{hidden_sizes: [512]}"
+    init_from: str = ""               # a run folder (or checkpoint.pt) whose final backbone
+                                      # and head weights this run starts from (pretraining)
 
     def backbone_options(self) -> dict:
         """``options`` parsed: extra keyword arguments of this backbone's factory."""
@@ -130,6 +132,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     lr_decay: float = 0.95            # learning rate *= lr_decay after every epoch
+    patience: int = 0                 # > 0: stop once the validation error (own protocol)
+                                      # has not improved for this many epochs; score the
+                                      # best epoch's model (needs a validation split)
     warm_start_epochs: int = 0        # brief softmax pre-training (paper §4)
     warm_start_lr: float = 0.0        # its learning rate; 0 = train.lr (a fixed one lets
                                       # runs of other lrs share one stored warm start)
@@ -224,6 +229,8 @@ class Config:
         check_float("train.weight_decay", self.train.weight_decay, minimum=0.0)
         check_float("train.lr_decay", self.train.lr_decay, strict_minimum=0.0, maximum=1.0)
         check_int("train.warm_start_epochs", self.train.warm_start_epochs, minimum=0)
+        check_int("train.patience", self.train.patience, minimum=0,
+                  fix="epochs without a better validation error before stopping; 0: off")
         check_float("train.warm_start_lr", self.train.warm_start_lr, minimum=0.0,
                     fix="0 uses train.lr")
         check_float("train.variance_momentum", self.train.variance_momentum, minimum=0.0,

@@ -69,6 +69,7 @@ class EvaluationStep:
         summary = {"dataset": self.config.data.name, "loss": self.config.loss.name,
                    "backbone": self.config.model.backbone, "run_dir": self.config.out,
                    "epochs": self.epoch, "iterations": self.iteration, "sigma2": self.variance,
+                   **self.stopping_summary(),
                    **self.evaluate(queries=self.final_test_embeddings, full=True)}
         if self.splits.unseen is not None:
             unseen = self.embed(self.splits.unseen)

@@ -47,6 +47,8 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> 
     bar = tqdm(total=config.train.epochs * len(t.sampler), initial=t.iteration,
                disable=not (progress and dist.is_main), unit="it", dynamic_ncols=True)
     for epoch in range(t.epoch + 1, config.train.epochs + 1):
+        if t.patience_exhausted():      # converged (train.patience): no more epochs
+            break
         started, losses = time.perf_counter(), []
         for batch in t.sampler:
             losses.append(t.step(batch))
@@ -70,9 +72,12 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> 
         if config.eval.every and (epoch % config.eval.every == 0
                                   or epoch == config.train.epochs):
             record.update(t.evaluate())
+        if config.train.patience:
+            t.track_validation(record)
         t.log(record)
         t.save_checkpoint()
     bar.close()
+    t.restore_best()
     summary = t.finish()
     if dist.is_main and config.eval.plots:
         plot_run(t.run.path, t)

@@ -71,7 +71,10 @@ class RunDir:
                 raise ValueError(f"run folder {str(run.path)!r} already holds a finished run; "
                                  "choose another --out, or pass --overwrite to replace it")
             previous = json.loads(saved.read_text())
-            if previous != json.loads(json.dumps(config, default=_plain)):
+            # without a checkpoint nothing was trained yet (e.g. a run that failed to start):
+            # a corrected config may take the folder over, nothing is lost
+            if previous != json.loads(json.dumps(config, default=_plain)) \
+                    and (run.path / CHECKPOINT).exists():
                 raise ValueError(f"run folder {str(run.path)!r} holds an unfinished run with a "
                                  "different config; resume it with --config "
                                  f"{saved}, or choose another --out")

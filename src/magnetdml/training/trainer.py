@@ -22,8 +22,10 @@ from .checkpoint_state import CheckpointState
 from .config import Config
 from .config_io import config_to_dict
 from .distributed import Distributed
+from .early_stopping import EarlyStopping
 from .eval_step import EvaluationStep
 from .index_upkeep import PROBE_EVERY, PROBE_SIZE, IndexUpkeep
+from .init_weights import load_initial_weights
 from .objective import Objective
 from .refresh import RefreshSchedule
 from .report_plots import INITIAL_SNAPSHOT
@@ -39,7 +41,7 @@ from .setup import (
 )
 
 
-class Trainer(IndexUpkeep, EvaluationStep, CheckpointState):
+class Trainer(IndexUpkeep, EvaluationStep, CheckpointState, EarlyStopping):
     """Everything a run holds: data, model, loss, optimiser, cluster index, sampler, history."""
 
     def __init__(self, config: Config, dist: Distributed, *, overwrite: bool = False) -> None:
@@ -62,7 +64,10 @@ class Trainer(IndexUpkeep, EvaluationStep, CheckpointState):
         seed_everything(config.train.seed)   # same seed on every rank: the same initial model
         self.splits = load_splits(config)
         self.labels = self.splits.train.labels
+        self.check_patience()
         self.model = make_model(config, self.splits.input_shape).to(dist.device)
+        if config.model.init_from:   # after the seeded initialisation: the RNG is unchanged
+            load_initial_weights(self.model, config.model.init_from)
         self.loss_fn = make_loss(config, self.splits.num_classes).to(dist.device)
         self.objective = Objective(self.model, self.loss_fn, amp=config.train.amp,
                                    device_type=dist.device.type)
