@@ -144,3 +144,14 @@ def test_init_from_that_does_not_fit_is_one_clear_error(tmp_path):
     # none of the refused runs left a folder that blocks the corrected command
     train(_config(tmp_path / "b", **{"model.init_from": str(pretrained.run_dir)}),
           progress=False)
+
+
+def test_the_saved_checkpoint_is_the_best_epochs_model(tmp_path, monkeypatch):
+    """``magnetdml evaluate`` loads the checkpoint: it must hold the model that was scored."""
+    _scripted_validation(monkeypatch, [0.5, 0.3, 0.4, 0.35])
+    train(_config(tmp_path / "stopped", **{"train.epochs": 4, "train.patience": 2}),
+          progress=False)
+    monkeypatch.undo()
+    train(_config(tmp_path / "two"), progress=False)
+    for name, value in _weights(tmp_path / "two").items():
+        torch.testing.assert_close(_weights(tmp_path / "stopped")[name], value, rtol=0, atol=0)

@@ -38,12 +38,14 @@ TRIAL_DISPOSABLE = ("checkpoint.pt", "embeddings_initial.npz")
 
 def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs: int = 1,
          progress: bool = False, keep_checkpoints: bool = False,
+         space_for: Callable[[Any], dict[str, str]] | None = None,
          log: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Run (or resume) one search of ``trials`` trials per tuning spec into
     ``out_dir/tuning/<name>/``; write and return the ``tuned.json`` entries (with the entries
     of other groups an earlier invocation tuned, kept as they were). ``run_config``
     turns a spec into its base :class:`~magnetdml.training.Config` (the experiment's data
-    root and flags applied)."""
+    root and flags applied); ``space_for(spec)`` gives the ``--space.NAME`` ranges of its
+    search (default: the loss's own space)."""
     from .search import random_search
     from .search_space import SearchSpace
 
@@ -53,7 +55,7 @@ def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs:
     tuned = load_tuned(out_dir) if (Path(out_dir) / TUNED).is_file() else {}
     for number, spec in enumerate(specs, start=1):
         base = run_config(spec, folder)
-        space = SearchSpace(base.loss.name)
+        space = SearchSpace(base.loss.name, space_for(spec) if space_for else None)
         log(f"[tuning {number}/{len(specs)}] {spec.name}: {trials} trial(s) over "
             f"{', '.join(space.params)}")
         started = time.perf_counter()
@@ -105,7 +107,8 @@ def load_tuned(folder: str | os.PathLike) -> dict[str, dict]:
 
 def apply_tuned(specs: list, tuned: dict[str, dict]) -> list:
     """Every spec with the searched fields of the tuned entry whose group it belongs to (all
-    of the entry's group labels equal the spec's); the tuned values win over the spec's."""
+    of the entry's group labels equal the spec's); the tuned values win over the spec's,
+    except for the fields the spec pins (``RunSpec.pinned``)."""
     out = []
     for spec in specs:
         matches = [entry for entry in tuned.values()
@@ -114,6 +117,7 @@ def apply_tuned(specs: list, tuned: dict[str, dict]) -> list:
             groups = sorted({json.dumps(e["group"], sort_keys=True) for e in tuned.values()})
             raise ValueError(f"no tuned configuration for run {spec.name!r} (group "
                              f"{spec.group}); the tuning has: {', '.join(groups) or 'nothing'}")
-        params: dict[str, Any] = {k: v for entry in matches for k, v in entry["params"].items()}
+        params: dict[str, Any] = {k: v for entry in matches for k, v in entry["params"].items()
+                                  if k not in spec.pinned}
         out.append(dataclasses.replace(spec, overrides={**spec.overrides, **params}))
     return out

@@ -55,10 +55,11 @@ class EarlyStopping:
         return bool(patience) and self.best is not None \
             and self.epoch - self.best["epoch"] >= patience
 
-    def restore_best(self) -> None:
-        """Put epoch ``e*``'s model, loss, ``sigma^2`` and index back for the final scores."""
+    def restore_best(self) -> bool:
+        """Put epoch ``e*``'s model, loss, ``sigma^2`` and index back for the final scores;
+        return whether there was anything to restore (``e*`` before the last epoch)."""
         if self.best is None or self.best["epoch"] == self.epoch:
-            return
+            return False
         self.apply_pending_refresh(wait=True)
         self.model.load_state_dict(self.best["model"])
         self.loss_fn.load_state_dict(self.best["loss"])
@@ -69,6 +70,7 @@ class EarlyStopping:
         self.index_iteration = self.iteration if self.best["index_iteration"] == \
             self.best["iteration"] else -1
         self._train_embeddings = None          # cached for the weights just replaced
+        return True
 
     def stopping_summary(self) -> dict:
         if not self.config.train.patience or self.best is None:

@@ -77,7 +77,8 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> 
         t.log(record)
         t.save_checkpoint()
     bar.close()
-    t.restore_best()
+    if t.restore_best():    # the checkpoint is the model scored (magnetdml evaluate loads it)
+        t.save_checkpoint()
     summary = t.finish()
     if dist.is_main and config.eval.plots:
         plot_run(t.run.path, t)
