@@ -116,6 +116,7 @@ def test_folder_that_is_neither_gets_a_clear_error(tmp_path, capsys):
 def test_format_cell():
     assert format_cell("knc_error", 0.0123) == "1.23%"
     assert format_cell("relative_error", 0.5) == "0.5"
+    assert format_cell("error_drop", -0.0827) == "-8.27%"    # a difference of errors
     assert format_cell("nmi", 0.87654) == "0.8765"
     assert format_cell("x", None) == "n/a" and format_cell("x", float("nan")) == "n/a"
     assert format_cell("x", {"a": 1}) == '{"a": 1}'

@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     classification_tuned,
     clusters,
     convergence,
+    finegrained,
     hierarchy,
     unseen,
 )

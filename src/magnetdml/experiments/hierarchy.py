@@ -66,19 +66,22 @@ def cached_measurement(outcome: RunOutcome, filename: str, compute: Callable[[],
     return values
 
 
-def measure_run(run_dir: Path) -> dict:
-    """Fine-label errors of one finished run (see the module docstring)."""
+def measure_run(run_dir: Path, labels: str | None = "fine") -> dict:
+    """Error@1 / Error@5 of one finished run (see the module docstring) on the attribute
+    ``labels`` of its data (``"fine"``: hierarchy recovery), or on its own class labels
+    (``None``: then ``*_error_at_1`` are the run's own test errors again)."""
     from ..training.runs import load_run
 
     run = load_run(run_dir)
     train, test = run.splits.train, run.splits.test
-    if "fine" not in train.attributes:
+    if labels is not None and labels not in train.attributes:
         raise ValueError(f"run {str(run_dir)!r} was not trained with data.collapse_pairs: its "
-                         "data has no 'fine' labels to recover")
+                         f"data has no {labels!r} labels to recover")
+    train_y = train.labels if labels is None else train.attributes[labels]
+    test_y = test.labels if labels is None else test.attributes[labels]
     train_emb, test_emb = run.embed(train), run.embed(test)                 # (N, E), (M, E)
     index, variance = run.cluster_index(train_emb)   # the run's own, or k-means post hoc
-    values = fine_label_errors(test_emb, test.attributes["fine"], train_emb,
-                               train.attributes["fine"], k=run.config.eval.knn_k,
+    values = fine_label_errors(test_emb, test_y, train_emb, train_y, k=run.config.eval.knn_k,
                                index=index, variance=variance)
     values["own_index"] = run.index is not None
     return values

@@ -38,8 +38,8 @@ def format_cell(key: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value if isinstance(value, str) else json.dumps(value, default=str)
     if isinstance(value, float):
-        if "error" in key and "relative" not in key and 0.0 <= value <= 1.0:
-            return f"{100 * value:.2f}%"
+        if "error" in key and "relative" not in key and -1.0 <= value <= 1.0:
+            return f"{100 * value:.2f}%"     # a difference of errors may be negative
         return f"{value:.4g}"
     return str(value)
 
