@@ -11,7 +11,7 @@ double the throughput and in practice compete with the load; the numbers show th
 distributed path works and what the communication costs, not how it scales on real hardware.
 Results: ``benchmarks/results/distributed_throughput.json`` (configs already there skipped).
 
-    nice python benchmarks/distributed_throughput.py --data-dir /work/shared/data/fashion-mnist
+    nice python benchmarks/distributed_throughput.py --data-dir ../shared/data/fashion-mnist
 """
 
 from __future__ import annotations

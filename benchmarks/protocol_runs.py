@@ -1,7 +1,7 @@
 """The paper's training protocol (§4, Appendix B) against a plain run, on a CPU budget.
 
 For Fashion-MNIST (``small-cnn``) and CIFAR-10 (``cifar-cnn``, the JPEG copy in
-/work/shared/data/cifar10) it trains Magnet Loss twice with the same iteration budget:
+../shared/data/cifar10) it trains Magnet Loss twice with the same iteration budget:
 
 * ``protocol``: warm start from a briefly trained softmax net (``--train.warm_start_epochs 1``),
   augmentation (random rescale up to 30%, crop back: ``--data.augment true``), test-time
@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "protocol_runs.json"
 RUNS = ROOT / "runs" / "protocol"
-DATA = Path("/work/shared/data")
+DATA = Path("../shared/data")
 
 EPOCHS, ITERATIONS, TTA, VAL_FRACTION, LR_DECAY, SEED = 3, 100, 8, 0.8, 0.9, 0
 DATASETS = {"fashion-mnist": ("small-cnn", DATA / "fashion-mnist"),

@@ -27,7 +27,7 @@ Every config runs ``--repeats`` times (default 3) in round-robin order and the r
 medians. Results go to ``benchmarks/results/training_overhead.json``; repeats already there
 are skipped, so an interrupted run resumes (each entry records when it ran).
 
-    nice python benchmarks/training_overhead.py --data-dir /work/shared/data/fashion-mnist
+    nice python benchmarks/training_overhead.py --data-dir ../shared/data/fashion-mnist
     python benchmarks/training_overhead.py --data-dir ... --quick    # 1 epoch, into /tmp
 """
 

@@ -1,6 +1,7 @@
 """MNIST / Fashion-MNIST IDX parsing on tiny generated files; never the network."""
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 
 from magnetdml.data import idx, load_dataset
 
-REAL = Path("/work/shared/data/fashion-mnist/train-images-idx3-ubyte.gz")
+# the real file, when MAGNETDML_DATA_ROOT names a folder holding fashion-mnist/
+REAL = Path(os.environ.get("MAGNETDML_DATA_ROOT", "/nonexistent")) / "fashion-mnist" / \
+    "train-images-idx3-ubyte.gz"
 
 
 def idx_bytes(array, magic):

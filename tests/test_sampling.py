@@ -275,3 +275,24 @@ def test_the_impostor_rule_is_part_of_the_resumable_state():
         NeighbourhoodSampler(index, 4, 2, seed=9).load_state_dict(state)
     with pytest.raises(ValueError, match="impostors must be one of 'nearest', 'random'"):
         NeighbourhoodSampler(index, 4, 2, impostors="farthest")
+
+
+def test_distinct_seed_clusters_survive_a_refresh_until_the_stats_are_reset():
+    """The epoch-end refresh comes before the epoch's record: its seeds must still count."""
+    index = make_index(seed=3)
+    sampler = NeighbourhoodSampler(index, 3, 2, seed=0)
+    for _ in range(10):
+        sampler.next_batch()
+    before = sampler.stats()["distinct_seed_clusters"]
+    assert before == int((sampler.stats()["seed_counts"] > 0).sum()) > 0
+    sampler.set_index(index.refresh(index.centroids_[index.assignments_],
+                                    index.centroid_labels_[index.assignments_]))
+    assert sampler.stats()["distinct_seed_clusters"] == before
+    sampler.next_batch()
+    assert sampler.stats()["distinct_seed_clusters"] == before + 1
+    state = sampler.state_dict()
+    twin = NeighbourhoodSampler(index, 3, 2, seed=0)
+    twin.load_state_dict(state)
+    assert twin.stats()["distinct_seed_clusters"] == before + 1
+    sampler.reset_stats()
+    assert sampler.stats()["distinct_seed_clusters"] == 0

@@ -89,3 +89,32 @@ def test_data_options_are_parsed_as_a_yaml_mapping():
     assert config.model.backbone_options() == {"hidden_sizes": [32]}
     with pytest.raises(ValueError, match="model.options must be a YAML mapping"):
         parse(["--model.options", "3"])
+
+
+def test_help_shows_each_fields_description_valid_values_and_default_once(capsys):
+    from magnetdml.cli import main
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None) (default: None)" not in text and "(default: None)" in text
+    assert "--train.patience INT > 0: stop once the validation error" in text
+    assert "--loss.name STR a name of magnetdml.losses.LOSSES; one of: cluster_nca," in text
+    assert "--sampler.impostors STR" in text and "one of: nearest, random" in text
+    assert "(default: 'magnet')" in text and text.count("(default: 'magnet')") == 1
+    # every config field is described
+    from magnetdml.training.config import SECTIONS, Config
+    from magnetdml.training.config_io import field_comments
+    for section in SECTIONS:
+        value = getattr(Config(), section)
+        described = field_comments(type(value))
+        missing = [f for f in value.__dataclass_fields__ if not described.get(f)]
+        assert not missing, (section, missing)
+
+
+def test_version_flag(capsys):
+    import magnetdml
+    from magnetdml.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"magnetdml {magnetdml.__version__}"

@@ -7,9 +7,10 @@
 # split is the full 10,000. Runs (with checkpoints) stay in runs/ (git-ignored); a rerun
 # skips finished ones. Then the same for Magnet with K = 8 clusters per class (ablation).
 set -euo pipefail
+# DATA_ROOT: the folder holding fashion-mnist/ (default: ../shared/data beside the repo)
 cd "$(dirname "$0")/../../.."
 here=benchmarks/results/compare_fashion_mnist
-common=(--dataset fashion-mnist --data-dir /work/shared/data/fashion-mnist
+common=(--dataset fashion-mnist --data-dir "${DATA_ROOT:-../shared/data}/fashion-mnist"
         --data.val_fraction 0.8 --model.backbone small-cnn --epochs 6
         --train.iterations_per_epoch 125 --sampler.classes_per_batch 8
         --sampler.examples_per_class 6 --train.threads 1 --eval.plots false --quiet)

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from . import compare, evaluate, experiment, report, search, train
 from ._common import Command
 
@@ -23,15 +24,26 @@ from ._common import Command
 COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module in
                                 (train, compare, evaluate, experiment, report, search)}
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: X)`` only for a meaningful argparse default: the config flags carry
+    their config default in their own help, and ``None`` / ``False`` mean "not given"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "(default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: "--train.epoch 3" must be an error, not silently --train.epochs.
     parser = argparse.ArgumentParser(
         prog="magnetdml", allow_abbrev=False, description="Deep metric learning with Magnet Loss "
         "(Rippel et al., ICLR 2016): train, evaluate and compare embeddings.")
+    parser.add_argument("--version", action="version", version=f"magnetdml {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text, configure, _) in COMMANDS.items():
         configure(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+                                 formatter_class=_HelpFormatter))
     return parser
 
 

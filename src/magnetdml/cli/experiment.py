@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help=f"experiment folder (default: {DEFAULT_OUT}/NAME, "
                         "or NAME-quick with --quick)")
     parser.add_argument("--data-root", help="folder holding one folder per dataset (mnist, "
-                        "fashion-mnist, cifar10, omniglot), e.g. /work/shared/data")
+                        "fashion-mnist, cifar10, omniglot), e.g. ../shared/data")
     parser.add_argument("--overwrite", action="store_true",
                         help="retrain finished runs instead of skipping them")
     parser.add_argument("--keep-checkpoints", action="store_true",

@@ -51,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run_search(args: argparse.Namespace) -> int:
     extra = {"data.name": args.dataset, "data.data_dir": args.data_dir,
              "loss.name": args.loss, "train.epochs": args.epochs}
-    if getattr(args, "cfg:data.val_fraction") is None:
+    if getattr(args, "cfg:data.val_fraction", None) is None:   # the flag was not given
         extra["data.val_fraction"] = DEFAULT_VAL_FRACTION
     base = config_from_arguments(args, extra)
     overrides = {key[6:]: value for key, value in vars(args).items()

@@ -70,6 +70,8 @@ class NeighbourhoodSampler(BatchStream):
             fix="the variance needs two points per cluster")
         self.batch_size = self.clusters_per_batch * self.examples_per_cluster
         self._losses: np.ndarray | None = None  # (N,) cached loss per example, NaN = never
+        self._seed_counts: np.ndarray | None = None
+        self._seeded_before = 0
         self.set_index(index)
         self.reset_stats()
 
@@ -101,6 +103,11 @@ class NeighbourhoodSampler(BatchStream):
         if self._losses is None:
             self._losses = np.full(n, np.nan)
         self._recount()
+        # a refit renumbers the clusters: bank the clusters seeded under the old index, so
+        # that distinct_seed_clusters still counts them (the epoch-end refresh comes before
+        # the epoch's record is written)
+        if getattr(self, "_seed_counts", None) is not None:
+            self._seeded_before += int((self._seed_counts > 0).sum())
         self._seed_counts = np.zeros(index.n_clusters_, dtype=np.int64)
 
     def _recount(self) -> None:
@@ -194,13 +201,16 @@ class NeighbourhoodSampler(BatchStream):
 
     # ----------------------------------------------------------------------------- stats
     def stats(self) -> dict[str, Any]:
-        """Counters since the last ``reset_stats`` (seed counts also reset on ``set_index``)."""
+        """Counters since the last ``reset_stats``. ``distinct_seed_clusters``: the clusters
+        seeded at least once, summed over the indices used since then (``seed_counts``: per
+        cluster of the current index only)."""
         measured = self._counts > 0
         means = self._sums[measured] / self._counts[measured]
         return {"batches": self._batches,
                 "cluster_draws": self._batches * self.clusters_per_batch,
                 "draws_with_replacement": self._with_replacement,
-                "distinct_seed_clusters": int((self._seed_counts > 0).sum()),
+                "distinct_seed_clusters": self._seeded_before
+                + int((self._seed_counts > 0).sum()),
                 "n_clusters": int(self.index.n_clusters_),
                 "measured_clusters": int(measured.sum()),
                 "measured_examples": int((~np.isnan(self._losses)).sum()),
@@ -211,6 +221,7 @@ class NeighbourhoodSampler(BatchStream):
         self._batches = 0
         self._with_replacement = 0
         self._seed_counts[:] = 0
+        self._seeded_before = 0
 
     # ----------------------------------------------------------------------------- state
     def _params(self) -> dict[str, Any]:
@@ -227,7 +238,8 @@ class NeighbourhoodSampler(BatchStream):
         return {**self._stream_state(), "losses": self._losses.copy(),
                 "counters": {"batches": self._batches,
                              "with_replacement": self._with_replacement,
-                             "seed_counts": self._seed_counts.copy()}}
+                             "seed_counts": self._seed_counts.copy(),
+                             "seeded_before": self._seeded_before}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the stream saved by ``state_dict`` (against the current index)."""
@@ -237,5 +249,6 @@ class NeighbourhoodSampler(BatchStream):
         counters = state["counters"]
         self._batches = int(counters["batches"])
         self._with_replacement = int(counters["with_replacement"])
+        self._seeded_before = int(counters.get("seeded_before", 0))
         if len(counters["seed_counts"]) == self.index.n_clusters_:
             self._seed_counts = np.array(counters["seed_counts"], dtype=np.int64)

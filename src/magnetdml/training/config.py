@@ -37,7 +37,7 @@ class DataConfig:
     collapse_pairs: bool = False      # train on random pairs of classes merged (paper §4.3)
     options: str = ""                 # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
     augment: bool = False             # paper §4: random rescale up to max_scale, crop back
-    max_scale: float = 0.3
+    max_scale: float = 0.3            # augmentation: rescale by up to 1 + max_scale
 
     def loader_options(self) -> dict:
         """``options`` parsed: extra keyword arguments of this dataset's loader."""
@@ -49,7 +49,7 @@ class ModelConfig:
     """Backbone + linear embedding head (paper: embedding dimension 1024)."""
 
     backbone: str = "mlp"             # a name of magnetdml.models.BACKBONES
-    embedding_dim: int = 64
+    embedding_dim: int = 64           # size of the embedding (paper: 1024)
     normalize: bool = False           # L2-normalise the embedding (on whenever the loss
                                       # normalises inside: triplet by default)
     options: str = ""                 # backbone options as YAML, e.g. "{hidden_sizes: [512]}"
@@ -125,12 +125,12 @@ class SamplerConfig:
 class TrainConfig:
     """Optimisation (paper App. B: SGD, momentum 0.9, per-epoch annealing)."""
 
-    epochs: int = 30
+    epochs: int = 30                  # epochs to train (one pass, or iterations_per_epoch)
     iterations_per_epoch: int = 0     # 0 = training examples // batch size
     optimizer: str = "sgd"            # "sgd" or "adam"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    lr: float = 0.05                  # learning rate
+    momentum: float = 0.9             # SGD momentum (paper: 0.9)
+    weight_decay: float = 0.0         # L2 weight decay
     lr_decay: float = 0.95            # learning rate *= lr_decay after every epoch
     patience: int = 0                 # > 0: stop once the validation error (own protocol)
                                       # has not improved for this many epochs; score the
@@ -140,7 +140,7 @@ class TrainConfig:
                                       # runs of other lrs share one stored warm start)
     warm_start_cache: str = ""        # folder to reuse identical warm starts from ("": off)
     variance_momentum: float = 0.9    # running average of s2 -> sigma^2 for kNC
-    seed: int = 0
+    seed: int = 0                     # seeds weights, batches and augmentation
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
     threads: int = 0                  # torch CPU threads; 0 = torch's default

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -112,19 +114,64 @@ def load_config_file(path: str | Path, base: Config | None = None) -> Config:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config FILE`` and one ``--section.field`` flag per leaf, defaults in the help."""
+    """Add ``--config FILE`` and one ``--section.field`` flag per leaf; its help is the
+    field's comment in ``config.py``, its valid values where they are a list, and its default
+    (once: the flag itself defaults to "not given", so the formatter adds nothing)."""
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON config file; flags "
                         "given on the command line override it")
     defaults = Config()
+    choices = field_choices()
     for section in SECTIONS:
         group = parser.add_argument_group(f"{section} options")
         section_value = getattr(defaults, section)
         hints = _leaf_types(type(section_value))
+        comments = field_comments(type(section_value))
         for f in dataclasses.fields(section_value):
+            name = f"{section}.{f.name}"
             default = getattr(section_value, f.name)
-            group.add_argument(f"--{section}.{f.name}", dest=f"cfg:{section}.{f.name}",
-                               metavar=_type_name(hints[f.name]), default=None,
-                               help=f"(default: {default})")
+            parts = [comments.get(f.name, "")]
+            if name in choices:
+                parts.append(f"one of: {', '.join(choices[name])}")
+            parts.append(f"(default: {default!r})" if isinstance(default, str)
+                         else f"(default: {default})")
+            group.add_argument(f"--{name}", dest=f"cfg:{name}",
+                               metavar=_type_name(hints[f.name]), default=argparse.SUPPRESS,
+                               help="; ".join(p for p in parts[:-1] if p) + " " + parts[-1])
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` of a config dataclass: the ``#`` comment on a field's line and the
+    comment-only lines under it (the config's documentation lives beside its fields)."""
+    comments: dict[str, list[str]] = {}
+    current = None
+    for line in inspect.getsource(cls).splitlines():
+        stripped = line.strip()
+        field_line = re.match(r"(\w+): [^=]+=[^#]*#\s?(.*)$", stripped)
+        if field_line:
+            current = field_line.group(1)
+            comments[current] = [field_line.group(2).strip()]
+        elif current and stripped.startswith("#"):
+            comments[current].append(stripped.lstrip("#").strip())
+        else:
+            current = None
+    return {name: " ".join(text).strip() for name, text in comments.items()}
+
+
+def field_choices() -> dict[str, list[str]]:
+    """The valid values of the config fields that take a name from a list."""
+    from ..data import DATASETS
+    from ..losses import LOSSES
+    from ..losses.miners import MINERS
+    from ..models import BACKBONES
+    from ..sampling import BATCHES, IMPOSTORS
+
+    return {"data.name": DATASETS.names(), "model.backbone": BACKBONES.names(),
+            "loss.name": LOSSES.names(), "loss.miner": list(MINERS),
+            "loss.triplet_variant": ["hinge", "ratio"], "index.method": ["kmeans",
+                                                                      "agglomerative"],
+            "sampler.batches": list(BATCHES), "sampler.impostors": list(IMPOSTORS),
+            "train.optimizer": ["sgd", "adam"],
+            "train.device": ["cpu", "cuda", "cuda:N", "auto"]}
 
 
 def _type_name(annotation: Any) -> str:
