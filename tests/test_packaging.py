@@ -19,7 +19,7 @@ def test_the_version_lives_in_one_place():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {
-        "attr": "magnetdml.__version__"}
+        "attr": "magnetdml._version.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", magnetdml.__version__)
 
 

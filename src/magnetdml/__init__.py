@@ -15,41 +15,46 @@ The layers, lowest first (a module imports only from layers below its own):
 """
 
 from . import _moved
-from .clustering import ClusterIndex
-from .data import DATASETS, DatasetSplits, RandomRescaleCrop, load_dataset
-from .evaluation import KNearestClusters, SoftKNN, evaluate
-from .losses import (
-    LOSSES,
-    ClusterNCALoss,
-    ContrastiveLoss,
-    LiftedStructureLoss,
-    MagnetLoss,
-    SoftmaxLoss,
-    TripletLoss,
-    build_loss,
-    magnet_loss_terms,
-)
-from .models import BACKBONES, EmbeddingNet, build_model
-from .sampling import ClassBalancedSampler, NeighbourhoodSampler, UniformSampler
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 _moved.install()   # the flat layout's module paths (magnetdml.runs, ...) keep working
 
-_TRAINING = {"Config", "TrainResult", "train", "apply_overrides", "load_config_file"}
+#: public name -> the subpackage it comes from. Imported on first use (PEP 562): torch, faiss
+#: and matplotlib load only when a name that needs them is touched, so that e.g.
+#: ``magnetdml --help`` answers at once.
+_EXPORTS = {
+    "ClusterIndex": "clustering",
+    **dict.fromkeys(("DATASETS", "DatasetSplits", "RandomRescaleCrop", "load_dataset"), "data"),
+    **dict.fromkeys(("KNearestClusters", "SoftKNN", "evaluate"), "evaluation"),
+    **dict.fromkeys(("LOSSES", "ClusterNCALoss", "ContrastiveLoss", "LiftedStructureLoss",
+                     "MagnetLoss", "SoftmaxLoss", "TripletLoss", "build_loss",
+                     "magnet_loss_terms"), "losses"),
+    **dict.fromkeys(("BACKBONES", "EmbeddingNet", "build_model"), "models"),
+    **dict.fromkeys(("ClassBalancedSampler", "NeighbourhoodSampler", "UniformSampler"),
+                    "sampling"),
+    **dict.fromkeys(("Config", "TrainResult", "train", "apply_overrides", "load_config_file"),
+                    "training"),
+    "load_run": "training.runs",
+    "embed": "training.embed",          # the function (training.embed is also its module)
+}
 
 
 def __getattr__(name: str):
-    # The training layer pulls in matplotlib and tqdm; import it only when asked for.
-    if name in _TRAINING:
-        from . import training
-        return getattr(training, name)
+    if name in _EXPORTS:
+        import importlib
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value           # once: later lookups are plain attribute reads
+        return value
     raise AttributeError(f"module 'magnetdml' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
 
 
 __all__ = ["BACKBONES", "DATASETS", "LOSSES", "ClassBalancedSampler", "ClusterIndex",
            "ClusterNCALoss", "Config", "ContrastiveLoss", "DatasetSplits", "EmbeddingNet",
            "KNearestClusters", "LiftedStructureLoss", "MagnetLoss", "NeighbourhoodSampler",
            "RandomRescaleCrop", "SoftKNN", "SoftmaxLoss", "TrainResult", "TripletLoss",
-           "UniformSampler", "__version__", "apply_overrides", "build_loss", "build_model",
-           "evaluate", "load_config_file", "load_dataset", "magnet_loss_terms", "train"]
+           "UniformSampler", "__version__", "apply_overrides", "build_loss", "build_model", "embed",
+           "evaluate", "load_config_file", "load_dataset", "load_run", "magnet_loss_terms", "train"]

@@ -8,10 +8,10 @@ vanish under ``python -O`` and their messages do not say what to do.
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 
 def _describe(value: Any) -> str:
@@ -58,9 +58,16 @@ def check_choice(name: str, value: Any, choices) -> Any:
     return value
 
 
+def _is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (a tensor exists only once
+    torch is imported): the config checks load with the command line, before torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
     """Return a C-contiguous float32 ``(N, D)`` numpy array of finite values, or raise."""
-    if isinstance(value, torch.Tensor):
+    if _is_tensor(value):
         value = value.detach().cpu().float().numpy()
     array = np.asarray(value)
     if array.ndim != 2:
@@ -77,7 +84,7 @@ def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
 
 def as_label_vector(name: str, value: Any, length: int | None = None) -> np.ndarray:
     """Return an int64 ``(N,)`` numpy array, checking its length against ``length``."""
-    if isinstance(value, torch.Tensor):
+    if _is_tensor(value):
         value = value.detach().cpu().numpy()
     array = np.asarray(value)
     if array.ndim != 1:

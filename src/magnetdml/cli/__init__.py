@@ -12,17 +12,19 @@ so the command line has no import circle.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from . import compare, evaluate, experiment, report, search, train
+from .._version import __version__
+from . import compare, evaluate, experiment, predict, report, search, train
 from ._common import Command
 
 # The subcommands in the order ``magnetdml --help`` lists them.
-COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module in
-                                (train, compare, evaluate, experiment, report, search)}
+COMMANDS: dict[str, Command] = {command.name: command for command in (
+    train.COMMAND, compare.COMMAND, evaluate.COMMAND, predict.EMBED, predict.PREDICT,
+    experiment.COMMAND, report.COMMAND, search.COMMAND)}
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds ``(default: X)`` only for a meaningful argparse default: the config flags carry
@@ -34,7 +36,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "all") -> argparse.ArgumentParser:
+    """The parser; only ``command``'s flags are configured (``"all"``: every subcommand's,
+    ``None``: none), since building them imports torch and the registries: ``magnetdml
+    --help`` and ``--version`` answer without."""
     # allow_abbrev=False: "--train.epoch 3" must be an error, not silently --train.epochs.
     parser = argparse.ArgumentParser(
         prog="magnetdml", allow_abbrev=False, description="Deep metric learning with Magnet Loss "
@@ -42,14 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"magnetdml {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text, configure, _) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False,
-                                 formatter_class=_HelpFormatter))
+        subparser = sub.add_parser(name, help=help_text, description=help_text,
+                                   allow_abbrev=False, formatter_class=_HelpFormatter)
+        if command in ("all", name):
+            configure(subparser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # the subcommand is the first word that is not an option (argparse would say the same)
+    named = next((word for word in argv if not word.startswith("-")), None)
+    if named is not None and named not in COMMANDS and argv and argv[0] == named:
+        parser = build_parser(None)
+        parser.error(f"unknown command {named!r}{_did_you_mean(named, COMMANDS)}; the "
+                     f"commands: {', '.join(COMMANDS)}")
+    parser = build_parser(named if named in COMMANDS else None)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flags = [word for word in unknown if word.startswith("-")]
+        options = _subcommand_options(parser, args.command)
+        hint = _did_you_mean(flags[0].split("=")[0], options) if flags else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}"
+                     + (f" (see magnetdml {args.command} --help)" if args.command else ""))
     if args.command is None:
         parser.print_help()
         return 2
@@ -64,6 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"magnetdml {args.command}: interrupted; the last finished epoch is saved in "
               "the run folder and the same command resumes it", file=sys.stderr)
         return 130
+
+
+def _did_you_mean(word: str, candidates) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _subcommand_options(parser: argparse.ArgumentParser, command: str | None) -> list[str]:
+    for action in parser._actions:      # argparse keeps its subparsers in this action
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return list(action.choices[command]._option_string_actions)
+    return list(parser._option_string_actions)
 
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]

@@ -7,12 +7,13 @@ import os
 import shlex
 import sys
 
-from ..experiments.compare import CURVE_METRICS
 from ..training.config_io import add_config_arguments, config_from_arguments
 from ._common import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..experiments.compare import CURVE_METRICS  # torch: only for this subcommand
+
     parser.add_argument("--losses", required=True,
                         help="comma-separated loss names, e.g. magnet,triplet,softmax")
     parser.add_argument("--out", required=True,

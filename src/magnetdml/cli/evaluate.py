@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..training.runs import SPLITS
 from ._common import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..training.runs import SPLITS  # torch: only for this subcommand
+
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
                         "'magnetdml train' (holds config.json and checkpoint.pt)")
     parser.add_argument("--split", choices=SPLITS, default="all",

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..reporting.report import FORMATS
 from ._common import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..reporting.report import FORMATS
+
     parser.add_argument("folder", metavar="DIR", help="a run folder ('magnetdml train --out') "
                         "or an experiment folder ('magnetdml experiment')")
     parser.add_argument("--format", choices=FORMATS, default="both",

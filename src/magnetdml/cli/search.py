@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..experiments.search import METRICS, random_search
-from ..experiments.search_space import DEFAULT_SPACE, SearchSpace
 from ..training.config_io import add_config_arguments, config_from_arguments
 from ._common import Command, format_percent
 
@@ -23,6 +21,9 @@ DEFAULT_VAL_FRACTION = 0.1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..experiments.search import METRICS  # torch: only for this subcommand
+    from ..experiments.search_space import DEFAULT_SPACE
+
     search = parser.add_argument_group("search options")
     search.add_argument("--trials", type=int, required=True, help="number of random trials")
     search.add_argument("--out", required=True,
@@ -49,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from ..experiments.search import random_search
+    from ..experiments.search_space import SearchSpace
+
     extra = {"data.name": args.dataset, "data.data_dir": args.data_dir,
              "loss.name": args.loss, "train.epochs": args.epochs}
     if getattr(args, "cfg:data.val_fraction", None) is None:   # the flag was not given

@@ -112,6 +112,14 @@ class ArrayDataset(LabelledDataset):
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self._data.shape[1:])
 
+    def like(self, data: np.ndarray | torch.Tensor, labels: np.ndarray | None = None
+             ) -> ArrayDataset:
+        """New raw examples ``data`` (same dtype kind and sample shape) preprocessed exactly
+        as this dataset's: the same scale, mean and standard deviation. ``labels`` default to
+        0 (unknown)."""
+        labels = np.zeros(len(data), dtype=np.int64) if labels is None else labels
+        return ArrayDataset(data, labels, scale=self.scale, mean=self._mean, std=self._std)
+
     def to(self, device: torch.device | str) -> ArrayDataset:
         """Move the storage (and so every batch) to ``device``, e.g. a GPU; returns ``self``."""
         device = torch.device(device)

@@ -19,12 +19,61 @@ from .distributed import Distributed
 CPU_BATCH, ACCELERATOR_BATCH = 128, 1024
 
 
+class _TensorBatches:
+    """A tensor (or array) of inputs ``(N, ...)`` as a batch source."""
+
+    def __init__(self, inputs: torch.Tensor) -> None:
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def get_batch(self, indices):
+        return self.inputs[torch.as_tensor(indices, dtype=torch.long)], None
+
+
+class _ItemBatches:
+    """A map-style ``torch.utils.data.Dataset`` (items ``x`` or ``(x, label, ...)``)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def get_batch(self, indices):
+        items = [self.dataset[int(i)] for i in indices]
+        items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+        return torch.stack([torch.as_tensor(x) for x in items]).float(), None
+
+
+def as_batch_source(data):
+    """What :func:`embed_dataset` reads: a library dataset (it has ``get_batch``) as it is; a
+    tensor or numpy array of model inputs ``(N, C, H, W)`` (or ``(N, D)``), already
+    preprocessed as the model's training inputs were; or any map-style torch ``Dataset``
+    whose items are inputs or ``(input, label, ...)`` tuples."""
+    if hasattr(data, "get_batch"):
+        return data
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(np.ascontiguousarray(data))
+    if isinstance(data, torch.Tensor):
+        if data.ndim < 2:
+            raise ValueError(f"inputs must be a batch (N, ...) of model inputs; got shape "
+                             f"{tuple(data.shape)}")
+        return _TensorBatches(data.float())
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        return _ItemBatches(data)
+    raise TypeError(f"cannot embed a {type(data).__name__}: pass a magnetdml dataset, a "
+                    "tensor or array of inputs (N, C, H, W), or a torch Dataset")
+
+
 def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
                   batch_size: int | None = None,
                   dist: Distributed | None = None,
                   augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
                   copies: int = 0) -> np.ndarray:
-    """Embeddings ``(N, E)`` float32 of every example of ``dataset``, in dataset order.
+    """Embeddings ``(N, E)`` float32 of every example of ``dataset`` (anything
+    :func:`as_batch_source` reads), in dataset order.
 
     With ``dist``, each rank embeds its contiguous shard and the shards are gathered, so every
     rank returns the same full array. With ``augment`` and ``copies = n > 0``, each embedding is
@@ -37,6 +86,7 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     :class:`~magnetdml.models.inference.InferenceForward` (BatchNorm folded into the convs, and
     oneDNN's layout on the CPU: ~2x faster on one thread, same embeddings up to float rounding).
     """
+    dataset = as_batch_source(dataset)
     if batch_size is None:
         batch_size = CPU_BATCH if torch.device(device).type == "cpu" else ACCELERATOR_BATCH
     was_training = model.training
@@ -59,6 +109,16 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     if dist is not None:
         rows = dist.gather_rows(rows)
     return rows.cpu().numpy()
+
+
+def embed(model: nn.Module, data, *, device: str | torch.device = "cpu",
+          batch_size: int | None = None) -> np.ndarray:
+    """``(N, E)`` float32 embeddings of ``data`` by ``model`` in eval mode, no gradients:
+    ``data`` is a magnetdml dataset, a tensor or array of inputs ``(N, C, H, W)``, or any
+    map-style torch ``Dataset`` (items ``x`` or ``(x, label, ...)``). The model's train/eval
+    mode is restored afterwards."""
+    device = torch.device(device)
+    return embed_dataset(model.to(device), data, device=device, batch_size=batch_size)
 
 
 def _output_dim(model: nn.Module) -> int:

@@ -24,8 +24,20 @@ HISTORY = "metrics.jsonl"
 SUMMARY = "metrics.json"
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The permissions a plain ``open(path, "w")`` would give (mkstemp's are 0600: a run folder
+#: written that way is unreadable to collaborators and other users).
+FILE_MODE = 0o666 & ~_process_umask()
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -33,6 +45,7 @@ def atomic_write(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
 from .config import Config
 from .config_io import config_from_dict
 from .embed import embed_dataset
+from .inference import RunInference
 from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
 from .setup import load_splits, make_index, make_model
 
@@ -38,11 +39,12 @@ UNSEEN_METRICS = ("nmi", "ami", "ari", "f1", "precision_at_1", "recall_at_1", "r
 
 
 @dataclass
-class LoadedRun:
+class LoadedRun(RunInference):
     """A run folder rebuilt for evaluation: ``config``, data ``splits``, the ``model`` in eval
     mode with the checkpoint's weights, the run's cluster ``index`` and ``variance`` (``None``
     for losses trained without an index), the checkpoint's ``epoch`` / ``iteration``, the
-    ``summary`` of ``metrics.json`` (``None`` while unfinished) and the ``history`` lines."""
+    ``summary`` of ``metrics.json`` (``None`` while unfinished) and the ``history`` lines.
+    It classifies, retrieves and clusters new data (:class:`~.inference.RunInference`)."""
 
     path: Path
     config: Config

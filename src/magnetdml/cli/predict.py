@@ -1,0 +1,143 @@
+"""``magnetdml embed`` and ``magnetdml predict``: a trained run on new data.
+
+``embed RUN (--images PATH... | --split S) --out FILE.npz`` writes the embeddings with their
+labels (``-1``: unknown), file names and the run's class names; ``predict RUN (--images PATH...
+| --split S)`` classifies with the run's kNC (paper §3.3) and prints (``--out F.csv`` or
+``.json``: writes) each input's class name, probability and top-k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._common import Command
+
+SPLIT_CHOICES = ("train", "val", "test", "unseen")
+
+
+def _inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
+                        "'magnetdml train' (holds config.json and checkpoint.pt)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", metavar="PATH",
+                        help="image files or folders of them (resized to the run's input "
+                             "size; grey or RGB as the run's data)")
+    source.add_argument("--split", choices=SPLIT_CHOICES,
+                        help="a split of the run's own data instead")
+    parser.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                        help="invert the images' grey levels (auto: as the run's loader did; "
+                             "Omniglot's makes strokes bright)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def _load(args: argparse.Namespace):
+    import torch
+
+    from ..training.runs import load_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = load_run(args.run_dir)
+    if args.images:
+        invert = None if args.invert == "auto" else args.invert == "yes"
+        data, paths = run.read_images(args.images, invert=invert)
+        return run, data, [str(p) for p in paths], None
+    data = getattr(run.splits, args.split)
+    if data is None:
+        raise ValueError(f"run {args.run_dir!r} has no {args.split} split; choose another "
+                         "--split or pass --images")
+    return run, data, [f"{args.split}[{i}]" for i in range(len(data))], data.labels
+
+
+def configure_embed(parser: argparse.ArgumentParser) -> None:
+    _inputs(parser)
+    parser.add_argument("--out", required=True, help="the .npz to write: embeddings (N, E), "
+                        "labels (N,), files (N,), class_names (C,)")
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from ..training.run_dir import atomic_write
+
+    run, data, names, labels = _load(args)
+    embeddings = run.embed(data)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out {args.out!r} must end in .npz (numpy's archive)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"embeddings": embeddings,
+              "labels": np.full(len(names), -1) if labels is None else labels,
+              "files": np.asarray(names), "class_names": np.asarray(run.class_names)}
+    atomic_write(out, lambda handle: np.savez(handle, **arrays))
+    print(f"{len(names)} embeddings of dimension {embeddings.shape[1]} written to {out}")
+    return 0
+
+
+def configure_predict(parser: argparse.ArgumentParser) -> None:
+    _inputs(parser)
+    parser.add_argument("--top", type=int, default=5, help="classes listed per input")
+    parser.add_argument("--out", help="write every row to this .csv or .json (default: print "
+                        "the first 20)")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1; got {args.top}")
+    if args.out and Path(args.out).suffix not in (".csv", ".json"):
+        raise ValueError(f"--out {args.out!r} must end in .csv or .json")
+    run, data, names, labels = _load(args)
+    classes, probabilities = run.top_k(data, k=args.top)
+    class_names = run.class_names
+    rows = []
+    for i, name in enumerate(names):
+        row = {"input": name, "class": class_names[classes[i, 0]],
+               "probability": round(float(probabilities[i, 0]), 6),
+               "top": [{"class": class_names[c], "probability": round(float(p), 6)}
+                       for c, p in zip(classes[i], probabilities[i], strict=True)]}
+        if labels is not None:
+            row["true_class"] = class_names[labels[i]]
+        rows.append(row)
+    if args.out:
+        _write(Path(args.out), rows)
+    for row in rows[:20] if not args.out else rows[:5]:
+        top = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in row["top"])
+        truth = f"   (true: {row['true_class']})" if "true_class" in row else ""
+        print(f"{row['input']}: {row['class']}   [{top}]{truth}")
+    if len(rows) > (5 if args.out else 20):
+        print(f"... {len(rows)} inputs in all" + (f"; every row in {args.out}" if args.out
+                                                   else "; --out F.csv writes them all"))
+    if labels is not None:
+        error = float(np.mean(classes[:, 0] != labels))
+        print(f"kNC error on these {len(rows)} inputs: {100 * error:.2f}%")
+    return 0
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    from ..training.run_dir import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        atomic_write(path, lambda h: h.write(json.dumps(rows, indent=1).encode()))
+        return
+    def write_csv(handle) -> None:
+        import io
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["input", "class", "probability", "top", *(
+            ["true_class"] if "true_class" in rows[0] else [])])
+        for row in rows:
+            writer.writerow([row["input"], row["class"], row["probability"],
+                             "; ".join(f"{t['class']}:{t['probability']}" for t in row["top"]),
+                             *([row["true_class"]] if "true_class" in row else [])])
+        handle.write(text.getvalue().encode())
+    atomic_write(path, write_csv)
+
+
+EMBED = Command("embed", "embed images or a split with a trained run (writes an .npz)",
+                configure_embed, run_embed)
+PREDICT = Command("predict", "classify images or a split with a trained run's kNC",
+                  configure_predict, run_predict)

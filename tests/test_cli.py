@@ -1,0 +1,41 @@
+"""The command line explains itself: fast top-level help, suggestions for typos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from magnetdml.cli import main
+
+
+def test_top_level_help_and_version_do_not_import_torch():
+    """What makes ``magnetdml --help`` answer at once: nothing heavy is imported for it."""
+    code = ("import sys\nfrom magnetdml.cli import main\n"
+            "for argv in (['--help'], ['--version']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules, 'faiss' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False False"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["trian"], "unknown command 'trian'; did you mean 'train'?"),
+    (["train", "--train.epoch", "3"], "did you mean '--train.epochs'?"),
+    (["search", "--space.alpah", "1:2", "--trials", "1", "--out", "x"],
+     "did you mean '--space.alpha'?"),
+    (["train", "--nonsense"], "unrecognized arguments: --nonsense (see magnetdml train --help)"),
+])
+def test_typos_get_one_line_with_a_suggestion(argv, expected, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_subcommand_help_still_lists_its_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--split {test,unseen,val,all}" in capsys.readouterr().out
