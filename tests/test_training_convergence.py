@@ -155,3 +155,15 @@ def test_the_saved_checkpoint_is_the_best_epochs_model(tmp_path, monkeypatch):
     train(_config(tmp_path / "two"), progress=False)
     for name, value in _weights(tmp_path / "two").items():
         torch.testing.assert_close(_weights(tmp_path / "stopped")[name], value, rtol=0, atol=0)
+
+
+def test_on_epoch_hook_sees_every_epoch_and_adds_to_its_record(tmp_path):
+    seen = []
+
+    def hook(trainer, record):
+        seen.append(trainer.epoch)
+        record["my_norm"] = float(trainer.embed(trainer.splits.test).std())
+
+    train(_config(tmp_path / "run", **{"train.epochs": 3}), progress=False, on_epoch=hook)
+    assert seen == [1, 2, 3]
+    assert all(r["my_norm"] > 0 for r in _history(tmp_path / "run"))

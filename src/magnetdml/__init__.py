@@ -36,6 +36,7 @@ _EXPORTS = {
                     "training"),
     "load_run": "training.runs",
     "embed": "training.embed",          # the function (training.embed is also its module)
+    "MagnetTraining": "training.magnet_training",
 }
 
 
@@ -54,7 +55,8 @@ def __dir__() -> list[str]:
 
 __all__ = ["BACKBONES", "DATASETS", "LOSSES", "ClassBalancedSampler", "ClusterIndex",
            "ClusterNCALoss", "Config", "ContrastiveLoss", "DatasetSplits", "EmbeddingNet",
-           "KNearestClusters", "LiftedStructureLoss", "MagnetLoss", "NeighbourhoodSampler",
+           "KNearestClusters", "LiftedStructureLoss", "MagnetLoss", "MagnetTraining",
+           "NeighbourhoodSampler",
            "RandomRescaleCrop", "SoftKNN", "SoftmaxLoss", "TrainResult", "TripletLoss",
            "UniformSampler", "__version__", "apply_overrides", "build_loss", "build_model", "embed",
            "evaluate", "load_config_file", "load_dataset", "load_run", "magnet_loss_terms", "train"]

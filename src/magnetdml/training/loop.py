@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,15 @@ class TrainResult:
     summary: dict
 
 
-def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> TrainResult:
-    """Train an embedding as ``config`` says and evaluate it; see the module docstring."""
+def train(config: Config, *, overwrite: bool = False, progress: bool = True,
+          on_epoch: Callable[[Trainer, dict], None] | None = None) -> TrainResult:
+    """Train an embedding as ``config`` says and evaluate it; see the module docstring.
+
+    ``on_epoch(trainer, record)`` is called after every epoch, before the epoch's line is
+    written to ``metrics.jsonl``: add your own measurements to ``record`` (plain numbers)
+    or log elsewhere; ``trainer.model``, ``trainer.embed(dataset)``, ``trainer.index`` and
+    ``trainer.splits`` are there to use (leave them unchanged: a resumed run must be the run
+    that was interrupted)."""
     config = config.validate()
     dist = Distributed.setup(config.train.device)
     if config.train.threads:
@@ -74,6 +82,8 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True) -> 
             record.update(t.evaluate())
         if config.train.patience:
             t.track_validation(record)
+        if on_epoch is not None:
+            on_epoch(t, record)
         t.log(record)
         t.save_checkpoint()
     bar.close()
