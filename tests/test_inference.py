@@ -137,3 +137,35 @@ def test_bad_input_to_the_commands_is_one_line(run, argv, message, capsys, tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def _numpy_knc(embeddings, index):
+    """kNC from the exported arrays alone, as the export module's docstring writes it."""
+    d2 = ((embeddings[:, None].astype(np.float64) - index["centroids"][None]) ** 2).sum(-1)
+    near = np.argsort(d2, axis=1, kind="stable")[:, :int(index["neighbours"])]
+    rows = np.arange(len(d2))[:, None]
+    w = np.exp(-(d2[rows, near] - d2[rows, near[:, :1]]) / (2 * float(index["lengthscale"])))
+    classes = np.unique(index["centroid_labels"])
+    scores = np.zeros((len(d2), len(classes)))
+    np.add.at(scores, (np.repeat(np.arange(len(d2)), near.shape[1]),
+                       np.searchsorted(classes, index["centroid_labels"][near]).ravel()),
+              w.ravel())
+    return classes[scores.argmax(axis=1)]
+
+
+def test_export_round_trip_reproduces_predict(run, tmp_path):
+    from magnetdml.cli import main
+    assert main(["export", str(run.path), "--out", str(tmp_path / "served")]) == 0
+    model = torch.export.load(str(tmp_path / "served" / "model.pt2")).module()
+    with np.load(tmp_path / "served" / "index.npz", allow_pickle=False) as saved:
+        index = {k: saved[k] for k in saved.files}
+    test = run.splits.test
+    raw = test._data[test._rows] if test._rows is not None else test._data
+    # preprocessing from the exported numbers only
+    x = (raw.astype(np.float32) / index["pixel_scale"]
+         - index["mean"].reshape(1, -1, 1, 1)) / index["std"].reshape(1, -1, 1, 1)
+    with torch.no_grad():
+        embeddings = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(embeddings, run.embed(test), rtol=1e-4, atol=1e-5)
+    assert np.array_equal(_numpy_knc(embeddings, index), run.predict(test))
+    assert list(index["class_names"]) == run.class_names

@@ -24,6 +24,7 @@ from ._common import Command
 # The subcommands in the order ``magnetdml --help`` lists them.
 COMMANDS: dict[str, Command] = {command.name: command for command in (
     train.COMMAND, compare.COMMAND, evaluate.COMMAND, predict.EMBED, predict.PREDICT,
+    predict.EXPORT,
     experiment.COMMAND, report.COMMAND, search.COMMAND)}
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -1,9 +1,10 @@
-"""``magnetdml embed`` and ``magnetdml predict``: a trained run on new data.
+"""``magnetdml embed``, ``predict`` and ``export``: a trained run on new data.
 
 ``embed RUN (--images PATH... | --split S) --out FILE.npz`` writes the embeddings with their
 labels (``-1``: unknown), file names and the run's class names; ``predict RUN (--images PATH...
 | --split S)`` classifies with the run's kNC (paper §3.3) and prints (``--out F.csv`` or
-``.json``: writes) each input's class name, probability and top-k.
+``.json``: writes) each input's class name, probability and top-k; ``export RUN --out DIR``
+writes a ``torch.export`` model and the kNC index for serving without this library.
 """
 
 from __future__ import annotations
@@ -137,6 +138,25 @@ def _write(path: Path, rows: list[dict]) -> None:
     atomic_write(path, write_csv)
 
 
+def configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
+                        "'magnetdml train' (holds config.json and checkpoint.pt)")
+    parser.add_argument("--out", required=True, help="folder for model.pt2 (a torch.export "
+                        "program) and index.npz (centres, labels, lengthscale, preprocessing)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..training.export import export_run
+    from ..training.runs import load_run
+
+    paths = export_run(load_run(args.run_dir), args.out)
+    print(f"model: {paths['model']} (torch.export.load(path).module())\n"
+          f"kNC index: {paths['index']} (numpy is enough)")
+    return 0
+
+
+EXPORT = Command("export", "export a run for serving: torch.export model + kNC index (.npz)",
+                 configure_export, run_export)
 EMBED = Command("embed", "embed images or a split with a trained run (writes an .npz)",
                 configure_embed, run_embed)
 PREDICT = Command("predict", "classify images or a split with a trained run's kNC",
