@@ -169,3 +169,33 @@ def test_export_round_trip_reproduces_predict(run, tmp_path):
     np.testing.assert_allclose(embeddings, run.embed(test), rtol=1e-4, atol=1e-5)
     assert np.array_equal(_numpy_knc(embeddings, index), run.predict(test))
     assert list(index["class_names"]) == run.class_names
+
+
+def test_retrieve_command_lists_neighbours_and_draws_them(run, tmp_path, capsys):
+    from magnetdml.cli import main
+    out = tmp_path / "grid.png"
+    assert main(["retrieve", str(run.path), "--split", "test", "--k", "3", "--limit", "2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    _, indices = run.kneighbors(run.splits.test, k=3)
+    first = run.class_names[run.splits.train.labels[indices[0, 0]]]
+    assert printed[0].startswith(f"test[0]: {first} (")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cluster_command_writes_assignments_and_sheets(run, tmp_path, capsys):
+    from magnetdml.cli import main
+    out = tmp_path / "clusters"
+    assert main(["cluster", str(run.path), "--split", "test", "--k", "10", "--out",
+                 str(out)]) == 0
+    import csv
+    rows = list(csv.DictReader((out / "assignments.csv").open()))
+    assert len(rows) == len(run.splits.test)
+    assert {int(r["cluster"]) for r in rows} <= set(range(10))
+    assert len(list(out.glob("cluster_*.png"))) == len({r["cluster"] for r in rows})
+    printed = capsys.readouterr().out
+    assert "against the labels: nmi" in printed
+    folder = _write_pngs(run, tmp_path / "images")
+    assert main(["cluster", str(run.path), "--images", str(folder), "--auto", "--out",
+                 str(tmp_path / "auto")]) == 0
+    assert "inputs in" in capsys.readouterr().out

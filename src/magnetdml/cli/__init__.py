@@ -18,13 +18,13 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import compare, evaluate, experiment, predict, report, search, train
+from . import compare, evaluate, experiment, explore, predict, report, search, train
 from ._common import Command
 
 # The subcommands in the order ``magnetdml --help`` lists them.
 COMMANDS: dict[str, Command] = {command.name: command for command in (
     train.COMMAND, compare.COMMAND, evaluate.COMMAND, predict.EMBED, predict.PREDICT,
-    predict.EXPORT,
+    predict.EXPORT, explore.RETRIEVE, explore.CLUSTER,
     experiment.COMMAND, report.COMMAND, search.COMMAND)}
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -1,4 +1,5 @@
-"""What the subcommand modules share: the ``Command`` record and number formatting.
+"""What the subcommand modules share: the ``Command`` record, number formatting, and the
+inputs of the commands that run a trained model (``RUN_DIR --images ... | --split S``).
 
 The lowest module of the ``cli`` package: it imports nothing from it, so every subcommand can
 import it without importing the package that lists them (no circle).
@@ -23,3 +24,42 @@ class Command(NamedTuple):
 
 def format_percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+SPLIT_CHOICES = ("train", "val", "test", "unseen")
+
+
+def add_run_inputs(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR and the inputs to run it on: ``--images PATH...`` or ``--split S``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
+                        "'magnetdml train' (holds config.json and checkpoint.pt)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", metavar="PATH",
+                        help="image files or folders of them (resized to the run's input "
+                             "size; grey or RGB as the run's data)")
+    source.add_argument("--split", choices=SPLIT_CHOICES,
+                        help="a split of the run's own data instead")
+    parser.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                        help="invert the images' grey levels (auto: as the run's loader did; "
+                             "Omniglot's makes strokes bright)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def load_inputs(args: argparse.Namespace):
+    """``(run, dataset, names, labels or None)`` of :func:`add_run_inputs`' flags."""
+    import torch
+
+    from ..training.runs import load_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = load_run(args.run_dir)
+    if args.images:
+        invert = None if args.invert == "auto" else args.invert == "yes"
+        data, paths = run.read_images(args.images, invert=invert)
+        return run, data, [str(p) for p in paths], None
+    data = getattr(run.splits, args.split)
+    if data is None:
+        raise ValueError(f"run {args.run_dir!r} has no {args.split} split; choose another "
+                         "--split or pass --images")
+    return run, data, [f"{args.split}[{i}]" for i in range(len(data))], data.labels

@@ -16,47 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Command
-
-SPLIT_CHOICES = ("train", "val", "test", "unseen")
-
-
-def _inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
-                        "'magnetdml train' (holds config.json and checkpoint.pt)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", nargs="+", metavar="PATH",
-                        help="image files or folders of them (resized to the run's input "
-                             "size; grey or RGB as the run's data)")
-    source.add_argument("--split", choices=SPLIT_CHOICES,
-                        help="a split of the run's own data instead")
-    parser.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                        help="invert the images' grey levels (auto: as the run's loader did; "
-                             "Omniglot's makes strokes bright)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-
-
-def _load(args: argparse.Namespace):
-    import torch
-
-    from ..training.runs import load_run
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run = load_run(args.run_dir)
-    if args.images:
-        invert = None if args.invert == "auto" else args.invert == "yes"
-        data, paths = run.read_images(args.images, invert=invert)
-        return run, data, [str(p) for p in paths], None
-    data = getattr(run.splits, args.split)
-    if data is None:
-        raise ValueError(f"run {args.run_dir!r} has no {args.split} split; choose another "
-                         "--split or pass --images")
-    return run, data, [f"{args.split}[{i}]" for i in range(len(data))], data.labels
+from ._common import Command, add_run_inputs, load_inputs
 
 
 def configure_embed(parser: argparse.ArgumentParser) -> None:
-    _inputs(parser)
+    add_run_inputs(parser)
     parser.add_argument("--out", required=True, help="the .npz to write: embeddings (N, E), "
                         "labels (N,), files (N,), class_names (C,)")
 
@@ -64,7 +28,7 @@ def configure_embed(parser: argparse.ArgumentParser) -> None:
 def run_embed(args: argparse.Namespace) -> int:
     from ..training.run_dir import atomic_write
 
-    run, data, names, labels = _load(args)
+    run, data, names, labels = load_inputs(args)
     embeddings = run.embed(data)
     out = Path(args.out)
     if out.suffix != ".npz":
@@ -79,7 +43,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:
-    _inputs(parser)
+    add_run_inputs(parser)
     parser.add_argument("--top", type=int, default=5, help="classes listed per input")
     parser.add_argument("--out", help="write every row to this .csv or .json (default: print "
                         "the first 20)")
@@ -90,7 +54,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be >= 1; got {args.top}")
     if args.out and Path(args.out).suffix not in (".csv", ".json"):
         raise ValueError(f"--out {args.out!r} must end in .csv or .json")
-    run, data, names, labels = _load(args)
+    run, data, names, labels = load_inputs(args)
     classes, probabilities = run.top_k(data, k=args.top)
     class_names = run.class_names
     rows = []

@@ -120,6 +120,14 @@ class ArrayDataset(LabelledDataset):
         labels = np.zeros(len(data), dtype=np.int64) if labels is None else labels
         return ArrayDataset(data, labels, scale=self.scale, mean=self._mean, std=self._std)
 
+    def raw(self, indices: Any) -> np.ndarray:
+        """The stored examples ``(B, *sample_shape)`` as the loader kept them (e.g. uint8
+        pixels in ``0..scale``), before any preprocessing: for pictures of them."""
+        idx = as_index_tensor(indices).numpy()
+        rows = idx if self._rows is None else self._rows[idx]
+        data = self._data.cpu().numpy() if isinstance(self._data, torch.Tensor) else self._data
+        return np.take(data, rows, axis=0)
+
     def to(self, device: torch.device | str) -> ArrayDataset:
         """Move the storage (and so every batch) to ``device``, e.g. a GPU; returns ``self``."""
         device = torch.device(device)
