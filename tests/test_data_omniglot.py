@@ -161,3 +161,16 @@ def test_drawer_and_alphabet_options_are_checked(tmp_path, options, message):
     write_npz(tmp_path)
     with pytest.raises((ValueError, TypeError), match=message):
         load_dataset("omniglot", tmp_path, size=7, use_cache=False, **options)
+
+
+def test_evaluation_set_from_an_npz(tmp_path):
+    write_npz(tmp_path)
+    evaluation = tiny_arrays(chars=1, rng=np.random.default_rng(9))
+    evaluation["alphabet"] = np.array(["Aurek", "Besh", "Cresh", "Dorn"])
+    np.savez_compressed(tmp_path / "omniglot_evaluation.npz", **evaluation)
+    s = load_dataset("omniglot", tmp_path, size=7, evaluation=True, use_cache=False)
+    assert s.num_classes == 8 + 4 and set(s.unseen.labels) == set(range(8, 12))
+    assert s.class_names[8] == "Aurek/character01"
+    (tmp_path / "omniglot_evaluation.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="or omniglot_evaluation.npz"):
+        load_dataset("omniglot", tmp_path, size=7, evaluation=True, use_cache=False)

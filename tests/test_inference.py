@@ -199,3 +199,25 @@ def test_cluster_command_writes_assignments_and_sheets(run, tmp_path, capsys):
     assert main(["cluster", str(run.path), "--images", str(folder), "--auto", "--out",
                  str(tmp_path / "auto")]) == 0
     assert "inputs in" in capsys.readouterr().out
+
+
+def test_evaluate_on_another_copy_and_on_other_classes(run, tmp_path, capsys):
+    from magnetdml.cli import main
+    from magnetdml.training.runs import evaluate_on, evaluate_run
+    same = evaluate_on(run, "digits")                       # the run's classes: seen
+    assert same["test"]["knc_error"] == pytest.approx(
+        evaluate_run(run, split="test", write=False)["test"]["knc_error"])
+    # other classes (a tiny Omniglot at the digits' 8 x 8): clustering and retrieval only
+    rng = np.random.default_rng(0)
+    images = np.where(rng.random((6 * 20, 30, 30)) < 0.2, 0, 255).astype(np.uint8)
+    np.savez_compressed(tmp_path / "omniglot_background.npz", images=images,
+                        labels=np.repeat(np.arange(6), 20).astype(np.int16),
+                        alphabet=np.repeat(["A", "B", "C"], 2),
+                        character=np.array(["character01", "character02"] * 3))
+    other = evaluate_on(run, "omniglot", str(tmp_path), options="{size: 8, use_cache: false}")
+    assert set(other) == {"unseen"} and 0 <= other["unseen"]["nmi"] <= 1
+    with pytest.raises(ValueError, match=r"has inputs \(1, 28, 28\) but the run was trained "):
+        evaluate_on(run, "omniglot", str(tmp_path), options="{use_cache: false}")
+    assert main(["evaluate", str(run.path), "--dataset", "omniglot", "--data-dir",
+                 str(tmp_path), "--data-options", "{size: 8, use_cache: false}"]) == 0
+    assert "nmi" in capsys.readouterr().out

@@ -23,6 +23,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "default; one is fastest on a busy machine)")
     parser.add_argument("--no-write", action="store_true",
                         help="do not write evaluation.json into the run folder")
+    parser.add_argument("--dataset", help="score another dataset instead (its test split as "
+                        "seen classes when its classes are the run's, all of it as unseen "
+                        "classes otherwise)")
+    parser.add_argument("--data-dir", help="folder of --dataset's files")
+    parser.add_argument("--data-options", default="", help="--dataset's loader options as YAML, "
+                        "e.g. '{evaluation: true}' (Omniglot's 20 evaluation alphabets)")
 
 
 def format_table(results: dict[str, dict], recorded: dict | None = None) -> str:
@@ -60,6 +66,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     run = load_run(args.run_dir, device=args.device)
+    if args.dataset:
+        from ..training.runs import evaluate_on
+        results = evaluate_on(run, args.dataset, args.data_dir, options=args.data_options,
+                              metrics=metrics)
+        print(f"{run.config.data.name}, {run.config.loss.name} run scored on {args.dataset}"
+              f"{' ' + args.data_options if args.data_options else ''}:")
+        print(format_table(results))
+        return 0
     results = evaluate_run(run, split=args.split, metrics=metrics, write=not args.no_write)
     state = "finished" if run.finished else "unfinished (last checkpoint)"
     print(f"{run.config.data.name}, {run.config.loss.name}, {run.config.model.backbone}: "

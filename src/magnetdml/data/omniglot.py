@@ -5,8 +5,9 @@ Sources in ``data_dir`` (or ``data_dir`` itself being the ``.npz``):
 * ``omniglot_background.npz``: ``images`` uint8 (N, 105, 105) with 255 background,
   ``labels`` (N,), ``alphabet`` (C,), ``character`` (C,) (the staged copy in shared/data);
 * the official layout ``images_background/<alphabet>/<character>/*.png`` as a folder or as
-  ``images_background.zip``; with ``evaluation=True`` also ``images_evaluation`` (20 more
-  alphabets), whose classes all go to ``unseen``.
+  ``images_background.zip``; with ``evaluation=True`` also the evaluation set (20 more
+  alphabets: ``images_evaluation`` as a folder or zip, or ``omniglot_evaluation.npz`` laid out
+  as the background npz), whose classes all go to ``unseen``.
 
 Images are inverted so strokes are bright on 0 (``invert=True``) and resized to ``size`` x
 ``size`` (default 28, as in the few-shot literature) with antialiased bilinear interpolation in
@@ -69,7 +70,8 @@ def _read_tree(source: Path) -> dict[str, np.ndarray]:
 
 
 def _find(root: Path, part: str) -> Path | None:
-    for candidate in (root / f"images_{part}", root / f"images_{part}.zip"):
+    for candidate in (root / f"images_{part}", root / f"images_{part}.zip",
+                      root / f"omniglot_{part}.npz"):
         if candidate.exists():
             return candidate
     return None
@@ -115,8 +117,9 @@ def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool 
     if evaluation:
         evaluation_src = _find(root, "evaluation")
         if evaluation_src is None:
-            raise FileNotFoundError(f"evaluation=True needs images_evaluation/ (or .zip) in "
-                                    f"{root}; the .npz holds only the background set")
+            raise FileNotFoundError(f"evaluation=True needs images_evaluation/ (or .zip, or "
+                                    f"omniglot_evaluation.npz) in {root}; "
+                                    "omniglot_background.npz holds only the background set")
         parts.append(evaluation_src)
     loaded = [_load_part(p, size, invert, cache_dir, use_cache) for p in parts]
     arrays = [a for a, _ in loaded]

@@ -166,6 +166,45 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
     return results
 
 
+def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None = None, *,
+                options: str = "", metrics: Sequence[str] | None = None) -> dict[str, dict]:
+    """Score a saved run on another dataset ``dataset`` (``data_dir``, loader ``options`` as
+    YAML), loaded with the run's split seed; returns ``{part: {metric: value}}``.
+
+    When its classes are the run's (same class names: e.g. the same data in another copy, or
+    Omniglot with ``{evaluation: true}``, whose background classes are the run's), its test
+    split is scored as seen classes (``"test"``: kNC with the run's index, soft kNN against
+    the run's training embeddings), and its held-out classes, if any, as ``"unseen"``. When
+    its classes are others, every example of it is scored as ``"unseen"``: clustering and
+    retrieval among themselves (:data:`UNSEEN_METRICS`)."""
+    import dataclasses
+
+    if not isinstance(run, LoadedRun):
+        run = load_run(run)
+    data = dataclasses.replace(run.config.data, name=dataset, data_dir=data_dir,
+                               options=options, val_fraction=0.0, unseen_classes=0.0,
+                               collapse_pairs=False)
+    other = load_splits(dataclasses.replace(run.config, data=data).validate())
+    if tuple(other.input_shape) != tuple(run.splits.input_shape):
+        raise ValueError(f"{dataset!r} has inputs {tuple(other.input_shape)} but the run was "
+                         f"trained on {tuple(run.splits.input_shape)}; pass loader options "
+                         "that match (e.g. --data-options '{size: 28}')")
+    unseen_names = [m for m in (metrics or UNSEEN_METRICS) if m in UNSEEN_METRICS]
+    results: dict[str, dict] = {}
+    if list(other.class_names) == list(run.splits.class_names):
+        results["test"] = _seen_metrics(run, run.embed(other.test), other.test.labels,
+                                        run.reference_embeddings(), metrics)
+        parts = [other.unseen] if other.unseen is not None else []
+    else:
+        parts = [p for p in (other.train, other.test, other.unseen) if p is not None]
+    if parts and unseen_names:
+        queries = np.concatenate([run.embed(p) for p in parts])
+        labels = np.concatenate([p.labels for p in parts])
+        results["unseen"] = evaluate(queries, labels, metrics=unseen_names,
+                                     seed=run.config.train.seed)
+    return results
+
+
 def _seen_metrics(run: LoadedRun, queries, labels, reference, metrics) -> dict[str, float]:
     """Seen-class metrics: kNC with the run's index (``L = eval.neighbours``), the rest
     against the training embeddings (soft kNN with ``k = eval.knn_k``)."""
