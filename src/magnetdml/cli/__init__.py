@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"magnetdml {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:     # the reader left (e.g. "| head"): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"magnetdml {args.command}: interrupted; the last finished epoch is saved in "
               "the run folder and the same command resumes it", file=sys.stderr)
