@@ -29,10 +29,15 @@ def format_percent(value: float | None) -> str:
 SPLIT_CHOICES = ("train", "val", "test", "unseen")
 
 
-def add_run_inputs(parser: argparse.ArgumentParser) -> None:
-    """RUN_DIR and the inputs to run it on: ``--images PATH...`` or ``--split S``."""
+def add_run_dir(parser: argparse.ArgumentParser) -> None:
+    """The RUN_DIR argument of the commands that use a trained run."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
                         "'magnetdml train' (holds config.json and checkpoint.pt)")
+
+
+def add_run_inputs(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR and the inputs to run it on: ``--images PATH...`` or ``--split S``."""
+    add_run_dir(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", nargs="+", metavar="PATH",
                         help="image files or folders of them (resized to the run's input "

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 
-from ._common import Command
+from ._common import Command, add_run_dir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from ..training.runs import SPLITS  # torch: only for this subcommand
 
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
-                        "'magnetdml train' (holds config.json and checkpoint.pt)")
+    add_run_dir(parser)
     parser.add_argument("--split", choices=SPLITS, default="all",
                         help="seen-class test split, unseen classes, validation split, or "
                         "every split the run's data has")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Command, add_run_inputs, load_inputs
+from ._common import Command, add_run_dir, add_run_inputs, load_inputs
 
 
 def configure_embed(parser: argparse.ArgumentParser) -> None:
@@ -103,8 +103,7 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 
 def configure_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
-                        "'magnetdml train' (holds config.json and checkpoint.pt)")
+    add_run_dir(parser)
     parser.add_argument("--out", required=True, help="folder for model.pt2 (a torch.export "
                         "program) and index.npz (centres, labels, lengthscale, preprocessing)")
 
