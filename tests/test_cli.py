@@ -39,3 +39,35 @@ def test_subcommand_help_still_lists_its_flags(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "--split {test,unseen,val,all}" in capsys.readouterr().out
+
+
+def test_interrupt_before_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch,
+                                                                  capsys):
+    from magnetdml.training.trainer import Trainer
+
+    def interrupt(self, batch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "step", interrupt)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", "--epochs", "1",
+                 "--eval.plots", "false"]) == 130
+    assert "no epoch had finished, so nothing was saved" in capsys.readouterr().err
+
+
+def test_evaluate_prints_its_results_even_when_it_cannot_write_them(tmp_path, monkeypatch,
+                                                                     capsys):
+    from magnetdml.training import runs
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", "--epochs", "1",
+                 "--eval.plots", "false", "--train.iterations_per_epoch", "3"]) == 0
+    capsys.readouterr()
+
+    def refuse(run, results):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runs, "write_evaluation", refuse)
+    assert main(["evaluate", str(out), "--split", "test"]) == 0
+    captured = capsys.readouterr()
+    assert "knc_error" in captured.out
+    assert "could not write" in captured.err and "results above are complete" in captured.err

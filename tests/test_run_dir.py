@@ -62,3 +62,49 @@ def test_drift_is_scale_invariant_and_adaptive_schedule_fires_on_drift():
     fixed = RefreshSchedule(every_iterations=3)
     assert [i for i in range(1, 10) if fixed.due(i)] == [3, 6, 9]
     assert RefreshSchedule().at_epoch_end
+
+
+def test_a_torn_last_history_line_is_dropped_and_a_bad_middle_line_named(tmp_path):
+    run = RunDir.open(tmp_path / "run", {"a": 1})
+    run.save_checkpoint({"epoch": 2})
+    for epoch in (1, 2):
+        run.append_history({"epoch": epoch})
+    with open(run.path / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 3, "lo')                 # killed while appending
+    assert [r["epoch"] for r in run.read_history()] == [1, 2]
+    run.truncate_history(2)                              # what a resume does: it works
+    assert [r["epoch"] for r in run.read_history()] == [1, 2]
+    (run.path / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl' line 2 is not JSON"):
+        run.read_history()
+
+
+def test_opening_cleans_what_a_kill_left(tmp_path):
+    run = RunDir.open(tmp_path / "run", {"a": 1})
+    run.append_history({"epoch": 1})            # killed before the first checkpoint
+    (run.path / ".checkpoint.pt.abc.tmp").write_bytes(b"half")
+    RunDir.open(tmp_path / "run", {"a": 1})
+    assert run.read_history() == [] and not list(run.path.glob(".*.tmp"))
+    run.save_checkpoint({"epoch": 1})
+    run.append_history({"epoch": 1})
+    RunDir.open(tmp_path / "run", {"a": 1})     # with a checkpoint the history stays
+    assert [r["epoch"] for r in run.read_history()] == [1]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        RunDir.open(tmp_path / "file", {"a": 1})
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        RunDir.open(tmp_path / "file", {"a": 1}, overwrite=True)
+
+
+def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    from magnetdml.training.run_dir import FILE_MODE
+    run = RunDir.open(tmp_path / "run", {"a": 1})
+    run.save_checkpoint({"epoch": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask            # as open() would create them, not 0600
+    for name in ("config.json", "checkpoint.pt"):
+        assert stat.S_IMODE(os.stat(run.path / name).st_mode) == FILE_MODE

@@ -16,6 +16,7 @@ import difflib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .._version import __version__
 from . import compare, evaluate, experiment, explore, predict, report, search, train
@@ -86,9 +87,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print(f"magnetdml {args.command}: interrupted; the last finished epoch is saved in "
-              "the run folder and the same command resumes it", file=sys.stderr)
+        print(f"magnetdml {args.command}: interrupted; {_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What an interrupted command left: a run folder with a checkpoint resumes."""
+    out = getattr(args, "out", None)
+    if args.command == "train" and out and not (Path(out) / "checkpoint.pt").is_file():
+        return "no epoch had finished, so nothing was saved; run the command again to start"
+    if args.command == "train" and not out:
+        return ("the last finished epoch, if any, is in the newest runs/<dataset>-<loss>-"
+                "<time>/ folder; rerun with --out that folder to resume")
+    return "the last finished epoch is saved in the run folder and the same command resumes it"
 
 
 def _did_you_mean(word: str, candidates) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from ._common import Command, add_run_dir
 
@@ -59,7 +60,7 @@ def _format(metric: str, value) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from ..training.runs import EVALUATION, evaluate_run, load_run
+    from ..training.runs import EVALUATION, evaluate_run, load_run, write_evaluation
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,13 +74,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
               f"{' ' + args.data_options if args.data_options else ''}:")
         print(format_table(results))
         return 0
-    results = evaluate_run(run, split=args.split, metrics=metrics, write=not args.no_write)
+    results = evaluate_run(run, split=args.split, metrics=metrics, write=False)
     state = "finished" if run.finished else "unfinished (last checkpoint)"
     print(f"{run.config.data.name}, {run.config.loss.name}, {run.config.model.backbone}: "
           f"epoch {run.epoch}, iteration {run.iteration}, {state}")
     print(format_table(results, run.summary if "test" in results else None))
-    if not args.no_write:
-        print(f"written: {run.path / EVALUATION}")
+    if not args.no_write:     # after printing: a read-only folder loses no result
+        try:
+            print(f"written: {write_evaluation(run, results)}")
+        except OSError as error:
+            print(f"magnetdml evaluate: warning: could not write {run.path / EVALUATION} "
+                  f"({error.strerror}); the results above are complete (--no-write skips "
+                  "this)", file=sys.stderr)
     return 0
 
 

@@ -17,7 +17,9 @@ def add_run_shortcuts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", help="number of epochs (same as --train.epochs)")
     parser.add_argument("--out", help="run folder (default: runs/<dataset>-<loss>-<time>)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a finished run in --out instead of refusing")
+                        help="start --out over: delete its checkpoint, history and summary, "
+                             "finished or not (without it an unfinished run resumes and a "
+                             "finished one is refused)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser)
 

@@ -78,6 +78,9 @@ class RunDir:
     def open(cls, path: str | Path, config: dict[str, Any], *, overwrite: bool = False
              ) -> RunDir:
         run = cls(Path(path))
+        if run.path.exists() and not run.path.is_dir():
+            raise ValueError(f"--out {str(run.path)!r} is a file, not a folder; choose another "
+                             "--out")
         saved = run.path / CONFIG
         if saved.exists() and not overwrite:
             if (run.path / SUMMARY).exists():
@@ -94,6 +97,13 @@ class RunDir:
         elif overwrite and run.path.exists():
             for name in (CHECKPOINT, HISTORY, SUMMARY):
                 (run.path / name).unlink(missing_ok=True)
+        if run.path.is_dir():
+            if not (run.path / CHECKPOINT).exists():
+                # nothing trained counts yet: an epoch logged by a run killed before its first
+                # checkpoint would be logged twice
+                (run.path / HISTORY).unlink(missing_ok=True)
+            for stale in run.path.glob(".*.tmp"):    # atomic writes a kill -9 interrupted
+                stale.unlink(missing_ok=True)
         run.path.mkdir(parents=True, exist_ok=True)
         write_json(saved, config)
         return run
@@ -117,10 +127,22 @@ class RunDir:
             handle.write(json.dumps(record, default=_plain) + "\n")
 
     def read_history(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl``; a torn last line (a kill while appending) is
+        dropped, as its epoch has no checkpoint yet; a bad line elsewhere is an error."""
         path = self.path / HISTORY
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    break
+                raise ValueError(f"{str(path)!r} line {number} is not JSON; the run's history "
+                                 "is damaged: delete the line (or the file) and resume") from None
+        return records
 
     def truncate_history(self, epochs_done: int) -> None:
         """Drop records of epochs after the checkpoint (they are recomputed on resume)."""

@@ -161,9 +161,16 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
             reference = run.embed(splits.train)                               # (N_train, E)
         results[name] = _seen_metrics(run, queries, dataset.labels, reference, metrics)
     if write:
-        write_json(run.path / EVALUATION, {"epoch": run.epoch, "iteration": run.iteration,
-                                           "finished": run.finished, **results})
+        write_evaluation(run, results)
     return results
+
+
+def write_evaluation(run: LoadedRun, results: dict[str, dict]) -> Path:
+    """``RUN_DIR/evaluation.json``: the results with the checkpoint's epoch and iteration."""
+    path = run.path / EVALUATION
+    write_json(path, {"epoch": run.epoch, "iteration": run.iteration,
+                      "finished": run.finished, **results})
+    return path
 
 
 def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None = None, *,
