@@ -265,3 +265,24 @@ def test_normalising_the_output_leaves_triplet_training_unchanged(tmp_path):
         torch.manual_seed(0)
         warm_start(t, 1)
     torch.testing.assert_close(plain.model.head.weight, normalised.model.head.weight)
+
+
+def test_a_diverging_run_says_so_in_one_line(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "run"), "--quiet", "--train.lr", "1e12",
+                 "--train.threads", "1", "--epochs", "3", "--train.iterations_per_epoch", "20",
+                 "--eval.plots", "false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "diverged" in err and "lower train.lr" in err
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e30])
+def test_huge_finite_embeddings_are_refused_before_faiss(scale):
+    from magnetdml import ClusterIndex, evaluate
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((40, 8)) * scale).astype(np.float64)
+    y = np.repeat(np.arange(4), 10)
+    with pytest.raises(ValueError, match=r"squared distances between 8-d points overflow"):
+        ClusterIndex(clusters_per_class=2).fit(x, y)
+    with pytest.raises(ValueError, match="rescale them"):
+        evaluate(x, y, metrics=["knn_error"])

@@ -74,12 +74,26 @@ def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
         raise ValueError(f"{name} must be a 2-D array of shape (N, D); got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must hold numbers; got dtype {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):          # a float64 beyond float32 becomes inf: caught
+        array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).any(axis=1).sum())
         raise ValueError(f"{name} must be finite; {bad} row(s) hold NaN or inf "
                          "(check the learning rate or the input data)")
+    largest = float(np.abs(array).max()) if array.size else 0.0
+    limit = max_embedding_value(array.shape[1])
+    if largest > limit:
+        raise ValueError(f"{name} holds values up to {largest:.3g}, but squared distances "
+                         f"between {array.shape[1]}-d points overflow float32 beyond "
+                         f"|x| = {limit:.3g}; rescale them (e.g. standardise the features), or, "
+                         "for a model's embeddings, lower the learning rate: the run diverged")
     return array
+
+
+def max_embedding_value(dim: int) -> float:
+    """The largest ``|x|`` whose squared distances ``sum_d (x_d - y_d)^2`` (at most
+    ``dim * (2 |x|)^2``) stay below float32's maximum, with a factor 16 to spare for sums."""
+    return float(np.sqrt(np.finfo(np.float32).max / (16 * 4 * max(int(dim), 1))))
 
 
 def as_label_vector(name: str, value: Any, length: int | None = None) -> np.ndarray:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._validation import check_int
 from ..registry import Registry
 from ..training.machine import hardware
 from ..training.run_dir import SUMMARY, write_json
@@ -127,7 +128,13 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     experiment = EXPERIMENTS.get(name)()
     out_dir = Path(out_dir)
     started = time.perf_counter()
+    check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
     specs, tuning = experiment.specs(quick), experiment.tuning(quick)
+    if tuned_from is not None:           # checked before anything trains
+        if not tuning:
+            raise ValueError(f"experiment {name!r} has no tuning stage, so --tuned "
+                             f"{str(tuned_from)!r} would be ignored; drop --tuned")
+        load_tuned(tuned_from)
     pretraining = experiment.pretraining(quick)
     if datasets:
         specs, tuning = (_only_datasets(name, specs, datasets),

@@ -107,9 +107,15 @@ def load_config_file(path: str | Path, base: Config | None = None) -> Config:
     text = path.read_text()
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ValueError(f"config file {str(path)!r} is not valid "
-                         f"{'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid JSON: {error.msg} at line "
+                         f"{error.lineno}, column {error.colno}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {problem}{where}") \
+            from None
     return config_from_dict(data or {}, base)
 
 

@@ -136,11 +136,16 @@ class Trainer(IndexUpkeep, EvaluationStep, CheckpointState, EarlyStopping):
             clusters = torch.as_tensor(self.index.assignments_[indices], device=y.device)
             per_example = self.net(x, y, clusters)                           # (B,)
             loss = per_example.mean()
-            value = self._share_losses(indices, per_example.detach(),
-                                       self.loss_fn.last_variance)
         else:
             loss = self.net(x, y)
-            value = None
+        if not torch.isfinite(loss.detach()):   # before the update: the weights stay usable
+            raise ValueError(
+                f"training diverged at iteration {self.iteration + 1} (epoch {self.epoch + 1}): "
+                f"the loss is {float(loss.detach())}; lower train.lr (now "
+                f"{self.optimizer.param_groups[0]['lr']:.3g}). The checkpoint holds the last "
+                "finished epoch: rerun with a lower --train.lr and --overwrite")
+        value = (self._share_losses(indices, per_example.detach(), self.loss_fn.last_variance)
+                 if self.uses_index else None)
         # Under DDP, backward all-reduces (averages) the gradients: the update of the mean of
         # the ranks' neighbourhood losses, as one process accumulating them would make.
         self.optimizer.zero_grad(set_to_none=True)
