@@ -255,3 +255,26 @@ def test_finished_only_with_nothing_finished_says_so(tmp_path):
 def test_complete_results_are_not_marked_partial(finished):
     _, results = finished
     assert "partial" not in results
+
+
+def test_a_rerun_that_trains_nothing_keeps_the_provenance(finished, tmp_path, monkeypatch):
+    import shutil
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    results = json.loads((out / "results.json").read_text())
+    results.update(command="magnetdml experiment tiny-test (the measuring run)",
+                   wall_seconds=123.0, runs_trained=4)
+    (out / "results.json").write_text(json.dumps(results))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(parallel, "train", no_training)
+    # another data folder is a machine setting too (a clone elsewhere), not another run
+    again = run_experiment("tiny-test", out, progress=False, finished_only=True,
+                           command="magnetdml experiment tiny-test --finished-only",
+                           overrides={"data.data_dir": str(tmp_path / "elsewhere")})
+    assert again["command"] == "magnetdml experiment tiny-test (the measuring run)"
+    assert again["wall_seconds"] == 123.0 and again["runs_trained"] == 4
+    assert again["reanalysed_by"] == "magnetdml experiment tiny-test --finished-only"
+    assert "(the measuring run)" in (out / "report.md").read_text()

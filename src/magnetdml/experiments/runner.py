@@ -27,6 +27,7 @@ The results dict that ``analyse`` returns may hold these keys, which the report 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -129,6 +130,7 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     out_dir = Path(out_dir)
     started = time.perf_counter()
     check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
+    provenance = _provenance(out_dir)    # before analyse() rewrites results.json
     specs, tuning = experiment.specs(quick), experiment.tuning(quick)
     if tuned_from is not None:           # checked before anything trains
         if not tuning:
@@ -197,9 +199,27 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
                             "train_seconds": o.summary.get("train_seconds")}
                         for n, o in runs.items()},
                **analysis}
+    if provenance and not results["runs_trained"]:
+        results.update(provenance, reanalysed_by=command)
     save_results(out_dir, results)
     (out_dir / "report.md").write_text(render_report(results))
     return results
+
+
+#: What says how the results were measured: an invocation that trained nothing (a rerun, or
+#: ``--finished-only``) re-analyses the same runs and keeps them from the one that did.
+PROVENANCE = ("command", "hardware", "wall_seconds", "runs_trained", "overrides")
+
+
+def _provenance(out_dir: Path) -> dict:
+    """The :data:`PROVENANCE` of the results already in ``out_dir`` (none without a command)."""
+    try:
+        previous = json.loads((Path(out_dir) / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(previous, dict) or previous.get("command") is None:
+        return {}
+    return {key: previous[key] for key in PROVENANCE if key in previous}
 
 
 def _only_datasets(name: str, specs: list[RunSpec], datasets: list[str]) -> list[RunSpec]:
