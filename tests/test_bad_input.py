@@ -156,3 +156,21 @@ def test_a_refused_start_leaves_nothing_that_blocks_the_corrected_command(tmp_pa
                  "false", "--train.iterations_per_epoch", "2", "--train.threads", "1"]) == 0
     assert np.isfinite(__import__("json").loads((out / "metrics.json").read_text())[
         "knc_error"])
+
+
+def test_silent_wrong_inputs_are_refused(tmp_path, capsys):
+    """Inputs that used to train and report numbers that meant nothing."""
+    import os
+    import shutil
+    from pathlib import Path
+    # the canonical MNIST files, where MAGNETDML_DATA_ROOT names a folder holding mnist/
+    mnist = Path(os.environ.get("MAGNETDML_DATA_ROOT", "/nonexistent")) / "mnist"
+    assert main(["train", "--loss.alpha", "-5", "--out", str(tmp_path / "a")]) == 2
+    assert "loss.alpha must be >= 0" in capsys.readouterr().err
+    if (mnist / "train-images-idx3-ubyte.gz").is_file():     # the canonical MNIST files
+        fake = tmp_path / "fashion"
+        shutil.copytree(mnist, fake)
+        assert main(["train", "--dataset", "fashion-mnist", "--data-dir", str(fake),
+                     "--out", str(tmp_path / "b")]) == 2
+        assert "is mnist's train-images-idx3-ubyte, not fashion-mnist's" in \
+            capsys.readouterr().err

@@ -117,13 +117,30 @@ def find_file(root: Path, stem: str, name: str) -> Path:
                             "download=True (needs internet)")
 
 
+def check_not_other_dataset(name: str, paths: list[Path]) -> None:
+    """Refuse canonical files of the *other* IDX dataset (same shapes, same label range:
+    ``--dataset fashion-mnist`` on MNIST's files would train on digits without a word). The
+    ``.gz`` files are recognised by their published md5; other copies pass unchecked."""
+    for path, position in zip(paths, range(len(FILES)), strict=False):
+        if path.suffix != ".gz":
+            continue
+        digest = md5sum(path)
+        for other, source in SOURCES.items():
+            if other != name and digest == source["md5"][position]:
+                raise ValueError(f"{str(path)!r} is {other}'s {FILES[position]}, not "
+                                 f"{name}'s; point --data-dir at the {name} files (or use "
+                                 f"--dataset {other})")
+
+
 def load_idx_pool(name: str, data_dir, download_missing: bool) -> DataPool:
     root = Path(data_dir).expanduser() if data_dir is not None and download_missing \
         else require_dir(name, data_dir, f"the four {name} IDX files ({FILES[0]}.gz, ...)")
     if download_missing:
         download(name, root)
-    arrays = [read_idx(find_file(root, stem, name), MAGIC_LABELS if "labels" in stem
-                       else MAGIC_IMAGES) for stem in FILES]
+    paths = [find_file(root, stem, name) for stem in FILES]
+    check_not_other_dataset(name, paths)
+    arrays = [read_idx(path, MAGIC_LABELS if "labels" in stem else MAGIC_IMAGES)
+              for path, stem in zip(paths, FILES, strict=True)]
     train_x, train_y, test_x, test_y = arrays
     for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if x.shape[0] != y.shape[0]:

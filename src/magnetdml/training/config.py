@@ -191,7 +191,10 @@ class Config:
         check_int("model.embedding_dim", self.model.embedding_dim, minimum=2)
         self.model.backbone_options()
         check_choice("loss.name", self.loss.name, LOSSES.names())
-        check_float("loss.alpha", self.loss.alpha)
+        # alpha < 0 lets the hinge stay shut, so little or nothing trains, yet the errors of
+        # the untrained model would be reported as results
+        check_float("loss.alpha", self.loss.alpha, minimum=0.0,
+                    fix="the gap of eq. 5 is a margin, 0 or more; the paper's optima 0.7-7.2")
         check_scale(self.loss.scale, "loss.scale")
         if self.loss.margin is not None:
             check_float("loss.margin", self.loss.margin, minimum=0.0)
