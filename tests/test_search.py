@@ -199,3 +199,23 @@ def test_a_broken_base_config_stops_after_the_first_failed_trials(tmp_path):
                                          r"classes_per_batch must be <= the 10 classes"):
         random_search(base, tmp_path, trials=5, log=messages.append)
     assert len(messages) == 3 and not list(tmp_path.glob("trial_*/val_metrics.json"))
+
+
+def test_a_search_written_before_a_config_field_existed_resumes(search, tmp_path):
+    """A newer magnetdml resumes an older search: the saved base lacks the new fields."""
+    import shutil
+    base, out, first = search
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    saved = json.loads((old / "search.json").read_text())
+    del saved["base"]["train"]["patience"], saved["base"]["model"]["init_from"]
+    saved["base"]["data"]["data_dir"] = "/somewhere/else"          # a machine field
+    (old / "search.json").write_text(json.dumps(saved))
+    messages = []
+    again = random_search(base, old, trials=len(first.trials), seed=1, log=messages.append)
+    assert all("finished before, skipped" in m for m in messages)
+    assert again.best == first.best
+    saved["base"]["train"]["lr_decay"] = 0.5                     # a real difference
+    (old / "search.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="holds a search with other settings"):
+        random_search(base, old, trials=1, seed=1)

@@ -85,7 +85,8 @@ def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None
     return apply_overrides(config, {"out": str(Path(out_dir) / spec.name)}).validate()
 
 
-def _comparable(config: dict) -> dict:
+def comparable_config(config: dict) -> dict:
+    """``config`` (a ``config.json`` dict) without the machine fields and ``out``."""
     config = json.loads(json.dumps(config))
     for section, key in MACHINE_FIELDS:
         config.get(section, {}).pop(key, None)
@@ -100,7 +101,7 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     # through the config tree, so that fields added since the run was trained count at
     # their defaults (a newer magnetdml still resumes an experiment an older one finished)
     saved = config_to_dict(config_from_dict(json.loads((run_dir / CONFIG).read_text())))
-    if _comparable(saved) != _comparable(config_to_dict(config)):
+    if comparable_config(saved) != comparable_config(config_to_dict(config)):
         raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config than "
                          "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
                          "retrain it, or choose another out directory")

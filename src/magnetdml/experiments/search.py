@@ -206,14 +206,31 @@ def _run_trial(i: int, config: Config, params: dict, progress: bool = False) -> 
 
 
 def _check_search_file(out: Path, settings: dict) -> None:
-    """Refuse to mix trials of a different search into ``out``; extending trials is fine."""
+    """Refuse to mix trials of a different search into ``out``; extending trials is fine.
+    The base configs are compared through the config tree, machine fields aside (as finished
+    runs are): a field added since the search ran counts at its default, so a newer magnetdml
+    resumes an older search."""
     path = out / SEARCH_FILE
     settings = json.loads(json.dumps(settings))
-    if path.exists() and json.loads(path.read_text()) != settings:
+    if path.exists() and _same_search(json.loads(path.read_text()), settings) is False:
         raise ValueError(f"search folder {str(out)!r} holds a search with other settings "
                          "(base config, space, seed or metric); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, settings)
+
+
+def _same_search(saved: dict, settings: dict) -> bool:
+    from ..training import config_from_dict
+    from .run_stage import comparable_config
+
+    if not isinstance(saved, dict) or set(saved) != set(settings):
+        return False
+    try:
+        base = comparable_config(config_to_dict(config_from_dict(saved["base"])))
+    except (TypeError, ValueError):
+        return False
+    return base == comparable_config(settings["base"]) and all(
+        saved[key] == settings[key] for key in settings if key != "base")
 
 
 def _write_table(path: Path, rows: list[dict]) -> None:
