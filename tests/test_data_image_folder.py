@@ -97,3 +97,12 @@ def test_bad_options_name_the_parameter(tmp_path):
         load_dataset("image-folder", tmp_path, check="deep")
     with pytest.raises(ValueError, match="size must be >= 1"):
         load_dataset("image-folder", tmp_path, size=0)
+
+
+def test_split_file_rows_naming_missing_images_are_refused(tmp_path):
+    """They used to be dropped: a CSV whose paths were all wrong for one class lost the class."""
+    make_tree(tmp_path)
+    (tmp_path / "s.csv").write_text("path,split\nwren/000.png,train\nwren/099.png,test\n")
+    with pytest.raises(ValueError, match=r"1 row\(s\) name images that are not under .*"
+                                         r"wren/099.png"):
+        load_dataset("image-folder", tmp_path, split_file="s.csv")

@@ -174,3 +174,12 @@ def test_evaluation_set_from_an_npz(tmp_path):
     (tmp_path / "omniglot_evaluation.npz").unlink()
     with pytest.raises(FileNotFoundError, match="or omniglot_evaluation.npz"):
         load_dataset("omniglot", tmp_path, size=7, evaluation=True, use_cache=False)
+
+
+def test_float_images_are_refused_not_cast(tmp_path):
+    arrays = tiny_arrays()
+    arrays["images"] = arrays["images"].astype(np.float32) / 255      # 0..1 floats
+    np.savez_compressed(tmp_path / "omniglot_background.npz", **arrays)
+    with pytest.raises(ValueError, match=r"images must be uint8 grey levels 0..255 .* got "
+                                         r"float32 in \[0, 1\]"):
+        load_dataset("omniglot", tmp_path, size=7, use_cache=False)

@@ -110,6 +110,12 @@ def load_image_folder(data_dir=None, *, seed: int = 0, size: int | tuple[int, in
     table = None
     if split_file is not None:
         table = _read_split_file(root / split_file, root)
+        found = {p.resolve() for p in paths}
+        missing = sorted(str(p) for p in table if p not in found)
+        if missing:          # silently dropping them can make a whole class vanish
+            raise ValueError(f"split_file {split_file}: {len(missing)} row(s) name images that "
+                             f"are not under {root}/<class>/ (e.g. {missing[0]}); fix the paths "
+                             "(relative to data_dir) or remove those rows")
         paths = [p for p in paths if p.resolve() in table]      # the CSV selects the images
     ok = [_is_readable(p, check) for p in paths]
     skipped = [str(p) for p, good in zip(paths, ok, strict=True) if not good]

@@ -85,6 +85,11 @@ def _load_part(source: Path, size: int, invert: bool, cache_dir, use_cache: bool
         else:
             raw = _read_tree(source)
         images = raw["images"]
+        if images.dtype != np.uint8:        # a cast would squash 0..1 floats to 0 and 1
+            raise ValueError(f"{source}: images must be uint8 grey levels 0..255 (255 the "
+                             f"background), as in the official PNGs; got {images.dtype} in "
+                             f"[{images.min():g}, {images.max():g}]; convert them (e.g. "
+                             "np.rint(x * 255).astype(np.uint8) for 0..1 floats)")
         if invert:
             images = 255 - images                             # strokes bright, background 0
         if images.shape[1:] != (size, size):
