@@ -167,3 +167,38 @@ def test_on_epoch_hook_sees_every_epoch_and_adds_to_its_record(tmp_path):
     train(_config(tmp_path / "run", **{"train.epochs": 3}), progress=False, on_epoch=hook)
     assert seen == [1, 2, 3]
     assert all(r["my_norm"] > 0 for r in _history(tmp_path / "run"))
+
+
+def test_a_moved_run_folder_resumes(tmp_path, monkeypatch):
+    """Resume identity is what the run computes, not where its folder is."""
+    import shutil
+
+    from magnetdml.training.trainer import Trainer
+    original = Trainer.step
+
+    def crash_in_second_epoch(self, batch):
+        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path / "here"), progress=False)
+    monkeypatch.undo()
+    shutil.move(tmp_path / "here", tmp_path / "there")
+    resumed = train(_config(tmp_path / "there", **{"train.threads": 2}), progress=False)
+    assert resumed.summary["epochs"] == 2
+    assert [r["epoch"] for r in _history(tmp_path / "there")] == [1, 2]
+
+
+def test_the_summary_is_written_after_the_plots(tmp_path, monkeypatch):
+    from magnetdml.training import loop
+    seen = {}
+
+    def plot(path, trainer):
+        seen["finished_while_plotting"] = (path / "metrics.json").exists()
+
+    monkeypatch.setattr(loop, "plot_run", plot)
+    train(_config(tmp_path / "run", **{"eval.plots": True}), progress=False)
+    assert seen == {"finished_while_plotting": False}
+    assert (tmp_path / "run" / "metrics.json").exists()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
-from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY
+from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, run_identity
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
 DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
@@ -28,8 +28,6 @@ DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "
 #: Config fields that do not change what a run computes, only where and how fast: a finished
 #: run trained with other values of these is still the same run (GPU vs CPU reruns, a clone
 #: whose data folder is elsewhere).
-MACHINE_FIELDS = (("train", "threads"), ("train", "device"), ("train", "warm_start_cache"),
-                  ("data", "data_dir"))
 #: Large files of a finished run that the report does not need (checkpoint, t-SNE snapshot).
 DISPOSABLE = (CHECKPOINT, "embeddings_initial.npz")
 #: The experiment's shared warm starts (``train.warm_start_cache``): runs that differ only in
@@ -87,11 +85,7 @@ def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None
 
 def comparable_config(config: dict) -> dict:
     """``config`` (a ``config.json`` dict) without the machine fields and ``out``."""
-    config = json.loads(json.dumps(config))
-    for section, key in MACHINE_FIELDS:
-        config.get(section, {}).pop(key, None)
-    config.pop("out", None)
-    return config
+    return run_identity(config)
 
 
 def _finished(run_dir: Path, config: Config) -> dict | None:

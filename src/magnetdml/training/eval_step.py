@@ -61,9 +61,10 @@ class EvaluationStep:
 
         return self.dist.broadcast_object(self.dist.on_main(scores))
 
-    def finish(self) -> dict:
+    def finish(self, write: bool = True) -> dict:
         """Full evaluation of the final model (and of unseen classes, when the dataset has a
-        class-disjoint split); written to ``metrics.json``."""
+        class-disjoint split); written to ``metrics.json`` (with ``write``), the file that
+        marks the run finished."""
         self.apply_pending_refresh(wait=True)
         self.final_test_embeddings = self.embed(self.splits.test)
         summary = {"dataset": self.config.data.name, "loss": self.config.loss.name,
@@ -81,6 +82,6 @@ class EvaluationStep:
         seconds = self.timing["train_seconds"]
         summary.update(self.timing)
         summary["images_per_second"] = self.timing["images"] / seconds if seconds else None
-        if self.run is not None:
+        if self.run is not None and write:
             self.run.write_summary(summary)
         return summary

@@ -89,8 +89,10 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
     bar.close()
     if t.restore_best():    # the checkpoint is the model scored (magnetdml evaluate loads it)
         t.save_checkpoint()
-    summary = t.finish()
-    if dist.is_main and config.eval.plots:
-        plot_run(t.run.path, t)
+    summary = t.finish(write=False)
+    if dist.is_main:
+        if config.eval.plots:       # first: a kill while plotting leaves a run that resumes
+            plot_run(t.run.path, t)
+        t.run.write_summary(summary)  # metrics.json marks the run finished: written last
     dist.close()
     return TrainResult(Path(t.config.out), summary)

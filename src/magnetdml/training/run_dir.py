@@ -57,6 +57,22 @@ def write_json(path: Path, data: Any) -> None:
                                          .encode()))
 
 
+#: Config fields that say where and how fast a run computes, not what: a run resumed or
+#: compared with other values of these is the same run (another thread count, device, data
+#: folder; ``out`` itself: a moved run folder, or the same one by another path).
+MACHINE_FIELDS = (("train", "threads"), ("train", "device"), ("train", "warm_start_cache"),
+                  ("data", "data_dir"))
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (a ``config.json`` dict) without ``out`` and the machine fields."""
+    config = json.loads(json.dumps(config, default=_plain))
+    for section, key in MACHINE_FIELDS:
+        config.get(section, {}).pop(key, None)
+    config.pop("out", None)
+    return config
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -89,7 +105,7 @@ class RunDir:
             previous = json.loads(saved.read_text())
             # without a checkpoint nothing was trained yet (e.g. a run that failed to start):
             # a corrected config may take the folder over, nothing is lost
-            if previous != json.loads(json.dumps(config, default=_plain)) \
+            if run_identity(previous) != run_identity(config) \
                     and (run.path / CHECKPOINT).exists():
                 raise ValueError(f"run folder {str(run.path)!r} holds an unfinished run with a "
                                  "different config; resume it with --config "
