@@ -278,3 +278,13 @@ def test_a_rerun_that_trains_nothing_keeps_the_provenance(finished, tmp_path, mo
     assert again["wall_seconds"] == 123.0 and again["runs_trained"] == 4
     assert again["reanalysed_by"] == "magnetdml experiment tiny-test --finished-only"
     assert "(the measuring run)" in (out / "report.md").read_text()
+
+
+def test_one_job_says_training_when_a_run_starts_not_all_at_once(tmp_path):
+    messages = []
+    run_experiment("tiny-test", tmp_path / "x", progress=False, log=messages.append)
+    starts = [i for i, m in enumerate(messages) if m.startswith("training ")]
+    finishes = [i for i, m in enumerate(messages) if m.startswith("finished ")]
+    assert len(starts) == len(finishes) >= 2
+    assert all(s < f for s, f in zip(starts, finishes, strict=True))
+    assert starts[1] > finishes[0]                   # the second starts after the first ended

@@ -133,7 +133,7 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
         elif finished_only:
             log(f"[{number}/{len(specs)}] {spec.name} not finished; left out")
         else:
-            log(f"[{number}/{len(specs)}] {'training' if jobs == 1 else 'queued'} {spec.name}")
+            log(f"[{number}/{len(specs)}] queued {spec.name}")
             todo.append(config)
     train_all(todo, jobs=jobs, overwrite=overwrite, progress=progress, log=log)
     outcomes = {}

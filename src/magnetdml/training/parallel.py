@@ -29,8 +29,10 @@ def train_all(configs: Sequence[Config], *, jobs: int = 1, overwrite: bool = Fal
     jobs = check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
     log = log or (lambda _message: None)
     if jobs == 1 or len(configs) <= 1:
-        for config in configs:
+        for number, config in enumerate(configs, start=1):
+            log(f"training {config.out} ({number} of {len(configs)})")
             train(config, overwrite=overwrite, progress=progress)
+            log(f"finished {config.out}")
         return
     calls = [(with_threads(config, jobs), overwrite) for config in configs]
     for position, _ in in_workers(_train_one, calls, jobs=jobs):
