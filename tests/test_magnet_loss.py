@@ -1,4 +1,4 @@
-"""Magnet Loss against DESIGN.md §1: golden values, a slow reference, invariances, gradients."""
+"""Magnet Loss against docs/design.md §1: golden values, a slow reference, invariances, gradients."""
 
 import math
 
