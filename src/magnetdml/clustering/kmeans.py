@@ -1,9 +1,10 @@
 """k-means with k-means++ seeding: the paper's initialisation (§3.2) with fast Lloyd steps.
 
 ``faiss.Kmeans`` seeds at random, which on well separated data often merges two true clusters
-and splits another (docs/design.md §4). We seed with greedy k-means++ (scikit-learn's algorithm and
-random draws, in float32: :func:`greedy_plusplus`) and hand the seeds to faiss as
-``init_centroids``; a warm start passes the previous centres instead.
+and splits another (``benchmarks/kmeans_seeding.py`` measures it). We seed with greedy
+k-means++ (scikit-learn's algorithm and random draws, in float32: :func:`greedy_plusplus`)
+and hand the seeds to faiss as ``init_centroids``; a warm start passes the previous centres
+instead.
 
 On an accelerator (``device="cuda"``) the Lloyd steps run in faiss's GPU k-means when faiss was
 built with GPU support, else in plain torch on that device (``lloyd_torch``), so a GPU machine
