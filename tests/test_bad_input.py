@@ -55,6 +55,8 @@ CASES = [
     (["train", "--data.name", "mnist", "--data.data_dir", "NOWHERE"], "NOWHERE"),
     (["train", "--out", "FILE"], "is a file, not a folder"),
     (["train", "--train.patience", "2"], "no validation split"),
+    (["train", "--data.unseen_classes", "0.9"], "the training split has 1 class"),
+    (["train", "--index.clusters_per_class", "300"], "use at most"),
     # --- the run commands
     (["evaluate", "NOWHERE"], "does not exist"),
     (["evaluate", "OUT"], "is not a run folder"),

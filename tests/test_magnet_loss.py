@@ -1,4 +1,5 @@
-"""Magnet Loss against docs/design.md §1: golden values, a slow reference, invariances, gradients."""
+"""Magnet Loss against docs/design.md §1: golden values, a slow reference, invariances,
+gradients."""
 
 import math
 

@@ -202,3 +202,20 @@ def test_the_summary_is_written_after_the_plots(tmp_path, monkeypatch):
     train(_config(tmp_path / "run", **{"eval.plots": True}), progress=False)
     assert seen == {"finished_while_plotting": False}
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_finished_run_trains_on_with_more_epochs(tmp_path):
+    """The same run, longer: 2 epochs then 2 more equal 4 in one go."""
+    two = train(_config(tmp_path / "run"), progress=False)
+    assert two.summary["epochs"] == 2
+    four = train(_config(tmp_path / "run", **{"train.epochs": 4}), progress=False)
+    straight = train(_config(tmp_path / "straight", **{"train.epochs": 4}), progress=False)
+    assert four.summary["epochs"] == 4
+    for key in SCORES:
+        assert four.summary.get(key) == straight.summary.get(key), key
+    assert [r["epoch"] for r in _history(tmp_path / "run")] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="already holds a finished run.*larger --train.epochs"):
+        train(_config(tmp_path / "run", **{"train.epochs": 3}), progress=False)
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train(_config(tmp_path / "run", **{"train.epochs": 6, "train.lr": 0.01}),
+              progress=False)

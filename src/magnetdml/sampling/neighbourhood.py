@@ -88,6 +88,10 @@ class NeighbourhoodSampler(BatchStream):
                              f"examples as before; got one fitted on {n}")
         need = self.clusters_per_batch - 1
         short = index.n_clusters_ - index.clusters_per_class_ < need  # (n_classes,)
+        if len(index.classes_) < 2:
+            raise ValueError(f"the index holds clusters of one class only ("
+                             f"{index.classes_[0]}): a neighbourhood needs impostor clusters "
+                             "of other classes; train on at least two classes")
         if short.any():
             worst = int(np.argmax(index.clusters_per_class_))
             have = int(index.n_clusters_ - index.clusters_per_class_[worst])

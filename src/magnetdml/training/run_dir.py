@@ -73,6 +73,26 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
+    identity = run_identity(config)
+    identity.get("train", {}).pop("epochs", None)
+    return identity
+
+
+def _extends(previous: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether ``config`` trains the finished run ``previous`` on: the same run with more
+    epochs, neither stopping on patience (a patience run's checkpoint is its best epoch)."""
+    def epochs(c):
+        return c.get("train", {}).get("epochs", 0)
+
+    def patience(c):
+        return c.get("train", {}).get("patience", 0)
+
+    return (_without_epochs(previous) == _without_epochs(config)
+            and epochs(config) > epochs(previous) and not patience(config)
+            and not patience(previous))
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -99,13 +119,17 @@ class RunDir:
                              "--out")
         saved = run.path / CONFIG
         if saved.exists() and not overwrite:
-            if (run.path / SUMMARY).exists():
-                raise ValueError(f"run folder {str(run.path)!r} already holds a finished run; "
-                                 "choose another --out, or pass --overwrite to replace it")
             previous = json.loads(saved.read_text())
+            if (run.path / SUMMARY).exists():
+                if not _extends(previous, config) or not (run.path / CHECKPOINT).exists():
+                    raise ValueError(f"run folder {str(run.path)!r} already holds a finished "
+                                     "run; choose another --out, pass --overwrite to replace "
+                                     "it, or a larger --train.epochs to train it on")
+                (run.path / SUMMARY).unlink()     # trained on from its last epoch
             # without a checkpoint nothing was trained yet (e.g. a run that failed to start):
-            # a corrected config may take the folder over, nothing is lost
-            if run_identity(previous) != run_identity(config) \
+            # a corrected config may take the folder over, nothing is lost; the number of
+            # epochs may change until the run ends (the schedule is per epoch)
+            if _without_epochs(previous) != _without_epochs(config) \
                     and (run.path / CHECKPOINT).exists():
                 raise ValueError(f"run folder {str(run.path)!r} holds an unfinished run with a "
                                  "different config; resume it with --config "

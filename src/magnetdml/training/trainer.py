@@ -41,6 +41,25 @@ from .setup import (
 )
 
 
+def check_training_classes(config: Config, labels: np.ndarray) -> None:
+    """The training split has what every loss needs: two classes, and (cluster losses) clusters
+    of two or more members on average in its smallest class, else ``s2`` is 0."""
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    if counts.size < 2:
+        held = (f" (data.unseen_classes {config.data.unseen_classes} holds the others out)"
+                if config.data.unseen_classes else "")
+        raise ValueError(f"the training split has {counts.size} class{held}; metric learning "
+                         "needs at least two: lower data.unseen_classes or use more classes")
+    k = config.index.clusters_per_class
+    if k > counts.min() // 2 and config.loss.name in ("magnet", "cluster_nca") \
+            and config.index.method == "kmeans":
+        raise ValueError(f"index.clusters_per_class {k} leaves clusters of fewer than two "
+                         f"members in the smallest training class ({int(counts.min())} "
+                         "examples), whose variance is 0; use at most "
+                         f"{max(1, int(counts.min()) // 2)}")
+
+
 class Trainer(IndexUpkeep, EvaluationStep, CheckpointState, EarlyStopping):
     """Everything a run holds: data, model, loss, optimiser, cluster index, sampler, history."""
 
@@ -65,6 +84,7 @@ class Trainer(IndexUpkeep, EvaluationStep, CheckpointState, EarlyStopping):
         self.splits = load_splits(config)
         self.labels = self.splits.train.labels
         self.check_patience()
+        check_training_classes(config, self.labels)
         self.model = make_model(config, self.splits.input_shape).to(dist.device)
         if config.model.init_from:   # after the seeded initialisation: the RNG is unchanged
             load_initial_weights(self.model, config.model.init_from)
