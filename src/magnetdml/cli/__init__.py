@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command].run(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         if os.environ.get("MAGNETDML_DEBUG"):
             raise
         print(f"magnetdml {args.command}: error: {error}", file=sys.stderr)

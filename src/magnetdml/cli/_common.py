@@ -22,6 +22,18 @@ class Command(NamedTuple):
     run: Callable[[argparse.Namespace], int]
 
 
+def threads(text: str) -> int:
+    """``--threads``: a CPU thread count, 1 or more (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of threads; got {text!r}") \
+            from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (CPU threads); got {value}")
+    return value
+
+
 def format_percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
@@ -47,7 +59,7 @@ def add_run_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                         help="invert the images' grey levels (auto: as the run's loader did; "
                              "Omniglot's makes strokes bright)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=threads, default=1, help="torch CPU threads")
 
 
 def load_inputs(args: argparse.Namespace):

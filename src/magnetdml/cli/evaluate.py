@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from ._common import Command, add_run_dir
+from ._common import Command, add_run_dir, threads
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="comma-separated metric names to keep (default: "
                         "all; see magnetdml.evaluation.METRICS)")
     parser.add_argument("--device", default="cpu", help="torch device for the embedding pass")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's "
-                        "default; one is fastest on a busy machine)")
+    parser.add_argument("--threads", type=threads, default=1, help="torch CPU threads (one is "
+                        "fastest on a busy machine)")
     parser.add_argument("--no-write", action="store_true",
                         help="do not write evaluation.json into the run folder")
     parser.add_argument("--dataset", help="score another dataset instead (its test split as "

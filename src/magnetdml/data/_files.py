@@ -24,7 +24,11 @@ class FileTree:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._zip = zipfile.ZipFile(self.path) if self.path.is_file() else None
+        try:
+            self._zip = zipfile.ZipFile(self.path) if self.path.is_file() else None
+        except zipfile.BadZipFile as error:
+            raise ValueError(f"{str(self.path)!r} is not a readable zip archive ({error}); "
+                             "download it again, or unpack it and point at the folder") from None
 
     def names(self) -> list[str]:
         """Sorted relative paths of all image files (folders and hidden files left out)."""

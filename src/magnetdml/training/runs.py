@@ -100,6 +100,9 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
                          f"{CHECKPOINT} after its first epoch, and {SUMMARY} when finished)")
     config = config_from_dict(json.loads((path / CONFIG).read_text())).validate()
     run = RunDir(path)
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available (torch sees no CUDA device); "
+                         "use --device cpu")
     torch_device = torch.device(device)
     state = run.load_checkpoint(map_location=torch_device)
     splits = load_splits(config)
