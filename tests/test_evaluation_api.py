@@ -141,3 +141,16 @@ def test_errors_name_the_parameter_and_the_fix():
         evaluate(np.full((3, 2), np.nan), [0, 1, 1])
     with pytest.raises(ValueError, match="need >= 2 embeddings"):
         evaluate(x[:1], y[:1], metrics=["knn_error"])
+
+
+def test_r_is_every_same_class_reference_by_default_even_beyond_1024():
+    """The standard R-precision / MAP@R (all R same-class references): the old default cap of
+    1024 changed them on classes larger than that."""
+    rng = np.random.default_rng(8)
+    y = np.repeat([0, 1], 1300)
+    x = (rng.standard_normal((y.size, 3)) + 0.8 * y[:, None]).astype(np.float32)
+    got = evaluate(x, y, metrics=["r_precision", "map_at_r"])
+    brute = _brute(x, y, x, y, True)
+    assert got == pytest.approx({m: brute[m] for m in got}, abs=1e-9)
+    capped = evaluate(x, y, metrics=["r_precision", "map_at_r"], max_r=1024)
+    assert capped["map_at_r"] != pytest.approx(got["map_at_r"], abs=1e-4)

@@ -39,7 +39,7 @@ def _requested(metrics, has_index: bool) -> list[str]:
 
 def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=None, *,
              k: int = 128, index=None, variance: float | None = None, seed: int = 0,
-             batch_size: int = DEFAULT_BATCH_SIZE, max_r: int | None = 1024) -> dict[str, float]:
+             batch_size: int = DEFAULT_BATCH_SIZE, max_r: int | None = None) -> dict[str, float]:
     """Score query ``embeddings (N, D)`` with ``labels (N,)``; returns ``{metric: float}``.
 
     Neighbours are the rows of ``reference (N_ref, D)`` / ``reference_labels (N_ref,)``; when
@@ -61,9 +61,10 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
       A query whose class has no reference (or no centre) is an error.
     Retrieval (Musgrave et al. 2020; Song et al. 2016), see :mod:`.retrieval`: ``precision_at_1``,
       ``r_precision``, ``map_at_r``, ``recall_at_{1,2,4,8}``. ``R`` is the number of references
-      sharing the query's label (itself excluded), capped at ``max_r`` (default 1024; ``None``
-      for no cap, then memory per query grows with the largest class). With ``max_r`` >= the
-      largest class this is pytorch-metric-learning's default (``k="max_bin_count"``). Queries
+      sharing the query's label (itself excluded): the standard definition, and
+      pytorch-metric-learning's default (``k="max_bin_count"``); ``max_r`` caps it (an
+      explicit approximation that bounds the search for very large classes; the search is
+      streamed in chunks either way, so memory stays bounded). Queries
       with ``R = 0`` are left out of these averages (as pytorch-metric-learning's "lone
       queries"); if every query is lone they are NaN.
     Clustering (Song et al. 2016), see :mod:`.clustering`: k-means++-seeded k-means of the
