@@ -46,8 +46,11 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         torch.set_num_threads(config.train.threads)
     t = Trainer(config, dist, overwrite=overwrite)
     resumed = t.start_from_checkpoint()
+    say = tqdm.write if progress and dist.is_main else (lambda _message: None)
     if not resumed:
-        warm_start(t, config.train.warm_start_epochs)
+        warm_start(t, config.train.warm_start_epochs, progress=progress)
+        if t.uses_index:        # a silent pass otherwise (a minute on Fashion-MNIST's CPU)
+            say(f"building the first cluster index of {len(t.labels):,} training examples")
         t.build_initial_index()
         # every rank: the snapshot's embedding passes are sharded collectives
         initial = t.snapshot_for_plots() if config.eval.plots else None
@@ -91,6 +94,9 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         t.save_checkpoint()
     summary = t.finish(write=False)
     if dist.is_main:
+        say(f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
+            f"{100 * summary['knn_error']:.2f}%"
+            + ("; drawing the pictures (loss curve, t-SNE)" if config.eval.plots else ""))
         if config.eval.plots:       # first: a kill while plotting leaves a run that resumes
             plot_run(t.run.path, t)
         t.run.write_summary(summary)  # metrics.json marks the run finished: written last

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from ..losses import SoftmaxLoss, build_loss
 from .warm_start_cache import WarmStartCache
@@ -33,7 +34,7 @@ class _WithHead(nn.Module):
         return self.head(self.model.head(self.model.features(x)), y)
 
 
-def warm_start(trainer, epochs: int) -> None:
+def warm_start(trainer, epochs: int, progress: bool = False) -> None:
     """Train ``trainer.model`` with a softmax head for ``epochs`` epochs (0: do nothing), or
     load the identical result from ``train.warm_start_cache`` when a run stored it there.
     Records ``warm_start_seconds`` and ``warm_start_loaded`` in ``trainer.timing``."""
@@ -44,14 +45,14 @@ def warm_start(trainer, epochs: int) -> None:
     cache = WarmStartCache(folder, trainer, epochs, BATCH_SIZE) if folder else None
     loaded = cache is not None and cache.restore()
     if not loaded:
-        _train(trainer, epochs)
+        _train(trainer, epochs, progress)
         if cache is not None:
             cache.store()
     trainer.timing["warm_start_seconds"] = time.perf_counter() - started
     trainer.timing["warm_start_loaded"] = loaded
 
 
-def _train(trainer, epochs: int) -> None:
+def _train(trainer, epochs: int, progress: bool = False) -> None:
     config, dist = trainer.config, trainer.dist
     head = trainer.loss_fn
     if not isinstance(head, SoftmaxLoss):
@@ -64,6 +65,9 @@ def _train(trainer, epochs: int) -> None:
                                 momentum=config.train.momentum)
     rng = np.random.default_rng(config.train.seed)
     dataset = trainer.splits.train
+    steps = epochs * (len(range(dist.rank, len(dataset), dist.world_size)) // BATCH_SIZE)
+    bar = tqdm(total=steps, desc="softmax warm start", unit="it", dynamic_ncols=True,
+               disable=not (progress and dist.is_main), leave=False)
     for _ in range(epochs):
         order = rng.permutation(len(dataset))
         order = order[dist.rank::dist.world_size]     # each rank its own share of the epoch
@@ -76,3 +80,5 @@ def _train(trainer, epochs: int) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            bar.update(1)
+    bar.close()
