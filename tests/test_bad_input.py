@@ -67,6 +67,9 @@ CASES = [
     (["evaluate", "RUN", "--device", "cuda"], "use --device cpu"),
     (["train", "--model.backbone", "torchvision-googlenet"], "needs torchvision"),
     (["train", "--dataset", "omniglot", "--data-dir", "BADZIP"], "not a readable zip"),
+    (["train", "--dataset", "omniglot", "--data-dir", "BADNPZ"], "lacks the arrays"),
+    (["evaluate", "HALFSAVED"], "is truncated or corrupt"),
+    (["predict", "HALFSAVED", "--split", "test"], "is truncated or corrupt"),
     (["predict", "RUN", "--images", "NOWHERE"], "does not exist"),
     (["predict", "RUN", "--images", "OUT"], "holds no image files"),
     (["predict", "RUN", "--images", "FILE"], "cannot decode image"),
@@ -107,8 +110,15 @@ def places(tmp_path_factory):
     plain.write_text("not a checkpoint, not YAML: [")
     (root / "badzip").mkdir()
     (root / "badzip" / "images_background.zip").write_bytes(b"PK\x03\x04 not a zip")
+    (root / "badnpz").mkdir()
+    np.savez(root / "badnpz" / "omniglot_background.npz", images=np.zeros((4, 5, 5), np.uint8))
+    import shutil
+    shutil.copytree(run, root / "truncated")
+    checkpoint = root / "truncated" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])       # a kill mid-copy
     return {"RUN": str(run), "FILE": str(plain), "NOWHERE": str(root / "nowhere"),
-            "BADZIP": str(root / "badzip")}
+            "BADZIP": str(root / "badzip"), "BADNPZ": str(root / "badnpz"),
+            "HALFSAVED": str(root / "truncated")}
 
 
 @pytest.mark.parametrize(("argv", "phrase"), CASES,

@@ -81,6 +81,12 @@ def _load_part(source: Path, size: int, invert: bool, cache_dir, use_cache: bool
     def build() -> dict[str, np.ndarray]:
         if source.suffix == ".npz":
             with np.load(source, allow_pickle=False) as z:
+                missing = [k for k in ("images", "labels", "alphabet", "character")
+                           if k not in z.files]
+                if missing:
+                    raise ValueError(f"{source} lacks the arrays {missing} (it holds "
+                                     f"{z.files}); an Omniglot npz holds images, labels, "
+                                     "alphabet and character, as the staged copy does")
                 raw = {k: z[k] for k in ("images", "labels", "alphabet", "character")}
         else:
             raw = _read_tree(source)

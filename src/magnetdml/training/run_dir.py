@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -160,7 +161,13 @@ class RunDir:
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
         # tensors, numpy arrays and plain Python only: a crafted file must not run code
-        return load_state(self.checkpoint_path, map_location=map_location)
+        try:
+            return load_state(self.checkpoint_path, map_location=map_location)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            reason = str(error).splitlines()[0][:120]
+            raise ValueError(f"checkpoint {str(self.checkpoint_path)!r} is truncated or corrupt "
+                             f"({reason}); it can be neither resumed nor evaluated: retrain "
+                             "the run (--overwrite)") from None
 
     def append_history(self, record: dict[str, Any]) -> None:
         with open(self.path / HISTORY, "a") as handle:
