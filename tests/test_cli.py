@@ -71,3 +71,16 @@ def test_evaluate_prints_its_results_even_when_it_cannot_write_them(tmp_path, mo
     captured = capsys.readouterr()
     assert "knc_error" in captured.out
     assert "could not write" in captured.err and "results above are complete" in captured.err
+
+
+def test_an_os_error_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    from magnetdml.training import run_dir
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(run_dir, "atomic_write", full_disk)
+    assert main(["train", "--out", str(tmp_path / "run"), "--quiet", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err
+    assert "config.json" in err

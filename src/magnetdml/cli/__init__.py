@@ -86,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as error:    # unwritable folder, full disk, ...: the file and the reason
+        if os.environ.get("MAGNETDML_DEBUG"):
+            raise
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(f"magnetdml {args.command}: error: {error.strerror or error}{where}; check the "
+              "path and its permissions, or the free disk space", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"magnetdml {args.command}: interrupted; {_resume_hint(args)}", file=sys.stderr)
         return 130
