@@ -125,7 +125,11 @@ def test_quick_runs_every_stage_and_scores_the_kept_models(quick):
 def test_quick_report_tables_and_claims(quick):
     out, results = quick
     titles = [t["title"] for t in results["tables"]]
-    assert len(titles) == 6
+    assert len(titles) == 7
+    diagnostics = {(r["start"], r["loss"]): r for r in results["tables"][5]["rows"]}
+    magnet = diagnostics[("pretrained", "magnet")]
+    assert magnet["sigma2"] > 0 and 1 <= magnet["clusters_per_class"] <= 3
+    assert 0 <= magnet["draws_with_replacement"] <= 1 and 0 < magnet["refresh_share"] < 1
     errors = results["tables"][0]["rows"]
     assert {(r["start"], r["loss"]) for r in errors} == {
         (s, loss) for s in ("pretrained", "scratch") for loss in ("softmax", "triplet", "magnet")}

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..reporting import plots
 from .classification import own_metric, relative_error
 from .classification_tuned import _mean_curve
+from .finegrained_diagnostics import diagnostics_rows
 from .hierarchy import cached_measurement, measure_run
 from .runner import RunOutcome, mean_std, metric, save_results
 
@@ -77,6 +78,9 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
             {"title": "Hierarchy recovery: trained on pairs of characters, scored on the "
                       "characters (paper Error@1 / @5: Magnet 28.6 / 7.8%, softmax 30.9 / "
                       "15.0%, triplet 44.6 / 23.4%)", "rows": hierarchy_rows},
+            {"title": "What the runs did (training loss at the scored and the last pass; Magnet: "
+                      "sigma^2, clusters per class, draws with replacement, refresh time)",
+             "rows": diagnostics_rows(groups)},
             {"title": "Pretraining (softmax on all 964 characters' training drawings; test "
                       "errors on the held-out drawers of all 964)",
              "rows": _pretraining_rows(runs)}],
