@@ -32,6 +32,21 @@ def _history(run_dir) -> list[dict]:
 SCORES = ("knc_error", "knn_error", "recall_at_1", "sigma2", "clusters")
 
 
+def _interrupted_in_second_epoch(monkeypatch, config: Config) -> None:
+    """Train ``config`` until a Ctrl-C in the first step of its second epoch."""
+    original = Trainer.step
+
+    def crash_in_second_epoch(self, batch):
+        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    monkeypatch.undo()
+
+
 def _scripted_validation(monkeypatch, errors: list[float]) -> None:
     """Validation errors ``errors[epoch - 1]``; the test split is scored for real."""
     original = Trainer.evaluate
@@ -80,17 +95,7 @@ def test_validation_is_scored_for_real_every_epoch_and_resumes(tmp_path, monkeyp
     history = _history(tmp_path / "straight")
     assert all(0 <= r["val_knc_error"] <= 1 and 0 <= r["val_knn_error"] <= 1 for r in history)
 
-    original = Trainer.step
-
-    def crash_in_second_epoch(self, batch):
-        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "step", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(_config(tmp_path / "resumed", **overrides), progress=False)
-    monkeypatch.undo()
+    _interrupted_in_second_epoch(monkeypatch, _config(tmp_path / "resumed", **overrides))
     resumed = train(_config(tmp_path / "resumed", **overrides), progress=False)
     for key in (*SCORES, "early_stopping", "epochs"):
         assert resumed.summary.get(key) == straight.summary.get(key), key
@@ -173,18 +178,7 @@ def test_a_moved_run_folder_resumes(tmp_path, monkeypatch):
     """Resume identity is what the run computes, not where its folder is."""
     import shutil
 
-    from magnetdml.training.trainer import Trainer
-    original = Trainer.step
-
-    def crash_in_second_epoch(self, batch):
-        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "step", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(_config(tmp_path / "here"), progress=False)
-    monkeypatch.undo()
+    _interrupted_in_second_epoch(monkeypatch, _config(tmp_path / "here"))
     shutil.move(tmp_path / "here", tmp_path / "there")
     resumed = train(_config(tmp_path / "there", **{"train.threads": 2}), progress=False)
     assert resumed.summary["epochs"] == 2
