@@ -288,3 +288,17 @@ def test_one_job_says_training_when_a_run_starts_not_all_at_once(tmp_path):
     assert len(starts) == len(finishes) >= 2
     assert all(s < f for s, f in zip(starts, finishes, strict=True))
     assert starts[1] > finishes[0]                   # the second starts after the first ended
+
+
+def test_a_kept_run_trains_on_when_the_experiment_asks_for_more_epochs(tmp_path):
+    from magnetdml.experiments import RunSpec, train_runs
+    spec = RunSpec("r", {"data.name": "digits", "model.backbone": "mlp", "train.epochs": 1,
+                         "train.iterations_per_epoch": 3, "train.threads": 1,
+                         "eval.plots": False, "loss.name": "softmax"})
+    train_runs([spec], tmp_path, keep_checkpoints=True, progress=False)
+    longer = RunSpec("r", {**spec.overrides, "train.epochs": 2})
+    runs = train_runs([longer], tmp_path, keep_checkpoints=True, progress=False)
+    assert runs["r"].summary["epochs"] == 2 and len(runs["r"].history) == 2
+    other = RunSpec("r", {**spec.overrides, "train.epochs": 3, "train.lr": 0.01})
+    with pytest.raises(ValueError, match="holds a finished run with a different config"):
+        train_runs([other], tmp_path, progress=False)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
-from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, run_identity
+from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, extends, run_identity
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
 DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
@@ -95,10 +95,14 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     # through the config tree, so that fields added since the run was trained count at
     # their defaults (a newer magnetdml still resumes an experiment an older one finished)
     saved = config_to_dict(config_from_dict(json.loads((run_dir / CONFIG).read_text())))
-    if comparable_config(saved) != comparable_config(config_to_dict(config)):
+    asked = config_to_dict(config)
+    if (run_dir / CHECKPOINT).is_file() and extends(saved, asked):
+        return None          # the same run with more epochs: it trains on from its checkpoint
+    if comparable_config(saved) != comparable_config(asked):
         raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config than "
                          "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
-                         "retrain it, or choose another out directory")
+                         "retrain it, or choose another out directory (a run kept with its "
+                         "checkpoint trains on when only its epochs grow)")
     return json.loads((run_dir / SUMMARY).read_text())
 
 

@@ -80,7 +80,7 @@ def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
     return identity
 
 
-def _extends(previous: dict[str, Any], config: dict[str, Any]) -> bool:
+def extends(previous: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether ``config`` trains the finished run ``previous`` on: the same run with more
     epochs, neither stopping on patience (a patience run's checkpoint is its best epoch)."""
     def epochs(c):
@@ -122,7 +122,7 @@ class RunDir:
         if saved.exists() and not overwrite:
             previous = json.loads(saved.read_text())
             if (run.path / SUMMARY).exists():
-                if not _extends(previous, config) or not (run.path / CHECKPOINT).exists():
+                if not extends(previous, config) or not (run.path / CHECKPOINT).exists():
                     raise ValueError(f"run folder {str(run.path)!r} already holds a finished "
                                      "run; choose another --out, pass --overwrite to replace "
                                      "it, or a larger --train.epochs to train it on")
