@@ -83,11 +83,6 @@ def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None
     return apply_overrides(config, {"out": str(Path(out_dir) / spec.name)}).validate()
 
 
-def comparable_config(config: dict) -> dict:
-    """``config`` (a ``config.json`` dict) without the machine fields and ``out``."""
-    return run_identity(config)
-
-
 def _finished(run_dir: Path, config: Config) -> dict | None:
     """The summary of a finished run of ``config`` in ``run_dir``, or None if unfinished."""
     if not (run_dir / SUMMARY).is_file():
@@ -98,7 +93,7 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     asked = config_to_dict(config)
     if (run_dir / CHECKPOINT).is_file() and extends(saved, asked):
         return None          # the same run with more epochs: it trains on from its checkpoint
-    if comparable_config(saved) != comparable_config(asked):
+    if run_identity(saved) != run_identity(asked):
         raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config than "
                          "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
                          "retrain it, or choose another out directory (a run kept with its "

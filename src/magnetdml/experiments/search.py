@@ -221,15 +221,15 @@ def _check_search_file(out: Path, settings: dict) -> None:
 
 def _same_search(saved: dict, settings: dict) -> bool:
     from ..training import config_from_dict
-    from .run_stage import comparable_config
+    from ..training.run_dir import run_identity
 
     if not isinstance(saved, dict) or set(saved) != set(settings):
         return False
     try:
-        base = comparable_config(config_to_dict(config_from_dict(saved["base"])))
+        base = run_identity(config_to_dict(config_from_dict(saved["base"])))
     except (TypeError, ValueError):
         return False
-    return base == comparable_config(settings["base"]) and all(
+    return base == run_identity(settings["base"]) and all(
         saved[key] == settings[key] for key in settings if key != "base")
 
 

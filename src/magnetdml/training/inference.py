@@ -54,11 +54,11 @@ class RunInference:
     def predict_proba(self, data) -> np.ndarray:
         """``(N, C)`` kNC class probabilities (rows sum to 1); column ``j`` is class
         ``classifier().classes_[j]``."""
-        return self.classifier().predict_scores(self._queries(data))
+        return self.classifier().predict_scores(self.embed(data))
 
     def predict(self, data) -> np.ndarray:
         """``(N,)`` the kNC class id of each input (``class_names[id]`` is its name)."""
-        return self.classifier().predict(self._queries(data))
+        return self.classifier().predict(self.embed(data))
 
     def top_k(self, data, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """``(classes (N, k), probabilities (N, k))``: the ``k`` most likely classes of each
@@ -71,13 +71,13 @@ class RunInference:
     def kneighbors(self, data, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(distances (N, k), indices (N, k))``: the ``k`` nearest training examples of each
         input (Euclidean distance, nearest first; ``indices`` into ``splits.train``)."""
-        sq, idx = nearest_neighbours(self._queries(data), k, self.reference_embeddings())
+        sq, idx = nearest_neighbours(self.embed(data), k, self.reference_embeddings())
         return np.sqrt(np.maximum(sq, 0.0)), idx
 
     def cluster(self, data, n_clusters: int) -> np.ndarray:
         """``(N,)`` k-means++ cluster of each input's embedding: grouping examples of classes
         nobody labelled (seed 003's use)."""
-        return cluster_assignments(self._queries(data), n_clusters, seed=self.config.train.seed)
+        return cluster_assignments(self.embed(data), n_clusters, seed=self.config.train.seed)
 
     def preprocess(self, images, labels=None):
         """Raw images (``uint8`` ``(N, H, W)`` or ``(N, C, H, W)`` of the training data's size
@@ -108,6 +108,3 @@ class RunInference:
         if scale != 255.0:          # the loader's own range (digits: 0..16)
             images = np.rint(images * (scale / 255.0)).astype(np.uint8)
         return self.preprocess(images), paths
-
-    def _queries(self, data) -> np.ndarray:
-        return self.embed(data)
