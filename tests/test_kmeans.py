@@ -43,3 +43,37 @@ def test_seeding_subsamples_large_inputs_deterministically():
     np.testing.assert_array_equal(first, km._plusplus_seeds(points, 10, seed=3, per_centre=4))
     assert not np.array_equal(first, km._plusplus_seeds(points, 10, seed=3))   # all points
     assert {tuple(r) for r in first} <= {tuple(p) for p in points}
+
+
+def test_seeding_limits_blas_to_one_thread_without_rescanning_libraries(monkeypatch):
+    # The limit must hold during seeding, be lifted after, and reuse one controller: a fresh
+    # threadpool_limits per class cost ~5 ms each, more than the clustering of small classes.
+    from threadpoolctl import ThreadpoolController
+
+    seen = []
+    real = km.greedy_plusplus
+
+    def spy(points, k, rng):
+        seen.append([p["num_threads"] for p in ThreadpoolController().info()
+                     if p["user_api"] == "blas"])
+        return real(points, k, rng)
+
+    monkeypatch.setattr(km, "greedy_plusplus", spy)
+    scans = []
+    monkeypatch.setattr(ThreadpoolController, "__init__",
+                        _counting(ThreadpoolController.__init__, scans))
+    km._blas_controller.cache_clear()
+    before = [p["num_threads"] for p in km._blas_controller().info() if p["user_api"] == "blas"]
+    for seed in range(3):
+        km.kmeans(_blobs(40, 4, 3, seed), 3, seed=seed)
+    assert seen and all(threads and set(threads) == {1} for threads in seen)
+    after = [p["num_threads"] for p in km._blas_controller().info() if p["user_api"] == "blas"]
+    assert after == before
+    assert len(scans) == 1 + len(seen)      # the cached controller + the spy's own scans
+
+
+def _counting(init, calls):
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        init(self, *args, **kwargs)
+    return counted
