@@ -15,7 +15,6 @@ limited the old way (``threadpool_limits`` per call, the baseline) and the curre
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -50,7 +49,6 @@ def _fit_seconds(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     rng = np.random.default_rng(0)
     rows = []
     for classes, per_class in SHAPES:
