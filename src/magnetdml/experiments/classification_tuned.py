@@ -26,7 +26,7 @@ from .classification import LOSSES, Classification, base_overrides, own_metric, 
 from .runner import EXPERIMENTS, RunOutcome, RunSpec, mean_std, metric
 
 #: Passes over the training data of the final runs, and of each tuning trial.
-PASSES = {"mnist": 8, "fashion-mnist": 8, "cifar10": 12}
+PASSES = {"mnist": 8, "fashion-mnist": 8, "cifar10": 24}
 TRIAL_PASSES = 2
 TRIALS = 8
 SEEDS = (0, 1, 2)
