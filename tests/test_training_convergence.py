@@ -213,3 +213,44 @@ def test_a_finished_run_trains_on_with_more_epochs(tmp_path):
     with pytest.raises(ValueError, match="already holds a finished run"):
         train(_config(tmp_path / "run", **{"train.epochs": 6, "train.lr": 0.01}),
               progress=False)
+
+
+
+@pytest.mark.parametrize("loss", ["triplet", "magnet"])
+def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monkeypatch, loss):
+    # Without an index of its own (triplet), or between refreshes (Magnet refreshing every 2
+    # epochs), kNC needs an index of the current embeddings; the validation and the test
+    # scores of one pass must fit it once, and score exactly as with a fit for each.
+    from magnetdml.clustering import ClusterIndex
+    from magnetdml.training.eval_step import EvaluationStep
+
+    fits = []
+    for name in ("fit", "refresh"):
+        monkeypatch.setattr(ClusterIndex, name, _counted(getattr(ClusterIndex, name), fits))
+    overrides = {"train.epochs": 3, "train.patience": 3, "eval.every": 1, "loss.name": loss,
+                 "index.refresh_every": 8}
+    train(_config(tmp_path / "cached", **overrides), progress=False)
+    cached_fits = len(fits)
+
+    def uncached(self, reference):
+        self._scoring_cache = None
+        return EvaluationStep._scoring_index(self, reference)
+
+    monkeypatch.setattr(Trainer, "_scoring_index", uncached)
+    fits.clear()
+    train(_config(tmp_path / "uncached", **overrides), progress=False)
+    assert cached_fits < len(fits)
+    cached, other = _history(tmp_path / "cached"), _history(tmp_path / "uncached")
+    assert cached == [{**r, "train_seconds": c["train_seconds"]}
+                      for r, c in zip(other, cached, strict=True)]
+    summaries = [json.loads((tmp_path / run / "metrics.json").read_text())
+                 for run in ("cached", "uncached")]
+    for key in SCORES:
+        assert summaries[0].get(key) == summaries[1].get(key), key
+
+
+def _counted(method, calls):
+    def counted(self, *args, **kwargs):
+        calls.append(method.__name__)
+        return method(self, *args, **kwargs)
+    return counted

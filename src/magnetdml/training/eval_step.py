@@ -40,17 +40,7 @@ class EvaluationStep:
         reference = self.train_embeddings()
 
         def scores() -> dict:   # on rank 0 only, then shared
-            index = self.index
-            variance = (None if self.variance is None
-                        else self.config.loss.knc_variance(self.variance))
-            if index is not None and self.index_iteration != self.iteration:
-                # between refreshes (adaptive or every-N schedules) the training index is
-                # stale: kNC uses the current model's clusters (paper §3.3: the final index),
-                # in a copy so that evaluating never changes the training run
-                index = copy.deepcopy(index).refresh(reference, self.labels)
-            if index is None:
-                index = make_index(self.config).fit(reference, self.labels)
-                variance = cluster_variance(reference, index)
+            index, variance = self._scoring_index(reference)
             knc = KNearestClusters(neighbours=self.config.eval.neighbours).fit(index, variance)
             metrics = {"knc_error": float(np.mean(knc.predict(queries) != dataset.labels))}
             metrics.update(evaluate(queries, dataset.labels, reference=reference,
@@ -60,6 +50,28 @@ class EvaluationStep:
             return metrics
 
         return self.dist.broadcast_object(self.dist.on_main(scores))
+
+    def _scoring_index(self, reference: np.ndarray):
+        """The cluster index and ``sigma^2`` that kNC scores ``reference`` (the training
+        embeddings) with. A fitted or refreshed one is kept for as long as ``reference`` is
+        the same array, so the validation and test scores of one pass share one fit."""
+        variance = (None if self.variance is None
+                    else self.config.loss.knc_variance(self.variance))
+        if self.index is not None and self.index_iteration == self.iteration:
+            return self.index, variance
+        cached = self._scoring_cache
+        if cached is not None and cached[0] is reference:
+            return cached[1], cached[2]
+        if self.index is not None:
+            # between refreshes (adaptive or every-N schedules) the training index is stale:
+            # kNC uses the current model's clusters (paper §3.3: the final index), in a copy
+            # so that evaluating never changes the training run
+            index = copy.deepcopy(self.index).refresh(reference, self.labels)
+        else:
+            index = make_index(self.config).fit(reference, self.labels)
+            variance = cluster_variance(reference, index)
+        self._scoring_cache = (reference, index, variance)
+        return index, variance
 
     def finish(self, write: bool = True) -> dict:
         """Full evaluation of the final model (and of unseen classes, when the dataset has a

@@ -116,6 +116,8 @@ class Trainer(IndexUpkeep, EvaluationStep, CheckpointState, EarlyStopping):
         self.timing = {"train_seconds": 0.0, "refresh_seconds": 0.0, "refreshes": 0,
                        "images": 0, "initial_index_seconds": 0.0}
         self._train_embeddings: tuple[int, np.ndarray] | None = None
+        # (training embeddings, index, sigma^2) of the last kNC scores: see _scoring_index
+        self._scoring_cache: tuple | None = None
 
     def build_initial_index(self) -> None:
         """Fit the first cluster index (cluster losses) and make the batch sampler."""
