@@ -215,7 +215,6 @@ def test_a_finished_run_trains_on_with_more_epochs(tmp_path):
               progress=False)
 
 
-
 @pytest.mark.parametrize("loss", ["triplet", "magnet"])
 def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monkeypatch, loss):
     # Without an index of its own (triplet), or between refreshes (Magnet refreshing every 2
@@ -229,7 +228,7 @@ def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monk
         monkeypatch.setattr(ClusterIndex, name, _counted(getattr(ClusterIndex, name), fits))
     overrides = {"train.epochs": 3, "train.patience": 3, "eval.every": 1, "loss.name": loss,
                  "index.refresh_every": 8}
-    train(_config(tmp_path / "cached", **overrides), progress=False)
+    cached = train(_config(tmp_path / "cached", **overrides), progress=False)
     cached_fits = len(fits)
 
     def uncached(self, reference):
@@ -238,15 +237,13 @@ def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monk
 
     monkeypatch.setattr(Trainer, "_scoring_index", uncached)
     fits.clear()
-    train(_config(tmp_path / "uncached", **overrides), progress=False)
+    uncached = train(_config(tmp_path / "uncached", **overrides), progress=False)
     assert cached_fits < len(fits)
-    cached, other = _history(tmp_path / "cached"), _history(tmp_path / "uncached")
-    assert cached == [{**r, "train_seconds": c["train_seconds"]}
-                      for r, c in zip(other, cached, strict=True)]
-    summaries = [json.loads((tmp_path / run / "metrics.json").read_text())
-                 for run in ("cached", "uncached")]
+    history, other = _history(tmp_path / "cached"), _history(tmp_path / "uncached")
+    assert history == [{**r, "train_seconds": h["train_seconds"]}
+                       for r, h in zip(other, history, strict=True)]
     for key in SCORES:
-        assert summaries[0].get(key) == summaries[1].get(key), key
+        assert cached.summary.get(key) == uncached.summary.get(key), key
 
 
 def _counted(method, calls):

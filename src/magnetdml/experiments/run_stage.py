@@ -25,9 +25,6 @@ from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, extends, ru
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
 DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
                 "omniglot": "omniglot"}
-#: Config fields that do not change what a run computes, only where and how fast: a finished
-#: run trained with other values of these is still the same run (GPU vs CPU reruns, a clone
-#: whose data folder is elsewhere).
 #: Large files of a finished run that the report does not need (checkpoint, t-SNE snapshot).
 DISPOSABLE = (CHECKPOINT, "embeddings_initial.npz")
 #: The experiment's shared warm starts (``train.warm_start_cache``): runs that differ only in

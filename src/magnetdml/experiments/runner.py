@@ -38,7 +38,7 @@ from typing import Any
 from .._validation import check_int
 from ..registry import Registry
 from ..training.machine import hardware
-from ..training.run_dir import MACHINE_FIELDS, SUMMARY, write_json  # noqa: F401
+from ..training.run_dir import SUMMARY, write_json
 from .report_page import render_report
 from .run_stage import (  # noqa: F401  (the framework's names, importable from here)
     DATA_FOLDERS,
