@@ -90,7 +90,7 @@ def config_data(n: int, dim: int, queries: int | None):
         x, y = make_data(n, dim)
         return x, y, None, None
     sys.path.insert(0, str(Path(__file__).parent))
-    from evaluation_million import make_data as million_data   # 1000-point classes, chunked
+    from evaluation_million import make_data as million_data  # 1000-point classes, chunked
 
     classes = max(n // 1000, 2)
     ref, ref_y = million_data(n, seed=0, classes=classes)
@@ -177,7 +177,7 @@ def summarise(entry: dict) -> dict:
     if not timing:
         return {}
     ours, pml = timing["ours"], timing["pml"]
-    rounds = [p / o for p, o in zip(pml["seconds"], ours["seconds"])]
+    rounds = [p / o for p, o in zip(pml["seconds"], ours["seconds"], strict=True)]
     out = {"ours_seconds_min_median": [min(ours["seconds"]), statistics.median(ours["seconds"])],
            "pml_seconds_min_median": [min(pml["seconds"]), statistics.median(pml["seconds"])],
            "speedup_pml_over_ours_median": (statistics.median(pml["seconds"])

@@ -143,7 +143,7 @@ class TrainConfig:
     seed: int = 0                     # seeds weights, batches and augmentation
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
-    threads: int = 0                  # torch CPU threads; 0 = torch's default
+    threads: int = 0                  # torch CPU threads; 0 = cores - 1 (machine.py)
 
     def warm_start_rate(self) -> float:
         """The warm start's learning rate: ``warm_start_lr``, or ``lr`` when that is 0."""

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .distributed import Distributed
+from .machine import oversubscription, resolve_threads
 from .report_plots import plot_run
 from .trainer import Trainer
 from .warm_start import warm_start
@@ -42,8 +44,10 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
     that was interrupted)."""
     config = config.validate()
     dist = Distributed.setup(config.train.device)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    threads = resolve_threads(config.train.threads)
+    torch.set_num_threads(threads)
+    if dist.is_main and (warning := oversubscription(threads, processes=dist.world_size)):
+        print(warning, file=sys.stderr)
     t = Trainer(config, dist, overwrite=overwrite)
     resumed = t.start_from_checkpoint()
     say = tqdm.write if progress and dist.is_main else (lambda _message: None)
