@@ -49,6 +49,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -99,11 +100,17 @@ def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
     workers = embed.cpu_workers
     if name in ONE_THREAD_REFRESH:
         embed.cpu_workers = lambda *args: 1
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     try:
         summary = train(config, overwrite=True, progress=False).summary
     finally:
         embed.cpu_workers = workers
     seconds = summary["train_seconds"] + summary["initial_index_seconds"]
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU seconds of the whole run (data loading and the final evaluation included, all
+    # threads summed): on a loaded machine the one-thread runs' CPU time is close to their
+    # idle-machine time, where wall time mostly measures the wait for a core
+    cpu = (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime)
     fraction = None
     if summary["refreshes"] and config.index.refresh_lag == 0:
         # refreshes: the initial fit, one after each epoch but the last (inside
@@ -117,7 +124,8 @@ def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
             "images_per_second": round(summary["images"] / seconds, 1),
             "refreshes": summary["refreshes"],
             "refresh_seconds": round(summary["refresh_seconds"], 2),
-            "refresh_fraction_of_epoch": fraction,
+            "refresh_fraction_of_epoch": fraction, "process_cpu_seconds": round(cpu, 2),
+            "load_average": list(os.getloadavg()),
             "knc_error": summary["knc_error"], "knn_error": summary["knn_error"],
             "map_at_r": summary.get("map_at_r"), "ran_at": time.strftime("%Y-%m-%d %H:%M:%S"),
             "pid": os.getpid()}
