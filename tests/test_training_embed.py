@@ -130,3 +130,15 @@ def test_threads_only_for_library_data_without_augmentation():
     assert cpu_workers(torch.device("meta"), data, None, None) == 1    # accelerators: as is
     items = as_batch_source(torch.utils.data.TensorDataset(torch.zeros(4, 3)))
     assert cpu_workers(CPU, items, None, None) == 1                    # user Dataset: as is
+
+
+def test_no_extra_threads_when_the_load_leaves_no_idle_core(monkeypatch):
+    from magnetdml.training import embed as embed_module
+
+    monkeypatch.setattr(embed_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
+                        raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert embed_module.idle_cores() == 2                # 4 cores - 1.2 busy, rounded down
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (12.0, 12.0, 12.0))
+    assert embed_module.idle_cores() == 0

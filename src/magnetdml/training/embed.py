@@ -22,12 +22,17 @@ CPU_BATCH, ACCELERATOR_BATCH = 128, 1024
 
 
 def idle_cores() -> int:
-    """CPU cores this process may use beyond torch's intra-op threads (>= 0)."""
+    """CPU cores this process may use beyond torch's intra-op threads and the machine's other
+    work (>= 0): ``cores - max(threads, 1-minute load average)``, the load counting this
+    process's own running threads. On this project's shared 2-core machine at load ~12 a
+    second embedding thread made the refresh 5% slower (``magnet_step_cost.json``): there was
+    no idle core to use."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:                                    # not on Linux
         cores = os.cpu_count() or 1
-    return max(0, cores - torch.get_num_threads())
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(0, int(cores - max(torch.get_num_threads(), load)))
 
 
 def cpu_workers(device, dataset, augment, dist) -> int:
