@@ -138,7 +138,8 @@ def timed(call) -> dict:
             "metrics": metrics}
 
 
-def child_time(n: int, dim: int, queries: int | None, repeats: int) -> dict:
+def child_time(n: int, dim: int, queries: int | None, repeats: int,
+               all_metrics: bool = True) -> dict:
     """Both libraries in this process, alternately, ``repeats`` rounds."""
     calls = _callers(n, dim, queries)
     runs: dict[str, list] = {"ours": [], "pml": []}
@@ -150,7 +151,8 @@ def child_time(n: int, dim: int, queries: int | None, repeats: int) -> dict:
     out = {lib: {"seconds": [r["seconds"] for r in rs],
                  "cpu_seconds": [r["cpu_seconds"] for r in rs],
                  "metrics": rs[0]["metrics"]} for lib, rs in runs.items()}
-    out["ours_all_metrics"] = timed(calls["ours_all_metrics"])
+    if all_metrics:
+        out["ours_all_metrics"] = timed(calls["ours_all_metrics"])
     return out
 
 
@@ -188,7 +190,7 @@ def summarise(entry: dict) -> dict:
            "cpu_speedup_pml_over_ours_median": (statistics.median(pml["cpu_seconds"])
                                                 / statistics.median(ours["cpu_seconds"])),
            "abs_diff": {m: abs(ours["metrics"][m] - pml["metrics"][m]) for m in ours["metrics"]},
-           "ours_all_metrics_seconds": timing["ours_all_metrics"]["seconds"]}
+           "ours_all_metrics_seconds": timing.get("ours_all_metrics", {}).get("seconds")}
     if "ours" in memory and "pml" in memory:
         out["peak_rss_mb_ours_pml"] = [memory["ours"]["peak_rss_mb"], memory["pml"]["peak_rss_mb"]]
         out["extra_rss_mb_ours_pml"] = [memory["ours"]["extra_rss_mb"],
@@ -204,13 +206,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2_000,
                         help="held-out queries of the 1M-reference config")
     parser.add_argument("--configs", nargs="*", help="names of the configs to run (default all)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results file")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="no memory runs and no all-metrics run (for a loaded machine)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
         if kind == "time":
-            n, dim, queries, repeats = map(int, rest)
-            print(json.dumps(child_time(n, dim, queries or None, repeats)))
+            n, dim, queries, repeats, all_metrics = map(int, rest)
+            print(json.dumps(child_time(n, dim, queries or None, repeats, bool(all_metrics))))
         else:
             library, n, dim, queries = rest[0], *map(int, rest[1:])
             print(json.dumps(child_memory(library, n, dim, queries or None)))
@@ -221,7 +226,8 @@ def main() -> None:
     if args.configs:
         configs_run = {k: v for k, v in configs_run.items() if k in args.configs}
     # Quick runs are a smoke test: kept out of the committed results file.
-    path = Path(tempfile.gettempdir()) / "evaluation_speed_quick.json" if args.quick else RESULTS
+    path = (Path(tempfile.gettempdir()) / "evaluation_speed_quick.json" if args.quick
+            else args.results)
     results = json.loads(path.read_text()) if path.exists() and not args.force else {}
     results.update({"machine": f"{platform.machine()}, {platform.python_version()}, "
                                f"{os.cpu_count()} cpus", "threads": THREADS, "notes": NOTES,
@@ -229,15 +235,16 @@ def main() -> None:
     configs = results.setdefault("configs", {})
     for key, (n, dim, queries) in configs_run.items():
         entry = configs.get(key, {})
-        if entry.get("summary", {}).get("peak_rss_mb_ours_pml") and not args.force:
+        if entry.get("summary") and not args.force:
             continue
         entry = {"reference": n, "dim": dim, "queries": queries or n,
                  "leave_one_out": queries is None, "repeats": args.repeats}
         configs[key] = entry
         print(f"{key}: timing, {args.repeats} rounds ...", flush=True)
-        entry["timing"] = run_child("time", n, dim, queries or 0, args.repeats)
+        entry["timing"] = run_child("time", n, dim, queries or 0, args.repeats,
+                                    int(not args.timing_only))
         entry["memory"] = {}
-        for library in ("ours", "pml"):
+        for library in () if args.timing_only else ("ours", "pml"):
             print(f"{key}: memory, {library} ...", flush=True)
             entry["memory"][library] = run_child("memory", library, n, dim, queries or 0)
         entry["summary"] = summarise(entry)
