@@ -37,9 +37,9 @@ def test_loss_is_magnet_loss_and_feeds_the_sampler_and_sigma2():
     torch.testing.assert_close(loss, reference)
     loss.backward()
     assert embeddings.grad is not None
-    first = magnet.variance
+    first = magnet.sigma2
     magnet.loss(torch.tensor(points[batch]), batch)
-    assert magnet.variance == pytest.approx(0.5 * first + 0.5 * first)   # same batch again
+    assert magnet.sigma2 == pytest.approx(0.5 * first + 0.5 * first)   # same batch again
     assert magnet.sampler.stats()["measured_examples"] == len(set(batch))
 
 
@@ -65,7 +65,7 @@ def test_classifier_uses_the_lengthscale_of_the_temperature():
     magnet.refresh(points)
     batch = next(magnet.batches(1))
     magnet.loss(torch.tensor(points[batch]), batch)
-    assert magnet.classifier().variance_ == pytest.approx(magnet.variance / 4.0)
+    assert magnet.classifier().variance_ == pytest.approx(magnet.sigma2 / 4.0)
     assert np.mean(magnet.classifier().predict(points) != labels) < 0.05
 
 

@@ -59,7 +59,7 @@ def test_knc_error_matches_a_brute_force_nearest_cluster_vote(magnet_run):
         for j in nearest:
             c = int(run.index.centroid_labels_[j])
             votes[c] = votes.get(c, 0.0) + np.exp(-(d2[j] - d2[nearest[0]])
-                                                  / (2 * run.variance))
+                                                  / (2 * run.sigma2))
         wrong += max(votes, key=lambda c: (votes[c], -c)) != label
     result = evaluate_run(run, split="test", metrics=["knc_error"], write=False)
     assert result["test"]["knc_error"] == pytest.approx(wrong / len(queries))
@@ -71,7 +71,7 @@ def test_load_run_restores_the_checkpoint(magnet_run):
     for name, value in run.model.state_dict().items():
         assert torch.equal(value, state["model"][name]), name
     np.testing.assert_array_equal(run.index.centroids_, state["index"]["centroids_"])
-    assert run.variance == magnet_run.summary["sigma2"]
+    assert run.sigma2 == magnet_run.summary["sigma2"]
     assert run.finished and run.epoch == 2 and not run.model.training
     assert [r["epoch"] for r in run.history] == [1, 2]
 

@@ -7,7 +7,7 @@ import numpy as np
 from .._validation import as_embedding_matrix, as_label_vector, check_int
 from ._scores import class_indices, neighbour_class_ranks
 from .clustering import CLUSTERING_METRICS, clustering_scores
-from .knc import KNearestClusters
+from .knc import KNearestClusters, knc_errors
 from .knn import estimate_variance
 from .neighbours import DEFAULT_BATCH_SIZE, build_index, iter_neighbours
 from .retrieval import map_at_r, precision_at_1, r_precision, recall_at
@@ -17,6 +17,11 @@ RETRIEVAL_METRICS = ("precision_at_1", "r_precision", "map_at_r", "recall_at_1",
                      "recall_at_4", "recall_at_8")
 KNC_METRICS = ("knc_error", "knc_error_at_1", "knc_error_at_5")
 METRICS = CLASSIFICATION_METRICS + RETRIEVAL_METRICS + CLUSTERING_METRICS + KNC_METRICS
+#: Metrics of classes never trained on: no index or class scores (their classes have no
+#: centres or references), only clustering and retrieval among themselves (paper §4, seed 003).
+#: What training's summary, ``evaluate_run`` and the experiments report for unseen classes.
+UNSEEN_METRICS = ("nmi", "ami", "ari", "f1", "precision_at_1", "recall_at_1", "recall_at_2",
+                  "recall_at_4", "recall_at_8", "map_at_r")
 _TOP = {"knn_error": 1, "error_at_1": 1, "error_at_5": 5,
         "knc_error": 1, "knc_error_at_1": 1, "knc_error_at_5": 5}
 # Bound on the (queries x neighbours) cells searched at once: 2**23 cells ~ 100 MiB of results
@@ -103,8 +108,7 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
     knc = [m for m in names if m in KNC_METRICS]
     if knc:
         classifier = KNearestClusters(neighbours=k, batch_size=batch_size).fit(index, variance)
-        ranks = classifier.true_class_ranks(x, y)
-        results.update({m: float(np.mean(ranks >= _TOP[m])) for m in knc})
+        results.update(knc_errors(classifier, x, y, knc))
     return {m: results[m] for m in names}
 
 

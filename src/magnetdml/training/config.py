@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from .._validation import check_choice, check_float, check_int
+from .sigma2 import SIGMA2_MOMENTUM
 
 
 def parse_options(name: str, text: str, example: str) -> dict:
@@ -70,20 +71,14 @@ class LossConfig:
     alpha: float = 1.0                      # Magnet's margin, in units of the variance
     scale: float = 1.0                      # Magnet / cluster-NCA inverse temperature s on the
                                             # variance-normalised distances ("global scaling",
-                                            # App. B; 1 = eq. 5); kNC uses sigma^2 / s
+                                            # App. B; 1 = eq. 5); kNC's lengthscale is
+                                            # sigma^2 / s (evaluation.knc_lengthscale)
     margin: float | None = None             # triplet / contrastive / lifted margin
     positive_margin: float | None = None    # contrastive: positives pulled below this
     triplet_variant: str | None = None      # "hinge" (paper eq. 1) or "ratio" (seed 003)
     miner: str | None = None                # all | batch_hard | semi_hard | nearest_impostors
     impostor_fraction: float | None = None  # triplet: nearest impostor fraction (App. B)
     normalize: bool | None = None           # L2-normalise inside triplet-style losses
-
-    def knc_variance(self, sigma2: float) -> float:
-        """The kNC lengthscale consistent with training: ``sigma^2 / s``, ``sigma^2`` the
-        running average of the batch variance ``s2`` (paper §3.3) and ``s`` the inverse
-        temperature ``scale`` (``exp(-s d^2 / (2 sigma^2))`` is the training objective's own
-        weighting of a cluster at squared distance ``d^2``)."""
-        return float(sigma2) / self.scale
 
 
 @dataclass(frozen=True)
@@ -139,7 +134,7 @@ class TrainConfig:
     warm_start_lr: float = 0.0        # its learning rate; 0 = train.lr (a fixed one lets
                                       # runs of other lrs share one stored warm start)
     warm_start_cache: str = ""        # folder to reuse identical warm starts from ("": off)
-    variance_momentum: float = 0.9    # running average of s2 -> sigma^2 for kNC
+    variance_momentum: float = SIGMA2_MOMENTUM  # running average of s2 -> sigma^2 for kNC
     seed: int = 0                     # seeds weights, batches and augmentation
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
