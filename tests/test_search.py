@@ -9,9 +9,9 @@ import pytest
 
 from magnetdml.cli import main
 from magnetdml.experiments.search import random_search
-from magnetdml.training.runs import evaluate_run
 from magnetdml.experiments.search_space import DEFAULT_SPACE, SearchSpace
 from magnetdml.training import Config, apply_overrides, load_config_file
+from magnetdml.training.runs import evaluate_run
 
 TINY = {"train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
         "data.val_fraction": 0.2, "eval.every": 0, "eval.plots": False,

@@ -130,7 +130,6 @@ def test_knc_uses_the_lengthscale_of_the_temperature(tmp_path):
 
     summary = train(_config(tmp_path / "run", **{"loss.scale": 4.0})).summary
     run = load_run(tmp_path / "run")
-    reference = run.embed(run.splits.train)
     knc = run.classifier()
     index, lengthscale = knc.index_, knc.variance_
     assert run.config.loss.scale == 4.0 and lengthscale == pytest.approx(run.sigma2 / 4.0)
