@@ -262,26 +262,28 @@ def project_bases(root: Path, package: str) -> dict[str, list[str]]:
                 for alias in node.names:
                     imported[alias.asname or alias.name.split(".")[0]] = alias.name
 
-        def ours(base: ast.expr) -> str | None:
-            if isinstance(base, ast.Name):
-                if base.id in local:
-                    return base.id
-                origin = imported.get(base.id, "")
-            elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
-                origin = imported.get(base.value.id, "")
-                name = base.attr
-                inside = origin == package or origin.startswith(package + ".")
-                return name if inside and name in class_names else None
-            else:
-                return None
-            inside = origin == package or origin.startswith(package + ".")
-            return base.id if inside and base.id in class_names else None
-
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
-                bases = [name for name in map(ours, node.bases) if name]
+                bases = [name for name in (_project_base(b, local, imported, class_names,
+                                                         package) for b in node.bases)
+                         if name]
                 found[f"{source}.{node.name}"] = bases
     return found
+
+
+def _project_base(base: ast.expr, local: set[str], imported: dict[str, str],
+                  class_names: set[str], package: str) -> str | None:
+    """The class name of ``base`` if it is one of ``package``'s classes, else None."""
+    if isinstance(base, ast.Name):
+        if base.id in local:
+            return base.id
+        origin, name = imported.get(base.id, ""), base.id
+    elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
+        origin, name = imported.get(base.value.id, ""), base.attr
+    else:
+        return None
+    inside = origin == package or origin.startswith(package + ".")
+    return name if inside and name in class_names else None
 
 
 def test_no_class_inherits_from_more_than_one_project_class():
