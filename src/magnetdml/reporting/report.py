@@ -162,7 +162,8 @@ def experiment_page(folder: Path) -> Page:
     for note in results.get("notes", []):
         page.add("p", str(note))
     figures = [(f["path"], f.get("title", f["path"])) for f in results.get("figures", [])]
-    runs = _run_rows(folder, results.get("runs") or {})
+    listed = results.get("runs")          # compare: a list of its runs, in nested folders
+    runs = _run_rows(folder, listed if isinstance(listed, dict) else {})
     if runs:
         page.add("h2", "Runs")
         columns = list(dict.fromkeys(k for row, _ in runs for k in row))
