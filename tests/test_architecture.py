@@ -322,7 +322,7 @@ def test_one_knc_and_one_evaluate_run():
     # loop and predict call it. Finished runs are scored by one evaluate_run.
     assert files("def evaluate_run(") == ["magnetdml/training/runs.py"]
     assert files("def fit_knc(") == ["magnetdml/evaluation/knc.py"]
-    # the classifier is built by fit_knc, by evaluate(index=, variance=) for callers that
+    # the classifier is built by fit_knc, by evaluate(index=, lengthscale=) for callers that
     # bring their own centres, and by the hierarchy analysis, whose centres carry the fine
     # labels of their members (not a run's kNC)
     assert set(files("KNearestClusters(")) == {"magnetdml/evaluation/knc.py",

@@ -65,7 +65,7 @@ def test_classifier_uses_the_lengthscale_of_the_temperature():
     magnet.refresh(points)
     batch = next(magnet.batches(1))
     magnet.loss(torch.tensor(points[batch]), batch)
-    assert magnet.classifier().variance_ == pytest.approx(magnet.sigma2 / 4.0)
+    assert magnet.classifier().lengthscale_ == pytest.approx(magnet.sigma2 / 4.0)
     assert np.mean(magnet.classifier().predict(points) != labels) < 0.05
 
 

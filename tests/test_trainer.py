@@ -131,7 +131,7 @@ def test_knc_uses_the_lengthscale_of_the_temperature(tmp_path):
     summary = train(_config(tmp_path / "run", **{"loss.scale": 4.0})).summary
     run = load_run(tmp_path / "run")
     knc = run.classifier()
-    index, lengthscale = knc.index_, knc.variance_
+    index, lengthscale = knc.index_, knc.lengthscale_
     assert run.config.loss.scale == 4.0 and lengthscale == pytest.approx(run.sigma2 / 4.0)
     test = run.splits.test
     predicted = KNearestClusters(neighbours=128).fit(index, run.sigma2 / 4.0).predict(

@@ -38,12 +38,12 @@ def _requested(metrics, has_index: bool) -> list[str]:
         raise ValueError(f"unknown metric(s) {unknown}; valid names: {', '.join(METRICS)}")
     if not has_index and any(m in KNC_METRICS for m in names):
         raise ValueError("the knc_* metrics need index= (a fitted cluster index, or any object "
-                         "with centroids_ and centroid_labels_) and variance=; got index=None")
+                         "with centroids_ and centroid_labels_) and lengthscale=; got index=None")
     return list(dict.fromkeys(names))
 
 
 def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=None, *,
-             k: int = 128, index=None, variance: float | None = None, seed: int = 0,
+             k: int = 128, index=None, lengthscale: float | None = None, seed: int = 0,
              batch_size: int = DEFAULT_BATCH_SIZE, max_r: int | None = None) -> dict[str, float]:
     """Score query ``embeddings (N, D)`` with ``labels (N,)``; returns ``{metric: float}``.
 
@@ -62,7 +62,7 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
         the 1 / 5 best-scored classes (ties to the lower class);
       - ``knc_error`` (= ``knc_error_at_1``), ``knc_error_at_5``: the same with the ``L =
         min(k, C)`` nearest centres of ``index`` (``centroids_``, ``centroid_labels_``) and
-        the lengthscale ``variance`` (the training ``s2``), see :class:`KNearestClusters`.
+        the ``lengthscale`` (``sigma^2 / s`` of training), see :class:`KNearestClusters`.
       A query whose class has no reference (or no centre) is an error.
     Retrieval (Musgrave et al. 2020; Song et al. 2016), see :mod:`.retrieval`: ``precision_at_1``,
       ``r_precision``, ``map_at_r``, ``recall_at_{1,2,4,8}``. ``R`` is the number of references
@@ -107,7 +107,7 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
         results.update(clustering_scores(x, y, clustering, seed=seed))
     knc = [m for m in names if m in KNC_METRICS]
     if knc:
-        classifier = KNearestClusters(neighbours=k, batch_size=batch_size).fit(index, variance)
+        classifier = KNearestClusters(neighbours=k, batch_size=batch_size).fit(index, lengthscale)
         results.update(knc_errors(classifier, x, y, knc))
     return {m: results[m] for m in names}
 

@@ -23,13 +23,15 @@ class KNearestClusters(NeighbourVote):
                              exp(-||r - mu_l||^2 / (2 sigma^2))
 
     (paper §3.3) with squared Euclidean distances, ``L = min(neighbours, C)`` for ``C`` centres
-    and ``sigma^2`` the running average of the training ``s2`` (the paper uses ``L = 128``).
+    and ``sigma^2`` the running average of the training ``s2`` (the paper uses ``L = 128``);
+    with the temperature ``s`` of training, ``sigma^2 / s`` takes its place (the
+    ``lengthscale``).
     With one cluster per class and ``L = 1`` it is the nearest class mean classifier. Scores
     are computed in log space, so a query far from every centre still gets finite
     probabilities (the nearest centre's weight is taken as 1 before normalising).
 
     Fitted attributes: ``centroids_ (C, D)`` float32, ``centroid_labels_ (C,)`` int64,
-    ``variance_`` (the lengthscale), ``classes_`` (sorted labels of the centres, the score
+    ``lengthscale_``, ``classes_`` (sorted labels of the centres, the score
     columns) and ``index_`` (the cluster index the centres came from; ``None`` when fitted
     from arrays).
     """
@@ -38,12 +40,13 @@ class KNearestClusters(NeighbourVote):
         self.neighbours = check_int("neighbours", neighbours, minimum=1)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
 
-    def fit(self, index=None, variance: float | None = None, *, centroids=None,
+    def fit(self, index=None, lengthscale: float | None = None, *, centroids=None,
             centroid_labels=None) -> KNearestClusters:
         """Take the centres from a fitted cluster ``index`` (any object with ``centroids_ (C,
         D)`` and ``centroid_labels_ (C,)``) or from the ``centroids`` / ``centroid_labels``
-        arrays, and the lengthscale ``variance`` (``sigma^2 > 0``, e.g. the trainer's running
-        average of Magnet Loss's batch variance ``s2``)."""
+        arrays, and the (squared) ``lengthscale > 0``: ``sigma^2 / s``, the trainer's running
+        average of Magnet Loss's batch variance ``s2`` over its temperature
+        (:func:`knc_lengthscale`; :func:`fit_knc` picks both as training does)."""
         if index is not None:
             if centroids is not None or centroid_labels is not None:
                 raise ValueError("pass either index or centroids/centroid_labels, not both")
@@ -55,12 +58,13 @@ class KNearestClusters(NeighbourVote):
         elif centroids is None or centroid_labels is None:
             raise ValueError("fit needs a fitted cluster index, or both centroids (C, D) and "
                              "centroid_labels (C,)")
-        if variance is None:
-            raise ValueError("variance must be given: the kNC lengthscale sigma^2 (the running "
-                             "average of the training s2; or magnetdml.evaluation."
-                             "estimate_variance(train_embeddings, train_labels)); got None")
-        self.variance_ = check_float("variance", variance, strict_minimum=0.0,
-                                     fix="sigma^2 is a squared lengthscale")
+        if lengthscale is None:
+            raise ValueError("lengthscale must be given: the kNC lengthscale sigma^2 / s (the "
+                             "running average of the training s2 over the temperature; or "
+                             "magnetdml.evaluation.estimate_variance(train_embeddings, "
+                             "train_labels)); got None")
+        self.lengthscale_ = check_float("lengthscale", lengthscale, strict_minimum=0.0,
+                                        fix="sigma^2 / s is a squared lengthscale")
         self.centroids_ = as_embedding_matrix("centroids", centroids)
         self.centroid_labels_ = as_label_vector("centroid_labels", centroid_labels,
                                                 self.centroids_.shape[0])
@@ -74,7 +78,7 @@ class KNearestClusters(NeighbourVote):
 
     def _neighbours(self, embeddings):
         if not hasattr(self, "centroids_"):
-            raise RuntimeError("KNearestClusters is not fitted; call fit(index, variance)")
+            raise RuntimeError("KNearestClusters is not fitted; call fit(index, lengthscale)")
         queries = as_embedding_matrix("embeddings", embeddings)
         if queries.shape[1] != self.centroids_.shape[1]:
             raise ValueError(f"embeddings must have the centres' dimension "

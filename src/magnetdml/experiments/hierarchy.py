@@ -82,7 +82,7 @@ def measure_run(run_dir: Path, labels: str | None = "fine") -> dict:
     train_emb, test_emb = run.reference_embeddings(), run.embed(test)       # (N, E), (M, E)
     knc = run.classifier()   # the run's own index, or k-means post hoc (fit_knc)
     values = fine_label_errors(test_emb, test_y, train_emb, train_y, k=run.config.eval.knn_k,
-                               index=knc.index_, variance=knc.variance_)
+                               index=knc.index_, lengthscale=knc.lengthscale_)
     values["own_index"] = run.index is not None
     return values
 

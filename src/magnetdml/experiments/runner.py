@@ -39,7 +39,7 @@ from typing import Any
 
 from .._validation import check_int
 from ..registry import Registry
-from ..reporting.report import write_report
+from ..reporting.report import RUN_ROW_METRICS, write_report
 from ..training.machine import hardware
 from ..training.run_dir import SUMMARY, write_json
 from .run_stage import (  # noqa: F401  (the framework's names, importable from here)
@@ -197,7 +197,7 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
                "runs": {n: {"group": o.spec.group, "run_dir": str(o.run_dir),
                             "overrides": o.spec.overrides,
                             "iterations": o.summary.get("iterations"),
-                            "train_seconds": o.summary.get("train_seconds")}
+                            **{m: o.summary.get(m) for m in RUN_ROW_METRICS}}
                         for n, o in runs.items()},
                **analysis}
     if provenance and not results["runs_trained"]:

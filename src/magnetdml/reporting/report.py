@@ -29,6 +29,8 @@ CURVES = "report_curves.png"
 RUN_METRICS = ("knc_error", "knn_error", "error_at_1", "error_at_5", "precision_at_1",
                "map_at_r", "recall_at_1", "nmi", "f1")
 TIMING = ("epochs", "iterations", "train_seconds", "refresh_seconds", "images_per_second")
+# The numbers of each run in an experiment's "Runs" table (its results.json keeps them too).
+RUN_ROW_METRICS = ("knc_error", "knn_error", "error_at_5", "map_at_r", "nmi", "train_seconds")
 TITLES = {"loss_curve.png": "Training loss", CURVES: "Test error during training",
           "tsne_initial.png": "t-SNE before training", "tsne_final.png": "t-SNE after training"}
 
@@ -183,17 +185,19 @@ def experiment_page(folder: Path) -> Page:
 
 def _run_rows(folder: Path, listed: dict) -> list[tuple[dict, list[dict]]]:
     """One row per run folder beneath ``folder`` (listed ones first): group labels and the
-    headline metrics of its ``metrics.json``."""
+    headline metrics (:data:`RUN_ROW_METRICS`) as ``results.json`` lists them, else from the
+    run's ``metrics.json``."""
     names = list(listed) + sorted(p.name for p in folder.iterdir()
                                   if (p / "config.json").is_file() and p.name not in listed)
     rows = []
     for name in names:
         run = folder / name
-        summary = _read_json(run / "metrics.json") or {}
-        group = (listed.get(name) or {}).get("group") or {}
+        entry = listed.get(name) or {}
+        summary = entry if all(m in entry for m in RUN_ROW_METRICS) else (
+            _read_json(run / "metrics.json") or {})
+        group = entry.get("group") or {}
         row = {"run": name, **{str(k): v for k, v in group.items()}}
-        row.update({m: summary.get(m) for m in ("knc_error", "knn_error", "error_at_5",
-                                                "map_at_r", "nmi", "train_seconds")})
+        row.update({m: summary.get(m) for m in RUN_ROW_METRICS})
         rows.append((row, _read_history(run / "metrics.jsonl")))
     return rows
 

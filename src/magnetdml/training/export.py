@@ -47,7 +47,7 @@ def export_run(run, out_dir: str | Path) -> dict[str, Path]:
     train = run.splits.train
     arrays = {"centroids": np.asarray(classifier.centroids_, dtype=np.float32),
               "centroid_labels": np.asarray(classifier.centroid_labels_),
-              "lengthscale": np.float64(classifier.variance_),
+              "lengthscale": np.float64(classifier.lengthscale_),
               "neighbours": np.int64(classifier.neighbours),
               "class_names": np.asarray(run.class_names),
               "input_shape": np.asarray(run.splits.input_shape, dtype=np.int64),
