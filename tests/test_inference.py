@@ -83,7 +83,7 @@ def _write_pngs(run, folder, count=None):
     raw = test._data[test._rows] if test._rows is not None else test._data      # 0..16
     folder.mkdir(exist_ok=True)
     for i, image in enumerate(raw[:count, 0]):
-        level = np.rint(image.astype(np.float64) * 255 / test.scale).astype(np.uint8)
+        level = np.rint(image.astype(np.float64) * 255 / test.pixel_max).astype(np.uint8)
         Image.fromarray(level).save(folder / f"{i:04d}.png")
     return folder
 
@@ -163,7 +163,7 @@ def test_export_round_trip_reproduces_predict(run, tmp_path):
     test = run.splits.test
     raw = test._data[test._rows] if test._rows is not None else test._data
     # preprocessing from the exported numbers only
-    x = (raw.astype(np.float32) / index["pixel_scale"]
+    x = (raw.astype(np.float32) / index["pixel_max"]
          - index["mean"].reshape(1, -1, 1, 1)) / index["std"].reshape(1, -1, 1, 1)
     with torch.no_grad():
         embeddings = model(torch.as_tensor(x, dtype=torch.float32)).numpy()

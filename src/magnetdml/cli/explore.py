@@ -49,7 +49,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
         captions = [[f"query {q}", *(f"{classes[train.labels[i]]}\n{d:.3g}"
                                      for d, i in zip(distances[q], indices[q], strict=True))]
                     for q in shown]
-        save_image_grid(rows, args.out, captions=captions, scale=train.scale,
+        save_image_grid(rows, args.out, captions=captions, pixel_max=train.pixel_max,
                         title=f"{args.k} nearest training examples (distance)")
         print(f"picture: {args.out}")
     return 0
@@ -111,7 +111,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         images = list(data.raw(members))
         width = int(np.ceil(np.sqrt(len(images))))
         rows = [images[i:i + width] for i in range(0, len(images), width)]
-        save_image_grid(rows, out / f"cluster_{cluster:03d}.png", scale=data.scale,
+        save_image_grid(rows, out / f"cluster_{cluster:03d}.png", pixel_max=data.pixel_max,
                         title=f"cluster {cluster}: {int((assignments == cluster).sum())} "
                               "inputs")
     sizes = np.bincount(assignments, minlength=k)

@@ -8,7 +8,7 @@
   outputs ``(N, E)``;
 * ``index.npz``: what kNC needs (paper §3.3) -- ``centroids (C, E)``, ``centroid_labels (C,)``,
   ``lengthscale`` (``sigma^2 / scale``), ``neighbours`` (``L``), ``class_names``, and the input
-  preprocessing ``input_shape``, ``pixel_scale``, ``mean``, ``std`` (``x = (raw / pixel_scale -
+  preprocessing ``input_shape``, ``pixel_max``, ``mean``, ``std`` (``x = (raw / pixel_max -
   mean) / std`` per channel).
 
 kNC from these files, in numpy (what the round-trip test checks against ``run.predict``)::
@@ -51,7 +51,7 @@ def export_run(run, out_dir: str | Path) -> dict[str, Path]:
               "neighbours": np.int64(classifier.neighbours),
               "class_names": np.asarray(run.class_names),
               "input_shape": np.asarray(run.splits.input_shape, dtype=np.int64),
-              "pixel_scale": np.float64(getattr(train, "scale", 1.0)),
+              "pixel_max": np.float64(getattr(train, "pixel_max", 1.0)),
               "mean": np.asarray(getattr(train, "_mean", None) or [0.0], dtype=np.float64),
               "std": np.asarray(getattr(train, "_std", None) or [1.0], dtype=np.float64)}
     atomic_write(out / INDEX, lambda handle: np.savez(handle, **arrays))

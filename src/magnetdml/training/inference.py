@@ -111,7 +111,7 @@ class RunInference:
             options = self.config.data.loader_options()
             invert = self.config.data.name == "omniglot" and options.get("invert", True)
         images = read_images(paths, self.splits.input_shape, invert=bool(invert))  # 0..255
-        scale = float(getattr(self.splits.train, "scale", 255.0))
-        if scale != 255.0:          # the loader's own range (digits: 0..16)
-            images = np.rint(images * (scale / 255.0)).astype(np.uint8)
+        pixel_max = float(getattr(self.splits.train, "pixel_max", 255.0))
+        if pixel_max != 255.0:      # the loader's own range (digits: 0..16)
+            images = np.rint(images * (pixel_max / 255.0)).astype(np.uint8)
         return self.preprocess(images), paths
