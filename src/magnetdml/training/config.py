@@ -63,10 +63,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The loss and its hyperparameters. Each loss reads the fields it uses; ``None`` means
-    that loss's own default (triplet margin 0.2, contrastive and lifted 1.0, ...)."""
+    """The loss and its hyperparameters. Each loss reads only the fields its spec names
+    (``magnetdml.losses.LOSSES``); ``None`` (and every default here) means "unset", which is
+    that loss's own default (triplet margin 0.2, contrastive and lifted 1.0, ...). A field set
+    on a loss that does not read it is an error, never ignored. (The defaults are
+    ``magnetdml.losses.UNSET``, kept out of this module so that ``--help`` needs no torch.)"""
 
-    name: str = "magnet"                    # a name of magnetdml.losses.LOSSES
+    name: str = "magnet"                    # a loss of magnetdml.losses.LOSSES, or
+                                            # pml:CLASSNAME (pytorch-metric-learning)
     alpha: float = 1.0                      # Magnet's margin, in units of the variance
     scale: float = 1.0                      # Magnet / cluster-NCA inverse temperature s on the
                                             # variance-normalised distances ("global scaling",
@@ -77,6 +81,26 @@ class LossConfig:
     miner: str | None = None                # all | batch_hard | semi_hard | nearest_impostors
     impostor_fraction: float | None = None  # triplet: nearest impostor fraction (App. B)
     normalize: bool | None = None           # L2-normalise inside triplet-style losses
+    options: str = ""                       # pml: losses' keyword arguments as YAML, e.g.
+                                            # "{margin: 0.1, alpha: 32}"; key miner: a PML
+                                            # miner name, {name: ..., KEY: VALUE} or none
+    parameter_lr: float | None = None       # lr of the loss's own parameters (classifier,
+                                            # proxies) as a multiple of train.lr; None: the
+                                            # loss's paper default (ProxyAnchor 100, else 1)
+
+    def spec(self):
+        """The :class:`~magnetdml.losses.LossSpec` of ``name``."""
+        from ..losses import loss_spec
+
+        return loss_spec(self.name)
+
+    def fields(self) -> dict:
+        """Every field but ``name``: what ``build_loss`` takes."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+    def parameter_lr_multiplier(self) -> float:
+        """``parameter_lr``, or the loss's declared default."""
+        return self.parameter_lr if self.parameter_lr is not None else self.spec().parameter_lr
 
     def knc_variance(self, sigma2: float) -> float:
         """The kNC lengthscale consistent with training: ``sigma^2 / s``, ``sigma^2`` the
@@ -115,10 +139,10 @@ class SamplerConfig:
     batch_size: int = 0               # uniform batches; 0 = P * K, the baselines' batch size
 
     def batch_protocol(self, loss: str) -> str:
-        """``batches`` with ``auto`` resolved for ``loss`` (a name of LOSSES)."""
-        from ..losses import default_batches
+        """``batches`` with ``auto`` resolved for ``loss`` (a name of LOSSES): its spec's."""
+        from ..losses import loss_spec
 
-        return default_batches(loss) if self.batches == "auto" else self.batches
+        return loss_spec(loss).batches if self.batches == "auto" else self.batches
 
 
 @dataclass(frozen=True)
@@ -177,7 +201,6 @@ class Config:
     def validate(self) -> Config:
         """Check every field; raise ``ValueError`` naming the field, the rule and the value."""
         from ..data import DATASETS
-        from ..losses import LOSSES
         from ..losses.magnet import check_scale
         from ..models import BACKBONES
         from ..sampling import BATCHES, IMPOSTORS
@@ -190,7 +213,6 @@ class Config:
         check_choice("model.backbone", self.model.backbone, BACKBONES.names())
         check_int("model.embedding_dim", self.model.embedding_dim, minimum=2)
         self.model.backbone_options()
-        check_choice("loss.name", self.loss.name, LOSSES.names())
         # alpha < 0 lets the hinge stay shut, so little or nothing trains, yet the errors of
         # the untrained model would be reported as results
         check_float("loss.alpha", self.loss.alpha, minimum=0.0,
@@ -206,6 +228,7 @@ class Config:
         if self.loss.miner is not None:
             from ..losses.miners import MINERS
             check_choice("loss.miner", self.loss.miner, MINERS)
+        _check_loss(self)
         check_int("index.clusters_per_class", self.index.clusters_per_class, minimum=1)
         check_choice("index.method", self.index.method, ("kmeans", "agglomerative"))
         check_float("index.distance_threshold", self.index.distance_threshold,
@@ -251,11 +274,32 @@ class Config:
         return self
 
 
+def _check_loss(config: Config) -> None:
+    """The loss exists, every field it is given applies to it, and it builds (a ``pml:``
+    loss's options are checked against its constructor)."""
+    import torch
+
+    from ..losses import build_loss
+
+    try:
+        spec = config.loss.spec()
+    except ValueError as error:
+        raise ValueError(f"loss.name: {error}") from None
+    if config.loss.parameter_lr is not None:
+        if not spec.has_parameters:
+            raise ValueError(f"loss.parameter_lr applies to losses with parameters of their own "
+                             f"(softmax, proxy losses); loss {spec.name!r} has none: drop it")
+        check_float("loss.parameter_lr", config.loss.parameter_lr, strict_minimum=0.0)
+    with torch.random.fork_rng(devices=[]):   # a loss with weights draws them
+        build_loss(spec.name, embedding_dim=config.model.embedding_dim, num_classes=2,
+                   **config.loss.fields())
+
+
 def _check_batches(loss: str, batches: str) -> None:
     """Cluster losses train on neighbourhoods only; the other losses on anything but."""
-    from ..losses import default_batches
+    from ..losses import loss_spec
 
-    own = default_batches(loss)
+    own = loss_spec(loss).batches
     if batches in ("auto", own):
         return
     if own == "neighbourhood":

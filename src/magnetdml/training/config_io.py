@@ -172,7 +172,7 @@ def field_choices() -> dict[str, list[str]]:
     from ..sampling import BATCHES, IMPOSTORS
 
     return {"data.name": DATASETS.names(), "model.backbone": BACKBONES.names(),
-            "loss.name": LOSSES.names(), "loss.miner": list(MINERS),
+            "loss.name": [*LOSSES.names(), "pml:CLASSNAME"], "loss.miner": list(MINERS),
             "loss.triplet_variant": ["hinge", "ratio"], "index.method": ["kmeans",
                                                                       "agglomerative"],
             "sampler.batches": list(BATCHES), "sampler.impostors": list(IMPOSTORS),
