@@ -23,9 +23,9 @@ from .._validation import check_choice
 from ..clustering import ClusterIndex
 from ..evaluation import cluster_variance, evaluate
 from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
+from .class_scores import CLASSIFIER_METRICS, classifier_metrics
 from .config import Config
 from .config_io import config_from_dict
-from .class_scores import CLASSIFIER_METRICS, classifier_metrics
 from .embed import embed_dataset
 from .inference import RunInference
 from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
