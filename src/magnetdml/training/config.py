@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from .._validation import check_float, check_rules, rule
+from .._validation import check_rules, rule
 
 # The fixes that rules name (the text after the rule in an error message).
 SCALE_FIX = "the inverse temperature multiplies the distances; 1 is paper eq. 5"

@@ -168,10 +168,9 @@ def field_choices() -> dict[str, list[str]]:
     their rules, the loss names and the devices."""
     from ..losses import LOSSES
 
-    choices = {}
+    choices, defaults = {}, Config()
     for section in SECTIONS:
-        for f in dataclasses.fields(getattr(Config, "__dataclass_fields__")[section]
-                                    .default_factory):
+        for f in dataclasses.fields(getattr(defaults, section)):
             found = f.metadata.get("rule")
             if found is not None and found.choices is not None:
                 valid = found.choices() if callable(found.choices) else found.choices
