@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..evaluation import UNSEEN_METRICS, KNearestClusters, evaluate, fit_knc, knc_errors
+from .class_scores import classifier_metrics
 from .embed import embed_dataset
 from .setup import make_index
 
@@ -26,8 +27,10 @@ class Evaluation:
     the kNC classifier of the last training embeddings scored against (so the validation and
     the test scores of one pass share one index fit)."""
 
-    def __init__(self, config, dist, augmenter) -> None:
+    def __init__(self, config, dist, augmenter, loss_fn) -> None:
         self.config, self.dist, self.augmenter = config, dist, augmenter
+        # scored by its own class scores too when its spec says so (softmax, proxy losses)
+        self.own_classifier = loss_fn if config.loss.spec().own_scores == "classifier" else None
         self.final_test_embeddings: np.ndarray | None = None
         self._knc: tuple | None = None     # (reference, key, classifier)
 
@@ -56,7 +59,8 @@ class Evaluation:
                reference_labels: np.ndarray, knc, *, full: bool = False) -> dict:
         """kNC and soft-kNN errors of ``queries (N, E)`` with ``labels (N,)`` against the
         training embeddings ``reference``; ``full`` adds every other class-score and
-        retrieval metric of ``evaluate``. ``knc()`` gives the classifier (on rank 0 only)."""
+        retrieval metric of ``evaluate``; a loss with its own classifier adds its errors.
+        ``knc()`` gives the kNC classifier (called on rank 0 only)."""
 
         def scores() -> dict:   # on rank 0 only, then shared
             metrics = knc_errors(knc(), queries, labels)
@@ -64,6 +68,8 @@ class Evaluation:
                                     reference_labels=reference_labels,
                                     metrics=None if full else ["knn_error"],
                                     k=self.config.eval.knn_k))
+            if self.own_classifier is not None:
+                metrics.update(classifier_metrics(self.own_classifier, queries, labels))
             return metrics
 
         return self.dist.broadcast_object(self.dist.on_main(scores))

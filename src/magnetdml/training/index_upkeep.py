@@ -44,7 +44,7 @@ def check_training_classes(config: Config, labels: np.ndarray) -> None:
         raise ValueError(f"the training split has {counts.size} class{held}; metric learning "
                          "needs at least two: lower data.unseen_classes or use more classes")
     k = config.index.clusters_per_class
-    if k > counts.min() // 2 and config.loss.name in ("magnet", "cluster_nca") \
+    if k > counts.min() // 2 and config.loss.spec().uses_index \
             and config.index.method == "kmeans":
         raise ValueError(f"index.clusters_per_class {k} leaves clusters of fewer than two "
                          f"members in the smallest training class ({int(counts.min())} "

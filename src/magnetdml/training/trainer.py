@@ -72,20 +72,19 @@ class Trainer:
         self.objective = Objective(self.model, self.loss_fn, amp=config.train.amp,
                                    device_type=dist.device.type)
         self._ddp: nn.Module | None = None   # wrapped on the first step (after warm start)
-        self.uses_index = bool(getattr(self.loss_fn, "requires_clusters", False))
+        self.uses_index = config.loss.spec().uses_index
         self.stopping = EarlyStopping(config.train.patience, config.train.epochs,
-                                      "knc_error" if self.uses_index else "knn_error")
+                                      config.loss.spec().own_metric)
         self.stopping.check(self.splits.val is not None)
         check_training_classes(config, self.labels)
-        self.optimizer = make_optimizer(config, [*self.model.parameters(),
-                                                 *self.loss_fn.parameters()])
+        self.optimizer = make_optimizer(config, self.model, self.loss_fn)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
                                                                 config.train.lr_decay)
         self.augmenter, self.augment_generator = self._make_augmenter()
         self.train_augmenter = self.augmenter if config.data.augment else None
         self.upkeep = IndexUpkeep(config, self.model, self.splits.train, dist,
                                   uses_index=self.uses_index)
-        self.evaluation = Evaluation(config, dist, self.augmenter)
+        self.evaluation = Evaluation(config, dist, self.augmenter, self.loss_fn)
         self.running_sigma2 = RunningSigma2(config.train.variance_momentum)
         self.sampler = None
         self.epoch = self.iteration = 0
