@@ -156,3 +156,55 @@ def test_cluster_variance_explains_an_unfitted_index_or_other_embeddings():
     index = ClusterIndex(clusters_per_class=2, seed=0).fit(x, np.repeat([0, 1], 10))
     with pytest.raises(ValueError, match=r"embeddings \(10, 3\) must be the ones the index"):
         cluster_variance(x[:10], index)
+
+
+# ------------------------------------------- fit_knc: the one kNC of a trained embedding
+
+
+def _clusters(seed=3, classes=4, per_class=40, dim=5):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class)
+    x = (rng.normal(size=(labels.size, dim)) + 3 * rng.normal(size=(classes, dim))[labels])
+    return x.astype(np.float32), labels
+
+
+def test_fit_knc_with_a_run_index_uses_its_centres_and_sigma2_over_the_temperature():
+    from magnetdml.evaluation import fit_knc, knc_lengthscale
+
+    x, y = _clusters()
+    index = ClusterIndex(clusters_per_class=2, seed=0).fit(x, y)
+    knc = fit_knc(index=index, sigma2=0.9, scale=3.0, neighbours=5)
+    assert knc.lengthscale_ == pytest.approx(0.3) == knc_lengthscale(0.9, 3.0)
+    assert knc.index_ is index and knc.neighbours == 5
+    np.testing.assert_allclose(knc.predict_scores(x), _brute_scores(
+        x, index.centroids_, index.centroid_labels_, 0.3, 5), atol=1e-6)
+
+
+def test_fit_knc_refreshes_a_copy_of_an_index_of_older_embeddings():
+    import copy
+
+    from magnetdml.evaluation import fit_knc
+
+    x, y = _clusters()
+    index = ClusterIndex(clusters_per_class=2, seed=0).fit(x, y)
+    before = index.centroids_.copy()
+    moved = x * 1.5 + 0.25                                  # the model moved since the fit
+    knc = fit_knc(moved, y, index=index, sigma2=1.0, current=False)
+    fresh = copy.deepcopy(index).refresh(moved, y)
+    np.testing.assert_array_equal(knc.centroids_, fresh.centroids_)
+    np.testing.assert_array_equal(index.centroids_, before)  # the run's own stays as it was
+    assert knc.index_ is not index and knc.lengthscale_ == 1.0
+
+
+def test_fit_knc_without_a_run_index_fits_one_with_the_cluster_variance():
+    from magnetdml.evaluation import fit_knc
+
+    x, y = _clusters()
+    knc = fit_knc(x, y, new_index=ClusterIndex(clusters_per_class=3, seed=1))
+    index = ClusterIndex(clusters_per_class=3, seed=1).fit(x, y)
+    residual = x.astype(np.float64) - index.centroids_[index.assignments_]
+    assert knc.lengthscale_ == pytest.approx((residual ** 2).sum() / (len(x) - 1), rel=1e-6)
+    np.testing.assert_array_equal(knc.centroids_, index.centroids_)
+    with pytest.raises(ValueError, match="fit_knc needs a fitted index and sigma2, or "
+                                         "new_index"):
+        fit_knc(x, y, index=index)

@@ -87,3 +87,23 @@ def test_the_own_loop_example_learns():
     example = runpy.run_path(str(EXAMPLE))
     error = example["main"](epochs=5, steps_per_epoch=30)
     assert error < 0.15, error        # chance is 0.9
+
+
+def test_sigma2_is_one_running_average_with_the_trainers_defaults():
+    """sigma^2 is tracked in one place (training.sigma2) with one default, the config's, as
+    are the helper's other defaults (K, M, D, L)."""
+    from magnetdml.training.config import Config
+    from magnetdml.training.sigma2 import RunningSigma2
+
+    running, slow = RunningSigma2(), None
+    for s2 in (2.0, 1.0, 4.0):
+        slow = s2 if slow is None else 0.9 * slow + 0.1 * s2
+        assert running.update(s2) == pytest.approx(slow)
+    config = Config()
+    assert RunningSigma2().momentum == config.train.variance_momentum
+    magnet = md.MagnetTraining(_data()[1])
+    assert magnet.running_sigma2.momentum == config.train.variance_momentum
+    assert magnet.index.clusters_per_class == config.index.clusters_per_class
+    assert magnet.neighbours == config.eval.neighbours
+    assert magnet._sampler_args["clusters_per_batch"] == config.sampler.clusters_per_batch
+    assert magnet._sampler_args["examples_per_cluster"] == config.sampler.examples_per_cluster
