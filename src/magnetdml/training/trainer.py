@@ -23,7 +23,7 @@ from ..data.augment import RandomRescaleCrop
 from . import checkpoint_state
 from .config import Config
 from .config_io import config_to_dict
-from .distributed import Distributed
+from .distributed import Distributed, check_one_process_settings
 from .early_stopping import EarlyStopping
 from .eval_step import Evaluation
 from .index_upkeep import IndexUpkeep, check_training_classes
@@ -46,14 +46,7 @@ class Trainer:
     (``upkeep``, ``evaluation``, ``running_sigma2``, ``stopping``: see the module docstring)."""
 
     def __init__(self, config: Config, dist: Distributed, *, overwrite: bool = False) -> None:
-        if config.index.refresh_lag and dist.world_size > 1:
-            raise ValueError("index.refresh_lag > 0 (a refresh on a background thread) runs in "
-                             f"one process only; got {dist.world_size} processes: use "
-                             "--index.refresh_lag 0 under torchrun")
-        if config.train.warm_start_cache and dist.world_size > 1:
-            raise ValueError("train.warm_start_cache (reusing a stored warm start) works in one "
-                             f"process only; got {dist.world_size} processes: leave "
-                             "--train.warm_start_cache empty under torchrun")
+        check_one_process_settings(config, dist.world_size)
         # rank 0 names the default folder: the ranks' clocks may straddle a second
         out = dist.broadcast_object(
             Path(config.out or RunDir.default_path(config.data.name, config.loss.name)))
