@@ -144,6 +144,8 @@ class TrainConfig:
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
     threads: int = 0                  # torch CPU threads; 0 = torch's default
+    log: str = "csv"                  # also log to: csv (RUN/metrics.csv), tensorboard
+                                      # (RUN/tensorboard/, needs the tensorboard extra), none
 
     def warm_start_rate(self) -> float:
         """The warm start's learning rate: ``warm_start_lr``, or ``lr`` when that is 0."""
@@ -240,6 +242,7 @@ class Config:
                     maximum=1.0)
         check_int("train.seed", self.train.seed, minimum=0)
         check_int("train.threads", self.train.threads, minimum=0)
+        check_choice("train.log", self.train.log, ("csv", "tensorboard", "none"))
         if not (self.train.device in ("cpu", "cuda", "auto")
                 or self.train.device.startswith("cuda:")):
             raise ValueError("train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; "

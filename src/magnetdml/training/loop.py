@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .distributed import Distributed
+from .logging_sinks import open_sink
 from .report_plots import plot_run
 from .trainer import Trainer
 from .warm_start import warm_start
@@ -46,6 +47,7 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         torch.set_num_threads(config.train.threads)
     t = Trainer(config, dist, overwrite=overwrite)
     resumed = t.start_from_checkpoint()
+    sink = open_sink(config.train.log, t)   # metrics.csv or TensorBoard, beside metrics.jsonl
     say = tqdm.write if progress and dist.is_main else (lambda _message: None)
     if not resumed:
         warm_start(t, config.train.warm_start_epochs, progress=progress)
@@ -88,11 +90,13 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         if on_epoch is not None:
             on_epoch(t, record)
         t.log(record)
+        sink.log(record, t)
         t.save_checkpoint()
     bar.close()
     if t.restore_best():    # the checkpoint is the model scored (magnetdml evaluate loads it)
         t.save_checkpoint()
     summary = t.finish(write=False)
+    sink.close(t, summary)
     if dist.is_main:
         say(f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
             f"{100 * summary['knn_error']:.2f}%"

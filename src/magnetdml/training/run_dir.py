@@ -60,9 +60,10 @@ def write_json(path: Path, data: Any) -> None:
 
 #: Config fields that say where and how fast a run computes, not what: a run resumed or
 #: compared with other values of these is the same run (another thread count, device, data
-#: folder; ``out`` itself: a moved run folder, or the same one by another path).
+#: folder; ``out`` itself: a moved run folder, or the same one by another path; where the
+#: metrics are also logged).
 MACHINE_FIELDS = (("train", "threads"), ("train", "device"), ("train", "warm_start_cache"),
-                  ("data", "data_dir"))
+                  ("data", "data_dir"), ("train", "log"))
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
