@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._paths import portable_path
 from .._validation import check_int
 from ..registry import Registry
 from ..training.machine import hardware
@@ -126,7 +127,10 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     another experiment whose ``tuned.json`` to use.
     """
     experiment = EXPERIMENTS.get(name)()
-    out_dir = Path(out_dir)
+    # relative paths (to the working folder) in every file written: results travel
+    out_dir = Path(portable_path(out_dir))
+    data_root = None if data_root is None else portable_path(data_root)
+    tuned_from = None if tuned_from is None else portable_path(tuned_from)
     started = time.perf_counter()
     check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
     provenance = _provenance(out_dir)    # before analyse() rewrites results.json

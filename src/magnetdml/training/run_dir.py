@@ -17,12 +17,16 @@ from typing import Any
 
 import torch
 
+from .._version import __version__
 from .safe_load import load_state
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "metrics.jsonl"
 SUMMARY = "metrics.json"
+#: The key of ``config.json`` that records the magnetdml version that wrote it (not a field of
+#: the config: reading the file back ignores it, and runs of two versions compare equal).
+VERSION_KEY = "magnetdml_version"
 
 
 def _process_umask() -> int:
@@ -72,6 +76,7 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     for section, key in MACHINE_FIELDS:
         config.get(section, {}).pop(key, None)
     config.pop("out", None)
+    config.pop(VERSION_KEY, None)
     return config
 
 
@@ -147,7 +152,7 @@ class RunDir:
             for stale in run.path.glob(".*.tmp"):    # atomic writes a kill -9 interrupted
                 stale.unlink(missing_ok=True)
         run.path.mkdir(parents=True, exist_ok=True)
-        write_json(saved, config)
+        write_json(saved, {VERSION_KEY: __version__, **config})
         return run
 
     @property
