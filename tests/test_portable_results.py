@@ -37,13 +37,13 @@ def absolute_paths(files: list[Path]) -> dict[str, str]:
 
 
 def test_the_scanner_finds_absolute_paths_only(tmp_path):
-    (tmp_path / "a.json").write_text('{"data_dir": "/home/me/data", "u": "https://x.org/a/b",'
+    (tmp_path / "a.json").write_text('{"data_dir": "/Users/me/data", "u": "https://x.org/a/b",'
                                      ' "speed": "120 images/s", "rel": "../shared/data/x"}')
     (tmp_path / "b.md").write_text("`magnetdml train --out=/tmp/run/x` <td>1</td> </p>\n"
                                    "/srv/data/mnist at the start of a line\n")
     (tmp_path / "c.html").write_text('<img src="data:image/png;base64,iVB/ORw0/KGgo+/AA=">')
     assert set(absolute_paths(sorted(tmp_path.iterdir()))) == {
-        "/home/me/data", "/tmp/run/x", "/srv/data/mnist"}
+        "/Users/me/data", "/tmp/run/x", "/srv/data/mnist"}
 
 
 def test_committed_results_hold_no_absolute_path():

@@ -1,9 +1,9 @@
 """Paths as results files record them: relative, so a file committed from one machine holds no
-absolute path of it (``/home/me/...``) and reads the same in a clone elsewhere.
+absolute path of it (``/Users/me/...``) and reads the same in a clone elsewhere.
 
 A results file records the paths of a command run from some folder (the repository, for the
 committed ``benchmarks/results/``): :func:`portable_path` writes an absolute path relative to
-that folder (``/work/shared/data`` from ``/work/main`` is ``../shared/data``), which is how the
+that folder (``/srv/shared/data`` from ``/srv/repo`` is ``../shared/data``), which is how the
 README's own commands name them; relative paths are kept as given.
 """
 

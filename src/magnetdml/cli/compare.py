@@ -34,7 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="train this many runs at once, each in its own process with "
                         "cores/jobs torch threads unless --train.threads is given (default 1)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
 

@@ -50,7 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: analyse the runs finished so far (the report "
                         "lists the missing ones)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
 

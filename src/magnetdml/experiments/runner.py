@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import portable_path
+from .._progress import phase
 from .._validation import check_int
 from ..registry import Registry
 from ..training.machine import hardware
@@ -152,7 +153,13 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     stage = {"overrides": overrides, "data_root": data_root, "overwrite": overwrite,
              "progress": progress, "jobs": jobs, "finished_only": finished_only, "log": log,
              "runs_dir": out_dir}
+
+    def announce(number: int, what: str) -> None:      # one line per stage (not when quiet)
+        phase(f"experiment {name}, stage {number}/4: {what}", progress=progress)
+
     # the pretrained weights are what later runs start from: they are never deleted
+    if pretraining:
+        announce(1, f"pretraining ({len(pretraining)} run(s))")
     pretrained = train_runs(pretraining, out_dir, keep_checkpoints=True, **stage) \
         if pretraining else {}
     tuned = None
@@ -160,6 +167,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
         if tuned_from is not None or finished_only:
             tuned = load_tuned(tuned_from if tuned_from is not None else out_dir)
         else:
+            announce(2, f"tuning ({len(tuning)} search(es) of "
+                        f"{experiment.tuning_trials(quick)} trials)")
             tuned = tune(tuning, out_dir, trials=experiment.tuning_trials(quick), jobs=jobs,
                          progress=progress, keep_checkpoints=keep_checkpoints, log=log,
                          run_config=configure, space_for=experiment.tuning_space)
@@ -171,12 +180,15 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     # analyse() has cached its measurements; then they go unless the user asked to keep them.
     needs_models = bool(getattr(experiment, "keep_checkpoints", False))
     keep = keep_checkpoints or experiment.keeps_models
+    announce(3, f"{'collecting' if finished_only else 'training'} {len(specs)} run(s) "
+                f"({len(finished_before)} finished before) in {out_dir}")
     runs = train_runs(specs, out_dir, keep_checkpoints=keep or needs_models, **stage)
     runs = {**pretrained, **runs}
     missing = [spec.name for spec in everything if spec.name not in runs]
     if not set(runs) - set(pretrained):
         raise ValueError(f"no run of experiment {name!r} has finished in {str(out_dir)!r} yet; "
                          "run it without finished_only (--finished-only) to train them")
+    announce(4, f"analysing {len(runs)} run(s)")
     analysis = experiment.analyse(out_dir, runs)
     if needs_models and not keep:
         for name_, outcome in runs.items():

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._progress import honours_progress, phase
 from .config import Config
 from .distributed import Distributed
 from .logging_sinks import open_sink
@@ -32,6 +33,7 @@ class TrainResult:
     summary: dict
 
 
+@honours_progress      # progress=False (or magnetdml --quiet) silences every pass's bar too
 def train(config: Config, *, overwrite: bool = False, progress: bool = True,
           on_epoch: Callable[[Trainer, dict], None] | None = None) -> TrainResult:
     """Train an embedding as ``config`` says and evaluate it; see the module docstring.
@@ -48,7 +50,9 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
     t = Trainer(config, dist, overwrite=overwrite)
     resumed = t.start_from_checkpoint()
     sink = open_sink(config.train.log, t)   # metrics.csv or TensorBoard, beside metrics.jsonl
-    say = tqdm.write if progress and dist.is_main else (lambda _message: None)
+    def say(message: str) -> None:
+        phase(message, progress=progress and dist.is_main)
+
     if not resumed:
         warm_start(t, config.train.warm_start_epochs, progress=progress)
         if t.uses_index:        # a silent pass otherwise (a minute on Fashion-MNIST's CPU)
