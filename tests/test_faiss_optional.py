@@ -40,7 +40,7 @@ def test_without_faiss_the_first_search_says_how_to_get_it(monkeypatch):
 
 def test_without_faiss_the_cli_prints_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "faiss", None)
-    assert main(["train", "--epochs", "1", "--train.threads", "1", "--eval.plots", "false",
-                 "--out", str(tmp_path / "run")]) == 2
+    assert main(["--quiet", "train", "--epochs", "1", "--train.threads", "1",
+                 "--eval.plots", "false", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"magnetdml train: error: {INSTALL_HINT}"
