@@ -77,6 +77,10 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
         config.get(section, {}).pop(key, None)
     config.pop("out", None)
     config.pop(VERSION_KEY, None)
+    # the same weights by an absolute or a relative path (results now record relative ones)
+    init_from = config.get("model", {}).get("init_from")
+    if init_from:
+        config["model"]["init_from"] = os.path.abspath(init_from)
     return config
 
 
