@@ -73,7 +73,8 @@ def test_run_experiment_writes_results_report_and_drops_checkpoints(finished):
         assert not (out / name / "checkpoint.pt").exists()
         saved_out = json.loads((out / name / "config.json").read_text())["out"]
         # relative to the working folder: results files hold no absolute path of the machine
-        assert not Path(saved_out).is_absolute() and Path(saved_out).resolve() == out / name
+        assert not Path(saved_out).is_absolute()
+        assert Path(saved_out).resolve() == (out / name).resolve()
 
 
 def test_runs_differing_only_in_loss_share_a_warm_start_that_goes_when_all_finish(tmp_path):
