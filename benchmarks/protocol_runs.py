@@ -37,11 +37,12 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from magnetdml._paths import portable_command
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "protocol_runs.json"
@@ -88,7 +89,8 @@ def run_one(dataset: str, variant: str) -> dict:
     wall = time.perf_counter() - started
     summary = json.loads((RUNS / f"{dataset}-{variant}" / "metrics.json").read_text())
     return {"dataset": dataset, "variant": variant, "backbone": DATASETS[dataset][0],
-            "command": shlex.join(["magnetdml", *args[3:]]),
+            # run from ROOT: paths relative to it, none of this machine's
+            "command": portable_command(["magnetdml", *args[3:]], start=ROOT),
             "knc_error": summary["knc_error"], "knn_error": summary["knn_error"],
             "error_at_1": summary.get("error_at_1"), "map_at_r": summary.get("map_at_r"),
             "nmi": summary.get("nmi"), "iterations": summary["iterations"],

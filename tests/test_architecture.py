@@ -19,6 +19,7 @@ PACKAGE = "magnetdml"
 LAYERS = {
     # 0: small helpers every layer may use
     "_validation": 0, "registry": 0, "_figures": 0, "_version": 0,
+    "_faiss": 0, "_paths": 0, "_progress": 0,
     "losses": 1,
     "clustering": 2, "sampling": 2,
     "evaluation": 3,

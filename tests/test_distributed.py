@@ -158,8 +158,8 @@ def test_cli_under_two_processes_writes_one_run_folder_and_both_ranks_streams(ra
     assert [(out / f"cli{r}.code").read_text() for r in range(WORLD)] == ["0 0", "0 0"]
     run = out / "cli"
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json",
-                                                     "metrics.first", "metrics.json",
-                                                     "metrics.jsonl"]
+                                                     "metrics.csv", "metrics.first",
+                                                     "metrics.json", "metrics.jsonl"]
     first, resumed = (json.loads((run / n).read_text()) for n in ("metrics.first",
                                                                   "metrics.json"))
     assert resumed["knc_error"] == first["knc_error"]

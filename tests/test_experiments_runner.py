@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,10 @@ def test_run_experiment_writes_results_report_and_drops_checkpoints(finished):
     for name in ("digits-magnet", "digits-triplet"):
         assert (out / name / "metrics.json").is_file()
         assert not (out / name / "checkpoint.pt").exists()
-        assert json.loads((out / name / "config.json").read_text())["out"] == str(out / name)
+        saved_out = json.loads((out / name / "config.json").read_text())["out"]
+        # relative to the working folder: results files hold no absolute path of the machine
+        assert not Path(saved_out).is_absolute()
+        assert Path(saved_out).resolve() == (out / name).resolve()
 
 
 def test_runs_differing_only_in_loss_share_a_warm_start_that_goes_when_all_finish(tmp_path):

@@ -50,8 +50,8 @@ def test_default_cli_job_writes_the_run_folder_and_reaches_three_percent(tmp_pat
     printed = capsys.readouterr().out
     assert "kNC test error:" in printed and f"run folder: {out}" in printed
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "metrics.json", "loss_curve.png",
-            "tsne_initial.png", "tsne_final.png"} <= names
+    assert {"config.json", "metrics.jsonl", "metrics.csv", "checkpoint.pt", "metrics.json",
+            "loss_curve.png", "tsne_initial.png", "tsne_final.png"} <= names
     summary = json.loads((out / "metrics.json").read_text())
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == list(range(1, 31))

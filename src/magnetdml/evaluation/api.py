@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._progress import bar
 from .._validation import as_embedding_matrix, as_label_vector, check_int
 from ._scores import class_indices, neighbour_class_ranks
 from .clustering import CLUSTERING_METRICS, clustering_scores
@@ -142,10 +143,12 @@ def _neighbour_metrics(x, y, ref, ref_y, self_reference, names, k, batch_size, m
     ref_classes = class_indices(ref_y, classes)                             # (N_ref,)
     ranks = np.empty(x.shape[0], dtype=np.int64)
     sums = dict.fromkeys(retrieve, 0.0)
+    shown = bar(total=x.shape[0], desc="neighbour search", unit="query")
     for start, distances, indices in iter_neighbours(x, search_k, index=build_index(ref),
                                                      exclude_self=self_reference,
                                                      batch_size=rows):
         part = slice(start, start + len(indices))
+        shown.update(len(indices))
         if classify:
             ranks[part] = neighbour_class_ranks(distances[:, :soft_k],
                                                 ref_classes[indices[:, :soft_k]], truth[part],
@@ -164,6 +167,7 @@ def _neighbour_metrics(x, y, ref, ref_y, self_reference, names, k, batch_size, m
                 else:
                     scores = recall_at(matches, int(m.rsplit("_", 1)[1]))
                 sums[m] += float(scores.sum())
+    shown.close()
     out = {m: float(np.mean(ranks >= _TOP[m])) for m in classify}
     queries = int((~lone).sum())
     out.update({m: (sums[m] / queries if queries else float("nan")) for m in retrieve})

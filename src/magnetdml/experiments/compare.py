@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .._paths import portable_path
 from .._validation import check_choice, check_int
 from ..losses import loss_spec
 from ..reporting import plots
 from ..reporting.report import write_report
 from ..training import Config, apply_overrides, config_to_dict, train_all
 from ..training.machine import hardware
-from ..training.run_dir import CONFIG, HISTORY, SUMMARY, write_json
+from ..training.run_dir import CONFIG, HISTORY, SUMMARY, run_identity, write_json
 
 #: Columns of the report: (summary key, header); errors are shown in percent.
 COLUMNS = (("knc_error", "kNC error"), ("knn_error", "kNN error"), ("error_at_5", "error@5"),
@@ -77,7 +78,9 @@ def compare(config: Config, losses: Sequence[str], out: str | os.PathLike, *,
         raise ValueError(f"seeds must be distinct non-negative integers; got {seeds}")
     check_choice("curve_metric", curve_metric, CURVE_METRICS)
     _check_budget(config, losses)
-    out = Path(out)
+    out = Path(portable_path(out))     # relative paths in every file written: results travel
+    if config.data.data_dir is not None:
+        config = apply_overrides(config, {"data.data_dir": portable_path(config.data.data_dir)})
     log = log or (lambda _message: None)
     configs = {(loss, seed): apply_overrides(config, {
         "loss.name": loss, "train.seed": seed, "out": str(out / loss / f"seed{seed}")}).validate()
@@ -159,7 +162,8 @@ def _finished_summary(run_dir: Path, config: Config) -> dict | None:
     if not (run_dir / SUMMARY).is_file():
         return None
     saved = json.loads((run_dir / CONFIG).read_text())
-    if saved != json.loads(json.dumps(config_to_dict(config))):
+    # run_identity: not the version that wrote it, nor where it ran or logged
+    if run_identity(saved) != run_identity(config_to_dict(config)):
         raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config "
                          "(other flags than this comparison's); pass --overwrite to retrain "
                          "it, or choose another --out")

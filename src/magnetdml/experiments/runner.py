@@ -37,6 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._paths import portable_path
+from .._progress import phase
 from .._validation import check_int
 from ..registry import Registry
 from ..reporting.report import RUN_ROW_METRICS, write_report
@@ -130,7 +132,10 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     names the folder of another experiment whose ``tuned.json`` to use.
     """
     experiment = EXPERIMENTS.get(name)()
-    out_dir = Path(out_dir)
+    # relative paths (to the working folder) in every file written: results travel
+    out_dir = Path(portable_path(out_dir))
+    data_root = None if data_root is None else portable_path(data_root)
+    tuned_from = None if tuned_from is None else portable_path(tuned_from)
     started = time.perf_counter()
     check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
     provenance = _provenance(out_dir)    # before analyse() rewrites results.json
@@ -153,7 +158,13 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     stage = {"overrides": overrides, "data_root": data_root, "overwrite": overwrite,
              "progress": progress, "jobs": jobs, "finished_only": finished_only, "log": log,
              "runs_dir": out_dir}
+
+    def announce(number: int, what: str) -> None:      # one line per stage (not when quiet)
+        phase(f"experiment {name}, stage {number}/4: {what}", progress=progress)
+
     # the pretrained weights are what later runs start from: they are never deleted
+    if pretraining:
+        announce(1, f"pretraining ({len(pretraining)} run(s))")
     pretrained = train_runs(pretraining, out_dir, keep_checkpoints=True, **stage) \
         if pretraining else {}
     tuned = None
@@ -161,6 +172,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
         if tuned_from is not None or finished_only:
             tuned = load_tuned(tuned_from if tuned_from is not None else out_dir)
         else:
+            announce(2, f"tuning ({len(tuning)} search(es) of "
+                        f"{experiment.tuning_trials(quick)} trials)")
             tuned = tune(tuning, out_dir, trials=experiment.tuning_trials(quick), jobs=jobs,
                          progress=progress, keep_checkpoints=keep_checkpoints, log=log,
                          run_config=configure, space_for=experiment.tuning_space)
@@ -172,12 +185,15 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     # analyse() has cached its measurements; then they go unless the user asked to keep them.
     needs_models = bool(getattr(experiment, "keep_checkpoints", False))
     keep = keep_checkpoints or experiment.keeps_models
+    announce(3, f"{'collecting' if finished_only else 'training'} {len(specs)} run(s) "
+                f"({len(finished_before)} finished before) in {out_dir}")
     runs = train_runs(specs, out_dir, keep_checkpoints=keep or needs_models, **stage)
     runs = {**pretrained, **runs}
     missing = [spec.name for spec in everything if spec.name not in runs]
     if not set(runs) - set(pretrained):
         raise ValueError(f"no run of experiment {name!r} has finished in {str(out_dir)!r} yet; "
                          "run it without finished_only (--finished-only) to train them")
+    announce(4, f"analysing {len(runs)} run(s)")
     analysis = experiment.analyse(out_dir, runs)
     if needs_models and not keep:
         for name_, outcome in runs.items():

@@ -218,6 +218,9 @@ class TrainConfig:
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
     threads: int = rule(0, minimum=0)  # torch CPU threads; 0 = torch's default
+    log: str = rule("csv", choices=("csv", "tensorboard", "none"))  # also log to: csv
+                                      # (RUN/metrics.csv), tensorboard (RUN/tensorboard/, needs
+                                      # the tensorboard extra), none
 
     def warm_start_rate(self) -> float:
         """The warm start's learning rate: ``warm_start_lr``, or ``lr`` when that is 0."""

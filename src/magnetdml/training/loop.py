@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._progress import honours_progress, phase
 from .config import Config
 from .distributed import Distributed
+from .logging_sinks import open_sink
 from .report_plots import plot_run, save_initial, snapshot_for_plots
 from .trainer import Trainer
 from .warm_start import warm_start
@@ -31,6 +33,7 @@ class TrainResult:
     summary: dict
 
 
+@honours_progress      # progress=False (or magnetdml --quiet) silences every pass's bar too
 def train(config: Config, *, overwrite: bool = False, progress: bool = True,
           on_epoch: Callable[[Trainer, dict], None] | None = None) -> TrainResult:
     """Train an embedding as ``config`` says and evaluate it; see the module docstring.
@@ -46,7 +49,10 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         torch.set_num_threads(config.train.threads)
     t = Trainer(config, dist, overwrite=overwrite)
     resumed = t.start_from_checkpoint()
-    say = tqdm.write if progress and dist.is_main else (lambda _message: None)
+    sink = open_sink(config.train.log, t)   # metrics.csv or TensorBoard, beside metrics.jsonl
+    def say(message: str) -> None:
+        phase(message, progress=progress and dist.is_main)
+
     if not resumed:
         warm_start(t, config.train.warm_start_epochs, progress=progress)
         if t.uses_index:        # a silent pass otherwise (a minute on Fashion-MNIST's CPU)
@@ -88,11 +94,13 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         if on_epoch is not None:
             on_epoch(t, record)
         t.log(record)
+        sink.log(record, t)
         t.save_checkpoint()
     bar.close()
     if t.restore_best():    # the checkpoint is the model scored (magnetdml evaluate loads it)
         t.save_checkpoint()
     summary = t.finish(write=False)
+    sink.close(t, summary)
     if dist.is_main:
         say(f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
             f"{100 * summary['knn_error']:.2f}%"
