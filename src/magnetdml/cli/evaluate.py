@@ -66,15 +66,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     run = load_run(args.run_dir, device=args.device)
+    if args.data_dir and not args.dataset:
+        raise ValueError(f"--data-dir {args.data_dir!r} needs --dataset NAME (without it the "
+                         "run's own data is scored)")
     if args.dataset:
-        from ..training.runs import evaluate_on
-        results = evaluate_on(run, args.dataset, args.data_dir, options=args.data_options,
-                              metrics=metrics)
+        from ..training.new_data import Concatenated, load_like_run
+        from ..training.runs import score_other
+        other = load_like_run(run, args.dataset, args.data_dir, args.data_options)
+        results = score_other(run, other, metrics=metrics)
+        if "unseen" in results or "test" in results:   # the tree's levels, over all of it
+            everything = Concatenated([other.train, other.test, other.val, other.unseen])
+            results.update(_levels(run, "all", everything, other.info))
         print(f"{run.config.data.name}, {run.config.loss.name} run scored on {args.dataset}"
               f"{' ' + args.data_options if args.data_options else ''}:")
         print(format_table(results))
         return 0
     results = evaluate_run(run, split=args.split, metrics=metrics, write=False)
+    for name in [n for n in ("test", "unseen") if n in results]:
+        results.update(_levels(run, name, getattr(run.splits, name), run.splits.info))
     state = "finished" if run.finished else "unfinished (last checkpoint)"
     print(f"{run.config.data.name}, {run.config.loss.name}, {run.config.model.backbone}: "
           f"epoch {run.epoch}, iteration {run.iteration}, {state}")
@@ -87,6 +96,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
                   f"({error.strerror}); the results above are complete (--no-write skips "
                   "this)", file=sys.stderr)
     return 0
+
+
+def _levels(run, name: str, dataset, info: dict) -> dict[str, dict]:
+    """``{"NAME/level": metrics}``: the embedding against each level of an image tree above
+    the classes (:mod:`magnetdml.experiments.levels`); empty for data without levels."""
+    from ..experiments.levels import level_metrics, tree_levels
+
+    levels = tree_levels(dataset, info)
+    if not levels:
+        return {}
+    scores = level_metrics(run.embed(dataset), dataset.labels, levels,
+                           seed=run.config.train.seed)
+    return {f"{name}/{level}": values for level, values in scores.items()}
 
 
 COMMAND = Command("evaluate", "re-evaluate a saved run folder (test, unseen and val splits)",

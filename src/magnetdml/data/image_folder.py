@@ -43,7 +43,8 @@ from .splits import STREAM_TEST, DataPool, stratified_holdout
 
 log = logging.getLogger(__name__)
 
-MAX_SIZE = 128      # ``size: auto`` caps the median image's longer side at this
+MAX_SIZE = 64       # ``size: auto`` caps the median image's longer side at this (small-cnn
+                    # takes at most 64 x 64; CPU training stays quick)
 
 
 class ImageFileDataset(LabelledDataset):

@@ -8,7 +8,8 @@ A user's collection is a tree, e.g. ``ROOT/<alphabet>/<character>/*.png``. Three
   (``"Korean/character01"``).
 * **attributes**: the levels above the class, which training never sees. For a class path of
   ``d`` parts, ``parent`` is its first ``d - 1`` (``"."`` for a class at the top) and
-  ``level_n`` its first ``n`` (kept only where it differs from ``parent``). Each is an ``(N,)`` int64 attribute of the
+  ``level_n`` its first ``n``, for every ``n`` below the shallowest class's depth (kept only
+  where it differs from ``parent``). Each is an ``(N,)`` int64 attribute of the
   dataset; its names are ``info["attribute_names"][name]``. ``data.collapse_pairs`` trains on
   ``parent`` as the coarse label, and ``cluster`` / ``evaluate`` score against every level.
 * **channels and size** (:func:`scan_images`, from the files' headers, no decoding): ``channels``
@@ -75,10 +76,10 @@ def level_attributes(class_names: Sequence[str], labels: np.ndarray
                      ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """``(attributes, names)``: ``level_n`` and ``parent`` of every example (see module)."""
     parts = [name.split("/") for name in class_names]
-    deepest = max(len(p) for p in parts)
+    deepest, shallowest = max(len(p) for p in parts), min(len(p) for p in parts)
     groups: dict[str, list[str]] = {}
     parent = ["/".join(p[:-1]) or "." for p in parts]
-    for n in range(1, deepest):
+    for n in range(1, shallowest):        # levels every class has above it
         level = ["/".join(p[:n]) for p in parts]
         if level != parent:          # a uniform two-level tree: level_1 is the parent
             groups[f"level_{n}"] = level

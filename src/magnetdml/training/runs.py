@@ -193,7 +193,12 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
 
     if not isinstance(run, LoadedRun):
         run = load_run(run)
-    other = load_like_run(run, dataset, data_dir, options)
+    return score_other(run, load_like_run(run, dataset, data_dir, options), metrics=metrics)
+
+
+def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None
+                ) -> dict[str, dict]:
+    """:func:`evaluate_on` for data already loaded (``DatasetSplits`` ``other``)."""
     unseen_names = [m for m in (metrics or UNSEEN_METRICS) if m in UNSEEN_METRICS]
     results: dict[str, dict] = {}
     if list(other.class_names) == list(run.splits.class_names):
