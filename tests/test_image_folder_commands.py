@@ -119,11 +119,24 @@ def test_evaluate_the_run_and_a_folder(work, monkeypatch, capsys):
     assert "knc_error" in capsys.readouterr().out
 
 
+def _numpy_knc(embeddings, index):
+    """kNC from the exported arrays alone (paper §3.3), one query at a time."""
+    out = []
+    for r in embeddings.astype(np.float64):
+        d2 = ((r[None] - index["centroids"]) ** 2).sum(-1)                  # (C,)
+        near = np.argsort(d2, kind="stable")[:int(index["neighbours"])]
+        w = np.exp(-(d2[near] - d2[near[0]]) / (2 * float(index["lengthscale"])))
+        scores = {}
+        for label, weight in zip(index["centroid_labels"][near], w, strict=True):
+            scores[int(label)] = scores.get(int(label), 0.0) + weight
+        out.append(max(sorted(scores), key=scores.get))
+    return out
+
+
 @pytest.mark.slow
 def test_export_takes_what_the_commands_take(work, monkeypatch):
     """numpy kNC over the exported files, fed the decoded image files, equals ``predict``."""
     from magnetdml.data.image_files import image_paths, read_images
-    from test_inference import _numpy_knc
 
     monkeypatch.chdir(work)
     assert main(["export", "run", "--out", "served"]) == 0

@@ -1,12 +1,12 @@
 """``magnetdml embed``, ``predict`` and ``export``: a trained run on new data.
 
 ``embed RUN INPUTS --out FILE.npz`` writes the embeddings with their labels (``-1``: unknown),
-file names and class names (``.npy``: the embeddings alone); ``predict RUN INPUTS`` classifies with the run's kNC (paper §3.3) and prints (``--out F.csv`` or
-``.json``: writes) each input's class name, probability and top-k; ``export RUN --out DIR``
-writes a ``torch.export`` model and the kNC index for serving without this library. INPUTS
-are ``--images PATH...`` (files or folders), ``--split S`` (of the run's data) or ``--dataset
-NAME --data-dir DIR`` (all of it, or its ``--split``): see :func:`._common.add_run_inputs`.
-"""
+file names and class names (``.npy``: the embeddings alone); ``predict RUN INPUTS`` classifies
+with the run's kNC (paper §3.3) and prints (``--out F.csv`` or ``.json``: writes) each input's
+class name, probability and top-k; ``export RUN --out DIR`` writes a ``torch.export`` model
+and the kNC index for serving without this library. INPUTS are ``--images PATH...`` (files or
+folders), ``--split S`` (of the run's data) or ``--dataset NAME --data-dir DIR`` (all of it,
+or its ``--split``): see :func:`._common.add_run_inputs`."""
 
 from __future__ import annotations
 

@@ -36,8 +36,15 @@ from .._validation import check_choice, check_float
 from ._files import DECODE_ERRORS, IMAGE_SUFFIXES
 from .base import NORMALISATION, ArrayDataset, LabelledDataset, as_index_tensor
 from .image_files import read_images
-from .image_tree import (check_class_level, class_paths, level_attributes, pin_options,
-                         resolve_channels, resolve_size, scan_images)
+from .image_tree import (
+    check_class_level,
+    class_paths,
+    level_attributes,
+    pin_options,
+    resolve_channels,
+    resolve_size,
+    scan_images,
+)
 from .loading import DATASETS, OPTION_PINNERS, require_dir
 from .splits import STREAM_TEST, DataPool, stratified_holdout
 
