@@ -138,3 +138,21 @@ def test_a_run_on_a_tree_keeps_its_reading_in_its_config(tmp_path, capsys, monke
     assert 0 <= fine["knn_error_at_1"] <= 1
     assert main(["evaluate", "coarse", "--no-write"]) == 0
     assert "test/fine" in capsys.readouterr().out
+
+
+def test_pinning_is_idempotent_and_leaves_other_datasets_alone(tmp_path):
+    """A resumed or compared run pins its config again: the same text, or it would be refused
+    as a different run."""
+    from magnetdml.training import apply_overrides
+    from magnetdml.training.config import Config
+    from magnetdml.training.setup import pin_data_options
+
+    make_tree(tmp_path)
+    config = apply_overrides(Config(), {"data.name": "image-folder",
+                                        "data.data_dir": str(tmp_path),
+                                        "data.options": "{class_level: leaf, max_size: 12}"})
+    pinned = pin_data_options(config)
+    assert json.loads(pinned.data.options) == {"channels": 1, "class_level": "leaf",
+                                               "size": [12, 11]}
+    assert pin_data_options(pinned) == pinned
+    assert pin_data_options(Config()) == Config()
