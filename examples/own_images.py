@@ -12,6 +12,7 @@ what each printed to ``WORKDIR/transcript.txt``::
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,8 @@ COMMANDS = [
      "--index.clusters_per_class", "2", "--epochs", str(EPOCHS), "--train.threads", "1",
      "--quiet", "--out", "runs/tree"],
     ["predict", "runs/tree", "--images", "../new/", "--top", "3"],
-    ["evaluate", "runs/tree", "--metrics", "knc_error,nmi,f1,concentration_at_4"],
+    ["evaluate", "runs/tree", "--metrics",
+     "knc_error,nmi,f1,concentration_at_4,chance_concentration"],
     ["cluster", "runs/tree", "--dataset", "image-folder", "--data-dir", "../unseen-tree",
      "--k", "48", "--out", "clusters/"],
     ["retrieve", "runs/tree", "--images", "../new/Greek drawing.png", "--k", "5",
@@ -73,6 +75,9 @@ def main(npz: str, workdir: str) -> None:
         lines += [f"$ magnetdml {shown}", done.stderr.rstrip(), done.stdout.rstrip(), ""]
         if done.returncode:
             break
+        if argv[0] == "train":      # how the run reads folders, as its config.json keeps it
+            config = json.loads((work / "work" / "runs" / "tree" / "config.json").read_text())
+            lines += [f"# runs/tree/config.json data.options: {config['data']['options']}", ""]
     (work / "transcript.txt").write_text("\n".join(line for line in lines if line) + "\n")
     print((work / "transcript.txt").read_text())
 
