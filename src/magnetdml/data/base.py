@@ -31,6 +31,8 @@ NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "omniglot": ((0.0779,), (0.2155,)),
     # ImageNet statistics: the usual choice for natural-image folders (CUB, Dogs, Flowers, Pets).
     "image-folder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # A grey image folder: the mean of ImageNet's three channel statistics.
+    "image-folder-grey": ((0.449,), (0.226,)),
 }
 
 
@@ -120,6 +122,12 @@ class ArrayDataset(LabelledDataset):
         labels = np.zeros(len(data), dtype=np.int64) if labels is None else labels
         return ArrayDataset(data, labels, pixel_max=self.pixel_max, mean=self._mean,
                             std=self._std)
+
+    def input_affine(self) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """``(pixel_max, a, b)`` with model input ``x = stored * a + b`` (``a``, ``b``
+        broadcast over ``(N, C, ...)``) and stored values in ``0..pixel_max``; ``None`` for
+        float data used as it is (feature vectors)."""
+        return None if self._identity else (self.pixel_max, self._a, self._b)
 
     def raw(self, indices: Any) -> np.ndarray:
         """The stored examples ``(B, *sample_shape)`` as the loader kept them (e.g. uint8

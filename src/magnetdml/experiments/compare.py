@@ -31,6 +31,7 @@ from ..reporting.report import write_report
 from ..training import Config, apply_overrides, config_to_dict, train_all
 from ..training.machine import hardware
 from ..training.run_dir import CONFIG, HISTORY, SUMMARY, run_identity, write_json
+from ..training.setup import pin_data_options
 
 #: Columns of the report: (summary key, header); errors are shown in percent.
 COLUMNS = (("knc_error", "kNC error"), ("knn_error", "kNN error"), ("error_at_5", "error@5"),
@@ -162,8 +163,10 @@ def _finished_summary(run_dir: Path, config: Config) -> dict | None:
     if not (run_dir / SUMMARY).is_file():
         return None
     saved = json.loads((run_dir / CONFIG).read_text())
-    # run_identity: not the version that wrote it, nor where it ran or logged
-    if run_identity(saved) != run_identity(config_to_dict(config)):
+    asked = json.loads(json.dumps(config_to_dict(pin_data_options(config))))   # as train()
+    # writes it (image folders); run_identity: not the version that wrote it, nor where it
+    # ran or logged
+    if run_identity(saved) != run_identity(asked):
         raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config "
                          "(other flags than this comparison's); pass --overwrite to retrain "
                          "it, or choose another --out")

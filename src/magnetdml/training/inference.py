@@ -99,6 +99,12 @@ class RunInference:
                              f"run's training inputs; got {images.shape}: resize them first")
         return self.splits.train.like(images, labels)
 
+    def inverts_images(self) -> bool:
+        """Whether the run's loader inverted its images' grey levels (Omniglot's does, by
+        default: strokes bright), so image files must be inverted the same way."""
+        options = self.config.data.loader_options()
+        return self.config.data.name == "omniglot" and bool(options.get("invert", True))
+
     def read_images(self, paths, *, invert: bool | None = None):
         """Image files (or folders of them) as a dataset preprocessed like the training inputs:
         decoded grey or RGB, resized to the inputs' size, and inverted when the run's loader
@@ -108,8 +114,7 @@ class RunInference:
         paths = image_paths([paths] if isinstance(paths, (str, bytes)) or not hasattr(
             paths, "__iter__") else paths)
         if invert is None:
-            options = self.config.data.loader_options()
-            invert = self.config.data.name == "omniglot" and options.get("invert", True)
+            invert = self.inverts_images()
         images = read_images(paths, self.splits.input_shape, invert=bool(invert))  # 0..255
         pixel_max = float(getattr(self.splits.train, "pixel_max", 255.0))
         if pixel_max != 255.0:      # the loader's own range (digits: 0..16)

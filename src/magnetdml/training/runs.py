@@ -199,19 +199,19 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
     split is scored as seen classes (``"test"``: kNC with the run's index, soft kNN against
     the run's training embeddings), and its held-out classes, if any, as ``"unseen"``. When
     its classes are others, every example of it is scored as ``"unseen"``: clustering and
-    retrieval among themselves (:data:`UNSEEN_METRICS`)."""
-    import dataclasses
+    retrieval among themselves (:data:`UNSEEN_METRICS`). New data of the run's own kind is
+    read with the run's reading options (an image folder's class level, size, channels:
+    :func:`~.new_data.load_like_run`)."""
+    from .new_data import load_like_run
 
     if not isinstance(run, LoadedRun):
         run = load_run(run)
-    data = dataclasses.replace(run.config.data, name=dataset, data_dir=data_dir,
-                               options=options, val_fraction=0.0, unseen_classes=0.0,
-                               collapse_pairs=False)
-    other = load_splits(dataclasses.replace(run.config, data=data).validate())
-    if tuple(other.input_shape) != tuple(run.splits.input_shape):
-        raise ValueError(f"{dataset!r} has inputs {tuple(other.input_shape)} but the run was "
-                         f"trained on {tuple(run.splits.input_shape)}; pass loader options "
-                         "that match (e.g. --data-options '{size: 28}')")
+    return score_other(run, load_like_run(run, dataset, data_dir, options), metrics=metrics)
+
+
+def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None
+                ) -> dict[str, dict]:
+    """:func:`evaluate_on` for data already loaded (``DatasetSplits`` ``other``)."""
     unseen_names = [m for m in (metrics or UNSEEN_METRICS) if m in UNSEEN_METRICS]
     results: dict[str, dict] = {}
     if list(other.class_names) == list(run.splits.class_names):

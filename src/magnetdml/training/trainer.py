@@ -36,6 +36,7 @@ from .setup import (
     make_model,
     make_optimizer,
     make_sampler,
+    pin_data_options,
     seed_everything,
 )
 from .sigma2 import RunningSigma2
@@ -50,7 +51,8 @@ class Trainer:
         # rank 0 names the default folder: the ranks' clocks may straddle a second
         out = dist.broadcast_object(
             Path(config.out or RunDir.default_path(config.data.name, config.loss.name)))
-        self.config = config = dataclasses.replace(config, out=str(out))
+        # an image folder's size, channels and class level go into config.json
+        self.config = config = pin_data_options(dataclasses.replace(config, out=str(out)))
         self.dist = dist
         # only rank 0 writes the run folder; its refusal (finished run) stops every rank
         self.run = dist.on_main(lambda: RunDir.open(out, config_to_dict(config),
