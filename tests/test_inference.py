@@ -83,7 +83,7 @@ def _write_pngs(run, folder, count=None):
     raw = test._data[test._rows] if test._rows is not None else test._data      # 0..16
     folder.mkdir(exist_ok=True)
     for i, image in enumerate(raw[:count, 0]):
-        level = np.rint(image.astype(np.float64) * 255 / test.scale).astype(np.uint8)
+        level = np.rint(image.astype(np.float64) * 255 / test.pixel_max).astype(np.uint8)
         Image.fromarray(level).save(folder / f"{i:04d}.png")
     return folder
 

@@ -52,7 +52,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
         captions = [[f"query {q}", *(f"{classes[train.labels[i]]}\n{d:.3g}"
                                      for d, i in zip(distances[q], indices[q], strict=True))]
                     for q in shown]
-        save_image_grid(rows, args.out, captions=captions, scale=_scale(train),
+        save_image_grid(rows, args.out, captions=captions, pixel_max=_pixel_max(train),
                         title=f"{args.k} nearest training examples (distance)")
         print(f"picture: {args.out}")
     return 0
@@ -115,7 +115,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         images = list(data.raw(members))
         width = int(np.ceil(np.sqrt(len(images))))
         rows = [images[i:i + width] for i in range(0, len(images), width)]
-        save_image_grid(rows, out / f"cluster_{cluster:03d}.png", scale=_scale(data),
+        save_image_grid(rows, out / f"cluster_{cluster:03d}.png", pixel_max=_pixel_max(data),
                         title=f"cluster {cluster}: {int((assignments == cluster).sum())} "
                               "inputs")
     sizes = np.bincount(assignments, minlength=k)
@@ -136,9 +136,9 @@ def run_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scale(data) -> float:
+def _pixel_max(data) -> float:
     """The range of ``data.raw``'s pixels (digits: 16; image files: 255)."""
-    return float(getattr(data, "scale", 255.0))
+    return float(getattr(data, "pixel_max", 255.0))
 
 
 RETRIEVE = Command("retrieve", "nearest training examples of images or a split (picture grid)",

@@ -58,7 +58,7 @@ class ImageFileDataset(LabelledDataset):
     """Images decoded from disk per batch: grey (``C = 1``) or RGB (``C = 3``), resized to
     ``size`` (H, W), then standardised: ``x = (pixels / 255 - mean[c]) / std[c]``."""
 
-    scale = 255.0       # the stored pixels' range (``raw``), as ArrayDataset's ``scale``
+    pixel_max = 255.0   # the stored pixels' range (``raw``), as ArrayDataset's
 
     def __init__(self, paths: list[Path], labels: np.ndarray, size: tuple[int, int], *,
                  channels: int = 3, attributes: dict[str, np.ndarray] | None = None,
@@ -89,13 +89,14 @@ class ImageFileDataset(LabelledDataset):
         """``(255, a, b)``: model input ``x = pixels * a + b`` (as ``ArrayDataset``'s)."""
         std, mean = np.asarray(self.std), np.asarray(self.mean)
         shape = (1, -1, 1, 1)
-        return (self.scale, (1.0 / (255.0 * std)).astype(np.float32).reshape(shape),
+        return (self.pixel_max, (1.0 / (255.0 * std)).astype(np.float32).reshape(shape),
                 (-mean / std).astype(np.float32).reshape(shape))
 
     def like(self, data: np.ndarray, labels: np.ndarray | None = None) -> ArrayDataset:
         """New uint8 images ``(N, C, H, W)`` preprocessed exactly as this dataset's."""
         labels = np.zeros(len(data), dtype=np.int64) if labels is None else labels
-        return ArrayDataset(data, labels, scale=self.scale, mean=self.mean, std=self.std)
+        return ArrayDataset(data, labels, pixel_max=self.pixel_max, mean=self.mean,
+                            std=self.std)
 
     def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
         idx = as_index_tensor(indices).numpy()

@@ -38,15 +38,15 @@ MODEL, INDEX = "model.pt2", "index.npz"
 
 class FromPixels(nn.Module):
     """``model(preprocess(pixels))``: ``pixels`` in ``0..255`` are inverted (``invert``),
-    requantised to the loader's range ``round(p * scale / 255)`` when it is not 255, then
+    requantised to the loader's range ``round(p * pixel_max / 255)`` when it is not 255, then
     ``x = p * a + b`` (the run's per-channel standardisation)."""
 
     def __init__(self, model: nn.Module, affine, invert: bool) -> None:
         super().__init__()
         self.model, self.invert = model, bool(invert)
         self.identity = affine is None
-        scale, a, b = affine if affine is not None else (255.0, np.ones(1), np.zeros(1))
-        self.scale = float(scale)
+        pixel_max, a, b = affine if affine is not None else (255.0, np.ones(1), np.zeros(1))
+        self.pixel_max = float(pixel_max)
         self.register_buffer("a", torch.as_tensor(np.asarray(a), dtype=torch.float32))
         self.register_buffer("b", torch.as_tensor(np.asarray(b), dtype=torch.float32))
 
@@ -54,8 +54,8 @@ class FromPixels(nn.Module):
         if not self.identity:
             if self.invert:
                 x = 255.0 - x
-            if self.scale != 255.0:
-                x = torch.round(x * (self.scale / 255.0))
+            if self.pixel_max != 255.0:
+                x = torch.round(x * (self.pixel_max / 255.0))
             x = x * self.a + self.b
         return self.model(x)
 
@@ -78,7 +78,7 @@ def export_run(run, out_dir: str | Path) -> dict[str, Path]:
     atomic_write(out / MODEL, lambda handle: torch.export.save(program, handle))
     arrays = {"centroids": np.asarray(classifier.centroids_, dtype=np.float32),
               "centroid_labels": np.asarray(classifier.centroid_labels_),
-              "lengthscale": np.float64(classifier.variance_),
+              "lengthscale": np.float64(classifier.lengthscale_),
               "neighbours": np.int64(classifier.neighbours),
               "class_names": np.asarray(run.class_names),
               "input_shape": np.asarray(run.splits.input_shape, dtype=np.int64),

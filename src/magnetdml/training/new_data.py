@@ -58,7 +58,7 @@ class Concatenated(LabelledDataset):
         self.attributes = {k: np.concatenate([p.attributes[k] for p in self.parts])
                            for k in sorted(keys)}
         self._offsets = np.cumsum([0] + [len(p) for p in self.parts])
-        self.scale = getattr(self.parts[0], "scale", 255.0)
+        self.pixel_max = getattr(self.parts[0], "pixel_max", 255.0)
 
     def _locate(self, indices: Any):
         idx = as_index_tensor(indices).numpy()
