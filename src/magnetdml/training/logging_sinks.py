@@ -72,7 +72,8 @@ class CsvSink(LogSink):
         self.columns: list[str] = list(self.rows[0]) if self.rows else []
 
     def log(self, record: dict, trainer) -> None:
-        row = {**flatten(record), "refresh_seconds": round(trainer.timing["refresh_seconds"], 3)}
+        refresh = trainer.timing_summary()["refresh_seconds"]
+        row = {**flatten(record), "refresh_seconds": round(refresh, 3)}
         self.columns += [key for key in row if key not in self.columns]
         self.rows.append({key: _text(value) for key, value in row.items()})
         text = io.StringIO(newline="")
@@ -107,7 +108,7 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(record).items():
             if key not in ("epoch", "iteration") and math.isfinite(value):
                 self.writer.add_scalar(_tag(key), value, step)
-        total = trainer.timing["refresh_seconds"]
+        total = trainer.timing_summary()["refresh_seconds"]
         if self.refresh_seconds is not None:      # unknown for the first epoch after a resume
             self.writer.add_scalar("index/refresh_seconds", total - self.refresh_seconds, step)
         elif record.get("epoch") == 1:
