@@ -85,7 +85,7 @@ class CsvSink(LogSink):
 class TensorBoardSink(LogSink):
     """Event files in ``RUN/tensorboard/`` (see the module docstring for the tags)."""
 
-    def __init__(self, run_path: Path, iterations_done: int) -> None:
+    def __init__(self, run_path: Path, iterations_done: int, refresh_seconds: float) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -96,7 +96,7 @@ class TensorBoardSink(LogSink):
         self.writer = SummaryWriter(str(Path(run_path) / TENSORBOARD_DIR), flush_secs=10,
                                     purge_step=iterations_done + 1 if iterations_done else None)
         self.logged_iteration = iterations_done
-        self.refresh_seconds: float | None = None
+        self.refresh_seconds = refresh_seconds      # so far (restored with the checkpoint)
 
     def log(self, record: dict, trainer) -> None:
         step = record["iteration"]
@@ -107,11 +107,8 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(record).items():
             if key not in ("epoch", "iteration") and math.isfinite(value):
                 self.writer.add_scalar(_tag(key), value, step)
-        total = trainer.timing["refresh_seconds"]
-        if self.refresh_seconds is not None:      # unknown for the first epoch after a resume
-            self.writer.add_scalar("index/refresh_seconds", total - self.refresh_seconds, step)
-        elif record.get("epoch") == 1:
-            self.writer.add_scalar("index/refresh_seconds", total, step)
+        total = trainer.timing["refresh_seconds"]    # the first epoch's: the first index too
+        self.writer.add_scalar("index/refresh_seconds", total - self.refresh_seconds, step)
         self.refresh_seconds = total
         self.writer.add_scalar("train/epoch", record["epoch"], step)
         self.writer.flush()
@@ -141,7 +138,8 @@ def open_sink(kind: str, trainer) -> LogSink:
         return LogSink()
     if kind == "csv":
         return CsvSink(trainer.run.path, trainer.epoch)
-    return TensorBoardSink(trainer.run.path, trainer.iteration)
+    return TensorBoardSink(trainer.run.path, trainer.iteration,
+                           trainer.timing["refresh_seconds"])
 
 
 def _tag(key: str) -> str:
