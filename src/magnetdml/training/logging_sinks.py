@@ -70,16 +70,24 @@ class CsvSink(LogSink):
                 self.rows = [row for row in csv.DictReader(handle)
                              if _epoch(row) <= epochs_done]
         self.columns: list[str] = list(self.rows[0]) if self.rows else []
+        self.rewrite = True     # the first row rewrites the file (a resume drops stale rows)
 
     def log(self, record: dict, trainer) -> None:
         row = {**flatten(record), "refresh_seconds": round(trainer.timing["refresh_seconds"], 3)}
-        self.columns += [key for key in row if key not in self.columns]
+        added = [key for key in row if key not in self.columns]
+        self.columns += added
         self.rows.append({key: _text(value) for key, value in row.items()})
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=self.columns, restval="")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+        if self.rewrite or added:       # a wider header: every row again, atomically
+            writer.writeheader()
+            writer.writerows(self.rows)
+            atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+            self.rewrite = False
+        else:                           # the usual case: one more line
+            writer.writerow(self.rows[-1])
+            with open(self.path, "a", newline="") as handle:
+                handle.write(text.getvalue())
 
 
 class TensorBoardSink(LogSink):
