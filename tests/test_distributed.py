@@ -70,7 +70,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         t.refresh_index()
         torch.save({"model": t.model.state_dict(), "first_index": first_index,
                     "batches": batches, "assignments": t.index.assignments_,
-                    "centroids": t.index.centroids_, "variance": t.variance,
+                    "centroids": t.index.centroids_, "variance": t.sigma2,
                     "losses": t.sampler._losses.copy()},
                    Path(out) / f"rank{rank}.pt")
         # the command torchrun runs (`torchrun -m magnetdml train ...` sets the same env)

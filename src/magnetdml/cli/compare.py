@@ -57,7 +57,8 @@ def _command_line() -> str | None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..experiments.compare import compare, markdown_table
+    from ..experiments.compare import compare, report_rows
+    from ..reporting.page import markdown_table
 
     config = config_from_arguments(args, {"data.name": args.dataset,
                                           "data.data_dir": args.data_dir,
@@ -68,7 +69,7 @@ def run_compare(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, progress=not args.quiet, jobs=args.jobs,
                      command=_command_line(),
                      log=lambda message: print(message, file=sys.stderr))
-    print(markdown_table(result.table, args.reference))
+    print(markdown_table(report_rows(result.table, args.reference)))
     print(f"report: {result.files['md']}")
     return 0
 

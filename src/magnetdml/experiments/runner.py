@@ -6,7 +6,8 @@ plus labels for the analysis) and how to turn their outcomes into numbers and fi
 (:meth:`Experiment.analyse`). :func:`run_experiment` trains every run into
 ``out_dir/<spec.name>/`` with :func:`magnetdml.training.train` (see :mod:`.run_stage`: a run
 whose ``metrics.json`` exists is finished and skipped, an unfinished one resumes from its
-checkpoint) then writes ``out_dir/results.json`` and ``out_dir/report.md``. In order:
+checkpoint) then writes ``out_dir/results.json``, ``out_dir/report.md`` and
+``out_dir/report.html`` (:func:`magnetdml.reporting.write_report`). In order:
 
 1. the **pretraining** runs (:meth:`Experiment.pretraining`; e.g. softmax on a superset of the
    classes), whose checkpoints are kept: other runs start from them (``RunSpec.init_from``);
@@ -15,6 +16,7 @@ checkpoint) then writes ``out_dir/results.json`` and ``out_dir/report.md``. In o
 3. the experiment's **runs**, then :meth:`Experiment.analyse` over all of them.
 
 The results dict that ``analyse`` returns may hold these keys, which the report renders
+(:func:`magnetdml.reporting.report.experiment_page`)
 (everything else is kept in ``results.json`` only):
 
 * ``"tables"``: ``[{"title": str, "rows": [dict, ...], "columns": [key, ...] (optional)}]``;
@@ -39,9 +41,9 @@ from .._paths import portable_path
 from .._progress import phase
 from .._validation import check_int
 from ..registry import Registry
+from ..reporting.report import RUN_ROW_METRICS, write_report
 from ..training.machine import hardware
 from ..training.run_dir import SUMMARY, write_json
-from .report_page import render_report
 from .run_stage import (  # noqa: F401  (the framework's names, importable from here)
     DATA_FOLDERS,
     DISPOSABLE,
@@ -125,9 +127,9 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     runs finished so far; the results then say which are missing (``"partial"``). Returns the
     results dict, also written to ``out_dir/results.json`` with the command, hardware, run
     list, and this invocation's ``wall_seconds`` and ``runs_trained``, and rendered with its
-    figures to ``out_dir/report.md``. The stages (pretraining, tuning, runs) are those of the
-    module docstring; the tuning stage is skipped when ``tuned_from`` names the folder of
-    another experiment whose ``tuned.json`` to use.
+    figures to ``out_dir/report.md`` and ``report.html``. The stages (pretraining, tuning,
+    runs) are those of the module docstring; the tuning stage is skipped when ``tuned_from``
+    names the folder of another experiment whose ``tuned.json`` to use.
     """
     experiment = EXPERIMENTS.get(name)()
     # relative paths (to the working folder) in every file written: results travel
@@ -214,13 +216,13 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
                "runs": {n: {"group": o.spec.group, "run_dir": str(o.run_dir),
                             "overrides": o.spec.overrides,
                             "iterations": o.summary.get("iterations"),
-                            "train_seconds": o.summary.get("train_seconds")}
+                            **{m: o.summary.get(m) for m in RUN_ROW_METRICS}}
                         for n, o in runs.items()},
                **analysis}
     if provenance and not results["runs_trained"]:
         results.update(provenance, reanalysed_by=command)
     save_results(out_dir, results)
-    (out_dir / "report.md").write_text(render_report(results))
+    write_report(out_dir)       # report.md and report.html, as `magnetdml report` renders them
     return results
 
 

@@ -20,7 +20,7 @@ from .._progress import honours_progress, phase
 from .config import Config
 from .distributed import Distributed
 from .logging_sinks import open_sink
-from .report_plots import plot_run
+from .report_plots import plot_run, save_initial, snapshot_for_plots
 from .trainer import Trainer
 from .warm_start import warm_start
 
@@ -59,8 +59,8 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
             say(f"building the first cluster index of {len(t.labels):,} training examples")
         t.build_initial_index()
         # every rank: the snapshot's embedding passes are sharded collectives
-        initial = t.snapshot_for_plots() if config.eval.plots else None
-        t.save_initial(initial)
+        initial = snapshot_for_plots(t) if config.eval.plots else None
+        save_initial(t, initial)
     bar = tqdm(total=config.train.epochs * len(t.sampler), initial=t.iteration,
                disable=not (progress and dist.is_main), unit="it", dynamic_ncols=True)
     for epoch in range(t.epoch + 1, config.train.epochs + 1):
@@ -75,7 +75,7 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         t.scheduler.step()
-        refresh_now = t.uses_index and t.schedule.at_epoch_end
+        refresh_now = t.uses_index and t.upkeep.schedule.at_epoch_end
         if refresh_now and epoch < config.train.epochs:
             t.refresh_index()
         # Training time includes every refresh that later steps train on: the index is part
