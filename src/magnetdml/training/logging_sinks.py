@@ -73,7 +73,7 @@ class CsvSink(LogSink):
         self.rewrite = True     # the first row rewrites the file (a resume drops stale rows)
 
     def log(self, record: dict, trainer) -> None:
-        row = {**flatten(record), "refresh_seconds": round(trainer.timing["refresh_seconds"], 3)}
+        row = {**flatten(record), "refresh_seconds": round(_refresh_seconds(trainer), 3)}
         added = [key for key in row if key not in self.columns]
         self.columns += added
         self.rows.append({key: _text(value) for key, value in row.items()})
@@ -115,7 +115,7 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(record).items():
             if key not in ("epoch", "iteration") and math.isfinite(value):
                 self.writer.add_scalar(_tag(key), value, step)
-        total = trainer.timing["refresh_seconds"]    # the first epoch's: the first index too
+        total = _refresh_seconds(trainer)    # the first epoch's: the first index too
         self.writer.add_scalar("index/refresh_seconds", total - self.refresh_seconds, step)
         self.refresh_seconds = total
         self.writer.add_scalar("train/epoch", record["epoch"], step)
@@ -126,7 +126,7 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(summary).items():
             if key.endswith("_error") or key.startswith("unseen."):
                 self.writer.add_scalar(f"final/{key}", value, step)
-        embeddings = getattr(trainer, "final_test_embeddings", None)
+        embeddings = trainer.evaluation.final_test_embeddings     # the final model's
         if embeddings is not None and len(embeddings):
             labels = np.asarray(trainer.splits.test.labels)
             keep = np.random.default_rng(0).permutation(len(embeddings))[:PROJECTOR_POINTS]
@@ -147,7 +147,12 @@ def open_sink(kind: str, trainer) -> LogSink:
     if kind == "csv":
         return CsvSink(trainer.run.path, trainer.epoch)
     return TensorBoardSink(trainer.run.path, trainer.iteration,
-                           trainer.timing["refresh_seconds"])
+                           _refresh_seconds(trainer))
+
+
+def _refresh_seconds(trainer) -> float:
+    """The index refreshes' seconds so far (the first index included)."""
+    return float(trainer.timing_summary()["refresh_seconds"])
 
 
 def _tag(key: str) -> str:
