@@ -108,3 +108,23 @@ def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
     assert FILE_MODE == 0o666 & ~mask            # as open() would create them, not 0600
     for name in ("config.json", "checkpoint.pt"):
         assert stat.S_IMODE(os.stat(run.path / name).st_mode) == FILE_MODE
+
+
+def test_an_unfinished_run_written_before_a_field_existed_resumes(tmp_path):
+    """A newer magnetdml resumes an older unfinished run: its config.json lacks the fields
+    added since (here the loss's options and parameter_lr), which count at their defaults."""
+    from dataclasses import asdict
+
+    from magnetdml.training.config import Config
+    from magnetdml.training.run_dir import CHECKPOINT, CONFIG, RunDir
+
+    config = asdict(Config())
+    RunDir.open(tmp_path / "run", config)
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"x")        # something was trained
+    saved = json.loads((tmp_path / "run" / CONFIG).read_text())
+    del saved["loss"]["options"], saved["loss"]["parameter_lr"]
+    (tmp_path / "run" / CONFIG).write_text(json.dumps(saved))
+    RunDir.open(tmp_path / "run", config)                     # resumes: no error
+    other = {**config, "loss": {**config["loss"], "alpha": 3.0}}
+    with pytest.raises(ValueError, match="holds an unfinished run with a different config"):
+        RunDir.open(tmp_path / "run", other)

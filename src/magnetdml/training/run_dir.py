@@ -84,6 +84,19 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``config.json`` with every field added since it was written at its default,
+    so that a newer magnetdml resumes (or trains on) a run an older one wrote."""
+    from dataclasses import asdict
+
+    from .config import Config
+
+    defaults = asdict(Config())
+    return {**defaults, **{key: ({**defaults[key], **value} if isinstance(value, dict)
+                                 and isinstance(defaults.get(key), dict) else value)
+                           for key, value in saved.items()}}
+
+
 def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
     identity = run_identity(config)
     identity.get("train", {}).pop("epochs", None)
@@ -130,9 +143,10 @@ class RunDir:
                              "--out")
         saved = run.path / CONFIG
         if saved.exists() and not overwrite:
-            previous = json.loads(saved.read_text())
+            # both through the defaults: fields added since a run was written count at theirs
+            previous, asked = with_defaults(json.loads(saved.read_text())), with_defaults(config)
             if (run.path / SUMMARY).exists():
-                if not extends(previous, config) or not (run.path / CHECKPOINT).exists():
+                if not extends(previous, asked) or not (run.path / CHECKPOINT).exists():
                     raise ValueError(f"run folder {str(run.path)!r} already holds a finished "
                                      "run; choose another --out, pass --overwrite to replace "
                                      "it, or a larger --train.epochs to train it on")
@@ -140,7 +154,7 @@ class RunDir:
             # without a checkpoint nothing was trained yet (e.g. a run that failed to start):
             # a corrected config may take the folder over, nothing is lost; the number of
             # epochs may change until the run ends (the schedule is per epoch)
-            if _without_epochs(previous) != _without_epochs(config) \
+            if _without_epochs(previous) != _without_epochs(asked) \
                     and (run.path / CHECKPOINT).exists():
                 raise ValueError(f"run folder {str(run.path)!r} holds an unfinished run with a "
                                  "different config; resume it with --config "
