@@ -11,6 +11,7 @@ methods read and write the trainer's attributes.
 
 from __future__ import annotations
 
+from .checkpoint_check import check_checkpoint, identity, load_model_state
 from .setup import make_sampler, restore_rng_state, rng_state
 
 
@@ -29,7 +30,7 @@ class CheckpointState:
         """The run's state (a collective under torchrun: the per-rank streams are gathered).
         Top-level sampler/RNG entries are rank 0's; ``ranks`` holds every rank's."""
         own = self._rank_state()
-        state = {"epoch": self.epoch, "iteration": self.iteration, "variance": self.variance,
+        state = {"identity": identity(self.config), "epoch": self.epoch, "iteration": self.iteration, "variance": self.variance,
                 "model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
@@ -55,6 +56,8 @@ class CheckpointState:
             self.run.save_checkpoint(state)
 
     def _restore(self, state: dict) -> None:
+        path = self.run.checkpoint_path if self.run is not None else self.config.out
+        check_checkpoint(state, self.config, path, uses_index=self.uses_index)
         saved_world = len(state.get("ranks", [None]))
         if saved_world != self.dist.world_size:
             raise ValueError(f"the checkpoint in {self.config.out!r} was written by "
@@ -65,7 +68,7 @@ class CheckpointState:
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.index_iteration = state.get("index_iteration", state["iteration"])
         self.variance = state["variance"]
-        self.model.load_state_dict(state["model"])
+        load_model_state(self.model, state["model"], self.config, path)
         self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -27,8 +27,9 @@ from .config import Config
 from .config_io import config_from_dict
 from .embed import embed_dataset
 from .inference import RunInference
-from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
-from .setup import load_splits, make_index, make_model
+from .checkpoint_check import check_checkpoint, load_model_state
+from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, missing_checkpoint, write_json
+from .setup import load_splits, make_index, make_loss, make_model
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "unseen", "val", "all")
@@ -93,6 +94,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     if not path.is_dir():
         raise FileNotFoundError(f"run_dir {str(path)!r} does not exist; pass the folder that "
                                 "'magnetdml train --out' wrote")
+    if (path / CONFIG).is_file() and not (path / CHECKPOINT).is_file():
+        raise ValueError(missing_checkpoint(path))
     missing = [name for name in (CONFIG, CHECKPOINT) if not (path / name).is_file()]
     if missing:
         raise ValueError(f"run_dir {str(path)!r} is not a run folder: it lacks "
@@ -105,9 +108,13 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
                          "use --device cpu")
     torch_device = torch.device(device)
     state = run.load_checkpoint(map_location=torch_device)
+    check_checkpoint(state, config, run.checkpoint_path)
     splits = load_splits(config)
+    uses_index = bool(getattr(make_loss(config, splits.num_classes), "requires_clusters",
+                              False))
+    check_checkpoint(state, config, run.checkpoint_path, uses_index=uses_index)
     model = make_model(config, splits.input_shape).to(torch_device)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state["model"], config, run.checkpoint_path)
     model.eval()
     index = None
     if state.get("index") is not None:

@@ -1,0 +1,67 @@
+"""What keeps a run folder whole while it changes: the ``--overwrite`` swap and Ctrl-C.
+
+``--overwrite`` trains the new run in ``.NAME.new`` beside the old folder ``NAME``; its first
+checkpoint swaps the two (one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux, two renames
+elsewhere) and the old run, renamed ``.NAME.old``, is deleted. A kill before the swap leaves
+the old run as it was; a kill between the two renames is completed by the next open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def staging_path(path: Path, kind: str = "new") -> Path:
+    return path.parent / f".{path.name}.{kind}"
+
+
+def finish_swap(path: Path) -> None:
+    """Complete an ``--overwrite`` swap a kill interrupted: the new run (it has a checkpoint)
+    takes the folder's place; the old one's leftovers go."""
+    staging, old = staging_path(path), staging_path(path, "old")
+    if not path.exists() and old.exists() and (staging / CHECKPOINT).exists():
+        os.replace(staging, path)
+    if path.exists() and old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one atomic step (Linux ``renameat2``); False where
+    that is not available (then two renames do it)."""
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold a Ctrl-C (SIGINT) back until the block ends, then raise ``KeyboardInterrupt``:
+    torch's zip writer turns an interrupt in the middle of a write into a ``RuntimeError``
+    traceback. Only in the main thread with Python's own handler (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
