@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import as_embedding_matrix
 from ..models.inference import InferenceForward
 from .distributed import Distributed
 
@@ -71,7 +72,7 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
                   batch_size: int | None = None,
                   dist: Distributed | None = None,
                   augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                  copies: int = 0) -> np.ndarray:
+                  copies: int = 0, progress: str | None = None) -> np.ndarray:
     """Embeddings ``(N, E)`` float32 of every example of ``dataset`` (anything
     :func:`as_batch_source` reads), in dataset order.
 
@@ -85,6 +86,7 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     (``benchmarks/training_overhead.py``); it runs through
     :class:`~magnetdml.models.inference.InferenceForward` (BatchNorm folded into the convs, and
     oneDNN's layout on the CPU: ~2x faster on one thread, same embeddings up to float rounding).
+    ``progress``: a description to show a progress bar (stderr) with; none by default.
     """
     dataset = as_batch_source(dataset)
     if batch_size is None:
@@ -94,6 +96,11 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     forward = InferenceForward(model)   # a folded copy when it has BatchNorms: same weights
     indices = dist.shard(len(dataset)) if dist else np.arange(len(dataset))
     parts = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(indices), desc=progress, unit="input", leave=False,
+                   dynamic_ncols=True)
     with torch.inference_mode():
         for start in range(0, len(indices), batch_size):
             x, _ = dataset.get_batch(indices[start:start + batch_size])
@@ -103,6 +110,10 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
             else:
                 out = forward(x).float()
             parts.append(out)
+            if bar is not None:
+                bar.update(len(x))
+    if bar is not None:
+        bar.close()
     model.train(was_training)
     dim = parts[0].shape[1] if parts else _output_dim(model)
     rows = torch.cat(parts) if parts else torch.zeros(0, dim, device=device)
@@ -118,7 +129,37 @@ def embed(model: nn.Module, data, *, device: str | torch.device = "cpu",
     map-style torch ``Dataset`` (items ``x`` or ``(x, label, ...)``). The model's train/eval
     mode is restored afterwards."""
     device = torch.device(device)
-    return embed_dataset(model.to(device), data, device=device, batch_size=batch_size)
+    return embed_inputs(model.to(device), data, device=device, batch_size=batch_size)
+
+
+def embed_inputs(model: nn.Module, data, *, device: torch.device, **options) -> np.ndarray:
+    """:func:`embed_dataset` of inputs a user hands in, checked: no inputs, and embeddings
+    that are not finite or so large that squared distances overflow float32 (inputs of
+    1e20, a diverged model), end in one ``ValueError`` instead of NaN scores later."""
+    source = as_batch_source(data)
+    if len(source) == 0:
+        raise ValueError("data holds no inputs (N = 0); pass at least one input")
+    rows = embed_dataset(model, source, device=device, **options)
+    finite = np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        largest = _largest_input(data)
+        raise ValueError(f"the model's embeddings of {int((~finite).sum())} of {len(rows)} "
+                         f"input(s) are not finite (NaN or inf){largest}; pass inputs "
+                         "preprocessed as the training inputs were (a run's read_images() or "
+                         "preprocess() does it), or retrain: the model diverged")
+    try:
+        return as_embedding_matrix("the model's embeddings", rows)
+    except ValueError as error:             # too large: where they came from helps
+        raise ValueError(f"{error}{_largest_input(data)}") from None
+
+
+def _largest_input(data) -> str:
+    if isinstance(data, (np.ndarray, torch.Tensor)) and len(data):
+        values = np.abs(np.asarray(data, dtype=np.float64))
+        if np.isnan(values).all():
+            return "; the inputs are NaN"
+        return f"; the inputs go up to |x| = {float(np.nanmax(values)):.3g}"
+    return ""
 
 
 def _output_dim(model: nn.Module) -> int:

@@ -25,7 +25,7 @@ from ..evaluation import cluster_variance, evaluate
 from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
 from .config import Config
 from .config_io import config_from_dict
-from .embed import embed_dataset
+from .embed import embed_inputs
 from .inference import RunInference
 from .checkpoint_check import check_checkpoint, load_model_state
 from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, missing_checkpoint, write_json
@@ -58,6 +58,8 @@ class LoadedRun(RunInference):
     summary: dict | None
     history: list[dict] = field(default_factory=list)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: show a progress bar (stderr) over each embedding pass
+    progress: bool = False
 
     @property
     def finished(self) -> bool:
@@ -75,8 +77,10 @@ class LoadedRun(RunInference):
             generator.manual_seed(self.config.train.seed)
             rescale = RandomRescaleCrop(max_scale=self.config.data.max_scale)
             augment = lambda x: rescale(x, generator)  # noqa: E731
-        return embed_dataset(self.model, dataset, device=self.device, augment=augment,
-                             copies=copies)
+        what = getattr(dataset, "name", None) or type(dataset).__name__
+        return embed_inputs(self.model, dataset, device=self.device, augment=augment,
+                            copies=copies, progress=f"embedding {what}" if self.progress
+                            else None)
 
     def cluster_index(self, reference: np.ndarray) -> tuple[ClusterIndex, float]:
         """The run's index and kNC lengthscale ``sigma^2 / scale``; for losses without one
