@@ -29,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="folder of --dataset's files")
     parser.add_argument("--data-options", default="", help="--dataset's loader options as YAML, "
                         "e.g. '{evaluation: true}' (Omniglot's 20 evaluation alphabets)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no phases and progress bars (stderr)")
 
 
 def format_table(results: dict[str, dict], recorded: dict | None = None) -> str:
@@ -62,19 +64,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from ..training.runs import EVALUATION, evaluate_run, load_run, write_evaluation
 
+    if not args.dataset and (args.data_dir or args.data_options):
+        flag = "--data-dir" if args.data_dir else "--data-options"
+        raise ValueError(f"{flag} needs --dataset (the name of the dataset to score, e.g. "
+                         f"--dataset mnist {flag} ...); without it the run's own data is "
+                         f"scored and {flag} would be ignored")
     if args.threads:
         torch.set_num_threads(args.threads)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    say = (lambda _message: None) if args.quiet else (
+        lambda message: print(message, file=sys.stderr, flush=True))
+    say(f"loading the run {args.run_dir}")
     run = load_run(args.run_dir, device=args.device)
+    run.progress = not args.quiet
     if args.dataset:
         from ..training.runs import evaluate_on
         results = evaluate_on(run, args.dataset, args.data_dir, options=args.data_options,
-                              metrics=metrics)
+                              metrics=metrics, log=say)
         print(f"{run.config.data.name}, {run.config.loss.name} run scored on {args.dataset}"
               f"{' ' + args.data_options if args.data_options else ''}:")
         print(format_table(results))
         return 0
-    results = evaluate_run(run, split=args.split, metrics=metrics, write=False)
+    results = evaluate_run(run, split=args.split, metrics=metrics, write=False, log=say)
     state = "finished" if run.finished else "unfinished (last checkpoint)"
     print(f"{run.config.data.name}, {run.config.loss.name}, {run.config.model.backbone}: "
           f"epoch {run.epoch}, iteration {run.iteration}, {state}")

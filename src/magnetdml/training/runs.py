@@ -10,7 +10,7 @@ the same builders training used (``training.setup``), so :func:`evaluate_run` re
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,10 +77,8 @@ class LoadedRun(RunInference):
             generator.manual_seed(self.config.train.seed)
             rescale = RandomRescaleCrop(max_scale=self.config.data.max_scale)
             augment = lambda x: rescale(x, generator)  # noqa: E731
-        what = getattr(dataset, "name", None) or type(dataset).__name__
         return embed_inputs(self.model, dataset, device=self.device, augment=augment,
-                            copies=copies, progress=f"embedding {what}" if self.progress
-                            else None)
+                            copies=copies, progress="embedding" if self.progress else None)
 
     def cluster_index(self, reference: np.ndarray) -> tuple[ClusterIndex, float]:
         """The run's index and kNC lengthscale ``sigma^2 / scale``; for losses without one
@@ -132,7 +130,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
 
 
 def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
-                 metrics: Sequence[str] | None = None, write: bool = True) -> dict[str, dict]:
+                 metrics: Sequence[str] | None = None, write: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Re-evaluate a saved run; returns ``{split: {metric: value}}``.
 
     ``test`` (and ``val``): held-out examples of the training classes against the training
@@ -141,7 +140,9 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
     ``unseen``: the classes held out of training, among themselves (:data:`UNSEEN_METRICS`).
     ``all``: every split the run's data has. ``metrics`` keeps only the named metrics. With
     ``write``, the result (and the checkpoint's epoch) goes to ``RUN_DIR/evaluation.json``.
+    ``log(message)`` hears each phase (embedding a split, scoring it).
     """
+    log = log or (lambda _message: None)
     check_choice("split", split, SPLITS)
     if metrics is not None:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -163,16 +164,20 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
         dataset = getattr(splits, name)
         if dataset is None:
             continue
+        log(f"embedding the {name} split ({len(dataset):,} inputs)")
         queries = run.embed(dataset)                                          # (N, E)
         if name == "unseen":
             names = [m for m in (metrics or UNSEEN_METRICS)
                      if m in UNSEEN_METRICS or m in CLUSTERING_METRICS]
             if names:
+                log(f"scoring the {name} split")
                 results[name] = evaluate(queries, dataset.labels, metrics=names,
                                          seed=run.config.train.seed)
             continue
         if reference is None:
+            log(f"embedding the training split ({len(splits.train):,} inputs, the reference)")
             reference = run.embed(splits.train)                               # (N_train, E)
+        log(f"scoring the {name} split")
         results[name] = _seen_metrics(run, queries, dataset.labels, reference, metrics)
     if write:
         write_evaluation(run, results)
@@ -188,7 +193,8 @@ def write_evaluation(run: LoadedRun, results: dict[str, dict]) -> Path:
 
 
 def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None = None, *,
-                options: str = "", metrics: Sequence[str] | None = None) -> dict[str, dict]:
+                options: str = "", metrics: Sequence[str] | None = None,
+                log: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Score a saved run on another dataset ``dataset`` (``data_dir``, loader ``options`` as
     YAML), loaded with the run's split seed; returns ``{part: {metric: value}}``.
 
@@ -197,14 +203,17 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
     split is scored as seen classes (``"test"``: kNC with the run's index, soft kNN against
     the run's training embeddings), and its held-out classes, if any, as ``"unseen"``. When
     its classes are others, every example of it is scored as ``"unseen"``: clustering and
-    retrieval among themselves (:data:`UNSEEN_METRICS`)."""
+    retrieval among themselves (:data:`UNSEEN_METRICS`). ``log(message)`` hears each phase.
+    """
     import dataclasses
 
+    log = log or (lambda _message: None)
     if not isinstance(run, LoadedRun):
         run = load_run(run)
     data = dataclasses.replace(run.config.data, name=dataset, data_dir=data_dir,
                                options=options, val_fraction=0.0, unseen_classes=0.0,
                                collapse_pairs=False)
+    log(f"loading {dataset}" + (f" from {data_dir}" if data_dir else ""))
     other = load_splits(dataclasses.replace(run.config, data=data).validate())
     if tuple(other.input_shape) != tuple(run.splits.input_shape):
         raise ValueError(f"{dataset!r} has inputs {tuple(other.input_shape)} but the run was "
@@ -213,14 +222,21 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
     unseen_names = [m for m in (metrics or UNSEEN_METRICS) if m in UNSEEN_METRICS]
     results: dict[str, dict] = {}
     if list(other.class_names) == list(run.splits.class_names):
-        results["test"] = _seen_metrics(run, run.embed(other.test), other.test.labels,
-                                        run.reference_embeddings(), metrics)
+        log(f"embedding {dataset}'s test split ({len(other.test):,} inputs, the run's classes)")
+        queries = run.embed(other.test)
+        log(f"embedding the run's training split ({len(run.splits.train):,} inputs, the "
+            "reference)")
+        reference = run.reference_embeddings()
+        log(f"scoring {dataset}'s test split")
+        results["test"] = _seen_metrics(run, queries, other.test.labels, reference, metrics)
         parts = [other.unseen] if other.unseen is not None else []
     else:
         parts = [p for p in (other.train, other.test, other.unseen) if p is not None]
     if parts and unseen_names:
+        log(f"embedding {sum(len(p) for p in parts):,} inputs of classes the run never saw")
         queries = np.concatenate([run.embed(p) for p in parts])
         labels = np.concatenate([p.labels for p in parts])
+        log("scoring them (clustering and retrieval among themselves)")
         results["unseen"] = evaluate(queries, labels, metrics=unseen_names,
                                      seed=run.config.train.seed)
     return results
