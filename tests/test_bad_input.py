@@ -316,6 +316,19 @@ def _api_cases():
          "overflow"),
         ("run.embed(inputs of 1e20)", lambda p: loaded(p).embed(inputs(p, 1e20)[1]),
          "overflow"),
+        # misspelt keyword arguments (alpah=5) are refused by name, never swallowed
+        *[(f"{name}(alpah=5)", call, "alpah") for name, call in [
+            ("md.load_dataset", lambda p: md.load_dataset("digits", alpah=5)),
+            ("md.build_model", lambda p: md.build_model("mlp", (1, 8, 8), 16, alpah=5)),
+            ("md.evaluate", lambda p: md.evaluate(np.eye(4), np.arange(4) % 2, alpah=5)),
+            ("md.embed", lambda p: md.embed(loaded(p).model, np.zeros((1, 1, 8, 8)), alpah=5)),
+            ("md.load_run", lambda p: md.load_run(p["RUN"], alpah=5)),
+            ("md.train", lambda p: md.train(md.Config(), alpah=5)),
+            ("md.apply_overrides", lambda p: md.apply_overrides(md.Config(),
+                                                                 {"train.alpah": 5})),
+            ("md.KNearestClusters", lambda p: md.KNearestClusters(alpah=5)),
+            ("md.ClusterIndex", lambda p: md.ClusterIndex(alpah=5)),
+            ("run.top_k", lambda p: loaded(p).top_k(test_split(p), alpah=5))]],
     ]
 
 
@@ -349,7 +362,8 @@ def test_a_rerun_without_epochs_changes_nothing(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
 
 
-def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path, monkeypatch):
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path, monkeypatch,
+                                                                        capsys):
     """--overwrite builds the new run beside the old one: a kill before its first checkpoint
     leaves the old run whole; the first checkpoint swaps them."""
     import json
@@ -364,6 +378,7 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path
         raise KeyboardInterrupt      # stands for a kill -9 before the first checkpoint
     monkeypatch.setattr(run_dir_module.RunDir, "save_checkpoint", killed)
     assert main(_tiny_train(out, "--epochs", "2", "--overwrite")) == 130
+    assert "is untouched" in capsys.readouterr().err
     assert {name: (out / name).read_bytes() for name in old} == old
     monkeypatch.undo()
     assert main(_tiny_train(out, "--epochs", "2", "--overwrite")) == 0
