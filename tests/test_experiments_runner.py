@@ -302,3 +302,18 @@ def test_a_kept_run_trains_on_when_the_experiment_asks_for_more_epochs(tmp_path)
     other = RunSpec("r", {**spec.overrides, "train.epochs": 3, "train.lr": 0.01})
     with pytest.raises(ValueError, match="holds a finished run with a different config"):
         train_runs([other], tmp_path, progress=False)
+
+
+def test_a_loss_override_reaches_the_runs_whose_loss_reads_it(tmp_path):
+    from magnetdml.experiments.run_stage import check_applicable, run_config
+
+    given = {"loss.alpha": 2.0, "train.epochs": 3}
+    magnet = run_config(RunSpec("m", {**TINY, "loss.name": "magnet"}), tmp_path, overrides=given)
+    triplet = run_config(RunSpec("t", {**TINY, "loss.name": "triplet"}), tmp_path,
+                         overrides=given)
+    assert (magnet.loss.alpha, magnet.train.epochs) == (2.0, 3)
+    assert (triplet.loss.alpha, triplet.train.epochs) == (1.0, 3)   # alpha is not triplet's
+    check_applicable(given, ["magnet", "triplet"])
+    with pytest.raises(ValueError, match=r"loss.alpha applies to none of this experiment's "
+                                         r"losses \(softmax, triplet\); drop it"):
+        check_applicable(given, ["softmax", "triplet"])

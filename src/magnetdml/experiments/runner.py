@@ -46,9 +46,11 @@ from .run_stage import (  # noqa: F401  (the framework's names, importable from 
     WARM_STARTS,
     RunOutcome,
     RunSpec,
+    check_applicable,
     mean_std,
     metric,
     run_config,
+    spec_loss,
     train_runs,
 )
 from .tuning import apply_tuned, load_tuned, tune
@@ -140,6 +142,7 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     if datasets:
         specs, tuning = (_only_datasets(name, specs, datasets),
                          [s for s in tuning if s.group.get("dataset") in datasets])
+    check_applicable(overrides, [spec_loss(s) for s in [*pretraining, *tuning, *specs]])
 
     def configure(spec: RunSpec, folder: Path) -> Any:
         return run_config(spec, folder, overrides=overrides, data_root=data_root,

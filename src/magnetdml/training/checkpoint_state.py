@@ -30,7 +30,8 @@ class CheckpointState:
         """The run's state (a collective under torchrun: the per-rank streams are gathered).
         Top-level sampler/RNG entries are rank 0's; ``ranks`` holds every rank's."""
         own = self._rank_state()
-        state = {"identity": identity(self.config), "epoch": self.epoch, "iteration": self.iteration, "variance": self.variance,
+        state = {"identity": identity(self.config), "epoch": self.epoch,
+                "iteration": self.iteration, "variance": self.variance,
                 "model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),

@@ -26,8 +26,8 @@ class EarlyStopping:
 
     @property
     def val_metric(self) -> str:
-        """``knc_error`` for cluster losses (they have an index), ``knn_error`` otherwise."""
-        return "knc_error" if self.uses_index else "knn_error"
+        """The loss's own protocol (its spec): ``knc_error`` for cluster losses, else kNN."""
+        return self.config.loss.spec().own_metric
 
     def check_patience(self) -> None:
         if self.config.train.patience and self.splits.val is None:
