@@ -108,6 +108,10 @@ CASES = [
     (["evaluate", "OLDDIM"], "does not fit the model config.json describes"),
     (["evaluate", "OLDLOSS"], "holds a cluster index"),
     (["evaluate", "NOCKPT"], "has no checkpoint.pt yet"),
+    (["train", "--model.init_from", "EMPTYCKPT"], "is empty (0 bytes)"),
+    (["train", "--model.init_from", "CUT5000"], "cannot be read as a checkpoint"),
+    (["train", "--model.init_from", "OTHERBACKBONE", "--model.backbone", "small-cnn"],
+     "does not fit this model"),
     # --- issue 23: silently wrong, slow, or crashing inputs of the run commands
     (["evaluate", "RUN", "--data-dir", "NOWHERE"], "--data-dir needs --dataset"),
     (["retrieve", "RUN", "--split", "test", "--limit", "100000", "--out", "OUT/g.png"],
@@ -531,3 +535,16 @@ def test_report_on_a_compare_folder(tmp_path, capsys):
     assert main(["report", str(out)]) == 0, capsys.readouterr().err
     page = (out / "report.md").read_text()
     assert "magnet" in page and "triplet" in page
+
+
+def test_resuming_from_another_runs_checkpoint_is_refused(places, tmp_path, capsys):
+    """An unfinished run folder whose checkpoint a magnet run wrote, but whose config.json
+    says triplet: resuming it would train a triplet run from a magnet state."""
+    import shutil
+    folder = tmp_path / "swapped"
+    shutil.copytree(places["OTHERLOSS"], folder)
+    (folder / "metrics.json").unlink()                   # unfinished: train resumes it
+    assert main(["train", "--config", str(folder / "config.json"), "--out", str(folder),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was written by a 'magnet' run" in err and len(err.splitlines()) == 1, err
