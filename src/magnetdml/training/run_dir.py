@@ -269,6 +269,6 @@ def missing_checkpoint(path: Path) -> str:
     epochs = len(RunDir(path).read_history()) if (path / HISTORY).is_file() else 0
     state = (f"it is training now ({busy}): wait for its first epoch to end" if busy else
              "its training stopped before the first epoch ended (nothing was saved); start it "
-             f"again with 'magnetdml train --config {path / CONFIG}'")
+             f"again with 'magnetdml train --config {path / CONFIG} --out {path}'")
     logged = f" ({epochs} epoch(s) logged but not saved)" if epochs else ""
     return f"run folder {str(path)!r} has no {CHECKPOINT} yet{logged}: {state}"

@@ -46,6 +46,9 @@ class RunLock:
                 raise ValueError(f"run folder {str(folder)!r} is in use by another magnetdml "
                                  f"process ({holder(folder) or 'unknown holder'}); wait for it "
                                  "to end, or choose another --out") from None
+            except OSError:     # a file system without flock (some network mounts): unlocked
+                os.close(fd)
+                return cls(folder, None)
             # the holder before us may have unlinked the file as it released it: our lock is
             # then on a file nobody else sees, so take the lock of the current file instead
             try:
@@ -94,6 +97,8 @@ def holder(folder: str | os.PathLike) -> str | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return path.read_text().strip() or "unknown holder"
+        except OSError:
+            return None
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
