@@ -76,7 +76,7 @@ CASES = [
     (["predict", "RUN", "--split", "val"], "has no val split"),
     (["predict", "RUN", "--split", "test", "--top", "0"], "--top must be >= 1"),
     (["predict", "RUN", "--split", "test", "--out", "OUT/x.txt"], "must end in .csv or .json"),
-    (["embed", "RUN", "--split", "test", "--out", "OUT/x.npy"], "must end in .npz"),
+    (["embed", "RUN", "--split", "test", "--out", "OUT/x.txt"], "must end in .npz"),
     (["retrieve", "RUN", "--split", "test", "--k", "0"], "--k and --limit must be >= 1"),
     (["retrieve", "RUN", "--split", "test", "--out", "OUT/x.jpg"], "must end in .png"),
     (["cluster", "RUN", "--split", "test", "--k", "0", "--out", "OUT/c"], "--k must be between"),
@@ -388,6 +388,8 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path
     assert main(_tiny_train(out, "--epochs", "2", "--overwrite")) == 0
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    # metrics.csv, opened in the new run's staging folder, followed it through the swap
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]     # nothing left beside
 
 

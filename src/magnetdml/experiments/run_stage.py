@@ -22,6 +22,7 @@ import numpy as np
 from ..losses import loss_spec
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, extends, run_identity
+from ..training.setup import pin_data_options
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
 DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
@@ -113,7 +114,7 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     # through the config tree, so that fields added since the run was trained count at
     # their defaults (a newer magnetdml still resumes an experiment an older one finished)
     saved = config_to_dict(config_from_dict(json.loads((run_dir / CONFIG).read_text())))
-    asked = config_to_dict(config)
+    asked = config_to_dict(pin_data_options(config))    # as train() writes it (image folders)
     if (run_dir / CHECKPOINT).is_file() and extends(saved, asked):
         return None          # the same run with more epochs: it trains on from its checkpoint
     if run_identity(saved) != run_identity(asked):

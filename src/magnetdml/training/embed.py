@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._progress import bar
 from .._validation import as_embedding_matrix
 from ..models.inference import InferenceForward
 from .distributed import Distributed
@@ -72,7 +73,7 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
                   batch_size: int | None = None,
                   dist: Distributed | None = None,
                   augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                  copies: int = 0, progress: str | None = None) -> np.ndarray:
+                  copies: int = 0) -> np.ndarray:
     """Embeddings ``(N, E)`` float32 of every example of ``dataset`` (anything
     :func:`as_batch_source` reads), in dataset order.
 
@@ -86,7 +87,6 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     (``benchmarks/training_overhead.py``); it runs through
     :class:`~magnetdml.models.inference.InferenceForward` (BatchNorm folded into the convs, and
     oneDNN's layout on the CPU: ~2x faster on one thread, same embeddings up to float rounding).
-    ``progress``: a description to show a progress bar (stderr) with; none by default.
     """
     dataset = as_batch_source(dataset)
     if batch_size is None:
@@ -96,12 +96,9 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     forward = InferenceForward(model)   # a folded copy when it has BatchNorms: same weights
     indices = dist.shard(len(dataset)) if dist else np.arange(len(dataset))
     parts = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(indices), desc=progress, unit="input", leave=False,
-                   dynamic_ncols=True)
-    with torch.inference_mode():
+    shown = bar(total=len(indices), desc="embedding", unit="img",
+                progress=dist is None or dist.is_main)
+    with torch.inference_mode(), shown:
         for start in range(0, len(indices), batch_size):
             x, _ = dataset.get_batch(indices[start:start + batch_size])
             x = x.to(device, non_blocking=True)
@@ -110,10 +107,7 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
             else:
                 out = forward(x).float()
             parts.append(out)
-            if bar is not None:
-                bar.update(len(x))
-    if bar is not None:
-        bar.close()
+            shown.update(len(out))
     model.train(was_training)
     dim = parts[0].shape[1] if parts else _output_dim(model)
     rows = torch.cat(parts) if parts else torch.zeros(0, dim, device=device)
@@ -142,11 +136,11 @@ def embed_inputs(model: nn.Module, data, *, device: torch.device, **options) -> 
     rows = embed_dataset(model, source, device=device, **options)
     finite = np.isfinite(rows).all(axis=1)
     if not finite.all():
-        largest = _largest_input(data)
         raise ValueError(f"the model's embeddings of {int((~finite).sum())} of {len(rows)} "
-                         f"input(s) are not finite (NaN or inf){largest}; pass inputs "
-                         "preprocessed as the training inputs were (a run's read_images() or "
-                         "preprocess() does it), or retrain: the model diverged")
+                         f"input(s) are not finite (NaN or inf){_largest_input(data)}; pass "
+                         "inputs preprocessed as the training inputs were (a run's "
+                         "read_images() or preprocess() does it), or retrain: the model "
+                         "diverged")
     try:
         return as_embedding_matrix("the model's embeddings", rows)
     except ValueError as error:             # too large: where they came from helps

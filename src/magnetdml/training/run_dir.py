@@ -21,14 +21,25 @@ from typing import Any
 
 import torch
 
+from .._version import __version__
 from .run_lock import RunLock, holder
-from .run_swap import deferred_interrupt, exchange, finish_swap, staging_path
+from .run_swap import (
+    deferred_interrupt,
+    exchange,
+    finish_swap,
+    link_staging,
+    remove_staging,
+    staging_path,
+)
 from .safe_load import load_state
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "metrics.jsonl"
 SUMMARY = "metrics.json"
+#: The key of ``config.json`` that records the magnetdml version that wrote it (not a field of
+#: the config: reading the file back ignores it, and runs of two versions compare equal).
+VERSION_KEY = "magnetdml_version"
 
 
 def _process_umask() -> int:
@@ -66,9 +77,10 @@ def write_json(path: Path, data: Any) -> None:
 
 #: Config fields that say where and how fast a run computes, not what: a run resumed or
 #: compared with other values of these is the same run (another thread count, device, data
-#: folder; ``out`` itself: a moved run folder, or the same one by another path).
+#: folder; ``out`` itself: a moved run folder, or the same one by another path; where the
+#: metrics are also logged).
 MACHINE_FIELDS = (("train", "threads"), ("train", "device"), ("train", "warm_start_cache"),
-                  ("data", "data_dir"))
+                  ("data", "data_dir"), ("train", "log"))
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +89,11 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     for section, key in MACHINE_FIELDS:
         config.get(section, {}).pop(key, None)
     config.pop("out", None)
+    config.pop(VERSION_KEY, None)
+    # the same weights by an absolute or a relative path (results now record relative ones)
+    init_from = config.get("model", {}).get("init_from")
+    if init_from:
+        config["model"]["init_from"] = os.path.abspath(init_from)
     return config
 
 
@@ -114,6 +131,7 @@ class RunDir:
         self.path = path
         self.final: Path | None = None      # set while an --overwrite builds beside the old run
         self._locks: list[RunLock] = []
+        self._link: Path | None = None      # the staging name, pointing at the swapped-in run
 
     @classmethod
     def default_path(cls, dataset: str, loss: str) -> Path:
@@ -137,7 +155,7 @@ class RunDir:
         return run
 
     def _prepare(self, config: dict[str, Any], overwrite: bool) -> None:
-        shutil.rmtree(staging_path(self.path), ignore_errors=True)   # a killed --overwrite's
+        remove_staging(self.path)           # what a killed --overwrite left
         saved = self.path / CONFIG
         if saved.exists() and not overwrite:
             previous = json.loads(saved.read_text())
@@ -166,10 +184,13 @@ class RunDir:
             (self.path / HISTORY).unlink(missing_ok=True)
         for stale in self.path.glob(".*.tmp"):    # atomic writes a kill -9 interrupted
             stale.unlink(missing_ok=True)
-        write_json(self.path / CONFIG, config)
+        write_json(self.path / CONFIG, {VERSION_KEY: __version__, **config})
 
     def close(self) -> None:
         """Free the folder for other processes (the end of a run, or its failure)."""
+        if self._link is not None and self._link.is_symlink():
+            self._link.unlink(missing_ok=True)
+        self._link = None
         while self._locks:
             self._locks.pop().release()
 
@@ -198,6 +219,7 @@ class RunDir:
             os.replace(final, old)
             os.replace(staging, final)
         self.path, self.final = final, None
+        self._link = link_staging(staging, final)
         for lock in [lock for lock in self._locks if lock.folder == final]:
             self._locks.remove(lock)        # the old run's lock: its folder goes
             lock.moved(old)

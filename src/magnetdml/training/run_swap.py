@@ -22,11 +22,32 @@ def staging_path(path: Path, kind: str = "new") -> Path:
     return path.parent / f".{path.name}.{kind}"
 
 
+def link_staging(staging: Path, final: Path) -> Path | None:
+    """After the swap, the staging name points at the new run (a relative symlink) until the
+    run ends: whatever opened its files by their staging paths (a metrics.csv writer, the
+    TensorBoard writer) keeps writing into the run. None where symlinks cannot be made."""
+    try:
+        staging.symlink_to(final.name, target_is_directory=True)
+    except OSError:
+        return None
+    return staging
+
+
+def remove_staging(path: Path) -> None:
+    """Remove the staging name of run folder ``path``: a link, or a killed run's folder."""
+    staging = staging_path(path)
+    if staging.is_symlink():
+        staging.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def finish_swap(path: Path) -> None:
     """Complete an ``--overwrite`` swap a kill interrupted: the new run (it has a checkpoint)
     takes the folder's place; the old one's leftovers go."""
     staging, old = staging_path(path), staging_path(path, "old")
-    if not path.exists() and old.exists() and (staging / CHECKPOINT).exists():
+    if not path.exists() and old.exists() and not staging.is_symlink() \
+            and (staging / CHECKPOINT).exists():
         os.replace(staging, path)
     if path.exists() and old.exists():
         shutil.rmtree(old, ignore_errors=True)
