@@ -79,7 +79,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{flag} needs --dataset NAME (the dataset to score, e.g. --dataset "
                          f"mnist {flag} ...); without it the run's own data is scored and "
                          f"{flag} would be ignored")
-    phase(f"loading the run {args.run_dir}")
     run = load_run(args.run_dir, device=args.device)
     if args.dataset:
         phase(f"loading {args.dataset}" + (f" from {args.data_dir}" if args.data_dir else ""))

@@ -117,8 +117,6 @@ def experiment_page(folder: Path) -> Page:
     if not isinstance(results, dict):
         raise ValueError(f"{folder / 'results.json'} must hold a JSON object (the results of "
                          "'magnetdml experiment'); got something else")
-    if isinstance(results.get("runs"), list):       # a 'magnetdml compare' folder
-        results = _comparison_as_experiment(results, folder)
     quick = " (quick version)" if results.get("quick") else ""
     page = Page(results.get("title")
                 or f"Experiment {results.get('experiment', folder.name)}{quick}", folder)
@@ -183,28 +181,6 @@ def experiment_page(folder: Path) -> Page:
                 for row, _ in runs if (folder / row["run"] / "loss_curve.png").is_file()]
     _add_figures(page, folder, figures)
     return page
-
-
-def _comparison_as_experiment(results: dict, folder: Path) -> dict:
-    """The ``results.json`` of ``magnetdml compare`` (a per-loss ``table``, a list of
-    ``runs`` in ``LOSS/seedS/``) in the shape of an experiment's results."""
-    columns = ["loss", "seeds", "knc_error", "knn_error", "error_at_5", "map_at_r", "nmi", "f1",
-               "train_seconds", "final_error", "reached", "speedup"]
-    runs = {}
-    for run in results["runs"]:
-        try:
-            name = str(Path(run["run_dir"]).resolve().relative_to(folder.resolve()))
-        except (KeyError, TypeError, ValueError):   # a moved folder: its usual place
-            name = f"{run.get('loss')}/seed{run.get('seed')}"
-        runs[name] = {"group": {"loss": run.get("loss"), "seed": run.get("seed")}}
-    return {"experiment": "loss comparison", "command": results.get("command"),
-            "hardware": results.get("hardware"),
-            "description": f"Losses {', '.join(map(str, results.get('losses', [])))} under "
-                           f"one budget; reference {results.get('reference')}.",
-            "tables": [{"title": "Losses (mean over seeds)", "rows": results.get("table", []),
-                        "columns": columns}],
-            "figures": [{"title": "Test error during training", "path": "error_curves.png"}],
-            "runs": runs}
 
 
 def _run_rows(folder: Path, listed: dict) -> list[tuple[dict, list[dict]]]:
