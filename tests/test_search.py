@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from magnetdml.cli import main
-from magnetdml.experiments.search import evaluate_run, random_search
+from magnetdml.experiments.search import random_search
 from magnetdml.experiments.search_space import DEFAULT_SPACE, SearchSpace
 from magnetdml.training import Config, apply_overrides, load_config_file
+from magnetdml.training.runs import evaluate_run
 
 TINY = {"train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
         "data.val_fraction": 0.2, "eval.every": 0, "eval.plots": False,
@@ -157,18 +158,18 @@ def test_trials_in_worker_processes_are_the_same_runs(search, tmp_path):
 def test_evaluate_run_on_test_matches_the_trainers_summary(search):
     _, out, _ = search
     summary = json.loads((out / "trial_000" / "metrics.json").read_text())
-    errors = evaluate_run(out / "trial_000", "test")
-    assert errors["knc_error"] == pytest.approx(summary["knc_error"])
-    assert errors["knn_error"] == pytest.approx(summary["knn_error"])
-    same = evaluate_run(out / "trial_000", "test", test_time_augment=0)   # 0: the config's
-    assert same == errors
-    averaged = evaluate_run(out / "trial_000", "test", test_time_augment=2)
-    assert averaged["knc_error"] != errors["knc_error"] or \
-        averaged["knn_error"] != errors["knn_error"]                    # other embeddings
-    with pytest.raises(ValueError, match=r"test_time_augment must be >= 0; got -1"):
-        evaluate_run(out / "trial_000", "test", test_time_augment=-1)
-    with pytest.raises(ValueError, match="has no unseen split"):
-        evaluate_run(out / "trial_000", "unseen")
+    def errors(**options):
+        return evaluate_run(out / "trial_000", split="test", metrics=["knc_error", "knn_error"],
+                            write=False, **options)["test"]
+
+    assert errors() == {"knc_error": summary["knc_error"], "knn_error": summary["knn_error"]}
+    assert errors(test_time_augment=0) == errors()        # 0: the config's (none)
+    averaged = errors(test_time_augment=2)
+    assert averaged != errors()                            # other embeddings
+    with pytest.raises(ValueError, match=r"test_time_augment must be >= 0 .*; got -1"):
+        errors(test_time_augment=-1)
+    with pytest.raises(ValueError, match="split 'unseen' is empty for this run"):
+        evaluate_run(out / "trial_000", split="unseen", write=False)
 
 
 def test_search_refuses_a_config_without_a_validation_split(tmp_path):

@@ -89,9 +89,8 @@ class SearchSpace:
     def __init__(self, loss: str = "magnet", overrides: dict[str, str] | None = None, *,
                  max_batch: int = 48, requires_clusters: bool | None = None) -> None:
         if requires_clusters is None:
-            from ..losses import build_loss
-            requires_clusters = bool(getattr(build_loss(loss, embedding_dim=2, num_classes=2),
-                                             "requires_clusters", False))
+            from ..losses import loss_spec
+            requires_clusters = loss_spec(loss).uses_index
         names = ["lr", "lr_decay", *_LOSS_PARAMS.get(loss, ()),
                  *(CLUSTER_PARAMS if requires_clusters else ())]
         self.loss, self.max_batch = loss, check_int("max_batch", max_batch, minimum=4)

@@ -170,12 +170,12 @@ class MagnetLoss(nn.Module):
     See :func:`magnet_loss_terms` for the equations.
     """
 
-    requires_clusters = True
-
     def __init__(self, alpha: float = 1.0, reduction: str = "mean",
                  variance: float | None = None, scale: float = 1.0) -> None:
         super().__init__()
-        self.alpha = check_float("alpha", alpha)
+        # a negative margin makes every example "satisfied": the loss trains nothing
+        self.alpha = check_float("alpha", alpha, minimum=0.0,
+                                 fix="the margin in units of the variance, ~1 (paper: 0.7-7)")
         self.scale = check_scale(scale)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.variance = (None if variance is None
