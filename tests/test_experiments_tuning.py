@@ -59,10 +59,11 @@ def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
     for loss in LOSSES:
         entry = entries[f"digits-{loss}"]
         assert entry["group"] == {"dataset": "digits", "loss": loss} and entry["trials"] == 2
-        best = json.loads((out / "tuning" / f"digits-{loss}" / f"trial_{entry['best_trial']:03d}"
-                           / "val_metrics.json").read_text())
-        assert entry["val_error"] == best[f"val_{entry['metric']}"]
-        assert entry["metric"] == ("knc_error" if loss == "magnet" else "knn_error")
+        history = (out / "tuning" / f"digits-{loss}" / f"trial_{entry['best_trial']:03d}"
+                   / "metrics.jsonl").read_text().splitlines()
+        metric = "val_knc_error" if loss == "magnet" else "val_knn_error"
+        assert entry["val_error"] == json.loads(history[-1])[metric]
+        assert (out / "tuning" / f"digits-{loss}" / "study.db").is_file()
         assert set(entry["params"]) >= {"train.lr", "train.lr_decay"}
         assert ("loss.scale" in entry["params"]) == (loss == "magnet")
         for seed in (0, 1):
@@ -80,7 +81,7 @@ def test_a_rerun_skips_finished_trials_and_runs(tuned):
     before = load_tuned(out)
     messages = []
     run_experiment(TinyTuned.name, out, progress=False, log=messages.append)
-    assert sum("finished before, skipped" in m for m in messages) == 4
+    assert sum("2 trial(s) finished before; nothing to train" in m for m in messages) == 2
     assert sum("already finished; skipped" in m for m in messages) == 4
     assert load_tuned(out) == before      # the searches' times are those that ran them
 

@@ -38,7 +38,7 @@ def render_report(results: dict) -> str:
     if results.get("tuned"):
         rows = [{"search": name, "val_error": entry.get("val_error"),
                  "metric": entry.get("metric"), "trials": entry.get("trials"),
-                 "failed": entry.get("failed"), **entry["params"]}
+                 "pruned": entry.get("pruned"), **entry["params"]}
                 for name, entry in results["tuned"].items()]
         text += ["## Tuned configurations", "",
                  "Each group of runs trained with the best trial of its own random search "

@@ -1,24 +1,36 @@
-"""Random hyperparameter search scored on a validation split (paper Appendix B).
+"""Hyperparameter search with Optuna, scored on a validation split (paper App. B, with TPE).
 
 The paper tunes, by random search on validation error, the learning rate, its annealing and
-the loss's own parameters; which ones, over which ranges, is :mod:`.search_space`.
+the loss's own parameters (which ones, over which ranges: :mod:`.search_space`). Here the
+search is Optuna's seeded TPE sampler (random for its first trials, then model-based), and
+every trial trains to the full budget (``train.epochs``, or fewer with ``train.patience``)
+unless the pruner stops it: after every pass the trial reports its validation error (the
+loss's own protocol: kNC for cluster losses, soft kNN otherwise, ``1 - MAP@R`` on a
+class-disjoint split) and the pruner (``median`` or ``hyperband``; ``none``) stops trials
+that trail the others at the same pass. A trial's value is the validation error of the model
+it ends with (the best pass with ``train.patience``, else the last). A trial that diverges is
+pruned; any other error stops the search.
 
-Each trial is a :func:`magnetdml.training.train` run in ``out/trial_NNN`` (with
-``data.val_fraction > 0``), then its final model is scored on the validation split by
-:func:`evaluate_run`. Trial ``i`` draws its parameters from ``numpy.random.default_rng([seed,
-i])``, so a search is reproducible, can be extended with more trials, and resumes by skipping
-trials whose ``val_metrics.json`` exists (an interrupted trial resumes from its checkpoint).
-A trial that fails (e.g. diverges) is recorded as failed and skipped on resume; if the first
-three all fail, the base config is at fault and the search stops with the first error.
+Each trial is a :func:`magnetdml.training.train` run in ``out/trial_NNN`` with no plots and no
+test-split scoring between passes: only what the tuner needs. The study lives in
+``out/study.db`` (SQLite; ``storage`` takes any Optuna storage URL, e.g. PostgreSQL, for
+several machines on one study). ``jobs`` worker processes share it; a killed search resumes
+where it stopped: its unfinished trials are retried with the same values from their
+checkpoints (by this folder's next search at once; on a shared ``storage``, by Optuna's
+heartbeat once the dead process has been silent for :data:`GRACE_SECONDS`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import json
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +40,21 @@ import yaml
 from .._validation import check_choice, check_int
 from ..training import Config, apply_overrides, config_to_dict, train
 from ..training.parallel import in_workers, with_threads
-from ..training.run_dir import SUMMARY, write_json
+from ..training.run_dir import CHECKPOINT, HISTORY, SUMMARY, write_json
+from .evaluate_run import evaluate_run  # noqa: F401  (its historical home)
+from .run_stage import DISPOSABLE
 from .search_space import SearchSpace
 
-METRICS = ("knc_error", "knn_error")
-VAL_METRICS = "val_metrics.json"
+PRUNERS = ("median", "hyperband", "none")
+STUDY_DB = "study.db"
 SEARCH_FILE = "search.json"
-FAIL_FAST = 3           # stop when this many first trials all fail
+LOCK, TRIAL_LOCK = ".search.lock", ".trial.lock"
+HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The search folder, one row per finished trial, and the best trial's config."""
+    """The search folder, one row per trial, the best finished trial and its config."""
 
     out: Path
     trials: list[dict]
@@ -47,175 +62,298 @@ class SearchResult:
     best_config: Config
 
 
-def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
-                  space: SearchSpace | None = None, metric: str | None = None,
-                  jobs: int = 1, progress: bool = False, log=print) -> SearchResult:
-    """Run ``trials`` random trials of ``base`` (see the module docstring) into ``out``,
-    ``jobs`` at once in worker processes (trial ``i`` is the same run whichever way).
+def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
+           space: SearchSpace | None = None, jobs: int = 1, pruner: str = "median",
+           storage: str | None = None, progress: bool = False,
+           log: Callable[[str], None] = print) -> SearchResult:
+    """Run (or resume, or extend) an Optuna search of ``trials`` finished trials of ``base``
+    into ``out``, ``jobs`` trials at once in worker processes; see the module docstring.
 
-    Writes ``out/trials.csv`` (trial, status, the sampled fields, ``val_knc_error``,
-    ``val_knn_error``, ``train_seconds``, ``seconds``) and ``out/best_config.yaml`` (the trial
-    with the lowest validation ``metric``: kNC error for cluster losses, soft-kNN error
-    otherwise, as in the paper), loadable with ``magnetdml train --config``.
-    """
+    Writes ``out/trials.csv`` (number, state, the sampled fields, ``val_error``, ``epochs``,
+    ``train_seconds``, ``seconds``) and ``out/best_config.yaml`` (the finished trial of lowest
+    validation error), loadable with ``magnetdml train --config``."""
     base = base.validate()
     check_int("trials", trials, minimum=1)
     check_int("seed", seed, minimum=0)
     jobs = check_int("jobs", jobs, minimum=1, fix="the number of trials trained at once")
+    check_choice("pruner", pruner, PRUNERS)
     space = space or SearchSpace(base.loss.name)
     if space.loss != base.loss.name:
         raise ValueError(f"the search space is for loss {space.loss!r} but the config trains "
                          f"{base.loss.name!r}; build SearchSpace({base.loss.name!r})")
-    metric = metric or ("knc_error" if "clusters_per_class" in space.params else "knn_error")
-    check_choice("metric", metric, METRICS)
     from ..training.setup import load_splits
     splits = load_splits(base)
     if splits.val is None:
-        raise ValueError("data.val_fraction must be > 0 for a search (trials are scored on the "
-                         f"validation split); got {base.data.val_fraction}; e.g. 0.1 (or a "
-                         "dataset with its own validation split, e.g. omniglot val_drawers)")
+        raise ValueError("data.val_fraction (or data.val_classes) must be > 0 for a search "
+                         f"(trials are scored on the validation split); got "
+                         f"{base.data.val_fraction}; e.g. 0.1 (or a dataset with its own "
+                         "validation split, e.g. omniglot val_drawers)")
     out = Path(out)
-    base = dataclasses.replace(base, out=None)
-    _check_search_file(out, {"seed": seed, "metric": metric, "space": space.describe(),
-                             "base": config_to_dict(base)})
-    num_classes = len(np.unique(splits.train.labels))
-    draws = [space.sample(np.random.default_rng([seed, i]), num_classes) for i in range(trials)]
-    calls = [(i, apply_overrides(base, {**params, "out": str(out / f"trial_{i:03d}")}), params)
-             for i, params in enumerate(draws)]
-    rows: dict[int, dict] = {}
-    for i, _, _ in calls:
-        done = out / f"trial_{i:03d}" / VAL_METRICS
-        if done.exists():
-            rows[i] = json.loads(done.read_text())
-            log(f"trial {i}: finished before, skipped")
-    todo = [call for call in calls if call[0] not in rows]
-    if jobs == 1 or len(todo) <= 1:
-        finishing = ((i, _run_trial(i, config, params, progress))
-                     for i, config, params in todo)
-    else:   # each worker gets cores // jobs threads (unless train.threads is set)
-        finishing = ((todo[position][0], row) for position, row in in_workers(
-            _run_trial, [(i, with_threads(config, jobs), params) for i, config, params in todo],
-            jobs=jobs))
-    for i, row in finishing:
-        rows[i] = row
-        log(f"trial {i}: {row['status']} " + " ".join(
-            f"{k}={v:.4g}" for k, v in row.items() if k.startswith("val_")))
-        first = [rows.get(j) for j in range(min(trials, FAIL_FAST))]
-        if all(r is not None and r["status"] != "ok" for r in first):
-            # a broken base config, not unlucky draws: stop, and let a rerun retry them
-            for j in range(len(first)):
-                (out / f"trial_{j:03d}" / VAL_METRICS).unlink(missing_ok=True)
-            raise ValueError(f"the first {len(first)} trial(s) all failed; the first: "
-                             f"{first[0]['status']}")
-    rows = [rows[i] for i in range(trials)]
-    finished = [r for r in rows if r["status"] == "ok"]
-    best = min(finished, key=lambda r: (r[f"val_{metric}"], r["trial"]))
-    best_config = apply_overrides(base, {p.field: best[p.field]
-                                         for p in space.params.values()})
+    out.mkdir(parents=True, exist_ok=True)
+    # trials: no plots, no test scores between passes (the tuner reads the validation split)
+    base = apply_overrides(dataclasses.replace(base, out=None),
+                           {"eval.plots": False, "eval.every": 0})
+    if jobs > 1:    # each worker gets cores // jobs threads (unless train.threads is set)
+        base = with_threads(base, jobs)
+    counts = np.bincount(splits.train.labels)
+    task = {"base": config_to_dict(base), "space": space, "seed": seed, "trials": trials,
+            "pruner": pruner, "out": str(out), "num_classes": int((counts > 0).sum()),
+            "smallest_class": int(counts[counts > 0].min()), "progress": progress}
+    local = storage is None
+    url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
+    with _folder_lock(out) if local else contextlib.nullcontext():
+        _check_search_file(out, {"seed": seed, "pruner": pruner, "space": space.describe(),
+                                 "base": config_to_dict(base)})
+        study = _study(url, out.name, task)
+        if local:       # this invocation owns the folder: its RUNNING trials are dead ones
+            _retry_unfinished(study)
+        done = _finished_count(study)
+        if done >= trials:
+            log(f"{done} trial(s) finished before; nothing to train")
+        elif jobs == 1:
+            _work(url, task, 0, log)
+        else:
+            for _ in in_workers(_work, [(url, task, worker, None) for worker in range(jobs)],
+                                jobs=jobs):
+                pass
+        study = _study(url, out.name, task)
+    return _summarise(study, base, space, out, seed)
+
+
+def _study(url: str, name: str, task: dict, worker: int = 0):
+    """The study at ``url`` (created on first use), with a TPE sampler seeded by the search's
+    ``seed``, the number of trials the study holds and the ``worker``: a resumed or extended
+    search draws what an uninterrupted one would (one worker), and workers draw apart."""
+    seed, epochs = task["seed"], task["base"]["train"]["epochs"]
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    for attempt in range(5):  # processes that start together race to create the tables
+        try:
+            storage = RDBStorage(url, engine_kwargs=kwargs,
+                                 heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                     max_retry=3, inherit_intermediate_values=True))
+            break
+        except Exception as error:              # sqlalchemy's OperationalError
+            if attempt == 4 or "already exists" not in str(error):
+                raise
+            time.sleep(1 + attempt)
+    pruners = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2,
+                                                             n_warmup_steps=1),
+               "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1,
+                                                                   max_resource=epochs),
+               "none": optuna.pruners.NopPruner}
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
+                                pruner=pruners[task["pruner"]](), load_if_exists=True)
+    state = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
+    study.sampler = optuna.samplers.TPESampler(
+        seed=int(state), n_startup_trials=max(2, min(10, task["trials"] // 3)))
+    return study
+
+
+def _finished_count(study) -> int:
+    from optuna.trial import TrialState
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _retry_unfinished(study) -> None:
+    """Fail the trials a killed search left RUNNING and queue each again with its values and
+    its run folder (which resumes from its checkpoint)."""
+    from optuna.trial import TrialState
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs=dict(trial.user_attrs),
+                            skip_if_exists=False)
+
+
+def _work(url: str, task: dict, worker: int, log: Callable[[str], None] | None) -> None:
+    """One process's share: trials until ``trials`` have finished (or are being trained).
+    Module level: search workers run it in other processes."""
+    from optuna.trial import TrialState
+
+    log = log or (lambda _message: None)
+    out, trials = Path(task["out"]), task["trials"]
+    while True:
+        lock = _TrialLock(out / TRIAL_LOCK)    # held until the new trial is RUNNING: workers
+        try:                                   # that count at once would overshoot
+            study = _study(url, out.name, task, worker)
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if _finished_count(study) + running >= trials:
+                return
+
+            def objective(trial, lock=lock):
+                lock.release()
+                return _objective(trial, task, log)
+
+            study.optimize(objective, n_trials=1, catch=())
+        finally:
+            lock.release()
+
+
+class _TrialLock:
+    """An exclusive ``flock`` on ``path``, taken now (waiting for it), released once."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+
+
+def _objective(trial, task: dict, log: Callable[[str], None]) -> float:
+    """Train one trial (or resume its folder), reporting the validation error every pass."""
+    import optuna
+
+    from ..training import config_from_dict
+
+    space: SearchSpace = task["space"]
+    params = space.suggest(trial, task["num_classes"], task["smallest_class"])
+    name = trial.user_attrs.get("run_dir") or f"trial_{trial.number:03d}"
+    trial.set_user_attr("run_dir", name)
+    trial.set_user_attr("values", params)       # with the values fixed by a range of one
+    run_dir = Path(task["out"]) / name
+    config = apply_params(config_from_dict(task["base"]), {**params, "out": str(run_dir)})
+    started = time.perf_counter()
+
+    def on_epoch(trainer, record: dict) -> None:
+        key = f"val_{trainer.val_metric}"
+        if key not in record:             # train.patience scores it already
+            scores, _ = trainer.validation_scores()
+            record.update({f"val_{k}": v for k, v in scores.items()})
+        trial.report(_error(trainer.val_metric, record[key]), trainer.epoch)
+        if trainer.epoch < trainer.config.train.epochs and trial.should_prune():
+            trial.set_user_attr("train_seconds", round(trainer.timing["train_seconds"], 3))
+            raise optuna.TrialPruned(f"pruned after pass {trainer.epoch}")
+
+    try:
+        if not (run_dir / SUMMARY).is_file():
+            train(config, progress=task["progress"], on_epoch=on_epoch)
+    except optuna.TrialPruned:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        log(f"trial {trial.number}: pruned {_describe(params)}")
+        raise
+    except (ValueError, FloatingPointError) as error:
+        if "diverged" not in str(error) and not isinstance(error, FloatingPointError):
+            raise                             # a broken config: stop the search
+        trial.set_user_attr("diverged", str(error).splitlines()[0])
+        log(f"trial {trial.number}: diverged, pruned {_describe(params)}")
+        raise optuna.TrialPruned(str(error)) from error
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    value = trial_error(run_dir)
+    for disposable in DISPOSABLE:         # scored: nothing reads the trial's model again
+        (run_dir / disposable).unlink(missing_ok=True)
+    trial.set_user_attr("train_seconds", summary.get("train_seconds"))
+    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+    trial.set_user_attr("epochs", summary.get("epochs"))
+    log(f"trial {trial.number}: val error {value:.4f} {_describe(params)}")
+    return value
+
+
+def _error(metric: str, value: float) -> float:
+    """The error minimised: ``1 - score`` for a retrieval score, the error itself otherwise."""
+    return float(value) if metric.endswith("error") else 1.0 - float(value)
+
+
+def trial_error(run_dir: Path) -> float:
+    """The validation error of the model a finished run ends with: its best pass with
+    ``train.patience`` (the model restored), else its last pass (from ``metrics.jsonl``)."""
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    if summary.get("early_stopping"):
+        return float(summary["early_stopping"]["best_val_error"])
+    last = json.loads((run_dir / HISTORY).read_text().splitlines()[-1])
+    metric = ("map_at_r" if "val_map_at_r" in last else
+              "knc_error" if summary.get("clusters") is not None else "knn_error")
+    return _error(metric, last[f"val_{metric}"])
+
+
+def apply_params(base: Config, params: dict) -> Config:
+    """``base`` with a trial's values: config fields, and ``loss.options.NAME`` keywords
+    merged into the ``loss.options`` mapping (pytorch-metric-learning losses)."""
+    options = {k.split(".", 2)[2]: v for k, v in params.items() if k.startswith("loss.options.")}
+    fields = {k: v for k, v in params.items() if not k.startswith("loss.options.")}
+    if options:
+        current = yaml.safe_load(getattr(base.loss, "options", "") or "") or {}
+        fields["loss.options"] = yaml.safe_dump({**current, **options},
+                                                default_flow_style=True).strip()
+    return apply_overrides(base, fields)
+
+
+def _describe(params: dict) -> str:
+    return " ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else
+                    f"{k.split('.')[-1]}={v}" for k, v in params.items())
+
+
+def _summarise(study, base: Config, space: SearchSpace, out: Path, seed: int) -> SearchResult:
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.FAIL and "run_dir" in t.user_attrs and any(
+                o.user_attrs.get("run_dir") == t.user_attrs["run_dir"] and o.number > t.number
+                for o in study.trials):
+            continue                          # killed, then retried under a later number
+        last = (t.intermediate_values[max(t.intermediate_values)]
+                if t.intermediate_values else math.nan)
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     **t.user_attrs.get("values", {}),
+                     "val_error": t.value if t.value is not None else last,
+                     "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+                     "train_seconds": t.user_attrs.get("train_seconds"),
+                     "seconds": t.user_attrs.get("seconds"),
+                     "run_dir": t.user_attrs.get("run_dir"),
+                     **({"diverged": t.user_attrs["diverged"]}
+                        if "diverged" in t.user_attrs else {})})
+    finished = [r for r in rows if r["state"] == "complete"]
+    if not finished:
+        raise ValueError(f"no trial of the search in {str(out)!r} finished (all were pruned or "
+                         "diverged); widen the space (e.g. a lower --space.lr) or add trials")
+    best = min(finished, key=lambda r: (r["val_error"], r["trial"]))
+    best_trial = next(t for t in study.trials if t.number == best["trial"])
+    best_params = best_trial.user_attrs["values"]
+    best_config = apply_params(base, best_params)
     _write_table(out / "trials.csv", rows)
-    header = (f"# magnetdml search: best of {len(finished)} trial(s) by validation {metric} "
-              f"= {best[f'val_{metric}']:.4f} (trial {best['trial']}, seed {seed}).\n"
-              "# Train on it: magnetdml train --config best_config.yaml --out RUN "
-              "(add --data.val_fraction 0 to train on the validation split too).\n")
+    header = (f"# magnetdml search: best of {len(finished)} finished trial(s) "
+              f"({sum(r['state'] == 'pruned' for r in rows)} pruned) by validation error "
+              f"{best['val_error']:.4f} (trial {best['trial']}, seed {seed}).\n"
+              "# Train on it: magnetdml train --config best_config.yaml --out RUN.\n")
     data = config_to_dict(best_config)
     data.pop("out")
     (out / "best_config.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False))
-    return SearchResult(out, rows, best, best_config)
+    return SearchResult(out, rows, {**best, "params": best_params}, best_config)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "val", *,
-                 test_time_augment: int | None = None) -> dict[str, float]:
-    """kNC and soft-kNN errors of a finished run's final model on ``split`` (``"val"``,
-    ``"test"`` or ``"unseen"``), exactly as the trainer scores the test split (paper §3.3):
-    queries embedded with the run's test-time averaging (or ``test_time_augment`` copies
-    when given; 0 = none), references = the training set's
-    embeddings, the checkpoint's cluster index and ``sigma^2`` (losses without an index get
-    one fitted now, with ``sigma^2 = sum ||r - mu(r)||^2 / (N - 1)``)."""
-    import torch
-
-    from ..evaluation import KNearestClusters, evaluate
-    from ..training.config_io import load_config_file
-    from ..training.embed import embed_dataset
-    from ..training.run_dir import CONFIG, RunDir
-    from ..training.setup import load_splits, make_index, make_model
-
-    run = RunDir(Path(run_dir))
-    if not run.has_checkpoint():
-        raise ValueError(f"run folder {str(run.path)!r} has no {run.checkpoint_path.name}; "
-                         "train it first")
-    config = load_config_file(run.path / CONFIG).validate()
-    splits = load_splits(config)
-    dataset = getattr(splits, check_choice("split", split, ("val", "test", "unseen")))
-    if dataset is None:
-        raise ValueError(f"run {str(run.path)!r} has no {split} split; train it with "
-                         f"{'--data.val_fraction' if split == 'val' else '--data.unseen_classes'}"
-                         " > 0")
-    state = run.load_checkpoint()
-    name = config.train.device               # "auto": the trainer's choice, cuda if present
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if name == "auto" else name)
-    model = make_model(config, splits.input_shape).to(device)
-    model.load_state_dict(state["model"])
-    augment, copies = None, (config.eval.test_time_augment if test_time_augment is None
-                             else check_int("test_time_augment", test_time_augment, minimum=0))
-    if copies:
-        from ..data.augment import RandomRescaleCrop
-        generator = torch.Generator(device=device).manual_seed(config.train.seed)
-        rescale = RandomRescaleCrop(max_scale=config.data.max_scale)
-        augment = lambda x: rescale(x, generator)                      # noqa: E731
-    queries = embed_dataset(model, dataset, device=device, augment=augment, copies=copies)
-    reference = embed_dataset(model, splits.train, device=device)     # (N, E)
-    index, variance = make_index(config), state["variance"]
-    if state["index"] is not None:
-        index.load_state_dict(state["index"])
-        variance = config.loss.knc_variance(variance)
-    else:
-        index.fit(reference, splits.train.labels)
-        residual = (reference - index.centroids_[index.assignments_]).astype(np.float64)
-        variance = float((residual ** 2).sum() / max(len(reference) - 1, 1))
-    knc = KNearestClusters(neighbours=config.eval.neighbours).fit(index, variance)
-    result = {"knc_error": float(np.mean(knc.predict(queries) != dataset.labels))}
-    result.update(evaluate(queries, dataset.labels, reference=reference,
-                           reference_labels=splits.train.labels, metrics=["knn_error"],
-                           k=config.eval.knn_k))
-    return result
-
-
-def _run_trial(i: int, config: Config, params: dict, progress: bool = False) -> dict:
-    """Train trial ``i`` (or resume it) and score it on the validation split. Module level:
-    search workers run it in other processes."""
-    trial_dir = Path(config.out)
-    done = trial_dir / VAL_METRICS
-    started = time.perf_counter()
-    row = {"trial": i, "status": "ok", **params}
+@contextlib.contextmanager
+def _folder_lock(out: Path, blocking: bool = False):
+    """An exclusive lock on the search folder: one invocation at a time (``blocking``: wait
+    for it, as the invocation's own workers do around creating a trial)."""
+    handle = open(out / LOCK, "a")
     try:
-        if not (trial_dir / SUMMARY).exists():
-            train(config, progress=progress)
-        val = evaluate_run(trial_dir, "val")
-    except (ValueError, RuntimeError, FloatingPointError) as error:   # diverged trials
-        row.update({"status": f"failed: {error}".replace("\n", " "),
-                    **{f"val_{m}": math.nan for m in METRICS}})
-    else:
-        row.update({f"val_{m}": val[m] for m in METRICS})
-    summary = trial_dir / SUMMARY
-    row["train_seconds"] = (json.loads(summary.read_text())["train_seconds"]
-                            if summary.exists() else math.nan)
-    row["seconds"] = round(time.perf_counter() - started, 3)
-    write_json(done, row)
-    return row
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise ValueError(f"another search is running in {str(out)!r}; wait for it, or "
+                             "add --jobs to it instead of starting a second one") from None
+        yield
+    finally:
+        handle.close()
 
 
 def _check_search_file(out: Path, settings: dict) -> None:
     """Refuse to mix trials of a different search into ``out``; extending trials is fine.
     The base configs are compared through the config tree, machine fields aside (as finished
-    runs are): a field added since the search ran counts at its default, so a newer magnetdml
-    resumes an older search."""
+    runs are): a field added since the search ran counts at its default."""
     path = out / SEARCH_FILE
     settings = json.loads(json.dumps(settings))
     if path.exists() and _same_search(json.loads(path.read_text()), settings) is False:
         raise ValueError(f"search folder {str(out)!r} holds a search with other settings "
-                         "(base config, space, seed or metric); choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+                         "(base config, space, seed or pruner); choose another --out")
     write_json(path, settings)
 
 

@@ -34,6 +34,8 @@ class DataConfig:
     seed: int = 0                     # seeds the train/test/val and class splits
     val_fraction: float = 0.0         # fraction of train held out for hyperparameter search
     unseen_classes: float = 0.0       # fraction of classes held out entirely (class-disjoint)
+    val_classes: float = 0.0          # fraction of the other classes held out as a class-
+                                      # disjoint validation split (scored by MAP@R)
     collapse_pairs: bool = False      # train on random pairs of classes merged (paper §4.3)
     options: str = ""                 # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
     augment: bool = False             # paper §4: random rescale up to max_scale, crop back
@@ -185,6 +187,7 @@ class Config:
         check_choice("data.name", self.data.name, DATASETS.names())
         check_float("data.val_fraction", self.data.val_fraction, minimum=0.0, maximum=0.9)
         check_float("data.unseen_classes", self.data.unseen_classes, minimum=0.0, maximum=0.9)
+        check_float("data.val_classes", self.data.val_classes, minimum=0.0, maximum=0.9)
         check_float("data.max_scale", self.data.max_scale, minimum=0.0, maximum=1.0)
         self.data.loader_options()
         check_choice("model.backbone", self.model.backbone, BACKBONES.names())

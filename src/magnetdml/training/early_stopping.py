@@ -3,7 +3,10 @@ improving, and keep the best epoch's model.
 
 After every epoch the validation split is scored with the loss's own protocol (paper App. B:
 kNC for cluster losses, soft kNN otherwise); both errors go into ``metrics.jsonl`` as
-``val_knc_error`` / ``val_knn_error``. The rule: training stops after the first epoch ``e`` with
+``val_knc_error`` / ``val_knn_error``. A class-disjoint validation split (``data.val_classes``)
+is scored by retrieval among its own examples instead (Musgrave et al. 2020): ``val_map_at_r``
+and ``val_precision_at_1``, and the validation error is ``1 - MAP@R``. The rule: training stops
+after the first epoch ``e`` with
 
     e - e* >= patience,    e* = argmin_{e' <= e} val_error(e')  (the earliest on ties),
 
@@ -18,6 +21,11 @@ from __future__ import annotations
 
 import copy
 
+from ..evaluation import evaluate
+
+#: What a class-disjoint validation split is scored by (retrieval among its own examples).
+RETRIEVAL_VAL = ("map_at_r", "precision_at_1")
+
 
 class EarlyStopping:
     """The trainer's validation tracking: ``self.best`` holds epoch ``e*`` and its state."""
@@ -26,8 +34,22 @@ class EarlyStopping:
 
     @property
     def val_metric(self) -> str:
-        """``knc_error`` for cluster losses (they have an index), ``knn_error`` otherwise."""
+        """``map_at_r`` on a class-disjoint validation split; else ``knc_error`` for cluster
+        losses (they have an index), ``knn_error`` otherwise."""
+        if self.config.data.val_classes:
+            return "map_at_r"
         return "knc_error" if self.uses_index else "knn_error"
+
+    def validation_scores(self) -> tuple[dict, float]:
+        """The validation split's scores (see the module docstring) and the error minimised."""
+        if self.config.data.val_classes:
+            val = self.splits.val
+            queries = self.embed(val)
+            scores = self.dist.broadcast_object(self.dist.on_main(
+                lambda: evaluate(queries, val.labels, metrics=list(RETRIEVAL_VAL))))
+            return scores, 1.0 - scores["map_at_r"]
+        scores = self.evaluate(self.splits.val)
+        return scores, scores[self.val_metric]
 
     def check_patience(self) -> None:
         if self.config.train.patience and self.splits.val is None:
@@ -38,9 +60,8 @@ class EarlyStopping:
 
     def track_validation(self, record: dict) -> None:
         """Score the validation split into ``record``; remember this epoch if it is the best."""
-        scores = self.evaluate(self.splits.val)
+        scores, error = self.validation_scores()
         record.update({f"val_{k}": v for k, v in scores.items()})
-        error = scores[self.val_metric]
         if self.best is None or error < self.best["error"]:
             self.best = {"epoch": self.epoch, "error": error, "iteration": self.iteration,
                          "model": copy.deepcopy(self.model.state_dict()),

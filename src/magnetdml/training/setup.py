@@ -33,6 +33,7 @@ def load_splits(config: Config):
     splits = load_dataset(config.data.name, config.data.data_dir, seed=config.data.seed,
                           val_fraction=config.data.val_fraction,
                           unseen_classes=config.data.unseen_classes or None,
+                          val_classes=config.data.val_classes,
                           **config.data.loader_options())
     return collapse_pairs(splits, config.data.seed) if config.data.collapse_pairs else splits
 
