@@ -18,7 +18,7 @@ PACKAGE = "magnetdml"
 # The layer order, in one place: each top-level subpackage or module of magnetdml -> its layer.
 LAYERS = {
     # 0: small helpers every layer may use
-    "_validation": 0, "registry": 0, "_figures": 0, "_moved": 0, "_version": 0,
+    "_validation": 0, "registry": 0, "_figures": 0, "_version": 0,
     "losses": 1,
     "clustering": 2, "sampling": 2,
     "evaluation": 3,

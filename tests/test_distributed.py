@@ -102,7 +102,7 @@ def _reference(config: Config):
     splits = load_splits(config)
     model = make_model(config, splits.input_shape)
     loss_fn = make_loss(config, splits.num_classes)
-    optimizer = make_optimizer(config, model.parameters())
+    optimizer = make_optimizer(config, model, loss_fn)
     index = make_index(config).fit(embed_dataset(model, splits.train, device=torch.device("cpu")),
                                    splits.train.labels)
     samplers = [make_sampler(config, splits.train.labels, index, rank=r, world_size=WORLD)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from magnetdml.losses import ClusterNCALoss, MagnetLoss
+from magnetdml.losses import ClusterNCALoss, MagnetLoss, loss_spec
 
 
 def _batch(seed=0, cluster_labels=(0, 0, 1, 2, 2, 3), per_cluster=3, dim=4):
@@ -78,4 +78,4 @@ def test_errors_are_magnets():
         ClusterNCALoss()(x[:4], labels[:4], torch.arange(4))
     with pytest.raises(ValueError, match="variance must be > 0.0; got 0.0"):
         ClusterNCALoss(variance=0.0)
-    assert ClusterNCALoss.requires_clusters is True
+    assert loss_spec("cluster_nca").uses_index is True

@@ -110,10 +110,11 @@ def test_softmax_trains_on_from_the_classifier_of_its_warm_start(tmp_path):
 
 
 def test_choosing_the_batches_leaves_the_global_random_state_alone():
-    from magnetdml.losses import default_batches
+    from magnetdml.training.config import Config
 
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    assert default_batches("softmax") == "uniform"   # builds a throwaway classifier
+    config = Config().validate()   # validating builds a throwaway loss
+    assert config.sampler.batch_protocol("softmax") == "uniform"
     assert torch.equal(torch.rand(3), expected)

@@ -46,7 +46,7 @@ def test_dict_round_trip_through_json(tmp_path):
      r"sampler.examples_per_cluster must be >= 2 \(the variance needs two points"),
     (["--train.lr", "-1"], r"train.lr must be > 0.0; got -1.0"),
     (["--train.epochs", "many"], r"train.epochs must be of type int; got 'many'"),
-    (["--loss.name", "magnett"], r"loss.name must be one of .*'magnet'.*got 'magnett'"),
+    (["--loss.name", "magnett"], r"loss.name: unknown loss 'magnett'; did you mean 'magnet'"),
     (["--model.normalize", "maybe"], r"model.normalize must be of type bool"),
     (["--train.device", "gpu"], r"train.device must be 'cpu', 'cuda'"),
     (["--loss.scale", "0"], r"loss.scale must be > 0.0 \(the inverse temperature multiplies "
@@ -98,7 +98,8 @@ def test_help_shows_each_fields_description_valid_values_and_default_once(capsys
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None) (default: None)" not in text and "(default: None)" in text
     assert "--train.patience INT > 0: stop once the validation error" in text
-    assert "--loss.name STR a name of magnetdml.losses.LOSSES; one of: cluster_nca," in text
+    assert ("--loss.name STR a loss of magnetdml.losses.LOSSES, or pml:CLASSNAME "
+            "(pytorch-metric-learning); one of: cluster_nca,") in text
     assert "--sampler.impostors STR" in text and "one of: nearest, random" in text
     assert "(default: 'magnet')" in text and text.count("(default: 'magnet')") == 1
     # every config field is described

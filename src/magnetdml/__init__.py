@@ -14,10 +14,7 @@ The layers, lowest first (a module imports only from layers below its own):
 ``_validation``, ``registry`` and ``_figures`` are small helpers every layer may use.
 """
 
-from . import _moved
 from ._version import __version__
-
-_moved.install()   # the flat layout's module paths (magnetdml.runs, ...) keep working
 
 #: public name -> the subpackage it comes from. Imported on first use (PEP 562): torch, faiss
 #: and matplotlib load only when a name that needs them is touched, so that e.g.

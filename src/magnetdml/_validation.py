@@ -7,8 +7,10 @@ vanish under ``python -O`` and their messages do not say what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,47 @@ def check_choice(name: str, value: Any, choices) -> Any:
         raise ValueError(f"{name} must be one of {valid}; got {_describe(value)}")
     return value
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What a config field accepts: bounds for numbers, or a list of names (``choices``, or
+    a function that returns them, so that a registry is read only when the rule is checked).
+    A value of ``None`` passes (the field's type says whether ``None`` is allowed)."""
+
+    minimum: float | None = None
+    strict_minimum: float | None = None
+    maximum: float | None = None
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
+    fix: str = ""
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None:
+            return value
+        if self.choices is not None:
+            choices = self.choices() if callable(self.choices) else self.choices
+            return check_choice(name, value, choices)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+                and self.strict_minimum is None and self.maximum is None:
+            return check_int(name, value, minimum=self.minimum, fix=self.fix)
+        return check_float(name, value, minimum=self.minimum,
+                           strict_minimum=self.strict_minimum, maximum=self.maximum,
+                           fix=self.fix)
+
+
+def rule(default: Any, **constraints: Any) -> Any:
+    """A dataclass field with ``default`` that carries its :class:`Rule` in its metadata:
+    ``lr: float = rule(0.05, strict_minimum=0.0)``. :func:`check_rules` checks them."""
+    return dataclasses.field(default=default, metadata={"rule": Rule(**constraints)})
+
+
+def check_rules(instance: Any, prefix: str = "") -> None:
+    """Check every field of the dataclass ``instance`` against the rule it carries; errors
+    name the field as ``prefix + name``."""
+    for f in dataclasses.fields(instance):
+        found = f.metadata.get("rule")
+        if found is not None:
+            found.check(prefix + f.name, getattr(instance, f.name))
 
 def _is_tensor(value: Any) -> bool:
     """Whether ``value`` is a torch tensor, without importing torch (a tensor exists only once

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..losses import loss_spec
 from ..reporting.page import Page, render_html, render_markdown
 from .benchmark import HEADLINE, SEEN_METRICS, UNSEEN_METRICS, slug
 from .run_stage import RunOutcome
@@ -40,9 +41,9 @@ def _scores(outcome: RunOutcome, protocol: str) -> dict[str, float]:
     if protocol == "unseen":
         section = summary.get("unseen") or {}
         return {m: float(section[m]) for m in UNSEEN_METRICS if section.get(m) is not None}
-    own_index = summary.get("clusters") is not None     # kNC is the loss's own only then
+    own = loss_spec(outcome.spec.group["loss"]).own_scores   # kNC: a cluster loss's own only
     return {m: float(summary[m]) for m in SEEN_METRICS if summary.get(m) is not None
-            and (own_index or not m.startswith("knc"))}
+            and (own == "knc" or not m.startswith("knc"))}
 
 
 def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) -> dict:
@@ -155,11 +156,8 @@ def _figures(out: Path, protocol: str, ranked: list[str], runs: dict) -> list[di
             group = outcome.spec.group
             if group["protocol"] != protocol or group["loss"] != loss:
                 continue
-            key = next((k for k in ("val_map_at_r", "val_knc_error", "val_knn_error")
-                        if any(k in r for r in outcome.history)), None)
-            if key is None or (key == "val_knc_error"
-                               and outcome.summary.get("clusters") is None):
-                key = "val_knn_error" if key == "val_knc_error" else key
+            key = ("val_map_at_r" if protocol == "unseen"
+                   else f"val_{loss_spec(loss).own_metric}")
             points = [(r["epoch"], r[key]) for r in outcome.history if key in r]
             if points:
                 ax.plot(*zip(*points, strict=True), marker=".", alpha=0.8,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..losses import loss_spec
 from ..reporting import plots
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, metric, save_results
 
@@ -32,7 +33,7 @@ BATCH = {"sampler.clusters_per_batch": 12, "sampler.examples_per_cluster": 4,
 
 def own_metric(loss: str) -> str:
     """The test error of the loss's own protocol (paper App. B): kNC for cluster losses."""
-    return "knc_error" if loss in ("magnet", "cluster_nca") else "knn_error"
+    return loss_spec(loss).own_metric
 
 
 def base_overrides(dataset: str, *, quick: bool, epochs: int, iterations: int,

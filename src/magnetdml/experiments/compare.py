@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_choice, check_int
-from ..losses import LOSSES, build_loss
+from ..losses import loss_spec
 from ..reporting import plots
 from ..training import Config, apply_overrides, config_to_dict, train_all
 from ..training.machine import hardware
@@ -51,8 +51,7 @@ class CompareResult:
 
 def cluster_loss(name: str) -> bool:
     """Whether loss ``name`` trains from the cluster index (Magnet-style neighbourhoods)."""
-    return bool(getattr(build_loss(name, embedding_dim=2, num_classes=2),
-                        "requires_clusters", False))
+    return loss_spec(name).uses_index
 
 
 def compare(config: Config, losses: Sequence[str], out: str | os.PathLike, *,
@@ -115,7 +114,7 @@ def _check_losses(losses: Sequence[str]) -> list[str]:
         raise ValueError("losses must name at least one loss, e.g. magnet,triplet,softmax; "
                          "got none")
     for name in names:
-        LOSSES.get(name)        # unknown names: the error lists the valid ones
+        loss_spec(name)         # unknown names: a did-you-mean and the valid ones
     if len(set(names)) != len(names):
         raise ValueError(f"losses must not repeat a name; got {names}")
     return names

@@ -9,6 +9,7 @@ of training time its index refreshes took.
 
 from __future__ import annotations
 
+from ..losses import loss_spec
 from .runner import RunOutcome, mean_std, metric
 
 
@@ -31,7 +32,7 @@ def diagnostics_rows(groups: dict[tuple, list[RunOutcome]]) -> list[dict]:
         row = {"target": target, "start": start, "loss": loss, "seeds": len(group),
                "loss_at_best": mean_std([b.get("loss") for b in best])[0],
                "loss_at_last": mean_std([b.get("loss") for b in last])[0]}
-        if loss == "magnet":
+        if loss_spec(loss).uses_index:
             sampler = [b.get("sampler") or {} for b in best]
             row["sigma2"] = mean_std([metric(o, "sigma2") for o in group])[0]
             row["clusters_per_class"] = mean_std(

@@ -26,6 +26,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ..losses import loss_spec
 from ..reporting import plots
 from ..training.run_dir import CHECKPOINT, write_json
 from .analysis import fine_label_errors
@@ -131,15 +132,15 @@ class Hierarchy(Experiment):
                     row[m] = mean_std([measured[n].get(m) for n in names])[0]
                 row["coarse_error"] = mean_std([runs[n].summary.get(own_metric(loss))
                                                 for n in names])[0]
-                own = "knc" if loss == "magnet" else "knn"
+                own = _own(loss)
                 row["fine_error_at_1"] = row[f"{own}_error_at_1"]
                 row["fine_error_at_5"] = row[f"{own}_error_at_5"]
                 rows.append(row)
                 means[loss] = row
             for top in (1, 5):
-                bars = {f"{loss} ({'kNC' if loss == 'magnet' else 'kNN'})":
-                        [measured[n][f"{'knc' if loss == 'magnet' else 'knn'}_error_at_{top}"]
-                         for n in names] for loss, names in groups.items()}
+                bars = {f"{loss} ({LABEL[_own(loss)]})":
+                        [measured[n][f"{_own(loss)}_error_at_{top}"] for n in names]
+                        for loss, names in groups.items()}
                 path = out_dir / f"fine_error_at_{top}_{dataset}.png"
                 plots.plot_error_bars(bars, path, title=f"Fine-class Error@{top}, {dataset}",
                                       ylabel=f"fine-class Error@{top}")
@@ -182,3 +183,11 @@ def _pct(value: float | None) -> str:
 
 
 EXPERIMENTS.register("hierarchy")(Hierarchy)
+
+
+LABEL = {"knc": "kNC", "knn": "kNN"}
+
+
+def _own(loss: str) -> str:
+    """``"knc"`` for a cluster loss (scored by its index, paper §3.3), else ``"knn"``."""
+    return "knc" if loss_spec(loss).uses_index else "knn"

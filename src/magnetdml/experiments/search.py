@@ -267,9 +267,10 @@ def trial_error(run_dir: Path) -> float:
     summary = json.loads((run_dir / SUMMARY).read_text())
     if summary.get("early_stopping"):
         return float(summary["early_stopping"]["best_val_error"])
+    from ..losses import loss_spec
+
     last = json.loads((run_dir / HISTORY).read_text().splitlines()[-1])
-    metric = ("map_at_r" if "val_map_at_r" in last else
-              "knc_error" if summary.get("clusters") is not None else "knn_error")
+    metric = ("map_at_r" if "val_map_at_r" in last else loss_spec(summary["loss"]).own_metric)
     return _error(metric, last[f"val_{metric}"])
 
 

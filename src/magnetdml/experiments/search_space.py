@@ -108,13 +108,15 @@ SPACES: dict[str, dict[str, Param]] = {
 
 def space_for(loss: str) -> dict[str, Param]:
     """The searched parameters of ``loss``: :data:`COMMON` plus its :data:`SPACES` entry
-    (a ``pml:`` loss without one: :data:`COMMON` only; an unknown built-in loss: refused)."""
+    (a loss without one, e.g. a ``pml:`` loss: :data:`COMMON` only; an unknown loss: refused
+    with the registry's did-you-mean)."""
     if loss in SPACES:
         return {**COMMON, **SPACES[loss]}
-    if loss.startswith("pml:"):
-        return dict(COMMON)
-    raise ValueError(f"no search space for loss {loss!r}; known: {', '.join(SPACES)} and "
-                     "pml:ClassName; add an entry to magnetdml.experiments.search_space.SPACES")
+    from ..losses import loss_spec
+
+    # an unknown name: one line with a did-you-mean; a loss without an entry: COMMON, and the
+    # cluster index and batch when it trains on neighbourhoods
+    return {**COMMON, **(CLUSTERS if loss_spec(loss).uses_index else {})}
 
 
 def all_params() -> dict[str, Param]:

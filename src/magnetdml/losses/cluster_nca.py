@@ -37,8 +37,6 @@ class ClusterNCALoss(nn.Module):
     k-nearest-cluster evaluation is kept from it). Batch checks and errors are Magnet's.
     """
 
-    requires_clusters = True
-
     def __init__(self, reduction: str = "mean", variance: float | None = None,
                  scale: float = 1.0) -> None:
         super().__init__()

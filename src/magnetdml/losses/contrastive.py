@@ -36,8 +36,6 @@ class ContrastiveLoss(nn.Module):
     collapse the embedding). Computed in float32 (float64 for float64 input), autocast off.
     """
 
-    requires_clusters = False
-
     def __init__(self, margin: float = 1.0, positive_margin: float = 0.0,
                  normalize: bool = False, reduction: str = "mean") -> None:
         super().__init__()

@@ -36,8 +36,6 @@ class LiftedStructureLoss(nn.Module):
     (float64 for float64 input) with autocast disabled.
     """
 
-    requires_clusters = False
-
     def __init__(self, margin: float = 1.0, normalize: bool = False,
                  reduction: str = "mean") -> None:
         super().__init__()

@@ -170,8 +170,6 @@ class MagnetLoss(nn.Module):
     See :func:`magnet_loss_terms` for the equations.
     """
 
-    requires_clusters = True
-
     def __init__(self, alpha: float = 1.0, reduction: str = "mean",
                  variance: float | None = None, scale: float = 1.0) -> None:
         super().__init__()

@@ -30,13 +30,10 @@ class SoftmaxLoss(nn.Module):
 
     The logits and the cross-entropy are computed in float32 (float64 for float64 input) with
     autocast disabled. A batch of a single class is fine for this loss. It trains on
-    uniformly shuffled batches (``default_batches``), its standard protocol: P x K
+    uniformly shuffled batches (its spec in ``LOSSES``), its standard protocol: P x K
     class-balanced batches show the classifier only P of its classes per step, and with many
     classes its loss then stays near chance.
     """
-
-    requires_clusters = False
-    default_batches = "uniform"
 
     def __init__(self, embedding_dim: int, num_classes: int, reduction: str = "mean") -> None:
         super().__init__()
@@ -52,6 +49,11 @@ class SoftmaxLoss(nn.Module):
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             return F.linear(embeddings.to(dtype), self.classifier.weight.to(dtype),
                             self.classifier.bias.to(dtype))
+
+    def class_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``(B, num_classes)`` class scores (the logits): the loss's own classifier, which
+        evaluation reports as ``classifier_error`` besides the embedding's kNN and kNC."""
+        return self.logits(embeddings)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, min_classes=1)

@@ -58,8 +58,6 @@ class TripletLoss(nn.Module):
     Computed in float32 (float64 for float64 input) with autocast disabled.
     """
 
-    requires_clusters = False
-
     def __init__(self, margin: float = 0.2, variant: str = "hinge", normalize: bool = True,
                  miner: str = "nearest_impostors", impostor_fraction: float = 0.1,
                  reduction: str = "mean") -> None:

@@ -1,15 +1,53 @@
 """The frozen config tree that drives the Python API, the CLI and every run's ``config.json``.
 
 Each leaf field is settable on the command line as ``--section.field VALUE`` (for example
-``--loss.alpha 1.0``) or from a YAML/JSON file with the same nesting. ``Config.validate``
-checks every field once and raises a ``ValueError`` naming the field, the rule and the value.
+``--loss.alpha 1.0``) or from a YAML/JSON file with the same nesting. Each field carries its
+rule beside it (``rule(default, minimum=..., choices=...)``, see :mod:`magnetdml._validation`)
+and its documentation in the comment on its line, which ``--help`` shows. ``Config.validate``
+checks every rule once, then the rules that relate fields, and raises a ``ValueError`` naming
+the field, the rule and the value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from .._validation import check_choice, check_float, check_int
+from .._validation import check_rules, rule
+
+# The fixes that rules name (the text after the rule in an error message).
+SCALE_FIX = "the inverse temperature multiplies the distances; 1 is paper eq. 5"
+# alpha < 0 lets the hinge stay shut, so little or nothing trains, yet the errors of the
+# untrained model would be reported as results
+ALPHA_FIX = "the gap of eq. 5 is a margin, 0 or more; the paper's optima 0.7-7.2"
+M_FIX = "a neighbourhood is a seed cluster plus at least one impostor"
+D_FIX = "the variance needs two points per cluster"
+K_FIX = "a positive pair needs two examples of a class"
+PATIENCE_FIX = "epochs without a better validation error before stopping; 0: off"
+
+
+def _datasets():
+    from ..data import DATASETS
+    return DATASETS.names()
+
+
+def _backbones():
+    from ..models import BACKBONES
+    return BACKBONES.names()
+
+
+def _miners():
+    from ..losses.miners import MINERS
+    return list(MINERS)
+
+
+def _batches():
+    from ..sampling import BATCHES
+    return list(BATCHES)
+
+
+def _impostors():
+    from ..sampling import IMPOSTORS
+    return list(IMPOSTORS)
 
 
 def parse_options(name: str, text: str, example: str) -> dict:
@@ -29,17 +67,20 @@ def parse_options(name: str, text: str, example: str) -> dict:
 class DataConfig:
     """Which data to train on and how to split it."""
 
-    name: str = "digits"              # a name of magnetdml.data.DATASETS
+    name: str = rule("digits", choices=_datasets)  # a name of magnetdml.data.DATASETS
     data_dir: str | None = None       # folder with the dataset's files (not needed for digits)
-    seed: int = 0                     # seeds the train/test/val and class splits
-    val_fraction: float = 0.0         # fraction of train held out for hyperparameter search
-    unseen_classes: float = 0.0       # fraction of classes held out entirely (class-disjoint)
-    val_classes: float = 0.0          # fraction of the other classes held out as a class-
-                                      # disjoint validation split (scored by MAP@R)
+    seed: int = rule(0, minimum=0)    # seeds the train/test/val and class splits
+    val_fraction: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of train held out
+                                      # for hyperparameter search
+    unseen_classes: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of classes held
+                                      # out entirely (class-disjoint)
+    val_classes: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of the other classes
+                                      # held out as a class-disjoint validation split
     collapse_pairs: bool = False      # train on random pairs of classes merged (paper §4.3)
     options: str = ""                 # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
     augment: bool = False             # paper §4: random rescale up to max_scale, crop back
-    max_scale: float = 0.3            # augmentation: rescale by up to 1 + max_scale
+    max_scale: float = rule(0.3, minimum=0.0, maximum=1.0)  # augmentation: rescale by up to
+                                      # 1 + max_scale
 
     def loader_options(self) -> dict:
         """``options`` parsed: extra keyword arguments of this dataset's loader."""
@@ -50,8 +91,8 @@ class DataConfig:
 class ModelConfig:
     """Backbone + linear embedding head (paper: embedding dimension 1024)."""
 
-    backbone: str = "mlp"             # a name of magnetdml.models.BACKBONES
-    embedding_dim: int = 64           # size of the embedding (paper: 1024)
+    backbone: str = rule("mlp", choices=_backbones)  # a name of magnetdml.models.BACKBONES
+    embedding_dim: int = rule(64, minimum=2)  # size of the embedding (paper: 1024)
     normalize: bool = False           # L2-normalise the embedding (on whenever the loss
                                       # normalises inside: triplet by default)
     options: str = ""                 # backbone options as YAML, e.g. "{hidden_sizes: [512]}"
@@ -65,20 +106,49 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The loss and its hyperparameters. Each loss reads the fields it uses; ``None`` means
-    that loss's own default (triplet margin 0.2, contrastive and lifted 1.0, ...)."""
+    """The loss and its hyperparameters. Each loss reads only the fields its spec names
+    (``magnetdml.losses.LOSSES``); ``None`` (and every default here) means "unset", which is
+    that loss's own default (triplet margin 0.2, contrastive and lifted 1.0, ...). A field set
+    on a loss that does not read it is an error, never ignored. (The defaults are
+    ``magnetdml.losses.UNSET``, kept out of this module so that ``--help`` needs no torch.)"""
 
-    name: str = "magnet"                    # a name of magnetdml.losses.LOSSES
-    alpha: float = 1.0                      # Magnet's margin, in units of the variance
-    scale: float = 1.0                      # Magnet / cluster-NCA inverse temperature s on the
-                                            # variance-normalised distances ("global scaling",
-                                            # App. B; 1 = eq. 5); kNC uses sigma^2 / s
-    margin: float | None = None             # triplet / contrastive / lifted margin
+    name: str = "magnet"                    # a loss of magnetdml.losses.LOSSES, or
+                                            # pml:CLASSNAME (pytorch-metric-learning)
+    alpha: float = rule(1.0, minimum=0.0, fix=ALPHA_FIX)  # Magnet's margin, in units of
+                                            # the variance
+    scale: float = rule(1.0, strict_minimum=0.0, fix=SCALE_FIX)  # Magnet / cluster-NCA
+                                            # inverse temperature s on the variance-normalised
+                                            # distances ("global scaling", App. B; 1 = eq. 5);
+                                            # kNC uses sigma^2 / s
+    margin: float | None = rule(None, minimum=0.0)  # triplet / contrastive / lifted margin
     positive_margin: float | None = None    # contrastive: positives pulled below this
-    triplet_variant: str | None = None      # "hinge" (paper eq. 1) or "ratio" (seed 003)
-    miner: str | None = None                # all | batch_hard | semi_hard | nearest_impostors
-    impostor_fraction: float | None = None  # triplet: nearest impostor fraction (App. B)
+    triplet_variant: str | None = rule(None, choices=("hinge", "ratio"))  # "hinge" (paper
+                                            # eq. 1) or "ratio" (seed 003)
+    miner: str | None = rule(None, choices=_miners)  # triplet's miner
+    impostor_fraction: float | None = rule(None, strict_minimum=0.0, maximum=1.0)  # triplet:
+                                            # nearest impostor fraction (App. B)
     normalize: bool | None = None           # L2-normalise inside triplet-style losses
+    options: str = ""                       # pml: losses' keyword arguments as YAML, e.g.
+                                            # "{margin: 0.1, alpha: 32}"; key miner: a PML
+                                            # miner name, {name: ..., KEY: VALUE} or none
+    parameter_lr: float | None = rule(None, strict_minimum=0.0)  # lr of the loss's own
+                                            # parameters (classifier, proxies) as a multiple
+                                            # of train.lr; None: the loss's paper default
+                                            # (ProxyAnchor 100, else 1)
+
+    def spec(self):
+        """The :class:`~magnetdml.losses.LossSpec` of ``name``."""
+        from ..losses import loss_spec
+
+        return loss_spec(self.name)
+
+    def fields(self) -> dict:
+        """Every field but ``name``: what ``build_loss`` takes."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+    def parameter_lr_multiplier(self) -> float:
+        """``parameter_lr``, or the loss's declared default."""
+        return self.parameter_lr if self.parameter_lr is not None else self.spec().parameter_lr
 
     def knc_variance(self, sigma2: float) -> float:
         """The kNC lengthscale consistent with training: ``sigma^2 / s``, ``sigma^2`` the
@@ -92,13 +162,15 @@ class LossConfig:
 class IndexConfig:
     """The cluster index of paper §3.2 (k-means per class, refreshed during training)."""
 
-    clusters_per_class: int = 4       # K (fewer for classes with fewer examples)
-    method: str = "kmeans"            # "kmeans" or "agglomerative" (seed 000)
-    distance_threshold: float = 1.0   # agglomerative cut, relative to the intra-class spread
-    refresh_every: int = 0            # iterations between refreshes; 0 = every epoch
-    drift_threshold: float = 0.0      # > 0: refresh when a probe set drifts more (adaptive)
-    refresh_lag: int = 0              # > 0: embed a weight snapshot on another thread and
-                                      # swap the index in this many iterations later
+    clusters_per_class: int = rule(4, minimum=1)   # K (fewer for classes with fewer examples)
+    method: str = rule("kmeans", choices=("kmeans", "agglomerative"))  # agglomerative: seed 000
+    distance_threshold: float = rule(1.0, strict_minimum=0.0)  # agglomerative cut, relative
+                                      # to the intra-class spread
+    refresh_every: int = rule(0, minimum=0)  # iterations between refreshes; 0 = every epoch
+    drift_threshold: float = rule(0.0, minimum=0.0)  # > 0: refresh when a probe set drifts
+                                      # more (adaptive)
+    refresh_lag: int = rule(0, minimum=0)  # > 0: embed a weight snapshot on another thread
+                                      # and swap the index in this many iterations later
 
 
 @dataclass(frozen=True)
@@ -106,46 +178,53 @@ class SamplerConfig:
     """Batch composition: M clusters x D examples (cluster losses), P classes x K examples
     (triplet, contrastive, lifted), or uniformly shuffled batches (softmax)."""
 
-    batches: str = "auto"             # auto (the loss's own: neighbourhood for cluster losses,
-                                      # uniform for softmax, class_balanced for the others),
-                                      # class_balanced or uniform
-    clusters_per_batch: int = 12      # M (paper's best: 12)
-    examples_per_cluster: int = 4     # D (paper's best: 4)
-    impostors: str = "nearest"        # "nearest" (paper) or "random" (ablation)
-    classes_per_batch: int = 8        # P, for losses without a cluster index (P*K = 48 = M*D,
-    examples_per_class: int = 6       # K, the same images per step; P <= 10 fits CIFAR/MNIST)
-    batch_size: int = 0               # uniform batches; 0 = P * K, the baselines' batch size
+    batches: str = rule("auto", choices=_batches)  # auto (the loss's own: neighbourhood for
+                                      # cluster losses, uniform for softmax and proxy losses,
+                                      # class_balanced for the others), class_balanced or
+                                      # uniform
+    clusters_per_batch: int = rule(12, minimum=2, fix=M_FIX)  # M (paper's best: 12)
+    examples_per_cluster: int = rule(4, minimum=2, fix=D_FIX)  # D (paper's best: 4)
+    impostors: str = rule("nearest", choices=_impostors)  # "nearest" (paper) or "random"
+                                      # (ablation)
+    classes_per_batch: int = rule(8, minimum=2)  # P, for losses without a cluster index
+                                      # (P*K = 48 = M*D, the same images per step)
+    examples_per_class: int = rule(6, minimum=2, fix=K_FIX)  # K (P <= 10 fits CIFAR/MNIST)
+    batch_size: int = rule(0, minimum=0)  # uniform batches; 0 = P * K, the baselines' size
 
     def batch_protocol(self, loss: str) -> str:
-        """``batches`` with ``auto`` resolved for ``loss`` (a name of LOSSES)."""
-        from ..losses import default_batches
+        """``batches`` with ``auto`` resolved for ``loss`` (a name of LOSSES): its spec's."""
+        from ..losses import loss_spec
 
-        return default_batches(loss) if self.batches == "auto" else self.batches
+        return loss_spec(loss).batches if self.batches == "auto" else self.batches
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation (paper App. B: SGD, momentum 0.9, per-epoch annealing)."""
 
-    epochs: int = 30                  # epochs to train (one pass, or iterations_per_epoch)
-    iterations_per_epoch: int = 0     # 0 = training examples // batch size
-    optimizer: str = "sgd"            # "sgd" or "adam"
-    lr: float = 0.05                  # learning rate
-    momentum: float = 0.9             # SGD momentum (paper: 0.9)
-    weight_decay: float = 0.0         # L2 weight decay
-    lr_decay: float = 0.95            # learning rate *= lr_decay after every epoch
-    patience: int = 0                 # > 0: stop once the validation error (own protocol)
-                                      # has not improved for this many epochs; score the
-                                      # best epoch's model (needs a validation split)
-    warm_start_epochs: int = 0        # brief softmax pre-training (paper §4)
-    warm_start_lr: float = 0.0        # its learning rate; 0 = train.lr (a fixed one lets
-                                      # runs of other lrs share one stored warm start)
+    epochs: int = rule(30, minimum=1)  # epochs to train (one pass, or iterations_per_epoch)
+    iterations_per_epoch: int = rule(0, minimum=0)  # 0 = training examples // batch size
+    optimizer: str = rule("sgd", choices=("sgd", "adam"))  # "sgd" or "adam"
+    lr: float = rule(0.05, strict_minimum=0.0)  # learning rate
+    momentum: float = rule(0.9, minimum=0.0, maximum=1.0)  # SGD momentum (paper: 0.9)
+    weight_decay: float = rule(0.0, minimum=0.0)  # L2 weight decay
+    lr_decay: float = rule(0.95, strict_minimum=0.0, maximum=1.0)  # learning rate *= lr_decay
+                                      # after every epoch
+    patience: int = rule(0, minimum=0, fix=PATIENCE_FIX)  # > 0: stop once the validation
+                                      # error (own protocol) has not improved for this many
+                                      # epochs; score the best epoch's model (needs a
+                                      # validation split)
+    warm_start_epochs: int = rule(0, minimum=0)  # brief softmax pre-training (paper §4)
+    warm_start_lr: float = rule(0.0, minimum=0.0, fix="0 uses train.lr")  # its learning
+                                      # rate; 0 = train.lr (a fixed one lets runs of other
+                                      # lrs share one stored warm start)
     warm_start_cache: str = ""        # folder to reuse identical warm starts from ("": off)
-    variance_momentum: float = 0.9    # running average of s2 -> sigma^2 for kNC
-    seed: int = 0                     # seeds weights, batches and augmentation
+    variance_momentum: float = rule(0.9, minimum=0.0, maximum=1.0)  # running average of
+                                      # s2 -> sigma^2 for kNC
+    seed: int = rule(0, minimum=0)    # seeds weights, batches and augmentation
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
-    threads: int = 0                  # torch CPU threads; 0 = torch's default
+    threads: int = rule(0, minimum=0)  # torch CPU threads; 0 = torch's default
 
     def warm_start_rate(self) -> float:
         """The warm start's learning rate: ``warm_start_lr``, or ``lr`` when that is 0."""
@@ -156,10 +235,11 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation on the test split after every ``every`` epochs and at the end."""
 
-    neighbours: int = 128             # L nearest clusters for kNC (paper: 128)
-    knn_k: int = 128                  # neighbours of the soft kNN (paper: 128)
-    every: int = 1                    # evaluate every N epochs (0: only at the end)
-    test_time_augment: int = 0        # average the embeddings of N augmented copies (paper: 16)
+    neighbours: int = rule(128, minimum=1)  # L nearest clusters for kNC (paper: 128)
+    knn_k: int = rule(128, minimum=1)  # neighbours of the soft kNN (paper: 128)
+    every: int = rule(1, minimum=0)   # evaluate every N epochs (0: only at the end)
+    test_time_augment: int = rule(0, minimum=0)  # average the embeddings of N augmented
+                                      # copies (paper: 16)
     plots: bool = True                # loss curve and t-SNE pictures into the run folder
 
 
@@ -177,88 +257,46 @@ class Config:
     out: str | None = None
 
     def validate(self) -> Config:
-        """Check every field; raise ``ValueError`` naming the field, the rule and the value."""
-        from ..data import DATASETS
-        from ..losses import LOSSES
-        from ..losses.magnet import check_scale
-        from ..models import BACKBONES
-        from ..sampling import BATCHES, IMPOSTORS
-
-        check_choice("data.name", self.data.name, DATASETS.names())
-        check_float("data.val_fraction", self.data.val_fraction, minimum=0.0, maximum=0.9)
-        check_float("data.unseen_classes", self.data.unseen_classes, minimum=0.0, maximum=0.9)
-        check_float("data.val_classes", self.data.val_classes, minimum=0.0, maximum=0.9)
-        check_float("data.max_scale", self.data.max_scale, minimum=0.0, maximum=1.0)
+        """Check every field's rule, then the rules that relate fields; raise ``ValueError``
+        naming the field, the rule and the value."""
+        for section in SECTIONS:
+            check_rules(getattr(self, section), prefix=f"{section}.")
         self.data.loader_options()
-        check_choice("model.backbone", self.model.backbone, BACKBONES.names())
-        check_int("model.embedding_dim", self.model.embedding_dim, minimum=2)
         self.model.backbone_options()
-        check_choice("loss.name", self.loss.name, LOSSES.names())
-        # alpha < 0 lets the hinge stay shut, so little or nothing trains, yet the errors of
-        # the untrained model would be reported as results
-        check_float("loss.alpha", self.loss.alpha, minimum=0.0,
-                    fix="the gap of eq. 5 is a margin, 0 or more; the paper's optima 0.7-7.2")
-        check_scale(self.loss.scale, "loss.scale")
-        if self.loss.margin is not None:
-            check_float("loss.margin", self.loss.margin, minimum=0.0)
-        if self.loss.impostor_fraction is not None:
-            check_float("loss.impostor_fraction", self.loss.impostor_fraction,
-                        strict_minimum=0.0, maximum=1.0)
-        if self.loss.triplet_variant is not None:
-            check_choice("loss.triplet_variant", self.loss.triplet_variant, ("hinge", "ratio"))
-        if self.loss.miner is not None:
-            from ..losses.miners import MINERS
-            check_choice("loss.miner", self.loss.miner, MINERS)
-        check_int("index.clusters_per_class", self.index.clusters_per_class, minimum=1)
-        check_choice("index.method", self.index.method, ("kmeans", "agglomerative"))
-        check_float("index.distance_threshold", self.index.distance_threshold,
-                    strict_minimum=0.0)
-        check_int("index.refresh_every", self.index.refresh_every, minimum=0)
-        check_float("index.drift_threshold", self.index.drift_threshold, minimum=0.0)
-        check_int("index.refresh_lag", self.index.refresh_lag, minimum=0)
-        check_int("sampler.clusters_per_batch", self.sampler.clusters_per_batch, minimum=2,
-                  fix="a neighbourhood is a seed cluster plus at least one impostor")
-        check_int("sampler.examples_per_cluster", self.sampler.examples_per_cluster, minimum=2,
-                  fix="the variance needs two points per cluster")
-        check_choice("sampler.impostors", self.sampler.impostors, IMPOSTORS)
-        check_choice("sampler.batches", self.sampler.batches, BATCHES)
+        _check_loss(self)
         _check_batches(self.loss.name, self.sampler.batches)
-        check_int("sampler.batch_size", self.sampler.batch_size, minimum=0)
-        check_int("sampler.classes_per_batch", self.sampler.classes_per_batch, minimum=2)
-        check_int("sampler.examples_per_class", self.sampler.examples_per_class, minimum=2,
-                  fix="a positive pair needs two examples of a class")
-        check_int("train.epochs", self.train.epochs, minimum=1)
-        check_int("train.iterations_per_epoch", self.train.iterations_per_epoch, minimum=0)
-        check_choice("train.optimizer", self.train.optimizer, ("sgd", "adam"))
-        check_float("train.lr", self.train.lr, strict_minimum=0.0)
-        check_float("train.momentum", self.train.momentum, minimum=0.0, maximum=1.0)
-        check_float("train.weight_decay", self.train.weight_decay, minimum=0.0)
-        check_float("train.lr_decay", self.train.lr_decay, strict_minimum=0.0, maximum=1.0)
-        check_int("train.warm_start_epochs", self.train.warm_start_epochs, minimum=0)
-        check_int("train.patience", self.train.patience, minimum=0,
-                  fix="epochs without a better validation error before stopping; 0: off")
-        check_float("train.warm_start_lr", self.train.warm_start_lr, minimum=0.0,
-                    fix="0 uses train.lr")
-        check_float("train.variance_momentum", self.train.variance_momentum, minimum=0.0,
-                    maximum=1.0)
-        check_int("train.seed", self.train.seed, minimum=0)
-        check_int("train.threads", self.train.threads, minimum=0)
         if not (self.train.device in ("cpu", "cuda", "auto")
                 or self.train.device.startswith("cuda:")):
             raise ValueError("train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; "
                              f"got {self.train.device!r}")
-        check_int("eval.neighbours", self.eval.neighbours, minimum=1)
-        check_int("eval.knn_k", self.eval.knn_k, minimum=1)
-        check_int("eval.every", self.eval.every, minimum=0)
-        check_int("eval.test_time_augment", self.eval.test_time_augment, minimum=0)
         return self
+
+
+def _check_loss(config: Config) -> None:
+    """The loss exists, every field it is given applies to it, and it builds (a ``pml:``
+    loss's options are checked against its constructor)."""
+    import torch
+
+    from ..losses import build_loss
+
+    try:
+        spec = config.loss.spec()
+    except ValueError as error:
+        raise ValueError(f"loss.name: {error}") from None
+    if config.loss.parameter_lr is not None:
+        if not spec.has_parameters:
+            raise ValueError(f"loss.parameter_lr applies to losses with parameters of their own "
+                             f"(softmax, proxy losses); loss {spec.name!r} has none: drop it")
+    with torch.random.fork_rng(devices=[]):   # a loss with weights draws them
+        build_loss(spec.name, embedding_dim=config.model.embedding_dim, num_classes=2,
+                   **config.loss.fields())
 
 
 def _check_batches(loss: str, batches: str) -> None:
     """Cluster losses train on neighbourhoods only; the other losses on anything but."""
-    from ..losses import default_batches
+    from ..losses import loss_spec
 
-    own = default_batches(loss)
+    own = loss_spec(loss).batches
     if batches in ("auto", own):
         return
     if own == "neighbourhood":

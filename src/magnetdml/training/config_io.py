@@ -164,20 +164,20 @@ def field_comments(cls: type) -> dict[str, str]:
 
 
 def field_choices() -> dict[str, list[str]]:
-    """The valid values of the config fields that take a name from a list."""
-    from ..data import DATASETS
+    """The valid values of the config fields that take a name from a list: the choices of
+    their rules, the loss names and the devices."""
     from ..losses import LOSSES
-    from ..losses.miners import MINERS
-    from ..models import BACKBONES
-    from ..sampling import BATCHES, IMPOSTORS
 
-    return {"data.name": DATASETS.names(), "model.backbone": BACKBONES.names(),
-            "loss.name": LOSSES.names(), "loss.miner": list(MINERS),
-            "loss.triplet_variant": ["hinge", "ratio"], "index.method": ["kmeans",
-                                                                      "agglomerative"],
-            "sampler.batches": list(BATCHES), "sampler.impostors": list(IMPOSTORS),
-            "train.optimizer": ["sgd", "adam"],
-            "train.device": ["cpu", "cuda", "cuda:N", "auto"]}
+    choices, defaults = {}, Config()
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(defaults, section)):
+            found = f.metadata.get("rule")
+            if found is not None and found.choices is not None:
+                valid = found.choices() if callable(found.choices) else found.choices
+                choices[f"{section}.{f.name}"] = list(valid)
+    choices["loss.name"] = [*LOSSES.names(), "pml:CLASSNAME"]
+    choices["train.device"] = ["cpu", "cuda", "cuda:N", "auto"]
+    return choices
 
 
 def _type_name(annotation: Any) -> str:

@@ -34,11 +34,11 @@ class EarlyStopping:
 
     @property
     def val_metric(self) -> str:
-        """``map_at_r`` on a class-disjoint validation split; else ``knc_error`` for cluster
-        losses (they have an index), ``knn_error`` otherwise."""
+        """``map_at_r`` on a class-disjoint validation split; else the loss's own protocol (its
+        spec): ``knc_error`` for cluster losses, else kNN."""
         if self.config.data.val_classes:
             return "map_at_r"
-        return "knc_error" if self.uses_index else "knn_error"
+        return self.config.loss.spec().own_metric
 
     def validation_scores(self) -> tuple[dict, float]:
         """The validation split's scores (see the module docstring) and the error minimised."""

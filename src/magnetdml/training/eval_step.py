@@ -15,6 +15,7 @@ import copy
 import numpy as np
 
 from ..evaluation import KNearestClusters, cluster_variance, evaluate
+from .class_scores import classifier_metrics
 from .embed import embed_dataset
 from .setup import make_index
 
@@ -50,6 +51,8 @@ class EvaluationStep:
                                     reference_labels=self.labels,
                                     metrics=None if full else ["knn_error"],
                                     k=self.config.eval.knn_k))
+            if self.config.loss.spec().own_scores == "classifier":
+                metrics.update(classifier_metrics(self.loss_fn, queries, dataset.labels))
             return metrics
 
         return self.dist.broadcast_object(self.dist.on_main(scores))

@@ -23,12 +23,13 @@ from .._validation import check_choice
 from ..clustering import ClusterIndex
 from ..evaluation import cluster_variance, evaluate
 from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
+from .class_scores import CLASSIFIER_METRICS, classifier_metrics
 from .config import Config
 from .config_io import config_from_dict
 from .embed import embed_dataset
 from .inference import RunInference
 from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
-from .setup import load_splits, make_index, make_model
+from .setup import load_splits, make_index, make_loss, make_model
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "unseen", "val", "all")
@@ -57,6 +58,9 @@ class LoadedRun(RunInference):
     summary: dict | None
     history: list[dict] = field(default_factory=list)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: the loss with its trained parameters, for losses scored by their own classifier
+    #: (softmax, proxy losses: their spec's ``own_scores == "classifier"``); else ``None``
+    loss_fn: nn.Module | None = None
 
     @property
     def finished(self) -> bool:
@@ -109,6 +113,12 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     model = make_model(config, splits.input_shape).to(torch_device)
     model.load_state_dict(state["model"])
     model.eval()
+    loss_fn = None
+    if config.loss.spec().own_scores == "classifier" and state.get("loss"):
+        with torch.random.fork_rng(devices=[]):   # its fresh weights are overwritten
+            loss_fn = make_loss(config, splits.num_classes).to(torch_device)
+        loss_fn.load_state_dict(state["loss"])
+        loss_fn.eval()
     index = None
     if state.get("index") is not None:
         index = make_index(config).load_state_dict(state["index"])
@@ -117,7 +127,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     return LoadedRun(path=path, config=config, splits=splits, model=model, index=index,
                      variance=state.get("variance"), epoch=int(state["epoch"]),
                      iteration=int(state["iteration"]), summary=summary,
-                     history=run.read_history(), device=torch_device)
+                     history=run.read_history(), device=torch_device, loss_fn=loss_fn)
 
 
 def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
@@ -134,7 +144,7 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
     check_choice("split", split, SPLITS)
     if metrics is not None:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        unknown = [m for m in metrics if m not in METRICS]
+        unknown = [m for m in metrics if m not in METRICS and m not in CLASSIFIER_METRICS]
         if unknown:
             raise ValueError(f"metrics must be names of magnetdml.evaluation.METRICS; got "
                              f"unknown {unknown}; valid: {', '.join(METRICS)}")
@@ -219,9 +229,17 @@ def _seen_metrics(run: LoadedRun, queries, labels, reference, metrics) -> dict[s
     """Seen-class metrics: kNC with the run's index (``L = eval.neighbours``), the rest
     against the training embeddings (soft kNN with ``k = eval.knn_k``)."""
     names = list(metrics) if metrics is not None else list(METRICS)
+    if run.loss_fn is not None and metrics is None:
+        names += CLASSIFIER_METRICS
+    own = [m for m in names if m in CLASSIFIER_METRICS]
     knc = [m for m in names if m in KNC_METRICS]
-    others = [m for m in names if m not in KNC_METRICS]
+    others = [m for m in names if m not in KNC_METRICS and m not in own]
     out: dict[str, float] = {}
+    if own:
+        if run.loss_fn is None:
+            raise ValueError(f"{own[0]} needs a loss with its own classifier (softmax, proxy "
+                             f"losses); this run's loss {run.config.loss.name!r} has none")
+        out.update(classifier_metrics(run.loss_fn, queries, labels))
     if others:
         out.update(evaluate(queries, labels, reference=reference,
                             reference_labels=run.splits.train.labels, metrics=others,

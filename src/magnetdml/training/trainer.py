@@ -52,7 +52,7 @@ def check_training_classes(config: Config, labels: np.ndarray) -> None:
         raise ValueError(f"the training split has {counts.size} class{held}; metric learning "
                          "needs at least two: lower data.unseen_classes or use more classes")
     k = config.index.clusters_per_class
-    if k > counts.min() // 2 and config.loss.name in ("magnet", "cluster_nca") \
+    if k > counts.min() // 2 and config.loss.spec().uses_index \
             and config.index.method == "kmeans":
         raise ValueError(f"index.clusters_per_class {k} leaves clusters of fewer than two "
                          f"members in the smallest training class ({int(counts.min())} "
@@ -92,9 +92,8 @@ class Trainer(IndexUpkeep, EvaluationStep, CheckpointState, EarlyStopping):
         self.objective = Objective(self.model, self.loss_fn, amp=config.train.amp,
                                    device_type=dist.device.type)
         self._ddp: nn.Module | None = None   # wrapped on the first step (after warm start)
-        self.uses_index = bool(getattr(self.loss_fn, "requires_clusters", False))
-        self.optimizer = make_optimizer(config, [*self.model.parameters(),
-                                                 *self.loss_fn.parameters()])
+        self.uses_index = config.loss.spec().uses_index
+        self.optimizer = make_optimizer(config, self.model, self.loss_fn)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
                                                                 config.train.lr_decay)
         self.augmenter = self._make_augmenter()
