@@ -66,8 +66,8 @@ def test_each_loss_searches_its_own_parameters_and_pml_losses_the_common_ones():
     assert set(SearchSpace("softmax").params) == set(COMMON)
     assert set(space_for("pml:ProxyAnchorLoss")) >= set(COMMON)
     assert all(p.source for space in SPACES.values() for p in space.values())
-    with pytest.raises(ValueError, match=r"no search space for loss 'nope'; known: magnet"):
-        space_for("nope")
+    with pytest.raises(ValueError, match=r"unknown loss 'magnett'; did you mean 'magnet'\?"):
+        space_for("magnett")
 
 
 def test_overrides_narrow_or_fix_a_range():
