@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import yaml
 
 from magnetdml.cli import main
 from magnetdml.experiments.evaluate_run import evaluate_run
-from magnetdml.experiments.search import search
+from magnetdml.experiments.search import apply_params, search
 from magnetdml.experiments.search_space import COMMON, SPACES, SearchSpace, space_for
 from magnetdml.training import Config, apply_overrides, load_config_file
 
@@ -68,6 +69,20 @@ def test_each_loss_searches_its_own_parameters_and_pml_losses_the_common_ones():
     assert all(p.source for space in SPACES.values() for p in space.values())
     with pytest.raises(ValueError, match=r"unknown loss 'magnett'; did you mean 'magnet'\?"):
         space_for("magnett")
+
+
+def test_pml_losses_search_their_keywords_through_loss_options():
+    space = SearchSpace("pml:ProxyAnchorLoss")
+    assert set(space.params) == {"lr", "lr_decay", "margin", "alpha"}
+    values = draws(space, n=1)[0]
+    config = apply_params(apply_overrides(Config(), {"loss.name": "pml:ProxyAnchorLoss"}),
+                          values).validate()
+    assert yaml.safe_load(config.loss.options) == {
+        "margin": values["loss.options.margin"], "alpha": values["loss.options.alpha"]}
+    for name in ("pml:MultiSimilarityLoss", "pml:SoftTripleLoss", "pml:SupConLoss",
+                 "pml:NormalizedSoftmaxLoss", "pml:ArcFaceLoss", "pml:ProxyNCALoss"):
+        values = draws(SearchSpace(name), n=1)[0]
+        apply_params(apply_overrides(Config(), {"loss.name": name}), values).validate()
 
 
 def test_overrides_narrow_or_fix_a_range():

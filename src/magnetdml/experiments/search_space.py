@@ -82,6 +82,12 @@ OPTIONAL: dict[str, Param] = {
                                  "embedding growing under SGD"),
 }
 
+def _pml(keyword: str, low: float, high: float, default: str, log: bool = True) -> Param:
+    """A keyword of a pytorch-metric-learning loss, searched around its PML default."""
+    return Param(f"loss.options.{keyword}", low, high, log=log,
+                 source=f"around PML 2.9's default {default}")
+
+
 #: loss name -> its own searched parameters (:data:`COMMON` is added to every entry).
 SPACES: dict[str, dict[str, Param]] = {
     "magnet": {
@@ -103,6 +109,30 @@ SPACES: dict[str, dict[str, Param]] = {
         "margin": Param("loss.margin", 0.05, 2.0, log=True,
                         source="around this project's default 1.0 (Song et al. 2016)")},
     "softmax": {},
+    # pytorch-metric-learning's losses: keywords of --loss.options, ranges around PML's defaults
+    "pml:ProxyAnchorLoss": {
+        "margin": _pml("margin", 0.01, 0.5, "0.1 (Kim et al. 2020)"),
+        "alpha": _pml("alpha", 4.0, 128.0, "32 (Kim et al. 2020)")},
+    "pml:MultiSimilarityLoss": {
+        "alpha": _pml("alpha", 0.5, 8.0, "2 (Wang et al. 2019)"),
+        "beta": _pml("beta", 10.0, 100.0, "50 (Wang et al. 2019)"),
+        "base": _pml("base", 0.3, 0.8, "0.5 (Wang et al. 2019)", log=False)},
+    "pml:NormalizedSoftmaxLoss": {
+        "temperature": _pml("temperature", 0.01, 0.2, "0.05 (Zhai & Wu 2019)")},
+    "pml:ArcFaceLoss": {
+        "margin": _pml("margin", 10.0, 45.0, "28.6 degrees (Deng et al. 2019)", log=False),
+        "scale": _pml("scale", 16.0, 128.0, "64 (Deng et al. 2019)")},
+    "pml:SoftTripleLoss": {
+        "centers_per_class": Param("loss.options.centers_per_class", 1, 16, log=True,
+                                   integer=True, minimum=1,
+                                   source="PML default 10 (Qian et al. 2019); App. B's K range"),
+        "la": _pml("la", 5.0, 80.0, "20 (Qian et al. 2019)"),
+        "gamma": _pml("gamma", 0.03, 0.3, "0.1 (Qian et al. 2019)"),
+        "margin": _pml("margin", 0.001, 0.1, "0.01 (Qian et al. 2019)")},
+    "pml:ProxyNCALoss": {
+        "softmax_scale": _pml("softmax_scale", 0.5, 32.0, "1 (Movshovitz-Attias et al. 2017)")},
+    "pml:SupConLoss": {
+        "temperature": _pml("temperature", 0.03, 0.5, "0.1 (Khosla et al. 2020)")},
 }
 
 
