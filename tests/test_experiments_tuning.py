@@ -61,8 +61,9 @@ def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
         assert entry["group"] == {"dataset": "digits", "loss": loss} and entry["trials"] == 2
         history = (out / "tuning" / f"digits-{loss}" / f"trial_{entry['best_trial']:03d}"
                    / "metrics.jsonl").read_text().splitlines()
-        metric = "val_knc_error" if loss == "magnet" else "val_knn_error"
-        assert entry["val_error"] == json.loads(history[-1])[metric]
+        metric = "knc_error" if loss == "magnet" else "knn_error (leave-one-out in val)"
+        assert json.loads(history[-1])["tuner"] == {"metric": metric,
+                                                    "error": entry["val_error"]}
         assert (out / "tuning" / f"digits-{loss}" / "study.db").is_file()
         assert set(entry["params"]) >= {"train.lr", "train.lr_decay"}
         assert ("loss.scale" in entry["params"]) == (loss == "magnet")

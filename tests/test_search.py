@@ -131,12 +131,17 @@ def test_search_writes_its_study_trials_table_and_best_config(searched):
     assert result.best["trial"] == int(min(done, key=lambda r: float(r["val_error"]))["trial"])
     # the trial's value is its last pass's validation kNC error (a cluster loss; no patience)
     history = (out / result.best["run_dir"] / "metrics.jsonl").read_text().splitlines()
-    assert result.best["val_error"] == json.loads(history[-1])["val_knc_error"]
+    assert json.loads(history[-1])["tuner"] == {"metric": "knc_error",
+                                                "error": result.best["val_error"]}
     loaded = load_config_file(out / "best_config.yaml").validate()
     assert loaded == result.best_config and loaded.train.lr == result.best["train.lr"]
     assert loaded.out is None and loaded.data.val_fraction == base.data.val_fraction
-    # trials draw nothing and keep no model
+    # trials draw nothing, keep no model and score no test split: only the tuner's score
     assert not list(out.rglob("*.png")) and not list(out.rglob("checkpoint.pt"))
+    summary = json.loads((out / result.best["run_dir"] / "metrics.json").read_text())
+    assert "knn_error" not in summary and "knc_error" not in summary
+    with pytest.raises(ValueError, match="eval.plots draws the final test embeddings"):
+        apply_overrides(Config(), {"eval.final": False}).validate()
 
 
 @pytest.mark.slow

@@ -91,8 +91,11 @@ def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # trials: no plots, no test scores between passes (the tuner reads the validation split)
+    # trials: no plots, no test scores, no validation beyond the tuner's (tuner_error); they
+    # train the full budget (no patience): the pruner stops the hopeless ones
     base = apply_overrides(dataclasses.replace(base, out=None),
-                           {"eval.plots": False, "eval.every": 0})
+                           {"eval.plots": False, "eval.every": 0, "eval.final": False,
+                            "train.patience": 0})
     if jobs > 1:    # each worker gets cores // jobs threads (unless train.threads is set)
         base = with_threads(base, jobs)
     counts = np.bincount(splits.train.labels)
@@ -138,8 +141,8 @@ def _study(url: str, name: str, task: dict, worker: int = 0):
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                      max_retry=3, inherit_intermediate_values=True))
             break
-        except Exception as error:              # sqlalchemy's OperationalError
-            if attempt == 4 or "already exists" not in str(error):
+        except Exception as error:              # sqlalchemy's: a table or row made twice
+            if attempt == 4 or not type(error).__module__.startswith("sqlalchemy"):
                 raise
             time.sleep(1 + attempt)
     pruners = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2,
@@ -222,11 +225,9 @@ def _objective(trial, task: dict, log: Callable[[str], None]) -> float:
     started = time.perf_counter()
 
     def on_epoch(trainer, record: dict) -> None:
-        key = f"val_{trainer.val_metric}"
-        if key not in record:             # train.patience scores it already
-            scores, _ = trainer.validation_scores()
-            record.update({f"val_{k}": v for k, v in scores.items()})
-        trial.report(_error(trainer.val_metric, record[key]), trainer.epoch)
+        metric, error = tuner_error(trainer)
+        record["tuner"] = {"metric": metric, "error": error}
+        trial.report(error, trainer.epoch)
         if trainer.epoch < trainer.config.train.epochs and trial.should_prune():
             trial.set_user_attr("train_seconds", round(trainer.timing["train_seconds"], 3))
             raise optuna.TrialPruned(f"pruned after pass {trainer.epoch}")
@@ -256,22 +257,36 @@ def _objective(trial, task: dict, log: Callable[[str], None]) -> float:
     return value
 
 
-def _error(metric: str, value: float) -> float:
-    """The error minimised: ``1 - score`` for a retrieval score, the error itself otherwise."""
-    return float(value) if metric.endswith("error") else 1.0 - float(value)
+def tuner_error(trainer) -> tuple[str, float]:
+    """The validation error a trial reports after a pass, at the least cost: the validation
+    split embedded once and scored by the loss's own rule, never the training set embedded
+    again (a full validation, with kNN against every training embedding, would cost a
+    trial about a third of a pass more):
+
+    * a class-disjoint split (``data.val_classes``): ``1 - MAP@R`` among its own examples;
+    * a cluster loss: kNC error (paper §3.3) with the index the pass refreshed;
+    * any other loss (its spec's own metric is kNN): soft-kNN error among the validation
+      examples, each left out of its own neighbours."""
+    from ..evaluation import KNearestClusters, evaluate
+
+    config, val = trainer.config, trainer.splits.val
+    if config.data.val_classes:
+        return "1 - map_at_r", float(trainer.validation_scores()[1])
+    queries = trainer.embed(val)                                          # (V, E)
+    if config.loss.spec().own_metric == "knc_error":
+        index, variance = trainer._scoring_index(trainer.train_embeddings())  # refreshed: cached
+        knc = KNearestClusters(neighbours=config.eval.neighbours).fit(index, variance)
+        return "knc_error", float(np.mean(knc.predict(queries) != val.labels))
+    k = min(config.eval.knn_k, len(val.labels) - 1)
+    return "knn_error (leave-one-out in val)", evaluate(queries, val.labels,
+                                                        metrics=["knn_error"], k=k)["knn_error"]
 
 
 def trial_error(run_dir: Path) -> float:
-    """The validation error of the model a finished run ends with: its best pass with
-    ``train.patience`` (the model restored), else its last pass (from ``metrics.jsonl``)."""
-    summary = json.loads((run_dir / SUMMARY).read_text())
-    if summary.get("early_stopping"):
-        return float(summary["early_stopping"]["best_val_error"])
-    from ..losses import loss_spec
-
+    """The validation error a finished trial ends with (its last pass's, from
+    ``metrics.jsonl``)."""
     last = json.loads((run_dir / HISTORY).read_text().splitlines()[-1])
-    metric = ("map_at_r" if "val_map_at_r" in last else loss_spec(summary["loss"]).own_metric)
-    return _error(metric, last[f"val_{metric}"])
+    return float(last["tuner"]["error"])
 
 
 def apply_params(base: Config, params: dict) -> Config:

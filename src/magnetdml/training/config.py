@@ -241,6 +241,8 @@ class EvalConfig:
     test_time_augment: int = rule(0, minimum=0)  # average the embeddings of N augmented
                                       # copies (paper: 16)
     plots: bool = True                # loss curve and t-SNE pictures into the run folder
+    final: bool = True                # score the test (and unseen) splits at the end; off
+                                      # for search trials, which the tuner scores on val
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,9 @@ class Config:
         self.model.backbone_options()
         _check_loss(self)
         _check_batches(self.loss.name, self.sampler.batches)
+        if self.eval.plots and not self.eval.final:
+            raise ValueError("eval.plots draws the final test embeddings, so it needs "
+                             "eval.final true; got eval.final false: add --eval.plots false")
         if not (self.train.device in ("cpu", "cuda", "auto")
                 or self.train.device.startswith("cuda:")):
             raise ValueError("train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; "

@@ -84,13 +84,14 @@ class EvaluationStep:
         class-disjoint split); written to ``metrics.json`` (with ``write``), the file that
         marks the run finished."""
         self.apply_pending_refresh(wait=True)
-        self.final_test_embeddings = self.embed(self.splits.test)
         summary = {"dataset": self.config.data.name, "loss": self.config.loss.name,
                    "backbone": self.config.model.backbone, "run_dir": self.config.out,
                    "epochs": self.epoch, "iterations": self.iteration, "sigma2": self.variance,
-                   **self.stopping_summary(),
-                   **self.evaluate(queries=self.final_test_embeddings, full=True)}
-        if self.splits.unseen is not None:
+                   **self.stopping_summary()}
+        if self.config.eval.final:      # off: a search trial, scored on its validation split
+            self.final_test_embeddings = self.embed(self.splits.test)
+            summary.update(self.evaluate(queries=self.final_test_embeddings, full=True))
+        if self.splits.unseen is not None and self.config.eval.final:
             unseen = self.embed(self.splits.unseen)
             summary["unseen"] = self.dist.broadcast_object(self.dist.on_main(
                 lambda: evaluate(unseen, self.splits.unseen.labels, metrics=UNSEEN_METRICS,

@@ -94,8 +94,8 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         t.save_checkpoint()
     summary = t.finish(write=False)
     if dist.is_main:
-        say(f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
-            f"{100 * summary['knn_error']:.2f}%"
+        say((f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
+             f"{100 * summary['knn_error']:.2f}%" if config.eval.final else "finished")
             + ("; drawing the pictures (loss curve, t-SNE)" if config.eval.plots else ""))
         if config.eval.plots:       # first: a kill while plotting leaves a run that resumes
             plot_run(t.run.path, t)
