@@ -147,3 +147,21 @@ def test_classification_tuned_trains_real_passes_with_per_pass_curves():
     for spec in specs:
         assert len(apply_tuned([spec], {t.name: {"group": t.group, "params": {}}
                                         for t in tuning})) == 1
+
+
+def test_a_tuning_by_the_old_random_search_is_kept(tmp_path):
+    """Published experiments were tuned by the random search Optuna replaced: a rerun keeps
+    their tuned.json entries (and so their numbers) instead of refusing or retuning."""
+    tuned = {f"digits-{loss}": {"group": {"dataset": "digits", "loss": loss},
+                                "params": {"train.lr": 0.02}, "metric": "knn_error"}
+             for loss in LOSSES}
+    (tmp_path / "tuned.json").write_text(json.dumps(tuned))
+    for name in tuned:
+        (tmp_path / "tuning" / name).mkdir(parents=True)
+        (tmp_path / "tuning" / name / "search.json").write_text('{"metric": "knn_error"}')
+    messages = []
+    results = run_experiment(TinyTuned.name, tmp_path, progress=False, log=messages.append)
+    assert sum("kept the random search's tuning" in m for m in messages) == 2
+    assert results["tuned"] == tuned and not list(tmp_path.rglob("study.db"))
+    config = json.loads((tmp_path / "digits-magnet-s0" / "config.json").read_text())
+    assert config["train"]["lr"] == 0.02

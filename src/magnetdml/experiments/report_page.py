@@ -41,7 +41,7 @@ def render_report(results: dict) -> str:
                  "pruned": entry.get("pruned"), **entry["params"]}
                 for name, entry in results["tuned"].items()]
         text += ["## Tuned configurations", "",
-                 "Each group of runs trained with the best trial of its own random search "
+                 "Each group of runs trained with the best trial of its own search "
                  f"(`{results.get('tuned_from')}/tuning/`), scored on a validation split by "
                  "its loss's own protocol (a blank cell: not searched for that loss):", "",
                  markdown_table(rows, list(dict.fromkeys(k for row in rows for k in row))), ""]
