@@ -173,7 +173,9 @@ def test_two_processes_share_one_sqlite_study(tmp_path):
              for side in ("a", "b")]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stdout.read().decode()
-    study = optuna.load_study(study_name="s", storage=url)
+    names = optuna.get_all_study_names(url)
+    assert len(names) == 1 and names[0].startswith("s-")        # one study, named alike
+    study = optuna.load_study(study_name=names[0], storage=url)
     finished = [t for t in study.trials if t.state.is_finished()]
     assert 4 <= len(finished) <= 5            # both stop once 4 have finished or are running
     folders = {t.user_attrs["run_dir"] for t in finished}
@@ -194,12 +196,13 @@ def test_a_killed_search_resumes_its_unfinished_trial_from_its_checkpoint(tmp_pa
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed = optuna.load_study(study_name="s", storage=url).trials[0]
+    name = optuna.get_all_study_names(url)[0]
+    killed = optuna.load_study(study_name=name, storage=url).trials[0]
     assert killed.state == optuna.trial.TrialState.RUNNING
     history = (out / "trial_000" / "metrics.jsonl").read_text().splitlines()
     rerun = _cli("--trials", "2", "--out", str(out), *slow)
     assert rerun.wait(timeout=300) == 0, rerun.stdout.read().decode()
-    trials = optuna.load_study(study_name="s", storage=url).trials
+    trials = optuna.load_study(study_name=name, storage=url).trials
     assert trials[0].state == optuna.trial.TrialState.FAIL
     retry = next(t for t in trials[1:] if t.user_attrs.get("run_dir") == "trial_000")
     assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == killed.params

@@ -105,9 +105,11 @@ def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     local = storage is None
     url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
     with _folder_lock(out) if local else contextlib.nullcontext():
-        _check_search_file(out, {"seed": seed, "pruner": pruner, "space": space.describe(),
-                                 "base": config_to_dict(base)})
-        study = _study(url, out.name, task)
+        settings = {"seed": seed, "pruner": pruner, "space": space.describe(),
+                    "base": config_to_dict(base)}
+        _check_search_file(out, settings)
+        task["study"] = study_name(out, settings)
+        study = _study(url, task["study"], task)
         if local:       # this invocation owns the folder: its RUNNING trials are dead ones
             _retry_unfinished(study)
         done = _finished_count(study)
@@ -119,8 +121,21 @@ def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
             for _ in in_workers(_work, [(url, task, worker, None) for worker in range(jobs)],
                                 jobs=jobs):
                 pass
-        study = _study(url, out.name, task)
+        study = _study(url, task["study"], task)
     return _summarise(study, base, space, out, seed)
+
+
+def study_name(out: Path, settings: dict) -> str:
+    """The study's name in its storage: the search folder's name and a digest of what makes
+    the search (base config less machine fields, space, seed, pruner), so that machines running
+    the same command share one study and different searches in one storage never mix."""
+    import hashlib
+
+    from ..training.run_dir import run_identity
+
+    identity = {**settings, "base": run_identity(json.loads(json.dumps(settings["base"])))}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode())
+    return f"{out.name}-{digest.hexdigest()[:10]}"
 
 
 def _study(url: str, name: str, task: dict, worker: int = 0):
@@ -183,7 +198,7 @@ def _work(url: str, task: dict, worker: int, log: Callable[[str], None] | None) 
     while True:
         lock = _TrialLock(out / TRIAL_LOCK)    # held until the new trial is RUNNING: workers
         try:                                   # that count at once would overshoot
-            study = _study(url, out.name, task, worker)
+            study = _study(url, task["study"], task, worker)
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if _finished_count(study) + running >= trials:
                 return
