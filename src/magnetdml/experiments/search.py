@@ -17,7 +17,10 @@ test-split scoring between passes: only what the tuner needs. The study lives in
 several machines on one study). ``jobs`` worker processes share it; a killed search resumes
 where it stopped: its unfinished trials are retried with the same values from their
 checkpoints (by this folder's next search at once; on a shared ``storage``, by Optuna's
-heartbeat once the dead process has been silent for :data:`GRACE_SECONDS`).
+heartbeat once the dead process has been silent for ``study.GRACE_SECONDS``).
+
+The parts: the study and its worker processes (:mod:`.study`), one trial (:mod:`.trial`), the
+spaces (:mod:`.search_space`); this module runs a search and writes its tables.
 """
 
 from __future__ import annotations
@@ -25,11 +28,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import fcntl
 import json
 import math
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,18 +38,24 @@ import numpy as np
 import yaml
 
 from .._validation import check_choice, check_int
-from ..training import Config, apply_overrides, config_to_dict, train
+from ..training import Config, apply_overrides, config_to_dict
 from ..training.parallel import in_workers, with_threads
-from ..training.run_dir import CHECKPOINT, HISTORY, SUMMARY, write_json
+from ..training.run_dir import write_json
 from .evaluate_run import evaluate_run  # noqa: F401  (its historical home)
-from .run_stage import DISPOSABLE
 from .search_space import SearchSpace
+from .study import (
+    STUDY_DB,
+    finished_count,
+    folder_lock,
+    open_study,
+    retry_unfinished,
+    study_name,
+    work,
+)
+from .trial import apply_params
 
 PRUNERS = ("median", "hyperband", "none")
-STUDY_DB = "study.db"
 SEARCH_FILE = "search.json"
-LOCK, TRIAL_LOCK = ".search.lock", ".trial.lock"
-HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
 
 
 @dataclass(frozen=True)
@@ -104,221 +110,25 @@ def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
             "smallest_class": int(counts[counts > 0].min()), "progress": progress}
     local = storage is None
     url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
-    with _folder_lock(out) if local else contextlib.nullcontext():
+    with folder_lock(out) if local else contextlib.nullcontext():
         settings = {"seed": seed, "pruner": pruner, "space": space.describe(),
                     "base": config_to_dict(base)}
         _check_search_file(out, settings)
         task["study"] = study_name(out, settings)
-        study = _study(url, task["study"], task)
+        study = open_study(url, task["study"], task)
         if local:       # this invocation owns the folder: its RUNNING trials are dead ones
-            _retry_unfinished(study)
-        done = _finished_count(study)
+            retry_unfinished(study)
+        done = finished_count(study)
         if done >= trials:
             log(f"{done} trial(s) finished before; nothing to train")
         elif jobs == 1:
-            _work(url, task, 0, log)
+            work(url, task, 0, log)
         else:
-            for _ in in_workers(_work, [(url, task, worker, None) for worker in range(jobs)],
+            for _ in in_workers(work, [(url, task, worker, None) for worker in range(jobs)],
                                 jobs=jobs):
                 pass
-        study = _study(url, task["study"], task)
+        study = open_study(url, task["study"], task)
     return _summarise(study, base, space, out, seed)
-
-
-def study_name(out: Path, settings: dict) -> str:
-    """The study's name in its storage: the search folder's name and a digest of what makes
-    the search (base config less machine fields, space, seed, pruner), so that machines running
-    the same command share one study and different searches in one storage never mix."""
-    import hashlib
-
-    from ..training.run_dir import run_identity
-
-    identity = {**settings, "base": run_identity(json.loads(json.dumps(settings["base"])))}
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode())
-    return f"{out.name}-{digest.hexdigest()[:10]}"
-
-
-def _study(url: str, name: str, task: dict, worker: int = 0):
-    """The study at ``url`` (created on first use), with a TPE sampler seeded by the search's
-    ``seed``, the number of trials the study holds and the ``worker``: a resumed or extended
-    search draws what an uninterrupted one would (one worker), and workers draw apart."""
-    seed, epochs = task["seed"], task["base"]["train"]["epochs"]
-    import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    for attempt in range(5):  # processes that start together race to create the tables
-        try:
-            storage = RDBStorage(url, engine_kwargs=kwargs,
-                                 heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                     max_retry=3, inherit_intermediate_values=True))
-            break
-        except Exception as error:              # sqlalchemy's: a table or row made twice
-            if attempt == 4 or not type(error).__module__.startswith("sqlalchemy"):
-                raise
-            time.sleep(1 + attempt)
-    pruners = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2,
-                                                             n_warmup_steps=1),
-               "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1,
-                                                                   max_resource=epochs),
-               "none": optuna.pruners.NopPruner}
-    study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
-                                pruner=pruners[task["pruner"]](), load_if_exists=True)
-    state = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
-    study.sampler = optuna.samplers.TPESampler(
-        seed=int(state), n_startup_trials=max(2, min(10, task["trials"] // 3)))
-    return study
-
-
-def _finished_count(study) -> int:
-    from optuna.trial import TrialState
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def _retry_unfinished(study) -> None:
-    """Fail the trials a killed search left RUNNING and queue each again with its values and
-    its run folder (which resumes from its checkpoint)."""
-    from optuna.trial import TrialState
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs=dict(trial.user_attrs),
-                            skip_if_exists=False)
-
-
-def _work(url: str, task: dict, worker: int, log: Callable[[str], None] | None) -> None:
-    """One process's share: trials until ``trials`` have finished (or are being trained).
-    Module level: search workers run it in other processes."""
-    from optuna.trial import TrialState
-
-    log = log or (lambda _message: None)
-    out, trials = Path(task["out"]), task["trials"]
-    while True:
-        lock = _TrialLock(out / TRIAL_LOCK)    # held until the new trial is RUNNING: workers
-        try:                                   # that count at once would overshoot
-            study = _study(url, task["study"], task, worker)
-            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-            if _finished_count(study) + running >= trials:
-                return
-
-            def objective(trial, lock=lock):
-                lock.release()
-                return _objective(trial, task, log)
-
-            study.optimize(objective, n_trials=1, catch=())
-        finally:
-            lock.release()
-
-
-class _TrialLock:
-    """An exclusive ``flock`` on ``path``, taken now (waiting for it), released once."""
-
-    def __init__(self, path: Path) -> None:
-        self.handle = open(path, "a")
-        fcntl.flock(self.handle, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-
-
-def _objective(trial, task: dict, log: Callable[[str], None]) -> float:
-    """Train one trial (or resume its folder), reporting the validation error every pass."""
-    import optuna
-
-    from ..training import config_from_dict
-
-    space: SearchSpace = task["space"]
-    params = space.suggest(trial, task["num_classes"], task["smallest_class"])
-    name = trial.user_attrs.get("run_dir") or f"trial_{trial.number:03d}"
-    trial.set_user_attr("run_dir", name)
-    trial.set_user_attr("values", params)       # with the values fixed by a range of one
-    run_dir = Path(task["out"]) / name
-    config = apply_params(config_from_dict(task["base"]), {**params, "out": str(run_dir)})
-    started = time.perf_counter()
-
-    def on_epoch(trainer, record: dict) -> None:
-        metric, error = tuner_error(trainer)
-        record["tuner"] = {"metric": metric, "error": error}
-        trial.report(error, trainer.epoch)
-        if trainer.epoch < trainer.config.train.epochs and trial.should_prune():
-            trial.set_user_attr("train_seconds", round(trainer.timing["train_seconds"], 3))
-            raise optuna.TrialPruned(f"pruned after pass {trainer.epoch}")
-
-    try:
-        if not (run_dir / SUMMARY).is_file():
-            train(config, progress=task["progress"], on_epoch=on_epoch)
-    except optuna.TrialPruned:
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
-        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-        log(f"trial {trial.number}: pruned {_describe(params)}")
-        raise
-    except (ValueError, FloatingPointError) as error:
-        if "diverged" not in str(error) and not isinstance(error, FloatingPointError):
-            raise                             # a broken config: stop the search
-        trial.set_user_attr("diverged", str(error).splitlines()[0])
-        log(f"trial {trial.number}: diverged, pruned {_describe(params)}")
-        raise optuna.TrialPruned(str(error)) from error
-    summary = json.loads((run_dir / SUMMARY).read_text())
-    value = trial_error(run_dir)
-    for disposable in DISPOSABLE:         # scored: nothing reads the trial's model again
-        (run_dir / disposable).unlink(missing_ok=True)
-    trial.set_user_attr("train_seconds", summary.get("train_seconds"))
-    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-    trial.set_user_attr("epochs", summary.get("epochs"))
-    log(f"trial {trial.number}: val error {value:.4f} {_describe(params)}")
-    return value
-
-
-def tuner_error(trainer) -> tuple[str, float]:
-    """The validation error a trial reports after a pass, at the least cost: the validation
-    split embedded once and scored by the loss's own rule, never the training set embedded
-    again (a full validation, with kNN against every training embedding, would cost a
-    trial about a third of a pass more):
-
-    * a class-disjoint split (``data.val_classes``): ``1 - MAP@R`` among its own examples;
-    * a cluster loss: kNC error (paper §3.3) with the index the pass refreshed;
-    * any other loss (its spec's own metric is kNN): soft-kNN error among the validation
-      examples, each left out of its own neighbours."""
-    from ..evaluation import KNearestClusters, evaluate
-
-    config, val = trainer.config, trainer.splits.val
-    if config.data.val_classes:
-        return "1 - map_at_r", float(trainer.validation_scores()[1])
-    queries = trainer.embed(val)                                          # (V, E)
-    if config.loss.spec().own_metric == "knc_error":
-        index, variance = trainer._scoring_index(trainer.train_embeddings())  # refreshed: cached
-        knc = KNearestClusters(neighbours=config.eval.neighbours).fit(index, variance)
-        return "knc_error", float(np.mean(knc.predict(queries) != val.labels))
-    k = min(config.eval.knn_k, len(val.labels) - 1)
-    return "knn_error (leave-one-out in val)", evaluate(queries, val.labels,
-                                                        metrics=["knn_error"], k=k)["knn_error"]
-
-
-def trial_error(run_dir: Path) -> float:
-    """The validation error a finished trial ends with (its last pass's, from
-    ``metrics.jsonl``)."""
-    last = json.loads((run_dir / HISTORY).read_text().splitlines()[-1])
-    return float(last["tuner"]["error"])
-
-
-def apply_params(base: Config, params: dict) -> Config:
-    """``base`` with a trial's values: config fields, and ``loss.options.NAME`` keywords
-    merged into the ``loss.options`` mapping (pytorch-metric-learning losses)."""
-    options = {k.split(".", 2)[2]: v for k, v in params.items() if k.startswith("loss.options.")}
-    fields = {k: v for k, v in params.items() if not k.startswith("loss.options.")}
-    if options:
-        current = yaml.safe_load(getattr(base.loss, "options", "") or "") or {}
-        fields["loss.options"] = yaml.safe_dump({**current, **options},
-                                                default_flow_style=True).strip()
-    return apply_overrides(base, fields)
-
-
-def _describe(params: dict) -> str:
-    return " ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else
-                    f"{k.split('.')[-1]}={v}" for k, v in params.items())
 
 
 def _summarise(study, base: Config, space: SearchSpace, out: Path, seed: int) -> SearchResult:
@@ -358,22 +168,6 @@ def _summarise(study, base: Config, space: SearchSpace, out: Path, seed: int) ->
     data.pop("out")
     (out / "best_config.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False))
     return SearchResult(out, rows, {**best, "params": best_params}, best_config)
-
-
-@contextlib.contextmanager
-def _folder_lock(out: Path, blocking: bool = False):
-    """An exclusive lock on the search folder: one invocation at a time (``blocking``: wait
-    for it, as the invocation's own workers do around creating a trial)."""
-    handle = open(out / LOCK, "a")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise ValueError(f"another search is running in {str(out)!r}; wait for it, or "
-                             "add --jobs to it instead of starting a second one") from None
-        yield
-    finally:
-        handle.close()
 
 
 def _check_search_file(out: Path, settings: dict) -> None:
