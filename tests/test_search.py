@@ -19,6 +19,7 @@ from magnetdml.cli import main
 from magnetdml.experiments.evaluate_run import evaluate_run
 from magnetdml.experiments.search import apply_params, search
 from magnetdml.experiments.search_space import COMMON, SPACES, SearchSpace, space_for
+from magnetdml.experiments.trial import config_fields
 from magnetdml.training import Config, apply_overrides, load_config_file
 
 TINY = {"train.epochs": 2, "train.iterations_per_epoch": 3, "train.threads": 1,
@@ -79,6 +80,13 @@ def test_pml_losses_search_their_keywords_through_loss_options():
                           values).validate()
     assert yaml.safe_load(config.loss.options) == {
         "margin": values["loss.options.margin"], "alpha": values["loss.options.alpha"]}
+    # what a tuning stage records: one loss.options field, which a run's overrides can take
+    base = apply_overrides(Config(), {"loss.name": "pml:ProxyAnchorLoss",
+                                      "loss.options": "{alpha: 16}"})
+    fields = config_fields(base, {"train.lr": 0.01, "loss.options.margin": 0.2})
+    assert fields["train.lr"] == 0.01 and set(fields) == {"train.lr", "loss.options"}
+    assert yaml.safe_load(apply_overrides(base, fields).validate().loss.options) == {
+        "alpha": 16, "margin": 0.2}
     for name in ("pml:MultiSimilarityLoss", "pml:SoftTripleLoss", "pml:SupConLoss",
                  "pml:NormalizedSoftmaxLoss", "pml:ArcFaceLoss", "pml:ProxyNCALoss"):
         values = draws(SearchSpace(name), n=1)[0]

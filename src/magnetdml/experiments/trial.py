@@ -102,16 +102,22 @@ def trial_error(run_dir: Path) -> float:
     return float(last["tuner"]["error"])
 
 
-def apply_params(base: Config, params: dict) -> Config:
-    """``base`` with a trial's values: config fields, and ``loss.options.NAME`` keywords
-    merged into the ``loss.options`` mapping (pytorch-metric-learning losses)."""
+def config_fields(base: Config, params: dict) -> dict:
+    """A trial's values as config overrides of ``base``: config fields as they are, and the
+    ``loss.options.NAME`` keywords (pytorch-metric-learning losses) merged into ``base``'s
+    ``loss.options`` mapping as one ``loss.options`` field."""
     options = {k.split(".", 2)[2]: v for k, v in params.items() if k.startswith("loss.options.")}
     fields = {k: v for k, v in params.items() if not k.startswith("loss.options.")}
     if options:
-        current = yaml.safe_load(getattr(base.loss, "options", "") or "") or {}
+        current = yaml.safe_load(base.loss.options or "") or {}
         fields["loss.options"] = yaml.safe_dump({**current, **options},
                                                 default_flow_style=True).strip()
-    return apply_overrides(base, fields)
+    return fields
+
+
+def apply_params(base: Config, params: dict) -> Config:
+    """``base`` with a trial's values (see :func:`config_fields`)."""
+    return apply_overrides(base, config_fields(base, params))
 
 
 def _describe(params: dict) -> str:

@@ -51,6 +51,7 @@ def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs:
     (default: ``study.db`` in its folder)."""
     from .search import search
     from .search_space import SearchSpace
+    from .trial import config_fields
 
     log = log or (lambda _message: None)
     folder = Path(out_dir) / TUNING
@@ -74,7 +75,7 @@ def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs:
                         log=lambda message, name=spec.name: log(f"  {name} {message}"))
         previous = tuned.get(spec.name, {})
         tuned[spec.name] = {
-            "group": spec.group, "params": result.best["params"],
+            "group": spec.group, "params": config_fields(base, result.best["params"]),
             "val_error": result.best["val_error"], "best_trial": result.best["trial"],
             "trials": len(result.trials),
             "pruned": sum(r["state"] == "pruned" for r in result.trials),
