@@ -87,7 +87,18 @@ def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     if space.loss != base.loss.name:
         raise ValueError(f"the search space is for loss {space.loss!r} but the config trains "
                          f"{base.loss.name!r}; build SearchSpace({base.loss.name!r})")
+    from ..training.setup import shared_splits
+
+    with shared_splits():     # the check and the trials of this process load the data once
+        return _search(base, out, trials=trials, seed=seed, space=space, jobs=jobs,
+                       pruner=pruner, storage=storage, progress=progress, log=log)
+
+
+def _search(base: Config, out: str | Path, *, trials: int, seed: int, space: SearchSpace,
+            jobs: int, pruner: str, storage: str | None, progress: bool,
+            log: Callable[[str], None]) -> SearchResult:
     from ..training.setup import load_splits
+
     splits = load_splits(base)
     if splits.val is None:
         raise ValueError("data.val_fraction (or data.val_classes) must be > 0 for a search "

@@ -21,6 +21,8 @@ from ..training.run_dir import CHECKPOINT, HISTORY, SUMMARY
 from .run_stage import DISPOSABLE
 from .search_space import SearchSpace
 
+TUNER_K = 32
+
 
 def objective(trial, task: dict, log: Callable[[str], None]) -> float:
     """Train one trial (or resume its folder), reporting the validation error every pass."""
@@ -78,8 +80,8 @@ def tuner_error(trainer) -> tuple[str, float]:
 
     * a class-disjoint split (``data.val_classes``): ``1 - MAP@R`` among its own examples;
     * a cluster loss: kNC error (paper §3.3) with the index the pass refreshed;
-    * any other loss (its spec's own metric is kNN): soft-kNN error among the validation
-      examples, each left out of its own neighbours."""
+    * any other loss (its spec's own metric is kNN): soft-kNN error (at most :data:`TUNER_K`
+      neighbours) among the validation examples, each left out of its own neighbours."""
     from ..evaluation import KNearestClusters, evaluate
 
     config, val = trainer.config, trainer.splits.val
@@ -90,7 +92,8 @@ def tuner_error(trainer) -> tuple[str, float]:
         index, variance = trainer._scoring_index(trainer.train_embeddings())  # refreshed: cached
         knc = KNearestClusters(neighbours=config.eval.neighbours).fit(index, variance)
         return "knc_error", float(np.mean(knc.predict(queries) != val.labels))
-    k = min(config.eval.knn_k, len(val.labels) - 1)
+    # at most TUNER_K neighbours: a ranking signal, at half the search time of 128
+    k = min(config.eval.knn_k, TUNER_K, len(val.labels) - 1)
     return "knn_error (leave-one-out in val)", evaluate(queries, val.labels,
                                                         metrics=["knn_error"], k=k)["knn_error"]
 
