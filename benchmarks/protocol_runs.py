@@ -18,7 +18,7 @@ the index refresh and the warm start embed / train on every training example, an
 uses 16; each copy is a full pass over the 10k test images). The test sets are complete.
 
 For the protocol runs it also records the same final model's test errors without test-time
-averaging (``*_without_tta``, from ``magnetdml.experiments.search.evaluate_run``).
+averaging (``*_without_tta``, from ``magnetdml.experiments.evaluate_run.evaluate_run``).
 
 Each run is one ``magnetdml train`` command (recorded verbatim in the results) run in its own
 process; results go to benchmarks/results/protocol_runs.json, and runs already there are
@@ -139,7 +139,7 @@ def add_errors_without_averaging(results: dict) -> None:
     averaging's share of the protocol's effect is visible; filled in once per run."""
     import torch
 
-    from magnetdml.experiments.search import evaluate_run
+    from magnetdml.experiments.evaluate_run import evaluate_run
 
     torch.set_num_threads(1)
     for name, row in results["runs"].items():

@@ -36,6 +36,7 @@ from .._validation import check_int
 from ..training import Config, apply_overrides
 from ..training.machine import hardware
 from ..training.run_dir import write_json
+from .benchmark_report import analyse, slug, write_pages
 from .run_stage import RunSpec, run_config, train_runs
 from .tuning import apply_tuned, tune
 
@@ -44,21 +45,10 @@ PROTOCOLS = ("seen", "unseen")
 DEFAULT_LOSSES = ("softmax", "triplet", "contrastive", "magnet", "pml:ProxyAnchorLoss",
                   "pml:MultiSimilarityLoss", "pml:NormalizedSoftmaxLoss", "pml:SoftTripleLoss",
                   "pml:ProxyNCALoss", "pml:SupConLoss")
-#: Test-split scores per protocol (``summary`` keys; ``unseen.`` reaches into its section).
-SEEN_METRICS = ("error_at_1", "error_at_5", "knc_error", "knc_error_at_5", "classifier_error",
-                "classifier_error_at_5")
-UNSEEN_METRICS = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi")
-#: The headline metric of each protocol, and whether lower is better.
-HEADLINE = {"seen": ("error_at_1", True), "unseen": ("map_at_r", False)}
 VAL_FRACTION = 0.1          # seen: validation examples per class
 TEST_CLASSES = 0.3          # unseen: classes held out for the test
 VAL_CLASSES = 0.3           # unseen: of the others, held out for validation
 BATCH = 48                  # images per step for every loss (App. B: M x D <= 48)
-
-
-def slug(loss: str) -> str:
-    """A folder-safe name of a loss (``pml:ProxyAnchorLoss`` -> ``pml-ProxyAnchorLoss``)."""
-    return loss.replace(":", "-")
 
 
 def run_benchmark(dataset: str, losses: list[str], out: str | os.PathLike, *,
@@ -121,7 +111,6 @@ def run_benchmark(dataset: str, losses: list[str], out: str | os.PathLike, *,
     log(f"training {len(specs)} run(s) at the tuned configurations")
     runs = train_runs(apply_tuned(specs, tuned), out, progress=progress, jobs=jobs, log=log,
                       runs_dir=out)
-    from .benchmark_report import analyse, write_pages
     results = {"benchmark": {"dataset": dataset, "data_dir": data_dir, "losses": list(losses),
                              "trials": trials, "seeds": seeds, "epochs": epochs,
                              "patience": patience, "pruner": pruner, "jobs": jobs,

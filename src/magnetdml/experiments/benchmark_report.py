@@ -18,10 +18,20 @@ import numpy as np
 
 from ..losses import loss_spec
 from ..reporting.page import Page, render_html, render_markdown
-from .benchmark import HEADLINE, SEEN_METRICS, UNSEEN_METRICS, slug
 from .run_stage import RunOutcome
 
 FIGURES = "figures"
+#: Test-split scores per protocol (``summary`` keys; ``unseen`` ones from its section).
+SEEN_METRICS = ("error_at_1", "error_at_5", "knc_error", "knc_error_at_5", "classifier_error",
+                "classifier_error_at_5")
+UNSEEN_METRICS = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi")
+#: The headline metric of each protocol, and whether lower is better.
+HEADLINE = {"seen": ("error_at_1", True), "unseen": ("map_at_r", False)}
+
+
+def slug(loss: str) -> str:
+    """A folder-safe name of a loss (``pml:ProxyAnchorLoss`` -> ``pml-ProxyAnchorLoss``)."""
+    return loss.replace(":", "-")
 
 
 def paired_difference(values: list[float], best: list[float]) -> dict:

@@ -41,7 +41,6 @@ from .._validation import check_choice, check_int
 from ..training import Config, apply_overrides, config_to_dict
 from ..training.parallel import in_workers, with_threads
 from ..training.run_dir import write_json
-from .evaluate_run import evaluate_run  # noqa: F401  (its historical home)
 from .search_space import SearchSpace
 from .study import (
     STUDY_DB,
