@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from magnetdml._paths import portable_command, portable_path
+
 RESULTS = Path(__file__).parent / "results" / "distributed_throughput.json"
 FLAGS = ["--dataset", "fashion-mnist", "--data.val_fraction", "0.9",
          "--model.backbone", "small-cnn", "--model.embedding_dim", "64",
@@ -53,7 +55,9 @@ def run(processes: int, data_dir: str, epochs: int, out: Path) -> dict:
     wall = time.perf_counter() - started
     summary = json.loads((out / f"p{processes}" / "metrics.json").read_text())
     seconds = summary["train_seconds"] + summary["initial_index_seconds"]
-    return {"processes": processes, "command": " ".join(command[1:]),
+    # the temporary folder as $TMPDIR and the data folder relative: no path of this machine
+    recorded = portable_command(command[1:]).replace(portable_path(out), "$TMPDIR")
+    return {"processes": processes, "command": recorded,
             "images": summary["images"], "iterations": summary["iterations"],
             "train_seconds": round(seconds, 2),
             "images_per_second": round(summary["images"] / seconds, 1),

@@ -47,12 +47,13 @@ def knc_error(index, variance: float, queries: np.ndarray, labels: np.ndarray,
 
 def measure(run_dir: Path) -> dict:
     run = load_run(run_dir)
-    reference, queries = run.embed(run.splits.train), run.embed(run.splits.test)
+    reference, queries = run.reference_embeddings(), run.embed(run.splits.test)
     labels, train_labels = run.splits.test.labels, run.splits.train.labels
     neighbours = run.config.eval.neighbours
     # a loss without an index (softmax, triplet) is scored as training scores it: an index
     # fitted on the final embeddings, sigma^2 estimated around its centres
-    index, sigma2 = run.cluster_index(reference)
+    classifier = run.classifier()             # fit_knc: as training scored the run
+    index, sigma2 = classifier.index_, classifier.lengthscale_
     eval_sigma2 = cluster_variance(reference, index)
     out = {"loss": run.config.loss.name, "k": int(run.config.index.clusters_per_class),
            "method": run.config.index.method, "centres": int(len(index.centroids_)),

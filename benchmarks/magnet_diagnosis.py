@@ -141,7 +141,7 @@ def run_variant(job: tuple[str, dict, dict, str]) -> tuple[str, dict]:
                   "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
-def markdown_table(variants: dict) -> str:
+def table_rows(variants: dict) -> list[dict]:
     """One row per variant; the contenders' rows give mean and spread over seeds 0, 1, 2."""
     def cell(values):
         values = [100 * v for v in values if v is not None]
@@ -153,18 +153,17 @@ def markdown_table(variants: dict) -> str:
         spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
         return f"{mean:.2f}% ± {spread:.2f}"
 
-    lines = ["| variant | seeds | kNC test error | kNN test error | final sigma^2 |",
-             "|---|---|---|---|---|"]
+    rows = []
     for name in variants:
         if "-seed" in name:
             continue
         group = [variants[n] for n in (name, f"{name}-seed1", f"{name}-seed2") if n in variants]
         sigma2 = variants[name]["summary"]["sigma2"]
-        lines.append(f"| {name} | {len(group)} | "
-                     f"{cell([g['summary']['knc_error'] for g in group])} | "
-                     f"{cell([g['summary']['knn_error'] for g in group])} | "
-                     f"{'n/a' if sigma2 is None else f'{sigma2:.3g}'} |")
-    return "\n".join(lines)
+        rows.append({"variant": name, "seeds": len(group),
+                     "kNC test error": cell([g["summary"]["knc_error"] for g in group]),
+                     "kNN test error": cell([g["summary"]["knn_error"] for g in group]),
+                     "final sigma^2": "n/a" if sigma2 is None else f"{sigma2:.3g}"})
+    return rows
 
 
 def main() -> int:
@@ -193,7 +192,9 @@ def main() -> int:
     results_path = Path(args.results or RESULTS_DIR / f"magnet_diagnosis{suffix}.json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if args.table:
-        print(markdown_table(results.get("variants", {})))
+        from magnetdml.reporting.page import markdown_table  # the one table renderer
+
+        print(markdown_table(table_rows(results.get("variants", {}))))
         return 0
     variants = results.setdefault("variants", {})
     # variants that leave the warm start's inputs alone (alpha, impostors, K, budget) load the

@@ -18,7 +18,7 @@ the index refresh and the warm start embed / train on every training example, an
 uses 16; each copy is a full pass over the 10k test images). The test sets are complete.
 
 For the protocol runs it also records the same final model's test errors without test-time
-averaging (``*_without_tta``, from ``magnetdml.experiments.evaluate_run.evaluate_run``).
+averaging (``*_without_tta``, from ``magnetdml.training.runs.evaluate_run``).
 
 Each run is one ``magnetdml train`` command (recorded verbatim in the results) run in its own
 process; results go to benchmarks/results/protocol_runs.json, and runs already there are
@@ -37,11 +37,12 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from magnetdml._paths import portable_command
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "protocol_runs.json"
@@ -88,7 +89,8 @@ def run_one(dataset: str, variant: str) -> dict:
     wall = time.perf_counter() - started
     summary = json.loads((RUNS / f"{dataset}-{variant}" / "metrics.json").read_text())
     return {"dataset": dataset, "variant": variant, "backbone": DATASETS[dataset][0],
-            "command": shlex.join(["magnetdml", *args[3:]]),
+            # run from ROOT: paths relative to it, none of this machine's
+            "command": portable_command(["magnetdml", *args[3:]], start=ROOT),
             "knc_error": summary["knc_error"], "knn_error": summary["knn_error"],
             "error_at_1": summary.get("error_at_1"), "map_at_r": summary.get("map_at_r"),
             "nmi": summary.get("nmi"), "iterations": summary["iterations"],
@@ -139,14 +141,15 @@ def add_errors_without_averaging(results: dict) -> None:
     averaging's share of the protocol's effect is visible; filled in once per run."""
     import torch
 
-    from magnetdml.experiments.evaluate_run import evaluate_run
+    from magnetdml.training.runs import evaluate_run
 
     torch.set_num_threads(1)
     for name, row in results["runs"].items():
         folder = RUNS / name.replace("/", "-")
         if "protocol" not in name or "knc_error_without_tta" in row or not folder.exists():
             continue
-        errors = evaluate_run(folder, "test", test_time_augment=0)
+        errors = evaluate_run(folder, split="test", metrics=["knc_error", "knn_error"],
+                              write=False, test_time_augment=0)["test"]
         row.update({f"{k}_without_tta": v for k, v in errors.items()})
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"{name} without averaging: kNC {errors['knc_error']:.4f} "

@@ -41,7 +41,7 @@ def main(epochs: int = 15, steps_per_epoch: int = 40, seed: int = 0) -> float:
     predicted = magnet.classifier().predict(md.embed(model, x_test))
     error = float(np.mean(predicted != y_test))
     print(f"kNC test error after {epochs} epochs: {100 * error:.2f}% "
-          f"(sigma^2 {magnet.variance:.3g}, {magnet.index.n_clusters_} clusters)")
+          f"(sigma^2 {magnet.sigma2:.3g}, {magnet.index.n_clusters_} clusters)")
     return error
 
 

@@ -19,6 +19,7 @@ PACKAGE = "magnetdml"
 LAYERS = {
     # 0: small helpers every layer may use
     "_validation": 0, "registry": 0, "_figures": 0, "_version": 0,
+    "_faiss": 0, "_paths": 0, "_progress": 0,
     "losses": 1,
     "clustering": 2, "sampling": 2,
     "evaluation": 3,
@@ -227,3 +228,116 @@ def test_a_circle_is_reported_through_every_module_on_it(tmp_path):
                                       "pkg.cli_report -> pkg.cli:")
     write_package(tmp_path, {"cli_report.py": ""})
     assert find_cycle(package_imports(tmp_path, "pkg")) is None
+
+
+# ------------------------------------------------- one concept, one place (issue 24)
+
+
+def project_bases(root: Path, package: str) -> dict[str, list[str]]:
+    """``module.Class`` -> the bases of that class that are classes of ``package`` itself.
+
+    A base counts as the package's when it is a class defined in the same module, or a name
+    (or ``alias.Name``) imported from a module of the package that is the name of a class
+    defined anywhere in the package (re-exports through ``__init__`` included). Bases from
+    other libraries (``nn.Module``, ``Sampler``, ``Exception``) never count."""
+    modules = module_names(root, package)
+    trees = {name: ast.parse(path.read_text()) for name, path in modules.items()}
+    class_names = {node.name for tree in trees.values() for node in ast.walk(tree)
+                   if isinstance(node, ast.ClassDef)}
+    found = {}
+    for source, tree in trees.items():
+        is_package = modules[source].name == "__init__.py"
+        local = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+        imported: dict[str, str] = {}          # bound name -> the module it came from
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = source.split(".") if is_package else source.split(".")[:-1]
+                    base = base[:len(base) - (node.level - 1)]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                for alias in node.names:
+                    imported[alias.asname or alias.name] = module
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    imported[alias.asname or alias.name.split(".")[0]] = alias.name
+
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases = [name for name in (_project_base(b, local, imported, class_names,
+                                                         package) for b in node.bases)
+                         if name]
+                found[f"{source}.{node.name}"] = bases
+    return found
+
+
+def _project_base(base: ast.expr, local: set[str], imported: dict[str, str],
+                  class_names: set[str], package: str) -> str | None:
+    """The class name of ``base`` if it is one of ``package``'s classes, else None."""
+    if isinstance(base, ast.Name):
+        if base.id in local:
+            return base.id
+        origin, name = imported.get(base.id, ""), base.id
+    elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
+        origin, name = imported.get(base.value.id, ""), base.attr
+    else:
+        return None
+    inside = origin == package or origin.startswith(package + ".")
+    return name if inside and name in class_names else None
+
+
+def test_no_class_inherits_from_more_than_one_project_class():
+    # Composition with declared state (issue 24): a class built from several of the
+    # package's classes (the Trainer's four mixins) shares attributes that no file declares.
+    mixed = {name: bases for name, bases in project_bases(SRC, PACKAGE).items()
+             if len(bases) > 1}
+    assert not mixed, ("classes inheriting from several magnetdml classes (compose parts "
+                       f"instead): {mixed}")
+
+
+def test_the_multiple_inheritance_check_can_fail(tmp_path):
+    write_package(tmp_path, {
+        "__init__.py": "",
+        "parts.py": "class A:\n    pass\n\n\nclass B:\n    pass\n",
+        "whole.py": ("from torch import nn\nfrom . import parts\nfrom .parts import A\n\n\n"
+                     "class Mixed(A, parts.B):\n    pass\n\n\n"
+                     "class Module(A, nn.Module):\n    pass\n"),
+    })
+    bases = project_bases(tmp_path, "pkg")
+    assert bases["pkg.whole.Mixed"] == ["A", "B"]
+    assert bases["pkg.whole.Module"] == ["A"]
+
+
+def occurrences(pattern: str) -> list[str]:
+    """``file:line`` of every line of the package's source that contains ``pattern``."""
+    return [f"{path.relative_to(SRC).as_posix()}:{number}"
+            for path in sorted((SRC / PACKAGE).rglob("*.py"))
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if pattern in line]
+
+
+def test_one_knc_and_one_evaluate_run():
+    # kNC of a trained embedding is decided in one place (evaluation.knc.fit_knc: which
+    # centres, which lengthscale sigma^2 / s); training, reloaded runs, searches, the own
+    # loop and predict call it. Finished runs are scored by one evaluate_run.
+    assert files("def evaluate_run(") == ["magnetdml/training/runs.py"]
+    assert files("def fit_knc(") == ["magnetdml/evaluation/knc.py"]
+    # the classifier is built by fit_knc, by evaluate(index=, lengthscale=) for callers that
+    # bring their own centres, and by the hierarchy analysis, whose centres carry the fine
+    # labels of their members (not a run's kNC)
+    assert set(files("KNearestClusters(")) == {"magnetdml/evaluation/knc.py",
+                                               "magnetdml/evaluation/api.py",
+                                               "magnetdml/experiments/analysis.py"}
+    # the lengthscale of losses without a running sigma^2, and the one with: in fit_knc only
+    assert files("cluster_variance(") == ["magnetdml/evaluation/knc.py"]
+    assert files("knc_lengthscale(") == ["magnetdml/evaluation/knc.py"]
+    assert files("UNSEEN_METRICS = ") == ["magnetdml/evaluation/api.py"]
+    # sigma^2 is tracked by one running average (training.sigma2)
+    assert files("RunningSigma2(") == ["magnetdml/training/magnet_training.py",
+                                       "magnetdml/training/trainer.py"]
+
+
+def files(pattern: str) -> list[str]:
+    """The files (no repeats, sorted) whose source contains ``pattern``."""
+    return sorted({where.split(":")[0] for where in occurrences(pattern)})

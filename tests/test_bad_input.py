@@ -76,7 +76,7 @@ CASES = [
     (["predict", "RUN", "--split", "val"], "has no val split"),
     (["predict", "RUN", "--split", "test", "--top", "0"], "--top must be >= 1"),
     (["predict", "RUN", "--split", "test", "--out", "OUT/x.txt"], "must end in .csv or .json"),
-    (["embed", "RUN", "--split", "test", "--out", "OUT/x.npy"], "must end in .npz"),
+    (["embed", "RUN", "--split", "test", "--out", "OUT/x.txt"], "must end in .npz"),
     (["retrieve", "RUN", "--split", "test", "--k", "0"], "--k and --limit must be >= 1"),
     (["retrieve", "RUN", "--split", "test", "--out", "OUT/x.jpg"], "must end in .png"),
     (["cluster", "RUN", "--split", "test", "--k", "0", "--out", "OUT/c"], "--k must be between"),

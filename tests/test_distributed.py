@@ -70,7 +70,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         t.refresh_index()
         torch.save({"model": t.model.state_dict(), "first_index": first_index,
                     "batches": batches, "assignments": t.index.assignments_,
-                    "centroids": t.index.centroids_, "variance": t.variance,
+                    "centroids": t.index.centroids_, "variance": t.sigma2,
                     "losses": t.sampler._losses.copy()},
                    Path(out) / f"rank{rank}.pt")
         # the command torchrun runs (`torchrun -m magnetdml train ...` sets the same env)
@@ -158,8 +158,8 @@ def test_cli_under_two_processes_writes_one_run_folder_and_both_ranks_streams(ra
     assert [(out / f"cli{r}.code").read_text() for r in range(WORLD)] == ["0 0", "0 0"]
     run = out / "cli"
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json",
-                                                     "metrics.first", "metrics.json",
-                                                     "metrics.jsonl"]
+                                                     "metrics.csv", "metrics.first",
+                                                     "metrics.json", "metrics.jsonl"]
     first, resumed = (json.loads((run / n).read_text()) for n in ("metrics.first",
                                                                   "metrics.json"))
     assert resumed["knc_error"] == first["knc_error"]

@@ -105,7 +105,7 @@ def test_knc_metrics_use_the_index_and_variance():
     classes = np.unique(y)
     centroids = np.stack([x[y == c].mean(0) for c in classes])
     index = SimpleNamespace(centroids_=centroids, centroid_labels_=classes)
-    got = evaluate(x, y, index=index, variance=0.8)
+    got = evaluate(x, y, index=index, lengthscale=0.8)
     assert list(got) == list(METRICS)
     predicted = KNearestClusters(128).fit(index, 0.8).predict(x)
     assert got["knc_error"] == got["knc_error_at_1"] == pytest.approx(np.mean(predicted != y))
@@ -127,7 +127,7 @@ def test_errors_name_the_parameter_and_the_fix():
         evaluate(x, y, metrics=["acc"])
     with pytest.raises(ValueError, match="knc_\\* metrics need index="):
         evaluate(x, y, metrics=["knc_error"])
-    with pytest.raises(ValueError, match="variance must be given"):
+    with pytest.raises(ValueError, match="lengthscale must be given"):
         evaluate(x, y, index=SimpleNamespace(centroids_=x[:3], centroid_labels_=y[:3]))
     with pytest.raises(ValueError, match="pass reference and reference_labels together"):
         evaluate(x, y, reference=x)

@@ -138,7 +138,7 @@ def brute_soft_vote(query, points, point_labels, variance, k):
 def test_fine_label_errors_knc_against_brute_force():
     train, fine, test, test_fine, coarse = hierarchy_data()
     index = ClusterIndex(clusters_per_class=2, seed=0).fit(train, coarse)
-    out = fine_label_errors(test, test_fine, train, fine, k=3, index=index, variance=2.0)
+    out = fine_label_errors(test, test_fine, train, fine, k=3, index=index, lengthscale=2.0)
     # brute force: name clusters by majority fine label with a Python loop, vote by hand
     names = []
     for c in range(len(index.centroids_)):
@@ -161,7 +161,7 @@ def test_fine_label_errors_knc_against_brute_force():
 def test_fine_label_errors_one_cluster_per_coarse_class_loses_half_the_fine_classes():
     train, fine, test, test_fine, coarse = hierarchy_data(seed=1)
     index = ClusterIndex(clusters_per_class=1, seed=0).fit(train, coarse)
-    out = fine_label_errors(test, test_fine, train, fine, k=8, index=index, variance=1.0)
+    out = fine_label_errors(test, test_fine, train, fine, k=8, index=index, lengthscale=1.0)
     assert out["knc_error_at_1"] >= 0.5          # one fine class per pair has no centre
     assert out["knc_error_at_5"] >= 0.5          # ... and so is never ranked at all
     assert out["cluster_purity"] == pytest.approx(0.5)
@@ -182,13 +182,13 @@ def test_fine_label_errors_knn_is_evaluate_on_fine_labels():
 def test_fine_label_errors_errors():
     train, fine, test, test_fine, coarse = hierarchy_data()
     index = ClusterIndex(clusters_per_class=2, seed=0).fit(train, coarse)
-    with pytest.raises(ValueError, match="variance must be given with index"):
+    with pytest.raises(ValueError, match="lengthscale must be given with index"):
         fine_label_errors(test, test_fine, train, fine, index=index)
     with pytest.raises(ValueError, match="pass index= too"):
-        fine_label_errors(test, test_fine, train, fine, variance=1.0)
+        fine_label_errors(test, test_fine, train, fine, lengthscale=1.0)
     with pytest.raises(ValueError, match=r"one entry per training row \(80\).*got 160"):
-        fine_label_errors(test, test_fine, train[:80], fine[:80], index=index, variance=1.0)
+        fine_label_errors(test, test_fine, train[:80], fine[:80], index=index, lengthscale=1.0)
     with pytest.raises(TypeError, match="fitted cluster index"):
-        fine_label_errors(test, test_fine, train, fine, index=object(), variance=1.0)
+        fine_label_errors(test, test_fine, train, fine, index=object(), lengthscale=1.0)
     with pytest.raises(ValueError, match="train_emb must have test_emb's dimension 2; got 3"):
         fine_label_errors(test, test_fine, np.zeros((5, 3)), np.zeros(5, int))

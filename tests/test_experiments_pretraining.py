@@ -4,6 +4,7 @@ pinned fields, per-search spaces, and experiments that keep their final models."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,10 +71,11 @@ def test_runs_and_trials_start_from_the_pretraining_run(pretrained):
     out, results = pretrained
     assert set(results["runs"]) == {"pre", "from-pre", "pinned", "scratch"}
     assert (out / "pre" / "checkpoint.pt").is_file()          # kept: others start from it
-    assert _config(out / "from-pre")["model"]["init_from"] == str(out / "pre")
+    pre_dir = (out / "pre").resolve()      # init_from is relative to the working folder
+    assert Path(_config(out / "from-pre")["model"]["init_from"]).resolve() == pre_dir
     assert _config(out / "scratch")["model"]["init_from"] == ""
     for trial in (out / "tuning" / "digits-magnet").glob("trial_*"):
-        assert _config(trial)["model"]["init_from"] == str(out / "pre")
+        assert Path(_config(trial)["model"]["init_from"]).resolve() == pre_dir
     # the first weights of a run from "pre" are pre's: its training started there
     pre = torch.load(out / "pre" / "checkpoint.pt", weights_only=False)["model"]
     from magnetdml.training import apply_overrides

@@ -83,7 +83,7 @@ def _write_pngs(run, folder, count=None):
     raw = test._data[test._rows] if test._rows is not None else test._data      # 0..16
     folder.mkdir(exist_ok=True)
     for i, image in enumerate(raw[:count, 0]):
-        level = np.rint(image.astype(np.float64) * 255 / test.scale).astype(np.uint8)
+        level = np.rint(image.astype(np.float64) * 255 / test.pixel_max).astype(np.uint8)
         Image.fromarray(level).save(folder / f"{i:04d}.png")
     return folder
 
@@ -126,7 +126,7 @@ def test_embed_command_writes_embeddings_labels_and_names(run, tmp_path):
 @pytest.mark.parametrize(("argv", "message"), [
     (["predict", "RUN", "--split", "test", "--out", "x.txt"], "must end in .csv or .json"),
     (["predict", "RUN", "--split", "test", "--top", "0"], "--top must be >= 1"),
-    (["embed", "RUN", "--split", "test", "--out", "x.npy"], "must end in .npz"),
+    (["embed", "RUN", "--split", "test", "--out", "x.txt"], "must end in .npz"),
     (["predict", "RUN", "--images", "nowhere.png"], "image 'nowhere.png' does not exist"),
     (["predict", "RUN", "--split", "val"], "has no val split"),
 ])
@@ -155,21 +155,31 @@ def _numpy_knc(embeddings, index):
 
 
 def test_export_round_trip_reproduces_predict(run, tmp_path):
+    """The exported model takes what the commands take (image pixels 0..255, not digits'
+    native 0..16): the test split written as PNGs and read back gives run.predict's classes."""
     from magnetdml.cli import main
+    from magnetdml.data.image_files import image_paths, read_images
     assert main(["export", str(run.path), "--out", str(tmp_path / "served")]) == 0
     model = torch.export.load(str(tmp_path / "served" / "model.pt2")).module()
     with np.load(tmp_path / "served" / "index.npz", allow_pickle=False) as saved:
         index = {k: saved[k] for k in saved.files}
     test = run.splits.test
-    raw = test._data[test._rows] if test._rows is not None else test._data
-    # preprocessing from the exported numbers only
-    x = (raw.astype(np.float32) / index["pixel_scale"]
-         - index["mean"].reshape(1, -1, 1, 1)) / index["std"].reshape(1, -1, 1, 1)
+    pixels = read_images(image_paths([_write_pngs(run, tmp_path / "images")]),
+                         index["input_shape"])                               # 0..255
     with torch.no_grad():
-        embeddings = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
+        embeddings = model(torch.as_tensor(pixels, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(embeddings, run.embed(test), rtol=1e-4, atol=1e-5)
     assert np.array_equal(_numpy_knc(embeddings, index), run.predict(test))
     assert list(index["class_names"]) == run.class_names
+
+
+def test_embed_command_reads_a_dataset_by_name(run, tmp_path):
+    from magnetdml.cli import main
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(run.path), "--dataset", "digits", "--out", str(out)]) == 0
+    splits = run.splits
+    everything = np.concatenate([run.embed(p) for p in (splits.train, splits.test)])
+    np.testing.assert_allclose(np.load(out), everything, rtol=1e-5, atol=1e-6)
 
 
 def test_retrieve_command_lists_neighbours_and_draws_them(run, tmp_path, capsys):

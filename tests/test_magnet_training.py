@@ -37,9 +37,9 @@ def test_loss_is_magnet_loss_and_feeds_the_sampler_and_sigma2():
     torch.testing.assert_close(loss, reference)
     loss.backward()
     assert embeddings.grad is not None
-    first = magnet.variance
+    first = magnet.sigma2
     magnet.loss(torch.tensor(points[batch]), batch)
-    assert magnet.variance == pytest.approx(0.5 * first + 0.5 * first)   # same batch again
+    assert magnet.sigma2 == pytest.approx(0.5 * first + 0.5 * first)   # same batch again
     assert magnet.sampler.stats()["measured_examples"] == len(set(batch))
 
 
@@ -65,7 +65,7 @@ def test_classifier_uses_the_lengthscale_of_the_temperature():
     magnet.refresh(points)
     batch = next(magnet.batches(1))
     magnet.loss(torch.tensor(points[batch]), batch)
-    assert magnet.classifier().variance_ == pytest.approx(magnet.variance / 4.0)
+    assert magnet.classifier().lengthscale_ == pytest.approx(magnet.sigma2 / 4.0)
     assert np.mean(magnet.classifier().predict(points) != labels) < 0.05
 
 
@@ -87,3 +87,23 @@ def test_the_own_loop_example_learns():
     example = runpy.run_path(str(EXAMPLE))
     error = example["main"](epochs=5, steps_per_epoch=30)
     assert error < 0.15, error        # chance is 0.9
+
+
+def test_sigma2_is_one_running_average_with_the_trainers_defaults():
+    """sigma^2 is tracked in one place (training.sigma2) with one default, the config's, as
+    are the helper's other defaults (K, M, D, L)."""
+    from magnetdml.training.config import Config
+    from magnetdml.training.sigma2 import RunningSigma2
+
+    running, slow = RunningSigma2(), None
+    for s2 in (2.0, 1.0, 4.0):
+        slow = s2 if slow is None else 0.9 * slow + 0.1 * s2
+        assert running.update(s2) == pytest.approx(slow)
+    config = Config()
+    assert RunningSigma2().momentum == config.train.variance_momentum
+    magnet = md.MagnetTraining(_data()[1])
+    assert magnet.running_sigma2.momentum == config.train.variance_momentum
+    assert magnet.index.clusters_per_class == config.index.clusters_per_class
+    assert magnet.neighbours == config.eval.neighbours
+    assert magnet._sampler_args["clusters_per_batch"] == config.sampler.clusters_per_batch
+    assert magnet._sampler_args["examples_per_cluster"] == config.sampler.examples_per_cluster

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from magnetdml.cli import main
-from magnetdml.experiments.evaluate_run import evaluate_run
 from magnetdml.experiments.search import apply_params, search
 from magnetdml.experiments.search_space import COMMON, SPACES, SearchSpace, space_for
 from magnetdml.experiments.trial import config_fields
@@ -254,15 +253,3 @@ def test_a_broken_base_config_stops_the_search_with_its_error(tmp_path):
                                       "sampler.classes_per_batch": 12})   # P = 12 > 10 classes
     with pytest.raises(ValueError, match=r"classes_per_batch must be <= the 10 classes"):
         search(base, tmp_path, trials=5, **QUIET)
-
-
-@pytest.mark.slow
-def test_evaluate_run_on_test_matches_the_trainers_summary(tmp_path):
-    from magnetdml.training import train
-    config = apply_overrides(Config(), {**TINY, "out": str(tmp_path / "run")})
-    summary = train(config, progress=False).summary
-    errors = evaluate_run(tmp_path / "run", "test")
-    assert errors["knc_error"] == pytest.approx(summary["knc_error"])
-    assert errors["knn_error"] == pytest.approx(summary["knn_error"])
-    with pytest.raises(ValueError, match="has no unseen split"):
-        evaluate_run(tmp_path / "run", "unseen")

@@ -50,8 +50,8 @@ def test_default_cli_job_writes_the_run_folder_and_reaches_three_percent(tmp_pat
     printed = capsys.readouterr().out
     assert "kNC test error:" in printed and f"run folder: {out}" in printed
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "metrics.json", "loss_curve.png",
-            "tsne_initial.png", "tsne_final.png"} <= names
+    assert {"config.json", "metrics.jsonl", "metrics.csv", "checkpoint.pt", "metrics.json",
+            "loss_curve.png", "tsne_initial.png", "tsne_final.png"} <= names
     summary = json.loads((out / "metrics.json").read_text())
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == list(range(1, 31))
@@ -116,9 +116,9 @@ def test_evaluation_between_refreshes_clusters_the_current_model(tmp_path):
         t.step(t.sampler.next_batch())
     metrics = t.evaluate()
     np.testing.assert_array_equal(t.index.assignments_, stale)
-    assert t.index_iteration == 0 and t.iteration == 3
+    assert t.upkeep.index_iteration == 0 and t.iteration == 3
     fresh = copy.deepcopy(t.index).refresh(t.train_embeddings(), t.labels)
-    knc = KNearestClusters(neighbours=config.eval.neighbours).fit(fresh, t.variance)
+    knc = KNearestClusters(neighbours=config.eval.neighbours).fit(fresh, t.sigma2)
     test = t.splits.test
     assert metrics["knc_error"] == float(np.mean(knc.predict(t.embed(test)) != test.labels))
 
@@ -130,11 +130,11 @@ def test_knc_uses_the_lengthscale_of_the_temperature(tmp_path):
 
     summary = train(_config(tmp_path / "run", **{"loss.scale": 4.0})).summary
     run = load_run(tmp_path / "run")
-    reference = run.embed(run.splits.train)
-    index, lengthscale = run.cluster_index(reference)
-    assert run.config.loss.scale == 4.0 and lengthscale == pytest.approx(run.variance / 4.0)
+    knc = run.classifier()
+    index, lengthscale = knc.index_, knc.lengthscale_
+    assert run.config.loss.scale == 4.0 and lengthscale == pytest.approx(run.sigma2 / 4.0)
     test = run.splits.test
-    predicted = KNearestClusters(neighbours=128).fit(index, run.variance / 4.0).predict(
+    predicted = KNearestClusters(neighbours=128).fit(index, run.sigma2 / 4.0).predict(
         run.embed(test))
     assert summary["knc_error"] == float(np.mean(predicted != test.labels))
     assert evaluate_run(run, split="test", metrics=["knc_error"], write=False)["test"] == \

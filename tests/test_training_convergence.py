@@ -221,7 +221,7 @@ def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monk
     # epochs), kNC needs an index of the current embeddings; the validation and the test
     # scores of one pass must fit it once, and score exactly as with a fit for each.
     from magnetdml.clustering import ClusterIndex
-    from magnetdml.training.eval_step import EvaluationStep
+    from magnetdml.training.eval_step import Evaluation
 
     fits = []
     for name in ("fit", "refresh"):
@@ -231,11 +231,13 @@ def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monk
     cached = train(_config(tmp_path / "cached", **overrides), progress=False)
     cached_fits = len(fits)
 
-    def uncached(self, reference):
-        self._scoring_cache = None
-        return EvaluationStep._scoring_index(self, reference)
+    knc = Evaluation.knc
 
-    monkeypatch.setattr(Trainer, "_scoring_index", uncached)
+    def uncached(self, *args, **kwargs):
+        self._knc = None
+        return knc(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluation, "knc", uncached)
     fits.clear()
     uncached = train(_config(tmp_path / "uncached", **overrides), progress=False)
     assert cached_fits < len(fits)

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._progress import scope
 from .._version import __version__
 from . import (
     benchmark,
@@ -57,10 +58,17 @@ def build_parser(command: str | None = "all") -> argparse.ArgumentParser:
         prog="magnetdml", allow_abbrev=False, description="Deep metric learning with Magnet Loss "
         "(Rippel et al., ICLR 2016): train, evaluate and compare embeddings.")
     parser.add_argument("--version", action="version", version=f"magnetdml {__version__}")
+    parser.add_argument("--quiet", action="store_true", dest="global_quiet",
+                        help="no progress bars or phase lines, for every command (as the "
+                             "command's own --quiet)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text, configure, _) in COMMANDS.items():
         subparser = sub.add_parser(name, help=help_text, description=help_text,
                                    allow_abbrev=False, formatter_class=_HelpFormatter)
+        # every command: a distinct dest, or the subcommand's default would reset the global
+        subparser.add_argument("--quiet", action="store_true",
+                               help="no progress bars or phase lines (waits over ~2 s show "
+                                    "them on stderr)")
         if command in ("all", name):
             configure(subparser)
     return parser
@@ -85,8 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    args.quiet = args.global_quiet or args.quiet
     try:
-        return COMMANDS[args.command].run(args)
+        with scope(not args.quiet):      # silences every bar and phase line of the command
+            return COMMANDS[args.command].run(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         if os.environ.get("MAGNETDML_DEBUG"):
             raise

@@ -50,7 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="stops trials whose per-pass validation error trails the others")
     group.add_argument("--protocols", default=",".join(PROTOCOLS),
                        help="comma-separated: seen (instance split), unseen (class split)")
-    group.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
+from .._paths import portable_command
 from ..training.config_io import add_config_arguments, config_from_arguments
 from ._common import Command
 
@@ -34,7 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="train this many runs at once, each in its own process with "
                         "cores/jobs torch threads unless --train.threads is given (default 1)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
 
@@ -52,13 +51,14 @@ def parse_list(name: str, text: str | None, convert=str) -> list | None:
 def _command_line() -> str | None:
     """The shell command, when this process is the ``magnetdml`` CLI (not a Python caller)."""
     program = os.path.basename(sys.argv[0])
-    if program in ("magnetdml", "__main__.py"):
-        return shlex.join(["magnetdml", *sys.argv[1:]])
+    if program in ("magnetdml", "__main__.py"):    # paths relative: results travel
+        return portable_command(["magnetdml", *sys.argv[1:]])
     return None
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..experiments.compare import compare, markdown_table
+    from ..experiments.compare import compare, report_rows
+    from ..reporting.page import markdown_table
 
     config = config_from_arguments(args, {"data.name": args.dataset,
                                           "data.data_dir": args.data_dir,
@@ -69,7 +69,7 @@ def run_compare(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, progress=not args.quiet, jobs=args.jobs,
                      command=_command_line(),
                      log=lambda message: print(message, file=sys.stderr))
-    print(markdown_table(result.table, args.reference))
+    print(markdown_table(report_rows(result.table, args.reference)))
     print(f"report: {result.files['md']}")
     return 0
 

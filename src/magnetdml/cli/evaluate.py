@@ -8,6 +8,10 @@ import sys
 
 from ._common import Command, add_run_dir, threads
 
+#: Measures of an image tree's levels (experiments.levels) that evaluate_run does not know.
+LEVEL_ONLY = ("concentration_at_", "chance_concentration")
+LEVEL_METRICS = ("nmi", "f1")
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from ..training.runs import SPLITS  # torch: only for this subcommand
@@ -17,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seen-class test split, unseen classes, validation split, or "
                         "every split the run's data has")
     parser.add_argument("--metrics", help="comma-separated metric names to keep (default: "
-                        "all; see magnetdml.evaluation.METRICS)")
+                        "all; see magnetdml.evaluation.METRICS; an image tree's levels also "
+                        "have concentration_at_1/4/16 and chance_concentration)")
     parser.add_argument("--device", default="cpu", help="torch device for the embedding pass")
     parser.add_argument("--threads", type=threads, default=1, help="torch CPU threads (one is "
                         "fastest on a busy machine)")
@@ -65,16 +70,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    wanted = None if metrics is None else set(metrics)     # the tree levels' names too
+    if metrics is not None:       # the levels' own measures are not evaluate_run's
+        metrics = [m for m in metrics if not m.startswith(LEVEL_ONLY)]
     run = load_run(args.run_dir, device=args.device)
+    if args.data_dir and not args.dataset:
+        raise ValueError(f"--data-dir {args.data_dir!r} needs --dataset NAME (without it the "
+                         "run's own data is scored)")
     if args.dataset:
-        from ..training.runs import evaluate_on
-        results = evaluate_on(run, args.dataset, args.data_dir, options=args.data_options,
-                              metrics=metrics)
+        from ..training.new_data import Concatenated, load_like_run
+        from ..training.runs import score_other
+        other = load_like_run(run, args.dataset, args.data_dir, args.data_options)
+        results = score_other(run, other, metrics=metrics)
+        if "unseen" in results or "test" in results:   # the tree's levels, over all of it
+            everything = Concatenated([other.train, other.test, other.val, other.unseen])
+            results.update(_levels(run, "all", everything, other.info, wanted))
         print(f"{run.config.data.name}, {run.config.loss.name} run scored on {args.dataset}"
               f"{' ' + args.data_options if args.data_options else ''}:")
         print(format_table(results))
         return 0
     results = evaluate_run(run, split=args.split, metrics=metrics, write=False)
+    for name in [n for n in ("test", "unseen") if n in results]:
+        results.update(_levels(run, name, getattr(run.splits, name), run.splits.info, wanted))
     state = "finished" if run.finished else "unfinished (last checkpoint)"
     print(f"{run.config.data.name}, {run.config.loss.name}, {run.config.model.backbone}: "
           f"epoch {run.epoch}, iteration {run.iteration}, {state}")
@@ -87,6 +104,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
                   f"({error.strerror}); the results above are complete (--no-write skips "
                   "this)", file=sys.stderr)
     return 0
+
+
+def _levels(run, name: str, dataset, info: dict, wanted: set | None) -> dict[str, dict]:
+    """``{"NAME/level": metrics}``: the embedding against each level of an image tree above
+    the classes (:mod:`magnetdml.experiments.levels`), only the ``wanted`` metrics when given;
+    empty for data without levels."""
+    from ..experiments.levels import level_metrics, tree_levels
+
+    levels = tree_levels(dataset, info)
+    if not levels or (wanted is not None and not wanted & set(LEVEL_METRICS)
+                      and not any(m.startswith(LEVEL_ONLY) for m in wanted)):
+        return {}
+    scores = level_metrics(run.embed(dataset), dataset.labels, levels,
+                           seed=run.config.train.seed)
+    return {f"{name}/{level}": {m: v for m, v in values.items()
+                                if wanted is None or m in wanted}
+            for level, values in scores.items()}
 
 
 COMMAND = Command("evaluate", "re-evaluate a saved run folder (test, unseen and val splits)",

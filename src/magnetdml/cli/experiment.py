@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import yaml
 
+from .._paths import portable_command
 from ..training.config_io import add_config_arguments
 from ._common import Command
 
@@ -50,7 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: analyse the runs finished so far (the report "
                         "lists the missing ones)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
 
@@ -79,7 +78,8 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     EXPERIMENTS.get(args.name)      # unknown names: the error lists the valid ones
     out = Path(args.out) if args.out else DEFAULT_OUT / (args.name + ("-quick" if args.quick
                                                                       else ""))
-    command_line = (shlex.join(["magnetdml", "experiment", *sys.argv[2:]])
+    # paths relative to this folder: results files hold no absolute path of the machine
+    command_line = (portable_command(["magnetdml", *sys.argv[1:]])
                     if Path(sys.argv[0]).name in ("magnetdml", "__main__.py") else None)
     results = run_experiment(args.name, out, quick=args.quick, overrides=flag_overrides(args),
                              data_root=args.data_root, overwrite=args.overwrite,

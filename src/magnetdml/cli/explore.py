@@ -1,11 +1,13 @@
 """``magnetdml retrieve`` and ``magnetdml cluster``: look at what a trained embedding does.
 
-``retrieve RUN (--images Q... | --split S) [--k 10] [--out grid.png]`` lists each query's
+``retrieve RUN INPUTS [--k 10] [--out grid.png]`` lists each query's
 nearest training examples (class, distance) and draws them in one picture grid.
-``cluster RUN (--images FOLDER | --split S) (--k N | --auto) --out DIR`` groups the inputs by
-k-means++ on their embeddings (seed 003: clustering classes nobody labelled), writes
-``assignments.csv`` and one contact sheet per cluster, and scores NMI / F1 / Recall@K when the
-inputs have labels (a split).
+``cluster RUN INPUTS (--k N | --auto) --out DIR`` groups the inputs by k-means++ on their
+embeddings (seed 003: clustering classes nobody labelled), writes ``assignments.csv`` and one
+contact sheet per cluster, and scores NMI / F1 / Recall@K when the inputs have labels (a split,
+or ``--dataset``), and NMI / F1 against every level of an image tree above the classes (e.g.
+``parent``: the alphabet of a character). INPUTS: ``--images PATH...``, ``--split S`` or
+``--dataset NAME --data-dir DIR`` (see ``cli._common.add_run_inputs``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def run_retrieve(args: argparse.Namespace) -> int:
         raise ValueError(f"--k and --limit must be >= 1; got {args.k} and {args.limit}")
     if args.out and Path(args.out).suffix != ".png":
         raise ValueError(f"--out {args.out!r} must end in .png")
-    run, data, names, _ = load_inputs(args)
+    inputs = load_inputs(args)
+    run, data, names = inputs.run, inputs.data, inputs.names
     distances, indices = run.kneighbors(data, k=args.k)
     train, classes = run.splits.train, run.class_names
     for name, row_d, row_i in zip(names[:20], distances, indices, strict=False):
@@ -49,7 +52,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
         captions = [[f"query {q}", *(f"{classes[train.labels[i]]}\n{d:.3g}"
                                      for d, i in zip(distances[q], indices[q], strict=True))]
                     for q in shown]
-        save_image_grid(rows, args.out, captions=captions, scale=train.scale,
+        save_image_grid(rows, args.out, captions=captions, pixel_max=_pixel_max(train),
                         title=f"{args.k} nearest training examples (distance)")
         print(f"picture: {args.out}")
     return 0
@@ -89,7 +92,8 @@ def run_cluster(args: argparse.Namespace) -> int:
     from ..reporting.image_grid import save_image_grid
     from ..training.run_dir import atomic_write
 
-    run, data, names, labels = load_inputs(args)
+    inputs = load_inputs(args)
+    run, data, names, labels = inputs.run, inputs.data, inputs.names, inputs.labels
     embeddings = run.embed(data)
     k = choose_clusters(embeddings, run.config.train.seed) if args.auto else args.k
     if k < 1 or k > len(names):
@@ -102,7 +106,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     writer.writerow(["input", "cluster", *(["class"] if labels is not None else [])])
     for i, name in enumerate(names):
         writer.writerow([name, int(assignments[i]),
-                         *([run.class_names[labels[i]]] if labels is not None else [])])
+                         *([inputs.class_names[labels[i]]] if labels is not None else [])])
     atomic_write(out / "assignments.csv", lambda handle: handle.write(text.getvalue().encode()))
     for cluster in range(k):
         members = np.flatnonzero(assignments == cluster)[:SHEET]
@@ -111,7 +115,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         images = list(data.raw(members))
         width = int(np.ceil(np.sqrt(len(images))))
         rows = [images[i:i + width] for i in range(0, len(images), width)]
-        save_image_grid(rows, out / f"cluster_{cluster:03d}.png", scale=data.scale,
+        save_image_grid(rows, out / f"cluster_{cluster:03d}.png", pixel_max=_pixel_max(data),
                         title=f"cluster {cluster}: {int((assignments == cluster).sum())} "
                               "inputs")
     sizes = np.bincount(assignments, minlength=k)
@@ -124,7 +128,17 @@ def run_cluster(args: argparse.Namespace) -> int:
         print(f"against the labels: nmi {normalized_mutual_info_score(labels, assignments):.4f}"
               f", f1 {pairwise_f1(labels, assignments):.4f}, recall_at_1 "
               f"{recall['recall_at_1']:.4f}, recall_at_4 {recall['recall_at_4']:.4f}")
+        for level, values in inputs.attributes.items():   # the folders above the classes
+            groups = len(np.unique(values))
+            print(f"against {level} ({groups} groups): nmi "
+                  f"{normalized_mutual_info_score(values, assignments):.4f}, f1 "
+                  f"{pairwise_f1(values, assignments):.4f}")
     return 0
+
+
+def _pixel_max(data) -> float:
+    """The range of ``data.raw``'s pixels (digits: 16; image files: 255)."""
+    return float(getattr(data, "pixel_max", 255.0))
 
 
 RETRIEVE = Command("retrieve", "nearest training examples of images or a split (picture grid)",

@@ -1,11 +1,12 @@
 """``magnetdml embed``, ``predict`` and ``export``: a trained run on new data.
 
-``embed RUN (--images PATH... | --split S) --out FILE.npz`` writes the embeddings with their
-labels (``-1``: unknown), file names and the run's class names; ``predict RUN (--images PATH...
-| --split S)`` classifies with the run's kNC (paper §3.3) and prints (``--out F.csv`` or
-``.json``: writes) each input's class name, probability and top-k; ``export RUN --out DIR``
-writes a ``torch.export`` model and the kNC index for serving without this library.
-"""
+``embed RUN INPUTS --out FILE.npz`` writes the embeddings with their labels (``-1``: unknown),
+file names and class names (``.npy``: the embeddings alone); ``predict RUN INPUTS`` classifies
+with the run's kNC (paper §3.3) and prints (``--out F.csv`` or ``.json``: writes) each input's
+class name, probability and top-k; ``export RUN --out DIR`` writes a ``torch.export`` model
+and the kNC index for serving without this library. INPUTS are ``--images PATH...`` (files or
+folders), ``--split S`` (of the run's data) or ``--dataset NAME --data-dir DIR`` (all of it,
+or its ``--split``): see :func:`._common.add_run_inputs`."""
 
 from __future__ import annotations
 
@@ -21,24 +22,30 @@ from ._common import Command, add_run_dir, add_run_inputs, load_inputs
 
 def configure_embed(parser: argparse.ArgumentParser) -> None:
     add_run_inputs(parser)
-    parser.add_argument("--out", required=True, help="the .npz to write: embeddings (N, E), "
-                        "labels (N,), files (N,), class_names (C,)")
+    parser.add_argument("--out", required=True, help="the file to write: .npz (embeddings "
+                        "(N, E), labels (N,) as ids into class_names (-1: unknown), files (N,), "
+                        "class_names) or .npy (the embeddings alone)")
 
 
 def run_embed(args: argparse.Namespace) -> int:
     from ..training.run_dir import atomic_write
 
-    run, data, names, labels = load_inputs(args)
-    embeddings = run.embed(data)
     out = Path(args.out)
-    if out.suffix != ".npz":
-        raise ValueError(f"--out {args.out!r} must end in .npz (numpy's archive)")
+    if out.suffix not in (".npz", ".npy"):
+        raise ValueError(f"--out {args.out!r} must end in .npz (embeddings, labels, files, "
+                         "class names) or .npy (the embeddings alone)")
+    inputs = load_inputs(args)
+    embeddings = inputs.run.embed(inputs.data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"embeddings": embeddings,
-              "labels": np.full(len(names), -1) if labels is None else labels,
-              "files": np.asarray(names), "class_names": np.asarray(run.class_names)}
-    atomic_write(out, lambda handle: np.savez(handle, **arrays))
-    print(f"{len(names)} embeddings of dimension {embeddings.shape[1]} written to {out}")
+    if out.suffix == ".npy":
+        atomic_write(out, lambda handle: np.save(handle, embeddings))
+    else:
+        labels = np.full(len(inputs.names), -1) if inputs.labels is None else inputs.labels
+        names = inputs.class_names or inputs.run.class_names
+        arrays = {"embeddings": embeddings, "labels": labels,
+                  "files": np.asarray(inputs.names), "class_names": np.asarray(names)}
+        atomic_write(out, lambda handle: np.savez(handle, **arrays))
+    print(f"{len(inputs.names)} embeddings of dimension {embeddings.shape[1]} written to {out}")
     return 0
 
 
@@ -54,8 +61,10 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be >= 1; got {args.top}")
     if args.out and Path(args.out).suffix not in (".csv", ".json"):
         raise ValueError(f"--out {args.out!r} must end in .csv or .json")
-    run, data, names, labels = load_inputs(args)
-    classes, probabilities = run.top_k(data, k=args.top)
+    inputs = load_inputs(args)
+    run, names = inputs.run, inputs.names
+    labels = inputs.run_labels()          # the run's class ids; -1: a class it never saw
+    classes, probabilities = run.top_k(inputs.data, k=args.top)
     class_names = run.class_names
     rows = []
     for i, name in enumerate(names):
@@ -64,7 +73,7 @@ def run_predict(args: argparse.Namespace) -> int:
                "top": [{"class": class_names[c], "probability": round(float(p), 6)}
                        for c, p in zip(classes[i], probabilities[i], strict=True)]}
         if labels is not None:
-            row["true_class"] = class_names[labels[i]]
+            row["true_class"] = inputs.class_names[inputs.labels[i]]
         rows.append(row)
     if args.out:
         _write(Path(args.out), rows)
@@ -75,9 +84,12 @@ def run_predict(args: argparse.Namespace) -> int:
     if len(rows) > (5 if args.out else 20):
         print(f"... {len(rows)} inputs in all" + (f"; every row in {args.out}" if args.out
                                                    else "; --out F.csv writes them all"))
-    if labels is not None:
-        error = float(np.mean(classes[:, 0] != labels))
-        print(f"kNC error on these {len(rows)} inputs: {100 * error:.2f}%")
+    if labels is not None and (labels >= 0).any():
+        known = labels >= 0
+        error = float(np.mean(classes[known, 0] != labels[known]))
+        print(f"kNC error on these {int(known.sum())} inputs: {100 * error:.2f}%"
+              + ("" if known.all() else f" ({int((~known).sum())} inputs of classes the "
+                 "run never saw left out)"))
     return 0
 
 

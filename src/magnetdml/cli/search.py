@@ -50,7 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="folder with the dataset files (--data.data_dir)")
     parser.add_argument("--loss", help="loss name (same as --loss.name)")
     parser.add_argument("--epochs", help="epochs per trial (same as --train.epochs)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser)
 
 

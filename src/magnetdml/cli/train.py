@@ -20,7 +20,6 @@ def add_run_shortcuts(parser: argparse.ArgumentParser) -> None:
                         help="start --out over: delete its checkpoint, history and summary, "
                              "finished or not (without it an unfinished run resumes and a "
                              "finished one is refused)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser)
 
 

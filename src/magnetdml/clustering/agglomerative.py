@@ -24,9 +24,10 @@ seeded subsample and its other members go to their nearest centre.
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
+
+from .._faiss import faiss
 
 # Classes above this size are clustered on a subsample: Ward on 2,000 points takes ~0.2 s.
 MAX_POINTS = 2000

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._progress import bar
 from .._validation import (
     as_embedding_matrix,
     as_label_vector,
@@ -117,7 +118,8 @@ class ClusterIndex:
                   if self.method == "agglomerative" else 0.0)
         centres, assignments, counts = [], np.empty(points.shape[0], np.int64), []
         offset = 0
-        for i, label in enumerate(classes):  # one clustering per class, not per example
+        shown = bar(classes, desc="clustering each class", unit="class")  # after DELAY s
+        for i, label in enumerate(shown):  # one clustering per class, not per example
             rows = order[bounds[i]:bounds[i + 1]]
             # A per-class, per-refresh seed; 31 bits because faiss takes a C int.
             seed = int(np.random.SeedSequence([self.seed, refreshes, i]).generate_state(1)[0]

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
-import faiss
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
+
+from .._faiss import faiss
 
 # Rows per chunk of the (chunk, k) distance matrix in the torch path: bounds memory at any N.
 _CHUNK = 65536

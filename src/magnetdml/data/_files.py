@@ -50,6 +50,16 @@ class FileTree:
         return f"{self.path}!{name}" if self._zip is not None else str(self.path / name)
 
 
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Transparent pixels over white (``convert`` would keep whatever colour they hide)."""
+    if img.mode not in ("RGBA", "LA", "PA") and not (
+            img.mode in ("P", "L", "RGB") and "transparency" in img.info):
+        return img
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba)
+
+
 def decode_image(data: bytes | Path, mode: str, where: str,
                  size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one image to uint8 ``(H, W)`` (mode ``L``) or ``(H, W, 3)`` (``RGB``).
@@ -59,7 +69,7 @@ def decode_image(data: bytes | Path, mode: str, where: str,
     """
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-            img = img.convert(mode)
+            img = _flatten_alpha(img).convert(mode)
             if size is not None and img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)

@@ -3,7 +3,7 @@
 A :class:`LabelledDataset` maps an index to ``(x, label)`` and, for the training loop's hot path,
 a whole index list to a batch with :meth:`LabelledDataset.get_batch`. Images are kept as
 ``uint8`` (MNIST's 60k training images are 47 MB that way, 188 MB as float32) and converted per
-batch: ``x = (pixels / scale - mean[c]) / std[c]``, float32, with fixed per-dataset channel
+batch: ``x = (pixels / pixel_max - mean[c]) / std[c]``, float32, with fixed per-dataset channel
 statistics (:data:`NORMALISATION`). Labels are contiguous class ids ``0..C-1`` of the *whole*
 dataset, so the seen, held-out and unseen splits of one dataset never reuse an id.
 """
@@ -31,6 +31,8 @@ NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "omniglot": ((0.0779,), (0.2155,)),
     # ImageNet statistics: the usual choice for natural-image folders (CUB, Dogs, Flowers, Pets).
     "image-folder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # A grey image folder: the mean of ImageNet's three channel statistics.
+    "image-folder-grey": ((0.449,), (0.226,)),
 }
 
 
@@ -74,7 +76,7 @@ class ArrayDataset(LabelledDataset):
     """In-memory (or memory-mapped) dataset: ``data (N, *shape)`` uint8 images or float features.
 
     ``get_batch`` gathers rows and normalises them in one vectorised step:
-    ``x = (data[rows] / scale - mean) / std = data[rows] * a + b`` with ``mean``/``std`` per
+    ``x = (data[rows] / pixel_max - mean) / std = data[rows] * a + b`` with ``mean``/``std`` per
     channel (dim 1). Float data (feature vectors) is returned as is unless ``mean``/``std`` are
     given. On the CPU the storage is a numpy array (a ``numpy.memmap`` reads only the requested
     rows): numpy's single-threaded gather of 48 rows takes ~5 us, where torch's OpenMP gather
@@ -82,7 +84,7 @@ class ArrayDataset(LabelledDataset):
     """
 
     def __init__(self, data: np.ndarray | torch.Tensor, labels: np.ndarray, *,
-                 attributes: dict[str, np.ndarray] | None = None, scale: float = 255.0,
+                 attributes: dict[str, np.ndarray] | None = None, pixel_max: float = 255.0,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  rows: np.ndarray | None = None) -> None:
         if isinstance(data, torch.Tensor) and data.device.type == "cpu":
@@ -94,17 +96,17 @@ class ArrayDataset(LabelledDataset):
         self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.attributes = {k: np.asarray(v, dtype=np.int64) for k, v in (attributes or {}).items()}
-        self.scale = float(scale)
+        self.pixel_max = float(pixel_max)     # the largest stored pixel value (uint8: 255)
         self._mean, self._std = mean, std
-        # x * a + b: a = 1 / (scale * std), b = -mean / std, broadcast over (B, C, 1, 1, ...).
+        # x * a + b: a = 1 / (pixel_max * std), b = -mean / std, broadcast over (B, C, 1, 1, ...).
         ndim = len(self.sample_shape)
         shape = (1, -1) + (1,) * (ndim - 1) if mean is not None else (1,) * (ndim + 1)
         integer = not (data.dtype.is_floating_point if isinstance(data, torch.Tensor)
                        else np.issubdtype(data.dtype, np.floating))
-        inv_scale = 1.0 / self.scale if integer else 1.0
+        inv_max = 1.0 / self.pixel_max if integer else 1.0
         std_arr = np.asarray(std if std is not None else [1.0], dtype=np.float64)
         mean_arr = np.asarray(mean if mean is not None else [0.0], dtype=np.float64)
-        self._a = (inv_scale / std_arr).astype(np.float32).reshape(shape)
+        self._a = (inv_max / std_arr).astype(np.float32).reshape(shape)
         self._b = (-mean_arr / std_arr).astype(np.float32).reshape(shape)
         self._identity = not integer and mean is None
 
@@ -115,14 +117,21 @@ class ArrayDataset(LabelledDataset):
     def like(self, data: np.ndarray | torch.Tensor, labels: np.ndarray | None = None
              ) -> ArrayDataset:
         """New raw examples ``data`` (same dtype kind and sample shape) preprocessed exactly
-        as this dataset's: the same scale, mean and standard deviation. ``labels`` default to
+        as this dataset's: the same pixel range, mean and standard deviation. ``labels`` default to
         0 (unknown)."""
         labels = np.zeros(len(data), dtype=np.int64) if labels is None else labels
-        return ArrayDataset(data, labels, scale=self.scale, mean=self._mean, std=self._std)
+        return ArrayDataset(data, labels, pixel_max=self.pixel_max, mean=self._mean,
+                            std=self._std)
+
+    def input_affine(self) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """``(pixel_max, a, b)`` with model input ``x = stored * a + b`` (``a``, ``b``
+        broadcast over ``(N, C, ...)``) and stored values in ``0..pixel_max``; ``None`` for
+        float data used as it is (feature vectors)."""
+        return None if self._identity else (self.pixel_max, self._a, self._b)
 
     def raw(self, indices: Any) -> np.ndarray:
         """The stored examples ``(B, *sample_shape)`` as the loader kept them (e.g. uint8
-        pixels in ``0..scale``), before any preprocessing: for pictures of them."""
+        pixels in ``0..pixel_max``), before any preprocessing: for pictures of them."""
         idx = as_index_tensor(indices).numpy()
         rows = idx if self._rows is None else self._rows[idx]
         data = self._data.cpu().numpy() if isinstance(self._data, torch.Tensor) else self._data
@@ -162,5 +171,5 @@ class ArrayDataset(LabelledDataset):
         pos = np.asarray(indices, dtype=np.int64)
         labels, attributes = self._subset_meta(pos)
         rows = pos if self._rows is None else self._rows[pos]
-        return ArrayDataset(self._data, labels, attributes=attributes, scale=self.scale,
+        return ArrayDataset(self._data, labels, attributes=attributes, pixel_max=self.pixel_max,
                             mean=self._mean, std=self._std, rows=rows)

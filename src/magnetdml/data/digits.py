@@ -26,5 +26,5 @@ def load_digits_pool(data_dir=None, *, seed: int = 0, test_fraction: float = 0.2
     mean, std = NORMALISATION["digits"]
     is_test = stratified_holdout(labels, test_fraction,
                                  rng=np.random.default_rng([seed, STREAM_TEST]))
-    return DataPool(ArrayDataset(images, labels, scale=16.0, mean=mean, std=std), is_test,
+    return DataPool(ArrayDataset(images, labels, pixel_max=16.0, mean=mean, std=std), is_test,
                     [str(i) for i in range(10)], (1, 8, 8), info={"source": "sklearn"})

@@ -22,9 +22,12 @@ def image_paths(items: Sequence[str | Path]) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
+            # hidden files and folders *inside* the folder are skipped; the folder's own
+            # path may well start with a dot ("../photos", "./new")
             found = sorted(p for p in path.rglob("*") if p.is_file()
                            and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in p.parts))
+                           and not any(part.startswith(".")
+                                       for part in p.relative_to(path).parts))
             if not found:
                 raise ValueError(f"folder {str(path)!r} holds no image files "
                                  f"({', '.join(IMAGE_SUFFIXES)})")

@@ -13,6 +13,17 @@ from .splits import DataPool, DatasetSplits, split_pool
 
 #: name -> loader ``(data_dir, *, seed, **options) -> DataPool``.
 DATASETS: Registry[DataPool] = Registry("dataset")
+#: name -> ``(data_dir, options) -> options``: a loader whose defaults depend on the data
+#: (``image-folder``'s size, channels) fixes them here, so a run's config records them.
+OPTION_PINNERS: dict[str, Any] = {}
+
+
+def pin_loader_options(name: str, data_dir: str | os.PathLike | None,
+                       options: dict[str, Any]) -> dict[str, Any] | None:
+    """The loader options with every data-dependent default resolved, or ``None`` when the
+    dataset ``name`` has none."""
+    pinner = OPTION_PINNERS.get(name)
+    return None if pinner is None else pinner(data_dir, dict(options))
 
 
 def require_dir(name: str, data_dir: str | os.PathLike | None, expects: str) -> Path:

@@ -86,13 +86,14 @@ class NeighbourVote:
     """What kNC and soft kNN share once their neighbour search is set up: class scores,
     predictions and true-class ranks, streamed in query chunks.
 
-    Subclasses provide ``classes_``, ``variance_``, ``_item_classes`` (the class index of
+    Subclasses provide ``classes_``, ``lengthscale_`` (``None``: majority vote),
+    ``_item_classes`` (the class index of
     every indexed item: a centre for kNC, a reference example for kNN) and
     ``_neighbours(embeddings) -> (chunks of (start, sq_distances, indices), n_queries)``.
     """
 
     classes_: np.ndarray
-    variance_: float | None
+    lengthscale_: float | None
     _item_classes: np.ndarray
 
     def _neighbours(self, embeddings):
@@ -105,7 +106,7 @@ class NeighbourVote:
         out = np.empty((n, len(self.classes_)))
         for start, distances, indices in chunks:
             out[start:start + len(indices)] = class_probabilities(
-                distances, self._item_classes[indices], self.variance_, len(self.classes_))
+                distances, self._item_classes[indices], self.lengthscale_, len(self.classes_))
         return out
 
     def predict(self, embeddings) -> np.ndarray:
@@ -123,5 +124,5 @@ class NeighbourVote:
         for start, distances, indices in chunks:
             part = slice(start, start + len(indices))
             ranks[part] = neighbour_class_ranks(distances, self._item_classes[indices],
-                                                truth[part], self.variance_, len(self.classes_))
+                                                truth[part], self.lengthscale_, len(self.classes_))
         return ranks

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._progress import bar
 from .._validation import as_embedding_matrix, as_label_vector, check_int
 from ._scores import class_indices, neighbour_class_ranks
 from .clustering import CLUSTERING_METRICS, clustering_scores
-from .knc import KNearestClusters
+from .knc import KNearestClusters, knc_errors
 from .knn import estimate_variance
 from .neighbours import DEFAULT_BATCH_SIZE, build_index, iter_neighbours
 from .retrieval import map_at_r, precision_at_1, r_precision, recall_at
@@ -17,6 +18,11 @@ RETRIEVAL_METRICS = ("precision_at_1", "r_precision", "map_at_r", "recall_at_1",
                      "recall_at_4", "recall_at_8")
 KNC_METRICS = ("knc_error", "knc_error_at_1", "knc_error_at_5")
 METRICS = CLASSIFICATION_METRICS + RETRIEVAL_METRICS + CLUSTERING_METRICS + KNC_METRICS
+#: Metrics of classes never trained on: no index or class scores (their classes have no
+#: centres or references), only clustering and retrieval among themselves (paper §4, seed 003).
+#: What training's summary, ``evaluate_run`` and the experiments report for unseen classes.
+UNSEEN_METRICS = ("nmi", "ami", "ari", "f1", "precision_at_1", "recall_at_1", "recall_at_2",
+                  "recall_at_4", "recall_at_8", "map_at_r", "r_precision")
 _TOP = {"knn_error": 1, "error_at_1": 1, "error_at_5": 5,
         "knc_error": 1, "knc_error_at_1": 1, "knc_error_at_5": 5}
 # Bound on the (queries x neighbours) cells searched at once: 2**23 cells ~ 100 MiB of results
@@ -33,12 +39,12 @@ def _requested(metrics, has_index: bool) -> list[str]:
         raise ValueError(f"unknown metric(s) {unknown}; valid names: {', '.join(METRICS)}")
     if not has_index and any(m in KNC_METRICS for m in names):
         raise ValueError("the knc_* metrics need index= (a fitted cluster index, or any object "
-                         "with centroids_ and centroid_labels_) and variance=; got index=None")
+                         "with centroids_ and centroid_labels_) and lengthscale=; got index=None")
     return list(dict.fromkeys(names))
 
 
 def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=None, *,
-             k: int = 128, index=None, variance: float | None = None, seed: int = 0,
+             k: int = 128, index=None, lengthscale: float | None = None, seed: int = 0,
              batch_size: int = DEFAULT_BATCH_SIZE, max_r: int | None = None) -> dict[str, float]:
     """Score query ``embeddings (N, D)`` with ``labels (N,)``; returns ``{metric: float}``.
 
@@ -57,7 +63,7 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
         the 1 / 5 best-scored classes (ties to the lower class);
       - ``knc_error`` (= ``knc_error_at_1``), ``knc_error_at_5``: the same with the ``L =
         min(k, C)`` nearest centres of ``index`` (``centroids_``, ``centroid_labels_``) and
-        the lengthscale ``variance`` (the training ``s2``), see :class:`KNearestClusters`.
+        the ``lengthscale`` (``sigma^2 / s`` of training), see :class:`KNearestClusters`.
       A query whose class has no reference (or no centre) is an error.
     Retrieval (Musgrave et al. 2020; Song et al. 2016), see :mod:`.retrieval`: ``precision_at_1``,
       ``r_precision``, ``map_at_r``, ``recall_at_{1,2,4,8}``. ``R`` is the number of references
@@ -102,9 +108,8 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
         results.update(clustering_scores(x, y, clustering, seed=seed))
     knc = [m for m in names if m in KNC_METRICS]
     if knc:
-        classifier = KNearestClusters(neighbours=k, batch_size=batch_size).fit(index, variance)
-        ranks = classifier.true_class_ranks(x, y)
-        results.update({m: float(np.mean(ranks >= _TOP[m])) for m in knc})
+        classifier = KNearestClusters(neighbours=k, batch_size=batch_size).fit(index, lengthscale)
+        results.update(knc_errors(classifier, x, y, knc))
     return {m: results[m] for m in names}
 
 
@@ -138,10 +143,12 @@ def _neighbour_metrics(x, y, ref, ref_y, self_reference, names, k, batch_size, m
     ref_classes = class_indices(ref_y, classes)                             # (N_ref,)
     ranks = np.empty(x.shape[0], dtype=np.int64)
     sums = dict.fromkeys(retrieve, 0.0)
+    shown = bar(total=x.shape[0], desc="neighbour search", unit="query")
     for start, distances, indices in iter_neighbours(x, search_k, index=build_index(ref),
                                                      exclude_self=self_reference,
                                                      batch_size=rows):
         part = slice(start, start + len(indices))
+        shown.update(len(indices))
         if classify:
             ranks[part] = neighbour_class_ranks(distances[:, :soft_k],
                                                 ref_classes[indices[:, :soft_k]], truth[part],
@@ -160,6 +167,7 @@ def _neighbour_metrics(x, y, ref, ref_y, self_reference, names, k, batch_size, m
                 else:
                     scores = recall_at(matches, int(m.rsplit("_", 1)[1]))
                 sums[m] += float(scores.sum())
+    shown.close()
     out = {m: float(np.mean(ranks >= _TOP[m])) for m in classify}
     queries = int((~lone).sum())
     out.update({m: (sums[m] / queries if queries else float("nan")) for m in retrieve})

@@ -95,6 +95,11 @@ class SoftKNN(NeighbourVote):
         self._index = build_index(self.reference_)
         return self
 
+    @property
+    def lengthscale_(self) -> float | None:
+        """The kernel's squared lengthscale: ``variance_`` (soft kNN has no temperature)."""
+        return self.variance_
+
     def _neighbours(self, embeddings):
         if not hasattr(self, "reference_"):
             raise RuntimeError("SoftKNN is not fitted; call fit(reference, reference_labels)")

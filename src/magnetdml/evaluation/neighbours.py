@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import faiss
 import numpy as np
 
+from .._faiss import faiss
 from .._validation import as_embedding_matrix, check_int
 
 DEFAULT_BATCH_SIZE = 4096

@@ -2,7 +2,9 @@
 
 Each experiment module registers itself in :data:`EXPERIMENTS` on import; see
 :mod:`magnetdml.experiments.runner` for the framework (RunSpec, Experiment, RunOutcome,
-run_experiment) and the keys of the results dict that ``report.md`` renders.
+run_experiment) and the keys of the results dict that ``report.md`` / ``report.html`` render
+(:func:`magnetdml.reporting.write_report`, the one renderer of runs, compares, experiments
+and benchmarks).
 
 Beside them, the two other drivers above training: :mod:`~magnetdml.experiments.compare`
 (``magnetdml compare``: several losses under one budget) and
@@ -11,6 +13,7 @@ Beside them, the two other drivers above training: :mod:`~magnetdml.experiments.
 """
 
 # Each experiment module registers itself in EXPERIMENTS on import.
+from ..reporting.page import markdown_table
 from . import (  # noqa: F401
     attributes,
     classification,
@@ -21,7 +24,6 @@ from . import (  # noqa: F401
     hierarchy,
     unseen,
 )
-from .report_page import markdown_table, render_report
 from .runner import (
     DATA_FOLDERS,
     EXPERIMENTS,
@@ -37,5 +39,5 @@ from .runner import (
 )
 
 __all__ = ["DATA_FOLDERS", "EXPERIMENTS", "Experiment", "RunOutcome", "RunSpec", "hardware",
-           "markdown_table", "mean_std", "metric", "render_report", "run_experiment",
+           "markdown_table", "mean_std", "metric", "run_experiment",
            "save_results", "train_runs"]

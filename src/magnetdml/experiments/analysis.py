@@ -37,7 +37,7 @@ def majority_labels(assignments, labels, n_clusters: int) -> np.ndarray:
 
 
 def fine_label_errors(test_emb, test_fine, train_emb, train_fine, *, k: int = 128,
-                      index=None, variance: float | None = None) -> dict[str, float]:
+                      index=None, lengthscale: float | None = None) -> dict[str, float]:
     """Error@1 / Error@5 on the fine labels of a model trained on coarse ones (paper §4.3).
 
     ``test_emb (N, D)`` / ``test_fine (N,)`` are scored against ``train_emb (M, D)`` /
@@ -48,7 +48,7 @@ def fine_label_errors(test_emb, test_fine, train_emb, train_fine, *, k: int = 12
       exp(-||r - x_l||^2 / (2 sigma^2))``, ``sigma^2`` the training set's intra-fine-class
       variance (:func:`magnetdml.evaluation.evaluate` with the fine labels as reference).
     * with ``index`` (a cluster index fitted on ``train_emb`` with the *coarse* labels, so
-      ``index.assignments_`` has ``M`` rows) and ``variance`` (its kNC lengthscale):
+      ``index.assignments_`` has ``M`` rows) and its kNC ``lengthscale`` (``sigma^2 / s``):
       ``knc_error_at_1``, ``knc_error_at_5``: kNC (§3.3, ``L = min(k, C)`` nearest centres)
       where each cluster is labelled with the majority fine label of its training members.
       With ``K > 1`` clusters per coarse class the clusters can separate the two fine classes
@@ -70,14 +70,14 @@ def fine_label_errors(test_emb, test_fine, train_emb, train_fine, *, k: int = 12
                    metrics=["error_at_1", "error_at_5"], k=k)
     out = {"knn_error_at_1": knn["error_at_1"], "knn_error_at_5": knn["error_at_5"]}
     if index is None:
-        if variance is not None:
-            raise ValueError("variance is the kNC lengthscale of index; pass index= too "
+        if lengthscale is not None:
+            raise ValueError("lengthscale is the kNC lengthscale of index; pass index= too "
                              "(or neither, for kNN only)")
         return out
-    if variance is None:
-        raise ValueError("variance must be given with index: the kNC lengthscale sigma^2 "
-                         "(the run's running average of s2); got None")
-    variance = check_float("variance", variance, strict_minimum=0.0)
+    if lengthscale is None:
+        raise ValueError("lengthscale must be given with index: the kNC lengthscale sigma^2 "
+                         "/ s (the run's running average of s2 over its temperature); got None")
+    lengthscale = check_float("lengthscale", lengthscale, strict_minimum=0.0)
     if not all(hasattr(index, a) for a in ("centroids_", "assignments_")):
         raise TypeError("index must be a fitted cluster index with centroids_ and "
                         f"assignments_ (e.g. magnetdml.ClusterIndex); got {type(index).__name__}")
@@ -91,7 +91,7 @@ def fine_label_errors(test_emb, test_fine, train_emb, train_fine, *, k: int = 12
     members = fine_of_cluster >= 0     # every ClusterIndex cluster has members; be safe
     classifier = KNearestClusters(neighbours=k).fit(
         centroids=centroids[members], centroid_labels=fine_of_cluster[members],
-        variance=variance)
+        lengthscale=lengthscale)
     ranks = classifier.true_class_ranks(test, test_y)                        # (N,)
     # A fine class without a centre is wrong at every k (true_class_ranks gives it rank C,
     # which error@5 would count as a hit when there are fewer than 5 centre labels).

@@ -22,9 +22,9 @@ from .run_stage import RunOutcome
 
 FIGURES = "figures"
 #: Test-split scores per protocol (``summary`` keys; ``unseen`` ones from its section).
-SEEN_METRICS = ("error_at_1", "error_at_5", "knc_error", "knc_error_at_5", "classifier_error",
+SEEN_SCORES = ("error_at_1", "error_at_5", "knc_error", "knc_error_at_5", "classifier_error",
                 "classifier_error_at_5")
-UNSEEN_METRICS = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi")
+UNSEEN_SCORES = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi")
 #: The headline metric of each protocol, and whether lower is better.
 HEADLINE = {"seen": ("error_at_1", True), "unseen": ("map_at_r", False)}
 
@@ -50,9 +50,9 @@ def _scores(outcome: RunOutcome, protocol: str) -> dict[str, float]:
     summary = outcome.summary
     if protocol == "unseen":
         section = summary.get("unseen") or {}
-        return {m: float(section[m]) for m in UNSEEN_METRICS if section.get(m) is not None}
+        return {m: float(section[m]) for m in UNSEEN_SCORES if section.get(m) is not None}
     own = loss_spec(outcome.spec.group["loss"]).own_scores   # kNC: a cluster loss's own only
-    return {m: float(summary[m]) for m in SEEN_METRICS if summary.get(m) is not None
+    return {m: float(summary[m]) for m in SEEN_SCORES if summary.get(m) is not None
             and (own == "knc" or not m.startswith("knc"))}
 
 
@@ -75,7 +75,7 @@ def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) ->
             search = tuned[f"{protocol}-{slug(loss)}"]
             outcomes = [entry["runs"][s] for s in sorted(entry["runs"])]
             metrics = sorted({m for s in entry["seeds"].values() for m in s},
-                             key=(SEEN_METRICS + UNSEEN_METRICS).index)
+                             key=(SEEN_SCORES + UNSEEN_SCORES).index)
             values = {m: [entry["seeds"][s].get(m) for s in sorted(entry["seeds"])]
                       for m in metrics}
             entry.update({
@@ -114,7 +114,7 @@ def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) ->
 def _cell(mean: float | None, sd: float | None, metric: str) -> str:
     if mean is None:
         return "n/a"
-    percent = "error" in metric or metric in UNSEEN_METRICS
+    percent = "error" in metric or metric in UNSEEN_SCORES
     scale, unit = (100, "%") if percent else (1, "")
     return (f"{scale * mean:.2f}{unit}" if sd is None
             else f"{scale * mean:.2f} ± {scale * sd:.2f}{unit}")

@@ -5,9 +5,11 @@ Every loss trains with the same backbone, data, seed and number of training imag
 cluster losses and ``P x K`` examples for the others -- class-balanced, or uniformly shuffled
 for softmax: both 48 by default). Each run lives in ``OUT/<loss>/seed<s>/`` and is an ordinary
 run folder, so a rerun skips finished runs and resumes unfinished ones from their checkpoint.
-The report: ``results.csv`` / ``results.md`` (one row per loss, mean and spread over seeds),
-``results.json`` (every run's numbers and curves) and ``error_curves.png`` (test error against
-iteration with red diamonds where each loss first reached the reference loss's final error).
+The report: ``results.csv`` (one row per loss, mean and spread over seeds), ``results.json``
+(every run's numbers and curves, and the report's tables), ``error_curves.png`` (test error
+against iteration with red diamonds where each loss first reached the reference loss's final
+error), and ``report.md`` / ``report.html`` rendered from them by
+:func:`magnetdml.reporting.write_report`, like every experiment's.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .._paths import portable_path
 from .._validation import check_choice, check_int
 from ..losses import loss_spec
 from ..reporting import plots
+from ..reporting.report import write_report
 from ..training import Config, apply_overrides, config_to_dict, train_all
 from ..training.machine import hardware
-from ..training.run_dir import CONFIG, HISTORY, SUMMARY, write_json
+from ..training.run_dir import CONFIG, HISTORY, SUMMARY, run_identity, write_json
+from ..training.setup import pin_data_options
 
 #: Columns of the report: (summary key, header); errors are shown in percent.
 COLUMNS = (("knc_error", "kNC error"), ("knn_error", "kNN error"), ("error_at_5", "error@5"),
@@ -74,7 +79,9 @@ def compare(config: Config, losses: Sequence[str], out: str | os.PathLike, *,
         raise ValueError(f"seeds must be distinct non-negative integers; got {seeds}")
     check_choice("curve_metric", curve_metric, CURVE_METRICS)
     _check_budget(config, losses)
-    out = Path(out)
+    out = Path(portable_path(out))     # relative paths in every file written: results travel
+    if config.data.data_dir is not None:
+        config = apply_overrides(config, {"data.data_dir": portable_path(config.data.data_dir)})
     log = log or (lambda _message: None)
     configs = {(loss, seed): apply_overrides(config, {
         "loss.name": loss, "train.seed": seed, "out": str(out / loss / f"seed{seed}")}).validate()
@@ -156,7 +163,10 @@ def _finished_summary(run_dir: Path, config: Config) -> dict | None:
     if not (run_dir / SUMMARY).is_file():
         return None
     saved = json.loads((run_dir / CONFIG).read_text())
-    if saved != json.loads(json.dumps(config_to_dict(config))):
+    asked = json.loads(json.dumps(config_to_dict(pin_data_options(config))))   # as train()
+    # writes it (image folders); run_identity: not the version that wrote it, nor where it
+    # ran or logged
+    if run_identity(saved) != run_identity(asked):
         raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config "
                          "(other flags than this comparison's); pass --overwrite to retrain "
                          "it, or choose another --out")
@@ -217,33 +227,28 @@ def _cell(entry: dict, key: str) -> str:
     return text
 
 
-def markdown_table(table: list[dict], reference: str) -> str:
-    """The per-loss table of ``results.md`` (mean ± sample std over seeds)."""
-    header = (["loss"] + [name for _, name in COLUMNS]
-              + ["final curve error", f"iterations to {reference}'s final error", "speed-up"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def report_rows(table: list[dict], reference: str) -> list[dict]:
+    """The per-loss rows of the report (mean ± sample std over seeds), as shown."""
+    rows = []
     for e in table:
         final = "n/a" if e["final_error"] is None else f"{100 * e['final_error']:.2f}%"
-        cells = ([f"{e['loss']} ({e['curve_metric'].replace('_error', '')})"]
-                 + [_cell(e, key) for key, _ in COLUMNS]
-                 + [final, "never" if e["reached"] is None else str(e["reached"]),
-                    "" if e["speedup"] is None else f"{e['speedup']:.1f}x"])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append({"loss": f"{e['loss']} ({e['curve_metric'].replace('_error', '')})",
+                     **{name: _cell(e, key) for key, name in COLUMNS},
+                     "final curve error": final,
+                     f"iterations to {reference}'s final error":
+                         "never" if e["reached"] is None else str(e["reached"]),
+                     "speed-up": "" if e["speedup"] is None else f"{e['speedup']:.1f}x"})
+    return rows
 
 
 def _write_report(out, table, runs, curves, histories, meta) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    files = {"csv": out / "results.csv", "md": out / "results.md",
+    files = {"csv": out / "results.csv", "md": out / "report.md", "html": out / "report.html",
              "json": out / "results.json", "plot": out / "error_curves.png"}
     with open(files["csv"], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    write_json(files["json"], {**meta, "table": table, "runs": runs,
-                               "curves": {k: [list(p) for p in v] for k, v in curves.items()},
-                               "curves_per_seed": {f"{loss}/seed{seed}": [list(p) for p in h]
-                                                   for (loss, seed), h in histories.items()}})
     reference = meta["reference"]
     drawn = {loss: curve for loss, curve in curves.items() if curve}
     markers = {e["loss"]: e["reached"] for e in table if e["loss"] in drawn}
@@ -252,24 +257,30 @@ def _write_report(out, table, runs, curves, histories, meta) -> dict[str, Path]:
                                 markers if reference in drawn else None,
                                 title="Test error during training (same images seen)",
                                 marker_label=f"reached {reference}'s final error")
-    hw, budget, config = meta["hardware"], meta["images_per_run"], meta["config"]
-    text = [f"# Loss comparison: {config['data']['name']}, {config['model']['backbone']}",
-            "", f"Command: `{meta['command'] or 'magnetdml.experiments.compare.compare(...)'}`", "",
+    budget, config = meta["images_per_run"], meta["config"]
+    page = {
+        "title": f"Loss comparison: {config['data']['name']}, {config['model']['backbone']}",
+        "command": meta["command"] or "magnetdml.experiments.compare.compare(...)",
+        "description": (
             f"Data: {config['data']['name']} (data seed {config['data']['seed']}, "
             f"val_fraction {config['data']['val_fraction']} of train held out); seeds "
             f"{meta['seeds']}; budget per loss: {budget['epochs']} epochs x "
             f"{budget['iterations_per_epoch']} iterations x {budget['batch_size']} images "
-            f"= {budget['images']} images.",
-            f"Hardware: {hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch "
-            f"thread(s), device {hw['device']}, torch {hw['torch']}.", "",
-            markdown_table(table, reference), "",
+            f"= {budget['images']} images."),
+        "tables": [{"title": "Test error per loss (mean ± sample std over seeds)",
+                    "rows": report_rows(table, reference)}],
+        "notes": [
             "Errors are on the seen-class test split: kNC with the run's cluster index "
             "(losses without one get a k-means index of their final embeddings), kNN = soft "
             "kNN (paper §3.3). The curve error is each loss's own protocol (kNC for cluster "
             f"losses, kNN otherwise) unless --curve-metric says otherwise "
             f"(here: {meta['curve_metric']}). 'train s' is the time of the training steps "
             "plus every index refresh after the first ('refresh s' counts all refreshes); "
-            "images/s = images / train s. Mean ± sample std over seeds.", "",
-            "![error curves](error_curves.png)", ""]
-    files["md"].write_text("\n".join(text))
+            "images/s = images / train s. Mean ± sample std over seeds."],
+        "figures": [{"title": "error curves", "path": files["plot"].name}] if drawn else []}
+    write_json(files["json"], {**meta, **page, "table": table, "runs": runs,
+                               "curves": {k: [list(p) for p in v] for k, v in curves.items()},
+                               "curves_per_seed": {f"{loss}/seed{seed}": [list(p) for p in h]
+                                                   for (loss, seed), h in histories.items()}})
+    write_report(out)       # report.md and report.html: the renderer of every results folder
     return files

@@ -80,10 +80,10 @@ def measure_run(run_dir: Path, labels: str | None = "fine") -> dict:
                          f"data has no {labels!r} labels to recover")
     train_y = train.labels if labels is None else train.attributes[labels]
     test_y = test.labels if labels is None else test.attributes[labels]
-    train_emb, test_emb = run.embed(train), run.embed(test)                 # (N, E), (M, E)
-    index, variance = run.cluster_index(train_emb)   # the run's own, or k-means post hoc
+    train_emb, test_emb = run.reference_embeddings(), run.embed(test)       # (N, E), (M, E)
+    knc = run.classifier()   # the run's own index, or k-means post hoc (fit_knc)
     values = fine_label_errors(test_emb, test_y, train_emb, train_y, k=run.config.eval.knn_k,
-                               index=index, variance=variance)
+                               index=knc.index_, lengthscale=knc.lengthscale_)
     values["own_index"] = run.index is not None
     return values
 

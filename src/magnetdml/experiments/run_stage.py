@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..losses import loss_spec
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
 from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, extends, run_identity
+from ..training.setup import pin_data_options
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
 DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
@@ -58,6 +60,31 @@ class RunOutcome:
     history: list[dict]
 
 
+def spec_loss(spec: RunSpec) -> str:
+    """The loss a run spec trains (the config's default unless it names one)."""
+    return spec.overrides.get("loss.name", Config().loss.name)
+
+
+def applicable(overrides: dict[str, Any], loss: str) -> dict[str, Any]:
+    """The user's ``overrides`` for one run of ``loss``: a loss field applies to the runs
+    whose loss reads it (``--loss.alpha 2`` on an experiment of Magnet, softmax and triplet
+    sets Magnet's margin), every other field to every run. See :func:`check_applicable`."""
+    spec = loss_spec(loss)
+    return {key: value for key, value in overrides.items()
+            if not (key.startswith("loss.") and key != "loss.name"
+                    and not spec.reads(key[len("loss."):]))}
+
+
+def check_applicable(overrides: dict[str, Any], losses: list[str]) -> None:
+    """Refuse a loss field that none of ``losses`` reads: it would change nothing."""
+    for key in overrides or {}:
+        field = key[len("loss."):]
+        if key.startswith("loss.") and key != "loss.name" \
+                and not any(loss_spec(loss).reads(field) for loss in losses):
+            raise ValueError(f"{key} applies to none of this experiment's losses "
+                             f"({', '.join(sorted(set(losses)))}); drop it")
+
+
 def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None = None,
                data_root: str | os.PathLike | None = None,
                runs_dir: str | os.PathLike | None = None) -> Config:
@@ -66,7 +93,7 @@ def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None
     when no override set it, ``train.warm_start_cache = out_dir/warm_starts`` when none set it,
     ``model.init_from = runs_dir/<spec.init_from>`` (``runs_dir``: the experiment folder,
     default ``out_dir``) and ``out = out_dir/<spec.name>``."""
-    given = {**spec.overrides, **(overrides or {})}
+    given = {**spec.overrides, **applicable(overrides or {}, spec_loss(spec))}
     if spec.init_from is not None:
         given = {"model.init_from": str(Path(runs_dir or out_dir) / spec.init_from), **given}
     config = apply_overrides(Config(), given)
@@ -87,7 +114,7 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     # through the config tree, so that fields added since the run was trained count at
     # their defaults (a newer magnetdml still resumes an experiment an older one finished)
     saved = config_to_dict(config_from_dict(json.loads((run_dir / CONFIG).read_text())))
-    asked = config_to_dict(config)
+    asked = config_to_dict(pin_data_options(config))    # as train() writes it (image folders)
     if (run_dir / CHECKPOINT).is_file() and extends(saved, asked):
         return None          # the same run with more epochs: it trains on from its checkpoint
     if run_identity(saved) != run_identity(asked):

@@ -6,7 +6,8 @@ plus labels for the analysis) and how to turn their outcomes into numbers and fi
 (:meth:`Experiment.analyse`). :func:`run_experiment` trains every run into
 ``out_dir/<spec.name>/`` with :func:`magnetdml.training.train` (see :mod:`.run_stage`: a run
 whose ``metrics.json`` exists is finished and skipped, an unfinished one resumes from its
-checkpoint) then writes ``out_dir/results.json`` and ``out_dir/report.md``. In order:
+checkpoint) then writes ``out_dir/results.json``, ``out_dir/report.md`` and
+``out_dir/report.html`` (:func:`magnetdml.reporting.write_report`). In order:
 
 1. the **pretraining** runs (:meth:`Experiment.pretraining`; e.g. softmax on a superset of the
    classes), whose checkpoints are kept: other runs start from them (``RunSpec.init_from``);
@@ -15,6 +16,7 @@ checkpoint) then writes ``out_dir/results.json`` and ``out_dir/report.md``. In o
 3. the experiment's **runs**, then :meth:`Experiment.analyse` over all of them.
 
 The results dict that ``analyse`` returns may hold these keys, which the report renders
+(:func:`magnetdml.reporting.report.experiment_page`)
 (everything else is kept in ``results.json`` only):
 
 * ``"tables"``: ``[{"title": str, "rows": [dict, ...], "columns": [key, ...] (optional)}]``;
@@ -35,20 +37,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._paths import portable_path
+from .._progress import phase
 from .._validation import check_int
 from ..registry import Registry
+from ..reporting.report import RUN_ROW_METRICS, write_report
 from ..training.machine import hardware
 from ..training.run_dir import SUMMARY, write_json
-from .report_page import render_report
 from .run_stage import (  # noqa: F401  (the framework's names, importable from here)
     DATA_FOLDERS,
     DISPOSABLE,
     WARM_STARTS,
     RunOutcome,
     RunSpec,
+    check_applicable,
     mean_std,
     metric,
     run_config,
+    spec_loss,
     train_runs,
 )
 from .tuning import apply_tuned, load_tuned, tune
@@ -121,12 +127,15 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     runs finished so far; the results then say which are missing (``"partial"``). Returns the
     results dict, also written to ``out_dir/results.json`` with the command, hardware, run
     list, and this invocation's ``wall_seconds`` and ``runs_trained``, and rendered with its
-    figures to ``out_dir/report.md``. The stages (pretraining, tuning, runs) are those of the
-    module docstring; the tuning stage is skipped when ``tuned_from`` names the folder of
-    another experiment whose ``tuned.json`` to use.
+    figures to ``out_dir/report.md`` and ``report.html``. The stages (pretraining, tuning,
+    runs) are those of the module docstring; the tuning stage is skipped when ``tuned_from``
+    names the folder of another experiment whose ``tuned.json`` to use.
     """
     experiment = EXPERIMENTS.get(name)()
-    out_dir = Path(out_dir)
+    # relative paths (to the working folder) in every file written: results travel
+    out_dir = Path(portable_path(out_dir))
+    data_root = None if data_root is None else portable_path(data_root)
+    tuned_from = None if tuned_from is None else portable_path(tuned_from)
     started = time.perf_counter()
     check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
     provenance = _provenance(out_dir)    # before analyse() rewrites results.json
@@ -140,6 +149,7 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     if datasets:
         specs, tuning = (_only_datasets(name, specs, datasets),
                          [s for s in tuning if s.group.get("dataset") in datasets])
+    check_applicable(overrides, [spec_loss(s) for s in [*pretraining, *tuning, *specs]])
 
     def configure(spec: RunSpec, folder: Path) -> Any:
         return run_config(spec, folder, overrides=overrides, data_root=data_root,
@@ -148,7 +158,13 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     stage = {"overrides": overrides, "data_root": data_root, "overwrite": overwrite,
              "progress": progress, "jobs": jobs, "finished_only": finished_only, "log": log,
              "runs_dir": out_dir}
+
+    def announce(number: int, what: str) -> None:      # one line per stage (not when quiet)
+        phase(f"experiment {name}, stage {number}/4: {what}", progress=progress)
+
     # the pretrained weights are what later runs start from: they are never deleted
+    if pretraining:
+        announce(1, f"pretraining ({len(pretraining)} run(s))")
     pretrained = train_runs(pretraining, out_dir, keep_checkpoints=True, **stage) \
         if pretraining else {}
     tuned = None
@@ -156,6 +172,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
         if tuned_from is not None or finished_only:
             tuned = load_tuned(tuned_from if tuned_from is not None else out_dir)
         else:
+            announce(2, f"tuning ({len(tuning)} search(es) of "
+                        f"{experiment.tuning_trials(quick)} trials)")
             tuned = tune(tuning, out_dir, trials=experiment.tuning_trials(quick), jobs=jobs,
                          progress=progress, keep_checkpoints=keep_checkpoints, log=log,
                          run_config=configure, space_for=experiment.tuning_space)
@@ -167,12 +185,15 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     # analyse() has cached its measurements; then they go unless the user asked to keep them.
     needs_models = bool(getattr(experiment, "keep_checkpoints", False))
     keep = keep_checkpoints or experiment.keeps_models
+    announce(3, f"{'collecting' if finished_only else 'training'} {len(specs)} run(s) "
+                f"({len(finished_before)} finished before) in {out_dir}")
     runs = train_runs(specs, out_dir, keep_checkpoints=keep or needs_models, **stage)
     runs = {**pretrained, **runs}
     missing = [spec.name for spec in everything if spec.name not in runs]
     if not set(runs) - set(pretrained):
         raise ValueError(f"no run of experiment {name!r} has finished in {str(out_dir)!r} yet; "
                          "run it without finished_only (--finished-only) to train them")
+    announce(4, f"analysing {len(runs)} run(s)")
     analysis = experiment.analyse(out_dir, runs)
     if needs_models and not keep:
         for name_, outcome in runs.items():
@@ -195,13 +216,13 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
                "runs": {n: {"group": o.spec.group, "run_dir": str(o.run_dir),
                             "overrides": o.spec.overrides,
                             "iterations": o.summary.get("iterations"),
-                            "train_seconds": o.summary.get("train_seconds")}
+                            **{m: o.summary.get(m) for m in RUN_ROW_METRICS}}
                         for n, o in runs.items()},
                **analysis}
     if provenance and not results["runs_trained"]:
         results.update(provenance, reanalysed_by=command)
     save_results(out_dir, results)
-    (out_dir / "report.md").write_text(render_report(results))
+    write_report(out_dir)       # report.md and report.html, as `magnetdml report` renders them
     return results
 
 

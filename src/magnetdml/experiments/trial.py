@@ -82,15 +82,14 @@ def tuner_error(trainer) -> tuple[str, float]:
     * a cluster loss: kNC error (paper §3.3) with the index the pass refreshed;
     * any other loss (its spec's own metric is kNN): soft-kNN error (at most :data:`TUNER_K`
       neighbours) among the validation examples, each left out of its own neighbours."""
-    from ..evaluation import KNearestClusters, evaluate
+    from ..evaluation import evaluate
 
     config, val = trainer.config, trainer.splits.val
     if config.data.val_classes:
-        return "1 - map_at_r", float(trainer.validation_scores()[1])
+        return "1 - map_at_r", float(trainer.validation_scores()["retrieval_error"])
     queries = trainer.embed(val)                                          # (V, E)
     if config.loss.spec().own_metric == "knc_error":
-        index, variance = trainer._scoring_index(trainer.train_embeddings())  # refreshed: cached
-        knc = KNearestClusters(neighbours=config.eval.neighbours).fit(index, variance)
+        knc = trainer.knc(trainer.train_embeddings())    # the pass's refresh embedded them
         return "knc_error", float(np.mean(knc.predict(queries) != val.labels))
     # at most TUNER_K neighbours: a ranking signal, at half the search time of 128
     k = min(config.eval.knn_k, TUNER_K, len(val.labels) - 1)

@@ -65,6 +65,11 @@ class LossSpec:
         """True for cluster losses: training keeps a cluster index and draws neighbourhoods."""
         return self.batches == "neighbourhood"
 
+    def reads(self, field: str) -> bool:
+        """Whether loss-config field ``field`` applies to this loss (``parameter_lr``: to
+        losses with parameters of their own)."""
+        return field in self.fields or (field == "parameter_lr" and self.has_parameters)
+
     @property
     def own_metric(self) -> str:
         """The error a run of this loss is judged by under its own protocol (paper §4: Magnet

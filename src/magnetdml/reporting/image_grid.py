@@ -1,6 +1,6 @@
 """Pictures of examples: a grid of images with captions (retrieval results, cluster sheets).
 
-Each image is ``(C, H, W)`` or ``(H, W)`` with values in ``0..scale`` (as a loader stores them),
+Each image is ``(C, H, W)`` or ``(H, W)`` with values in ``0..pixel_max`` (as a loader stores them),
 grey (``C = 1``) or RGB (``C = 3``); ``None`` leaves a cell empty.
 """
 
@@ -18,7 +18,7 @@ from .._figures import save_png
 
 
 def save_image_grid(rows: Sequence[Sequence[np.ndarray | None]], path: str | os.PathLike, *,
-                    captions: Sequence[Sequence[str]] | None = None, scale: float = 255.0,
+                    captions: Sequence[Sequence[str]] | None = None, pixel_max: float = 255.0,
                     title: str | None = None, cell: float = 1.2) -> Path:
     """One PNG of ``rows`` of images (each row as long as the longest), ``captions`` under
     them; returns the path."""
@@ -36,7 +36,7 @@ def save_image_grid(rows: Sequence[Sequence[np.ndarray | None]], path: str | os.
             image = row[c] if c < len(row) else None
             if image is None:
                 continue
-            image = np.asarray(image, dtype=np.float64) / scale
+            image = np.asarray(image, dtype=np.float64) / pixel_max
             if image.ndim == 3:
                 image = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
             ax.imshow(np.clip(image, 0, 1), cmap="gray" if image.ndim == 2 else None,

@@ -1,6 +1,7 @@
 """A report page and its two renderings: self-contained HTML and Markdown.
 
 A :class:`Page` is a title and a list of blocks (headings, paragraphs, tables, figures, code);
+paragraphs may hold Markdown's ``code`` and **bold**, rendered as such in both;
 :func:`render_html` inlines every PNG as a base64 ``data:`` URI (no external CSS or script),
 :func:`render_markdown` links them relatively. Table cells are formatted once, by
 :func:`format_cell`, for both.
@@ -13,6 +14,7 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,11 @@ def table_cells(rows: list[dict], columns: list[str] | None) -> tuple[list[str],
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     """``rows`` as a Markdown table over ``columns`` (cells as :func:`table_cells` formats
-    them; a ``|`` or line break inside a cell is escaped so the table stays one grid)."""
+    them; a ``|`` or line break inside a cell is escaped so the table stays one grid);
+    ``(no rows)`` without rows."""
+    if not rows:
+        return "(no rows)"
+
     def cell(value: str) -> str:
         return value.replace("|", "\\|").replace("\n", " ")
 
@@ -86,7 +92,7 @@ def render_html(page: Page) -> str:
         if kind == "h2":
             parts.append(f"<h2>{esc(content[0])}</h2>")
         elif kind == "p":
-            parts.append(f"<p>{text_(content[0])}</p>")
+            parts.append(f"<p>{_inline_markup(text_(content[0]))}</p>")
         elif kind == "pre":
             parts.append(f"<pre>{text_(content[0])}</pre>")
         elif kind == "table":
@@ -100,6 +106,12 @@ def render_html(page: Page) -> str:
             parts.append(f"<figure><img alt='{esc(content[1])}' src='data:image/png;base64,"
                          f"{data}'><figcaption>{esc(content[1])}</figcaption></figure>")
     return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def _inline_markup(escaped: str) -> str:
+    """The Markdown a paragraph may hold, in escaped HTML: ``code`` and **bold**."""
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
 
 
 def render_markdown(page: Page, out_dir: Path) -> str:

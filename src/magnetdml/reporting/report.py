@@ -29,6 +29,8 @@ CURVES = "report_curves.png"
 RUN_METRICS = ("knc_error", "knn_error", "error_at_1", "error_at_5", "precision_at_1",
                "map_at_r", "recall_at_1", "nmi", "f1")
 TIMING = ("epochs", "iterations", "train_seconds", "refresh_seconds", "images_per_second")
+# The numbers of each run in an experiment's "Runs" table (its results.json keeps them too).
+RUN_ROW_METRICS = ("knc_error", "knn_error", "error_at_5", "map_at_r", "nmi", "train_seconds")
 TITLES = {"loss_curve.png": "Training loss", CURVES: "Test error during training",
           "tsne_initial.png": "t-SNE before training", "tsne_final.png": "t-SNE after training"}
 
@@ -103,26 +105,57 @@ def run_page(folder: Path) -> Page:
 
 
 def experiment_page(folder: Path) -> Page:
-    """The page of an experiment folder (``results.json`` of ``magnetdml experiment``, one
-    run folder per run beneath it)."""
+    """The page of a results folder: ``results.json`` of ``magnetdml experiment``, ``compare``
+    or a benchmark (the keys below, all optional), one run folder per run beneath it.
+
+    ``experiment``, ``quick``, ``description``, ``partial`` (``finished``, ``total``,
+    ``missing``), ``command``, ``reanalysed_by``, ``hardware``, ``wall_seconds`` with
+    ``runs_trained``, ``tuned`` (+ ``tuned_from``), ``tables`` (``title``, ``rows``,
+    ``columns``), ``claims`` (``claim``, ``holds``, ``detail``), ``notes``, ``figures``
+    (``title``, ``path``) and ``runs`` (name -> ``group``)."""
     results = _read_json(folder / "results.json")
     if not isinstance(results, dict):
         raise ValueError(f"{folder / 'results.json'} must hold a JSON object (the results of "
                          "'magnetdml experiment'); got something else")
     quick = " (quick version)" if results.get("quick") else ""
-    page = Page(f"Experiment {results.get('experiment', folder.name)}{quick}", folder)
+    page = Page(results.get("title")
+                or f"Experiment {results.get('experiment', folder.name)}{quick}", folder)
     if results.get("description"):
         page.add("p", str(results["description"]))
+    partial = results.get("partial")
+    if partial:
+        page.add("p", f"**Partial results: {partial['finished']} of {partial['total']} runs "
+                 f"finished.** Missing: {', '.join(partial['missing'])}. Rerun the experiment "
+                 "without --finished-only to train them (finished runs are skipped).")
     if results.get("command"):
-        page.add("p", f"Command: {results['command']}")
+        page.add("p", f"Command: `{results['command']}`")
+    if results.get("reanalysed_by"):
+        page.add("p", f"Re-analysed by: `{results['reanalysed_by']}`")
     hw = results.get("hardware") or {}
     if hw:
         page.add("p", f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, "
                  f"{hw.get('torch_threads')} torch thread(s), device {hw.get('device')}, "
-                 f"torch {hw.get('torch')}.")
+                 f"torch {hw.get('torch')}. Runs: {len(results.get('runs') or {})}.")
+    if results.get("runs_trained"):
+        page.add("p", f"Wall time of the invocation that wrote this report: "
+                 f"{results['wall_seconds'] / 60:.1f} min, training {results['runs_trained']} "
+                 "of the runs (finished runs are skipped).")
+    if results.get("tuned"):
+        rows = [{"search": name, "val_error": entry.get("val_error"),
+                 "metric": entry.get("metric"), "trials": entry.get("trials"),
+                 "failed": entry.get("failed"), **entry["params"]}
+                for name, entry in results["tuned"].items()]
+        page.add("h2", "Tuned configurations")
+        page.add("p", "Each group of runs trained with the best trial of its own random "
+                 f"search (`{results.get('tuned_from')}/tuning/`), scored on a validation split "
+                 "by its loss's own protocol (a blank cell: not searched for that loss):")
+        page.add("table", rows, list(dict.fromkeys(k for row in rows for k in row)))
     for table in results.get("tables", []):
         page.add("h2", table.get("title", "Results"))
-        page.add("table", table.get("rows", []), table.get("columns"))
+        if table.get("rows"):
+            page.add("table", table["rows"], table.get("columns"))
+        else:
+            page.add("p", "(no rows)")
     if results.get("claims"):
         page.add("h2", "Claims checked")
         page.add("table", [{"claim": c.get("claim"), "measured": c.get("detail", ""),
@@ -131,7 +164,8 @@ def experiment_page(folder: Path) -> Page:
     for note in results.get("notes", []):
         page.add("p", str(note))
     figures = [(f["path"], f.get("title", f["path"])) for f in results.get("figures", [])]
-    runs = _run_rows(folder, results.get("runs") or {})
+    listed = results.get("runs")          # compare: a list of its runs, in nested folders
+    runs = _run_rows(folder, listed if isinstance(listed, dict) else {})
     if runs:
         page.add("h2", "Runs")
         columns = list(dict.fromkeys(k for row, _ in runs for k in row))
@@ -151,17 +185,19 @@ def experiment_page(folder: Path) -> Page:
 
 def _run_rows(folder: Path, listed: dict) -> list[tuple[dict, list[dict]]]:
     """One row per run folder beneath ``folder`` (listed ones first): group labels and the
-    headline metrics of its ``metrics.json``."""
+    headline metrics (:data:`RUN_ROW_METRICS`) as ``results.json`` lists them, else from the
+    run's ``metrics.json``."""
     names = list(listed) + sorted(p.name for p in folder.iterdir()
                                   if (p / "config.json").is_file() and p.name not in listed)
     rows = []
     for name in names:
         run = folder / name
-        summary = _read_json(run / "metrics.json") or {}
-        group = (listed.get(name) or {}).get("group") or {}
+        entry = listed.get(name) or {}
+        summary = entry if all(m in entry for m in RUN_ROW_METRICS) else (
+            _read_json(run / "metrics.json") or {})
+        group = entry.get("group") or {}
         row = {"run": name, **{str(k): v for k, v in group.items()}}
-        row.update({m: summary.get(m) for m in ("knc_error", "knn_error", "error_at_5",
-                                                "map_at_r", "nmi", "train_seconds")})
+        row.update({m: summary.get(m) for m in RUN_ROW_METRICS})
         rows.append((row, _read_history(run / "metrics.jsonl")))
     return rows
 

@@ -1,89 +1,92 @@
 """Checkpoint state: what a run saves after every epoch and how a resume restores it.
 
-The checkpoint holds everything a resumed run needs to continue bit for bit: model, loss,
-optimiser and scheduler, the cluster index, the sampler's example stream, the RNG states and
-any background refresh still pending (redone from the same weight snapshot). Under torchrun
-every rank's sampler and RNG state is gathered into ``ranks``.
+The checkpoint holds everything a resumed run needs to continue bit for bit, gathered from
+the trainer and its parts (one flat dict; the format of every earlier version):
 
-:class:`CheckpointState` is a part of :class:`~magnetdml.training.trainer.Trainer`: its
-methods read and write the trainer's attributes.
+    trainer:        epoch, iteration, model, loss, optimizer, scheduler, loss_curve, timing
+    running_sigma2: variance (sigma^2)
+    upkeep:         index, index_iteration, schedule_reference, pending_refresh (redone from
+                    the same weight snapshot); its refresh counters are in timing
+    stopping:       best (epoch e* and its weights, sigma^2 and index)
+    per rank:       sampler (the example stream), rng, augment_rng; under torchrun every
+                    rank's are gathered into ``ranks`` (top-level ones are rank 0's)
+
+The best epoch's state (:func:`weights_state`) is the subset a model is scored from.
 """
 
 from __future__ import annotations
 
+import copy
+
 from .setup import make_sampler, restore_rng_state, rng_state
 
 
-class CheckpointState:
-    """The trainer's ``state_dict``, saving it, and resuming from it."""
+def trainer_state(t) -> dict:
+    """The checkpoint of trainer ``t`` (a collective under torchrun: it gathers)."""
+    own = _rank_state(t)
+    state = {"epoch": t.epoch, "iteration": t.iteration, "variance": t.sigma2,
+             "model": t.model.state_dict(), "loss": t.loss_fn.state_dict(),
+             "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+             **t.upkeep.state_dict(), "loss_curve": t.loss_curve,
+             "timing": t.timing_summary(), "best": t.stopping.best, **own}
+    if t.dist.world_size > 1:
+        state["ranks"] = t.dist.all_gather_object(own)
+    return state
 
-    def start_from_checkpoint(self) -> bool:
-        """Resume from the run folder's checkpoint, if it has one; return whether it did."""
-        resumed = self.dist.broadcast_object(bool(self.run and self.run.has_checkpoint()))
-        if resumed:
-            self._restore(self.dist.broadcast_object(
-                self.run.load_checkpoint() if self.run else None))
-        return resumed
 
-    def state_dict(self) -> dict:
-        """The run's state (a collective under torchrun: the per-rank streams are gathered).
-        Top-level sampler/RNG entries are rank 0's; ``ranks`` holds every rank's."""
-        own = self._rank_state()
-        state = {"epoch": self.epoch, "iteration": self.iteration, "variance": self.variance,
-                "model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "index": self.index.state_dict() if self.index is not None else None,
-                "index_iteration": self.index_iteration,
-                "loss_curve": self.loss_curve, "timing": self.timing,
-                "schedule_reference": self.schedule.reference, "best": self.best,
-                "pending_refresh": (self.pending_refresh.state_dict()
-                                    if self.pending_refresh is not None else None), **own}
-        if self.dist.world_size > 1:
-            state["ranks"] = self.dist.all_gather_object(own)
-        return state
+def _rank_state(t) -> dict:
+    """What differs between ranks: the sampler's example stream and the RNG states."""
+    return {"sampler": t.sampler.state_dict(), "rng": rng_state(),
+            "augment_rng": (t.augment_generator.get_state()
+                            if t.augmenter is not None else None)}
 
-    def _rank_state(self) -> dict:
-        """What differs between ranks: the sampler's example stream and the RNG states."""
-        return {"sampler": self.sampler.state_dict(), "rng": rng_state(),
-                "augment_rng": (self.augment_generator.get_state()
-                                if self.augmenter is not None else None)}
 
-    def save_checkpoint(self) -> None:
-        state = self.state_dict()   # on every rank: it gathers
-        if self.run is not None:
-            self.run.save_checkpoint(state)
+def restore_trainer(t, state: dict) -> None:
+    """Put checkpoint ``state`` back into trainer ``t`` and its parts."""
+    saved_world = len(state.get("ranks", [None]))
+    if saved_world != t.dist.world_size:
+        raise ValueError(f"the checkpoint in {t.config.out!r} was written by {saved_world} "
+                         f"process(es) but this run has {t.dist.world_size}; resume with the "
+                         "same --nproc-per-node (the samplers' random streams are per process)")
+    own = state["ranks"][t.dist.rank] if "ranks" in state else state
+    t.epoch, t.iteration = state["epoch"], state["iteration"]
+    t.running_sigma2.value = state["variance"]
+    t.model.load_state_dict(state["model"])
+    t.loss_fn.load_state_dict(state["loss"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.upkeep.load_state_dict(state)   # after the model: a pending refresh copies it
+    t.sampler = make_sampler(t.config, t.labels, t.index, rank=t.dist.rank,
+                             world_size=t.dist.world_size)
+    t.loss_curve = [tuple(p) for p in state["loss_curve"]]
+    t.timing = {k: v for k, v in state["timing"].items()
+                if k not in ("refresh_seconds", "refreshes")}
+    t.stopping.best = state.get("best")
+    t.sampler.load_state_dict(own["sampler"])
+    restore_rng_state(own["rng"])
+    if t.augmenter is not None:
+        t.augment_generator.set_state(own["augment_rng"])
+    if t.run is not None:
+        t.run.truncate_history(t.epoch)
 
-    def _restore(self, state: dict) -> None:
-        saved_world = len(state.get("ranks", [None]))
-        if saved_world != self.dist.world_size:
-            raise ValueError(f"the checkpoint in {self.config.out!r} was written by "
-                             f"{saved_world} process(es) but this run has "
-                             f"{self.dist.world_size}; resume with the same --nproc-per-node "
-                             "(the samplers' random streams are per process)")
-        own = state["ranks"][self.dist.rank] if "ranks" in state else state
-        self.epoch, self.iteration = state["epoch"], state["iteration"]
-        self.index_iteration = state.get("index_iteration", state["iteration"])
-        self.variance = state["variance"]
-        self.model.load_state_dict(state["model"])
-        self.loss_fn.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.index is not None:
-            self.index.load_state_dict(state["index"])
-        self.sampler = make_sampler(self.config, self.labels, self.index,
-                                    rank=self.dist.rank, world_size=self.dist.world_size)
-        self.sampler.load_state_dict(own["sampler"])
-        self.loss_curve = [tuple(p) for p in state["loss_curve"]]
-        self.timing = state["timing"]
-        self.best = state.get("best")
-        self.schedule.refreshed(state["schedule_reference"])
-        pending = state.get("pending_refresh")
-        if pending is not None:   # redo it from the same snapshot: the same index results
-            self._start_background_refresh(pending["snapshot"], pending["snapshot_iteration"],
-                                           pending["apply_at"])
-        restore_rng_state(own["rng"])
-        if self.augmenter is not None:
-            self.augment_generator.set_state(own["augment_rng"])
-        if self.run is not None:
-            self.run.truncate_history(self.epoch)
+
+def weights_state(t) -> dict:
+    """What a model is scored from: weights, loss state, ``sigma^2`` and the index (kept for
+    the best epoch by early stopping)."""
+    return {"iteration": t.iteration, "model": copy.deepcopy(t.model.state_dict()),
+            "loss": copy.deepcopy(t.loss_fn.state_dict()), "variance": t.sigma2,
+            "index": t.index.state_dict() if t.index is not None else None,
+            "index_iteration": t.upkeep.index_iteration}
+
+
+def restore_weights(t, saved: dict) -> None:
+    """Put :func:`weights_state` ``saved`` back into trainer ``t``."""
+    t.model.load_state_dict(saved["model"])
+    t.loss_fn.load_state_dict(saved["loss"])
+    t.running_sigma2.value = saved["variance"]
+    if t.index is not None:
+        t.index.load_state_dict(saved["index"])
+    # the index clusters epoch e*'s embeddings, which the restored model reproduces
+    t.upkeep.index_iteration = (t.iteration if saved["index_iteration"] == saved["iteration"]
+                                else -1)
+    t.upkeep.forget_embeddings()        # cached for the weights just replaced

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from .._validation import check_rules, rule
+from .sigma2 import SIGMA2_MOMENTUM
 
 # The fixes that rules name (the text after the rule in an error message).
 SCALE_FIX = "the inverse temperature multiplies the distances; 1 is paper eq. 5"
@@ -119,7 +120,8 @@ class LossConfig:
     scale: float = rule(1.0, strict_minimum=0.0, fix=SCALE_FIX)  # Magnet / cluster-NCA
                                             # inverse temperature s on the variance-normalised
                                             # distances ("global scaling", App. B; 1 = eq. 5);
-                                            # kNC uses sigma^2 / s
+                                            # kNC's lengthscale is sigma^2 / s
+                                            # (evaluation.knc_lengthscale)
     margin: float | None = rule(None, minimum=0.0)  # triplet / contrastive / lifted margin
     positive_margin: float | None = None    # contrastive: positives pulled below this
     triplet_variant: str | None = rule(None, choices=("hinge", "ratio"))  # "hinge" (paper
@@ -149,13 +151,6 @@ class LossConfig:
     def parameter_lr_multiplier(self) -> float:
         """``parameter_lr``, or the loss's declared default."""
         return self.parameter_lr if self.parameter_lr is not None else self.spec().parameter_lr
-
-    def knc_variance(self, sigma2: float) -> float:
-        """The kNC lengthscale consistent with training: ``sigma^2 / s``, ``sigma^2`` the
-        running average of the batch variance ``s2`` (paper §3.3) and ``s`` the inverse
-        temperature ``scale`` (``exp(-s d^2 / (2 sigma^2))`` is the training objective's own
-        weighting of a cluster at squared distance ``d^2``)."""
-        return float(sigma2) / self.scale
 
 
 @dataclass(frozen=True)
@@ -219,12 +214,15 @@ class TrainConfig:
                                       # rate; 0 = train.lr (a fixed one lets runs of other
                                       # lrs share one stored warm start)
     warm_start_cache: str = ""        # folder to reuse identical warm starts from ("": off)
-    variance_momentum: float = rule(0.9, minimum=0.0, maximum=1.0)  # running average of
+    variance_momentum: float = rule(SIGMA2_MOMENTUM, minimum=0.0, maximum=1.0)  # running average of
                                       # s2 -> sigma^2 for kNC
     seed: int = rule(0, minimum=0)    # seeds weights, batches and augmentation
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
     threads: int = rule(0, minimum=0)  # torch CPU threads; 0 = torch's default
+    log: str = rule("csv", choices=("csv", "tensorboard", "none"))  # also log to: csv
+                                      # (RUN/metrics.csv), tensorboard (RUN/tensorboard/, needs
+                                      # the tensorboard extra), none
 
     def warm_start_rate(self) -> float:
         """The warm start's learning rate: ``warm_start_lr``, or ``lr`` when that is 0."""

@@ -60,6 +60,8 @@ def config_from_dict(data: dict[str, Any], base: Config | None = None) -> Config
     config = base or Config()
     if not isinstance(data, dict):
         raise ValueError(f"a config must be a mapping of sections; got {type(data).__name__}")
+    # magnetdml_version: written into config.json by the run folder, not a field
+    data = {k: v for k, v in data.items() if k != "magnetdml_version"}
     unknown = set(data) - set(SECTIONS) - {"out"}
     if unknown:
         raise ValueError(f"unknown config section(s) {sorted(unknown)}; valid: "

@@ -133,3 +133,15 @@ class Distributed:
         """End the process group if ``setup`` created it."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def check_one_process_settings(config, world_size: int) -> None:
+    """Refuse, under torchrun, the settings that work in one process only."""
+    if config.index.refresh_lag and world_size > 1:
+        raise ValueError("index.refresh_lag > 0 (a refresh on a background thread) runs in "
+                         f"one process only; got {world_size} processes: use "
+                         "--index.refresh_lag 0 under torchrun")
+    if config.train.warm_start_cache and world_size > 1:
+        raise ValueError("train.warm_start_cache (reusing a stored warm start) works in one "
+                         f"process only; got {world_size} processes: leave "
+                         "--train.warm_start_cache empty under torchrun")

@@ -3,10 +3,7 @@ improving, and keep the best epoch's model.
 
 After every epoch the validation split is scored with the loss's own protocol (paper App. B:
 kNC for cluster losses, soft kNN otherwise); both errors go into ``metrics.jsonl`` as
-``val_knc_error`` / ``val_knn_error``. A class-disjoint validation split (``data.val_classes``)
-is scored by retrieval among its own examples instead (Musgrave et al. 2020): ``val_map_at_r``
-and ``val_precision_at_1``, and the validation error is ``1 - MAP@R``. The rule: training stops
-after the first epoch ``e`` with
+``val_knc_error`` / ``val_knn_error``. The rule: training stops after the first epoch ``e`` with
 
     e - e* >= patience,    e* = argmin_{e' <= e} val_error(e')  (the earliest on ties),
 
@@ -14,91 +11,45 @@ or at ``train.epochs``, whichever comes first; then the weights, loss state, ``s
 cluster index of epoch ``e*`` are restored, and the final evaluation scores that model. The
 best state is part of the checkpoint, so an interrupted run resumes with it.
 
-:class:`EarlyStopping` is a part of :class:`~magnetdml.training.trainer.Trainer`.
+:class:`EarlyStopping` is one part of :class:`~magnetdml.training.trainer.Trainer`: it keeps
+epoch ``e*`` and decides when to stop; the trainer hands it the scores and the state to keep,
+and puts that state back (:meth:`~magnetdml.training.trainer.Trainer.restore_best`).
 """
 
 from __future__ import annotations
 
-import copy
-
-from ..evaluation import evaluate
-
-#: What a class-disjoint validation split is scored by (retrieval among its own examples).
-RETRIEVAL_VAL = ("map_at_r", "precision_at_1")
+from collections.abc import Callable
 
 
 class EarlyStopping:
-    """The trainer's validation tracking: ``self.best`` holds epoch ``e*`` and its state."""
+    """Validation tracking. State: ``best``, epoch ``e*``'s ``{"epoch", "error", ...}`` with
+    the state the trainer asked to keep (``None`` before the first validation score)."""
 
-    best: dict | None = None
+    def __init__(self, patience: int, epochs: int, metric: str) -> None:
+        self.patience, self.epochs = patience, epochs
+        self.metric = metric          # knc_error (cluster losses) or knn_error
+        self.best: dict | None = None
 
-    @property
-    def val_metric(self) -> str:
-        """``map_at_r`` on a class-disjoint validation split; else the loss's own protocol (its
-        spec): ``knc_error`` for cluster losses, else kNN."""
-        if self.config.data.val_classes:
-            return "map_at_r"
-        return self.config.loss.spec().own_metric
+    def check(self, has_validation: bool) -> None:
+        if self.patience and not has_validation:
+            raise ValueError(f"train.patience {self.patience} stops on the validation error, "
+                             "but the data has no validation split; set data.val_fraction "
+                             "(e.g. 0.1), or train.patience 0 to train all train.epochs")
 
-    def validation_scores(self) -> tuple[dict, float]:
-        """The validation split's scores (see the module docstring) and the error minimised."""
-        if self.config.data.val_classes:
-            val = self.splits.val
-            queries = self.embed(val)
-            scores = self.dist.broadcast_object(self.dist.on_main(
-                lambda: evaluate(queries, val.labels, metrics=list(RETRIEVAL_VAL))))
-            return scores, 1.0 - scores["map_at_r"]
-        scores = self.evaluate(self.splits.val)
-        return scores, scores[self.val_metric]
-
-    def check_patience(self) -> None:
-        if self.config.train.patience and self.splits.val is None:
-            raise ValueError(f"train.patience {self.config.train.patience} stops on the "
-                             "validation error, but the data has no validation split; set "
-                             "data.val_fraction (e.g. 0.1), or train.patience 0 to train all "
-                             "train.epochs")
-
-    def track_validation(self, record: dict) -> None:
-        """Score the validation split into ``record``; remember this epoch if it is the best."""
-        scores, error = self.validation_scores()
-        record.update({f"val_{k}": v for k, v in scores.items()})
+    def update(self, epoch: int, scores: dict, state: Callable[[], dict]) -> None:
+        """Remember ``epoch`` (with ``state()``) if its validation error is the best so far."""
+        error = scores[self.metric]
         if self.best is None or error < self.best["error"]:
-            self.best = {"epoch": self.epoch, "error": error, "iteration": self.iteration,
-                         "model": copy.deepcopy(self.model.state_dict()),
-                         "loss": copy.deepcopy(self.loss_fn.state_dict()),
-                         "variance": self.variance,
-                         "index": (self.index.state_dict() if self.index is not None
-                                   else None),
-                         "index_iteration": self.index_iteration}
+            self.best = {"epoch": epoch, "error": error, **state()}
 
-    def patience_exhausted(self) -> bool:
-        patience = self.config.train.patience
-        return bool(patience) and self.best is not None \
-            and self.epoch - self.best["epoch"] >= patience
+    def exhausted(self, epoch: int) -> bool:
+        return bool(self.patience) and self.best is not None \
+            and epoch - self.best["epoch"] >= self.patience
 
-    def restore_best(self) -> bool:
-        """Put epoch ``e*``'s model, loss, ``sigma^2`` and index back for the final scores;
-        return whether there was anything to restore (``e*`` before the last epoch)."""
-        if self.best is None or self.best["epoch"] == self.epoch:
-            return False
-        self.apply_pending_refresh(wait=True)
-        self.model.load_state_dict(self.best["model"])
-        self.loss_fn.load_state_dict(self.best["loss"])
-        self.variance = self.best["variance"]
-        if self.index is not None:
-            self.index.load_state_dict(self.best["index"])
-        # the index clusters epoch e*'s embeddings, which the restored model reproduces
-        self.index_iteration = self.iteration if self.best["index_iteration"] == \
-            self.best["iteration"] else -1
-        self._train_embeddings = None          # cached for the weights just replaced
-        return True
-
-    def stopping_summary(self) -> dict:
-        if not self.config.train.patience or self.best is None:
+    def summary(self, epoch: int) -> dict:
+        if not self.patience or self.best is None:
             return {}
-        return {"early_stopping": {"patience": self.config.train.patience,
-                                   "metric": f"val_{self.val_metric}",
+        return {"early_stopping": {"patience": self.patience, "metric": f"val_{self.metric}",
                                    "best_epoch": self.best["epoch"],
-                                   "best_val_error": self.best["error"],
-                                   "last_epoch": self.epoch,
-                                   "stopped_early": self.epoch < self.config.train.epochs}}
+                                   "best_val_error": self.best["error"], "last_epoch": epoch,
+                                   "stopped_early": epoch < self.epochs}}

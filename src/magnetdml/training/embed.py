@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._progress import bar
 from ..models.inference import InferenceForward
 from .distributed import Distributed
 
@@ -94,7 +95,9 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     forward = InferenceForward(model)   # a folded copy when it has BatchNorms: same weights
     indices = dist.shard(len(dataset)) if dist else np.arange(len(dataset))
     parts = []
-    with torch.inference_mode():
+    shown = bar(total=len(indices), desc="embedding", unit="img",
+                progress=dist is None or dist.is_main)
+    with torch.inference_mode(), shown:
         for start in range(0, len(indices), batch_size):
             x, _ = dataset.get_batch(indices[start:start + batch_size])
             x = x.to(device, non_blocking=True)
@@ -103,6 +106,7 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
             else:
                 out = forward(x).float()
             parts.append(out)
+            shown.update(len(out))
     model.train(was_training)
     dim = parts[0].shape[1] if parts else _output_dim(model)
     rows = torch.cat(parts) if parts else torch.zeros(0, dim, device=device)

@@ -6,8 +6,9 @@ it runs instead on a background thread from a snapshot of the weights and is swa
 fixed number of iterations later (``background_refresh``). The adaptive schedule embeds a
 fixed probe of training examples to measure how far the embeddings drifted.
 
-:class:`IndexUpkeep` is a part of :class:`~magnetdml.training.trainer.Trainer`: its methods
-work on the trainer's model, index, sampler, schedule and timing.
+:class:`IndexUpkeep` is one part of :class:`~magnetdml.training.trainer.Trainer`: it owns the
+index and everything about refreshing it (its state is listed in its docstring); the trainer
+passes in the iteration and the sampler that must follow each new index.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import time
 import numpy as np
 
 from .background_refresh import BackgroundRefresh
+from .config import Config
 from .embed import embed_dataset
+from .refresh import RefreshSchedule
+from .setup import make_index
 
 # Adaptive refresh: embed PROBE_SIZE fixed training examples every PROBE_EVERY iterations.
 # 128 points estimate the mean displacement to ~10%. Forwarding 256 every 25 steps of 48 cost
@@ -29,83 +33,153 @@ PROBE_SIZE = 128
 PROBE_EVERY = 50
 
 
-class IndexUpkeep:
-    """The trainer's index refresh: scheduled, in line or in the background."""
+def check_training_classes(config: Config, labels: np.ndarray) -> None:
+    """The training split has what every loss needs: two classes, and (cluster losses) clusters
+    of two or more members on average in its smallest class, else ``s2`` is 0."""
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    if counts.size < 2:
+        held = (f" (data.unseen_classes {config.data.unseen_classes} holds the others out)"
+                if config.data.unseen_classes else "")
+        raise ValueError(f"the training split has {counts.size} class{held}; metric learning "
+                         "needs at least two: lower data.unseen_classes or use more classes")
+    k = config.index.clusters_per_class
+    if k > counts.min() // 2 and config.loss.spec().uses_index \
+            and config.index.method == "kmeans":
+        raise ValueError(f"index.clusters_per_class {k} leaves clusters of fewer than two "
+                         f"members in the smallest training class ({int(counts.min())} "
+                         "examples), whose variance is 0; use at most "
+                         f"{max(1, int(counts.min()) // 2)}")
 
-    def refresh_due(self) -> bool:
-        if not self.uses_index:
+
+class IndexUpkeep:
+    """The cluster index of a run and its refreshes: scheduled, in line or in the background.
+
+    State: ``index`` (``None`` for losses trained without one), ``index_iteration`` (the
+    iteration whose embeddings it clusters), ``pending_refresh`` (a background refresh not yet
+    swapped in), ``schedule`` (when the next refresh is due, and the drift probe's reference),
+    ``probe`` (the fixed training rows the adaptive schedule embeds), ``refreshes`` /
+    ``refresh_seconds`` (counted for the summary), and the training embeddings of the last
+    iteration that needed them (:meth:`train_embeddings`)."""
+
+    def __init__(self, config, model, train_split, dist, *, uses_index: bool) -> None:
+        self.model, self.dataset, self.dist = model, train_split, dist
+        self.labels = train_split.labels
+        self.lag = config.index.refresh_lag
+        self.index = make_index(config) if uses_index else None
+        self.index_iteration = 0
+        self.pending_refresh: BackgroundRefresh | None = None
+        self.schedule = RefreshSchedule(every_iterations=config.index.refresh_every,
+                                        drift_threshold=config.index.drift_threshold,
+                                        check_every=PROBE_EVERY)
+        probe_rng = np.random.default_rng(config.train.seed)
+        self.probe = np.sort(probe_rng.choice(len(self.labels),
+                                              min(PROBE_SIZE, len(self.labels)), replace=False))
+        self.refreshes = 0
+        self.refresh_seconds = 0.0
+        self._train_embeddings: tuple[int, np.ndarray] | None = None
+
+    def due(self, iteration: int) -> bool:
+        if self.index is None:
             return False
-        if not self.schedule.wants_probe(self.iteration):
-            return self.schedule.due(self.iteration)
+        if not self.schedule.wants_probe(iteration):
+            return self.schedule.due(iteration)
         # adaptive: rank 0 measures the drift and decides for all (ranks could disagree on
         # a threshold crossing by float noise, and then wait on different collectives)
         return bool(self.dist.broadcast_object(self.dist.on_main(
-            lambda: self.schedule.due(self.iteration, self._embed_probe()))))
+            lambda: self.schedule.due(iteration, self._embed_probe()))))
 
-    def refresh_index(self) -> None:
+    def refresh(self, iteration: int, sampler) -> None:
         """Paper §3.2: pause training, embed every training example in one eval-mode pass,
-        re-cluster each class (warm-started), and recompute the sampler's cluster losses."""
+        re-cluster each class (warm-started), and point ``sampler`` (if any) at the new
+        clusters, which recomputes its cluster losses."""
         started = time.perf_counter()
-        if self.config.index.refresh_lag and self.timing["refreshes"]:
+        if self.lag and self.refreshes:
             self._start_background_refresh(
                 {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                self.iteration, self.iteration + self.config.index.refresh_lag)
-            self.timing["refresh_seconds"] += time.perf_counter() - started
+                iteration, iteration + self.lag, sampler)
+            self.refresh_seconds += time.perf_counter() - started
             return
-        embeddings = self.train_embeddings()   # sharded across ranks, gathered
+        embeddings = self.train_embeddings(iteration)   # sharded across ranks, gathered
 
         def cluster():   # once, on rank 0, then shared: every rank gets the same index
-            if self.timing["refreshes"]:
+            if self.refreshes:
                 return self.index.refresh(embeddings, self.labels)   # warm start
             return self.index.fit(embeddings, self.labels)
 
         self.index = self.dist.broadcast_object(self.dist.on_main(cluster))
-        self.index_iteration = self.iteration
-        if self.sampler is not None:
-            self.sampler.set_index(self.index)
+        self.index_iteration = iteration
+        if sampler is not None:
+            sampler.set_index(self.index)
         self.schedule.refreshed(embeddings[self.probe])
-        self.timing["refresh_seconds"] += time.perf_counter() - started
-        self.timing["refreshes"] += 1
+        self.refresh_seconds += time.perf_counter() - started
+        self.refreshes += 1
 
     def _start_background_refresh(self, snapshot: dict, snapshot_iteration: int,
-                                  apply_at: int) -> None:
+                                  apply_at: int, sampler=None) -> None:
         """Embed ``snapshot`` weights and re-cluster on a thread (``background_refresh``)."""
-        self.apply_pending_refresh(wait=True)      # one at a time, in order
+        self.apply_pending_refresh(sampler, apply_at, wait=True)   # one at a time, in order
         shadow = copy.deepcopy(self.model)
         index = copy.deepcopy(self.index)          # training keeps using self.index meanwhile
 
         def compute(weights: dict):
             shadow.load_state_dict(weights)
-            embeddings = embed_dataset(shadow, self.splits.train, device=self.dist.device)
+            embeddings = embed_dataset(shadow, self.dataset, device=self.dist.device)
             return index.refresh(embeddings, self.labels), embeddings[self.probe]
 
         self.pending_refresh = BackgroundRefresh(snapshot, snapshot_iteration, apply_at, compute)
 
-    def apply_pending_refresh(self, *, wait: bool = False) -> None:
+    def apply_pending_refresh(self, sampler, iteration: int, *, wait: bool = False) -> None:
         """Swap in a background refresh once its iteration has come (or now, with ``wait``)."""
         pending = self.pending_refresh
-        if pending is None or not (wait or self.iteration >= pending.apply_at):
+        if pending is None or not (wait or iteration >= pending.apply_at):
             return
         started = time.perf_counter()
         self.index, probe = pending.result()
         self.pending_refresh = None
         self.index_iteration = pending.snapshot_iteration
-        self.sampler.set_index(self.index)
+        sampler.set_index(self.index)
         self.schedule.refreshed(probe)
-        self.timing["refresh_seconds"] += time.perf_counter() - started   # time waited
-        self.timing["refreshes"] += 1
+        self.refresh_seconds += time.perf_counter() - started   # time waited
+        self.refreshes += 1
 
-    def train_embeddings(self) -> np.ndarray:
-        """Embeddings of the whole training set at the current iteration (computed once)."""
-        if self._train_embeddings is None or self._train_embeddings[0] != self.iteration:
+    def train_embeddings(self, iteration: int) -> np.ndarray:
+        """Embeddings of the whole training set at ``iteration`` (computed once)."""
+        if self._train_embeddings is None or self._train_embeddings[0] != iteration:
             self.dist.broadcast_buffers(self.model)
-            embeddings = embed_dataset(self.model, self.splits.train, device=self.dist.device,
+            embeddings = embed_dataset(self.model, self.dataset, device=self.dist.device,
                                        dist=self.dist)
-            self._train_embeddings = (self.iteration, embeddings)
+            self._train_embeddings = (iteration, embeddings)
         return self._train_embeddings[1]
 
+    def forget_embeddings(self) -> None:
+        """Drop the cached training embeddings (the weights were replaced)."""
+        self._train_embeddings = None
+
+    def state_dict(self) -> dict:
+        """The checkpoint's index entries (its timing counters go into ``timing``)."""
+        return {"index": self.index.state_dict() if self.index is not None else None,
+                "index_iteration": self.index_iteration,
+                "schedule_reference": self.schedule.reference,
+                "pending_refresh": (self.pending_refresh.state_dict()
+                                    if self.pending_refresh is not None else None)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` and the ``timing`` counters of a checkpoint; a pending
+        background refresh is redone from the same weight snapshot (the same index results)."""
+        self.index_iteration = state.get("index_iteration", state["iteration"])
+        if self.index is not None:
+            self.index.load_state_dict(state["index"])
+        self.refreshes = state["timing"]["refreshes"]
+        self.refresh_seconds = state["timing"]["refresh_seconds"]
+        self.schedule.refreshed(state["schedule_reference"])
+        pending = state.get("pending_refresh")
+        if pending is not None:
+            self._start_background_refresh(pending["snapshot"], pending["snapshot_iteration"],
+                                           pending["apply_at"])
+
     def _embed_probe(self) -> np.ndarray:
-        subset = _Subset(self.splits.train, self.probe)
+        subset = _Subset(self.dataset, self.probe)
         return embed_dataset(self.model, subset, device=self.dist.device)
 
 

@@ -13,7 +13,8 @@ lengthscale ``sigma^2 / s`` of its temperature ``s``, over the ``L`` nearest cen
                      / sum_{mu in L nearest} exp(-s ||r - mu||^2 / (2 sigma^2)),
 
 and a run trained without an index (softmax, triplet, ...) gets one fitted now on its training
-embeddings, exactly as its evaluation did. The reference embeddings and the classifier are
+embeddings, exactly as its evaluation did (:func:`magnetdml.evaluation.fit_knc`, the one kNC
+of training, reloaded runs and searches). The reference embeddings and the classifier are
 computed once and kept.
 """
 
@@ -21,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation import KNearestClusters
+from ..evaluation import KNearestClusters, fit_knc
 from ..evaluation.clustering import cluster_assignments
 from ..evaluation.neighbours import nearest_neighbours
+from .setup import make_index
 
 
 class RunInference:
@@ -33,17 +35,22 @@ class RunInference:
     _classifier: KNearestClusters | None = None
 
     def reference_embeddings(self) -> np.ndarray:
-        """``(N_train, E)``: the training split's embeddings (computed once)."""
+        """``(N_train, E)``: the training split's embeddings, without test-time augmentation
+        (as training's references; computed once)."""
         if self._reference is None:
-            self._reference = self.embed(self.splits.train)
+            self._reference = self.embed(self.splits.train, copies=0)
         return self._reference
 
     def classifier(self) -> KNearestClusters:
-        """The run's fitted kNC classifier (``L = eval.neighbours`` nearest centres)."""
+        """The run's fitted kNC classifier (``L = eval.neighbours`` nearest centres), as
+        training scored it: its index (refreshed on the current embeddings if it clusters
+        older ones) and ``sigma^2 / s``, or an index fitted now for losses without one."""
         if self._classifier is None:
-            index, variance = self.cluster_index(self.reference_embeddings())
-            self._classifier = KNearestClusters(neighbours=self.config.eval.neighbours).fit(
-                index, variance)
+            self._classifier = fit_knc(
+                self.reference_embeddings(), self.splits.train.labels, index=self.index,
+                sigma2=self.sigma2, scale=self.config.loss.scale,
+                current=self.index_iteration == self.iteration,
+                new_index=make_index(self.config), neighbours=self.config.eval.neighbours)
         return self._classifier
 
     @property
@@ -92,6 +99,12 @@ class RunInference:
                              f"run's training inputs; got {images.shape}: resize them first")
         return self.splits.train.like(images, labels)
 
+    def inverts_images(self) -> bool:
+        """Whether the run's loader inverted its images' grey levels (Omniglot's does, by
+        default: strokes bright), so image files must be inverted the same way."""
+        options = self.config.data.loader_options()
+        return self.config.data.name == "omniglot" and bool(options.get("invert", True))
+
     def read_images(self, paths, *, invert: bool | None = None):
         """Image files (or folders of them) as a dataset preprocessed like the training inputs:
         decoded grey or RGB, resized to the inputs' size, and inverted when the run's loader
@@ -101,10 +114,9 @@ class RunInference:
         paths = image_paths([paths] if isinstance(paths, (str, bytes)) or not hasattr(
             paths, "__iter__") else paths)
         if invert is None:
-            options = self.config.data.loader_options()
-            invert = self.config.data.name == "omniglot" and options.get("invert", True)
+            invert = self.inverts_images()
         images = read_images(paths, self.splits.input_shape, invert=bool(invert))  # 0..255
-        scale = float(getattr(self.splits.train, "scale", 255.0))
-        if scale != 255.0:          # the loader's own range (digits: 0..16)
-            images = np.rint(images * (scale / 255.0)).astype(np.uint8)
+        pixel_max = float(getattr(self.splits.train, "pixel_max", 255.0))
+        if pixel_max != 255.0:      # the loader's own range (digits: 0..16)
+            images = np.rint(images * (pixel_max / 255.0)).astype(np.uint8)
         return self.preprocess(images), paths

@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._progress import honours_progress, phase
 from .config import Config
 from .distributed import Distributed
-from .report_plots import plot_run
+from .logging_sinks import open_sink
+from .report_plots import plot_run, save_initial, snapshot_for_plots
 from .trainer import Trainer
 from .warm_start import warm_start
 
@@ -31,6 +33,7 @@ class TrainResult:
     summary: dict
 
 
+@honours_progress      # progress=False (or magnetdml --quiet) silences every pass's bar too
 def train(config: Config, *, overwrite: bool = False, progress: bool = True,
           on_epoch: Callable[[Trainer, dict], None] | None = None) -> TrainResult:
     """Train an embedding as ``config`` says and evaluate it; see the module docstring.
@@ -46,15 +49,18 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         torch.set_num_threads(config.train.threads)
     t = Trainer(config, dist, overwrite=overwrite)
     resumed = t.start_from_checkpoint()
-    say = tqdm.write if progress and dist.is_main else (lambda _message: None)
+    sink = open_sink(config.train.log, t)   # metrics.csv or TensorBoard, beside metrics.jsonl
+    def say(message: str) -> None:
+        phase(message, progress=progress and dist.is_main)
+
     if not resumed:
         warm_start(t, config.train.warm_start_epochs, progress=progress)
         if t.uses_index:        # a silent pass otherwise (a minute on Fashion-MNIST's CPU)
             say(f"building the first cluster index of {len(t.labels):,} training examples")
         t.build_initial_index()
         # every rank: the snapshot's embedding passes are sharded collectives
-        initial = t.snapshot_for_plots() if config.eval.plots else None
-        t.save_initial(initial)
+        initial = snapshot_for_plots(t) if config.eval.plots else None
+        save_initial(t, initial)
     bar = tqdm(total=config.train.epochs * len(t.sampler), initial=t.iteration,
                disable=not (progress and dist.is_main), unit="it", dynamic_ncols=True)
     for epoch in range(t.epoch + 1, config.train.epochs + 1):
@@ -69,7 +75,7 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         t.scheduler.step()
-        refresh_now = t.uses_index and t.schedule.at_epoch_end
+        refresh_now = t.uses_index and t.upkeep.schedule.at_epoch_end
         if refresh_now and epoch < config.train.epochs:
             t.refresh_index()
         # Training time includes every refresh that later steps train on: the index is part
@@ -88,11 +94,13 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
         if on_epoch is not None:
             on_epoch(t, record)
         t.log(record)
+        sink.log(record, t)
         t.save_checkpoint()
     bar.close()
     if t.restore_best():    # the checkpoint is the model scored (magnetdml evaluate loads it)
         t.save_checkpoint()
     summary = t.finish(write=False)
+    sink.close(t, summary)
     if dist.is_main:
         say((f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
              f"{100 * summary['knn_error']:.2f}%" if config.eval.final else "finished")

@@ -30,31 +30,36 @@ import torch
 
 from .._validation import as_label_vector, check_float, check_int
 from ..clustering import ClusterIndex
-from ..evaluation import KNearestClusters
+from ..evaluation import KNearestClusters, fit_knc
 from ..losses import MagnetLoss
 from ..sampling import NeighbourhoodSampler
+from .config import EvalConfig, IndexConfig, SamplerConfig
+from .sigma2 import SIGMA2_MOMENTUM, RunningSigma2
 
 
 class MagnetTraining:
     """Index, sampler, loss cache, ``sigma^2`` and refresh of Magnet training on ``labels``
-    ``(N,)`` (the training set's class ids, in the order the batches index it)."""
+    ``(N,)`` (the training set's class ids, in the order the batches index it). The defaults
+    are the trainer's (``magnetdml train``): the same config fields' defaults."""
 
-    def __init__(self, labels, *, clusters_per_class: int = 8, clusters_per_batch: int = 12,
-                 examples_per_cluster: int = 4, alpha: float = 1.0, scale: float = 1.0,
-                 variance_momentum: float = 0.9, neighbours: int = 128, seed: int = 0,
-                 impostors: str = "nearest") -> None:
+    def __init__(self, labels, *, clusters_per_class: int = IndexConfig.clusters_per_class,
+                 clusters_per_batch: int = SamplerConfig.clusters_per_batch,
+                 examples_per_cluster: int = SamplerConfig.examples_per_cluster,
+                 alpha: float = 1.0, scale: float = 1.0,
+                 variance_momentum: float = SIGMA2_MOMENTUM,
+                 neighbours: int = EvalConfig.neighbours, seed: int = 0,
+                 impostors: str = SamplerConfig.impostors) -> None:
         self.labels = as_label_vector("labels", labels)
         self.index = ClusterIndex(clusters_per_class=check_int(
             "clusters_per_class", clusters_per_class, minimum=1), seed=seed)
         self.loss_fn = MagnetLoss(alpha=alpha, scale=scale, reduction="none")
-        self.momentum = check_float("variance_momentum", variance_momentum, minimum=0.0,
-                                    maximum=1.0)
+        self.running_sigma2 = RunningSigma2(check_float(
+            "variance_momentum", variance_momentum, minimum=0.0, maximum=1.0))
         self.neighbours = check_int("neighbours", neighbours, minimum=1)
         self._sampler_args = {"clusters_per_batch": clusters_per_batch,
                               "examples_per_cluster": examples_per_cluster, "seed": seed,
                               "impostors": impostors}
         self.sampler: NeighbourhoodSampler | None = None
-        self.variance: float | None = None      # running sigma^2 (paper §3.3)
         self.refreshes = 0
 
     def refresh(self, embeddings) -> None:
@@ -96,18 +101,23 @@ class MagnetTraining:
         clusters = torch.as_tensor(self.index.assignments_[indices], device=device)
         per_example = self.loss_fn(embeddings, labels, clusters)                # (B,)
         self.sampler.update_losses(indices, per_example.detach().double().cpu().numpy())
-        batch_variance = float(self.loss_fn.last_variance)
-        self.variance = batch_variance if self.variance is None else (
-            self.momentum * self.variance + (1 - self.momentum) * batch_variance)
+        self.running_sigma2.update(float(self.loss_fn.last_variance))
         return per_example.mean()
 
+    @property
+    def sigma2(self) -> float | None:
+        """The running ``sigma^2`` of the batch variances (paper §3.3); ``None`` before the
+        first batch."""
+        return self.running_sigma2.value
+
     def classifier(self) -> KNearestClusters:
-        """kNC over the current index with the lengthscale ``sigma^2 / scale``."""
+        """kNC over the current index with the lengthscale ``sigma^2 / scale`` (the trainer's
+        :func:`~magnetdml.evaluation.fit_knc`)."""
         self._check_ready()
-        if self.variance is None:
+        if self.sigma2 is None:
             raise ValueError("no sigma^2 yet: call loss() on at least one batch first")
-        return KNearestClusters(neighbours=self.neighbours).fit(
-            self.index, self.variance / self.loss_fn.scale)
+        return fit_knc(index=self.index, sigma2=self.sigma2, scale=self.loss_fn.scale,
+                       neighbours=self.neighbours)
 
     def _check_ready(self) -> None:
         if self.sampler is None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._figures import new_figure, save_png
 from .._validation import as_embedding_matrix, as_label_vector, check_int
+from .setup import make_index
 
 INITIAL_SNAPSHOT = "embeddings_initial.npz"
 
@@ -154,10 +155,32 @@ def plot_run(run_dir: Path, trainer) -> list[Path]:
                 title="test embeddings before training", seed=trainer.config.train.seed))
     index = trainer.index
     if index is None:   # losses without an index: centres of a k-means fit, for the picture
-        from .setup import make_index
         index = make_index(trainer.config).fit(trainer.train_embeddings(), trainer.labels)
     written.append(plot_embedding(
-        trainer.final_test_embeddings, trainer.splits.test.labels, run_dir / "tsne_final.png",
+        trainer.evaluation.final_test_embeddings, trainer.splits.test.labels,
+        run_dir / "tsne_final.png",
         centroids=index.centroids_, centroid_labels=index.centroid_labels_,
         title="test embeddings after training", seed=trainer.config.train.seed))
     return written
+
+
+def snapshot_for_plots(trainer) -> dict:
+    """Test embeddings and cluster centres now: the "initial distribution" picture.
+    Call it on every rank (the embedding passes are sharded); rank 0 gets the snapshot."""
+    queries = trainer.embed(trainer.splits.test)
+    reference = trainer.train_embeddings() if trainer.index is None else None
+
+    def snapshot() -> dict:
+        index = trainer.index if reference is None else make_index(trainer.config).fit(
+            reference, trainer.labels)
+        return {"embeddings": queries, "labels": trainer.splits.test.labels,
+                "centroids": index.centroids_, "centroid_labels": index.centroid_labels_}
+
+    return trainer.dist.on_main(snapshot)
+
+
+def save_initial(trainer, snapshot: dict | None) -> None:
+    """Keep the snapshot in the run folder: ``tsne_initial.png`` is drawn from it at the end
+    (also after a resume)."""
+    if snapshot is not None and trainer.run is not None:
+        np.savez_compressed(trainer.run.path / INITIAL_SNAPSHOT, **snapshot)

@@ -17,12 +17,16 @@ from typing import Any
 
 import torch
 
+from .._version import __version__
 from .safe_load import load_state
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "metrics.jsonl"
 SUMMARY = "metrics.json"
+#: The key of ``config.json`` that records the magnetdml version that wrote it (not a field of
+#: the config: reading the file back ignores it, and runs of two versions compare equal).
+VERSION_KEY = "magnetdml_version"
 
 
 def _process_umask() -> int:
@@ -60,9 +64,10 @@ def write_json(path: Path, data: Any) -> None:
 
 #: Config fields that say where and how fast a run computes, not what: a run resumed or
 #: compared with other values of these is the same run (another thread count, device, data
-#: folder; ``out`` itself: a moved run folder, or the same one by another path).
+#: folder; ``out`` itself: a moved run folder, or the same one by another path; where the
+#: metrics are also logged).
 MACHINE_FIELDS = (("train", "threads"), ("train", "device"), ("train", "warm_start_cache"),
-                  ("data", "data_dir"))
+                  ("data", "data_dir"), ("train", "log"))
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +76,11 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     for section, key in MACHINE_FIELDS:
         config.get(section, {}).pop(key, None)
     config.pop("out", None)
+    config.pop(VERSION_KEY, None)
+    # the same weights by an absolute or a relative path (results now record relative ones)
+    init_from = config.get("model", {}).get("init_from")
+    if init_from:
+        config["model"]["init_from"] = os.path.abspath(init_from)
     return config
 
 
@@ -146,7 +156,7 @@ class RunDir:
             for stale in run.path.glob(".*.tmp"):    # atomic writes a kill -9 interrupted
                 stale.unlink(missing_ok=True)
         run.path.mkdir(parents=True, exist_ok=True)
-        write_json(saved, config)
+        write_json(saved, {VERSION_KEY: __version__, **config})
         return run
 
     @property

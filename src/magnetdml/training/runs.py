@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice
+from .._validation import check_choice, check_int
 from ..clustering import ClusterIndex
-from ..evaluation import cluster_variance, evaluate
+from ..evaluation import UNSEEN_METRICS, evaluate, knc_errors
 from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
 from .class_scores import CLASSIFIER_METRICS, classifier_metrics
 from .config import Config
@@ -33,17 +33,14 @@ from .setup import load_splits, make_index, make_loss, make_model
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "unseen", "val", "all")
-#: Metrics of classes never trained on: no index or class scores (their classes have no
-#: centres or references), only clustering and retrieval among themselves (paper §4, seed 003).
-UNSEEN_METRICS = ("nmi", "ami", "ari", "f1", "precision_at_1", "recall_at_1", "recall_at_2",
-                  "recall_at_4", "recall_at_8", "map_at_r")
 
 
 @dataclass
 class LoadedRun(RunInference):
     """A run folder rebuilt for evaluation: ``config``, data ``splits``, the ``model`` in eval
-    mode with the checkpoint's weights, the run's cluster ``index`` and ``variance`` (``None``
-    for losses trained without an index), the checkpoint's ``epoch`` / ``iteration``, the
+    mode with the checkpoint's weights, the run's cluster ``index`` and running ``sigma2``
+    (``None`` for losses trained without an index), the iteration whose embeddings the index
+    clusters (``index_iteration``), the checkpoint's ``epoch`` / ``iteration``, the
     ``summary`` of ``metrics.json`` (``None`` while unfinished) and the ``history`` lines.
     It classifies, retrieves and clusters new data (:class:`~.inference.RunInference`)."""
 
@@ -52,9 +49,10 @@ class LoadedRun(RunInference):
     splits: Any
     model: nn.Module
     index: ClusterIndex | None
-    variance: float | None
+    sigma2: float | None
     epoch: int
     iteration: int
+    index_iteration: int
     summary: dict | None
     history: list[dict] = field(default_factory=list)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -66,11 +64,12 @@ class LoadedRun(RunInference):
     def finished(self) -> bool:
         return self.summary is not None
 
-    def embed(self, dataset) -> np.ndarray:
-        """Eval-mode embeddings ``(N, E)`` of ``dataset``. With test-time augmentation the
-        copies are drawn from a fresh generator seeded like training's, so they differ from
-        the ones training drew: only runs without it reproduce ``metrics.json`` exactly."""
-        copies = self.config.eval.test_time_augment
+    def embed(self, dataset, *, copies: int | None = None) -> np.ndarray:
+        """Eval-mode embeddings ``(N, E)`` of ``dataset``, averaged over ``copies`` augmented
+        copies (default: the run's ``eval.test_time_augment``; 0 = none). The copies are drawn
+        from a fresh generator seeded like training's, so they differ from the ones training
+        drew: only runs without them reproduce ``metrics.json`` exactly."""
+        copies = self.config.eval.test_time_augment if copies is None else copies
         augment = None
         if copies:
             from ..data.augment import RandomRescaleCrop
@@ -80,15 +79,6 @@ class LoadedRun(RunInference):
             augment = lambda x: rescale(x, generator)  # noqa: E731
         return embed_dataset(self.model, dataset, device=self.device, augment=augment,
                              copies=copies)
-
-    def cluster_index(self, reference: np.ndarray) -> tuple[ClusterIndex, float]:
-        """The run's index and kNC lengthscale ``sigma^2 / scale``; for losses without one
-        (softmax, triplet...), an index fitted now on ``reference`` with
-        ``sigma^2 = sum ||r - mu(r)||^2 / (N - 1)``, exactly as training's evaluation does."""
-        if self.index is not None and self.variance is not None:
-            return self.index, self.config.loss.knc_variance(self.variance)
-        index = make_index(self.config).fit(reference, self.splits.train.labels)
-        return index, cluster_variance(reference, index)
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
@@ -104,6 +94,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
                          f"{CHECKPOINT} after its first epoch, and {SUMMARY} when finished)")
     config = config_from_dict(json.loads((path / CONFIG).read_text())).validate()
     run = RunDir(path)
+    if device == "auto":        # the trainer's choice: cuda when there is one
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} is not available (torch sees no CUDA device); "
                          "use --device cpu")
@@ -125,23 +117,37 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     summary_path = path / SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     return LoadedRun(path=path, config=config, splits=splits, model=model, index=index,
-                     variance=state.get("variance"), epoch=int(state["epoch"]),
-                     iteration=int(state["iteration"]), summary=summary,
+                     sigma2=state.get("variance"), epoch=int(state["epoch"]),
+                     iteration=int(state["iteration"]),
+                     index_iteration=int(state.get("index_iteration", state["iteration"])),
+                     summary=summary,
                      history=run.read_history(), device=torch_device, loss_fn=loss_fn)
 
 
 def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
-                 metrics: Sequence[str] | None = None, write: bool = True) -> dict[str, dict]:
-    """Re-evaluate a saved run; returns ``{split: {metric: value}}``.
+                 metrics: Sequence[str] | None = None, write: bool = True,
+                 test_time_augment: int | None = None,
+                 device: str = "cpu") -> dict[str, dict]:
+    """Re-evaluate a saved run exactly as training scored it; returns ``{split: {metric:
+    value}}``. The one scoring path of finished runs (``magnetdml evaluate``, search trials,
+    experiments).
 
     ``test`` (and ``val``): held-out examples of the training classes against the training
-    set's embeddings, every metric of :func:`magnetdml.evaluation.evaluate` plus kNC with the
-    run's index and ``sigma^2`` (paper §3.3, ``L = eval.neighbours`` nearest centres).
-    ``unseen``: the classes held out of training, among themselves (:data:`UNSEEN_METRICS`).
-    ``all``: every split the run's data has. ``metrics`` keeps only the named metrics. With
-    ``write``, the result (and the checkpoint's epoch) goes to ``RUN_DIR/evaluation.json``.
+    set's embeddings, every metric of :func:`magnetdml.evaluation.evaluate` plus kNC
+    (:func:`magnetdml.evaluation.fit_knc`: the run's index and ``sigma^2 / s``, paper §3.3,
+    ``L = eval.neighbours`` nearest centres).
+    ``unseen``: the classes held out of training, among themselves
+    (:data:`magnetdml.evaluation.UNSEEN_METRICS`). ``all``: every split the run's data has.
+    ``metrics`` keeps only the named metrics. Queries are averaged over ``test_time_augment``
+    augmented copies (default: the run's ``eval.test_time_augment``; 0 = none); the training
+    references never are, as in training. ``device`` loads a run given by its folder
+    (``"auto"``: cuda when there is one). With ``write``, the result (and the checkpoint's
+    epoch) goes to ``RUN_DIR/evaluation.json``.
     """
     check_choice("split", split, SPLITS)
+    if test_time_augment is not None:
+        check_int("test_time_augment", test_time_augment, minimum=0,
+                  fix="the number of augmented copies averaged; 0 = none")
     if metrics is not None:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         unknown = [m for m in metrics if m not in METRICS and m not in CLASSIFIER_METRICS]
@@ -149,7 +155,7 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
             raise ValueError(f"metrics must be names of magnetdml.evaluation.METRICS; got "
                              f"unknown {unknown}; valid: {', '.join(METRICS)}")
     if not isinstance(run, LoadedRun):
-        run = load_run(run)
+        run = load_run(run, device=device)
     splits = run.splits
     wanted = ["test", "val", "unseen"] if split == "all" else [split]
     if split in ("unseen", "val") and getattr(splits, split) is None:
@@ -157,12 +163,11 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
         raise ValueError(f"split {split!r} is empty for this run: it was trained without "
                          f"{hint}; use --split test")
     results: dict[str, dict] = {}
-    reference = None
     for name in wanted:
         dataset = getattr(splits, name)
         if dataset is None:
             continue
-        queries = run.embed(dataset)                                          # (N, E)
+        queries = run.embed(dataset, copies=test_time_augment)                # (N, E)
         if name == "unseen":
             names = [m for m in (metrics or UNSEEN_METRICS)
                      if m in UNSEEN_METRICS or m in CLUSTERING_METRICS]
@@ -170,9 +175,7 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
                 results[name] = evaluate(queries, dataset.labels, metrics=names,
                                          seed=run.config.train.seed)
             continue
-        if reference is None:
-            reference = run.embed(splits.train)                               # (N_train, E)
-        results[name] = _seen_metrics(run, queries, dataset.labels, reference, metrics)
+        results[name] = _seen_metrics(run, queries, dataset.labels, metrics)
     if write:
         write_evaluation(run, results)
     return results
@@ -196,24 +199,24 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
     split is scored as seen classes (``"test"``: kNC with the run's index, soft kNN against
     the run's training embeddings), and its held-out classes, if any, as ``"unseen"``. When
     its classes are others, every example of it is scored as ``"unseen"``: clustering and
-    retrieval among themselves (:data:`UNSEEN_METRICS`)."""
-    import dataclasses
+    retrieval among themselves (:data:`UNSEEN_METRICS`). New data of the run's own kind is
+    read with the run's reading options (an image folder's class level, size, channels:
+    :func:`~.new_data.load_like_run`)."""
+    from .new_data import load_like_run
 
     if not isinstance(run, LoadedRun):
         run = load_run(run)
-    data = dataclasses.replace(run.config.data, name=dataset, data_dir=data_dir,
-                               options=options, val_fraction=0.0, unseen_classes=0.0,
-                               collapse_pairs=False)
-    other = load_splits(dataclasses.replace(run.config, data=data).validate())
-    if tuple(other.input_shape) != tuple(run.splits.input_shape):
-        raise ValueError(f"{dataset!r} has inputs {tuple(other.input_shape)} but the run was "
-                         f"trained on {tuple(run.splits.input_shape)}; pass loader options "
-                         "that match (e.g. --data-options '{size: 28}')")
+    return score_other(run, load_like_run(run, dataset, data_dir, options), metrics=metrics)
+
+
+def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None
+                ) -> dict[str, dict]:
+    """:func:`evaluate_on` for data already loaded (``DatasetSplits`` ``other``)."""
     unseen_names = [m for m in (metrics or UNSEEN_METRICS) if m in UNSEEN_METRICS]
     results: dict[str, dict] = {}
     if list(other.class_names) == list(run.splits.class_names):
         results["test"] = _seen_metrics(run, run.embed(other.test), other.test.labels,
-                                        run.reference_embeddings(), metrics)
+                                        metrics)
         parts = [other.unseen] if other.unseen is not None else []
     else:
         parts = [p for p in (other.train, other.test, other.unseen) if p is not None]
@@ -225,8 +228,8 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
     return results
 
 
-def _seen_metrics(run: LoadedRun, queries, labels, reference, metrics) -> dict[str, float]:
-    """Seen-class metrics: kNC with the run's index (``L = eval.neighbours``), the rest
+def _seen_metrics(run: LoadedRun, queries, labels, metrics) -> dict[str, float]:
+    """Seen-class metrics: kNC with the run's classifier (``L = eval.neighbours``), the rest
     against the training embeddings (soft kNN with ``k = eval.knn_k``)."""
     names = list(metrics) if metrics is not None else list(METRICS)
     if run.loss_fn is not None and metrics is None:
@@ -241,11 +244,9 @@ def _seen_metrics(run: LoadedRun, queries, labels, reference, metrics) -> dict[s
                              f"losses); this run's loss {run.config.loss.name!r} has none")
         out.update(classifier_metrics(run.loss_fn, queries, labels))
     if others:
-        out.update(evaluate(queries, labels, reference=reference,
+        out.update(evaluate(queries, labels, reference=run.reference_embeddings(),
                             reference_labels=run.splits.train.labels, metrics=others,
                             k=run.config.eval.knn_k, seed=run.config.train.seed))
     if knc:
-        index, variance = run.cluster_index(reference)
-        out.update(evaluate(queries, labels, metrics=knc, index=index, variance=variance,
-                            k=run.config.eval.neighbours))
+        out.update(knc_errors(run.classifier(), queries, labels, knc))
     return {m: out[m] for m in names}

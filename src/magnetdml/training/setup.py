@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 
 import numpy as np
@@ -25,6 +26,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
+
+
+def pin_data_options(config: Config) -> Config:
+    """``config`` with the data-dependent loader defaults fixed in ``data.options`` (an image
+    folder's input size, channels and class level), so the run folder's ``config.json`` says
+    how every later command must read new images, whatever happens to the training folder."""
+    from ..data.image_tree import options_text
+    from ..data.loading import pin_loader_options
+
+    pinned = pin_loader_options(config.data.name, config.data.data_dir,
+                                config.data.loader_options())
+    if pinned is None:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(
+        config.data, options=options_text(pinned)))
 
 
 #: ``{data config: splits}`` while :func:`shared_splits` is active (None: no sharing).

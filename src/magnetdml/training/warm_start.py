@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
+from .._progress import bar, phase
 from ..losses import SoftmaxLoss, build_loss
 from .warm_start_cache import WarmStartCache
 
@@ -44,6 +44,9 @@ def warm_start(trainer, epochs: int, progress: bool = False) -> None:
     folder = trainer.config.train.warm_start_cache
     cache = WarmStartCache(folder, trainer, epochs, BATCH_SIZE) if folder else None
     loaded = cache is not None and cache.restore()
+    shown = progress and trainer.dist.is_main
+    phase(f"softmax warm start: {'loaded from ' + folder if loaded else f'{epochs} epoch(s)'}",
+          progress=shown)
     if not loaded:
         _train(trainer, epochs, progress)
         if cache is not None:
@@ -66,8 +69,8 @@ def _train(trainer, epochs: int, progress: bool = False) -> None:
     rng = np.random.default_rng(config.train.seed)
     dataset = trainer.splits.train
     steps = epochs * (len(range(dist.rank, len(dataset), dist.world_size)) // BATCH_SIZE)
-    bar = tqdm(total=steps, desc="softmax warm start", unit="it", dynamic_ncols=True,
-               disable=not (progress and dist.is_main), leave=False)
+    shown = bar(total=steps, desc="softmax warm start", unit="it", delay=0,
+                progress=progress and dist.is_main)
     for _ in range(epochs):
         order = rng.permutation(len(dataset))
         order = order[dist.rank::dist.world_size]     # each rank its own share of the epoch
@@ -80,5 +83,5 @@ def _train(trainer, epochs: int, progress: bool = False) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            bar.update(1)
-    bar.close()
+            shown.update(1)
+    shown.close()
