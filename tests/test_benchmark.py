@@ -79,8 +79,12 @@ def test_benchmark_writes_both_protocols_under_the_projects_metric_names(benchma
 def test_a_second_identical_call_trains_nothing(benchmarked, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in benchmarked.rglob("metrics.json")}
     assert len(stamps) == 2 * 2 * 2 + 2 * 2           # runs, then one trial per search
+    first = json.loads((benchmarked / "results.json").read_text())
+    assert first["trained"] == len(stamps)
     assert main(["benchmark", *ARGS, "--out", str(benchmarked)]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    again = json.loads((benchmarked / "results.json").read_text())
+    assert again["trained"] == first["trained"] and again["wall_seconds"] == first["wall_seconds"]
     assert "seen: " in capsys.readouterr().out
 
 

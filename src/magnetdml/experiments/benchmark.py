@@ -80,6 +80,7 @@ def run_benchmark(dataset: str, losses: list[str], out: str | os.PathLike, *,
     for loss in losses:   # every name checked (did-you-mean) before anything trains
         apply_overrides(Config(), {**base, "loss.name": loss}).validate()
     out.mkdir(parents=True, exist_ok=True)
+    finished_before = set(out.rglob("metrics.json"))
     plans, skipped = {}, {}
     for protocol in protocols:
         fields, reason = _protocol_fields(protocol, base)
@@ -120,9 +121,26 @@ def run_benchmark(dataset: str, losses: list[str], out: str | os.PathLike, *,
                "hardware": hardware(configure(specs[0], out)),
                "wall_seconds": round(time.perf_counter() - started, 1),
                **analyse(out, runs, tuned, plans)}
+    results["trained"] = len(set(out.rglob("metrics.json")) - finished_before)
+    if not results["trained"]:    # a rerun that trained nothing keeps how they were measured
+        results.update(_provenance(out / "results.json"))
     write_json(out / "results.json", results)
     write_pages(out, results)
     return results
+
+
+def _provenance(path: Path) -> dict:
+    """The command, hardware and wall time of the results that trained the runs, if any."""
+    import json
+
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict) or not previous.get("trained"):
+        return {}
+    return {key: previous[key] for key in ("command", "hardware", "wall_seconds", "trained")
+            if key in previous}
 
 
 def _protocol_fields(protocol: str, base: dict) -> tuple[dict, str | None]:

@@ -228,7 +228,8 @@ def write_pages(out: Path, results: dict) -> None:
         page.add("p", f"Command: {results['command']}")
     hw = results.get("hardware") or {}
     page.add("p", f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, torch "
-                  f"{hw.get('torch')}; this invocation: {results['wall_seconds']} s.")
+                  f"{hw.get('torch')}; {results['wall_seconds']} s for the invocation that "
+                  f"trained {results.get('trained')} trial(s) and run(s).")
     for protocol, reason in settings.get("skipped", {}).items():
         page.add("p", f"The {protocol} protocol was skipped: {reason}.")
     for protocol, result in results["protocols"].items():
