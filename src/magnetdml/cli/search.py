@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--seed", type=int, default=0, help="seeds the TPE sampler")
     search.add_argument("--pruner", choices=PRUNERS, default="median",
                         help="stops trials whose per-pass validation error trails the others "
-                             "(default median; see benchmarks/results/pruners.json)")
+                             "(measured: benchmarks/results/search_pruners.json)")
     search.add_argument("--storage", default=None,
                         help="an Optuna storage URL for the study (default: sqlite in OUT)")
     search.add_argument("--jobs", type=int, default=1,
