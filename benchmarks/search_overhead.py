@@ -91,8 +91,12 @@ def main() -> None:
         print(f"{loss}: trial overhead {100 * rows[loss]['overhead']:.1f}% (whole search "
               f"{100 * rows[loss]['search_overhead']:.1f}%), full evaluation "
               f"{100 * rows[loss]['full_evaluation_overhead']:.1f}%", flush=True)
+    from magnetdml._paths import portable_path
+
+    data_dir = portable_path(args.data_dir)
+    common.pop("data.data_dir", None)
     results = {"command": "python benchmarks/search_overhead.py"
-                          + (" --quick" if args.quick else f" --data-dir {args.data_dir}"),
+                          + (" --quick" if args.quick else f" --data-dir {data_dir}"),
                "ran": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": platform.processor() or platform.machine(),
                "setup": common, "goal": f"overhead <= {GOAL:.0%} of training time",

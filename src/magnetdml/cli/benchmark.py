@@ -15,10 +15,10 @@ resumes: finished trials and runs are kept. Every ``--section.field`` flag (e.g.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
+from .._paths import portable_command
 from ..training.config_io import add_config_arguments
 from ._common import Command
 from .experiment import flag_overrides
@@ -57,7 +57,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..experiments.benchmark import run_benchmark
 
     out = Path(args.out or f"runs/benchmark-{args.dataset}")
-    command = (shlex.join(["magnetdml", "benchmark", *sys.argv[2:]])
+    command = (portable_command(["magnetdml", "benchmark", *sys.argv[2:]])
                if Path(sys.argv[0]).name in ("magnetdml", "__main__.py") else None)
     results = run_benchmark(
         args.dataset, [name.strip() for name in args.losses.split(",") if name.strip()], out,

@@ -112,7 +112,10 @@ def run_benchmark(dataset: str, losses: list[str], out: str | os.PathLike, *,
     log(f"training {len(specs)} run(s) at the tuned configurations")
     runs = train_runs(apply_tuned(specs, tuned), out, progress=progress, jobs=jobs, log=log,
                       runs_dir=out)
-    results = {"benchmark": {"dataset": dataset, "data_dir": data_dir, "losses": list(losses),
+    from .._paths import portable_path
+
+    results = {"benchmark": {"dataset": dataset, "losses": list(losses),
+                             "data_dir": portable_path(data_dir) if data_dir else None,
                              "trials": trials, "seeds": seeds, "epochs": epochs,
                              "patience": patience, "pruner": pruner, "jobs": jobs,
                              "protocols": list(plans), "skipped": skipped,
