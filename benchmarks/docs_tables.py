@@ -9,7 +9,8 @@ A table in a Markdown file is a block between a marker comment and ``<!-- /table
 
 ``rows`` is the path (keys and list indices joined by ``.``) from the file's top level to a
 list of row dicts; ``columns`` are the row keys to show, each with an optional format: ``%``
-(a fraction as a percentage, with `` ± sd`` when the row has ``KEY_std``), ``x`` (a ratio),
+(a fraction as a percentage, with `` ± sd`` when the row has ``KEY_std``, or ``STEM_std``
+for a ``STEM_error``), ``x`` (a ratio),
 ``.N`` (N decimals), ``s`` (seconds), none (as written). ``where: KEY=VALUE`` keeps matching
 rows; ``command: ...`` names the command when the file does not. Under each table a line
 names its command, the commit that last wrote the results file and the machine's CPU.
@@ -54,7 +55,8 @@ def _format(row: dict, key: str, style: str) -> str:
         return "–"
     if style == "%":
         text = f"{100 * value:.2f}%"
-        spread = row.get(f"{key}_std")
+        # the spread of KEY is KEY_std, or STEM_std for KEY = STEM_error (own_error: own_std)
+        spread = row.get(f"{key}_std", row.get(f"{key.removesuffix('_error')}_std"))
         return text if spread is None else f"{text} ± {100 * spread:.2f}"
     if style == "x":
         return f"{value:.2f}×"

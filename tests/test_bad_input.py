@@ -97,6 +97,26 @@ CASES = [
      "does not apply to loss 'magnet'"),
     (["compare", "--losses", "magnet,arcface", "--out", "OUT/c"], "arcface"),
     (["report", "NOWHERE"], "NOWHERE"),
+    # --- issue 23: checkpoints checked, not trusted
+    (["evaluate", "EMPTYCKPT"], "is empty (0 bytes)"),
+    (["predict", "EMPTYCKPT", "--split", "test"], "is empty (0 bytes)"),
+    (["evaluate", "CUT5000"], "is truncated or corrupt"),
+    (["evaluate", "OTHERDIM"], "model.embedding_dim differ"),
+    (["evaluate", "OTHERBACKBONE"], "model.backbone differ"),
+    (["evaluate", "OTHERLOSS"], "was written by a 'magnet' run"),
+    (["predict", "OTHERLOSS", "--split", "test"], "loss.name differ"),
+    (["evaluate", "OLDDIM"], "does not fit the model config.json describes"),
+    (["evaluate", "OLDLOSS"], "holds a cluster index"),
+    (["evaluate", "NOCKPT"], "has no checkpoint.pt yet"),
+    (["train", "--model.init_from", "EMPTYCKPT"], "is empty (0 bytes)"),
+    (["train", "--model.init_from", "CUT5000"], "cannot be read as a checkpoint"),
+    (["train", "--model.init_from", "OTHERBACKBONE", "--model.backbone", "small-cnn"],
+     "does not fit this model"),
+    # --- issue 23: silently wrong, slow, or crashing inputs of the run commands
+    (["evaluate", "RUN", "--data-dir", "NOWHERE"], "--data-dir needs --dataset"),
+    (["retrieve", "RUN", "--split", "test", "--limit", "100000", "--out", "OUT/g.png"],
+     "--limit must be <= "),
+    (["predict", "RUN", "--images", "HUGE"], "pixels"),
 ]
 
 
@@ -118,7 +138,63 @@ def places(tmp_path_factory):
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])       # a kill mid-copy
     return {"RUN": str(run), "FILE": str(plain), "NOWHERE": str(root / "nowhere"),
             "BADZIP": str(root / "badzip"), "BADNPZ": str(root / "badnpz"),
-            "HALFSAVED": str(root / "truncated")}
+            "HALFSAVED": str(root / "truncated"), **_damaged_runs(root, run)}
+
+
+def _damaged_runs(root, run) -> dict[str, str]:
+    """Copies of RUN whose checkpoint and config.json disagree, or are damaged."""
+    import json
+    import shutil
+
+    def copy(name, checkpoint=None, **config_edits):
+        folder = root / name
+        shutil.copytree(run, folder)
+        if checkpoint is not None:
+            (folder / "checkpoint.pt").write_bytes(checkpoint)
+        config = json.loads((folder / "config.json").read_text())
+        for key, value in config_edits.items():
+            section, field = key.split("__")
+            config[section][field] = value
+        (folder / "config.json").write_text(json.dumps(config))
+        return str(folder)
+
+    data = (run / "checkpoint.pt").read_bytes()
+    import io
+
+    import torch
+    state = torch.load(io.BytesIO(data), weights_only=False)
+    state.pop("identity", None)             # as written before checkpoints recorded it
+    legacy = io.BytesIO()
+    torch.save(state, legacy)
+    places = {"OLDDIM": copy("olddim", legacy.getvalue(), model__embedding_dim=32),
+              "OLDLOSS": copy("oldloss", legacy.getvalue(), loss__name="triplet"),
+              "EMPTYCKPT": copy("empty", b""), "CUT5000": copy("cut", data[:5000]),
+              "OTHERDIM": copy("dim", model__embedding_dim=32),
+              "OTHERBACKBONE": copy("backbone", model__backbone="small-cnn"),
+              "OTHERLOSS": copy("loss", loss__name="triplet")}
+    unstarted = root / "unstarted"          # killed before its first epoch ended
+    shutil.copytree(run, unstarted)
+    for name in ("checkpoint.pt", "metrics.json", "metrics.jsonl"):
+        (unstarted / name).unlink()
+    places["NOCKPT"] = str(unstarted)
+    places["HUGE"] = str(_decompression_bomb(root / "huge.png"))
+    return places
+
+
+def _decompression_bomb(path):
+    """A valid PNG header announcing 20000 x 20000 pixels (more than Pillow's guard allows)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)      # 8-bit grey
+    rows = zlib.compress(b"\x00" * 20001 * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
+                     + chunk(b"IEND", b""))
+    return path
 
 
 @pytest.mark.parametrize(("argv", "phrase"), CASES,
@@ -198,3 +274,279 @@ def test_silent_wrong_inputs_are_refused(tmp_path, capsys):
                      "--out", str(tmp_path / "b")]) == 2
         assert "is mnist's train-images-idx3-ubyte, not fashion-mnist's" in \
             capsys.readouterr().err
+
+
+# --- issue 23: the library API refuses what it used to turn into numbers that mean nothing
+
+def _api_cases():
+    import magnetdml as md
+
+    def loaded(places):
+        return md.load_run(places["RUN"])
+
+    def test_split(places):
+        return loaded(places).splits.test
+
+    def inputs(places, value):      # (model, inputs of the run's shape, every pixel = value)
+        run = loaded(places)
+        return run.model, np.full((3, *run.splits.input_shape), value, np.float32)
+
+    return [
+        ("top_k(k=-2)", lambda p: loaded(p).top_k(test_split(p), k=-2), "k must be >= 1"),
+        ("top_k(k=0)", lambda p: loaded(p).top_k(test_split(p), k=0), "k must be >= 1"),
+        ("cluster(n_clusters=0)", lambda p: loaded(p).cluster(test_split(p), 0),
+         "n_clusters must be >= 1"),
+        ("cluster(n_clusters=2.5)", lambda p: loaded(p).cluster(test_split(p), 2.5),
+         "n_clusters must be an integer"),
+        ("cluster(n_clusters > N)", lambda p: loaded(p).cluster(
+            np.zeros((3, 1, 8, 8), np.float32), 5), "n_clusters must be <= 3"),
+        ("MagnetLoss(alpha=-100)", lambda p: md.MagnetLoss(alpha=-100),
+         "alpha must be >= 0"),
+        ("embed(empty)", lambda p: md.embed(loaded(p).model, np.zeros((0, 1, 8, 8),
+                                                                      np.float32)),
+         "no inputs"),
+        ("embed(1-D)", lambda p: md.embed(loaded(p).model, np.zeros(64, np.float32)),
+         "must be a batch"),
+        ("run.predict(empty)", lambda p: loaded(p).predict(np.zeros((0, 1, 8, 8), np.float32)),
+         "no inputs"),
+        ("evaluate(empty)", lambda p: md.evaluate(np.zeros((0, 4)), np.zeros(0, int)),
+         "at least one row"),
+        ("evaluate(1-D)", lambda p: md.evaluate(np.zeros(4), np.zeros(4, int)), "2-D array"),
+        ("evaluate(1e20)", lambda p: md.evaluate(np.full((6, 4), 1e20), np.arange(6) % 2),
+         "overflow"),
+        ("embed(inputs of 1e20)", lambda p: md.embed(*inputs(p, 1e20)), "overflow"),
+        ("embed(inputs of NaN)", lambda p: md.embed(*inputs(p, np.nan)), "not finite"),
+        ("run.cluster(inputs of 1e20)", lambda p: loaded(p).cluster(inputs(p, 1e20)[1], 2),
+         "overflow"),
+        ("run.embed(inputs of 1e20)", lambda p: loaded(p).embed(inputs(p, 1e20)[1]),
+         "overflow"),
+        # misspelt keyword arguments (alpah=5) are refused by name, never swallowed
+        *[(f"{name}(alpah=5)", call, "alpah") for name, call in [
+            ("md.load_dataset", lambda p: md.load_dataset("digits", alpah=5)),
+            ("md.build_model", lambda p: md.build_model("mlp", (1, 8, 8), 16, alpah=5)),
+            ("md.evaluate", lambda p: md.evaluate(np.eye(4), np.arange(4) % 2, alpah=5)),
+            ("md.embed", lambda p: md.embed(loaded(p).model, np.zeros((1, 1, 8, 8)), alpah=5)),
+            ("md.load_run", lambda p: md.load_run(p["RUN"], alpah=5)),
+            ("md.train", lambda p: md.train(md.Config(), alpah=5)),
+            ("md.apply_overrides", lambda p: md.apply_overrides(md.Config(),
+                                                                 {"train.alpah": 5})),
+            ("md.KNearestClusters", lambda p: md.KNearestClusters(alpah=5)),
+            ("md.ClusterIndex", lambda p: md.ClusterIndex(alpah=5)),
+            ("run.top_k", lambda p: loaded(p).top_k(test_split(p), alpah=5))]],
+    ]
+
+
+API_CASES = _api_cases()
+
+
+@pytest.mark.parametrize(("call", "phrase"), [(c, m) for _, c, m in API_CASES],
+                         ids=[name for name, _, _ in API_CASES])
+def test_api_bad_input_is_one_clear_error(call, phrase, places):
+    with pytest.raises((ValueError, TypeError), match=phrase.replace("(", r"\(")):
+        call(places)
+
+
+def _tiny_train(out, *extra) -> list[str]:
+    return ["train", "--out", str(out), "--quiet", "--eval.plots", "false",
+            "--train.iterations_per_epoch", "2", "--train.threads", "1", *extra]
+
+
+def test_a_rerun_without_epochs_changes_nothing(tmp_path, capsys):
+    """A finished 3-epoch run rerun without --epochs is not trained on to the default 30."""
+    import json
+    out = tmp_path / "run"
+    assert main(_tiny_train(out, "--epochs", "3")) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(_tiny_train(out)) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert main(_tiny_train(out, "--epochs", "4")) == 0       # asked for: trained on
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path, monkeypatch,
+                                                                        capsys):
+    """--overwrite builds the new run beside the old one: a kill before its first checkpoint
+    leaves the old run whole; the first checkpoint swaps them."""
+    import json
+
+    from magnetdml.training import run_dir as run_dir_module
+    out = tmp_path / "run"
+    assert main(_tiny_train(out, "--epochs", "1")) == 0
+    old = {name: (out / name).read_bytes()
+           for name in ("checkpoint.pt", "metrics.json", "metrics.jsonl", "config.json")}
+
+    def killed(self, state):
+        raise KeyboardInterrupt      # stands for a kill -9 before the first checkpoint
+    monkeypatch.setattr(run_dir_module.RunDir, "save_checkpoint", killed)
+    assert main(_tiny_train(out, "--epochs", "2", "--overwrite")) == 130
+    assert "is untouched" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in old} == old
+    monkeypatch.undo()
+    assert main(_tiny_train(out, "--epochs", "2", "--overwrite")) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    # metrics.csv, opened in the new run's staging folder, followed it through the swap
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]     # nothing left beside
+
+
+def test_a_second_train_on_the_same_folder_is_locked_out(tmp_path, capsys):
+    import os
+    import socket
+
+    from magnetdml.training.run_dir import RunDir
+    out = tmp_path / "run"
+    holder = RunDir.open(out, {"stand": "in"})      # another train process holds it
+    try:
+        assert main(_tiny_train(out, "--epochs", "1")) == 2
+        err = capsys.readouterr().err
+        assert "is in use by another magnetdml process" in err
+        assert f"pid {os.getpid()}" in err and socket.gethostname() in err
+        assert not (out / "metrics.jsonl").exists()
+    finally:
+        holder.close()
+    assert main(_tiny_train(out, "--epochs", "1")) == 0     # free once the holder ends
+
+
+def test_sigint_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch,
+                                                                        capsys):
+    import os
+    import signal
+
+    import torch
+
+    from magnetdml.training import run_dir as run_dir_module
+    from magnetdml.training.safe_load import load_state
+    out = tmp_path / "run"
+    saves = []
+    real_save = torch.save
+
+    class Interrupted:      # Ctrl-C while torch's zip writer is calling write()
+        def __init__(self, handle):
+            self.handle, self.writes = handle, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return self.handle.write(data)
+
+        def flush(self):
+            self.handle.flush()
+
+    def interrupted_save(state, handle):
+        saves.append(state["epoch"])
+        real_save(state, Interrupted(handle) if len(saves) == 2 else handle)
+    monkeypatch.setattr(run_dir_module.torch, "save", interrupted_save)
+    code = main(_tiny_train(out, "--epochs", "3"))
+    err = capsys.readouterr().err.strip()
+    assert code == 130 and len(err.splitlines()) == 1 and "interrupted" in err, err
+    assert load_state(out / "checkpoint.pt")["epoch"] in (1, 2)
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.undo()
+    assert main(_tiny_train(out, "--epochs", "3")) == 0      # resumes
+
+
+def _worker_sleeps(pid_file: str) -> None:
+    import os
+    import time
+    with open(pid_file, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(120)
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """kill -9 of `search --jobs 2` / `compare --jobs 2` must not leave its workers running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    pids = tmp_path / "pids"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys; sys.path[:0] = sys.argv[1:3]\n"
+        "from magnetdml.training.parallel import in_workers\n"
+        "from test_bad_input import _worker_sleeps\n"
+        "list(in_workers(_worker_sleeps, [(sys.argv[3],)] * 2, jobs=2))"),
+        str(__import__("pathlib").Path(__file__).parent),
+        str(__import__("pathlib").Path(__import__("magnetdml").__file__).parents[1]),
+        str(pids)])
+    try:
+        for _ in range(600):
+            if pids.exists() and len(pids.read_text().split()) == 2:
+                break
+            time.sleep(0.1)
+        workers = [int(p) for p in pids.read_text().split()]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        for _ in range(300):
+            alive = [p for p in workers if _alive(p)]
+            if not alive:
+                break
+            time.sleep(0.1)
+        assert not alive, f"workers {alive} outlived their killed parent"
+    finally:
+        parent.kill()
+        for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    import os
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)     # reaps it if it is our zombie child
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = __import__("pathlib").Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split()[2] == "Z")
+
+
+def test_experiments_default_to_an_untracked_folder():
+    import subprocess
+    from pathlib import Path
+
+    from magnetdml.cli.experiment import DEFAULT_OUT
+    root = Path(__file__).parents[1]
+    assert not str(DEFAULT_OUT).startswith("benchmarks")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(DEFAULT_OUT / "x" / "f.json")],
+                             cwd=root, capture_output=True)
+    assert ignored.returncode == 0, f"{DEFAULT_OUT} is not ignored by git"
+
+
+def test_evaluate_on_a_dataset_shows_its_phases(places, capsys):
+    assert main(["evaluate", places["RUN"], "--dataset", "digits"]) == 0
+    err = capsys.readouterr().err
+    assert "loading digits" in err and "embedding" in err and "scoring" in err, err
+    assert main(["evaluate", places["RUN"], "--dataset", "digits", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_report_on_a_compare_folder(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--losses", "magnet,triplet", "--epochs", "1", "--quiet",
+                 "--train.iterations_per_epoch", "2", "--eval.plots", "false",
+                 "--train.threads", "1", "--out", str(out)]) == 0
+    assert main(["report", str(out)]) == 0, capsys.readouterr().err
+    page = (out / "report.md").read_text()
+    assert "magnet" in page and "triplet" in page
+
+
+def test_resuming_from_another_runs_checkpoint_is_refused(places, tmp_path, capsys):
+    """An unfinished run folder whose checkpoint a magnet run wrote, but whose config.json
+    says triplet: resuming it would train a triplet run from a magnet state."""
+    import shutil
+    folder = tmp_path / "swapped"
+    shutil.copytree(places["OTHERLOSS"], folder)
+    (folder / "metrics.json").unlink()                   # unfinished: train resumes it
+    assert main(["train", "--config", str(folder / "config.json"), "--out", str(folder),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was written by a 'magnet' run" in err and len(err.splitlines()) == 1, err

@@ -118,3 +118,33 @@ def test_tensorboard_without_the_package_says_how_to_get_it(tmp_path, monkeypatc
                                         "train.log": "tensorboard"})
     with pytest.raises(ImportError, match=r"pip install 'magnetdml\[tensorboard\]'"):
         train(config, progress=False)
+
+
+def test_tensorboard_of_a_run_trained_on_continues_its_steps(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    plain = {**SHORT, "train.patience": 0, "train.log": "tensorboard",
+             "out": str(tmp_path / "run")}
+    train(apply_overrides(Config(), plain), progress=False)
+    result = train(apply_overrides(Config(), {**plain, "train.epochs": 3}), progress=False)
+    events = EventAccumulator(str(result.run_dir / "tensorboard"))
+    events.Reload()
+    history = _history(result.run_dir)
+    assert [s.step for s in events.Scalars("train/loss")] == [r["iteration"] for r in history]
+    assert [s.step for s in events.Scalars("train/batch_loss")] == list(range(1, 10))
+    refresh = events.Scalars("index/refresh_seconds")     # each epoch's, resumed or not
+    assert [s.step for s in refresh] == [3, 6, 9] and all(s.value >= 0 for s in refresh)
+
+
+def test_a_column_that_appears_later_widens_the_header(tmp_path):
+    """Test errors every second epoch only (eval.every 2): epoch 1 has none, the file is
+    rewritten with the wider header at epoch 2, and epoch 3 is appended under it."""
+    result = train(apply_overrides(Config(), {
+        **SHORT, "train.patience": 0, "train.epochs": 3, "eval.every": 2,
+        "out": str(tmp_path / "run")}), progress=False)
+    rows = _csv(result.run_dir)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [r["knc_error"] for r in rows][0] == ""
+    assert all(rows[i]["knc_error"] for i in (1, 2))     # epoch 3: the last is evaluated
+    assert float(rows[1]["knc_error"]) == _history(result.run_dir)[1]["knc_error"]

@@ -122,6 +122,7 @@ def test_proxies_train_at_their_own_lr_and_the_run_is_scored_by_them(tmp_path):
     groups = trainer.optimizer.param_groups
     assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(100 * groups[0]["lr"])
     assert groups[1]["params"][0] is trainer.loss_fn.loss.proxies
+    trainer.close()                     # frees the run folder for the real run
     result = train(config, progress=False)
     for key in ("classifier_error", "classifier_error_at_5", "knn_error", "map_at_r"):
         assert 0.0 <= result.summary[key] <= 1.0

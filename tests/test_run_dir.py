@@ -9,6 +9,14 @@ from magnetdml.training.refresh import RefreshSchedule, drift
 from magnetdml.training.run_dir import RunDir, atomic_write
 
 
+def opened(path, config, **options) -> RunDir:
+    """``RunDir.open`` then ``close``: the folder's lock freed (a train process holds it while it
+    runs), the files still usable."""
+    run = RunDir.open(path, config, **options)
+    run.close()
+    return run
+
+
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(b"good")
@@ -24,7 +32,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_checkpoint_round_trip_and_history(tmp_path):
-    run = RunDir.open(tmp_path / "run", {"a": 1})
+    run = opened(tmp_path / "run", {"a": 1})
     run.save_checkpoint({"w": torch.ones(3), "epoch": 2})
     assert run.load_checkpoint()["epoch"] == 2
     for epoch in (1, 2, 3):
@@ -34,19 +42,25 @@ def test_checkpoint_round_trip_and_history(tmp_path):
 
 
 def test_reopening_unfinished_run_needs_same_config_and_finished_run_is_protected(tmp_path):
-    run = RunDir.open(tmp_path / "run", {"a": 1})
-    RunDir.open(tmp_path / "run", {"a": 1})          # resume: fine
+    run = opened(tmp_path / "run", {"a": 1})
+    opened(tmp_path / "run", {"a": 1})          # resume: fine
     # nothing trained yet (a run that failed to start): a corrected config takes over
-    assert RunDir.open(tmp_path / "run", {"a": 3}).path == run.path
+    assert opened(tmp_path / "run", {"a": 3}).path == run.path
     run.save_checkpoint({"epoch": 1})
     with pytest.raises(ValueError, match="unfinished run with a different config"):
-        RunDir.open(tmp_path / "run", {"a": 2})
-    RunDir.open(tmp_path / "run", {"a": 3})          # its own config resumes
+        opened(tmp_path / "run", {"a": 2})
+    opened(tmp_path / "run", {"a": 3})          # its own config resumes
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"knc_error": 0.1}))
     with pytest.raises(ValueError, match="already holds a finished run.*--overwrite"):
-        RunDir.open(tmp_path / "run", {"a": 1})
-    RunDir.open(tmp_path / "run", {"a": 2}, overwrite=True)
-    assert not (tmp_path / "run" / "metrics.json").exists()
+        opened(tmp_path / "run", {"a": 1})
+    new = opened(tmp_path / "run", {"a": 2}, overwrite=True)
+    # built beside the old run, which stays whole until the new one has its first checkpoint
+    assert (tmp_path / "run" / "metrics.json").exists() and new.path != tmp_path / "run"
+    new.save_checkpoint({"epoch": 1})
+    assert new.path == tmp_path / "run" and not (tmp_path / "run" / "metrics.json").exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["a"] == 2
+    new.close()             # the end of the run: the staging name (a link until then) goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_drift_is_scale_invariant_and_adaptive_schedule_fires_on_drift():
@@ -65,7 +79,7 @@ def test_drift_is_scale_invariant_and_adaptive_schedule_fires_on_drift():
 
 
 def test_a_torn_last_history_line_is_dropped_and_a_bad_middle_line_named(tmp_path):
-    run = RunDir.open(tmp_path / "run", {"a": 1})
+    run = opened(tmp_path / "run", {"a": 1})
     run.save_checkpoint({"epoch": 2})
     for epoch in (1, 2):
         run.append_history({"epoch": epoch})
@@ -80,20 +94,20 @@ def test_a_torn_last_history_line_is_dropped_and_a_bad_middle_line_named(tmp_pat
 
 
 def test_opening_cleans_what_a_kill_left(tmp_path):
-    run = RunDir.open(tmp_path / "run", {"a": 1})
+    run = opened(tmp_path / "run", {"a": 1})
     run.append_history({"epoch": 1})            # killed before the first checkpoint
     (run.path / ".checkpoint.pt.abc.tmp").write_bytes(b"half")
-    RunDir.open(tmp_path / "run", {"a": 1})
+    opened(tmp_path / "run", {"a": 1})
     assert run.read_history() == [] and not list(run.path.glob(".*.tmp"))
     run.save_checkpoint({"epoch": 1})
     run.append_history({"epoch": 1})
-    RunDir.open(tmp_path / "run", {"a": 1})     # with a checkpoint the history stays
+    opened(tmp_path / "run", {"a": 1})     # with a checkpoint the history stays
     assert [r["epoch"] for r in run.read_history()] == [1]
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file, not a folder"):
-        RunDir.open(tmp_path / "file", {"a": 1})
+        opened(tmp_path / "file", {"a": 1})
     with pytest.raises(ValueError, match="is a file, not a folder"):
-        RunDir.open(tmp_path / "file", {"a": 1}, overwrite=True)
+        opened(tmp_path / "file", {"a": 1}, overwrite=True)
 
 
 def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
@@ -101,10 +115,30 @@ def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
     import stat
 
     from magnetdml.training.run_dir import FILE_MODE
-    run = RunDir.open(tmp_path / "run", {"a": 1})
+    run = opened(tmp_path / "run", {"a": 1})
     run.save_checkpoint({"epoch": 1})
     mask = os.umask(0)
     os.umask(mask)
     assert FILE_MODE == 0o666 & ~mask            # as open() would create them, not 0600
     for name in ("config.json", "checkpoint.pt"):
         assert stat.S_IMODE(os.stat(run.path / name).st_mode) == FILE_MODE
+
+
+def test_an_unfinished_run_written_before_a_field_existed_resumes(tmp_path):
+    """A newer magnetdml resumes an older unfinished run: its config.json lacks the fields
+    added since (here the loss's options and parameter_lr), which count at their defaults."""
+    from dataclasses import asdict
+
+    from magnetdml.training.config import Config
+    from magnetdml.training.run_dir import CHECKPOINT, CONFIG, RunDir
+
+    config = asdict(Config())
+    RunDir.open(tmp_path / "run", config)
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"x")        # something was trained
+    saved = json.loads((tmp_path / "run" / CONFIG).read_text())
+    del saved["loss"]["options"], saved["loss"]["parameter_lr"]
+    (tmp_path / "run" / CONFIG).write_text(json.dumps(saved))
+    RunDir.open(tmp_path / "run", config)                     # resumes: no error
+    other = {**config, "loss": {**config["loss"], "alpha": 3.0}}
+    with pytest.raises(ValueError, match="holds an unfinished run with a different config"):
+        RunDir.open(tmp_path / "run", other)

@@ -114,7 +114,7 @@ def test_errors_name_the_problem(tmp_path, magnet_run):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_run(tmp_path / "missing")
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match="is not a run folder: it lacks checkpoint.pt"):
+    with pytest.raises(ValueError, match="has no checkpoint.pt yet: its training stopped"):
         load_run(tmp_path)
     with pytest.raises(ValueError, match="split 'unseen' is empty.*unseen_classes"):
         evaluate_run(magnet_run.run_dir, split="unseen", write=False)

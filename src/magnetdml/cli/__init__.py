@@ -121,6 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _resume_hint(args: argparse.Namespace) -> str:
     """What an interrupted command left: a run folder with a checkpoint resumes."""
     out = getattr(args, "out", None)
+    if args.command == "train" and out and getattr(args, "overwrite", False):
+        out = Path(out)
+        if (out.parent / f".{out.name}.new").is_dir():      # see training.run_swap
+            return (f"the run that was in {out} is untouched: --overwrite replaces it only "
+                    "once the new run has saved its first epoch; run the command again to "
+                    "start over")
+        if (out / "checkpoint.pt").is_file():
+            return (f"the new run's last finished epoch is saved in {out}: rerun without "
+                    "--overwrite to resume it (with --overwrite it starts over)")
     if args.command == "train" and out and not (Path(out) / "checkpoint.pt").is_file():
         return "no epoch had finished, so nothing was saved; run the command again to start"
     if args.command == "train" and not out:

@@ -65,6 +65,7 @@ def _format(metric: str, value) -> str:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from .._progress import phase
     from ..training.runs import EVALUATION, evaluate_run, load_run, write_evaluation
 
     if args.threads:
@@ -73,11 +74,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     wanted = None if metrics is None else set(metrics)     # the tree levels' names too
     if metrics is not None:       # the levels' own measures are not evaluate_run's
         metrics = [m for m in metrics if not m.startswith(LEVEL_ONLY)]
+    if not args.dataset and (args.data_dir or args.data_options):
+        flag = "--data-dir" if args.data_dir else "--data-options"
+        raise ValueError(f"{flag} needs --dataset NAME (the dataset to score, e.g. --dataset "
+                         f"mnist {flag} ...); without it the run's own data is scored and "
+                         f"{flag} would be ignored")
     run = load_run(args.run_dir, device=args.device)
-    if args.data_dir and not args.dataset:
-        raise ValueError(f"--data-dir {args.data_dir!r} needs --dataset NAME (without it the "
-                         "run's own data is scored)")
     if args.dataset:
+        phase(f"loading {args.dataset}" + (f" from {args.data_dir}" if args.data_dir else ""))
         from ..training.new_data import Concatenated, load_like_run
         from ..training.runs import score_other
         other = load_like_run(run, args.dataset, args.data_dir, args.data_options)

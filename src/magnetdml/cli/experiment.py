@@ -20,7 +20,10 @@ from .._paths import portable_command
 from ..training.config_io import add_config_arguments
 from ._common import Command
 
-DEFAULT_OUT = Path("benchmarks/results/experiments")
+#: Where results go unless --out says: an untracked folder (``runs/`` is git-ignored), so that
+#: running an experiment in a clone never overwrites the committed benchmarks/results/.
+DEFAULT_OUT = Path("runs/experiments")
+PUBLISHED = Path("benchmarks/results/experiments")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="the few-minute version (small data, few epochs, one seed)")
     parser.add_argument("--out", help=f"experiment folder (default: {DEFAULT_OUT}/NAME, "
-                        "or NAME-quick with --quick)")
+                        "or NAME-quick with --quick; the committed results are in "
+                        f"{PUBLISHED}/NAME: pass that to update them)")
     parser.add_argument("--data-root", help="folder holding one folder per dataset (mnist, "
                         "fashion-mnist, cifar10, omniglot), e.g. ../shared/data")
     parser.add_argument("--overwrite", action="store_true",
@@ -91,7 +95,9 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     for claim in results.get("claims", []):
         verdict = {True: "holds", False: "does not hold", None: "n/a"}[claim.get("holds")]
         print(f"{claim['claim']}: {verdict} ({claim.get('detail', '')})")
-    print(f"report: {out / 'report.md'}")
+    print(f"results: {out / 'results.json'}   report: {out / 'report.md'}"
+          + ("" if args.out else f"   (the default folder; the committed results are in "
+             f"{PUBLISHED / out.name})"))
     return 0
 
 

@@ -22,6 +22,9 @@ import numpy as np
 from ._common import Command, add_run_inputs, load_inputs
 
 SHEET = 36        # thumbnails per cluster's contact sheet
+#: Bounds of retrieve's picture grid (rows x columns of thumbnails): matplotlib draws each
+#: thumbnail as an artist, ~0.01 s each, so 100,000 rows ran for a quarter of an hour.
+MAX_ROWS, MAX_COLUMNS = 100, 50
 
 
 def configure_retrieve(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +37,13 @@ def configure_retrieve(parser: argparse.ArgumentParser) -> None:
 def run_retrieve(args: argparse.Namespace) -> int:
     if args.k < 1 or args.limit < 1:
         raise ValueError(f"--k and --limit must be >= 1; got {args.k} and {args.limit}")
+    if args.out and args.limit > MAX_ROWS:
+        raise ValueError(f"--limit must be <= {MAX_ROWS} (the rows of queries the picture "
+                         f"draws); got {args.limit}: every query is listed anyway, and "
+                         "--out with a smaller --limit draws the first ones")
+    if args.out and args.k > MAX_COLUMNS:
+        raise ValueError(f"--k must be <= {MAX_COLUMNS} with --out (the neighbours the picture "
+                         f"draws per query); got {args.k}")
     if args.out and Path(args.out).suffix != ".png":
         raise ValueError(f"--out {args.out!r} must end in .png")
     inputs = load_inputs(args)

@@ -24,10 +24,38 @@ def add_run_shortcuts(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_run_arguments(args: argparse.Namespace):
+    epochs = args.epochs if args.epochs is not None else _saved_epochs(args)
     return config_from_arguments(args, {"data.name": args.dataset,
                                         "data.data_dir": args.data_dir,
-                                        "loss.name": args.loss, "train.epochs": args.epochs,
+                                        "loss.name": args.loss, "train.epochs": epochs,
                                         "out": args.out})
+
+
+def _saved_epochs(args: argparse.Namespace):
+    """The epochs of the run already in ``--out`` when no flag or ``--config`` sets them: a
+    rerun of a finished 3-epoch run must not train it on to the default 30 (a larger
+    ``--epochs`` asks for that)."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    if getattr(args, "cfg:train.epochs", None) is not None or not args.out or args.overwrite:
+        return None
+    if getattr(args, "config", None):
+        try:
+            text = Path(args.config).read_text()
+            given = yaml.safe_load(text) if not args.config.endswith(".json") \
+                else json.loads(text)
+        except (OSError, ValueError, yaml.YAMLError):
+            return None          # the config loader names the problem
+        if isinstance(given, dict) and "epochs" in (given.get("train") or {}):
+            return None
+    try:
+        saved = json.loads((Path(args.out) / "config.json").read_text())
+        return saved["train"]["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -15,8 +15,10 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
-# Errors Pillow raises on a truncated, corrupt or non-image file.
-DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError)
+# Errors Pillow raises on a truncated, corrupt or non-image file, or on one too large to decode
+# (its guard against decompression bombs: more than twice Image.MAX_IMAGE_PIXELS).
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError,
+                 Image.DecompressionBombError)
 
 
 class FileTree:
@@ -73,6 +75,10 @@ def decode_image(data: bytes | Path, mode: str, where: str,
             if size is not None and img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError as err:     # Pillow's guard against huge images
+        raise ValueError(f"image {where} is too large to decode ({err.args[0].split(',')[0]}"
+                         "); downscale it first (a photo of a few megapixels is plenty)"
+                         ) from None
     except DECODE_ERRORS as err:
         raise ValueError(f"cannot decode image {where}: {err} (the file is corrupt or not an "
                          "image; re-download it or remove it)") from err

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..losses import loss_spec
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec
 
 LOSSES = ("softmax", "triplet", "magnet")
@@ -150,7 +151,8 @@ class FineGrained(Experiment):
 
     def tuning_space(self, spec: RunSpec) -> dict[str, str]:
         # 13 training drawings per character: up to 3 clusters of >= 4 members
-        return {"clusters_per_class": "1:3"} if spec.group.get("loss") == "magnet" else {}
+        return ({"clusters_per_class": "1:3"} if loss_spec(spec.group["loss"]).uses_index
+                else {})
 
     def analyse(self, out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
         from .finegrained_analysis import analyse

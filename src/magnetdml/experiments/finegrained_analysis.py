@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..losses import loss_spec
 from ..reporting import plots
 from .classification import own_metric, relative_error
 from .classification_tuned import _mean_curve
@@ -162,7 +163,7 @@ def _curve(outcome: RunOutcome) -> list[tuple[float, float]]:
 
 def _batch(outcome: RunOutcome) -> int:
     o = outcome.spec.overrides
-    if outcome.spec.group["loss"] == "magnet":
+    if loss_spec(outcome.spec.group["loss"]).uses_index:     # M x D neighbourhoods
         return int(o["sampler.clusters_per_batch"]) * int(o["sampler.examples_per_cluster"])
     return int(o["sampler.classes_per_batch"]) * int(o["sampler.examples_per_class"])
 

@@ -173,7 +173,9 @@ class MagnetLoss(nn.Module):
     def __init__(self, alpha: float = 1.0, reduction: str = "mean",
                  variance: float | None = None, scale: float = 1.0) -> None:
         super().__init__()
-        self.alpha = check_float("alpha", alpha)
+        # a negative margin makes every example "satisfied": the loss trains nothing
+        self.alpha = check_float("alpha", alpha, minimum=0.0,
+                                 fix="the margin in units of the variance, ~1 (paper: 0.7-7)")
         self.scale = check_scale(scale)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.variance = (None if variance is None

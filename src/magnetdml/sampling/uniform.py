@@ -6,7 +6,7 @@ drop_last=True)`` does). With many classes a batch then holds about ``B`` distin
 where the class-balanced sampler holds only ``P``: a softmax classifier trained on ``P`` classes
 at a time sees its other ``C - P`` logits pushed down at every step and its recent classes'
 logits, carried by momentum, predicted for everything (on Omniglot's 675 training characters
-with ``P = 6`` its loss stays at chance; see the README).
+with ``P = 6`` its loss stays at chance; see docs/results.md).
 """
 
 from __future__ import annotations

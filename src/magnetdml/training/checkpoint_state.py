@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import copy
 
+from .checkpoint_check import check_checkpoint, identity, load_model_state
 from .setup import make_sampler, restore_rng_state, rng_state
 
 
 def trainer_state(t) -> dict:
     """The checkpoint of trainer ``t`` (a collective under torchrun: it gathers)."""
     own = _rank_state(t)
-    state = {"epoch": t.epoch, "iteration": t.iteration, "variance": t.sigma2,
+    state = {"identity": identity(t.config), "epoch": t.epoch, "iteration": t.iteration,
+             "variance": t.sigma2,
              "model": t.model.state_dict(), "loss": t.loss_fn.state_dict(),
              "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
              **t.upkeep.state_dict(), "loss_curve": t.loss_curve,
@@ -42,7 +44,10 @@ def _rank_state(t) -> dict:
 
 
 def restore_trainer(t, state: dict) -> None:
-    """Put checkpoint ``state`` back into trainer ``t`` and its parts."""
+    """Put checkpoint ``state`` back into trainer ``t`` and its parts, once it is checked
+    against the run's config (see :mod:`.checkpoint_check`)."""
+    path = t.run.checkpoint_path if t.run is not None else t.config.out
+    check_checkpoint(state, t.config, path, uses_index=t.uses_index)
     saved_world = len(state.get("ranks", [None]))
     if saved_world != t.dist.world_size:
         raise ValueError(f"the checkpoint in {t.config.out!r} was written by {saved_world} "
@@ -51,7 +56,7 @@ def restore_trainer(t, state: dict) -> None:
     own = state["ranks"][t.dist.rank] if "ranks" in state else state
     t.epoch, t.iteration = state["epoch"], state["iteration"]
     t.running_sigma2.value = state["variance"]
-    t.model.load_state_dict(state["model"])
+    load_model_state(t.model, state["model"], t.config, path)
     t.loss_fn.load_state_dict(state["loss"])
     t.optimizer.load_state_dict(state["optimizer"])
     t.scheduler.load_state_dict(state["scheduler"])

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .._progress import bar
+from .._validation import as_embedding_matrix
 from ..models.inference import InferenceForward
 from .distributed import Distributed
 
@@ -122,7 +123,37 @@ def embed(model: nn.Module, data, *, device: str | torch.device = "cpu",
     map-style torch ``Dataset`` (items ``x`` or ``(x, label, ...)``). The model's train/eval
     mode is restored afterwards."""
     device = torch.device(device)
-    return embed_dataset(model.to(device), data, device=device, batch_size=batch_size)
+    return embed_inputs(model.to(device), data, device=device, batch_size=batch_size)
+
+
+def embed_inputs(model: nn.Module, data, *, device: torch.device, **options) -> np.ndarray:
+    """:func:`embed_dataset` of inputs a user hands in, checked: no inputs, and embeddings
+    that are not finite or so large that squared distances overflow float32 (inputs of
+    1e20, a diverged model), end in one ``ValueError`` instead of NaN scores later."""
+    source = as_batch_source(data)
+    if len(source) == 0:
+        raise ValueError("data holds no inputs (N = 0); pass at least one input")
+    rows = embed_dataset(model, source, device=device, **options)
+    finite = np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"the model's embeddings of {int((~finite).sum())} of {len(rows)} "
+                         f"input(s) are not finite (NaN or inf){_largest_input(data)}; pass "
+                         "inputs preprocessed as the training inputs were (a run's "
+                         "read_images() or preprocess() does it), or retrain: the model "
+                         "diverged")
+    try:
+        return as_embedding_matrix("the model's embeddings", rows)
+    except ValueError as error:             # too large: where they came from helps
+        raise ValueError(f"{error}{_largest_input(data)}") from None
+
+
+def _largest_input(data) -> str:
+    if isinstance(data, (np.ndarray, torch.Tensor)) and len(data):
+        values = np.abs(np.asarray(data, dtype=np.float64))
+        if np.isnan(values).all():
+            return "; the inputs are NaN"
+        return f"; the inputs go up to |x| = {float(np.nanmax(values)):.3g}"
+    return ""
 
 
 def _output_dim(model: nn.Module) -> int:

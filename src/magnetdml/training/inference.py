@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_int
 from ..evaluation import KNearestClusters, fit_knc
 from ..evaluation.clustering import cluster_assignments
 from ..evaluation.neighbours import nearest_neighbours
@@ -69,9 +70,10 @@ class RunInference:
 
     def top_k(self, data, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """``(classes (N, k), probabilities (N, k))``: the ``k`` most likely classes of each
-        input, most likely first."""
+        input, most likely first (``k`` above the number of classes: all of them)."""
+        k = check_int("k", k, minimum=1, fix="the number of classes listed per input")
         scores = self.predict_proba(data)
-        k = min(int(k), scores.shape[1])
+        k = min(k, scores.shape[1])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return self.classifier().classes_[order], np.take_along_axis(scores, order, axis=1)
 
@@ -83,8 +85,13 @@ class RunInference:
 
     def cluster(self, data, n_clusters: int) -> np.ndarray:
         """``(N,)`` k-means++ cluster of each input's embedding: grouping examples of classes
-        nobody labelled (seed 003's use)."""
-        return cluster_assignments(self.embed(data), n_clusters, seed=self.config.train.seed)
+        nobody labelled (seed 003's use); ``1 <= n_clusters <= N``."""
+        n_clusters = check_int("n_clusters", n_clusters, minimum=1)
+        embeddings = self.embed(data)
+        if n_clusters > len(embeddings):
+            raise ValueError(f"n_clusters must be <= {len(embeddings)} (the number of inputs); "
+                             f"got {n_clusters}")
+        return cluster_assignments(embeddings, n_clusters, seed=self.config.train.seed)
 
     def preprocess(self, images, labels=None):
         """Raw images (``uint8`` ``(N, H, W)`` or ``(N, C, H, W)`` of the training data's size

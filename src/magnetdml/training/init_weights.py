@@ -29,9 +29,12 @@ def load_initial_weights(model: nn.Module, source: str | Path) -> None:
                                 f"{CHECKPOINT} nor a checkpoint file; pass the folder of a "
                                 "run trained with the same backbone (kept with "
                                 "--keep-checkpoints)")
+    if path.stat().st_size == 0:
+        raise ValueError(f"model.init_from: {str(path)!r} is empty (0 bytes); pass the "
+                         "checkpoint.pt of a run this library trained, or retrain that run")
     try:
         state = load_state(path)
-    except (EOFError, RuntimeError, ValueError) as error:
+    except (EOFError, RuntimeError, ValueError, IndexError, OSError) as error:
         raise ValueError(f"model.init_from: {str(path)!r} cannot be read as a checkpoint "
                          f"({str(error).splitlines()[0]}); pass the checkpoint.pt of a run "
                          "this library trained, or retrain that run") from None

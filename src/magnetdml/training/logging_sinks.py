@@ -70,23 +70,30 @@ class CsvSink(LogSink):
                 self.rows = [row for row in csv.DictReader(handle)
                              if _epoch(row) <= epochs_done]
         self.columns: list[str] = list(self.rows[0]) if self.rows else []
+        self.rewrite = True     # the first row rewrites the file (a resume drops stale rows)
 
     def log(self, record: dict, trainer) -> None:
-        refresh = trainer.timing_summary()["refresh_seconds"]
-        row = {**flatten(record), "refresh_seconds": round(refresh, 3)}
-        self.columns += [key for key in row if key not in self.columns]
+        row = {**flatten(record), "refresh_seconds": round(_refresh_seconds(trainer), 3)}
+        added = [key for key in row if key not in self.columns]
+        self.columns += added
         self.rows.append({key: _text(value) for key, value in row.items()})
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=self.columns, restval="")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+        if self.rewrite or added:       # a wider header: every row again, atomically
+            writer.writeheader()
+            writer.writerows(self.rows)
+            atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+            self.rewrite = False
+        else:                           # the usual case: one more line
+            writer.writerow(self.rows[-1])
+            with open(self.path, "a", newline="") as handle:
+                handle.write(text.getvalue())
 
 
 class TensorBoardSink(LogSink):
     """Event files in ``RUN/tensorboard/`` (see the module docstring for the tags)."""
 
-    def __init__(self, run_path: Path, iterations_done: int) -> None:
+    def __init__(self, run_path: Path, iterations_done: int, refresh_seconds: float) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -97,7 +104,7 @@ class TensorBoardSink(LogSink):
         self.writer = SummaryWriter(str(Path(run_path) / TENSORBOARD_DIR), flush_secs=10,
                                     purge_step=iterations_done + 1 if iterations_done else None)
         self.logged_iteration = iterations_done
-        self.refresh_seconds: float | None = None
+        self.refresh_seconds = refresh_seconds      # so far (restored with the checkpoint)
 
     def log(self, record: dict, trainer) -> None:
         step = record["iteration"]
@@ -108,11 +115,8 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(record).items():
             if key not in ("epoch", "iteration") and math.isfinite(value):
                 self.writer.add_scalar(_tag(key), value, step)
-        total = trainer.timing_summary()["refresh_seconds"]
-        if self.refresh_seconds is not None:      # unknown for the first epoch after a resume
-            self.writer.add_scalar("index/refresh_seconds", total - self.refresh_seconds, step)
-        elif record.get("epoch") == 1:
-            self.writer.add_scalar("index/refresh_seconds", total, step)
+        total = _refresh_seconds(trainer)    # the first epoch's: the first index too
+        self.writer.add_scalar("index/refresh_seconds", total - self.refresh_seconds, step)
         self.refresh_seconds = total
         self.writer.add_scalar("train/epoch", record["epoch"], step)
         self.writer.flush()
@@ -122,7 +126,7 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(summary).items():
             if key.endswith("_error") or key.startswith("unseen."):
                 self.writer.add_scalar(f"final/{key}", value, step)
-        embeddings = trainer.evaluation.final_test_embeddings
+        embeddings = trainer.evaluation.final_test_embeddings     # the final model's
         if embeddings is not None and len(embeddings):
             labels = np.asarray(trainer.splits.test.labels)
             keep = np.random.default_rng(0).permutation(len(embeddings))[:PROJECTOR_POINTS]
@@ -142,7 +146,13 @@ def open_sink(kind: str, trainer) -> LogSink:
         return LogSink()
     if kind == "csv":
         return CsvSink(trainer.run.path, trainer.epoch)
-    return TensorBoardSink(trainer.run.path, trainer.iteration)
+    return TensorBoardSink(trainer.run.path, trainer.iteration,
+                           _refresh_seconds(trainer))
+
+
+def _refresh_seconds(trainer) -> float:
+    """The index refreshes' seconds so far (the first index included)."""
+    return float(trainer.timing_summary()["refresh_seconds"])
 
 
 def _tag(key: str) -> str:

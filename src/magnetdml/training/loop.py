@@ -48,6 +48,14 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     t = Trainer(config, dist, overwrite=overwrite)
+    try:
+        return _train(t, progress=progress, on_epoch=on_epoch)
+    finally:
+        t.close()
+
+
+def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
+    config, dist = t.config, t.dist
     resumed = t.start_from_checkpoint()
     sink = open_sink(config.train.log, t)   # metrics.csv or TensorBoard, beside metrics.jsonl
     def say(message: str) -> None:

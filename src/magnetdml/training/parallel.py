@@ -46,7 +46,8 @@ def in_workers(function: Callable, calls: Sequence[tuple], *, jobs: int
     (module level). The first exception cancels the calls not yet started and propagates."""
     # spawn, not fork: torch's and faiss's thread pools do not survive a fork
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(function, *call): position for position, call in enumerate(calls)}
         try:
             for future in as_completed(futures):
@@ -54,6 +55,23 @@ def in_workers(function: Callable, calls: Sequence[tuple], *, jobs: int
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: end it when its parent is gone (a ``kill -9`` of ``search --jobs 2``
+    cannot stop its pool, and a worker training a run would go on for hours). A thread
+    checks every second whether the worker was handed to another parent (init or a
+    subreaper); Linux's ``PR_SET_PDEATHSIG`` is not used: it fires when the *thread* that
+    started the worker ends, which in a pool may be long before the parent does."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="magnetdml-parent-watch", daemon=True).start()
 
 
 def _train_one(config: Config, overwrite: bool) -> None:

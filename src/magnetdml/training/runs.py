@@ -23,12 +23,13 @@ from .._validation import check_choice, check_int
 from ..clustering import ClusterIndex
 from ..evaluation import UNSEEN_METRICS, evaluate, knc_errors
 from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
+from .checkpoint_check import check_checkpoint, load_model_state
 from .class_scores import CLASSIFIER_METRICS, classifier_metrics
 from .config import Config
 from .config_io import config_from_dict
-from .embed import embed_dataset
+from .embed import embed_inputs
 from .inference import RunInference
-from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, write_json
+from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, missing_checkpoint, write_json
 from .setup import load_splits, make_index, make_loss, make_model
 
 EVALUATION = "evaluation.json"
@@ -77,8 +78,8 @@ class LoadedRun(RunInference):
             generator.manual_seed(self.config.train.seed)
             rescale = RandomRescaleCrop(max_scale=self.config.data.max_scale)
             augment = lambda x: rescale(x, generator)  # noqa: E731
-        return embed_dataset(self.model, dataset, device=self.device, augment=augment,
-                             copies=copies)
+        return embed_inputs(self.model, dataset, device=self.device, augment=augment,
+                            copies=copies)
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
@@ -87,6 +88,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     if not path.is_dir():
         raise FileNotFoundError(f"run_dir {str(path)!r} does not exist; pass the folder that "
                                 "'magnetdml train --out' wrote")
+    if (path / CONFIG).is_file() and not (path / CHECKPOINT).is_file():
+        raise ValueError(missing_checkpoint(path))
     missing = [name for name in (CONFIG, CHECKPOINT) if not (path / name).is_file()]
     if missing:
         raise ValueError(f"run_dir {str(path)!r} is not a run folder: it lacks "
@@ -101,9 +104,11 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
                          "use --device cpu")
     torch_device = torch.device(device)
     state = run.load_checkpoint(map_location=torch_device)
+    check_checkpoint(state, config, run.checkpoint_path,
+                     uses_index=config.loss.spec().uses_index)
     splits = load_splits(config)
     model = make_model(config, splits.input_shape).to(torch_device)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state["model"], config, run.checkpoint_path)
     model.eval()
     loss_fn = None
     if config.loss.spec().own_scores == "classifier" and state.get("loss"):
@@ -211,18 +216,27 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
 
 def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None
                 ) -> dict[str, dict]:
-    """:func:`evaluate_on` for data already loaded (``DatasetSplits`` ``other``)."""
+    """:func:`evaluate_on` for data already loaded (``DatasetSplits`` ``other``); each phase
+    is a line on stderr (``magnetdml --quiet`` silences them), the embedding passes a bar."""
+    from .._progress import phase
+
     unseen_names = [m for m in (metrics or UNSEEN_METRICS) if m in UNSEEN_METRICS]
     results: dict[str, dict] = {}
     if list(other.class_names) == list(run.splits.class_names):
-        results["test"] = _seen_metrics(run, run.embed(other.test), other.test.labels,
-                                        metrics)
+        phase(f"embedding its test split ({len(other.test):,} inputs of the run's classes) "
+              f"and the run's training split ({len(run.splits.train):,}, the reference)")
+        queries = run.embed(other.test)
+        run.reference_embeddings()
+        phase("scoring the test split (kNC, kNN, retrieval, clustering)")
+        results["test"] = _seen_metrics(run, queries, other.test.labels, metrics)
         parts = [other.unseen] if other.unseen is not None else []
     else:
         parts = [p for p in (other.train, other.test, other.unseen) if p is not None]
     if parts and unseen_names:
+        phase(f"embedding {sum(len(p) for p in parts):,} inputs of classes the run never saw")
         queries = np.concatenate([run.embed(p) for p in parts])
         labels = np.concatenate([p.labels for p in parts])
+        phase("scoring them among themselves (clustering, retrieval)")
         results["unseen"] = evaluate(queries, labels, metrics=unseen_names,
                                      seed=run.config.train.seed)
     return results

@@ -58,6 +58,18 @@ class Trainer:
         # only rank 0 writes the run folder; its refusal (finished run) stops every rank
         self.run = dist.on_main(lambda: RunDir.open(out, config_to_dict(config),
                                                     overwrite=overwrite))
+        try:
+            self._build(config, dist)
+        except BaseException:       # a refused start frees the folder for the corrected one
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Free the run folder for other processes (its lock; see ``run_lock``)."""
+        if self.run is not None:
+            self.run.close()
+
+    def _build(self, config: Config, dist: Distributed) -> None:
         seed_everything(config.train.seed)   # same seed on every rank: the same initial model
         self.splits = load_splits(config)
         self.labels = self.splits.train.labels
