@@ -60,10 +60,12 @@ def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
     for loss in LOSSES:
         entry = entries[f"digits-{loss}"]
         assert entry["group"] == {"dataset": "digits", "loss": loss} and entry["trials"] == 2
-        best = json.loads((out / "tuning" / f"digits-{loss}" / f"trial_{entry['best_trial']:03d}"
-                           / "val_metrics.json").read_text())
-        assert entry["val_error"] == best[f"val_{entry['metric']}"]
-        assert entry["metric"] == ("knc_error" if loss == "magnet" else "knn_error")
+        history = (out / "tuning" / f"digits-{loss}" / f"trial_{entry['best_trial']:03d}"
+                   / "metrics.jsonl").read_text().splitlines()
+        metric = "knc_error" if loss == "magnet" else "knn_error (leave-one-out in val)"
+        assert json.loads(history[-1])["tuner"] == {"metric": metric,
+                                                    "error": entry["val_error"]}
+        assert (out / "tuning" / f"digits-{loss}" / "study.db").is_file()
         assert set(entry["params"]) >= {"train.lr", "train.lr_decay"}
         assert ("loss.scale" in entry["params"]) == (loss == "magnet")
         for seed in (0, 1):
@@ -81,7 +83,7 @@ def test_a_rerun_skips_finished_trials_and_runs(tuned):
     before = load_tuned(out)
     messages = []
     run_experiment(TinyTuned.name, out, progress=False, log=messages.append)
-    assert sum("finished before, skipped" in m for m in messages) == 4
+    assert sum("2 trial(s) finished before; nothing to train" in m for m in messages) == 2
     assert sum("already finished; skipped" in m for m in messages) == 4
     assert load_tuned(out) == before      # the searches' times are those that ran them
 
@@ -147,3 +149,21 @@ def test_classification_tuned_trains_real_passes_with_per_pass_curves():
     for spec in specs:
         assert len(apply_tuned([spec], {t.name: {"group": t.group, "params": {}}
                                         for t in tuning})) == 1
+
+
+def test_a_tuning_by_the_old_random_search_is_kept(tmp_path):
+    """Published experiments were tuned by the random search Optuna replaced: a rerun keeps
+    their tuned.json entries (and so their numbers) instead of refusing or retuning."""
+    tuned = {f"digits-{loss}": {"group": {"dataset": "digits", "loss": loss},
+                                "params": {"train.lr": 0.02}, "metric": "knn_error"}
+             for loss in LOSSES}
+    (tmp_path / "tuned.json").write_text(json.dumps(tuned))
+    for name in tuned:
+        (tmp_path / "tuning" / name).mkdir(parents=True)
+        (tmp_path / "tuning" / name / "search.json").write_text('{"metric": "knn_error"}')
+    messages = []
+    results = run_experiment(TinyTuned.name, tmp_path, progress=False, log=messages.append)
+    assert sum("kept the random search's tuning" in m for m in messages) == 2
+    assert results["tuned"] == tuned and not list(tmp_path.rglob("study.db"))
+    config = json.loads((tmp_path / "digits-magnet-s0" / "config.json").read_text())
+    assert config["train"]["lr"] == 0.02

@@ -20,14 +20,24 @@ from pathlib import Path
 
 from .._progress import scope
 from .._version import __version__
-from . import compare, evaluate, experiment, explore, predict, report, search, train
+from . import (
+    benchmark,
+    compare,
+    evaluate,
+    experiment,
+    explore,
+    predict,
+    report,
+    search,
+    train,
+)
 from ._common import Command
 
 # The subcommands in the order ``magnetdml --help`` lists them.
 COMMANDS: dict[str, Command] = {command.name: command for command in (
     train.COMMAND, compare.COMMAND, evaluate.COMMAND, predict.EMBED, predict.PREDICT,
     predict.EXPORT, explore.RETRIEVE, explore.CLUSTER,
-    experiment.COMMAND, report.COMMAND, search.COMMAND)}
+    experiment.COMMAND, report.COMMAND, search.COMMAND, benchmark.COMMAND)}
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds ``(default: X)`` only for a meaningful argparse default: the config flags carry

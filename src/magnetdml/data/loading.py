@@ -40,7 +40,7 @@ def require_dir(name: str, data_dir: str | os.PathLike | None, expects: str) -> 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0,
                  val_fraction: float = 0.0, unseen_classes: Any = None,
-                 **options: Any) -> DatasetSplits:
+                 val_classes: float = 0.0, **options: Any) -> DatasetSplits:
     """Load dataset ``name`` and cut it into seeded train / test / val / unseen splits.
 
     Args:
@@ -52,6 +52,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
         unseen_classes: a fraction of the classes (seeded choice) or a list of class ids or
             names held out entirely: all their examples go to ``unseen`` and none to
             train / test / val (class-disjoint protocol).
+        val_classes: a fraction of the remaining classes (seeded choice) whose examples all
+            go to ``val`` (class-disjoint validation; exclusive with ``val_fraction``).
         **options: loader options (see each loader's docstring), e.g. ``download=True`` for
             MNIST, ``size=28`` and ``unseen_alphabets=0.2`` for Omniglot.
 
@@ -68,6 +70,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
     start = time.perf_counter()
     pool = loader(data_dir, seed=seed, **options)
     splits = split_pool(name, pool, seed=seed, val_fraction=val_fraction,
-                        unseen_classes=unseen_classes)
+                        unseen_classes=unseen_classes, val_classes=val_classes)
     splits.info["load_seconds"] = round(time.perf_counter() - start, 3)
     return splits

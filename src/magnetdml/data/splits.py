@@ -8,7 +8,9 @@ A loader returns a :class:`DataPool`: every example of the dataset in one
   reach train, test or val (the class-disjoint protocol of seed 003 and of CUB/Cars retrieval);
 * ``test``: the original test examples of the seen classes;
 * ``val``: the dataset's own validation examples (``DataPool.is_val``, e.g. from a CSV) plus a
-  seeded stratified ``val_fraction`` of the remaining seen training examples;
+  seeded stratified ``val_fraction`` of the remaining seen training examples; or, with
+  ``val_classes``, every example of a seeded fraction of the seen classes (a class-disjoint
+  validation split: the tuning split of the unseen-class protocol, Musgrave et al. 2020);
 * ``train``: the rest.
 
 Each random choice draws from its own stream ``numpy.random.default_rng([seed, purpose])``, so
@@ -27,7 +29,7 @@ from .._validation import check_float, check_int
 from .base import LabelledDataset
 
 # Independent random streams per purpose (see module docstring).
-STREAM_UNSEEN, STREAM_VAL, STREAM_TEST = 1, 2, 3
+STREAM_UNSEEN, STREAM_VAL, STREAM_TEST, STREAM_VAL_CLASSES = 1, 2, 3, 4
 
 
 @dataclass
@@ -115,7 +117,7 @@ def resolve_classes(name: str, value: Any, class_names: list[str],
 
 
 def split_pool(name: str, pool: DataPool, *, seed: int = 0, val_fraction: float = 0.0,
-               unseen_classes: Any = None) -> DatasetSplits:
+               unseen_classes: Any = None, val_classes: float = 0.0) -> DatasetSplits:
     """Cut ``pool`` into train / test / val / unseen (see the module docstring)."""
     seed = check_int("seed", seed, minimum=0)
     val_fraction = check_float("val_fraction", val_fraction, minimum=0.0, maximum=0.9,
@@ -132,21 +134,45 @@ def split_pool(name: str, pool: DataPool, *, seed: int = 0, val_fraction: float 
         raise ValueError(f"unseen_classes would hold out all {num_classes} classes; leave at "
                          "least one class for training")
     is_unseen = np.isin(labels, unseen)
+    held = _val_classes(labels, unseen, val_classes, val_fraction, seed)
+    is_held = np.isin(labels, held)
     own_val = np.zeros(labels.shape, dtype=bool) if pool.is_val is None else pool.is_val
-    seen_train = np.flatnonzero(~is_unseen & ~pool.is_test & ~own_val)
+    seen_train = np.flatnonzero(~is_unseen & ~is_held & ~pool.is_test & ~own_val)
     is_val = np.zeros(seen_train.shape, dtype=bool)
     if val_fraction > 0:
         is_val = stratified_holdout(labels[seen_train], val_fraction,
                                     rng=np.random.default_rng([seed, STREAM_VAL]))
-    val_rows = np.union1d(seen_train[is_val], np.flatnonzero(~is_unseen & own_val))
+    val_rows = np.union1d(seen_train[is_val], np.flatnonzero(~is_unseen & ~is_held & own_val))
+    val_rows = np.union1d(val_rows, np.flatnonzero(is_held))
     ds = pool.dataset
     info = dict(pool.info, seed=seed, val_fraction=val_fraction,
-                unseen_class_ids=unseen.tolist())
+                unseen_class_ids=unseen.tolist(), val_class_ids=held.tolist())
     return DatasetSplits(
         name=name,
         train=ds.subset(seen_train[~is_val]),
-        test=ds.subset(np.flatnonzero(~is_unseen & pool.is_test)),
+        test=ds.subset(np.flatnonzero(~is_unseen & ~is_held & pool.is_test)),
         val=ds.subset(val_rows) if val_rows.size else None,
         unseen=ds.subset(np.flatnonzero(is_unseen)) if unseen.size else None,
         num_classes=num_classes, input_shape=tuple(pool.input_shape),
         class_names=list(pool.class_names), info=info)
+
+
+def _val_classes(labels: np.ndarray, unseen: np.ndarray, fraction: float, val_fraction: float,
+                 seed: int) -> np.ndarray:
+    """The class ids of a class-disjoint validation split: ``round(fraction * S)`` of the ``S``
+    seen classes (at least one, leaving at least two to train on), seeded by ``seed``."""
+    fraction = check_float("val_classes", fraction, minimum=0.0, maximum=0.9,
+                           fix="the fraction of the seen classes held out for validation")
+    if not fraction:
+        return np.zeros(0, np.int64)
+    if val_fraction:
+        raise ValueError(f"val_classes {fraction} and val_fraction {val_fraction} both ask for "
+                         "a validation split; give one (val_classes: class-disjoint, "
+                         "val_fraction: the same classes)")
+    seen = np.setdiff1d(np.unique(labels), unseen)
+    count = int(np.clip(np.rint(fraction * seen.size), 1, seen.size - 2))
+    if count < 1:
+        raise ValueError(f"val_classes {fraction} leaves fewer than two of the {seen.size} seen "
+                         "classes to train on; use more classes or val_classes 0")
+    rng = np.random.default_rng([seed, STREAM_VAL_CLASSES])
+    return np.sort(rng.choice(seen, size=count, replace=False)).astype(np.int64)

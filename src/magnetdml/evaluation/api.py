@@ -22,7 +22,7 @@ METRICS = CLASSIFICATION_METRICS + RETRIEVAL_METRICS + CLUSTERING_METRICS + KNC_
 #: centres or references), only clustering and retrieval among themselves (paper §4, seed 003).
 #: What training's summary, ``evaluate_run`` and the experiments report for unseen classes.
 UNSEEN_METRICS = ("nmi", "ami", "ari", "f1", "precision_at_1", "recall_at_1", "recall_at_2",
-                  "recall_at_4", "recall_at_8", "map_at_r")
+                  "recall_at_4", "recall_at_8", "map_at_r", "r_precision")
 _TOP = {"knn_error": 1, "error_at_1": 1, "error_at_5": 5,
         "knc_error": 1, "knc_error_at_1": 1, "knc_error_at_5": 5}
 # Bound on the (queries x neighbours) cells searched at once: 2**23 cells ~ 100 MiB of results

@@ -8,7 +8,7 @@ and benchmarks).
 
 Beside them, the two other drivers above training: :mod:`~magnetdml.experiments.compare`
 (``magnetdml compare``: several losses under one budget) and
-:mod:`~magnetdml.experiments.search` (``magnetdml search``: random hyperparameter search over
+:mod:`~magnetdml.experiments.search` (``magnetdml search``: Optuna hyperparameter search over
 :mod:`~magnetdml.experiments.search_space`); they are imported on use, not here.
 """
 

@@ -11,7 +11,7 @@ checkpoint) then writes ``out_dir/results.json``, ``out_dir/report.md`` and
 
 1. the **pretraining** runs (:meth:`Experiment.pretraining`; e.g. softmax on a superset of the
    classes), whose checkpoints are kept: other runs start from them (``RunSpec.init_from``);
-2. the **tuning** stage (:meth:`Experiment.tuning`, :mod:`.tuning`): one random search per
+2. the **tuning** stage (:meth:`Experiment.tuning`, :mod:`.tuning`): one Optuna search per
    group of runs, whose best trial's fields every run of the group takes;
 3. the experiment's **runs**, then :meth:`Experiment.analyse` over all of them.
 

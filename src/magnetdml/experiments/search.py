@@ -1,24 +1,36 @@
-"""Random hyperparameter search scored on a validation split (paper Appendix B).
+"""Hyperparameter search with Optuna, scored on a validation split (paper App. B, with TPE).
 
 The paper tunes, by random search on validation error, the learning rate, its annealing and
-the loss's own parameters; which ones, over which ranges, is :mod:`.search_space`.
+the loss's own parameters (which ones, over which ranges: :mod:`.search_space`). Here the
+search is Optuna's seeded TPE sampler (random for its first trials, then model-based), and
+every trial trains to the full budget (``train.epochs``, or fewer with ``train.patience``)
+unless the pruner stops it: after every pass the trial reports its validation error (the
+loss's own protocol: kNC for cluster losses, soft kNN otherwise, ``1 - MAP@R`` on a
+class-disjoint split) and the pruner (``median`` or ``hyperband``; ``none``) stops trials
+that trail the others at the same pass. A trial's value is the validation error of the model
+it ends with (the best pass with ``train.patience``, else the last). A trial that diverges is
+pruned; any other error stops the search.
 
-Each trial is a :func:`magnetdml.training.train` run in ``out/trial_NNN`` (with
-``data.val_fraction > 0``), then its final model is scored on the validation split by
-:func:`evaluate_run`. Trial ``i`` draws its parameters from ``numpy.random.default_rng([seed,
-i])``, so a search is reproducible, can be extended with more trials, and resumes by skipping
-trials whose ``val_metrics.json`` exists (an interrupted trial resumes from its checkpoint).
-A trial that fails (e.g. diverges) is recorded as failed and skipped on resume; if the first
-three all fail, the base config is at fault and the search stops with the first error.
+Each trial is a :func:`magnetdml.training.train` run in ``out/trial_NNN`` with no plots and no
+test-split scoring between passes: only what the tuner needs. The study lives in
+``out/study.db`` (SQLite; ``storage`` takes any Optuna storage URL, e.g. PostgreSQL, for
+several machines on one study). ``jobs`` worker processes share it; a killed search resumes
+where it stopped: its unfinished trials are retried with the same values from their
+checkpoints (by this folder's next search at once; on a shared ``storage``, by Optuna's
+heartbeat once the dead process has been silent for ``study.GRACE_SECONDS``).
+
+The parts: the study and its worker processes (:mod:`.study`), one trial (:mod:`.trial`), the
+spaces (:mod:`.search_space`); this module runs a search and writes its tables.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,21 +38,28 @@ import numpy as np
 import yaml
 
 from .._validation import check_choice, check_int
-from ..training import Config, apply_overrides, config_to_dict, train
+from ..training import Config, apply_overrides, config_to_dict
 from ..training.parallel import in_workers, with_threads
-from ..training.run_dir import SUMMARY, write_json
-from ..training.runs import evaluate_run
+from ..training.run_dir import write_json
 from .search_space import SearchSpace
+from .study import (
+    STUDY_DB,
+    finished_count,
+    folder_lock,
+    open_study,
+    retry_unfinished,
+    study_name,
+    work,
+)
+from .trial import apply_params
 
-METRICS = ("knc_error", "knn_error")
-VAL_METRICS = "val_metrics.json"
+PRUNERS = ("median", "hyperband", "none")
 SEARCH_FILE = "search.json"
-FAIL_FAST = 3           # stop when this many first trials all fail
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The search folder, one row per finished trial, and the best trial's config."""
+    """The search folder, one row per trial, the best finished trial and its config."""
 
     out: Path
     trials: list[dict]
@@ -48,118 +67,128 @@ class SearchResult:
     best_config: Config
 
 
-def random_search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
-                  space: SearchSpace | None = None, metric: str | None = None,
-                  jobs: int = 1, progress: bool = False, log=print) -> SearchResult:
-    """Run ``trials`` random trials of ``base`` (see the module docstring) into ``out``,
-    ``jobs`` at once in worker processes (trial ``i`` is the same run whichever way).
+def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
+           space: SearchSpace | None = None, jobs: int = 1, pruner: str = "median",
+           storage: str | None = None, progress: bool = False,
+           log: Callable[[str], None] = print) -> SearchResult:
+    """Run (or resume, or extend) an Optuna search of ``trials`` finished trials of ``base``
+    into ``out``, ``jobs`` trials at once in worker processes; see the module docstring.
 
-    Writes ``out/trials.csv`` (trial, status, the sampled fields, ``val_knc_error``,
-    ``val_knn_error``, ``train_seconds``, ``seconds``) and ``out/best_config.yaml`` (the trial
-    with the lowest validation ``metric``: kNC error for cluster losses, soft-kNN error
-    otherwise, as in the paper), loadable with ``magnetdml train --config``.
-    """
+    Writes ``out/trials.csv`` (number, state, the sampled fields, ``val_error``, ``epochs``,
+    ``train_seconds``, ``seconds``) and ``out/best_config.yaml`` (the finished trial of lowest
+    validation error), loadable with ``magnetdml train --config``."""
     base = base.validate()
     check_int("trials", trials, minimum=1)
     check_int("seed", seed, minimum=0)
     jobs = check_int("jobs", jobs, minimum=1, fix="the number of trials trained at once")
+    check_choice("pruner", pruner, PRUNERS)
     space = space or SearchSpace(base.loss.name)
     if space.loss != base.loss.name:
         raise ValueError(f"the search space is for loss {space.loss!r} but the config trains "
                          f"{base.loss.name!r}; build SearchSpace({base.loss.name!r})")
-    metric = metric or ("knc_error" if "clusters_per_class" in space.params else "knn_error")
-    check_choice("metric", metric, METRICS)
+    from ..training.setup import shared_splits
+
+    with shared_splits():     # the check and the trials of this process load the data once
+        return _search(base, out, trials=trials, seed=seed, space=space, jobs=jobs,
+                       pruner=pruner, storage=storage, progress=progress, log=log)
+
+
+def _search(base: Config, out: str | Path, *, trials: int, seed: int, space: SearchSpace,
+            jobs: int, pruner: str, storage: str | None, progress: bool,
+            log: Callable[[str], None]) -> SearchResult:
     from ..training.setup import load_splits
+
     splits = load_splits(base)
     if splits.val is None:
-        raise ValueError("data.val_fraction must be > 0 for a search (trials are scored on the "
-                         f"validation split); got {base.data.val_fraction}; e.g. 0.1 (or a "
-                         "dataset with its own validation split, e.g. omniglot val_drawers)")
+        raise ValueError("data.val_fraction (or data.val_classes) must be > 0 for a search "
+                         f"(trials are scored on the validation split); got "
+                         f"{base.data.val_fraction}; e.g. 0.1 (or a dataset with its own "
+                         "validation split, e.g. omniglot val_drawers)")
     out = Path(out)
-    base = dataclasses.replace(base, out=None)
-    _check_search_file(out, {"seed": seed, "metric": metric, "space": space.describe(),
-                             "base": config_to_dict(base)})
-    num_classes = len(np.unique(splits.train.labels))
-    draws = [space.sample(np.random.default_rng([seed, i]), num_classes) for i in range(trials)]
-    calls = [(i, apply_overrides(base, {**params, "out": str(out / f"trial_{i:03d}")}), params)
-             for i, params in enumerate(draws)]
-    rows: dict[int, dict] = {}
-    for i, _, _ in calls:
-        done = out / f"trial_{i:03d}" / VAL_METRICS
-        if done.exists():
-            rows[i] = json.loads(done.read_text())
-            log(f"trial {i}: finished before, skipped")
-    todo = [call for call in calls if call[0] not in rows]
-    if jobs == 1 or len(todo) <= 1:
-        finishing = ((i, _run_trial(i, config, params, progress))
-                     for i, config, params in todo)
-    else:   # each worker gets cores // jobs threads (unless train.threads is set)
-        finishing = ((todo[position][0], row) for position, row in in_workers(
-            _run_trial, [(i, with_threads(config, jobs), params) for i, config, params in todo],
-            jobs=jobs))
-    for i, row in finishing:
-        rows[i] = row
-        log(f"trial {i}: {row['status']} " + " ".join(
-            f"{k}={v:.4g}" for k, v in row.items() if k.startswith("val_")))
-        first = [rows.get(j) for j in range(min(trials, FAIL_FAST))]
-        if all(r is not None and r["status"] != "ok" for r in first):
-            # a broken base config, not unlucky draws: stop, and let a rerun retry them
-            for j in range(len(first)):
-                (out / f"trial_{j:03d}" / VAL_METRICS).unlink(missing_ok=True)
-            raise ValueError(f"the first {len(first)} trial(s) all failed; the first: "
-                             f"{first[0]['status']}")
-    rows = [rows[i] for i in range(trials)]
-    finished = [r for r in rows if r["status"] == "ok"]
-    best = min(finished, key=lambda r: (r[f"val_{metric}"], r["trial"]))
-    best_config = apply_overrides(base, {p.field: best[p.field]
-                                         for p in space.params.values()})
+    out.mkdir(parents=True, exist_ok=True)
+    # trials: no plots, no test scores between passes (the tuner reads the validation split)
+    # trials: no plots, no test scores, no validation beyond the tuner's (tuner_error); they
+    # train the full budget (no patience): the pruner stops the hopeless ones
+    base = apply_overrides(dataclasses.replace(base, out=None),
+                           {"eval.plots": False, "eval.every": 0, "eval.final": False,
+                            "train.patience": 0})
+    if jobs > 1:    # each worker gets cores // jobs threads (unless train.threads is set)
+        base = with_threads(base, jobs)
+    counts = np.bincount(splits.train.labels)
+    task = {"base": config_to_dict(base), "space": space, "seed": seed, "trials": trials,
+            "pruner": pruner, "out": str(out), "num_classes": int((counts > 0).sum()),
+            "smallest_class": int(counts[counts > 0].min()), "progress": progress}
+    local = storage is None
+    url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
+    with folder_lock(out) if local else contextlib.nullcontext():
+        settings = {"seed": seed, "pruner": pruner, "space": space.describe(),
+                    "base": config_to_dict(base)}
+        _check_search_file(out, settings)
+        task["study"] = study_name(out, settings)
+        study = open_study(url, task["study"], task)
+        if local:       # this invocation owns the folder: its RUNNING trials are dead ones
+            retry_unfinished(study)
+        done = finished_count(study)
+        if done >= trials:
+            log(f"{done} trial(s) finished before; nothing to train")
+        elif jobs == 1:
+            work(url, task, 0, log)
+        else:
+            for _ in in_workers(work, [(url, task, worker, None) for worker in range(jobs)],
+                                jobs=jobs):
+                pass
+        study = open_study(url, task["study"], task)
+    return _summarise(study, base, space, out, seed)
+
+
+def _summarise(study, base: Config, space: SearchSpace, out: Path, seed: int) -> SearchResult:
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.FAIL and "run_dir" in t.user_attrs and any(
+                o.user_attrs.get("run_dir") == t.user_attrs["run_dir"] and o.number > t.number
+                for o in study.trials):
+            continue                          # killed, then retried under a later number
+        last = (t.intermediate_values[max(t.intermediate_values)]
+                if t.intermediate_values else math.nan)
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     **t.user_attrs.get("values", {}),
+                     "val_error": t.value if t.value is not None else last,
+                     "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+                     "train_seconds": t.user_attrs.get("train_seconds"),
+                     "seconds": t.user_attrs.get("seconds"),
+                     "run_dir": t.user_attrs.get("run_dir"),
+                     **({"diverged": t.user_attrs["diverged"]}
+                        if "diverged" in t.user_attrs else {})})
+    finished = [r for r in rows if r["state"] == "complete"]
+    if not finished:
+        raise ValueError(f"no trial of the search in {str(out)!r} finished (all were pruned or "
+                         "diverged); widen the space (e.g. a lower --space.lr) or add trials")
+    best = min(finished, key=lambda r: (r["val_error"], r["trial"]))
+    best_trial = next(t for t in study.trials if t.number == best["trial"])
+    best_params = best_trial.user_attrs["values"]
+    best_config = apply_params(base, best_params)
     _write_table(out / "trials.csv", rows)
-    header = (f"# magnetdml search: best of {len(finished)} trial(s) by validation {metric} "
-              f"= {best[f'val_{metric}']:.4f} (trial {best['trial']}, seed {seed}).\n"
-              "# Train on it: magnetdml train --config best_config.yaml --out RUN "
-              "(add --data.val_fraction 0 to train on the validation split too).\n")
+    header = (f"# magnetdml search: best of {len(finished)} finished trial(s) "
+              f"({sum(r['state'] == 'pruned' for r in rows)} pruned) by validation error "
+              f"{best['val_error']:.4f} (trial {best['trial']}, seed {seed}).\n"
+              "# Train on it: magnetdml train --config best_config.yaml --out RUN.\n")
     data = config_to_dict(best_config)
     data.pop("out")
     (out / "best_config.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False))
-    return SearchResult(out, rows, best, best_config)
-
-
-def _run_trial(i: int, config: Config, params: dict, progress: bool = False) -> dict:
-    """Train trial ``i`` (or resume it) and score it on the validation split. Module level:
-    search workers run it in other processes."""
-    trial_dir = Path(config.out)
-    done = trial_dir / VAL_METRICS
-    started = time.perf_counter()
-    row = {"trial": i, "status": "ok", **params}
-    try:
-        if not (trial_dir / SUMMARY).exists():
-            train(config, progress=progress)
-        val = evaluate_run(trial_dir, split="val", metrics=METRICS, write=False,
-                           device=config.train.device)["val"]
-    except (ValueError, RuntimeError, FloatingPointError) as error:   # diverged trials
-        row.update({"status": f"failed: {error}".replace("\n", " "),
-                    **{f"val_{m}": math.nan for m in METRICS}})
-    else:
-        row.update({f"val_{m}": val[m] for m in METRICS})
-    summary = trial_dir / SUMMARY
-    row["train_seconds"] = (json.loads(summary.read_text())["train_seconds"]
-                            if summary.exists() else math.nan)
-    row["seconds"] = round(time.perf_counter() - started, 3)
-    write_json(done, row)
-    return row
+    return SearchResult(out, rows, {**best, "params": best_params}, best_config)
 
 
 def _check_search_file(out: Path, settings: dict) -> None:
     """Refuse to mix trials of a different search into ``out``; extending trials is fine.
     The base configs are compared through the config tree, machine fields aside (as finished
-    runs are): a field added since the search ran counts at its default, so a newer magnetdml
-    resumes an older search."""
+    runs are): a field added since the search ran counts at its default."""
     path = out / SEARCH_FILE
     settings = json.loads(json.dumps(settings))
     if path.exists() and _same_search(json.loads(path.read_text()), settings) is False:
         raise ValueError(f"search folder {str(out)!r} holds a search with other settings "
-                         "(base config, space, seed or metric); choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+                         "(base config, space, seed or pruner); choose another --out")
     write_json(path, settings)
 
 

@@ -1,17 +1,24 @@
-"""The search space of ``magnetdml search``: which hyperparameters, over which ranges.
+"""Every loss's search space, in one table: which hyperparameters, over which ranges, and why.
 
-The paper (Appendix B) tunes, by random search on validation error, the learning rate and
-its per-epoch annealing factor for every loss; for Magnet Loss also the gap ``alpha``, the
-clusters per batch ``M``, the examples per cluster ``D`` (``M * D <= 48``) and the clusters per
-class ``K``; for triplet loss the margin and the fraction of nearest impostors. Appendix B
-gives the optima found (lr 0.0006-0.024, annealing 0.966-0.995 or none, alpha 0.70-7.18, K
-1-16, triplet gap 0.30-0.55, impostor fraction 0.007-0.18) but not the ranges;
-``DEFAULT_SPACE`` brackets those optima with some room on each side. Magnet Loss's fifth
-hyperparameter, the "global scaling" (optima 2.33-14.2), is the inverse temperature
-``loss.scale`` here. Weight decay (``OPTIONAL``) is searched only when given a range: it is
-one remedy for Magnet's scale-invariant embedding growing under SGD. :class:`SearchSpace`
-picks the parameters of one loss, applies the user's ``--space.NAME LOW:HIGH`` ranges and
-draws one trial's values from a seeded generator.
+:data:`SPACES` maps a loss name (a name of ``LOSSES``, or ``pml:ClassName`` for a
+pytorch-metric-learning loss) to its searched :class:`Param`\\ s; every loss also searches
+:data:`COMMON` (the learning rate and its per-pass annealing, tuned for every loss in the
+paper's App. B). Each range names its source in ``Param.source``:
+
+* **App. B** (Rippel et al. 2016) gives the optima its random search found, not the ranges:
+  lr 0.0006-0.024, annealing 0.966-0.995 or none, alpha 0.70-7.18, "global scaling" (our
+  inverse temperature ``loss.scale``) 2.33-14.2, K 1-16, M x D <= 48 (the memory bound; best
+  12 x 4), triplet gap 0.30-0.55 and nearest-impostor fraction 0.007-0.18. The ranges here
+  bracket those optima with room on each side.
+* **PML** (pytorch-metric-learning 2.9): a range around the class's default keyword value,
+  and the range that "A Metric Learning Reality Check" (Musgrave et al. 2020, App.) searched
+  where it gives one.
+
+:func:`space_for` looks a loss up; a ``pml:`` loss without an entry searches :data:`COMMON`
+only (its own keywords stay at PML's defaults). To give a loss its space, add an entry to
+:data:`SPACES` (fields ``loss.options.NAME`` set that keyword of ``--loss.options``).
+:func:`suggest` draws one trial's values from an Optuna trial, keeping ``M * D <= max_batch``,
+``M - 1`` impostor clusters available and clusters of two or more members.
 """
 
 from __future__ import annotations
@@ -20,23 +27,23 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from .._validation import check_int
-
 
 @dataclass(frozen=True)
 class Param:
-    """One searched hyperparameter: the config field it sets and its distribution."""
+    """One searched hyperparameter: the config field it sets, its range and the range's source.
 
-    field: str                 # the config field, e.g. "train.lr"
+    ``log``: log-uniform (rates, temperatures, margins spanning decades), else uniform;
+    ``integer``: an integer in ``[low, high]``. ``minimum`` / ``maximum``: the hard limits
+    a user's ``--space.NAME LOW:HIGH`` must respect."""
+
+    field: str
     low: float
     high: float
-    scale: str                 # "log": log-uniform; "linear": uniform
-    integer: bool = False      # round to an integer (log scale: log-uniform over integers)
-    minimum: float = 0.0       # hard limit of any user range
+    log: bool = False
+    integer: bool = False
+    source: str = ""
+    minimum: float = 0.0
     maximum: float = math.inf
-    help: str = ""
 
     def check_range(self, name: str, low: float, high: float) -> None:
         strict = self.minimum == 0          # no searched parameter may be 0 (or < 0)
@@ -50,94 +57,164 @@ class Param:
             raise ValueError(f"{rule}; got {low:g}:{high:g}{fix}")
 
 
-DEFAULT_SPACE: dict[str, Param] = {
-    "lr": Param("train.lr", 1e-4, 1e-1, "log", help="learning rate (paper: 6e-4 to 2.4e-2)"),
-    "lr_decay": Param("train.lr_decay", 0.9, 1.0, "linear", maximum=1.0,
-                      help="learning rate *= this every epoch (paper: 0.966-0.995 or 1)"),
-    "alpha": Param("loss.alpha", 0.5, 10.0, "log", help="Magnet gap (paper: 0.70-7.18)"),
-    "scale": Param("loss.scale", 0.5, 20.0, "log",
-                   help="Magnet inverse temperature, 'global scaling' (paper: 2.33-14.2)"),
-    "clusters_per_batch": Param("sampler.clusters_per_batch", 2, 24, "linear", integer=True,
-                                minimum=2, help="M, clusters per batch (M * D <= max_batch)"),
-    "examples_per_cluster": Param("sampler.examples_per_cluster", 2, 8, "linear",
-                                  integer=True, minimum=2, help="D, examples per cluster"),
-    "clusters_per_class": Param("index.clusters_per_class", 1, 16, "log", integer=True,
-                                minimum=1, help="K, k-means clusters per class (paper: 1-16)"),
-    "margin": Param("loss.margin", 0.05, 1.0, "log", help="triplet/contrastive/lifted margin"),
-    "impostor_fraction": Param("loss.impostor_fraction", 0.005, 0.5, "log", maximum=1.0,
-                               help="triplet: share of nearest impostors (paper: 0.007-0.18)"),
-    "weight_decay": Param("train.weight_decay", 1e-6, 1e-3, "log",
-                          help="L2 weight decay (searched only when given a range)"),
+APP_B = "paper App. B"
+#: Searched for every loss (paper App. B tunes both for softmax, triplet and Magnet).
+COMMON: dict[str, Param] = {
+    "lr": Param("train.lr", 1e-4, 1e-1, log=True,
+                source=f"{APP_B}: optima 6e-4 to 2.4e-2, a decade of room each side"),
+    "lr_decay": Param("train.lr_decay", 0.9, 1.0, maximum=1.0,
+                      source=f"{APP_B}: per-pass annealing optima 0.966-0.995 or none (1)"),
 }
-CLUSTER_PARAMS = ("clusters_per_batch", "examples_per_cluster", "clusters_per_class")
-#: searched for any loss, but only when the user gives a range
-OPTIONAL = ("weight_decay",)
-_LOSS_PARAMS = {"magnet": ("alpha", "scale"), "cluster_nca": ("scale",),
-                "triplet": ("margin", "impostor_fraction"), "contrastive": ("margin",),
-                "lifted": ("margin",)}
+#: The cluster losses' index and batch (Magnet's App. B space), drawn in this order: K caps M,
+#: M caps D.
+CLUSTERS: dict[str, Param] = {
+    "clusters_per_class": Param("index.clusters_per_class", 1, 16, log=True, integer=True,
+                                minimum=1, source=f"{APP_B}: K 1-16"),
+    "clusters_per_batch": Param("sampler.clusters_per_batch", 2, 24, integer=True, minimum=2,
+                                source=f"{APP_B}: M with M x D <= 48 (best 12)"),
+    "examples_per_cluster": Param("sampler.examples_per_cluster", 2, 8, integer=True,
+                                  minimum=2, source=f"{APP_B}: D with M x D <= 48 (best 4)"),
+}
+#: Searched for any loss, but only when the user gives a range (``--space.weight_decay``).
+OPTIONAL: dict[str, Param] = {
+    "weight_decay": Param("train.weight_decay", 1e-6, 1e-3, log=True,
+                          source="not in App. B: a remedy for Magnet's scale-invariant "
+                                 "embedding growing under SGD"),
+}
+
+def _pml(keyword: str, low: float, high: float, default: str, log: bool = True) -> Param:
+    """A keyword of a pytorch-metric-learning loss, searched around its PML default."""
+    return Param(f"loss.options.{keyword}", low, high, log=log,
+                 source=f"around PML 2.9's default {default}")
+
+
+#: loss name -> its own searched parameters (:data:`COMMON` is added to every entry).
+SPACES: dict[str, dict[str, Param]] = {
+    "magnet": {
+        "alpha": Param("loss.alpha", 0.5, 10.0, log=True, source=f"{APP_B}: optima 0.70-7.18"),
+        "scale": Param("loss.scale", 0.5, 20.0, log=True,
+                       source=f"{APP_B}: 'global scaling' optima 2.33-14.2"),
+        **CLUSTERS},
+    "cluster_nca": {
+        "scale": Param("loss.scale", 0.5, 20.0, log=True, source="Magnet's App. B range"),
+        **CLUSTERS},
+    "triplet": {
+        "margin": Param("loss.margin", 0.05, 1.0, log=True, source=f"{APP_B}: gap 0.30-0.55"),
+        "impostor_fraction": Param("loss.impostor_fraction", 0.005, 0.5, log=True,
+                                   maximum=1.0, source=f"{APP_B}: 0.007-0.18")},
+    "contrastive": {
+        "margin": Param("loss.margin", 0.05, 2.0, log=True,
+                        source="around this project's default 1.0 (Hadsell et al. 2006)")},
+    "lifted": {
+        "margin": Param("loss.margin", 0.05, 2.0, log=True,
+                        source="around this project's default 1.0 (Song et al. 2016)")},
+    "softmax": {},
+    # pytorch-metric-learning's losses: keywords of --loss.options, ranges around PML's defaults
+    "pml:ProxyAnchorLoss": {
+        "margin": _pml("margin", 0.01, 0.5, "0.1 (Kim et al. 2020)"),
+        "alpha": _pml("alpha", 4.0, 128.0, "32 (Kim et al. 2020)")},
+    "pml:MultiSimilarityLoss": {
+        "alpha": _pml("alpha", 0.5, 8.0, "2 (Wang et al. 2019)"),
+        "beta": _pml("beta", 10.0, 100.0, "50 (Wang et al. 2019)"),
+        "base": _pml("base", 0.3, 0.8, "0.5 (Wang et al. 2019)", log=False)},
+    "pml:NormalizedSoftmaxLoss": {
+        "temperature": _pml("temperature", 0.01, 0.2, "0.05 (Zhai & Wu 2019)")},
+    "pml:ArcFaceLoss": {
+        "margin": _pml("margin", 10.0, 45.0, "28.6 degrees (Deng et al. 2019)", log=False),
+        "scale": _pml("scale", 16.0, 128.0, "64 (Deng et al. 2019)")},
+    "pml:SoftTripleLoss": {
+        "centers_per_class": Param("loss.options.centers_per_class", 1, 16, log=True,
+                                   integer=True, minimum=1,
+                                   source="PML default 10 (Qian et al. 2019); App. B's K range"),
+        "la": _pml("la", 5.0, 80.0, "20 (Qian et al. 2019)"),
+        "gamma": _pml("gamma", 0.03, 0.3, "0.1 (Qian et al. 2019)"),
+        "margin": _pml("margin", 0.001, 0.1, "0.01 (Qian et al. 2019)")},
+    "pml:ProxyNCALoss": {
+        "softmax_scale": _pml("softmax_scale", 0.5, 32.0, "1 (Movshovitz-Attias et al. 2017)")},
+    "pml:SupConLoss": {
+        "temperature": _pml("temperature", 0.03, 0.5, "0.1 (Khosla et al. 2020)")},
+}
+
+
+def space_for(loss: str) -> dict[str, Param]:
+    """The searched parameters of ``loss``: :data:`COMMON` plus its :data:`SPACES` entry
+    (a loss without one, e.g. a ``pml:`` loss: :data:`COMMON` only; an unknown loss: refused
+    with the registry's did-you-mean)."""
+    if loss in SPACES:
+        return {**COMMON, **SPACES[loss]}
+    from ..losses import loss_spec
+
+    # an unknown name: one line with a did-you-mean; a loss without an entry: COMMON, and the
+    # cluster index and batch when it trains on neighbourhoods
+    return {**COMMON, **(CLUSTERS if loss_spec(loss).uses_index else {})}
+
+
+def all_params() -> dict[str, Param]:
+    """Every parameter name any space uses (for ``--space.NAME`` flags)."""
+    names: dict[str, Param] = {**COMMON, **OPTIONAL}
+    for space in SPACES.values():
+        for name, param in space.items():
+            names.setdefault(name, param)
+    return names
 
 
 class SearchSpace:
     """The hyperparameters searched for one loss, with optional user ranges.
 
-    ``overrides`` maps a name of ``DEFAULT_SPACE`` to ``"LOW:HIGH"`` (a range on the
-    parameter's own scale) or ``"VALUE"`` (fixed), e.g. ``{"lr": "1e-4:1e-1"}``. ``M`` and
-    ``D`` are drawn uniformly from the pairs in their ranges with ``M * D <= max_batch`` (the
-    paper's memory bound: 48).
+    ``overrides`` maps a parameter name to ``"LOW:HIGH"`` (a range on the parameter's own
+    scale) or ``"VALUE"`` (fixed), e.g. ``{"lr": "1e-4:1e-1"}``. ``M`` and ``D`` keep
+    ``M * D <= max_batch`` (the paper's memory bound: 48).
     """
 
     def __init__(self, loss: str = "magnet", overrides: dict[str, str] | None = None, *,
-                 max_batch: int = 48, requires_clusters: bool | None = None) -> None:
-        if requires_clusters is None:
-            from ..losses import loss_spec
-            requires_clusters = loss_spec(loss).uses_index
-        names = ["lr", "lr_decay", *_LOSS_PARAMS.get(loss, ()),
-                 *(CLUSTER_PARAMS if requires_clusters else ())]
+                 max_batch: int = 48) -> None:
+        from .._validation import check_int
+
         self.loss, self.max_batch = loss, check_int("max_batch", max_batch, minimum=4)
-        self.params = {name: DEFAULT_SPACE[name] for name in names}
+        self.params = space_for(loss)
         for name, text in (overrides or {}).items():
-            if name not in DEFAULT_SPACE:
+            if name not in all_params():
                 raise ValueError(f"unknown search parameter space.{name}; valid: "
-                                 f"{', '.join(DEFAULT_SPACE)}")
+                                 f"{', '.join(all_params())}")
             if name not in self.params and name in OPTIONAL:
-                self.params[name] = DEFAULT_SPACE[name]
+                self.params[name] = OPTIONAL[name]
             if name not in self.params:
                 raise ValueError(f"space.{name} does not apply to loss {loss!r} (it tunes "
                                  f"{', '.join(self.params)}); drop the flag or change --loss")
             self.params[name] = _parse_range(name, str(text), self.params[name])
-        if requires_clusters and not self._batch_pairs().size:
+        if "clusters_per_batch" in self.params:
             m, d = self.params["clusters_per_batch"], self.params["examples_per_cluster"]
-            raise ValueError(f"no (M, D) in space.clusters_per_batch {m.low:g}:{m.high:g} x "
-                             f"space.examples_per_cluster {d.low:g}:{d.high:g} has M * D <= "
-                             f"max_batch = {max_batch}; lower the ranges or raise max_batch")
+            if m.low * d.low > self.max_batch:
+                raise ValueError(f"no (M, D) in space.clusters_per_batch {m.low:g}:{m.high:g} x "
+                                 f"space.examples_per_cluster {d.low:g}:{d.high:g} has M * D "
+                                 f"<= max_batch = {self.max_batch}; lower the ranges or raise "
+                                 "max_batch")
 
-    def sample(self, rng: np.random.Generator, num_classes: int | None = None
-               ) -> dict[str, float | int]:
-        """One draw: ``{config field: value}`` (plain python numbers). With ``num_classes``
-        (classes in training), ``M`` is also capped so that the seed cluster has ``M - 1``
-        impostor clusters: ``M <= 1 + K * (num_classes - 1)``."""
+    def suggest(self, trial, num_classes: int | None = None,
+                smallest_class: int | None = None) -> dict[str, float | int]:
+        """One trial's values ``{config field: value}`` drawn from the Optuna ``trial``.
+
+        ``K`` is capped so that the smallest training class (``smallest_class`` examples)
+        has clusters of two members; ``M`` so that a seed cluster has ``M - 1`` impostor
+        clusters (``M <= 1 + K (num_classes - 1)``); ``D`` so that ``M * D <= max_batch``.
+        These ranges then depend on the values drawn before them (Optuna's dynamic ranges)."""
         values: dict[str, float | int] = {}
         for name, p in self.params.items():
-            if name in ("clusters_per_batch", "examples_per_cluster"):
-                continue
-            if p.low == p.high:                       # fixed: exactly the user's value
-                value = p.low
-            elif p.scale == "log":
-                top = math.log(p.high + 1) if p.integer else math.log(p.high)
-                value = math.exp(rng.uniform(math.log(p.low), top))
+            low, high = p.low, p.high
+            if name == "clusters_per_class" and smallest_class:
+                high = max(low, min(high, smallest_class // 2))
+            elif name == "clusters_per_batch" and num_classes:
+                k = values.get("index.clusters_per_class", 1)
+                high = max(low, min(high, 1 + k * (num_classes - 1)))
+            elif name == "examples_per_cluster":
+                m = values.get("sampler.clusters_per_batch", self.params["clusters_per_batch"].low)
+                high = max(low, min(high, self.max_batch // m))
+            if low == high:                             # fixed: exactly the user's value
+                values[p.field] = int(low) if p.integer else float(low)
+            elif p.integer:
+                values[p.field] = trial.suggest_int(name, int(low), int(high), log=p.log)
             else:
-                value = rng.uniform(p.low, p.high + 1 if p.integer else p.high)
-            # exp(log(x)) may round past a bound by one ulp: clip
-            values[p.field] = (min(int(value), int(p.high)) if p.integer
-                               else float(min(max(value, p.low), p.high)))
-        if "clusters_per_batch" in self.params:
-            pairs = self._batch_pairs()                                        # (P, 2)
-            k = values.get("index.clusters_per_class", 1)
-            if num_classes is not None and (pairs[:, 0] <= 1 + k * (num_classes - 1)).any():
-                pairs = pairs[pairs[:, 0] <= 1 + k * (num_classes - 1)]
-            m, d = pairs[rng.integers(len(pairs))]
-            values["sampler.clusters_per_batch"] = int(m)
-            values["sampler.examples_per_cluster"] = int(d)
+                values[p.field] = trial.suggest_float(name, low, high, log=p.log)
         return values
 
     def describe(self) -> dict:
@@ -145,13 +222,6 @@ class SearchSpace:
         return {"loss": self.loss, "max_batch": self.max_batch,
                 "params": {n: dataclasses.asdict(p) | {"maximum": str(p.maximum)}
                            for n, p in self.params.items()}}
-
-    def _batch_pairs(self) -> np.ndarray:
-        m, d = self.params["clusters_per_batch"], self.params["examples_per_cluster"]
-        mm, dd = np.meshgrid(np.arange(int(m.low), int(m.high) + 1),
-                             np.arange(int(d.low), int(d.high) + 1), indexing="ij")
-        pairs = np.stack([mm.ravel(), dd.ravel()], axis=1)
-        return pairs[pairs[:, 0] * pairs[:, 1] <= self.max_batch]
 
 
 def _parse_range(name: str, text: str, param: Param) -> Param:

@@ -3,14 +3,15 @@
 An experiment that defines :meth:`~magnetdml.experiments.runner.Experiment.tuning` lists one
 search per group of runs (e.g. per dataset and loss): a :class:`RunSpec` whose ``overrides`` are
 the base config of the trials (a validation split, the trial budget) and whose ``group`` names
-the runs it tunes. Each search is a :func:`~magnetdml.experiments.search.random_search` into
-``OUT/tuning/<name>/`` over the loss's own :class:`~.search_space.SearchSpace`, scored on the
-validation split by the loss's own protocol (kNC for cluster losses, soft kNN otherwise); its
-best trial's searched fields are then set on every run of the group. The searches resume like
-any search (finished trials are skipped), and ``OUT/tuned.json`` records what each group got::
+the runs it tunes. Each search is an Optuna :func:`~magnetdml.experiments.search.search` into
+``OUT/tuning/<name>/`` (its study in ``study.db`` there) over the loss's own
+:class:`~.search_space.SearchSpace`, scored on the validation split by the loss's own protocol
+(kNC for cluster losses, soft kNN otherwise); its best trial's searched fields are then set on
+every run of the group. The searches resume like any search, and ``OUT/tuned.json`` records
+what each group got::
 
     {"fashion-mnist-magnet": {"group": {"dataset": ..., "loss": ...}, "params": {field: value},
-                              "metric": "knc_error", "val_error": 0.09, "trials": 8, ...}}
+                              "val_error": 0.09, "trials": 8, "pruned": 3, ...}}
 
 A ``tuned.json`` of another experiment folder can be given instead (``--tuned DIR``), so one
 tuning serves several experiments on the same data.
@@ -38,39 +39,48 @@ TRIAL_DISPOSABLE = ("checkpoint.pt", "embeddings_initial.npz")
 
 def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs: int = 1,
          progress: bool = False, keep_checkpoints: bool = False,
-         space_for: Callable[[Any], dict[str, str]] | None = None,
+         space_for: Callable[[Any], dict[str, str]] | None = None, pruner: str = "median",
+         storage_for: Callable[[Any], str | None] | None = None,
          log: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Run (or resume) one search of ``trials`` trials per tuning spec into
     ``out_dir/tuning/<name>/``; write and return the ``tuned.json`` entries (with the entries
     of other groups an earlier invocation tuned, kept as they were). ``run_config``
     turns a spec into its base :class:`~magnetdml.training.Config` (the experiment's data
     root and flags applied); ``space_for(spec)`` gives the ``--space.NAME`` ranges of its
-    search (default: the loss's own space)."""
-    from .search import random_search
+    search (default: the loss's own space); ``storage_for(spec)`` its Optuna storage URL
+    (default: ``study.db`` in its folder)."""
+    from .search import search
     from .search_space import SearchSpace
+    from .trial import config_fields
 
     log = log or (lambda _message: None)
     folder = Path(out_dir) / TUNING
     # groups tuned by an earlier invocation (e.g. another --datasets) stay in tuned.json
     tuned = load_tuned(out_dir) if (Path(out_dir) / TUNED).is_file() else {}
     for number, spec in enumerate(specs, start=1):
+        if spec.name in tuned and _random_search(folder / spec.name):
+            # tuned by the random search of magnetdml before Optuna: its published numbers
+            # stay reproducible; delete the folder to tune the group again with Optuna
+            log(f"[tuning {number}/{len(specs)}] {spec.name}: kept the random search's tuning "
+                f"in {folder / spec.name}")
+            continue
         base = run_config(spec, folder)
         space = SearchSpace(base.loss.name, space_for(spec) if space_for else None)
         log(f"[tuning {number}/{len(specs)}] {spec.name}: {trials} trial(s) over "
             f"{', '.join(space.params)}")
         started = time.perf_counter()
-        metric = "knc_error" if "clusters_per_class" in space.params else "knn_error"
-        result = random_search(base, folder / spec.name, trials=trials, seed=0, space=space,
-                               metric=metric, jobs=jobs, progress=progress,
-                               log=lambda message, name=spec.name: log(f"  {name} {message}"))
+        result = search(base, folder / spec.name, trials=trials, seed=0, space=space,
+                        jobs=jobs, progress=progress, pruner=pruner,
+                        storage=storage_for(spec) if storage_for else None,
+                        log=lambda message, name=spec.name: log(f"  {name} {message}"))
         previous = tuned.get(spec.name, {})
         tuned[spec.name] = {
-            "group": spec.group, "params": {p.field: result.best[p.field]
-                                            for p in space.params.values()},
-            "metric": metric, "val_error": result.best[f"val_{metric}"],
-            "best_trial": result.best["trial"], "trials": len(result.trials),
-            "failed": sum(r["status"] != "ok" for r in result.trials),
-            "search_seconds": round(sum(r.get("seconds", 0.0) for r in result.trials), 1),
+            "group": spec.group, "params": config_fields(base, result.best["params"]),
+            "val_error": result.best["val_error"], "best_trial": result.best["trial"],
+            "trials": len(result.trials),
+            "pruned": sum(r["state"] == "pruned" for r in result.trials),
+            "search_seconds": round(sum(r.get("seconds") or 0.0 for r in result.trials), 1),
+            "train_seconds": round(sum(r.get("train_seconds") or 0.0 for r in result.trials), 1),
             "wall_seconds": round(time.perf_counter() - started, 1)}
         if previous.get("trials") == len(result.trials) and "wall_seconds" in previous:
             # a rerun that found every trial finished keeps the time of the one that ran them
@@ -84,6 +94,14 @@ def tune(specs: list, out_dir: Path, *, trials: int, run_config: Callable, jobs:
     if not keep_checkpoints:   # every trial is scored: nothing needs their warm starts now
         shutil.rmtree(folder / WARM_STARTS, ignore_errors=True)
     return tuned
+
+
+def _random_search(folder: Path) -> bool:
+    """Whether ``folder`` holds a search of the random search that Optuna replaced."""
+    try:
+        return "metric" in json.loads((folder / "search.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def load_tuned(folder: str | os.PathLike) -> dict[str, dict]:

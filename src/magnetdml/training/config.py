@@ -75,6 +75,8 @@ class DataConfig:
                                       # for hyperparameter search
     unseen_classes: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of classes held
                                       # out entirely (class-disjoint)
+    val_classes: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of the other classes
+                                      # held out as a class-disjoint validation split
     collapse_pairs: bool = False      # train on random pairs of classes merged (paper §4.3)
     options: str = ""                 # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
     augment: bool = False             # paper §4: random rescale up to max_scale, crop back
@@ -237,6 +239,8 @@ class EvalConfig:
     test_time_augment: int = rule(0, minimum=0)  # average the embeddings of N augmented
                                       # copies (paper: 16)
     plots: bool = True                # loss curve and t-SNE pictures into the run folder
+    final: bool = True                # score the test (and unseen) splits at the end; off
+                                      # for search trials, which the tuner scores on val
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,9 @@ class Config:
         self.model.backbone_options()
         _check_loss(self)
         _check_batches(self.loss.name, self.sampler.batches)
+        if self.eval.plots and not self.eval.final:
+            raise ValueError("eval.plots draws the final test embeddings, so it needs "
+                             "eval.final true; got eval.final false: add --eval.plots false")
         if not (self.train.device in ("cpu", "cuda", "auto")
                 or self.train.device.startswith("cuda:")):
             raise ValueError("train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; "

@@ -114,8 +114,8 @@ def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
     summary = t.finish(write=False)
     sink.close(t, summary)
     if dist.is_main:
-        say(f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
-            f"{100 * summary['knn_error']:.2f}%"
+        say((f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
+             f"{100 * summary['knn_error']:.2f}%" if config.eval.final else "finished")
             + ("; drawing the pictures (loss curve, t-SNE)" if config.eval.plots else ""))
         if config.eval.plots:       # first: a kill while plotting leaves a run that resumes
             plot_run(t.run.path, t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 
@@ -42,12 +43,39 @@ def pin_data_options(config: Config) -> Config:
         config.data, options=options_text(pinned)))
 
 
+#: ``{data config: splits}`` while :func:`shared_splits` is active (None: no sharing).
+_SHARED: dict | None = None
+
+
+@contextlib.contextmanager
+def shared_splits():
+    """Within this block, :func:`load_splits` loads each data config once and hands every later
+    caller the same splits (read-only by convention): a search's trials in one process share
+    one dataset instead of decoding it again per trial."""
+    global _SHARED
+    outer, _SHARED = _SHARED, ({} if _SHARED is None else _SHARED)
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
 def load_splits(config: Config):
     """The dataset's splits; with ``data.collapse_pairs`` the labels are pairs of classes and
     the original labels are the attribute ``"fine"``."""
+    if _SHARED is not None:
+        if config.data not in _SHARED:
+            _SHARED.clear()                      # one dataset at a time: bounded memory
+            _SHARED[config.data] = _load_splits(config)
+        return _SHARED[config.data]
+    return _load_splits(config)
+
+
+def _load_splits(config: Config):
     splits = load_dataset(config.data.name, config.data.data_dir, seed=config.data.seed,
                           val_fraction=config.data.val_fraction,
                           unseen_classes=config.data.unseen_classes or None,
+                          val_classes=config.data.val_classes,
                           **config.data.loader_options())
     return collapse_pairs(splits, config.data.seed) if config.data.collapse_pairs else splits
 

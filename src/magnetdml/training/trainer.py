@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.augment import RandomRescaleCrop
+from ..evaluation import evaluate
 from . import checkpoint_state
 from .config import Config
 from .config_io import config_to_dict
@@ -81,7 +82,8 @@ class Trainer:
         self._ddp: nn.Module | None = None   # wrapped on the first step (after warm start)
         self.uses_index = config.loss.spec().uses_index
         self.stopping = EarlyStopping(config.train.patience, config.train.epochs,
-                                      config.loss.spec().own_metric)
+                                      "retrieval_error" if config.data.val_classes
+                                      else config.loss.spec().own_metric)
         self.stopping.check(self.splits.val is not None)
         check_training_classes(config, self.labels)
         self.optimizer = make_optimizer(config, self.model, self.loss_fn)
@@ -167,13 +169,14 @@ class Trainer:
         class-disjoint split); written to ``metrics.json`` (with ``write``), the file that
         marks the run finished."""
         self.apply_pending_refresh(wait=True)
-        final = self.evaluation.final_test_embeddings = self.embed(self.splits.test)
         summary = {"dataset": self.config.data.name, "loss": self.config.loss.name,
                    "backbone": self.config.model.backbone, "run_dir": self.config.out,
                    "epochs": self.epoch, "iterations": self.iteration, "sigma2": self.sigma2,
-                   **self.stopping.summary(self.epoch),
-                   **self.evaluate(queries=final, full=True)}
-        if self.splits.unseen is not None:
+                   **self.stopping.summary(self.epoch)}
+        if self.config.eval.final:      # off: a search trial, scored on its validation split
+            final = self.evaluation.final_test_embeddings = self.embed(self.splits.test)
+            summary.update(self.evaluate(queries=final, full=True))
+        if self.splits.unseen is not None and self.config.eval.final:
             summary["unseen"] = self.evaluation.unseen(self.model, self.splits.unseen)
         if self.index is not None:
             summary["clusters"] = int(self.index.n_clusters_)
@@ -186,9 +189,21 @@ class Trainer:
         return summary
 
     # ---------------------------------------------------------- early stopping
+    def validation_scores(self) -> dict:
+        """The validation split's scores: kNC and soft-kNN errors against the training
+        embeddings; or, on a class-disjoint split (``data.val_classes``), retrieval among its
+        own examples (Musgrave et al. 2020): MAP@R, P@1 and ``retrieval_error = 1 - MAP@R``."""
+        if not self.config.data.val_classes:
+            return self.evaluate(self.splits.val)
+        val = self.splits.val
+        queries = self.embed(val)
+        scores = self.dist.broadcast_object(self.dist.on_main(
+            lambda: evaluate(queries, val.labels, metrics=["map_at_r", "precision_at_1"])))
+        return {**scores, "retrieval_error": 1.0 - scores["map_at_r"]}
+
     def track_validation(self, record: dict) -> None:
         """Score the validation split into ``record``; remember this epoch if it is the best."""
-        scores = self.evaluate(self.splits.val)
+        scores = self.validation_scores()
         record.update({f"val_{k}": v for k, v in scores.items()})
         self.stopping.update(self.epoch, scores, lambda: checkpoint_state.weights_state(self))
 

@@ -1,0 +1,129 @@
+"""One search trial: draw its values, train it, report its validation error after every pass.
+
+A trial is a :func:`magnetdml.training.train` run in its own folder. After every pass it
+reports :func:`tuner_error` to Optuna, and the pruner may stop it there. A run that diverges
+counts as pruned. Any other error stops the search. Its value is its last pass's error
+(:func:`trial_error`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..training import Config, apply_overrides, train
+from ..training.run_dir import CHECKPOINT, HISTORY, SUMMARY
+from .run_stage import DISPOSABLE
+from .search_space import SearchSpace
+
+TUNER_K = 32
+
+
+def objective(trial, task: dict, log: Callable[[str], None]) -> float:
+    """Train one trial (or resume its folder), reporting the validation error every pass."""
+    import optuna
+
+    from ..training import config_from_dict
+
+    space: SearchSpace = task["space"]
+    params = space.suggest(trial, task["num_classes"], task["smallest_class"])
+    name = trial.user_attrs.get("run_dir") or f"trial_{trial.number:03d}"
+    trial.set_user_attr("run_dir", name)
+    trial.set_user_attr("values", params)       # with the values fixed by a range of one
+    run_dir = Path(task["out"]) / name
+    config = apply_params(config_from_dict(task["base"]), {**params, "out": str(run_dir)})
+    started = time.perf_counter()
+
+    def on_epoch(trainer, record: dict) -> None:
+        metric, error = tuner_error(trainer)
+        record["tuner"] = {"metric": metric, "error": error}
+        trial.report(error, trainer.epoch)
+        if trainer.epoch < trainer.config.train.epochs and trial.should_prune():
+            trial.set_user_attr("train_seconds", round(trainer.timing["train_seconds"], 3))
+            raise optuna.TrialPruned(f"pruned after pass {trainer.epoch}")
+
+    try:
+        if not (run_dir / SUMMARY).is_file():
+            train(config, progress=task["progress"], on_epoch=on_epoch)
+    except optuna.TrialPruned:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        log(f"trial {trial.number}: pruned {_describe(params)}")
+        raise
+    except (ValueError, FloatingPointError) as error:
+        if "diverged" not in str(error) and not isinstance(error, FloatingPointError):
+            raise                             # a broken config: stop the search
+        trial.set_user_attr("diverged", str(error).splitlines()[0])
+        log(f"trial {trial.number}: diverged, pruned {_describe(params)}")
+        raise optuna.TrialPruned(str(error)) from error
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    value = trial_error(run_dir)
+    for disposable in DISPOSABLE:         # scored: nothing reads the trial's model again
+        (run_dir / disposable).unlink(missing_ok=True)
+    trial.set_user_attr("train_seconds", summary.get("train_seconds"))
+    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+    trial.set_user_attr("epochs", summary.get("epochs"))
+    log(f"trial {trial.number}: val error {value:.4f} {_describe(params)}")
+    return value
+
+
+def tuner_error(trainer) -> tuple[str, float]:
+    """The validation error a trial reports after a pass, at the least cost: the validation
+    split embedded once and scored by the loss's own rule, never the training set embedded
+    again (a full validation, with kNN against every training embedding, would cost a
+    trial about a third of a pass more):
+
+    * a class-disjoint split (``data.val_classes``): ``1 - MAP@R`` among its own examples;
+    * a cluster loss: kNC error (paper §3.3) with the index the pass refreshed;
+    * any other loss (its spec's own metric is kNN): soft-kNN error (at most :data:`TUNER_K`
+      neighbours) among the validation examples, each left out of its own neighbours."""
+    from ..evaluation import evaluate
+
+    config, val = trainer.config, trainer.splits.val
+    if config.data.val_classes:
+        return "1 - map_at_r", float(trainer.validation_scores()["retrieval_error"])
+    queries = trainer.embed(val)                                          # (V, E)
+    if config.loss.spec().own_metric == "knc_error":
+        knc = trainer.knc(trainer.train_embeddings())    # the pass's refresh embedded them
+        return "knc_error", float(np.mean(knc.predict(queries) != val.labels))
+    # at most TUNER_K neighbours: a ranking signal, at half the search time of 128
+    k = min(config.eval.knn_k, TUNER_K, len(val.labels) - 1)
+    return "knn_error (leave-one-out in val)", evaluate(queries, val.labels,
+                                                        metrics=["knn_error"], k=k)["knn_error"]
+
+
+def trial_error(run_dir: Path) -> float:
+    """The validation error a finished trial ends with (its last pass's, from
+    ``metrics.jsonl``)."""
+    last = json.loads((run_dir / HISTORY).read_text().splitlines()[-1])
+    return float(last["tuner"]["error"])
+
+
+def config_fields(base: Config, params: dict) -> dict:
+    """A trial's values as config overrides of ``base``: config fields as they are, and the
+    ``loss.options.NAME`` keywords (pytorch-metric-learning losses) merged into ``base``'s
+    ``loss.options`` mapping as one ``loss.options`` field."""
+    options = {k.split(".", 2)[2]: v for k, v in params.items() if k.startswith("loss.options.")}
+    fields = {k: v for k, v in params.items() if not k.startswith("loss.options.")}
+    if options:
+        current = yaml.safe_load(base.loss.options or "") or {}
+        fields["loss.options"] = yaml.safe_dump({**current, **options},
+                                                default_flow_style=True).strip()
+    return fields
+
+
+def apply_params(base: Config, params: dict) -> Config:
+    """``base`` with a trial's values (see :func:`config_fields`)."""
+    return apply_overrides(base, config_fields(base, params))
+
+
+def _describe(params: dict) -> str:
+    return " ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else
+                    f"{k.split('.')[-1]}={v}" for k, v in params.items())
+
+

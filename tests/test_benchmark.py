@@ -1,0 +1,122 @@
+"""``magnetdml benchmark`` on digits: both protocols' numbers, the pages, paired differences,
+and resuming (a second call trains nothing; a killed one goes on where it stopped)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from magnetdml.cli import main
+from magnetdml.data import load_dataset
+from magnetdml.experiments.benchmark import run_benchmark
+from magnetdml.experiments.benchmark_report import paired_difference
+
+FLAGS = {"train.threads": 1, "model.embedding_dim": 16, "eval.neighbours": 16,
+         "eval.knn_k": 8, "train.iterations_per_epoch": 4}
+ARGS = ["--dataset", "digits", "--losses", "magnet,softmax", "--trials", "1", "--seeds", "2",
+        "--epochs", "1", "--quiet", *[f"--{k}={v}" for k, v in FLAGS.items()]]
+
+
+def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
+    a, b = [0.10, 0.12, 0.11, 0.15], [0.08, 0.11, 0.07, 0.12]
+    d = np.subtract(a, b)
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    got = paired_difference(a, b)
+    assert got["mean"] == pytest.approx(d.mean()) and got["n"] == 4
+    assert (got["low"], got["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert paired_difference([0.2], [0.1])["low"] is None
+
+
+def test_validation_classes_are_disjoint_from_training_and_test_classes():
+    splits = load_dataset("digits", unseen_classes=0.3, val_classes=0.3)
+    train, val = set(splits.train.labels), set(splits.val.labels)
+    unseen, test = set(splits.unseen.labels), set(splits.test.labels)
+    assert len(unseen) == 3 and len(val) == 2 and len(train) == 5
+    assert not (val & train) and not (val & unseen) and not (val & test)
+    with pytest.raises(ValueError, match="val_classes 0.3 and val_fraction 0.1 both ask"):
+        load_dataset("digits", val_classes=0.3, val_fraction=0.1)
+
+
+@pytest.fixture(scope="module")
+def benchmarked(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "b"
+    assert main(["benchmark", *ARGS, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_benchmark_writes_both_protocols_under_the_projects_metric_names(benchmarked):
+    results = json.loads((benchmarked / "results.json").read_text())
+    seen, unseen = results["protocols"]["seen"], results["protocols"]["unseen"]
+    assert set(seen["losses"]) == set(unseen["losses"]) == {"magnet", "softmax"}
+    magnet = seen["losses"]["magnet"]
+    assert {"error_at_1", "error_at_5", "knc_error"} <= set(magnet["mean"])
+    assert "knc_error" not in seen["losses"]["softmax"]["mean"]    # no index of its own
+    assert {"map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi"} <= \
+        set(unseen["losses"]["softmax"]["mean"])
+    for protocol in (seen, unseen):
+        other = next(name for name in protocol["ranking"] if name != protocol["best"])
+        headline = protocol["headline"]
+        per_seed = [protocol["losses"][name]["seeds"] for name in (other, protocol["best"])]
+        expected = np.mean([per_seed[0][s][headline] - per_seed[1][s][headline]
+                            for s in ("0", "1")])
+        assert protocol["differences"][other][headline]["mean"] == pytest.approx(expected)
+    assert magnet["images_per_second"] > 0 and magnet["trials"] == 1
+    html = (benchmarked / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<img" in html and 'src="figures' not in html
+    assert "paired difference" in (benchmarked / "report.md").read_text()
+    assert (benchmarked / "tuning" / "seen-magnet" / "study.db").is_file()
+
+
+@pytest.mark.slow
+def test_a_second_identical_call_trains_nothing(benchmarked, capsys):
+    stamps = {p: p.stat().st_mtime_ns for p in benchmarked.rglob("metrics.json")}
+    assert len(stamps) == 2 * 2 * 2 + 2 * 2           # runs, then one trial per search
+    first = json.loads((benchmarked / "results.json").read_text())
+    assert first["trained"] == len(stamps)
+    assert main(["benchmark", *ARGS, "--out", str(benchmarked)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    again = json.loads((benchmarked / "results.json").read_text())
+    assert again["trained"] == first["trained"] and again["wall_seconds"] == first["wall_seconds"]
+    assert "seen: " in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_killed_benchmark_resumes_where_it_stopped(tmp_path):
+    out = tmp_path / "b"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "magnetdml", "benchmark", *ARGS,
+                             "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    first = out / "tuning" / "seen-magnet" / "trial_000" / "metrics.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not first.is_file():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.is_file() and not (out / "results.json").exists()
+    stamp = first.stat().st_mtime_ns
+    results = run_benchmark("digits", ["magnet", "softmax"], out, trials=1, seeds=2, epochs=1,
+                            overrides=FLAGS, log=lambda _: None)
+    assert first.stat().st_mtime_ns == stamp             # the finished trial was kept
+    assert set(results["protocols"]) == {"seen", "unseen"}
+
+
+def test_bad_benchmark_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["benchmark", "--dataset", "digits", "--losses", "magnet,magnet",
+                 "--out", str(tmp_path)]) == 2
+    assert "losses must be distinct" in capsys.readouterr().err
+    assert main(["benchmark", "--dataset", "digits", "--losses", "magnet", "--seeds", "0",
+                 "--out", str(tmp_path)]) == 2
+    assert "seeds must be >= 1" in capsys.readouterr().err
+    assert main(["benchmark", "--dataset", "digits", "--losses", "magnett",
+                 "--out", str(tmp_path)]) == 2
+    assert "magnett" in capsys.readouterr().err
