@@ -160,6 +160,9 @@ def main(argv=None) -> int:
     parser.add_argument("--losses", nargs="*", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--no-cpu-reference", dest="cpu_reference", action="store_false")
     parser.add_argument("--skip", nargs="*", default=[], choices=["training", "evaluation"])
+    parser.add_argument("--budget", type=float, default=420.0,
+                        help="seconds after which no new training run starts (the evaluation "
+                             "and the table still follow); the shell script stops at 480")
     args = parser.parse_args(argv)
     args.iterations = args.iterations or (5 if args.tiny else 300)
     args.references = args.references or (20_000 if args.tiny else 1_000_000)
@@ -180,7 +183,13 @@ def main(argv=None) -> int:
                 plan.append((f"{loss}-{args.device}-amp-seed0", loss, args.device, True, 0))
             if args.cpu_reference and args.device != "cpu":
                 plan.append((f"{loss}-cpu-fp32-seed0", loss, "cpu", False, 0))
+    started = time.perf_counter()
+    training_budget = args.budget * (0.75 if "evaluation" not in args.skip else 1.0)
     for name, loss, device, amp, seed in plan:
+        if time.perf_counter() - started > training_budget:
+            print(f"skipping {name}: past {training_budget:.0f} s of the budget", flush=True)
+            results.setdefault("skipped", []).append(name)
+            continue
         print(f"training {name} ...", flush=True)
         results["runs"].append(train_run(name, loss, device, amp, seed, args, out))
         print(f"  {json.dumps(results['runs'][-1])}", flush=True)
