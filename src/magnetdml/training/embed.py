@@ -26,9 +26,9 @@ CPU_BATCH, ACCELERATOR_BATCH = 128, 1024
 def idle_cores() -> int:
     """CPU cores this process may use beyond torch's intra-op threads and the machine's other
     work (>= 0): ``cores - max(threads, 1-minute load average)``, the load counting this
-    process's own running threads. On this project's shared 2-core machine at load ~12 a
-    second embedding thread made the refresh 5% slower (``magnet_step_cost.json``): there was
-    no idle core to use."""
+    process's own running threads. On this project's shared 2-core machine a second thread
+    gained nothing with no idle core: 0.95x at load ~12 (``magnet_step_cost.json`` as of
+    commit 1b69e4b), 1.03x at load 3 (as committed now)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:                                    # not on Linux
