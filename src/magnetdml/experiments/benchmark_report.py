@@ -18,9 +18,9 @@ import numpy as np
 
 from ..losses import loss_spec
 from ..reporting.page import Page, render_html, render_markdown
+from .benchmark_figures import FIGURES, draw_figures, slug
 from .run_stage import RunOutcome
 
-FIGURES = "figures"
 #: Test-split scores per protocol (``summary`` keys; ``unseen`` ones from its section).
 SEEN_SCORES = (
     "error_at_1",
@@ -33,11 +33,6 @@ SEEN_SCORES = (
 UNSEEN_SCORES = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi")
 #: The headline metric of each protocol, and whether lower is better.
 HEADLINE = {"seen": ("error_at_1", True), "unseen": ("map_at_r", False)}
-
-
-def slug(loss: str) -> str:
-    """A folder-safe name of a loss (``pml:ProxyAnchorLoss`` -> ``pml-ProxyAnchorLoss``)."""
-    return loss.replace(":", "-")
 
 
 def paired_difference(values: list[float], best: list[float]) -> dict:
@@ -134,7 +129,7 @@ def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) ->
             "differences": differences,
         }
         tables += _tables(protocol, protocols[protocol])
-        figures += _figures(out, protocol, ranked, runs)
+        figures += draw_figures(out, protocol, ranked, runs)
     return {"protocols": protocols, "tables": tables, "figures": figures}
 
 
@@ -207,75 +202,6 @@ def _tables(protocol: str, result: dict) -> list[dict]:
         {"title": f"{protocol}: tuning and training cost", "rows": cost, "columns": list(cost[0])}
     )
     return tables
-
-
-def _figures(out: Path, protocol: str, ranked: list[str], runs: dict) -> list[dict]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = []
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for loss in ranked:
-        for outcome in runs.values():
-            group = outcome.spec.group
-            if group["protocol"] != protocol or group["loss"] != loss:
-                continue
-            key = "val_map_at_r" if protocol == "unseen" else f"val_{loss_spec(loss).own_metric}"
-            points = [(r["epoch"], r[key]) for r in outcome.history if key in r]
-            if points:
-                ax.plot(
-                    *zip(*points, strict=True),
-                    marker=".",
-                    alpha=0.8,
-                    label=f"{loss} s{group['seed']} ({key[4:]})",
-                )
-    ax.set_xlabel("pass")
-    ax.set_ylabel("validation score")
-    ax.legend(fontsize=6)
-    ax.set_title(f"{protocol}: validation during the seeds' training")
-    path = f"{FIGURES}/{protocol}_validation.png"
-    fig.tight_layout()
-    fig.savefig(out / path, dpi=90)
-    plt.close(fig)
-    figures.append({"title": f"{protocol}: validation curves", "path": path})
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for loss in ranked:
-        rows = _trials(out / "tuning" / f"{protocol}-{slug(loss)}")
-        done = [(r["trial"], r["val_error"]) for r in rows if r["state"] == "complete"]
-        pruned = [(r["trial"], r["val_error"]) for r in rows if r["state"] == "pruned"]
-        if done:
-            (line,) = ax.plot(*zip(*done, strict=True), "o", label=f"{loss}")
-            best = np.minimum.accumulate([v for _, v in done])
-            ax.step([t for t, _ in done], best, where="post", color=line.get_color())
-            if pruned:
-                ax.plot(*zip(*pruned, strict=True), "x", color=line.get_color(), alpha=0.6)
-    ax.set_xlabel("trial (x: pruned)")
-    ax.set_ylabel("validation error")
-    ax.legend(fontsize=6)
-    ax.set_title(f"{protocol}: each study's trials and best so far")
-    path = f"{FIGURES}/{protocol}_studies.png"
-    fig.tight_layout()
-    fig.savefig(out / path, dpi=90)
-    plt.close(fig)
-    figures.append({"title": f"{protocol}: studies", "path": path})
-    return figures
-
-
-def _trials(folder: Path) -> list[dict]:
-    import csv
-
-    path = folder / "trials.csv"
-    if not path.is_file():
-        return []
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return [
-        {"trial": int(r["trial"]), "state": r["state"], "val_error": float(r["val_error"])}
-        for r in rows
-        if r["val_error"] not in ("", "nan")
-    ]
 
 
 def write_pages(out: Path, results: dict) -> None:
