@@ -61,7 +61,7 @@ def make_data(n: int, seed: int, classes: int, chunk: int = 100_000):
     return x, labels
 
 
-def child(part: str, n: int) -> dict:
+def child(part: str, n: int, queries_n: int = QUERIES) -> dict:
     from magnetdml.evaluation import estimate_variance, evaluate
 
     classes = n // PER_CLASS
@@ -75,7 +75,7 @@ def child(part: str, n: int) -> dict:
                   "variance": estimate_variance(x, y)}
         queries, labels = x, y
     elif part == "neighbours_10k":
-        queries, labels = make_data(min(QUERIES, n), seed=7, classes=classes)
+        queries, labels = make_data(min(queries_n, n), seed=7, classes=classes)
         kwargs = {"reference": x, "reference_labels": y}
     else:
         queries, labels = x, y
@@ -98,24 +98,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20k points, temp-folder results")
     parser.add_argument("--full", action="store_true", help="also 1M x 1M neighbour metrics")
     parser.add_argument("--force", action="store_true", help="rerun finished parts")
-    parser.add_argument("--child", nargs=2, metavar=("PART", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--queries", type=int, default=QUERIES,
+                        help="held-out queries of the neighbours part (default 10,000)")
+    parser.add_argument("--parts", nargs="*", choices=list(PARTS), default=None,
+                        help="parts to run (default: all but neighbours_full unless --full)")
+    parser.add_argument("--child", nargs=3, metavar=("PART", "N", "Q"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]))))
+        print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]))))
         return
     n = 20_000 if args.quick else 1_000_000
     path = Path(tempfile.gettempdir()) / "evaluation_million_quick.json" if args.quick else RESULTS
     results = json.loads(path.read_text()) if path.exists() and not args.force else {}
     results.update({"n": n, "dim": DIM, "classes": n // PER_CLASS, "threads": THREADS,
-                    "cpus": os.cpu_count()})
+                    "cpus": os.cpu_count(),
+                    "command": "python benchmarks/evaluation_million.py " + " ".join(sys.argv[1:])})
     parts = results.setdefault("parts", {})
     env = dict(os.environ, **{v: str(THREADS) for v in
                               ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-    for part in [p for p in PARTS if args.full or p != "neighbours_full"]:
+    chosen = args.parts or [p for p in PARTS if args.full or p != "neighbours_full"]
+    for part in chosen:
         if part in parts:
             continue
         print(f"{part} ...", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--child", part, str(n)], env=env,
+        done = subprocess.run([sys.executable, __file__, "--child", part, str(n),
+                               str(args.queries)], env=env,
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{part} failed:\n{done.stderr[-3000:]}")

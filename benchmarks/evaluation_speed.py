@@ -1,20 +1,27 @@
 """Benchmark ``magnetdml.evaluate`` against pytorch-metric-learning's ``AccuracyCalculator``.
 
-Same synthetic embeddings for both (Gaussian classes of 100 points around random centres, some
-overlap so no metric is trivially perfect), 10k and 100k points, 64 and 128 dimensions. Each
-(library, config) runs in its own child process, which reports its wall time for the call and
-its peak resident memory (``resource.getrusage``: counts faiss/torch/numpy allocations, unlike
-tracemalloc), before and after the call, and its CPU time (with one thread, the time on an
-idle machine; the shared machine's wall times mostly measure the wait for a core). Ratios are
-taken within one run of this script. Both run with ``BENCH_THREADS`` threads (default 1).
+Configs (same synthetic embeddings for both libraries; Gaussian classes around random centres
+with some overlap, so no metric is trivially perfect):
 
-Both are run on the metrics they share (precision@1, R-precision, MAP@R, NMI, AMI); ours is
-also timed on its full metric set. Agreement is checked on the shared metrics. Needs the
-``bench`` extra (``pip install pytorch-metric-learning``). Resumable: finished runs are read
-back from the results file and skipped (``--force`` reruns them). ``--quick`` runs a tiny
-config only, into a file in the temp folder.
+- ``10000x64`` .. ``100000x128``: classes of 100 points, every point a query against all the
+  others (leave-one-out); the five metrics both define (precision@1, R-precision, MAP@R, NMI,
+  AMI);
+- ``1000000x128``: a reference of one million points in 1000 classes of 1000
+  (``evaluation_million.make_data``) and ``--queries`` held-out queries (2000 by default; the
+  search is linear in the queries), retrieval metrics only (R = 1000).
 
-    nice python benchmarks/evaluation_speed.py            # all configs (PML: minutes each)
+Timing: one child process per config loads both libraries and calls them alternately,
+``--repeats`` rounds (the order swapped every round), so both see the same machine load; the
+summary gives each library's min and median and the PML/ours ratio of the medians, plus the
+spread of the per-round ratios. Memory: one more child per library and config runs a single
+call and reports its peak resident memory (``resource.getrusage``: counts faiss/torch/numpy
+allocations, unlike tracemalloc) before and after. Both libraries run with ``BENCH_THREADS``
+threads (default 1). Agreement is checked on the shared metrics. Needs the ``bench`` extra
+(``pip install pytorch-metric-learning``). Resumable: finished configs are read back from the
+results file and skipped (``--force`` reruns them). ``--quick`` runs tiny configs into a file
+in the temp folder.
+
+    python benchmarks/evaluation_speed.py --repeats 3
     python benchmarks/evaluation_speed.py --quick
 """
 
@@ -25,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,8 +42,11 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "evaluation_speed.json"
-CONFIGS = [(10_000, 64), (10_000, 128), (100_000, 64), (100_000, 128)]
-QUICK_CONFIGS = [(2_000, 32)]
+# name -> (reference points, dim, held-out queries or None for leave-one-out)
+CONFIGS = {"10000x64": (10_000, 64, None), "10000x128": (10_000, 128, None),
+           "100000x64": (100_000, 64, None), "100000x128": (100_000, 128, None),
+           "1000000x128": (1_000_000, 128, 2_000)}
+QUICK_CONFIGS = {"2000x32": (2_000, 32, None), "20000x32": (20_000, 32, 500)}
 PER_CLASS = 100
 # Both libraries run with the same thread count. One thread by default: on a shared 2-core
 # machine (load ~8) OpenMP/BLAS thread teams spin on descheduled partners and a 2-thread
@@ -44,13 +55,15 @@ THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SHARED = {"precision_at_1": "precision_at_1", "r_precision": "r_precision",
           "map_at_r": "mean_average_precision_at_r", "nmi": "NMI", "ami": "AMI"}
+RETRIEVAL = ("precision_at_1", "r_precision", "map_at_r")
 NOTES = {
     "precision_at_1/r_precision/map_at_r": (
-        "Same definitions (Musgrave et al. 2020; lone queries excluded; R = class size - 1, "
-        "below our max_r=1024 cap, equal to PML's default k='max_bin_count'); both use exact "
-        "faiss IndexFlatL2 search, so they agree to float rounding. faiss computes distances "
-        "with sgemm blocks whose shape depends on the query batch (we search 4096 queries at "
-        "a time, PML all at once): two nearly tied neighbours can swap, moving MAP@R ~1e-9."),
+        "Same definitions (Musgrave et al. 2020; lone queries excluded; R = class size (- 1 "
+        "when the query is in the reference), below our max_r cap, equal to PML's default "
+        "k='max_bin_count'); both use exact faiss IndexFlatL2 search, so they agree to float "
+        "rounding. faiss computes distances with sgemm blocks whose shape depends on the query "
+        "batch (we search in equal chunks of at most 4096 queries, PML all at once): two "
+        "nearly tied neighbours can swap, moving MAP@R ~1e-9."),
     "nmi/ami": (
         "Same formulas (scikit-learn), different k-means: PML runs faiss.Kmeans with random "
         "initialisation, 25 iterations and faiss's default subsampling to 256 points per "
@@ -70,97 +83,174 @@ def make_data(n: int, dim: int, seed: int = 0):
     return x.astype(np.float32), labels
 
 
+def config_data(n: int, dim: int, queries: int | None):
+    """``(queries, labels, reference, reference_labels)``; the reference is None when the
+    queries are their own reference."""
+    if queries is None:
+        x, y = make_data(n, dim)
+        return x, y, None, None
+    sys.path.insert(0, str(Path(__file__).parent))
+    from evaluation_million import make_data as million_data  # 1000-point classes, chunked
+
+    classes = max(n // 1000, 2)
+    ref, ref_y = million_data(n, seed=0, classes=classes)
+    x, y = million_data(queries, seed=7, classes=classes)
+    return x, y, ref, ref_y
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0    # Linux: KiB
 
 
 def _cpu_seconds() -> float:
-    # With one thread, CPU time is the wall time the call would take on an idle machine; on
-    # the shared machine wall time mostly measures how long we waited for a core.
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def child(library: str, n: int, dim: int) -> dict:
-    """Run one library on one config in this (fresh) process; return its measurements."""
-    if library == "pml":
-        import torch
-        from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-    else:
-        from magnetdml.evaluation import evaluate
-    x, y = make_data(n, dim)
-    before = _peak_rss_mb()
-    cpu = _cpu_seconds()
-    start = time.perf_counter()
-    if library == "pml":
-        calculator = AccuracyCalculator(include=tuple(SHARED.values()), k="max_bin_count",
-                                        device=torch.device("cpu"))
-        raw = calculator.get_accuracy(x, y)
-        metrics = {ours: float(raw[theirs]) for ours, theirs in SHARED.items()}
-    else:
-        names = list(SHARED) if library == "ours" else None
-        metrics = evaluate(x, y, metrics=names, seed=0)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu,
-            "rss_before_mb": before, "peak_rss_mb": _peak_rss_mb(),
+def _callers(n: int, dim: int, queries: int | None):
+    """``{library: () -> metrics}`` over this config's data, both libraries imported."""
+    import torch
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+    from magnetdml.evaluation import evaluate
+
+    torch.set_num_threads(THREADS)
+    x, y, ref, ref_y = config_data(n, dim, queries)
+    shared = list(RETRIEVAL) if queries else list(SHARED)
+    calculator = AccuracyCalculator(include=tuple(SHARED[m] for m in shared),
+                                    k="max_bin_count", device=torch.device("cpu"))
+
+    def pml():
+        raw = (calculator.get_accuracy(x, y) if ref is None else
+               calculator.get_accuracy(x, y, ref, ref_y, ref_includes_query=False))
+        return {ours: float(raw[SHARED[ours]]) for ours in shared}
+
+    def ours(names=shared):
+        return evaluate(x, y, ref, ref_y, metrics=names, seed=0)
+
+    return {"ours": ours, "pml": pml, "ours_all_metrics": lambda: ours(None)}
+
+
+def timed(call) -> dict:
+    cpu, start = _cpu_seconds(), time.perf_counter()
+    metrics = call()
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": _cpu_seconds() - cpu,
             "metrics": metrics}
 
 
-def run_child(library: str, n: int, dim: int) -> dict:
-    command = [sys.executable, __file__, "--child", library, str(n), str(dim)]
+def child_time(n: int, dim: int, queries: int | None, repeats: int,
+               all_metrics: bool = True) -> dict:
+    """Both libraries in this process, alternately, ``repeats`` rounds."""
+    calls = _callers(n, dim, queries)
+    runs: dict[str, list] = {"ours": [], "pml": []}
+    for round_ in range(repeats):
+        for library in ("ours", "pml") if round_ % 2 == 0 else ("pml", "ours"):
+            runs[library].append(timed(calls[library]))
+            print(f"  round {round_}: {library} {runs[library][-1]['seconds']:.2f} s",
+                  file=sys.stderr, flush=True)
+    out = {lib: {"seconds": [r["seconds"] for r in rs],
+                 "cpu_seconds": [r["cpu_seconds"] for r in rs],
+                 "metrics": rs[0]["metrics"]} for lib, rs in runs.items()}
+    if all_metrics:
+        out["ours_all_metrics"] = timed(calls["ours_all_metrics"])
+    return out
+
+
+def child_memory(library: str, n: int, dim: int, queries: int | None) -> dict:
+    """One call of one library in this fresh process: peak resident memory."""
+    calls = _callers(n, dim, queries)
+    before = _peak_rss_mb()
+    result = timed(calls[library])
+    return {"rss_before_mb": before, "peak_rss_mb": _peak_rss_mb(),
+            "extra_rss_mb": _peak_rss_mb() - before, "seconds": result["seconds"]}
+
+
+def run_child(*args) -> dict:
+    command = [sys.executable, __file__, "--child", *map(str, args)]
     env = dict(os.environ, **{name: str(THREADS) for name in THREAD_VARIABLES})
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"{library} {n}x{dim} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"child {args} failed (exit {done.returncode})")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def summarise(runs: dict) -> dict:
-    ours, pml, full = runs.get("ours"), runs.get("pml"), runs.get("ours_all_metrics")
-    if not (ours and pml):
+def summarise(entry: dict) -> dict:
+    timing, memory = entry.get("timing"), entry.get("memory", {})
+    if not timing:
         return {}
-    extra = {k: r["peak_rss_mb"] - r["rss_before_mb"] for k, r in (("o", ours), ("p", pml))}
-    out = {"speedup_pml_over_ours": pml["seconds"] / ours["seconds"],
-           "peak_rss_ratio_pml_over_ours": pml["peak_rss_mb"] / ours["peak_rss_mb"],
-           "eval_extra_rss_ratio_pml_over_ours": extra["p"] / max(extra["o"], 1.0),
-           "abs_diff": {m: abs(ours["metrics"][m] - pml["metrics"][m]) for m in SHARED}}
-    if "cpu_seconds" in ours and "cpu_seconds" in pml:
-        out["cpu_speedup_pml_over_ours"] = pml["cpu_seconds"] / ours["cpu_seconds"]
-    if full:
-        out["ours_all_metrics_seconds"] = full["seconds"]
-        out["ours_all_metrics_cpu_seconds"] = full.get("cpu_seconds")
+    ours, pml = timing["ours"], timing["pml"]
+    rounds = [p / o for p, o in zip(pml["seconds"], ours["seconds"], strict=True)]
+    out = {"ours_seconds_min_median": [min(ours["seconds"]), statistics.median(ours["seconds"])],
+           "pml_seconds_min_median": [min(pml["seconds"]), statistics.median(pml["seconds"])],
+           "speedup_pml_over_ours_median": (statistics.median(pml["seconds"])
+                                            / statistics.median(ours["seconds"])),
+           "speedup_pml_over_ours_min": min(pml["seconds"]) / min(ours["seconds"]),
+           "speedup_per_round_min_median_max": [min(rounds), statistics.median(rounds),
+                                                max(rounds)],
+           "cpu_speedup_pml_over_ours_median": (statistics.median(pml["cpu_seconds"])
+                                                / statistics.median(ours["cpu_seconds"])),
+           "abs_diff": {m: abs(ours["metrics"][m] - pml["metrics"][m]) for m in ours["metrics"]},
+           "ours_all_metrics_seconds": timing.get("ours_all_metrics", {}).get("seconds")}
+    if "ours" in memory and "pml" in memory:
+        out["peak_rss_mb_ours_pml"] = [memory["ours"]["peak_rss_mb"], memory["pml"]["peak_rss_mb"]]
+        out["extra_rss_mb_ours_pml"] = [memory["ours"]["extra_rss_mb"],
+                                        memory["pml"]["extra_rss_mb"]]
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one tiny config, separate file")
+    parser.add_argument("--quick", action="store_true", help="tiny configs, separate file")
     parser.add_argument("--force", action="store_true", help="rerun finished configs")
-    parser.add_argument("--child", nargs=3, metavar=("LIB", "N", "DIM"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help="timing rounds per config")
+    parser.add_argument("--queries", type=int, default=2_000,
+                        help="held-out queries of the 1M-reference config")
+    parser.add_argument("--configs", nargs="*", help="names of the configs to run (default all)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results file")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="no memory runs and no all-metrics run (for a loaded machine)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]))))
+        kind, *rest = args.child
+        if kind == "time":
+            n, dim, queries, repeats, all_metrics = map(int, rest)
+            print(json.dumps(child_time(n, dim, queries or None, repeats, bool(all_metrics))))
+        else:
+            library, n, dim, queries = rest[0], *map(int, rest[1:])
+            print(json.dumps(child_memory(library, n, dim, queries or None)))
         return
+    configs_run = dict(QUICK_CONFIGS if args.quick else CONFIGS)
+    if not args.quick and "1000000x128" in configs_run:
+        configs_run["1000000x128"] = (1_000_000, 128, args.queries)
+    if args.configs:
+        configs_run = {k: v for k, v in configs_run.items() if k in args.configs}
     # Quick runs are a smoke test: kept out of the committed results file.
-    path = Path(tempfile.gettempdir()) / "evaluation_speed_quick.json" if args.quick else RESULTS
+    path = (Path(tempfile.gettempdir()) / "evaluation_speed_quick.json" if args.quick
+            else args.results)
     results = json.loads(path.read_text()) if path.exists() and not args.force else {}
     results.update({"machine": f"{platform.machine()}, {platform.python_version()}, "
-                               f"{os.cpu_count()} cpus", "threads": THREADS, "notes": NOTES})
+                               f"{os.cpu_count()} cpus", "threads": THREADS, "notes": NOTES,
+                    "command": "python benchmarks/evaluation_speed.py " + " ".join(sys.argv[1:])})
     configs = results.setdefault("configs", {})
-    for n, dim in QUICK_CONFIGS if args.quick else CONFIGS:
-        key = f"{n}x{dim}"
-        runs = configs.setdefault(key, {"n": n, "dim": dim, "classes": n // PER_CLASS})
-        for library in ("ours", "pml", "ours_all_metrics"):
-            if library in runs:
-                continue
-            print(f"{key} {library} ...", flush=True)
-            runs[library] = run_child(library, n, dim)
-            runs["summary"] = summarise(runs)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results, indent=2) + "\n")        # resumable
-            print(f"  {runs[library]['seconds']:.2f} s, peak RSS "
-                  f"{runs[library]['peak_rss_mb']:.0f} MB", flush=True)
-    print(json.dumps({k: v.get("summary") for k, v in configs.items()}, indent=2))
+    for key, (n, dim, queries) in configs_run.items():
+        entry = configs.get(key, {})
+        if entry.get("summary") and not args.force:
+            continue
+        entry = {"reference": n, "dim": dim, "queries": queries or n,
+                 "leave_one_out": queries is None, "repeats": args.repeats}
+        configs[key] = entry
+        print(f"{key}: timing, {args.repeats} rounds ...", flush=True)
+        entry["timing"] = run_child("time", n, dim, queries or 0, args.repeats,
+                                    int(not args.timing_only))
+        entry["memory"] = {}
+        for library in () if args.timing_only else ("ours", "pml"):
+            print(f"{key}: memory, {library} ...", flush=True)
+            entry["memory"][library] = run_child("memory", library, n, dim, queries or 0)
+        entry["summary"] = summarise(entry)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")        # resumable
+        print(json.dumps(entry["summary"], indent=2), flush=True)
 
 
 if __name__ == "__main__":

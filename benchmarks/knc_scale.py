@@ -4,9 +4,10 @@ kNC's cost grows with the number of cluster centres, soft kNN's with the number 
 examples. For synthetic 64-d embeddings of 1,000 classes (each 4 Gaussian modes) with
 N = 100k and 1M reference examples, it fits a ``ClusterIndex`` (K = 4 per class, 4,000
 centres) and a ``SoftKNN`` (k = 128, exact faiss search) on the same reference set, then
-classifies the same 2,000 held-out queries with both in one process, one thread: queries per
-second of each, their ratio, and their errors. ``sigma^2`` for kNC is the index's
-``cluster_variance``, as evaluation uses for losses without a running one. Results go to
+classifies the same 2,000 held-out queries with both in one process, one thread, alternately
+``--repeats`` times: queries per second of each (medians), their ratio, and their errors.
+``sigma^2`` for kNC is the index's ``cluster_variance``, as evaluation uses for losses without
+a running one. Results go to
 ``benchmarks/results/knc_scale.json`` (a size already there is skipped: resumable).
 
     nice python benchmarks/knc_scale.py               # N = 100k and 1M
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -52,7 +54,7 @@ def timed(fn) -> tuple[object, float]:
     return value, time.perf_counter() - started
 
 
-def run_one(n: int) -> dict:
+def run_one(n: int, repeats: int) -> dict:
     x, y = synthetic(n + QUERIES)
     reference, labels, queries, truth = x[:n], y[:n], x[n:], y[n:]
     index, fit_index = timed(lambda: ClusterIndex(clusters_per_class=K).fit(reference, labels))
@@ -60,12 +62,21 @@ def run_one(n: int) -> dict:
     knn, fit_knn = timed(lambda: SoftKNN(neighbours=NEIGHBOURS).fit(reference, labels))
     knc.predict(queries[:100])                                # warm-up of both searches
     knn.predict(queries[:100])
-    knc_pred, knc_time = timed(lambda: knc.predict(queries))
-    knn_pred, knn_time = timed(lambda: knn.predict(queries))
+    # alternately, so that both see the same machine load; medians compared
+    knc_times, knn_times = [], []
+    for _ in range(repeats):
+        knc_pred, seconds = timed(lambda: knc.predict(queries))
+        knc_times.append(seconds)
+        knn_pred, seconds = timed(lambda: knn.predict(queries))
+        knn_times.append(seconds)
+    knc_time, knn_time = float(np.median(knc_times)), float(np.median(knn_times))
+    ratios = sorted(b / a for a, b in zip(knc_times, knn_times, strict=True))
     return {"reference": n, "centres": int(index.n_clusters_), "queries": QUERIES,
+            "repeats": repeats, "knc_seconds": knc_times, "knn_seconds": knn_times,
             "knc_queries_per_second": QUERIES / knc_time,
             "knn_queries_per_second": QUERIES / knn_time,
             "knc_speedup": knn_time / knc_time,
+            "knc_speedup_per_round_min_max": [ratios[0], ratios[-1]],
             "knc_error": float(np.mean(knc_pred != truth)),
             "knn_error": float(np.mean(knn_pred != truth)),
             "index_fit_seconds": fit_index, "knn_fit_seconds": fit_knn}
@@ -76,12 +87,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000",
                         help="comma-separated reference set sizes")
     parser.add_argument("--out", default=str(RESULTS / "knc_scale.json"))
+    parser.add_argument("--repeats", type=int, default=3, help="timing rounds per size")
+    parser.add_argument("--force", action="store_true", help="rerun sizes already there")
     args = parser.parse_args()
     torch.set_num_threads(1)
     import faiss
     faiss.omp_set_num_threads(1)
     out = Path(args.out)
-    report = json.loads(out.read_text()) if out.exists() else {"results": []}
+    report = (json.loads(out.read_text()) if out.exists() and not args.force
+              else {"results": []})
+    report["command"] = "python benchmarks/knc_scale.py " + " ".join(sys.argv[1:])
     report.update({"machine": platform.processor() or platform.machine(), "threads": 1,
                    "dim": DIM, "classes": CLASSES, "clusters_per_class": K,
                    "neighbours": NEIGHBOURS})
@@ -90,7 +105,7 @@ def main() -> None:
         if n in done:
             print(f"N = {n}: in {out} already, skipped")
             continue
-        row = run_one(n)
+        row = run_one(n, args.repeats)
         report["results"].append(row)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")       # after each: resumable

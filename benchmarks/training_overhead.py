@@ -7,7 +7,11 @@ fit included), for
 - ``softmax``: the same backbone and batch size (48 = 6 classes x 8; Fashion-MNIST has only 10
   classes), no index;
 - ``magnet-fixed``: M = 12 clusters x D = 4, K = 4 clusters per class, refreshed after every
-  epoch (paper §3.2);
+  epoch (paper §3.2), synchronously: training waits for the refresh, whose eval pass shares
+  its batches among threads on the cores one-thread training leaves idle
+  (``training.embed.cpu_workers``);
+- ``magnet-fixed-refresh-1-thread``: the same with the refresh pass on the training thread
+  alone (how it ran before), so the table shows the refresh's cost both ways;
 - ``magnet-adaptive-<d>``: the same, refreshed when a probe set drifts by more than ``d``
   (``--index.drift_threshold d``; checked every 50 iterations on 128 probe images);
 - ``magnet-background-<lag>``: the every-epoch refresh computed from a weight snapshot on a
@@ -21,6 +25,12 @@ accuracy. Fashion-MNIST, ``small-cnn``, embedding 64, one torch thread. To finis
 minutes on a loaded 2-core machine it trains on a 10% class-stratified subset of the training
 set (``data.val_fraction 0.9`` holds the rest out): the ratio does not depend on N, since a
 refresh embeds every training image once per epoch of training on them. Test set: all 10k.
+
+Each run also records ``refresh_fraction_of_epoch``: the mean time of one refresh over the
+time of one epoch's steps (``train_seconds`` less the refreshes inside it, per epoch).
+``--configs`` runs a subset (the README's table: ``softmax magnet-fixed
+magnet-fixed-refresh-1-thread magnet-background-100 softmax-2-threads
+magnet-fixed-2-threads``).
 
 ``--profile`` runs one extra Magnet epoch under cProfile and records where its time goes.
 Every config runs ``--repeats`` times (default 3) in round-robin order and the ratios compare
@@ -39,6 +49,8 @@ import json
 import os
 import platform
 import pstats
+import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +68,7 @@ COMMON = {"data.name": "fashion-mnist", "data.val_fraction": 0.9, "model.backbon
           "index.clusters_per_class": 4}
 CONFIGS = {"softmax": {"loss.name": "softmax"},
            "magnet-fixed": {"loss.name": "magnet"},
+           "magnet-fixed-refresh-1-thread": {"loss.name": "magnet"},
            **{f"magnet-adaptive-{d}": {"loss.name": "magnet", "index.drift_threshold": d}
               for d in DRIFTS},
            # the epoch-end refresh embeds a weight snapshot on a second thread and takes
@@ -66,6 +79,8 @@ CONFIGS = {"softmax": {"loss.name": "softmax"},
            # idle; the same-hardware comparison gives both runs two threads.
            "softmax-2-threads": {"loss.name": "softmax", "train.threads": 2},
            "magnet-fixed-2-threads": {"loss.name": "magnet", "train.threads": 2}}
+# Configs whose refresh pass stays on the training thread (before the pass used idle cores).
+ONE_THREAD_REFRESH = {"magnet-fixed-refresh-1-thread"}
 # Ratios are taken against the softmax run with the same thread count.
 BASELINES = {"magnet-fixed-2-threads": "softmax-2-threads"}
 # cProfile buckets: the functions whose cumulative time tells where a Magnet step goes
@@ -77,18 +92,40 @@ BUCKETS = {"step (forward+loss+backward+update)": "step", "sampler.next_batch": 
 
 
 def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
-    from magnetdml.training import apply_overrides, train
+    from magnetdml.training import apply_overrides, embed, train
     from magnetdml.training.config import Config
 
     config = apply_overrides(Config(), {**COMMON, **overrides, **CONFIGS[name],
                                         "data.data_dir": data_dir, "out": str(out / name)})
-    summary = train(config, overwrite=True, progress=False).summary
+    workers = embed.cpu_workers
+    if name in ONE_THREAD_REFRESH:
+        embed.cpu_workers = lambda *args: 1
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        summary = train(config, overwrite=True, progress=False).summary
+    finally:
+        embed.cpu_workers = workers
     seconds = summary["train_seconds"] + summary["initial_index_seconds"]
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU seconds of the whole run (data loading and the final evaluation included, all
+    # threads summed): on a loaded machine the one-thread runs' CPU time is close to their
+    # idle-machine time, where wall time mostly measures the wait for a core
+    cpu = (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime)
+    fraction = None
+    if summary["refreshes"] and config.index.refresh_lag == 0:
+        # refreshes: the initial fit, one after each epoch but the last (inside
+        # train_seconds) and the final one (outside); all take about as long
+        per_refresh = summary["refresh_seconds"] / summary["refreshes"]
+        epochs = config.train.epochs
+        steps = (summary["train_seconds"] - per_refresh * (epochs - 1)) / epochs
+        fraction = round(per_refresh / steps, 4)
     return {"config": {**COMMON, **overrides, **CONFIGS[name]},
             "images": summary["images"], "seconds": round(seconds, 2),
             "images_per_second": round(summary["images"] / seconds, 1),
             "refreshes": summary["refreshes"],
             "refresh_seconds": round(summary["refresh_seconds"], 2),
+            "refresh_fraction_of_epoch": fraction, "process_cpu_seconds": round(cpu, 2),
+            "load_average": list(os.getloadavg()),
             "knc_error": summary["knc_error"], "knn_error": summary["knn_error"],
             "map_at_r": summary.get("map_at_r"), "ran_at": time.strftime("%Y-%m-%d %H:%M:%S"),
             "pid": os.getpid()}
@@ -120,6 +157,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 epoch instead of 3")
     parser.add_argument("--profile", action="store_true", help="add a cProfile breakdown")
     parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), default=list(CONFIGS),
+                        help="configs to run (default: all)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds over all configs; ratios use each config's median")
     args = parser.parse_args()
@@ -128,6 +167,8 @@ def main() -> None:
                             if args.quick else RESULTS)
     results = json.loads(path.read_text()) if path.exists() else {}
     results.setdefault("runs", {})
+    results["command"] = "python benchmarks/training_overhead.py " + " ".join(
+        a if a.startswith("-") or "/" not in a else "DATA_DIR" for a in sys.argv[1:])
     import torch
     results["machine"] = {"cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "torch_threads": "1 (2 for *-2-threads)",
@@ -138,7 +179,7 @@ def main() -> None:
     # config alike; each config's median over the rounds is what the ratios compare.
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.repeats):
-            for name in CONFIGS:
+            for name in args.configs:
                 repeats = results["runs"].setdefault(name, {"repeats": []})["repeats"]
                 if len(repeats) > round_:
                     continue                                          # resumable
@@ -157,6 +198,10 @@ def main() -> None:
             ratios[name] = round(speed[name] / speed[base], 3)
     results["median_images_per_second"] = {name: round(v, 1) for name, v in speed.items()}
     results["ratio_to_softmax"], results["goal"] = ratios, GOAL
+    results["median_refresh_fraction_of_epoch"] = {
+        name: float(np.median(fractions)) for name, run in results["runs"].items()
+        if (fractions := [r["refresh_fraction_of_epoch"] for r in run["repeats"]
+                          if r.get("refresh_fraction_of_epoch") is not None])}
     print("ratio Magnet/softmax:", ratios, "goal", GOAL)
     _write(path, results)
 

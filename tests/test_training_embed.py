@@ -106,3 +106,39 @@ def test_ranks_embed_their_shards_in_order():
     parts = [embed_dataset(net, data, device=CPU, dist=_Rank(rank, 2, CPU)) for rank in (0, 1)]
     assert [len(p) for p in parts] == [22, 23]
     assert_same(np.concatenate(parts), reference(net, data))
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_threads_on_idle_cores_give_the_same_array_in_order(workers, monkeypatch):
+    from magnetdml.training import embed as embed_module
+
+    data, net = dataset((1, 28, 28), n=53), model(*CASES[2])
+    monkeypatch.setattr(embed_module, "cpu_workers", lambda *args: 1)
+    alone = embed_dataset(net, data, device=CPU, batch_size=5)
+    used = []
+    monkeypatch.setattr(embed_module, "cpu_workers", lambda *args: used.append(1) or workers)
+    shared = embed_dataset(net, data, device=CPU, batch_size=5)
+    assert used and np.array_equal(shared, alone)       # batch by batch the same computation
+
+
+def test_threads_only_for_library_data_without_augmentation():
+    from magnetdml.training.embed import as_batch_source, cpu_workers, idle_cores
+
+    data = as_batch_source(dataset((1, 28, 28)))
+    assert cpu_workers(CPU, data, None, None) == 1 + idle_cores() // torch.get_num_threads()
+    assert cpu_workers(CPU, data, lambda x: x, None) == 1              # random draws: ordered
+    assert cpu_workers(torch.device("meta"), data, None, None) == 1    # accelerators: as is
+    items = as_batch_source(torch.utils.data.TensorDataset(torch.zeros(4, 3)))
+    assert cpu_workers(CPU, items, None, None) == 1                    # user Dataset: as is
+
+
+def test_no_extra_threads_when_the_load_leaves_no_idle_core(monkeypatch):
+    from magnetdml.training import embed as embed_module
+
+    monkeypatch.setattr(embed_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
+                        raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert embed_module.idle_cores() == 2                # 4 cores - 1.2 busy, rounded down
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (12.0, 12.0, 12.0))
+    assert embed_module.idle_cores() == 0

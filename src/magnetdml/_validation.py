@@ -109,7 +109,9 @@ def _is_tensor(value: Any) -> bool:
 
 
 def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
-    """Return a C-contiguous float32 ``(N, D)`` numpy array of finite values, or raise."""
+    """Return a C-contiguous float32 ``(N, D)`` numpy array of finite values, or raise.
+
+    An input that already is one (or a CPU float32 tensor) is returned without a copy."""
     if _is_tensor(value):
         value = value.detach().cpu().float().numpy()
     array = np.asarray(value)
@@ -119,11 +121,15 @@ def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
         raise TypeError(f"{name} must hold numbers; got dtype {array.dtype}")
     with np.errstate(over="ignore"):          # a float64 beyond float32 becomes inf: caught
         array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
+    # Checked with two reductions and no temporary: isfinite() or abs() would allocate an
+    # (N, D) array (512 MB for a million 128-d embeddings). max / min propagate NaN and reach
+    # +-inf, so the extremes are finite exactly when every value is.
+    high, low = (float(array.max()), float(array.min())) if array.size else (0.0, 0.0)
+    if not (np.isfinite(high) and np.isfinite(low)):
         bad = int((~np.isfinite(array)).any(axis=1).sum())
         raise ValueError(f"{name} must be finite; {bad} row(s) hold NaN or inf "
                          "(check the learning rate or the input data)")
-    largest = float(np.abs(array).max()) if array.size else 0.0
+    largest = max(high, -low)
     limit = max_embedding_value(array.shape[1])
     if largest > limit:
         raise ValueError(f"{name} holds values up to {largest:.3g}, but squared distances "

@@ -219,7 +219,7 @@ class TrainConfig:
     seed: int = rule(0, minimum=0)    # seeds weights, batches and augmentation
     device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
     amp: bool = False                 # mixed precision (the loss stays float32)
-    threads: int = rule(0, minimum=0)  # torch CPU threads; 0 = torch's default
+    threads: int = rule(0, minimum=0)  # torch CPU threads; 0 = cores - 1 (machine.py)
     log: str = rule("csv", choices=("csv", "tensorboard", "none"))  # also log to: csv
                                       # (RUN/metrics.csv), tensorboard (RUN/tensorboard/, needs
                                       # the tensorboard extra), none

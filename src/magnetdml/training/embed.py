@@ -7,7 +7,9 @@ the refresh pauses training and embeds every training example with this function
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -19,6 +21,39 @@ from ..models.inference import InferenceForward
 from .distributed import Distributed
 
 CPU_BATCH, ACCELERATOR_BATCH = 128, 1024
+
+
+def idle_cores() -> int:
+    """CPU cores this process may use beyond torch's intra-op threads and the machine's other
+    work (>= 0): ``cores - max(threads, 1-minute load average)``, the load counting this
+    process's own running threads. On this project's shared 2-core machine at load ~12 a
+    second embedding thread made the refresh 5% slower (``magnet_step_cost.json``): there was
+    no idle core to use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:                                    # not on Linux
+        cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(0, int(cores - max(torch.get_num_threads(), load)))
+
+
+def cpu_workers(device, dataset, augment, dist) -> int:
+    """Python threads for one eval pass: ``1 + idle cores // torch threads`` on the CPU.
+
+    Training runs with ``train.threads`` torch threads and leaves the rest of the cores idle,
+    but a synchronous refresh stops training, so its pass may use them all. Threads, each
+    running whole batches with torch's own thread count, rather than more OpenMP threads per
+    op: they share nothing until the end, so on a loaded machine a descheduled thread delays
+    only its own batches (an OpenMP team spins at every op's barrier waiting for it; see
+    ``train.threads`` in docs). Only for a library dataset or a tensor (a user's torch
+    ``Dataset`` may not be thread-safe), without test-time augmentation (its random draws
+    would depend on the threads' order) and in a single process (under torchrun every rank
+    already has its shard and its core).
+    """
+    if (torch.device(device).type != "cpu" or augment is not None or dist is not None
+            or isinstance(dataset, _ItemBatches)):
+        return 1
+    return 1 + idle_cores() // max(torch.get_num_threads(), 1)
 
 
 class _TensorBatches:
@@ -87,6 +122,9 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     (``benchmarks/training_overhead.py``); it runs through
     :class:`~magnetdml.models.inference.InferenceForward` (BatchNorm folded into the convs, and
     oneDNN's layout on the CPU: ~2x faster on one thread, same embeddings up to float rounding).
+    On the CPU the batches are shared among :func:`cpu_workers` threads, which use the cores
+    training leaves idle (with ``train.threads 1`` on 2 cores: two threads); the embeddings
+    are the same, each batch being computed the same way by whichever thread runs it.
     """
     dataset = as_batch_source(dataset)
     if batch_size is None:
@@ -95,17 +133,24 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     model.eval()
     forward = InferenceForward(model)   # a folded copy when it has BatchNorms: same weights
     indices = dist.shard(len(dataset)) if dist else np.arange(len(dataset))
-    parts = []
-    shown = bar(total=len(indices), desc="embedding", unit="img",
-                progress=dist is None or dist.is_main)
-    with torch.inference_mode(), shown:
-        for start in range(0, len(indices), batch_size):
+
+    def embed_batch(start: int) -> torch.Tensor:
+        with torch.inference_mode():
             x, _ = dataset.get_batch(indices[start:start + batch_size])
             x = x.to(device, non_blocking=True)
             if augment is not None and copies > 0:
-                out = sum(forward(augment(x)).float() for _ in range(copies)) / copies
-            else:
-                out = forward(x).float()
+                return sum(forward(augment(x)).float() for _ in range(copies)) / copies
+            return forward(x).float()                                        # (B, E)
+
+    starts = range(0, len(indices), batch_size)
+    workers = min(cpu_workers(device, dataset, augment if copies else None, dist), len(starts))
+    shown = bar(total=len(indices), desc="embedding", unit="img",
+                progress=dist is None or dist.is_main)
+    parts = []
+    with shown, ThreadPoolExecutor(max(workers, 1), thread_name_prefix="embed") as pool:
+        batches = (pool.map(embed_batch, starts) if workers > 1       # in order
+                   else (embed_batch(start) for start in starts))
+        for out in batches:
             parts.append(out)
             shown.update(len(out))
     model.train(was_training)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .._progress import honours_progress, phase
 from .config import Config
 from .distributed import Distributed
 from .logging_sinks import open_sink
+from .machine import oversubscription, resolve_threads
 from .report_plots import plot_run, save_initial, snapshot_for_plots
 from .trainer import Trainer
 from .warm_start import warm_start
@@ -45,8 +47,10 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
     that was interrupted)."""
     config = config.validate()
     dist = Distributed.setup(config.train.device)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    threads = resolve_threads(config.train.threads)
+    torch.set_num_threads(threads)
+    if dist.is_main and (warning := oversubscription(threads, processes=dist.world_size)):
+        print(warning, file=sys.stderr)
     t = Trainer(config, dist, overwrite=overwrite)
     try:
         return _train(t, progress=progress, on_epoch=on_epoch)
