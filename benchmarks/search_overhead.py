@@ -52,57 +52,99 @@ def main() -> None:
     from magnetdml.training import Config, apply_overrides, train
 
     torch.set_num_threads(1)
-    common = ({"data.name": "digits", "model.backbone": "mlp"} if args.quick else
-              {"data.name": "fashion-mnist", "data.data_dir": args.data_dir,
-               "model.backbone": args.backbone})
-    common.update({"data.val_fraction": 0.1, "model.embedding_dim": 64, "train.threads": 1,
-                   "train.epochs": args.epochs, "sampler.classes_per_batch": 8,
-                   "sampler.examples_per_class": 6})
+    common = (
+        {"data.name": "digits", "model.backbone": "mlp"}
+        if args.quick
+        else {
+            "data.name": "fashion-mnist",
+            "data.data_dir": args.data_dir,
+            "model.backbone": args.backbone,
+        }
+    )
+    common.update(
+        {
+            "data.val_fraction": 0.1,
+            "model.embedding_dim": 64,
+            "train.threads": 1,
+            "train.epochs": args.epochs,
+            "sampler.classes_per_batch": 8,
+            "sampler.examples_per_class": 6,
+        }
+    )
     folder = Path(tempfile.mkdtemp(prefix="search-overhead-"))
     # warm-up: the process's first trial imports and initialises faiss, optuna's database
     # layer and the evaluation code once; a search's every later trial does not pay that
-    search(apply_overrides(Config(), {"data.name": "digits", "data.val_fraction": 0.2,
-                                      "train.epochs": 1, "train.threads": 1}),
-           folder / "warm-up", trials=1, pruner="none", log=lambda _message: None)
+    search(
+        apply_overrides(
+            Config(),
+            {
+                "data.name": "digits",
+                "data.val_fraction": 0.2,
+                "train.epochs": 1,
+                "train.threads": 1,
+            },
+        ),
+        folder / "warm-up",
+        trials=1,
+        pruner="none",
+        log=lambda _message: None,
+    )
     rows = {}
     for loss in LOSSES:
         base = apply_overrides(Config(), {**common, "loss.name": loss})
         started = time.perf_counter()
-        result = search(base, folder / loss, trials=1, seed=0, pruner="none",
-                        log=lambda _message: None)
+        result = search(
+            base, folder / loss, trials=1, seed=0, pruner="none", log=lambda _message: None
+        )
         wall = time.perf_counter() - started
         trial = result.trials[0]
         # the same run, scored as trials were before: full validation each pass, full test
-        full = apply_overrides(result.best_config, {
-            "train.patience": 10 ** 6, "eval.every": 0, "eval.plots": False,
-            "eval.final": True, "out": str(folder / f"{loss}-full")})
+        full = apply_overrides(
+            result.best_config,
+            {
+                "train.patience": 10**6,
+                "eval.every": 0,
+                "eval.plots": False,
+                "eval.final": True,
+                "out": str(folder / f"{loss}-full"),
+            },
+        )
         begun = time.perf_counter()
         summary = train(full, progress=False).summary
         full_wall = time.perf_counter() - begun
         rows[loss] = {
-            "trial_seconds": trial["seconds"], "train_seconds": trial["train_seconds"],
+            "trial_seconds": trial["seconds"],
+            "train_seconds": trial["train_seconds"],
             "overhead": trial["seconds"] / trial["train_seconds"] - 1,
             "search_seconds": round(wall, 3),
             "search_overhead": wall / trial["train_seconds"] - 1,
             "full_evaluation_seconds": round(full_wall, 3),
             "full_evaluation_train_seconds": summary["train_seconds"],
             "full_evaluation_overhead": full_wall / summary["train_seconds"] - 1,
-            "val_error": trial["val_error"], "params": result.best["params"]}
-        print(f"{loss}: trial overhead {100 * rows[loss]['overhead']:.1f}% (whole search "
-              f"{100 * rows[loss]['search_overhead']:.1f}%), full evaluation "
-              f"{100 * rows[loss]['full_evaluation_overhead']:.1f}%", flush=True)
+            "val_error": trial["val_error"],
+            "params": result.best["params"],
+        }
+        print(
+            f"{loss}: trial overhead {100 * rows[loss]['overhead']:.1f}% (whole search "
+            f"{100 * rows[loss]['search_overhead']:.1f}%), full evaluation "
+            f"{100 * rows[loss]['full_evaluation_overhead']:.1f}%",
+            flush=True,
+        )
     from magnetdml._paths import portable_path
 
     data_dir = portable_path(args.data_dir)
     common.pop("data.data_dir", None)
-    results = {"command": "python benchmarks/search_overhead.py"
-                          + (" --quick" if args.quick else f" --data-dir {data_dir}"),
-               "ran": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "machine": platform.processor() or platform.machine(),
-               "setup": common, "goal": f"overhead <= {GOAL:.0%} of training time",
-               "losses": rows,
-               "max_overhead": max(r["overhead"] for r in rows.values()),
-               "meets_goal": all(r["overhead"] <= GOAL for r in rows.values())}
+    results = {
+        "command": "python benchmarks/search_overhead.py"
+        + (" --quick" if args.quick else f" --data-dir {data_dir}"),
+        "ran": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": platform.processor() or platform.machine(),
+        "setup": common,
+        "goal": f"overhead <= {GOAL:.0%} of training time",
+        "losses": rows,
+        "max_overhead": max(r["overhead"] for r in rows.values()),
+        "meets_goal": all(r["overhead"] <= GOAL for r in rows.values()),
+    }
     out = Path(tempfile.gettempdir()) / "search_overhead.json" if args.quick else RESULTS
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

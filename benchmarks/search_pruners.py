@@ -45,9 +45,16 @@ def main() -> None:
     from magnetdml.training import Config, apply_overrides, train
 
     torch.set_num_threads(1)
-    common = {"data.name": "digits", "data.val_fraction": 0.2, "model.backbone": "mlp",
-              "model.embedding_dim": 32, "train.threads": 1, "train.epochs": args.epochs,
-              "eval.neighbours": 32, "eval.knn_k": 16}
+    common = {
+        "data.name": "digits",
+        "data.val_fraction": 0.2,
+        "model.backbone": "mlp",
+        "model.embedding_dim": 32,
+        "train.threads": 1,
+        "train.epochs": args.epochs,
+        "eval.neighbours": 32,
+        "eval.knn_k": 16,
+    }
     folder = Path(tempfile.mkdtemp(prefix="search-pruners-"))
     cells = []
     for loss in args.losses.split(","):
@@ -56,20 +63,38 @@ def main() -> None:
             for pruner in PRUNERS:
                 out = folder / f"{loss}-{pruner}-{seed}"
                 started = time.perf_counter()
-                result = search(base, out, trials=args.trials, seed=seed, pruner=pruner,
-                                log=lambda _message: None)
+                result = search(
+                    base,
+                    out,
+                    trials=args.trials,
+                    seed=seed,
+                    pruner=pruner,
+                    log=lambda _message: None,
+                )
                 wall = time.perf_counter() - started
-                check = apply_overrides(result.best_config, {
-                    "train.seed": 100 + seed, "eval.every": 0, "eval.plots": False,
-                    "eval.final": True, "out": str(out / "check")})
+                check = apply_overrides(
+                    result.best_config,
+                    {
+                        "train.seed": 100 + seed,
+                        "eval.every": 0,
+                        "eval.plots": False,
+                        "eval.final": True,
+                        "out": str(out / "check"),
+                    },
+                )
                 summary = train(check, progress=False).summary
                 metric = "knc_error" if loss == "magnet" else "knn_error"
-                cell = {"loss": loss, "seed": seed, "pruner": pruner,
-                        "best_val_error": result.best["val_error"],
-                        "test_error_of_best": summary[metric], "test_metric": metric,
-                        "passes": int(sum(r["epochs"] or 0 for r in result.trials)),
-                        "pruned": sum(r["state"] == "pruned" for r in result.trials),
-                        "wall_seconds": round(wall, 1)}
+                cell = {
+                    "loss": loss,
+                    "seed": seed,
+                    "pruner": pruner,
+                    "best_val_error": result.best["val_error"],
+                    "test_error_of_best": summary[metric],
+                    "test_metric": metric,
+                    "passes": int(sum(r["epochs"] or 0 for r in result.trials)),
+                    "pruned": sum(r["state"] == "pruned" for r in result.trials),
+                    "wall_seconds": round(wall, 1),
+                }
                 cells.append(cell)
                 print(json.dumps(cell), flush=True)
     summary = {}
@@ -78,13 +103,21 @@ def main() -> None:
             mine = [c for c in cells if c["loss"] == loss and c["pruner"] == pruner]
             summary[f"{loss}/{pruner}"] = {
                 key: float(np.mean([c[key] for c in mine]))
-                for key in ("best_val_error", "test_error_of_best", "passes", "pruned",
-                            "wall_seconds")}
-    results = {"command": "python benchmarks/search_pruners.py" + (" --quick" if args.quick
-                                                                   else ""),
-               "ran": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "setup": {**common, "trials": args.trials, "seeds": args.seeds},
-               "means_over_seeds": summary, "cells": cells}
+                for key in (
+                    "best_val_error",
+                    "test_error_of_best",
+                    "passes",
+                    "pruned",
+                    "wall_seconds",
+                )
+            }
+    results = {
+        "command": "python benchmarks/search_pruners.py" + (" --quick" if args.quick else ""),
+        "ran": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "setup": {**common, "trials": args.trials, "seeds": args.seeds},
+        "means_over_seeds": summary,
+        "cells": cells,
+    }
     out = Path(tempfile.gettempdir()) / "search_pruners.json" if args.quick else RESULTS
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(summary, indent=1))

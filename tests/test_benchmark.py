@@ -18,10 +18,27 @@ from magnetdml.data import load_dataset
 from magnetdml.experiments.benchmark import run_benchmark
 from magnetdml.experiments.benchmark_report import paired_difference
 
-FLAGS = {"train.threads": 1, "model.embedding_dim": 16, "eval.neighbours": 16,
-         "eval.knn_k": 8, "train.iterations_per_epoch": 4}
-ARGS = ["--dataset", "digits", "--losses", "magnet,softmax", "--trials", "1", "--seeds", "2",
-        "--epochs", "1", "--quiet", *[f"--{k}={v}" for k, v in FLAGS.items()]]
+FLAGS = {
+    "train.threads": 1,
+    "model.embedding_dim": 16,
+    "eval.neighbours": 16,
+    "eval.knn_k": 8,
+    "train.iterations_per_epoch": 4,
+}
+ARGS = [
+    "--dataset",
+    "digits",
+    "--losses",
+    "magnet,softmax",
+    "--trials",
+    "1",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--quiet",
+    *[f"--{k}={v}" for k, v in FLAGS.items()],
+]
 
 
 def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
@@ -58,15 +75,17 @@ def test_benchmark_writes_both_protocols_under_the_projects_metric_names(benchma
     assert set(seen["losses"]) == set(unseen["losses"]) == {"magnet", "softmax"}
     magnet = seen["losses"]["magnet"]
     assert {"error_at_1", "error_at_5", "knc_error"} <= set(magnet["mean"])
-    assert "knc_error" not in seen["losses"]["softmax"]["mean"]    # no index of its own
-    assert {"map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi"} <= \
-        set(unseen["losses"]["softmax"]["mean"])
+    assert "knc_error" not in seen["losses"]["softmax"]["mean"]  # no index of its own
+    assert {"map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi"} <= set(
+        unseen["losses"]["softmax"]["mean"]
+    )
     for protocol in (seen, unseen):
         other = next(name for name in protocol["ranking"] if name != protocol["best"])
         headline = protocol["headline"]
         per_seed = [protocol["losses"][name]["seeds"] for name in (other, protocol["best"])]
-        expected = np.mean([per_seed[0][s][headline] - per_seed[1][s][headline]
-                            for s in ("0", "1")])
+        expected = np.mean(
+            [per_seed[0][s][headline] - per_seed[1][s][headline] for s in ("0", "1")]
+        )
         assert protocol["differences"][other][headline]["mean"] == pytest.approx(expected)
     assert magnet["images_per_second"] > 0 and magnet["trials"] == 1
     html = (benchmarked / "report.html").read_text()
@@ -78,7 +97,7 @@ def test_benchmark_writes_both_protocols_under_the_projects_metric_names(benchma
 @pytest.mark.slow
 def test_a_second_identical_call_trains_nothing(benchmarked, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in benchmarked.rglob("metrics.json")}
-    assert len(stamps) == 2 * 2 * 2 + 2 * 2           # runs, then one trial per search
+    assert len(stamps) == 2 * 2 * 2 + 2 * 2  # runs, then one trial per search
     first = json.loads((benchmarked / "results.json").read_text())
     assert first["trained"] == len(stamps)
     assert main(["benchmark", *ARGS, "--out", str(benchmarked)]) == 0
@@ -91,11 +110,17 @@ def test_a_second_identical_call_trains_nothing(benchmarked, capsys):
 @pytest.mark.slow
 def test_a_killed_benchmark_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "b"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "magnetdml", "benchmark", *ARGS,
-                             "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "magnetdml", "benchmark", *ARGS, "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first = out / "tuning" / "seen-magnet" / "trial_000" / "metrics.json"
     deadline = time.time() + 240
     while time.time() < deadline and not first.is_file():
@@ -104,19 +129,55 @@ def test_a_killed_benchmark_resumes_where_it_stopped(tmp_path):
     proc.wait()
     assert first.is_file() and not (out / "results.json").exists()
     stamp = first.stat().st_mtime_ns
-    results = run_benchmark("digits", ["magnet", "softmax"], out, trials=1, seeds=2, epochs=1,
-                            overrides=FLAGS, log=lambda _: None)
-    assert first.stat().st_mtime_ns == stamp             # the finished trial was kept
+    results = run_benchmark(
+        "digits",
+        ["magnet", "softmax"],
+        out,
+        trials=1,
+        seeds=2,
+        epochs=1,
+        overrides=FLAGS,
+        log=lambda _: None,
+    )
+    assert first.stat().st_mtime_ns == stamp  # the finished trial was kept
     assert set(results["protocols"]) == {"seen", "unseen"}
 
 
 def test_bad_benchmark_arguments_are_one_line_errors(tmp_path, capsys):
-    assert main(["benchmark", "--dataset", "digits", "--losses", "magnet,magnet",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "benchmark",
+                "--dataset",
+                "digits",
+                "--losses",
+                "magnet,magnet",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "losses must be distinct" in capsys.readouterr().err
-    assert main(["benchmark", "--dataset", "digits", "--losses", "magnet", "--seeds", "0",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "benchmark",
+                "--dataset",
+                "digits",
+                "--losses",
+                "magnet",
+                "--seeds",
+                "0",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "seeds must be >= 1" in capsys.readouterr().err
-    assert main(["benchmark", "--dataset", "digits", "--losses", "magnett",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["benchmark", "--dataset", "digits", "--losses", "magnett", "--out", str(tmp_path)])
+        == 2
+    )
     assert "magnett" in capsys.readouterr().err

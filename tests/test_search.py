@@ -21,9 +21,17 @@ from magnetdml.experiments.search_space import COMMON, SPACES, SearchSpace, spac
 from magnetdml.experiments.trial import config_fields
 from magnetdml.training import Config, apply_overrides, load_config_file
 
-TINY = {"train.epochs": 2, "train.iterations_per_epoch": 3, "train.threads": 1,
-        "data.val_fraction": 0.2, "eval.every": 0, "eval.plots": False,
-        "eval.neighbours": 16, "eval.knn_k": 8, "model.embedding_dim": 16}
+TINY = {
+    "train.epochs": 2,
+    "train.iterations_per_epoch": 3,
+    "train.threads": 1,
+    "data.val_fraction": 0.2,
+    "eval.every": 0,
+    "eval.plots": False,
+    "eval.neighbours": 16,
+    "eval.knn_k": 8,
+    "model.embedding_dim": 16,
+}
 QUIET = {"log": lambda _: None}
 
 
@@ -41,14 +49,20 @@ def draws(space, n=300, num_classes=10, smallest=100, seed=0):
 
 def test_magnet_draws_stay_in_app_b_ranges_and_the_batch_bound():
     samples = draws(SearchSpace("magnet"))
-    assert set(samples[0]) == {"train.lr", "train.lr_decay", "loss.alpha", "loss.scale",
-                               "index.clusters_per_class", "sampler.clusters_per_batch",
-                               "sampler.examples_per_cluster"}
+    assert set(samples[0]) == {
+        "train.lr",
+        "train.lr_decay",
+        "loss.alpha",
+        "loss.scale",
+        "index.clusters_per_class",
+        "sampler.clusters_per_batch",
+        "sampler.examples_per_cluster",
+    }
     space = space_for("magnet")
     for name, p in space.items():
         values = np.array([s[p.field] for s in samples])
         assert values.min() >= p.low and values.max() <= p.high, name
-        assert "App. B" in p.source, name                   # every range says where it is from
+        assert "App. B" in p.source, name  # every range says where it is from
     for s in samples:
         m, d = s["sampler.clusters_per_batch"], s["sampler.examples_per_cluster"]
         assert m * d <= 48 and m - 1 <= s["index.clusters_per_class"] * 9
@@ -62,8 +76,7 @@ def test_small_classes_cap_k_so_clusters_keep_two_members():
 
 
 def test_each_loss_searches_its_own_parameters_and_pml_losses_the_common_ones():
-    assert set(SearchSpace("triplet").params) == {"lr", "lr_decay", "margin",
-                                                  "impostor_fraction"}
+    assert set(SearchSpace("triplet").params) == {"lr", "lr_decay", "margin", "impostor_fraction"}
     assert set(SearchSpace("softmax").params) == set(COMMON)
     assert set(space_for("pml:ProxyAnchorLoss")) >= set(COMMON)
     assert all(p.source for space in SPACES.values() for p in space.values())
@@ -75,19 +88,31 @@ def test_pml_losses_search_their_keywords_through_loss_options():
     space = SearchSpace("pml:ProxyAnchorLoss")
     assert set(space.params) == {"lr", "lr_decay", "margin", "alpha"}
     values = draws(space, n=1)[0]
-    config = apply_params(apply_overrides(Config(), {"loss.name": "pml:ProxyAnchorLoss"}),
-                          values).validate()
+    config = apply_params(
+        apply_overrides(Config(), {"loss.name": "pml:ProxyAnchorLoss"}), values
+    ).validate()
     assert yaml.safe_load(config.loss.options) == {
-        "margin": values["loss.options.margin"], "alpha": values["loss.options.alpha"]}
+        "margin": values["loss.options.margin"],
+        "alpha": values["loss.options.alpha"],
+    }
     # what a tuning stage records: one loss.options field, which a run's overrides can take
-    base = apply_overrides(Config(), {"loss.name": "pml:ProxyAnchorLoss",
-                                      "loss.options": "{alpha: 16}"})
+    base = apply_overrides(
+        Config(), {"loss.name": "pml:ProxyAnchorLoss", "loss.options": "{alpha: 16}"}
+    )
     fields = config_fields(base, {"train.lr": 0.01, "loss.options.margin": 0.2})
     assert fields["train.lr"] == 0.01 and set(fields) == {"train.lr", "loss.options"}
     assert yaml.safe_load(apply_overrides(base, fields).validate().loss.options) == {
-        "alpha": 16, "margin": 0.2}
-    for name in ("pml:MultiSimilarityLoss", "pml:SoftTripleLoss", "pml:SupConLoss",
-                 "pml:NormalizedSoftmaxLoss", "pml:ArcFaceLoss", "pml:ProxyNCALoss"):
+        "alpha": 16,
+        "margin": 0.2,
+    }
+    for name in (
+        "pml:MultiSimilarityLoss",
+        "pml:SoftTripleLoss",
+        "pml:SupConLoss",
+        "pml:NormalizedSoftmaxLoss",
+        "pml:ArcFaceLoss",
+        "pml:ProxyNCALoss",
+    ):
         values = draws(SearchSpace(name), n=1)[0]
         apply_params(apply_overrides(Config(), {"loss.name": name}), values).validate()
 
@@ -102,18 +127,23 @@ def test_overrides_narrow_or_fix_a_range():
     assert all(1e-5 <= s["train.weight_decay"] <= 1e-3 for s in wd)
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"lr": "1e-1:1e-4"}, r"space\.lr must be LOW:HIGH .* got 0\.1:0\.0001; swap"),
-    ({"lr": "0:1e-2"}, r"space\.lr must be LOW:HIGH with 0 < LOW"),
-    ({"lr": "fast"}, r"space\.lr must be LOW:HIGH or one VALUE .* 'fast'"),
-    ({"lr_decay": "0.9:1.2"}, r"space\.lr_decay .* 0 < LOW <= HIGH <= 1; got 0\.9:1\.2"),
-    ({"clusters_per_class": "1.5:4"}, r"\(integers\); got 1\.5:4"),
-    ({"clusters_per_batch": "1:4"}, r"space\.clusters_per_batch .* 2 <= LOW"),
-    ({"margin": "0.1:0.5"}, r"space\.margin does not apply to loss 'magnet'"),
-    ({"gap": "1:2"}, r"unknown search parameter space\.gap; valid: lr, lr_decay"),
-    ({"clusters_per_batch": "20:24", "examples_per_cluster": "3:8"},
-     r"no \(M, D\) .* M \* D <= max_batch = 48"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"lr": "1e-1:1e-4"}, r"space\.lr must be LOW:HIGH .* got 0\.1:0\.0001; swap"),
+        ({"lr": "0:1e-2"}, r"space\.lr must be LOW:HIGH with 0 < LOW"),
+        ({"lr": "fast"}, r"space\.lr must be LOW:HIGH or one VALUE .* 'fast'"),
+        ({"lr_decay": "0.9:1.2"}, r"space\.lr_decay .* 0 < LOW <= HIGH <= 1; got 0\.9:1\.2"),
+        ({"clusters_per_class": "1.5:4"}, r"\(integers\); got 1\.5:4"),
+        ({"clusters_per_batch": "1:4"}, r"space\.clusters_per_batch .* 2 <= LOW"),
+        ({"margin": "0.1:0.5"}, r"space\.margin does not apply to loss 'magnet'"),
+        ({"gap": "1:2"}, r"unknown search parameter space\.gap; valid: lr, lr_decay"),
+        (
+            {"clusters_per_batch": "20:24", "examples_per_cluster": "3:8"},
+            r"no \(M, D\) .* M \* D <= max_batch = 48",
+        ),
+    ],
+)
 def test_bad_ranges_are_refused_with_the_rule_and_the_value(overrides, match):
     with pytest.raises(ValueError, match=match):
         SearchSpace("magnet", overrides)
@@ -138,8 +168,10 @@ def test_search_writes_its_study_trials_table_and_best_config(searched):
     assert result.best["trial"] == int(min(done, key=lambda r: float(r["val_error"]))["trial"])
     # the trial's value is its last pass's validation kNC error (a cluster loss; no patience)
     history = (out / result.best["run_dir"] / "metrics.jsonl").read_text().splitlines()
-    assert json.loads(history[-1])["tuner"] == {"metric": "knc_error",
-                                                "error": result.best["val_error"]}
+    assert json.loads(history[-1])["tuner"] == {
+        "metric": "knc_error",
+        "error": result.best["val_error"],
+    }
     loaded = load_config_file(out / "best_config.yaml").validate()
     assert loaded == result.best_config and loaded.train.lr == result.best["train.lr"]
     assert loaded.out is None and loaded.data.val_fraction == base.data.val_fraction
@@ -165,26 +197,35 @@ def test_a_rerun_resumes_the_study_and_more_trials_extend_it(searched):
 
 
 def _cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+        "OMP_NUM_THREADS": "1",
+    }
     flags = [f"--{k}={v}" for k, v in TINY.items() if k != "data.val_fraction"]
-    return subprocess.Popen([sys.executable, "-m", "magnetdml", "search", "--quiet", *flags,
-                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "magnetdml", "search", "--quiet", *flags, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(tmp_path):
     """Two processes (as on two machines, each with its own folder) fill one study."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    procs = [_cli("--trials", "4", "--storage", url, "--out", str(tmp_path / side / "s"))
-             for side in ("a", "b")]
+    procs = [
+        _cli("--trials", "4", "--storage", url, "--out", str(tmp_path / side / "s"))
+        for side in ("a", "b")
+    ]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stdout.read().decode()
     names = optuna.get_all_study_names(url)
-    assert len(names) == 1 and names[0].startswith("s-")        # one study, named alike
+    assert len(names) == 1 and names[0].startswith("s-")  # one study, named alike
     study = optuna.load_study(study_name=names[0], storage=url)
     finished = [t for t in study.trials if t.state.is_finished()]
-    assert 4 <= len(finished) <= 5            # both stop once 4 have finished or are running
+    assert 4 <= len(finished) <= 5  # both stop once 4 have finished or are running
     folders = {t.user_attrs["run_dir"] for t in finished}
     assert len(folders) == len(finished)
     assert not (tmp_path / "a" / "s" / "study.db").exists()
@@ -197,7 +238,7 @@ def test_a_killed_search_resumes_its_unfinished_trial_from_its_checkpoint(tmp_pa
     proc = _cli("--trials", "2", "--out", str(out), *slow)
     url = f"sqlite:///{out / 'study.db'}"
     deadline = time.time() + 240
-    while time.time() < deadline:           # kill once trial 0 has a checkpoint of a pass
+    while time.time() < deadline:  # kill once trial 0 has a checkpoint of a pass
         if (out / "trial_000" / "checkpoint.pt").is_file():
             break
         time.sleep(0.2)
@@ -214,15 +255,17 @@ def test_a_killed_search_resumes_its_unfinished_trial_from_its_checkpoint(tmp_pa
     retry = next(t for t in trials[1:] if t.user_attrs.get("run_dir") == "trial_000")
     assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == killed.params
     resumed = (out / "trial_000" / "metrics.jsonl").read_text().splitlines()
-    assert resumed[:len(history)] == history and len(resumed) == 12    # went on, not over
+    assert resumed[: len(history)] == history and len(resumed) == 12  # went on, not over
     with open(out / "trials.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 and {r["state"] for r in rows} == {"complete"}
 
 
 def test_cli_search_reports_bad_ranges_and_bad_pruners(tmp_path, capsys):
-    assert main(["search", "--trials", "1", "--out", str(tmp_path / "t"),
-                 "--space.lr", "1e-2:1e-3"]) == 2
+    assert (
+        main(["search", "--trials", "1", "--out", str(tmp_path / "t"), "--space.lr", "1e-2:1e-3"])
+        == 2
+    )
     assert "space.lr must be LOW:HIGH" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["search", "--trials", "1", "--out", str(tmp_path / "t"), "--pruner", "x"])
@@ -231,8 +274,22 @@ def test_cli_search_reports_bad_ranges_and_bad_pruners(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_search_leaves_its_study_in_its_folder(tmp_path, capsys):
     flags = [f"--{k}={v}" for k, v in TINY.items() if k != "data.val_fraction"]
-    assert main(["search", "--trials", "1", "--out", str(tmp_path / "s"), "--quiet",
-                 "--space.lr", "1e-3:1e-2", *flags]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--trials",
+                "1",
+                "--out",
+                str(tmp_path / "s"),
+                "--quiet",
+                "--space.lr",
+                "1e-3:1e-2",
+                *flags,
+            ]
+        )
+        == 0
+    )
     assert "best of 1 finished trial(s)" in capsys.readouterr().out
     assert (tmp_path / "s" / "study.db").is_file()
     saved = json.loads((tmp_path / "s" / "trial_000" / "config.json").read_text())
@@ -249,7 +306,18 @@ def test_search_refuses_a_config_without_a_validation_split(tmp_path):
 
 @pytest.mark.slow
 def test_a_broken_base_config_stops_the_search_with_its_error(tmp_path):
-    base = apply_overrides(Config(), {**TINY, "loss.name": "triplet",
-                                      "sampler.classes_per_batch": 12})   # P = 12 > 10 classes
+    base = apply_overrides(
+        Config(), {**TINY, "loss.name": "triplet", "sampler.classes_per_batch": 12}
+    )  # P = 12 > 10 classes
     with pytest.raises(ValueError, match=r"classes_per_batch must be <= the 10 classes"):
         search(base, tmp_path, trials=5, **QUIET)
+
+
+@pytest.mark.slow
+def test_jobs_workers_fill_one_study_without_overshooting(tmp_path):
+    base = apply_overrides(Config(), TINY)
+    result = search(base, tmp_path / "s", trials=3, jobs=2, **QUIET)
+    assert len(result.trials) == 3                   # the lock keeps the count exact
+    assert len({r["run_dir"] for r in result.trials}) == 3
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        search(base, tmp_path / "t", trials=1, jobs=0)

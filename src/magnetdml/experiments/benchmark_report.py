@@ -18,20 +18,21 @@ import numpy as np
 
 from ..losses import loss_spec
 from ..reporting.page import Page, render_html, render_markdown
+from .benchmark_figures import FIGURES, draw_figures, slug
 from .run_stage import RunOutcome
 
-FIGURES = "figures"
 #: Test-split scores per protocol (``summary`` keys; ``unseen`` ones from its section).
-SEEN_SCORES = ("error_at_1", "error_at_5", "knc_error", "knc_error_at_5", "classifier_error",
-                "classifier_error_at_5")
+SEEN_SCORES = (
+    "error_at_1",
+    "error_at_5",
+    "knc_error",
+    "knc_error_at_5",
+    "classifier_error",
+    "classifier_error_at_5",
+)
 UNSEEN_SCORES = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi")
 #: The headline metric of each protocol, and whether lower is better.
 HEADLINE = {"seen": ("error_at_1", True), "unseen": ("map_at_r", False)}
-
-
-def slug(loss: str) -> str:
-    """A folder-safe name of a loss (``pml:ProxyAnchorLoss`` -> ``pml-ProxyAnchorLoss``)."""
-    return loss.replace(":", "-")
 
 
 def paired_difference(values: list[float], best: list[float]) -> dict:
@@ -51,9 +52,12 @@ def _scores(outcome: RunOutcome, protocol: str) -> dict[str, float]:
     if protocol == "unseen":
         section = summary.get("unseen") or {}
         return {m: float(section[m]) for m in UNSEEN_SCORES if section.get(m) is not None}
-    own = loss_spec(outcome.spec.group["loss"]).own_scores   # kNC: a cluster loss's own only
-    return {m: float(summary[m]) for m in SEEN_SCORES if summary.get(m) is not None
-            and (own == "knc" or not m.startswith("knc"))}
+    own = loss_spec(outcome.spec.group["loss"]).own_scores  # kNC: a cluster loss's own only
+    return {
+        m: float(summary[m])
+        for m in SEEN_SCORES
+        if summary.get(m) is not None and (own == "knc" or not m.startswith("knc"))
+    }
 
 
 def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) -> dict:
@@ -74,25 +78,37 @@ def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) ->
         for loss, entry in losses.items():
             search = tuned[f"{protocol}-{slug(loss)}"]
             outcomes = [entry["runs"][s] for s in sorted(entry["runs"])]
-            metrics = sorted({m for s in entry["seeds"].values() for m in s},
-                             key=(SEEN_SCORES + UNSEEN_SCORES).index)
-            values = {m: [entry["seeds"][s].get(m) for s in sorted(entry["seeds"])]
-                      for m in metrics}
-            entry.update({
-                "tuned": search["params"], "val_error": search["val_error"],
-                "trials": search["trials"], "pruned": search.get("pruned"),
-                "tuning_seconds": search.get("search_seconds"),
-                "mean": {m: float(np.mean(v)) for m, v in values.items()},
-                "sd": {m: float(np.std(v, ddof=1)) if len(v) > 1 else None
-                       for m, v in values.items()},
-                "train_seconds": float(np.mean([o.summary["train_seconds"] for o in outcomes])),
-                "images_per_second": float(np.mean([o.summary.get("images_per_second") or 0
-                                                    for o in outcomes])),
-                "epochs": [o.summary.get("epochs") for o in outcomes],
-                "seeds": {str(s): v for s, v in entry["seeds"].items()}})
+            metrics = sorted(
+                {m for s in entry["seeds"].values() for m in s},
+                key=(SEEN_SCORES + UNSEEN_SCORES).index,
+            )
+            values = {
+                m: [entry["seeds"][s].get(m) for s in sorted(entry["seeds"])] for m in metrics
+            }
+            entry.update(
+                {
+                    "tuned": search["params"],
+                    "val_error": search["val_error"],
+                    "trials": search["trials"],
+                    "pruned": search.get("pruned"),
+                    "tuning_seconds": search.get("search_seconds"),
+                    "mean": {m: float(np.mean(v)) for m, v in values.items()},
+                    "sd": {
+                        m: float(np.std(v, ddof=1)) if len(v) > 1 else None
+                        for m, v in values.items()
+                    },
+                    "train_seconds": float(np.mean([o.summary["train_seconds"] for o in outcomes])),
+                    "images_per_second": float(
+                        np.mean([o.summary.get("images_per_second") or 0 for o in outcomes])
+                    ),
+                    "epochs": [o.summary.get("epochs") for o in outcomes],
+                    "seeds": {str(s): v for s, v in entry["seeds"].items()},
+                }
+            )
             entry.pop("runs")
-        ranked = sorted(losses, key=lambda name: (losses[name]["mean"][headline] *
-                                                  (1 if lower else -1)))
+        ranked = sorted(
+            losses, key=lambda name: losses[name]["mean"][headline] * (1 if lower else -1)
+        )
         best = ranked[0]
         seeds = sorted(losses[best]["seeds"])
         differences = {}
@@ -102,12 +118,18 @@ def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) ->
                 if m in losses[loss]["mean"]:
                     differences[loss][m] = paired_difference(
                         [losses[loss]["seeds"][s][m] for s in seeds],
-                        [losses[best]["seeds"][s][m] for s in seeds])
-        protocols[protocol] = {"headline": headline, "lower_is_better": lower, "best": best,
-                               "ranking": ranked, "losses": losses,
-                               "differences": differences}
+                        [losses[best]["seeds"][s][m] for s in seeds],
+                    )
+        protocols[protocol] = {
+            "headline": headline,
+            "lower_is_better": lower,
+            "best": best,
+            "ranking": ranked,
+            "losses": losses,
+            "differences": differences,
+        }
         tables += _tables(protocol, protocols[protocol])
-        figures += _figures(out, protocol, ranked, runs)
+        figures += draw_figures(out, protocol, ranked, runs)
     return {"protocols": protocols, "tables": tables, "figures": figures}
 
 
@@ -116,131 +138,115 @@ def _cell(mean: float | None, sd: float | None, metric: str) -> str:
         return "n/a"
     percent = "error" in metric or metric in UNSEEN_SCORES
     scale, unit = (100, "%") if percent else (1, "")
-    return (f"{scale * mean:.2f}{unit}" if sd is None
-            else f"{scale * mean:.2f} ± {scale * sd:.2f}{unit}")
+    return (
+        f"{scale * mean:.2f}{unit}"
+        if sd is None
+        else f"{scale * mean:.2f} ± {scale * sd:.2f}{unit}"
+    )
 
 
 def _tables(protocol: str, result: dict) -> list[dict]:
     losses, headline = result["losses"], result["headline"]
     metrics = list(dict.fromkeys(m for name in result["ranking"] for m in losses[name]["mean"]))
-    scores = [{"loss": name, **{m: _cell(losses[name]["mean"].get(m), losses[name]["sd"].get(m),
-                                         m) for m in metrics}}
-              for name in result["ranking"]]
+    scores = [
+        {
+            "loss": name,
+            **{
+                m: _cell(losses[name]["mean"].get(m), losses[name]["sd"].get(m), m) for m in metrics
+            },
+        }
+        for name in result["ranking"]
+    ]
     diffs = []
     for name, by_metric in result["differences"].items():
         row = {"loss": name}
         for m, d in by_metric.items():
-            interval = ("" if d["low"] is None else
-                        f" [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]")
+            interval = (
+                "" if d["low"] is None else f" [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+            )
             row[m] = f"{100 * d['mean']:+.2f}{interval}"
         diffs.append(row)
-    cost = [{"loss": name, "tuned val error": f"{100 * losses[name]['val_error']:.2f}%",
-             "trials (pruned)": f"{losses[name]['trials']} ({losses[name]['pruned']})",
-             "tuning s": losses[name]["tuning_seconds"],
-             "train s per seed": round(losses[name]["train_seconds"], 1),
-             "images/s": round(losses[name]["images_per_second"], 1),
-             "passes": ", ".join(str(e) for e in losses[name]["epochs"])}
-            for name in result["ranking"]]
-    title = {"seen": "Seen classes (test split of the training classes)",
-             "unseen": "Unseen classes (test classes never trained on)"}[protocol]
-    tables = [{"title": f"{title}: mean ± sd over seeds, in %, best first by {headline}",
-               "rows": scores, "columns": ["loss", *metrics]}]
+    cost = [
+        {
+            "loss": name,
+            "tuned val error": f"{100 * losses[name]['val_error']:.2f}%",
+            "trials (pruned)": f"{losses[name]['trials']} ({losses[name]['pruned']})",
+            "tuning s": losses[name]["tuning_seconds"],
+            "train s per seed": round(losses[name]["train_seconds"], 1),
+            "images/s": round(losses[name]["images_per_second"], 1),
+            "passes": ", ".join(str(e) for e in losses[name]["epochs"]),
+        }
+        for name in result["ranking"]
+    ]
+    title = {
+        "seen": "Seen classes (test split of the training classes)",
+        "unseen": "Unseen classes (test classes never trained on)",
+    }[protocol]
+    tables = [
+        {
+            "title": f"{title}: mean ± sd over seeds, in %, best first by {headline}",
+            "rows": scores,
+            "columns": ["loss", *metrics],
+        }
+    ]
     if diffs:
-        tables.append({"title": f"{protocol}: paired difference against the best loss "
-                                f"({result['best']}), points of %, with 95% intervals",
-                       "rows": diffs, "columns": ["loss", *metrics]})
-    tables.append({"title": f"{protocol}: tuning and training cost", "rows": cost,
-                   "columns": list(cost[0])})
+        tables.append(
+            {
+                "title": f"{protocol}: paired difference against the best loss "
+                f"({result['best']}), points of %, with 95% intervals",
+                "rows": diffs,
+                "columns": ["loss", *metrics],
+            }
+        )
+    tables.append(
+        {"title": f"{protocol}: tuning and training cost", "rows": cost, "columns": list(cost[0])}
+    )
     return tables
-
-
-def _figures(out: Path, protocol: str, ranked: list[str], runs: dict) -> list[dict]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = []
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for loss in ranked:
-        for outcome in runs.values():
-            group = outcome.spec.group
-            if group["protocol"] != protocol or group["loss"] != loss:
-                continue
-            key = ("val_map_at_r" if protocol == "unseen"
-                   else f"val_{loss_spec(loss).own_metric}")
-            points = [(r["epoch"], r[key]) for r in outcome.history if key in r]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker=".", alpha=0.8,
-                        label=f"{loss} s{group['seed']} ({key[4:]})")
-    ax.set_xlabel("pass")
-    ax.set_ylabel("validation score")
-    ax.legend(fontsize=6)
-    ax.set_title(f"{protocol}: validation during the seeds' training")
-    path = f"{FIGURES}/{protocol}_validation.png"
-    fig.tight_layout()
-    fig.savefig(out / path, dpi=90)
-    plt.close(fig)
-    figures.append({"title": f"{protocol}: validation curves", "path": path})
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for loss in ranked:
-        rows = _trials(out / "tuning" / f"{protocol}-{slug(loss)}")
-        done = [(r["trial"], r["val_error"]) for r in rows if r["state"] == "complete"]
-        pruned = [(r["trial"], r["val_error"]) for r in rows if r["state"] == "pruned"]
-        if done:
-            line, = ax.plot(*zip(*done, strict=True), "o", label=f"{loss}")
-            best = np.minimum.accumulate([v for _, v in done])
-            ax.step([t for t, _ in done], best, where="post", color=line.get_color())
-            if pruned:
-                ax.plot(*zip(*pruned, strict=True), "x", color=line.get_color(), alpha=0.6)
-    ax.set_xlabel("trial (x: pruned)")
-    ax.set_ylabel("validation error")
-    ax.legend(fontsize=6)
-    ax.set_title(f"{protocol}: each study's trials and best so far")
-    path = f"{FIGURES}/{protocol}_studies.png"
-    fig.tight_layout()
-    fig.savefig(out / path, dpi=90)
-    plt.close(fig)
-    figures.append({"title": f"{protocol}: studies", "path": path})
-    return figures
-
-
-def _trials(folder: Path) -> list[dict]:
-    import csv
-    path = folder / "trials.csv"
-    if not path.is_file():
-        return []
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return [{"trial": int(r["trial"]), "state": r["state"], "val_error": float(r["val_error"])}
-            for r in rows if r["val_error"] not in ("", "nan")]
 
 
 def write_pages(out: Path, results: dict) -> None:
     """``report.md`` and a self-contained ``report.html`` of the results."""
     settings = results["benchmark"]
     page = Page(f"Benchmark of {len(settings['losses'])} losses on {settings['dataset']}", out)
-    page.add("p", f"Each loss: {settings['trials']} Optuna trial(s) (seeded TPE, "
-                  f"{settings['pruner']} pruner) on a validation split, then "
-                  f"{settings['seeds']} seed(s) at the tuned configuration, trained until the "
-                  f"validation error stopped improving for {settings['patience']} passes or "
-                  f"{settings['epochs']} passes, scored on the test split.")
+    page.add(
+        "p",
+        f"Each loss: {settings['trials']} Optuna trial(s) (seeded TPE, "
+        f"{settings['pruner']} pruner) on a validation split, then "
+        f"{settings['seeds']} seed(s) at the tuned configuration, trained until the "
+        f"validation error stopped improving for {settings['patience']} passes or "
+        f"{settings['epochs']} passes, scored on the test split.",
+    )
     if results.get("command"):
         page.add("p", f"Command: {results['command']}")
     hw = results.get("hardware") or {}
-    page.add("p", f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, torch "
-                  f"{hw.get('torch')}; {results['wall_seconds']} s for the invocation that "
-                  f"trained {results.get('trained')} trial(s) and run(s).")
+    page.add(
+        "p",
+        f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, torch "
+        f"{hw.get('torch')}; {results['wall_seconds']} s for the invocation that "
+        f"trained {results.get('trained')} trial(s) and run(s).",
+    )
     for protocol, reason in settings.get("skipped", {}).items():
         page.add("p", f"The {protocol} protocol was skipped: {reason}.")
     for protocol, result in results["protocols"].items():
-        page.add("p", f"{protocol}: best {result['best']} by {result['headline']}; "
-                      f"ranking {', '.join(result['ranking'])}.")
+        page.add(
+            "p",
+            f"{protocol}: best {result['best']} by {result['headline']}; "
+            f"ranking {', '.join(result['ranking'])}.",
+        )
     for table in results["tables"]:
         page.add("h2", table["title"])
         page.add("table", table["rows"], table["columns"])
     page.add("h2", "Tuned configurations")
-    page.add("pre", json.dumps({p: {name: loss["tuned"] for name, loss in r["losses"].items()}
-                                for p, r in results["protocols"].items()}, indent=2))
+    page.add(
+        "pre",
+        json.dumps(
+            {
+                p: {name: loss["tuned"] for name, loss in r["losses"].items()}
+                for p, r in results["protocols"].items()
+            },
+            indent=2,
+        ),
+    )
     page.add("h2", "Figures")
     for figure in results["figures"]:
         page.add("img", figure["path"], figure["title"])

@@ -67,10 +67,19 @@ class SearchResult:
     best_config: Config
 
 
-def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
-           space: SearchSpace | None = None, jobs: int = 1, pruner: str = "median",
-           storage: str | None = None, progress: bool = False,
-           log: Callable[[str], None] = print) -> SearchResult:
+def search(
+    base: Config,
+    out: str | Path,
+    *,
+    trials: int,
+    seed: int = 0,
+    space: SearchSpace | None = None,
+    jobs: int = 1,
+    pruner: str = "median",
+    storage: str | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> SearchResult:
     """Run (or resume, or extend) an Optuna search of ``trials`` finished trials of ``base``
     into ``out``, ``jobs`` trials at once in worker processes; see the module docstring.
 
@@ -84,49 +93,86 @@ def search(base: Config, out: str | Path, *, trials: int, seed: int = 0,
     check_choice("pruner", pruner, PRUNERS)
     space = space or SearchSpace(base.loss.name)
     if space.loss != base.loss.name:
-        raise ValueError(f"the search space is for loss {space.loss!r} but the config trains "
-                         f"{base.loss.name!r}; build SearchSpace({base.loss.name!r})")
+        raise ValueError(
+            f"the search space is for loss {space.loss!r} but the config trains "
+            f"{base.loss.name!r}; build SearchSpace({base.loss.name!r})"
+        )
     from ..training.setup import shared_splits
 
-    with shared_splits():     # the check and the trials of this process load the data once
-        return _search(base, out, trials=trials, seed=seed, space=space, jobs=jobs,
-                       pruner=pruner, storage=storage, progress=progress, log=log)
+    with shared_splits():  # the check and the trials of this process load the data once
+        return _search(
+            base,
+            out,
+            trials=trials,
+            seed=seed,
+            space=space,
+            jobs=jobs,
+            pruner=pruner,
+            storage=storage,
+            progress=progress,
+            log=log,
+        )
 
 
-def _search(base: Config, out: str | Path, *, trials: int, seed: int, space: SearchSpace,
-            jobs: int, pruner: str, storage: str | None, progress: bool,
-            log: Callable[[str], None]) -> SearchResult:
+def _search(
+    base: Config,
+    out: str | Path,
+    *,
+    trials: int,
+    seed: int,
+    space: SearchSpace,
+    jobs: int,
+    pruner: str,
+    storage: str | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> SearchResult:
     from ..training.setup import load_splits
 
     splits = load_splits(base)
     if splits.val is None:
-        raise ValueError("data.val_fraction (or data.val_classes) must be > 0 for a search "
-                         f"(trials are scored on the validation split); got "
-                         f"{base.data.val_fraction}; e.g. 0.1 (or a dataset with its own "
-                         "validation split, e.g. omniglot val_drawers)")
+        raise ValueError(
+            "data.val_fraction (or data.val_classes) must be > 0 for a search "
+            f"(trials are scored on the validation split); got "
+            f"{base.data.val_fraction}; e.g. 0.1 (or a dataset with its own "
+            "validation split, e.g. omniglot val_drawers)"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # trials: no plots, no test scores between passes (the tuner reads the validation split)
     # trials: no plots, no test scores, no validation beyond the tuner's (tuner_error); they
     # train the full budget (no patience): the pruner stops the hopeless ones
-    base = apply_overrides(dataclasses.replace(base, out=None),
-                           {"eval.plots": False, "eval.every": 0, "eval.final": False,
-                            "train.patience": 0})
-    if jobs > 1:    # each worker gets cores // jobs threads (unless train.threads is set)
+    base = apply_overrides(
+        dataclasses.replace(base, out=None),
+        {"eval.plots": False, "eval.every": 0, "eval.final": False, "train.patience": 0},
+    )
+    if jobs > 1:  # each worker gets cores // jobs threads (unless train.threads is set)
         base = with_threads(base, jobs)
     counts = np.bincount(splits.train.labels)
-    task = {"base": config_to_dict(base), "space": space, "seed": seed, "trials": trials,
-            "pruner": pruner, "out": str(out), "num_classes": int((counts > 0).sum()),
-            "smallest_class": int(counts[counts > 0].min()), "progress": progress}
+    task = {
+        "base": config_to_dict(base),
+        "space": space,
+        "seed": seed,
+        "trials": trials,
+        "pruner": pruner,
+        "out": str(out),
+        "num_classes": int((counts > 0).sum()),
+        "smallest_class": int(counts[counts > 0].min()),
+        "progress": progress,
+    }
     local = storage is None
     url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
     with folder_lock(out) if local else contextlib.nullcontext():
-        settings = {"seed": seed, "pruner": pruner, "space": space.describe(),
-                    "base": config_to_dict(base)}
+        settings = {
+            "seed": seed,
+            "pruner": pruner,
+            "space": space.describe(),
+            "base": config_to_dict(base),
+        }
         _check_search_file(out, settings)
         task["study"] = study_name(out, settings)
         study = open_study(url, task["study"], task)
-        if local:       # this invocation owns the folder: its RUNNING trials are dead ones
+        if local:  # this invocation owns the folder: its RUNNING trials are dead ones
             retry_unfinished(study)
         done = finished_count(study)
         if done >= trials:
@@ -134,8 +180,9 @@ def _search(base: Config, out: str | Path, *, trials: int, seed: int, space: Sea
         elif jobs == 1:
             work(url, task, 0, log)
         else:
-            for _ in in_workers(work, [(url, task, worker, None) for worker in range(jobs)],
-                                jobs=jobs):
+            for _ in in_workers(
+                work, [(url, task, worker, None) for worker in range(jobs)], jobs=jobs
+            ):
                 pass
         study = open_study(url, task["study"], task)
     return _summarise(study, base, space, out, seed)
@@ -146,34 +193,48 @@ def _summarise(study, base: Config, space: SearchSpace, out: Path, seed: int) ->
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.FAIL and "run_dir" in t.user_attrs and any(
+        if (
+            t.state == TrialState.FAIL
+            and "run_dir" in t.user_attrs
+            and any(
                 o.user_attrs.get("run_dir") == t.user_attrs["run_dir"] and o.number > t.number
-                for o in study.trials):
-            continue                          # killed, then retried under a later number
-        last = (t.intermediate_values[max(t.intermediate_values)]
-                if t.intermediate_values else math.nan)
-        rows.append({"trial": t.number, "state": t.state.name.lower(),
-                     **t.user_attrs.get("values", {}),
-                     "val_error": t.value if t.value is not None else last,
-                     "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
-                     "train_seconds": t.user_attrs.get("train_seconds"),
-                     "seconds": t.user_attrs.get("seconds"),
-                     "run_dir": t.user_attrs.get("run_dir"),
-                     **({"diverged": t.user_attrs["diverged"]}
-                        if "diverged" in t.user_attrs else {})})
+                for o in study.trials
+            )
+        ):
+            continue  # killed, then retried under a later number
+        last = (
+            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else math.nan
+        )
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                **t.user_attrs.get("values", {}),
+                "val_error": t.value if t.value is not None else last,
+                "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+                "train_seconds": t.user_attrs.get("train_seconds"),
+                "seconds": t.user_attrs.get("seconds"),
+                "run_dir": t.user_attrs.get("run_dir"),
+                **({"diverged": t.user_attrs["diverged"]} if "diverged" in t.user_attrs else {}),
+            }
+        )
     finished = [r for r in rows if r["state"] == "complete"]
     if not finished:
-        raise ValueError(f"no trial of the search in {str(out)!r} finished (all were pruned or "
-                         "diverged); widen the space (e.g. a lower --space.lr) or add trials")
+        raise ValueError(
+            f"no trial of the search in {str(out)!r} finished (all were pruned or "
+            "diverged); widen the space (e.g. a lower --space.lr) or add trials"
+        )
     best = min(finished, key=lambda r: (r["val_error"], r["trial"]))
     best_trial = next(t for t in study.trials if t.number == best["trial"])
     best_params = best_trial.user_attrs["values"]
     best_config = apply_params(base, best_params)
     _write_table(out / "trials.csv", rows)
-    header = (f"# magnetdml search: best of {len(finished)} finished trial(s) "
-              f"({sum(r['state'] == 'pruned' for r in rows)} pruned) by validation error "
-              f"{best['val_error']:.4f} (trial {best['trial']}, seed {seed}).\n"
-              "# Train on it: magnetdml train --config best_config.yaml --out RUN.\n")
+    header = (
+        f"# magnetdml search: best of {len(finished)} finished trial(s) "
+        f"({sum(r['state'] == 'pruned' for r in rows)} pruned) by validation error "
+        f"{best['val_error']:.4f} (trial {best['trial']}, seed {seed}).\n"
+        "# Train on it: magnetdml train --config best_config.yaml --out RUN.\n"
+    )
     data = config_to_dict(best_config)
     data.pop("out")
     (out / "best_config.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False))
@@ -187,8 +248,10 @@ def _check_search_file(out: Path, settings: dict) -> None:
     path = out / SEARCH_FILE
     settings = json.loads(json.dumps(settings))
     if path.exists() and _same_search(json.loads(path.read_text()), settings) is False:
-        raise ValueError(f"search folder {str(out)!r} holds a search with other settings "
-                         "(base config, space, seed or pruner); choose another --out")
+        raise ValueError(
+            f"search folder {str(out)!r} holds a search with other settings "
+            "(base config, space, seed or pruner); choose another --out"
+        )
     write_json(path, settings)
 
 
@@ -203,7 +266,8 @@ def _same_search(saved: dict, settings: dict) -> bool:
     except (TypeError, ValueError):
         return False
     return base == run_identity(settings["base"]) and all(
-        saved[key] == settings[key] for key in settings if key != "base")
+        saved[key] == settings[key] for key in settings if key != "base"
+    )
 
 
 def _write_table(path: Path, rows: list[dict]) -> None:

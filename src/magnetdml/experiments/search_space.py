@@ -46,12 +46,19 @@ class Param:
     maximum: float = math.inf
 
     def check_range(self, name: str, low: float, high: float) -> None:
-        strict = self.minimum == 0          # no searched parameter may be 0 (or < 0)
-        rule = (f"space.{name} must be LOW:HIGH with {self.minimum:g} "
-                f"{'<' if strict else '<='} LOW <= HIGH "
-                f"<= {self.maximum:g}{' (integers)' if self.integer else ''}")
-        bad = (low > high or low < self.minimum or high > self.maximum or (strict and low <= 0)
-               or (self.integer and (low != int(low) or high != int(high))))
+        strict = self.minimum == 0  # no searched parameter may be 0 (or < 0)
+        rule = (
+            f"space.{name} must be LOW:HIGH with {self.minimum:g} "
+            f"{'<' if strict else '<='} LOW <= HIGH "
+            f"<= {self.maximum:g}{' (integers)' if self.integer else ''}"
+        )
+        bad = (
+            low > high
+            or low < self.minimum
+            or high > self.maximum
+            or (strict and low <= 0)
+            or (self.integer and (low != int(low) or high != int(high)))
+        )
         if bad:
             fix = "; swap the bounds" if low > high else ""
             raise ValueError(f"{rule}; got {low:g}:{high:g}{fix}")
@@ -60,79 +67,147 @@ class Param:
 APP_B = "paper App. B"
 #: Searched for every loss (paper App. B tunes both for softmax, triplet and Magnet).
 COMMON: dict[str, Param] = {
-    "lr": Param("train.lr", 1e-4, 1e-1, log=True,
-                source=f"{APP_B}: optima 6e-4 to 2.4e-2, a decade of room each side"),
-    "lr_decay": Param("train.lr_decay", 0.9, 1.0, maximum=1.0,
-                      source=f"{APP_B}: per-pass annealing optima 0.966-0.995 or none (1)"),
+    "lr": Param(
+        "train.lr",
+        1e-4,
+        1e-1,
+        log=True,
+        source=f"{APP_B}: optima 6e-4 to 2.4e-2, a decade of room each side",
+    ),
+    "lr_decay": Param(
+        "train.lr_decay",
+        0.9,
+        1.0,
+        maximum=1.0,
+        source=f"{APP_B}: per-pass annealing optima 0.966-0.995 or none (1)",
+    ),
 }
 #: The cluster losses' index and batch (Magnet's App. B space), drawn in this order: K caps M,
 #: M caps D.
 CLUSTERS: dict[str, Param] = {
-    "clusters_per_class": Param("index.clusters_per_class", 1, 16, log=True, integer=True,
-                                minimum=1, source=f"{APP_B}: K 1-16"),
-    "clusters_per_batch": Param("sampler.clusters_per_batch", 2, 24, integer=True, minimum=2,
-                                source=f"{APP_B}: M with M x D <= 48 (best 12)"),
-    "examples_per_cluster": Param("sampler.examples_per_cluster", 2, 8, integer=True,
-                                  minimum=2, source=f"{APP_B}: D with M x D <= 48 (best 4)"),
+    "clusters_per_class": Param(
+        "index.clusters_per_class",
+        1,
+        16,
+        log=True,
+        integer=True,
+        minimum=1,
+        source=f"{APP_B}: K 1-16",
+    ),
+    "clusters_per_batch": Param(
+        "sampler.clusters_per_batch",
+        2,
+        24,
+        integer=True,
+        minimum=2,
+        source=f"{APP_B}: M with M x D <= 48 (best 12)",
+    ),
+    "examples_per_cluster": Param(
+        "sampler.examples_per_cluster",
+        2,
+        8,
+        integer=True,
+        minimum=2,
+        source=f"{APP_B}: D with M x D <= 48 (best 4)",
+    ),
 }
 #: Searched for any loss, but only when the user gives a range (``--space.weight_decay``).
 OPTIONAL: dict[str, Param] = {
-    "weight_decay": Param("train.weight_decay", 1e-6, 1e-3, log=True,
-                          source="not in App. B: a remedy for Magnet's scale-invariant "
-                                 "embedding growing under SGD"),
+    "weight_decay": Param(
+        "train.weight_decay",
+        1e-6,
+        1e-3,
+        log=True,
+        source="not in App. B: a remedy for Magnet's scale-invariant embedding growing under SGD",
+    ),
 }
+
 
 def _pml(keyword: str, low: float, high: float, default: str, log: bool = True) -> Param:
     """A keyword of a pytorch-metric-learning loss, searched around its PML default."""
-    return Param(f"loss.options.{keyword}", low, high, log=log,
-                 source=f"around PML 2.9's default {default}")
+    return Param(
+        f"loss.options.{keyword}", low, high, log=log, source=f"around PML 2.9's default {default}"
+    )
 
 
 #: loss name -> its own searched parameters (:data:`COMMON` is added to every entry).
 SPACES: dict[str, dict[str, Param]] = {
     "magnet": {
         "alpha": Param("loss.alpha", 0.5, 10.0, log=True, source=f"{APP_B}: optima 0.70-7.18"),
-        "scale": Param("loss.scale", 0.5, 20.0, log=True,
-                       source=f"{APP_B}: 'global scaling' optima 2.33-14.2"),
-        **CLUSTERS},
+        "scale": Param(
+            "loss.scale", 0.5, 20.0, log=True, source=f"{APP_B}: 'global scaling' optima 2.33-14.2"
+        ),
+        **CLUSTERS,
+    },
     "cluster_nca": {
         "scale": Param("loss.scale", 0.5, 20.0, log=True, source="Magnet's App. B range"),
-        **CLUSTERS},
+        **CLUSTERS,
+    },
     "triplet": {
         "margin": Param("loss.margin", 0.05, 1.0, log=True, source=f"{APP_B}: gap 0.30-0.55"),
-        "impostor_fraction": Param("loss.impostor_fraction", 0.005, 0.5, log=True,
-                                   maximum=1.0, source=f"{APP_B}: 0.007-0.18")},
+        "impostor_fraction": Param(
+            "loss.impostor_fraction",
+            0.005,
+            0.5,
+            log=True,
+            maximum=1.0,
+            source=f"{APP_B}: 0.007-0.18",
+        ),
+    },
     "contrastive": {
-        "margin": Param("loss.margin", 0.05, 2.0, log=True,
-                        source="around this project's default 1.0 (Hadsell et al. 2006)")},
+        "margin": Param(
+            "loss.margin",
+            0.05,
+            2.0,
+            log=True,
+            source="around this project's default 1.0 (Hadsell et al. 2006)",
+        )
+    },
     "lifted": {
-        "margin": Param("loss.margin", 0.05, 2.0, log=True,
-                        source="around this project's default 1.0 (Song et al. 2016)")},
+        "margin": Param(
+            "loss.margin",
+            0.05,
+            2.0,
+            log=True,
+            source="around this project's default 1.0 (Song et al. 2016)",
+        )
+    },
     "softmax": {},
     # pytorch-metric-learning's losses: keywords of --loss.options, ranges around PML's defaults
     "pml:ProxyAnchorLoss": {
         "margin": _pml("margin", 0.01, 0.5, "0.1 (Kim et al. 2020)"),
-        "alpha": _pml("alpha", 4.0, 128.0, "32 (Kim et al. 2020)")},
+        "alpha": _pml("alpha", 4.0, 128.0, "32 (Kim et al. 2020)"),
+    },
     "pml:MultiSimilarityLoss": {
         "alpha": _pml("alpha", 0.5, 8.0, "2 (Wang et al. 2019)"),
         "beta": _pml("beta", 10.0, 100.0, "50 (Wang et al. 2019)"),
-        "base": _pml("base", 0.3, 0.8, "0.5 (Wang et al. 2019)", log=False)},
+        "base": _pml("base", 0.3, 0.8, "0.5 (Wang et al. 2019)", log=False),
+    },
     "pml:NormalizedSoftmaxLoss": {
-        "temperature": _pml("temperature", 0.01, 0.2, "0.05 (Zhai & Wu 2019)")},
+        "temperature": _pml("temperature", 0.01, 0.2, "0.05 (Zhai & Wu 2019)")
+    },
     "pml:ArcFaceLoss": {
         "margin": _pml("margin", 10.0, 45.0, "28.6 degrees (Deng et al. 2019)", log=False),
-        "scale": _pml("scale", 16.0, 128.0, "64 (Deng et al. 2019)")},
+        "scale": _pml("scale", 16.0, 128.0, "64 (Deng et al. 2019)"),
+    },
     "pml:SoftTripleLoss": {
-        "centers_per_class": Param("loss.options.centers_per_class", 1, 16, log=True,
-                                   integer=True, minimum=1,
-                                   source="PML default 10 (Qian et al. 2019); App. B's K range"),
+        "centers_per_class": Param(
+            "loss.options.centers_per_class",
+            1,
+            16,
+            log=True,
+            integer=True,
+            minimum=1,
+            source="PML default 10 (Qian et al. 2019); App. B's K range",
+        ),
         "la": _pml("la", 5.0, 80.0, "20 (Qian et al. 2019)"),
         "gamma": _pml("gamma", 0.03, 0.3, "0.1 (Qian et al. 2019)"),
-        "margin": _pml("margin", 0.001, 0.1, "0.01 (Qian et al. 2019)")},
+        "margin": _pml("margin", 0.001, 0.1, "0.01 (Qian et al. 2019)"),
+    },
     "pml:ProxyNCALoss": {
-        "softmax_scale": _pml("softmax_scale", 0.5, 32.0, "1 (Movshovitz-Attias et al. 2017)")},
-    "pml:SupConLoss": {
-        "temperature": _pml("temperature", 0.03, 0.5, "0.1 (Khosla et al. 2020)")},
+        "softmax_scale": _pml("softmax_scale", 0.5, 32.0, "1 (Movshovitz-Attias et al. 2017)")
+    },
+    "pml:SupConLoss": {"temperature": _pml("temperature", 0.03, 0.5, "0.1 (Khosla et al. 2020)")},
 }
 
 
@@ -166,32 +241,39 @@ class SearchSpace:
     ``M * D <= max_batch`` (the paper's memory bound: 48).
     """
 
-    def __init__(self, loss: str = "magnet", overrides: dict[str, str] | None = None, *,
-                 max_batch: int = 48) -> None:
+    def __init__(
+        self, loss: str = "magnet", overrides: dict[str, str] | None = None, *, max_batch: int = 48
+    ) -> None:
         from .._validation import check_int
 
         self.loss, self.max_batch = loss, check_int("max_batch", max_batch, minimum=4)
         self.params = space_for(loss)
         for name, text in (overrides or {}).items():
             if name not in all_params():
-                raise ValueError(f"unknown search parameter space.{name}; valid: "
-                                 f"{', '.join(all_params())}")
+                raise ValueError(
+                    f"unknown search parameter space.{name}; valid: {', '.join(all_params())}"
+                )
             if name not in self.params and name in OPTIONAL:
                 self.params[name] = OPTIONAL[name]
             if name not in self.params:
-                raise ValueError(f"space.{name} does not apply to loss {loss!r} (it tunes "
-                                 f"{', '.join(self.params)}); drop the flag or change --loss")
+                raise ValueError(
+                    f"space.{name} does not apply to loss {loss!r} (it tunes "
+                    f"{', '.join(self.params)}); drop the flag or change --loss"
+                )
             self.params[name] = _parse_range(name, str(text), self.params[name])
         if "clusters_per_batch" in self.params:
             m, d = self.params["clusters_per_batch"], self.params["examples_per_cluster"]
             if m.low * d.low > self.max_batch:
-                raise ValueError(f"no (M, D) in space.clusters_per_batch {m.low:g}:{m.high:g} x "
-                                 f"space.examples_per_cluster {d.low:g}:{d.high:g} has M * D "
-                                 f"<= max_batch = {self.max_batch}; lower the ranges or raise "
-                                 "max_batch")
+                raise ValueError(
+                    f"no (M, D) in space.clusters_per_batch {m.low:g}:{m.high:g} x "
+                    f"space.examples_per_cluster {d.low:g}:{d.high:g} has M * D "
+                    f"<= max_batch = {self.max_batch}; lower the ranges or raise "
+                    "max_batch"
+                )
 
-    def suggest(self, trial, num_classes: int | None = None,
-                smallest_class: int | None = None) -> dict[str, float | int]:
+    def suggest(
+        self, trial, num_classes: int | None = None, smallest_class: int | None = None
+    ) -> dict[str, float | int]:
         """One trial's values ``{config field: value}`` drawn from the Optuna ``trial``.
 
         ``K`` is capped so that the smallest training class (``smallest_class`` examples)
@@ -209,7 +291,7 @@ class SearchSpace:
             elif name == "examples_per_cluster":
                 m = values.get("sampler.clusters_per_batch", self.params["clusters_per_batch"].low)
                 high = max(low, min(high, self.max_batch // m))
-            if low == high:                             # fixed: exactly the user's value
+            if low == high:  # fixed: exactly the user's value
                 values[p.field] = int(low) if p.integer else float(low)
             elif p.integer:
                 values[p.field] = trial.suggest_int(name, int(low), int(high), log=p.log)
@@ -219,9 +301,14 @@ class SearchSpace:
 
     def describe(self) -> dict:
         """The space as plain data (written to ``search.json``)."""
-        return {"loss": self.loss, "max_batch": self.max_batch,
-                "params": {n: dataclasses.asdict(p) | {"maximum": str(p.maximum)}
-                           for n, p in self.params.items()}}
+        return {
+            "loss": self.loss,
+            "max_batch": self.max_batch,
+            "params": {
+                n: dataclasses.asdict(p) | {"maximum": str(p.maximum)}
+                for n, p in self.params.items()
+            },
+        }
 
 
 def _parse_range(name: str, text: str, param: Param) -> Param:
@@ -231,7 +318,9 @@ def _parse_range(name: str, text: str, param: Param) -> Param:
     except ValueError:
         low = high = None
     if low is None or not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"space.{name} must be LOW:HIGH or one VALUE (numbers); got "
-                         f"{text!r}; e.g. --space.{name} {param.low:g}:{param.high:g}")
+        raise ValueError(
+            f"space.{name} must be LOW:HIGH or one VALUE (numbers); got "
+            f"{text!r}; e.g. --space.{name} {param.low:g}:{param.high:g}"
+        )
     param.check_range(name, low, high)
     return dataclasses.replace(param, low=low, high=high)

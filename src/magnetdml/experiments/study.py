@@ -60,30 +60,41 @@ def open_study(url: str, name: str, task: dict, worker: int = 0):
             break
         try:
             _STORAGES[url] = RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=3, inherit_intermediate_values=True))
-        except Exception as error:              # sqlalchemy's: a table or row made twice
+                    max_retry=3, inherit_intermediate_values=True
+                ),
+            )
+        except Exception as error:  # sqlalchemy's: a table or row made twice
             if attempt == 4 or not type(error).__module__.startswith("sqlalchemy"):
                 raise
             time.sleep(1 + attempt)
     storage = _STORAGES[url]
-    pruners = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2,
-                                                             n_warmup_steps=1),
-               "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1,
-                                                                   max_resource=epochs),
-               "none": optuna.pruners.NopPruner}
-    study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
-                                pruner=pruners[task["pruner"]](), load_if_exists=True)
+    pruners = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs),
+        "none": optuna.pruners.NopPruner,
+    }
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="minimize",
+        pruner=pruners[task["pruner"]](),
+        load_if_exists=True,
+    )
     state = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
     study.sampler = optuna.samplers.TPESampler(
-        seed=int(state), n_startup_trials=max(2, min(10, task["trials"] // 3)))
+        seed=int(state), n_startup_trials=max(2, min(10, task["trials"] // 3))
+    )
     return study
 
 
 def finished_count(study) -> int:
     from optuna.trial import TrialState
+
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
@@ -91,10 +102,10 @@ def retry_unfinished(study) -> None:
     """Fail the trials a killed search left RUNNING and queue each again with its values and
     its run folder (which resumes from its checkpoint)."""
     from optuna.trial import TrialState
+
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs=dict(trial.user_attrs),
-                            skip_if_exists=False)
+        study.enqueue_trial(trial.params, user_attrs=dict(trial.user_attrs), skip_if_exists=False)
 
 
 def work(url: str, task: dict, worker: int, log: Callable[[str], None] | None) -> None:
@@ -105,17 +116,18 @@ def work(url: str, task: dict, worker: int, log: Callable[[str], None] | None) -
 
     log = log or (lambda _message: None)
     out, trials = Path(task["out"]), task["trials"]
-    with shared_splits():     # the trials of this process load the data once
+    with shared_splits():  # the trials of this process load the data once
         _work_on(url, task, worker, log, out, trials)
 
 
-def _work_on(url: str, task: dict, worker: int, log: Callable[[str], None], out: Path,
-             trials: int) -> None:
+def _work_on(
+    url: str, task: dict, worker: int, log: Callable[[str], None], out: Path, trials: int
+) -> None:
     from optuna.trial import TrialState
 
     while True:
-        lock = _TrialLock(out / TRIAL_LOCK)    # held until the new trial is RUNNING: workers
-        try:                                   # that count at once would overshoot
+        lock = _TrialLock(out / TRIAL_LOCK)  # held until the new trial is RUNNING: workers
+        try:  # that count at once would overshoot
             study = open_study(url, task["study"], task, worker)
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if finished_count(study) + running >= trials:
@@ -151,10 +163,10 @@ def folder_lock(out: Path, blocking: bool = False):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise ValueError(f"another search is running in {str(out)!r}; wait for it, or "
-                             "add --jobs to it instead of starting a second one") from None
+            raise ValueError(
+                f"another search is running in {str(out)!r}; wait for it, or "
+                "add --jobs to it instead of starting a second one"
+            ) from None
         yield
     finally:
         handle.close()
-
-

@@ -34,7 +34,7 @@ def objective(trial, task: dict, log: Callable[[str], None]) -> float:
     params = space.suggest(trial, task["num_classes"], task["smallest_class"])
     name = trial.user_attrs.get("run_dir") or f"trial_{trial.number:03d}"
     trial.set_user_attr("run_dir", name)
-    trial.set_user_attr("values", params)       # with the values fixed by a range of one
+    trial.set_user_attr("values", params)  # with the values fixed by a range of one
     run_dir = Path(task["out"]) / name
     config = apply_params(config_from_dict(task["base"]), {**params, "out": str(run_dir)})
     started = time.perf_counter()
@@ -57,13 +57,13 @@ def objective(trial, task: dict, log: Callable[[str], None]) -> float:
         raise
     except (ValueError, FloatingPointError) as error:
         if "diverged" not in str(error) and not isinstance(error, FloatingPointError):
-            raise                             # a broken config: stop the search
+            raise  # a broken config: stop the search
         trial.set_user_attr("diverged", str(error).splitlines()[0])
         log(f"trial {trial.number}: diverged, pruned {_describe(params)}")
         raise optuna.TrialPruned(str(error)) from error
     summary = json.loads((run_dir / SUMMARY).read_text())
     value = trial_error(run_dir)
-    for disposable in DISPOSABLE:         # scored: nothing reads the trial's model again
+    for disposable in DISPOSABLE:  # scored: nothing reads the trial's model again
         (run_dir / disposable).unlink(missing_ok=True)
     trial.set_user_attr("train_seconds", summary.get("train_seconds"))
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
@@ -87,14 +87,15 @@ def tuner_error(trainer) -> tuple[str, float]:
     config, val = trainer.config, trainer.splits.val
     if config.data.val_classes:
         return "1 - map_at_r", float(trainer.validation_scores()["retrieval_error"])
-    queries = trainer.embed(val)                                          # (V, E)
+    queries = trainer.embed(val)  # (V, E)
     if config.loss.spec().own_metric == "knc_error":
-        knc = trainer.knc(trainer.train_embeddings())    # the pass's refresh embedded them
+        knc = trainer.knc(trainer.train_embeddings())  # the pass's refresh embedded them
         return "knc_error", float(np.mean(knc.predict(queries) != val.labels))
     # at most TUNER_K neighbours: a ranking signal, at half the search time of 128
     k = min(config.eval.knn_k, TUNER_K, len(val.labels) - 1)
-    return "knn_error (leave-one-out in val)", evaluate(queries, val.labels,
-                                                        metrics=["knn_error"], k=k)["knn_error"]
+    return "knn_error (leave-one-out in val)", evaluate(
+        queries, val.labels, metrics=["knn_error"], k=k
+    )["knn_error"]
 
 
 def trial_error(run_dir: Path) -> float:
@@ -112,8 +113,9 @@ def config_fields(base: Config, params: dict) -> dict:
     fields = {k: v for k, v in params.items() if not k.startswith("loss.options.")}
     if options:
         current = yaml.safe_load(base.loss.options or "") or {}
-        fields["loss.options"] = yaml.safe_dump({**current, **options},
-                                                default_flow_style=True).strip()
+        fields["loss.options"] = yaml.safe_dump(
+            {**current, **options}, default_flow_style=True
+        ).strip()
     return fields
 
 
@@ -123,7 +125,7 @@ def apply_params(base: Config, params: dict) -> Config:
 
 
 def _describe(params: dict) -> str:
-    return " ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else
-                    f"{k.split('.')[-1]}={v}" for k, v in params.items())
-
-
+    return " ".join(
+        f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+        for k, v in params.items()
+    )
