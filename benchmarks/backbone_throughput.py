@@ -39,8 +39,14 @@ CASES = [
 ]
 
 
-def images_per_second(backbone: str, shape: tuple[int, ...], options: dict, batch: int,
-                      min_seconds: float, seed: int = 0) -> tuple[float, float]:
+def images_per_second(
+    backbone: str,
+    shape: tuple[int, ...],
+    options: dict,
+    batch: int,
+    min_seconds: float,
+    seed: int = 0,
+) -> tuple[float, float]:
     """``(images per wall-clock second, images per process-CPU second / threads)`` over steps
     run for at least ``min_seconds`` of CPU time (at least one step) after one warm-up step.
 
@@ -73,12 +79,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", type=int, nargs="+", default=[48, 128])
-    parser.add_argument("--seconds", type=float, default=1.0,
-                        help="minimum CPU seconds per timing")
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum CPU seconds per timing")
     parser.add_argument("--repeats", type=int, default=2, help="paired timings per row")
     parser.add_argument("--quick", action="store_true", help="0.3 s, 1 repeat, no JSON")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "backbone_throughput.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "backbone_throughput.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seconds, repeats = (0.3, 1) if args.quick else (args.seconds, args.repeats)
@@ -90,33 +96,57 @@ def main() -> None:
             pairs = []
             for _ in range(repeats):
                 reference = images_per_second(*CASES[0][1:], batch, seconds)
-                pairs.append((images_per_second(backbone, shape, options, batch, seconds),
-                              reference))
+                pairs.append(
+                    (images_per_second(backbone, shape, options, batch, seconds), reference)
+                )
             ratio = statistics.median(rate[1] / ref[1] for rate, ref in pairs)
             wall_ratio = statistics.median(rate[0] / ref[0] for rate, ref in pairs)
             wall = statistics.median(rate[0] for rate, _ in pairs)
             cpu = statistics.median(rate[1] for rate, _ in pairs)
             params = sum(p.numel() for p in build_model(backbone, shape, **options).parameters())
-            rows.append({"case": label, "backbone": backbone, "options": options,
-                         "input_shape": list(shape), "batch": batch, "parameters": params,
-                         "images_per_cpu_s": round(cpu, 1), "ratio_vs_mlp": round(ratio, 5),
-                         "images_per_wall_s": round(wall, 1),
-                         "wall_ratio_vs_mlp": round(wall_ratio, 5),
-                         "mlp_images_per_cpu_s": [round(r[1], 1) for _, r in pairs]})
-            print(f"batch {batch:4d}  {label:32s} {cpu:10.1f} img/cpu-s x{ratio:.5f} of mlp "
-                  f"| wall {wall:9.1f} img/s x{wall_ratio:.5f}  ({params:,} params)", flush=True)
+            rows.append(
+                {
+                    "case": label,
+                    "backbone": backbone,
+                    "options": options,
+                    "input_shape": list(shape),
+                    "batch": batch,
+                    "parameters": params,
+                    "images_per_cpu_s": round(cpu, 1),
+                    "ratio_vs_mlp": round(ratio, 5),
+                    "images_per_wall_s": round(wall, 1),
+                    "wall_ratio_vs_mlp": round(wall_ratio, 5),
+                    "mlp_images_per_cpu_s": [round(r[1], 1) for _, r in pairs],
+                }
+            )
+            print(
+                f"batch {batch:4d}  {label:32s} {cpu:10.1f} img/cpu-s x{ratio:.5f} of mlp "
+                f"| wall {wall:9.1f} img/s x{wall_ratio:.5f}  ({params:,} params)",
+                flush=True,
+            )
     if not args.quick:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "benchmark": "training images/s: forward+backward+SGD step, 64-d head",
-            "threads": args.threads, "torch": torch.__version__, "repeats": repeats,
-            "machine": f"{platform.processor() or platform.machine()} ({platform.system()})",
-            "load_average_at_end": list(os.getloadavg()),
-            "note": "shared 2-core machine: images_per_cpu_s = images per CPU-second per "
+        args.out.write_text(
+            json.dumps(
+                {
+                    "benchmark": "training images/s: forward+backward+SGD step, 64-d head",
+                    "threads": args.threads,
+                    "torch": torch.__version__,
+                    "repeats": repeats,
+                    "machine": (
+                        f"{platform.processor() or platform.machine()} ({platform.system()})"
+                    ),
+                    "load_average_at_end": list(os.getloadavg()),
+                    "note": "shared 2-core machine: images_per_cpu_s = images per CPU-second per "
                     "thread; ratio_vs_mlp = median over paired CPU-time timings (mlp timed "
                     "right before the case). Under heavy load (see load_average_at_end) "
                     "both rates are depressed 10-50x and the ratios are noisy",
-            "rows": rows}, indent=2) + "\n")
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"wrote {args.out}")
 
 

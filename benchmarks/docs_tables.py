@@ -70,10 +70,20 @@ def _format(row: dict, key: str, style: str) -> str:
 def _commit(path: Path) -> str:
     """The commit that last changed ``path`` (``uncommitted`` for a new or edited file)."""
     try:
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(path)], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        last = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(path)], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        last = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return "uncommitted" if dirty or not last else last
@@ -97,10 +107,10 @@ def render(spec: dict[str, str]) -> str:
         key, _, wanted = spec["where"].partition("=")
         rows = [r for r in rows if str(r.get(key.strip())) == wanted.strip()]
     columns = [c.strip().partition(":")[::2] for c in spec["columns"].split(",")]
-    lines = ["| " + " | ".join(key for key, _ in columns) + " |",
-             "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(r, key, style) for key, style in columns) + " |"
-              for r in rows]
+    lines = ["| " + " | ".join(key for key, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += [
+        "| " + " | ".join(_format(r, key, style) for key, style in columns) + " |" for r in rows
+    ]
     command = spec.get("command") or data.get("command") or "not recorded"
     lines.append("")
     lines.append(f"*`{command}` · results committed at {_commit(path)} · CPU: {_cpu(data)}*")
@@ -109,8 +119,7 @@ def render(spec: dict[str, str]) -> str:
 
 def update(text: str) -> str:
     """``text`` with every table block regenerated."""
-    return BLOCK.sub(lambda m: m.group(1) + render(_parse_spec(m.group("spec")))
-                     + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + render(_parse_spec(m.group("spec"))) + m.group(4), text)
 
 
 def documents() -> list[Path]:
@@ -123,8 +132,9 @@ def documents() -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="only report stale tables (exit 1), write nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="only report stale tables (exit 1), write nothing"
+    )
     args = parser.parse_args(argv)
     stale = []
     for path in documents():

@@ -38,10 +38,19 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "evaluation_million.json"
 PER_CLASS, DIM, QUERIES = 1000, 128, 10_000
-THREADS = int(os.environ.get("BENCH_THREADS", "1"))     # see evaluation_speed.py: THREADS
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # see evaluation_speed.py: THREADS
 PARTS = {  # cheapest first, so an interrupted run still has the neighbour metrics
-    "neighbours_10k": ["knn_error", "error_at_5", "precision_at_1", "r_precision", "map_at_r",
-                       "recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8"],
+    "neighbours_10k": [
+        "knn_error",
+        "error_at_5",
+        "precision_at_1",
+        "r_precision",
+        "map_at_r",
+        "recall_at_1",
+        "recall_at_2",
+        "recall_at_4",
+        "recall_at_8",
+    ],
     "clustering_knc": ["nmi", "ami", "ari", "f1", "knc_error", "knc_error_at_5"],
 }
 PARTS["neighbours_full"] = PARTS["neighbours_10k"]
@@ -55,9 +64,9 @@ def make_data(n: int, seed: int, classes: int, chunk: int = 100_000):
     labels = rng.integers(0, classes, n) if seed else np.repeat(np.arange(classes), n // classes)
     x = np.empty((n, DIM), np.float32)
     for start in range(0, n, chunk):
-        y = labels[start:start + chunk]
+        y = labels[start : start + chunk]
         noise = rng.standard_normal((len(y), DIM), dtype=np.float32)
-        x[start:start + chunk] = centres[y] + spread[y, None] * noise
+        x[start : start + chunk] = centres[y] + spread[y, None] * noise
     return x, labels
 
 
@@ -69,10 +78,13 @@ def child(part: str, n: int, queries_n: int = QUERIES) -> dict:
     kwargs = {}
     if part == "clustering_knc":
         counts = np.bincount(y, minlength=classes)[:, None]
-        means = (np.add.reduceat(x, np.arange(0, n, PER_CLASS), axis=0) / counts)
-        kwargs = {"index": SimpleNamespace(centroids_=means.astype(np.float32),
-                                           centroid_labels_=np.arange(classes)),
-                  "variance": estimate_variance(x, y)}
+        means = np.add.reduceat(x, np.arange(0, n, PER_CLASS), axis=0) / counts
+        kwargs = {
+            "index": SimpleNamespace(
+                centroids_=means.astype(np.float32), centroid_labels_=np.arange(classes)
+            ),
+            "variance": estimate_variance(x, y),
+        }
         queries, labels = x, y
     elif part == "neighbours_10k":
         queries, labels = make_data(min(queries_n, n), seed=7, classes=classes)
@@ -86,11 +98,15 @@ def child(part: str, n: int, queries_n: int = QUERIES) -> dict:
     metrics = evaluate(queries, labels, metrics=PARTS[part], seed=0, **kwargs)
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu,
-            "queries": len(queries), "reference": n,
-            "rss_before_mb": before,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "metrics": metrics}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu,
+        "queries": len(queries),
+        "reference": n,
+        "rss_before_mb": before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "metrics": metrics,
+    }
 
 
 def main() -> None:
@@ -98,10 +114,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20k points, temp-folder results")
     parser.add_argument("--full", action="store_true", help="also 1M x 1M neighbour metrics")
     parser.add_argument("--force", action="store_true", help="rerun finished parts")
-    parser.add_argument("--queries", type=int, default=QUERIES,
-                        help="held-out queries of the neighbours part (default 10,000)")
-    parser.add_argument("--parts", nargs="*", choices=list(PARTS), default=None,
-                        help="parts to run (default: all but neighbours_full unless --full)")
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=QUERIES,
+        help="held-out queries of the neighbours part (default 10,000)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="*",
+        choices=list(PARTS),
+        default=None,
+        help="parts to run (default: all but neighbours_full unless --full)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("PART", "N", "Q"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -110,28 +135,44 @@ def main() -> None:
     n = 20_000 if args.quick else 1_000_000
     path = Path(tempfile.gettempdir()) / "evaluation_million_quick.json" if args.quick else RESULTS
     results = json.loads(path.read_text()) if path.exists() and not args.force else {}
-    results.update({"n": n, "dim": DIM, "classes": n // PER_CLASS, "threads": THREADS,
-                    "cpus": os.cpu_count(),
-                    "command": "python benchmarks/evaluation_million.py " + " ".join(sys.argv[1:])})
+    results.update(
+        {
+            "n": n,
+            "dim": DIM,
+            "classes": n // PER_CLASS,
+            "threads": THREADS,
+            "cpus": os.cpu_count(),
+            "command": "python benchmarks/evaluation_million.py " + " ".join(sys.argv[1:]),
+        }
+    )
     parts = results.setdefault("parts", {})
-    env = dict(os.environ, **{v: str(THREADS) for v in
-                              ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    env = dict(
+        os.environ,
+        **{v: str(THREADS) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    )
     chosen = args.parts or [p for p in PARTS if args.full or p != "neighbours_full"]
     for part in chosen:
         if part in parts:
             continue
         print(f"{part} ...", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--child", part, str(n),
-                               str(args.queries)], env=env,
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", part, str(n), str(args.queries)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{part} failed:\n{done.stderr[-3000:]}")
         parts[part] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {parts[part]['seconds']:.1f} s, peak RSS {parts[part]['peak_rss_mb']:.0f} MB",
-              flush=True)
+        print(
+            f"  {parts[part]['seconds']:.1f} s, peak RSS {parts[part]['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
         if "neighbours_10k" in parts:
             results["neighbours_full_estimated_seconds"] = (
-                parts["neighbours_10k"]["seconds"] * n / parts["neighbours_10k"]["queries"])
+                parts["neighbours_10k"]["seconds"] * n / parts["neighbours_10k"]["queries"]
+            )
         results["max_peak_rss_mb"] = max(p["peak_rss_mb"] for p in parts.values())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2) + "\n")

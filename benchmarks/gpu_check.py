@@ -41,20 +41,42 @@ def train_run(name: str, loss: str, device: str, amp: bool, seed: int, args, out
     from magnetdml.training import apply_overrides, train
     from magnetdml.training.config import Config
 
-    data = ({"data.name": "digits", "model.backbone": "mlp"} if args.tiny else
-            {"data.name": "cifar10", "data.data_dir": str(Path(args.data_root) / "cifar10"),
-             "model.backbone": "cifar-cnn"})
-    overrides = {**data, "loss.name": loss, "train.device": device, "train.amp": amp,
-                 "train.seed": seed, "train.epochs": args.epochs,
-                 "train.iterations_per_epoch": args.iterations, "train.threads": 0,
-                 "eval.every": 0, "eval.plots": False, "out": str(out / name)}
+    data = (
+        {"data.name": "digits", "model.backbone": "mlp"}
+        if args.tiny
+        else {
+            "data.name": "cifar10",
+            "data.data_dir": str(Path(args.data_root) / "cifar10"),
+            "model.backbone": "cifar-cnn",
+        }
+    )
+    overrides = {
+        **data,
+        "loss.name": loss,
+        "train.device": device,
+        "train.amp": amp,
+        "train.seed": seed,
+        "train.epochs": args.epochs,
+        "train.iterations_per_epoch": args.iterations,
+        "train.threads": 0,
+        "eval.every": 0,
+        "eval.plots": False,
+        "out": str(out / name),
+    }
     config = apply_overrides(Config(), overrides)
     started = time.perf_counter()
     summary = train(config, overwrite=True, progress=False).summary
-    return {"name": name, "loss": loss, "device": device, "amp": amp, "seed": seed,
-            "images_per_second": summary.get("images_per_second"),
-            "knc_error": summary.get("knc_error"), "knn_error": summary.get("knn_error"),
-            "wall_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "name": name,
+        "loss": loss,
+        "device": device,
+        "amp": amp,
+        "seed": seed,
+        "images_per_second": summary.get("images_per_second"),
+        "knc_error": summary.get("knc_error"),
+        "knn_error": summary.get("knn_error"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def exact_search_torch(queries, reference, k, device, rows=1024):
@@ -63,8 +85,8 @@ def exact_search_torch(queries, reference, k, device, rows=1024):
     ref_sq = (ref * ref).sum(1)
     dists, indices = [], []
     for start in range(0, len(queries), rows):
-        q = torch.from_numpy(queries[start:start + rows]).to(device)
-        d = (q * q).sum(1, keepdim=True) + ref_sq[None, :] - 2.0 * q @ ref.T   # (B, N)
+        q = torch.from_numpy(queries[start : start + rows]).to(device)
+        d = (q * q).sum(1, keepdim=True) + ref_sq[None, :] - 2.0 * q @ ref.T  # (B, N)
         values, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
         dists.append(values.clamp_min_(0).cpu())
         indices.append(idx.cpu())
@@ -88,20 +110,27 @@ def evaluation_check(args) -> dict:
     started = time.perf_counter()
     cpu = evaluate(x, y, ref, ref_y, metrics=names)
     cpu_seconds = time.perf_counter() - started
-    relevant = np.bincount(ref_y, minlength=classes)[y]                      # R per query
+    relevant = np.bincount(ref_y, minlength=classes)[y]  # R per query
     k = int(relevant.max())
     started = time.perf_counter()
     _, indices = exact_search_torch(x, ref, k, args.device)
     matches = ref_y[indices] == y[:, None]
-    device_metrics = {"precision_at_1": float(precision_at_1(matches).mean()),
-                      "r_precision": float(r_precision(matches, relevant).mean()),
-                      "map_at_r": float(map_at_r(matches, relevant).mean())}
+    device_metrics = {
+        "precision_at_1": float(precision_at_1(matches).mean()),
+        "r_precision": float(r_precision(matches, relevant).mean()),
+        "map_at_r": float(map_at_r(matches, relevant).mean()),
+    }
     device_seconds = time.perf_counter() - started
-    return {"references": n, "queries": queries_n, "dim": int(ref.shape[1]),
-            "cpu_evaluate_seconds": round(cpu_seconds, 2),
-            "device_search_seconds": round(device_seconds, 2),
-            "cpu_metrics": cpu, "device_metrics": device_metrics,
-            "max_abs_difference": max(abs(cpu[m] - device_metrics[m]) for m in names)}
+    return {
+        "references": n,
+        "queries": queries_n,
+        "dim": int(ref.shape[1]),
+        "cpu_evaluate_seconds": round(cpu_seconds, 2),
+        "device_search_seconds": round(device_seconds, 2),
+        "cpu_metrics": cpu,
+        "device_metrics": device_metrics,
+        "max_abs_difference": max(abs(cpu[m] - device_metrics[m]) for m in names),
+    }
 
 
 def verdicts(runs: list[dict]) -> None:
@@ -125,22 +154,32 @@ def verdicts(runs: list[dict]) -> None:
 
 
 def table(runs: list[dict], evaluation: dict | None) -> str:
-    lines = ["| run | images/s | kNC error | kNN error | seed noise | matches |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| run | images/s | kNC error | kNN error | seed noise | matches |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in runs:
         noise = "" if r.get("seed_noise") is None else f"{100 * r['seed_noise']:.2f}"
-        matches = {None: "", True: f"yes ({r.get('reference')})",
-                   False: f"NO ({r.get('reference')})"}[r.get("matches")]
-        lines.append(f"| {r['name']} | {r['images_per_second'] or 0:.0f} | "
-                     f"{100 * r['knc_error']:.2f}% | {100 * r['knn_error']:.2f}% | {noise} | "
-                     f"{matches} |")
+        matches = {
+            None: "",
+            True: f"yes ({r.get('reference')})",
+            False: f"NO ({r.get('reference')})",
+        }[r.get("matches")]
+        lines.append(
+            f"| {r['name']} | {r['images_per_second'] or 0:.0f} | "
+            f"{100 * r['knc_error']:.2f}% | {100 * r['knn_error']:.2f}% | {noise} | "
+            f"{matches} |"
+        )
     if evaluation:
         e = evaluation
-        lines += ["", f"evaluation, {e['references']:,} references x {e['dim']}-d, "
-                      f"{e['queries']:,} queries: magnetdml.evaluate (CPU faiss) "
-                      f"{e['cpu_evaluate_seconds']} s, device matmul+topk "
-                      f"{e['device_search_seconds']} s, largest metric difference "
-                      f"{e['max_abs_difference']:.2e}"]
+        lines += [
+            "",
+            f"evaluation, {e['references']:,} references x {e['dim']}-d, "
+            f"{e['queries']:,} queries: magnetdml.evaluate (CPU faiss) "
+            f"{e['cpu_evaluate_seconds']} s, device matmul+topk "
+            f"{e['device_search_seconds']} s, largest metric difference "
+            f"{e['max_abs_difference']:.2e}",
+        ]
     return "\n".join(lines)
 
 
@@ -151,28 +190,42 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--out", default=None, help="folder for runs and results.json")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="iterations per epoch (default 300; --tiny: 5)")
-    parser.add_argument("--references", type=int, default=None,
-                        help="evaluation references (default 1,000,000; --tiny: 20,000)")
-    parser.add_argument("--queries", type=int, default=None,
-                        help="evaluation queries (default 10,000; --tiny: 200)")
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="iterations per epoch (default 300; --tiny: 5)"
+    )
+    parser.add_argument(
+        "--references",
+        type=int,
+        default=None,
+        help="evaluation references (default 1,000,000; --tiny: 20,000)",
+    )
+    parser.add_argument(
+        "--queries", type=int, default=None, help="evaluation queries (default 10,000; --tiny: 200)"
+    )
     parser.add_argument("--losses", nargs="*", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--no-cpu-reference", dest="cpu_reference", action="store_false")
     parser.add_argument("--skip", nargs="*", default=[], choices=["training", "evaluation"])
-    parser.add_argument("--budget", type=float, default=420.0,
-                        help="seconds after which no new training run starts (the evaluation "
-                             "and the table still follow); the shell script stops at 480")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=420.0,
+        help="seconds after which no new training run starts (the evaluation "
+        "and the table still follow); the shell script stops at 480",
+    )
     args = parser.parse_args(argv)
     args.iterations = args.iterations or (5 if args.tiny else 300)
     args.references = args.references or (20_000 if args.tiny else 1_000_000)
     args.queries = args.queries or (200 if args.tiny else 10_000)
     out = Path(args.out or tempfile.mkdtemp(prefix="gpu_check_"))
-    device_name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-                   else "cpu")
-    results = {"device": args.device, "device_name": device_name,
-               "command": "benchmarks/gpu_check.sh " + " ".join(argv or sys.argv[1:]),
-               "torch": torch.__version__, "runs": [], "evaluation": None}
+    device_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
+    results = {
+        "device": args.device,
+        "device_name": device_name,
+        "command": "benchmarks/gpu_check.sh " + " ".join(argv or sys.argv[1:]),
+        "torch": torch.__version__,
+        "runs": [],
+        "evaluation": None,
+    }
     amp_choices = (False, True) if args.device != "cpu" or args.tiny else (False,)
     plan = []
     if "training" not in args.skip:

@@ -53,20 +53,37 @@ def main() -> None:
     rows = []
     for classes, per_class in SHAPES:
         y = np.repeat(np.arange(classes), per_class)
-        x = (rng.standard_normal((classes, DIM))[y]
-             + 0.5 * rng.standard_normal((y.size, DIM))).astype(np.float32)
+        x = (
+            rng.standard_normal((classes, DIM))[y] + 0.5 * rng.standard_normal((y.size, DIM))
+        ).astype(np.float32)
         with mock.patch.object(km, "_blas_controller", lambda: _PerCallLimits()):
             baseline, baseline_centres = _fit_seconds(x, y)
         current, current_centres = _fit_seconds(x, y)
-        rows.append({"classes": classes, "per_class": per_class, "dim": DIM, "k": K,
-                     "per_call_limits_seconds": round(baseline, 4),
-                     "cached_controller_seconds": round(current, 4),
-                     "speedup": round(baseline / current, 2),
-                     "same_index": bool(np.array_equal(baseline_centres, current_centres))})
+        rows.append(
+            {
+                "classes": classes,
+                "per_class": per_class,
+                "dim": DIM,
+                "k": K,
+                "per_call_limits_seconds": round(baseline, 4),
+                "cached_controller_seconds": round(current, 4),
+                "speedup": round(baseline / current, 2),
+                "same_index": bool(np.array_equal(baseline_centres, current_centres)),
+            }
+        )
         print(rows[-1])
-    RESULTS.write_text(json.dumps({"benchmark": "index_small_classes", "repeats": REPEATS,
-                                   "machine": platform.processor() or platform.machine(),
-                                   "rows": rows}, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "index_small_classes",
+                "repeats": REPEATS,
+                "machine": platform.processor() or platform.machine(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -34,7 +34,7 @@ from magnetdml.clustering import kmeans as km
 from magnetdml.evaluation.mutual_information import adjusted_mutual_info
 
 RESULTS = Path(__file__).parent / "results" / "kmeans_seeding.json"
-PER_CENTRE = (8, 16, 32, 64, 128, 256, None)   # None: seed on every point
+PER_CENTRE = (8, 16, 32, 64, 128, 256, None)  # None: seed on every point
 SEEDS = (0, 1, 2)
 
 
@@ -46,7 +46,7 @@ def datasets(data_root: Path):
     yield "synthetic-100k", *make_data(100_000, 64)
     for name in ("mnist", "fashion-mnist"):
         test = load_dataset(name, data_dir=data_root / name).test
-        x, _ = test.get_batch(np.arange(len(test)))                      # normalised pixels
+        x, _ = test.get_batch(np.arange(len(test)))  # normalised pixels
         yield f"{name}-test", x.reshape(len(test), -1).numpy(), test.labels
 
 
@@ -54,14 +54,17 @@ def measure(x: np.ndarray, y: np.ndarray, per_centre: int | None, seed: int) -> 
     from sklearn.metrics import normalized_mutual_info_score
 
     k = len(np.unique(y))
-    cap = per_centre or -(-x.shape[0] // k)             # every point
+    cap = per_centre or -(-x.shape[0] // k)  # every point
     start = time.process_time()
     init = km._plusplus_seeds(x, k, seed, cap)
     seeding = time.process_time() - start
     result = km.kmeans(x, k, seed=seed, init=init)
-    return {"nmi": float(normalized_mutual_info_score(y, result.assignments)),
-            "ami": adjusted_mutual_info(y, result.assignments), "inertia": result.inertia,
-            "seeding_cpu_seconds": seeding}
+    return {
+        "nmi": float(normalized_mutual_info_score(y, result.assignments)),
+        "ami": adjusted_mutual_info(y, result.assignments),
+        "inertia": result.inertia,
+        "seeding_cpu_seconds": seeding,
+    }
 
 
 def main() -> None:
@@ -73,27 +76,41 @@ def main() -> None:
     table = results.setdefault("datasets", {})
     with threadpool_limits(1):
         import faiss
+
         faiss.omp_set_num_threads(1)
         for name, x, y in datasets(args.data_root):
-            rows = table.setdefault(name, {"n": int(x.shape[0]), "dim": int(x.shape[1]),
-                                           "k": int(len(np.unique(y))), "runs": {}})["runs"]
+            rows = table.setdefault(
+                name,
+                {
+                    "n": int(x.shape[0]),
+                    "dim": int(x.shape[1]),
+                    "k": int(len(np.unique(y))),
+                    "runs": {},
+                },
+            )["runs"]
             for per_centre in PER_CENTRE:
                 key = str(per_centre or "all")
                 if key in rows:
-                    continue                                  # resumable
+                    continue  # resumable
                 runs = [measure(x, y, per_centre, seed) for seed in SEEDS]
                 rows[key] = {m: [r[m] for r in runs] for m in runs[0]}
-                print(name, key, {m: round(float(np.mean(v)), 4) for m, v in rows[key].items()},
-                      flush=True)
+                print(
+                    name,
+                    key,
+                    {m: round(float(np.mean(v)), 4) for m, v in rows[key].items()},
+                    flush=True,
+                )
                 RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     for entry in table.values():
         full = np.mean(entry["runs"]["all"]["inertia"])
         for row in entry["runs"].values():
             seconds = row["seeding_cpu_seconds"]
-            row["summary"] = {"nmi_mean": float(np.mean(row["nmi"])),
-                              "ami_mean": float(np.mean(row["ami"])),
-                              "inertia_vs_all": float(np.mean(row["inertia"]) / full),
-                              "seeding_cpu_seconds_mean": float(np.mean(seconds))}
+            row["summary"] = {
+                "nmi_mean": float(np.mean(row["nmi"])),
+                "ami_mean": float(np.mean(row["ami"])),
+                "inertia_vs_all": float(np.mean(row["inertia"]) / full),
+                "seeding_cpu_seconds_mean": float(np.mean(seconds)),
+            }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -63,9 +63,15 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
     trainers, batches = {}, {}
     for name in ("softmax", "magnet-fixed"):
-        config = apply_overrides(Config(), {**overhead.COMMON, **overhead.CONFIGS[name],
-                                            "data.data_dir": args.data_dir,
-                                            "out": f"{tmp}/{name}"}).validate()
+        config = apply_overrides(
+            Config(),
+            {
+                **overhead.COMMON,
+                **overhead.CONFIGS[name],
+                "data.data_dir": args.data_dir,
+                "out": f"{tmp}/{name}",
+            },
+        ).validate()
         trainers[name] = Trainer(config, Distributed.setup("cpu"), overwrite=True)
         trainers[name].build_initial_index()
         batches[name] = iter(trainers[name].sampler)
@@ -89,51 +95,59 @@ def main() -> None:
         for label, fixed in order if _round % 2 == 0 else order[::-1]:
             embed.cpu_workers = (lambda *a, n=fixed: n) if fixed else workers
             shared_workers.append(embed.cpu_workers(torch.device("cpu"), None, None, None))
-            magnet.upkeep.forget_embeddings()    # the trainer keeps one pass per iteration
+            magnet.upkeep.forget_embeddings()  # the trainer keeps one pass per iteration
             try:
                 cpu, wall = _cpu(), time.perf_counter()
                 magnet.refresh_index()
-                times.setdefault(f"refresh_{label}_wall_s", []).append(
-                    time.perf_counter() - wall)
+                times.setdefault(f"refresh_{label}_wall_s", []).append(time.perf_counter() - wall)
                 times.setdefault(f"refresh_{label}_cpu_s", []).append(_cpu() - cpu)
             finally:
                 embed.cpu_workers = workers
     med = {k: statistics.median(v) for k, v in times.items()}
     steps_per_epoch = len(trainers["softmax"].sampler)
     softmax_epoch = steps_per_epoch * med["softmax_step_cpu_ms"] / 1e3
-    magnet_steps = steps_per_epoch * (med["magnet-fixed_step_cpu_ms"]
-                                      + med["magnet-fixed_sampler_cpu_ms"]) / 1e3
+    magnet_steps = (
+        steps_per_epoch
+        * (med["magnet-fixed_step_cpu_ms"] + med["magnet-fixed_sampler_cpu_ms"])
+        / 1e3
+    )
     derived = {
         "steps_per_epoch": steps_per_epoch,
         "training_images": len(magnet.labels),
-        "magnet_step_over_softmax_step": (med["magnet-fixed_step_cpu_ms"]
-                                          + med["magnet-fixed_sampler_cpu_ms"])
+        "magnet_step_over_softmax_step": (
+            med["magnet-fixed_step_cpu_ms"] + med["magnet-fixed_sampler_cpu_ms"]
+        )
         / med["softmax_step_cpu_ms"],
-        "refresh_fraction_of_epoch_one_thread_cpu": med["refresh_one_thread_cpu_s"]
-        / softmax_epoch,
+        "refresh_fraction_of_epoch_one_thread_cpu": med["refresh_one_thread_cpu_s"] / softmax_epoch,
         "refresh_wall_speedup_shared_over_one_thread": med["refresh_one_thread_wall_s"]
         / med["refresh_shared_wall_s"],
         "magnet_over_softmax_images_per_s_one_thread": softmax_epoch
         / (magnet_steps + med["refresh_one_thread_cpu_s"]),
     }
     derived["refresh_wall_speedup_two_threads_over_one_thread"] = (
-        med["refresh_one_thread_wall_s"] / med["refresh_two_threads_wall_s"])
+        med["refresh_one_thread_wall_s"] / med["refresh_two_threads_wall_s"]
+    )
     # the shared pass's measured wall-clock gain applied to the one-thread CPU time (wall and
     # CPU times are not mixed: on a loaded machine a wall time is mostly the wait for a core)
     speedup = derived["refresh_wall_speedup_shared_over_one_thread"]
-    derived["refresh_fraction_of_epoch_shared"] = (derived[
-        "refresh_fraction_of_epoch_one_thread_cpu"] / speedup)
+    derived["refresh_fraction_of_epoch_shared"] = (
+        derived["refresh_fraction_of_epoch_one_thread_cpu"] / speedup
+    )
     derived["magnet_over_softmax_images_per_s_shared_refresh"] = softmax_epoch / (
-        magnet_steps + med["refresh_one_thread_cpu_s"] / speedup)
-    result = {"command": "python benchmarks/magnet_step_cost.py " + " ".join(
-                  "DATA_DIR" if "/" in a else a for a in sys.argv[1:]),
-              "cores": len(os.sched_getaffinity(0)), "torch_threads": 1,
-              "refresh_workers_per_pass": shared_workers,
-              "load_average_at_end": list(os.getloadavg()),
-              "repeats": args.repeats, "times": times,
-              "medians": {k: round(v, 4) for k, v in med.items()},
-              "derived": {k: round(v, 4) if isinstance(v, float) else v
-                          for k, v in derived.items()}}
+        magnet_steps + med["refresh_one_thread_cpu_s"] / speedup
+    )
+    result = {
+        "command": "python benchmarks/magnet_step_cost.py "
+        + " ".join("DATA_DIR" if "/" in a else a for a in sys.argv[1:]),
+        "cores": len(os.sched_getaffinity(0)),
+        "torch_threads": 1,
+        "refresh_workers_per_pass": shared_workers,
+        "load_average_at_end": list(os.getloadavg()),
+        "repeats": args.repeats,
+        "times": times,
+        "medians": {k: round(v, 4) for k, v in med.items()},
+        "derived": {k: round(v, 4) if isinstance(v, float) else v for k, v in derived.items()},
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["derived"], indent=2))

@@ -38,9 +38,9 @@ def synthetic(n: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     labels = rng.permutation(np.arange(n) % n_classes)
     x = np.empty((n, DIM), dtype=np.float32)
     for lo in range(0, n, 100_000):
-        y = labels[lo:lo + 100_000]
+        y = labels[lo : lo + 100_000]
         mode = y * 4 + rng.integers(0, 4, y.size)
-        x[lo:lo + y.size] = modes[mode] + rng.standard_normal((y.size, DIM), dtype=np.float32)
+        x[lo : lo + y.size] = modes[mode] + rng.standard_normal((y.size, DIM), dtype=np.float32)
     return x, labels
 
 
@@ -84,29 +84,40 @@ def run_one(n: int, n_classes: int) -> dict:
         batch = sampler.next_batch()
         sampler.update_losses(batch, np.ones(len(batch)))
     step_s = (time.perf_counter() - start) / STEPS
-    return {"n": n, "classes": n_classes, "dim": DIM, "clusters_per_class": K,
-            "n_clusters": int(index.n_clusters_),
-            "fit_s": round(fit_s, 3), "refresh_warm_s": round(refresh_s, 3),
-            "fit_peak_mib": round(fit_peak, 1), "refresh_peak_mib": round(refresh_peak, 1),
-            "embeddings_mib": round(x.nbytes / 2**20, 1),
-            "sampler_step_ms": round(1000 * step_s, 3),
-            "refresh_in_sampler_steps": round(refresh_s / step_s, 1)}
+    return {
+        "n": n,
+        "classes": n_classes,
+        "dim": DIM,
+        "clusters_per_class": K,
+        "n_clusters": int(index.n_clusters_),
+        "fit_s": round(fit_s, 3),
+        "refresh_warm_s": round(refresh_s, 3),
+        "fit_peak_mib": round(fit_peak, 1),
+        "refresh_peak_mib": round(refresh_peak, 1),
+        "embeddings_mib": round(x.nbytes / 2**20, 1),
+        "sampler_step_ms": round(1000 * step_s, 3),
+        "refresh_in_sampler_steps": round(refresh_s / step_s, 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 10k only (a smoke run)")
     parser.add_argument("--max-n", type=int, default=max(SIZES), help="skip larger N")
-    parser.add_argument("--one", nargs=2, type=int, metavar=("N", "CLASSES"),
-                        help=argparse.SUPPRESS)  # internal: one config in this process
+    parser.add_argument(
+        "--one", nargs=2, type=int, metavar=("N", "CLASSES"), help=argparse.SUPPRESS
+    )  # internal: one config in this process
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(*args.one)))
         return
     out = RESULTS / ("refresh_cost_quick.json" if args.quick else "refresh_cost.json")
     report = json.loads(out.read_text()) if out.exists() else {"results": []}
-    report["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                         "python": platform.python_version()}
+    report["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     done = {(r["n"], r["classes"]) for r in report["results"]}
     sizes = SIZES[:1] if args.quick else [s for s in SIZES if s <= args.max_n]
     for n in sizes:
@@ -114,8 +125,12 @@ def main() -> None:
             if (n, n_classes) in done:
                 print(f"skip N={n} classes={n_classes} (already in {out.name})")
                 continue
-            proc = subprocess.run([sys.executable, __file__, "--one", str(n), str(n_classes)],
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", str(n), str(n_classes)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             print(row, flush=True)
             report["results"].append(row)

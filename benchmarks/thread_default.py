@@ -77,16 +77,23 @@ def measure(counts: list[int], steps: int, repeats: int) -> dict:
         for threads in counts if round_ % 2 == 0 else counts[::-1]:
             env = dict(os.environ)
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                env.pop(name, None)            # threads=0 must see torch's own default
-            done = subprocess.run([sys.executable, __file__, "--child", str(threads),
-                                   str(steps)], capture_output=True, text=True, env=env,
-                                  check=True, timeout=1800)
+                env.pop(name, None)  # threads=0 must see torch's own default
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", str(threads), str(steps)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+                timeout=1800,
+            )
             runs[threads].append(float(done.stdout.strip().splitlines()[-1]))
             print(f"  threads {threads}: {runs[threads][-1]:.0f} images/s", flush=True)
     medians = {c: statistics.median(v) for c, v in runs.items()}
-    return {"images_per_second": {str(c): [round(x, 1) for x in v] for c, v in runs.items()},
-            "median_images_per_second": {str(c): round(m, 1) for c, m in medians.items()},
-            "ratio_to_1_thread": {str(c): round(m / medians[1], 3) for c, m in medians.items()}}
+    return {
+        "images_per_second": {str(c): [round(x, 1) for x in v] for c, v in runs.items()},
+        "median_images_per_second": {str(c): round(m, 1) for c, m in medians.items()},
+        "ratio_to_1_thread": {str(c): round(m / medians[1], 3) for c, m in medians.items()},
+    }
 
 
 def main() -> None:
@@ -101,9 +108,14 @@ def main() -> None:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     counts = sorted({0, 1, 2, max(cores - 1, 1)})
-    results = {"command": "python benchmarks/thread_default.py " + " ".join(sys.argv[1:]),
-               "cores": cores, "steps": args.steps, "repeats": args.repeats,
-               "thread_counts": counts, "note": "0 = torch's default (one thread per core)"}
+    results = {
+        "command": "python benchmarks/thread_default.py " + " ".join(sys.argv[1:]),
+        "cores": cores,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "thread_counts": counts,
+        "note": "0 = torch's default (one thread per core)",
+    }
     for condition in ("as_found", "loaded"):
         print(condition, flush=True)
         stop, busy = multiprocessing.Event(), []
@@ -118,8 +130,7 @@ def main() -> None:
             stop.set()
             for process in busy:
                 process.join()
-        results[condition]["load_average_before_after"] = [list(load_before),
-                                                           list(os.getloadavg())]
+        results[condition]["load_average_before_after"] = [list(load_before), list(os.getloadavg())]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({c: results[c]["ratio_to_1_thread"] for c in ("as_found", "loaded")}))

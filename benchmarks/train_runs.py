@@ -28,22 +28,34 @@ RUNS = {
     "digits-magnet-default": [],
     # Issue "Magnet Loss end to end": Fashion-MNIST, small CNN, a few epochs.
     "fashion-mnist-magnet-small-cnn": [
-        "--dataset", "fashion-mnist", "--data-dir", "{data}/fashion-mnist",
-        "--model.backbone", "small-cnn", "--epochs", "3"],
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        "{data}/fashion-mnist",
+        "--model.backbone",
+        "small-cnn",
+        "--epochs",
+        "3",
+    ],
 }
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch": torch.__version__, "threads": int(os.environ.get("THREADS", "1")),
-            "python": platform.python_version()}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": int(os.environ.get("THREADS", "1")),
+        "python": platform.python_version(),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(RUNS))
-    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2]
-                                                   / "shared" / "data"))
+    parser.add_argument(
+        "--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs-dir", default="runs/benchmarks")
     args = parser.parse_args()
@@ -54,15 +66,26 @@ def main() -> int:
             continue
         flags = [f.format(data=args.data_root) for f in RUNS[name]]
         out = Path(args.runs_dir) / name
-        command = ["magnetdml", "train", *flags, "--train.threads", str(args.threads),
-                   "--out", str(out), "--quiet"]
+        command = [
+            "magnetdml",
+            "train",
+            *flags,
+            "--train.threads",
+            str(args.threads),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "magnetdml", *command[1:]], check=True)
         summary = json.loads((out / "metrics.json").read_text())
-        results[name] = {"command": shlex.join(command), "wall_seconds":
-                         round(time.perf_counter() - started, 1), "summary": summary,
-                         "machine": {**machine(), "threads": args.threads},
-                         "date": time.strftime("%Y-%m-%d")}
+        results[name] = {
+            "command": shlex.join(command),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "summary": summary,
+            "machine": {**machine(), "threads": args.threads},
+            "date": time.strftime("%Y-%m-%d"),
+        }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"{name}: kNC {summary['knc_error']:.4f}  kNN {summary['knn_error']:.4f}")

@@ -59,44 +59,66 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "training_overhead.json"
 GOAL = 0.9
-DRIFTS = (0.5, 1.0)   # probe drift thresholds (scale free, see training/refresh.py)
-COMMON = {"data.name": "fashion-mnist", "data.val_fraction": 0.9, "model.backbone": "small-cnn",
-          "model.embedding_dim": 64, "train.threads": 1, "train.epochs": 3, "train.seed": 0,
-          "train.lr": 0.01, "eval.every": 0, "eval.plots": False,
-          "sampler.clusters_per_batch": 12, "sampler.examples_per_cluster": 4,
-          "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8,
-          "index.clusters_per_class": 4}
-CONFIGS = {"softmax": {"loss.name": "softmax"},
-           "magnet-fixed": {"loss.name": "magnet"},
-           "magnet-fixed-refresh-1-thread": {"loss.name": "magnet"},
-           **{f"magnet-adaptive-{d}": {"loss.name": "magnet", "index.drift_threshold": d}
-              for d in DRIFTS},
-           # the epoch-end refresh embeds a weight snapshot on a second thread and takes
-           # effect 25 or 100 iterations (a fifth or four fifths of an epoch here) later
-           **{f"magnet-background-{lag}": {"loss.name": "magnet", "index.refresh_lag": lag}
-              for lag in (25, 100)},
-           # The background refresh runs on the second core, which one-thread softmax leaves
-           # idle; the same-hardware comparison gives both runs two threads.
-           "softmax-2-threads": {"loss.name": "softmax", "train.threads": 2},
-           "magnet-fixed-2-threads": {"loss.name": "magnet", "train.threads": 2}}
+DRIFTS = (0.5, 1.0)  # probe drift thresholds (scale free, see training/refresh.py)
+COMMON = {
+    "data.name": "fashion-mnist",
+    "data.val_fraction": 0.9,
+    "model.backbone": "small-cnn",
+    "model.embedding_dim": 64,
+    "train.threads": 1,
+    "train.epochs": 3,
+    "train.seed": 0,
+    "train.lr": 0.01,
+    "eval.every": 0,
+    "eval.plots": False,
+    "sampler.clusters_per_batch": 12,
+    "sampler.examples_per_cluster": 4,
+    "sampler.classes_per_batch": 6,
+    "sampler.examples_per_class": 8,
+    "index.clusters_per_class": 4,
+}
+CONFIGS = {
+    "softmax": {"loss.name": "softmax"},
+    "magnet-fixed": {"loss.name": "magnet"},
+    "magnet-fixed-refresh-1-thread": {"loss.name": "magnet"},
+    **{f"magnet-adaptive-{d}": {"loss.name": "magnet", "index.drift_threshold": d} for d in DRIFTS},
+    # the epoch-end refresh embeds a weight snapshot on a second thread and takes
+    # effect 25 or 100 iterations (a fifth or four fifths of an epoch here) later
+    **{
+        f"magnet-background-{lag}": {"loss.name": "magnet", "index.refresh_lag": lag}
+        for lag in (25, 100)
+    },
+    # The background refresh runs on the second core, which one-thread softmax leaves
+    # idle; the same-hardware comparison gives both runs two threads.
+    "softmax-2-threads": {"loss.name": "softmax", "train.threads": 2},
+    "magnet-fixed-2-threads": {"loss.name": "magnet", "train.threads": 2},
+}
 # Configs whose refresh pass stays on the training thread (before the pass used idle cores).
 ONE_THREAD_REFRESH = {"magnet-fixed-refresh-1-thread"}
 # Ratios are taken against the softmax run with the same thread count.
 BASELINES = {"magnet-fixed-2-threads": "softmax-2-threads"}
 # cProfile buckets: the functions whose cumulative time tells where a Magnet step goes
-BUCKETS = {"step (forward+loss+backward+update)": "step", "sampler.next_batch": "next_batch",
-           "loss forward": "magnet_loss", "backward": "backward",
-           "optimizer.step": "sgd", "share_losses (gather+cache)": "_share_losses",
-           "refresh: embed_dataset": "embed_dataset", "refresh: k-means": "_fit",
-           "adaptive probe": "_embed_probe"}
+BUCKETS = {
+    "step (forward+loss+backward+update)": "step",
+    "sampler.next_batch": "next_batch",
+    "loss forward": "magnet_loss",
+    "backward": "backward",
+    "optimizer.step": "sgd",
+    "share_losses (gather+cache)": "_share_losses",
+    "refresh: embed_dataset": "embed_dataset",
+    "refresh: k-means": "_fit",
+    "adaptive probe": "_embed_probe",
+}
 
 
 def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
     from magnetdml.training import apply_overrides, embed, train
     from magnetdml.training.config import Config
 
-    config = apply_overrides(Config(), {**COMMON, **overrides, **CONFIGS[name],
-                                        "data.data_dir": data_dir, "out": str(out / name)})
+    config = apply_overrides(
+        Config(),
+        {**COMMON, **overrides, **CONFIGS[name], "data.data_dir": data_dir, "out": str(out / name)},
+    )
     workers = embed.cpu_workers
     if name in ONE_THREAD_REFRESH:
         embed.cpu_workers = lambda *args: 1
@@ -119,16 +141,22 @@ def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
         epochs = config.train.epochs
         steps = (summary["train_seconds"] - per_refresh * (epochs - 1)) / epochs
         fraction = round(per_refresh / steps, 4)
-    return {"config": {**COMMON, **overrides, **CONFIGS[name]},
-            "images": summary["images"], "seconds": round(seconds, 2),
-            "images_per_second": round(summary["images"] / seconds, 1),
-            "refreshes": summary["refreshes"],
-            "refresh_seconds": round(summary["refresh_seconds"], 2),
-            "refresh_fraction_of_epoch": fraction, "process_cpu_seconds": round(cpu, 2),
-            "load_average": list(os.getloadavg()),
-            "knc_error": summary["knc_error"], "knn_error": summary["knn_error"],
-            "map_at_r": summary.get("map_at_r"), "ran_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "pid": os.getpid()}
+    return {
+        "config": {**COMMON, **overrides, **CONFIGS[name]},
+        "images": summary["images"],
+        "seconds": round(seconds, 2),
+        "images_per_second": round(summary["images"] / seconds, 1),
+        "refreshes": summary["refreshes"],
+        "refresh_seconds": round(summary["refresh_seconds"], 2),
+        "refresh_fraction_of_epoch": fraction,
+        "process_cpu_seconds": round(cpu, 2),
+        "load_average": list(os.getloadavg()),
+        "knc_error": summary["knc_error"],
+        "knn_error": summary["knn_error"],
+        "map_at_r": summary.get("map_at_r"),
+        "ran_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "pid": os.getpid(),
+    }
 
 
 def profile_magnet(data_dir: str, overrides: dict, out: Path) -> dict:
@@ -142,11 +170,14 @@ def profile_magnet(data_dir: str, overrides: dict, out: Path) -> dict:
     found = {}
     for label, func in BUCKETS.items():
         # the outermost call of a name holds its whole cumulative time (max, not sum)
-        cum = [ct for (file, _, fn), (_, _, _, ct, _) in stats.items()
-               if fn == func or (func == "magnet_loss" and fn == "forward"
-                                 and file.endswith("losses/magnet.py"))
-               or (func == "sgd" and fn == "step" and "optim" in file)
-               or (func == "step" and fn == "step" and file.endswith("trainer.py"))]
+        cum = [
+            ct
+            for (file, _, fn), (_, _, _, ct, _) in stats.items()
+            if fn == func
+            or (func == "magnet_loss" and fn == "forward" and file.endswith("losses/magnet.py"))
+            or (func == "sgd" and fn == "step" and "optim" in file)
+            or (func == "step" and fn == "step" and file.endswith("trainer.py"))
+        ]
         found[label] = round(max(cum), 2) if cum else 0.0
     return {"total_seconds": round(total, 2), "cumulative_seconds": found}
 
@@ -157,23 +188,39 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 epoch instead of 3")
     parser.add_argument("--profile", action="store_true", help="add a cProfile breakdown")
     parser.add_argument("--results", type=Path, default=None)
-    parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), default=list(CONFIGS),
-                        help="configs to run (default: all)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="rounds over all configs; ratios use each config's median")
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        choices=list(CONFIGS),
+        default=list(CONFIGS),
+        help="configs to run (default: all)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rounds over all configs; ratios use each config's median",
+    )
     args = parser.parse_args()
     overrides = {"train.epochs": 1} if args.quick else {}
-    path = args.results or (Path(tempfile.gettempdir()) / "training_overhead_quick.json"
-                            if args.quick else RESULTS)
+    path = args.results or (
+        Path(tempfile.gettempdir()) / "training_overhead_quick.json" if args.quick else RESULTS
+    )
     results = json.loads(path.read_text()) if path.exists() else {}
     results.setdefault("runs", {})
     results["command"] = "python benchmarks/training_overhead.py " + " ".join(
-        a if a.startswith("-") or "/" not in a else "DATA_DIR" for a in sys.argv[1:])
+        a if a.startswith("-") or "/" not in a else "DATA_DIR" for a in sys.argv[1:]
+    )
     import torch
-    results["machine"] = {"cpu": platform.processor() or platform.machine(),
-                          "cores": os.cpu_count(), "torch_threads": "1 (2 for *-2-threads)",
-                          "torch": torch.__version__, "python": platform.python_version(),
-                          "load_average_at_start": list(os.getloadavg())}
+
+    results["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": "1 (2 for *-2-threads)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
     # Round-robin repeats: the host's speed drifts by ~15% over minutes even when idle (softmax
     # alone measured 617 and 728 images/s in two passes), so a slow phase must hit every
     # config alike; each config's median over the rounds is what the ratios compare.
@@ -182,15 +229,17 @@ def main() -> None:
             for name in args.configs:
                 repeats = results["runs"].setdefault(name, {"repeats": []})["repeats"]
                 if len(repeats) > round_:
-                    continue                                          # resumable
+                    continue  # resumable
                 repeats.append(run_config(name, args.data_dir, overrides, Path(tmp)))
                 print(name, round_, json.dumps(repeats[-1]))
                 _write(path, results)
         if args.profile and "profile" not in results:
             results["profile"] = profile_magnet(args.data_dir, overrides, Path(tmp))
             print("profile", json.dumps(results["profile"]))
-    speed = {name: float(np.median([r["images_per_second"] for r in run["repeats"]]))
-             for name, run in results["runs"].items()}
+    speed = {
+        name: float(np.median([r["images_per_second"] for r in run["repeats"]]))
+        for name, run in results["runs"].items()
+    }
     ratios = {}
     for name in speed:
         base = BASELINES.get(name, "softmax")
@@ -199,9 +248,16 @@ def main() -> None:
     results["median_images_per_second"] = {name: round(v, 1) for name, v in speed.items()}
     results["ratio_to_softmax"], results["goal"] = ratios, GOAL
     results["median_refresh_fraction_of_epoch"] = {
-        name: float(np.median(fractions)) for name, run in results["runs"].items()
-        if (fractions := [r["refresh_fraction_of_epoch"] for r in run["repeats"]
-                          if r.get("refresh_fraction_of_epoch") is not None])}
+        name: float(np.median(fractions))
+        for name, run in results["runs"].items()
+        if (
+            fractions := [
+                r["refresh_fraction_of_epoch"]
+                for r in run["repeats"]
+                if r.get("refresh_fraction_of_epoch") is not None
+            ]
+        )
+    }
     print("ratio Magnet/softmax:", ratios, "goal", GOAL)
     _write(path, results)
 

@@ -18,17 +18,27 @@ PACKAGE = "magnetdml"
 # The layer order, in one place: each top-level subpackage or module of magnetdml -> its layer.
 LAYERS = {
     # 0: small helpers every layer may use
-    "_validation": 0, "registry": 0, "_figures": 0, "_version": 0,
-    "_faiss": 0, "_paths": 0, "_progress": 0,
+    "_validation": 0,
+    "registry": 0,
+    "_figures": 0,
+    "_version": 0,
+    "_faiss": 0,
+    "_paths": 0,
+    "_progress": 0,
     "losses": 1,
-    "clustering": 2, "sampling": 2,
+    "clustering": 2,
+    "sampling": 2,
     "evaluation": 3,
-    "data": 4, "models": 4,
+    "data": 4,
+    "models": 4,
     "training": 5,
-    "reporting": 6, "experiments": 6, "cli": 6,
+    "reporting": 6,
+    "experiments": 6,
+    "cli": 6,
     # the package itself: ``import magnetdml`` re-exports the public API of the layers (the
     # training layer lazily), ``python -m magnetdml`` runs the command line
-    "__init__": 7, "__main__": 7,
+    "__init__": 7,
+    "__main__": 7,
 }
 # Siblings in one layer stay independent of each other (clustering never imports sampling,
 # data never models, one helper never another), except in the top layer, which stacks in
@@ -38,11 +48,11 @@ TOP_LAYER_ORDER = ("reporting", "experiments", "cli")
 
 @dataclass(frozen=True)
 class Import:
-    source: str      # the importing module, e.g. "magnetdml.training.loop"
-    target: str      # the imported module, e.g. "magnetdml.training.trainer"
-    file: str        # the importing file, e.g. "magnetdml/training/loop.py"
+    source: str  # the importing module, e.g. "magnetdml.training.loop"
+    target: str  # the imported module, e.g. "magnetdml.training.trainer"
+    file: str  # the importing file, e.g. "magnetdml/training/loop.py"
     line: int
-    lazy: bool       # inside a function: runs when called, not when the module loads
+    lazy: bool  # inside a function: runs when called, not when the module loads
 
     def where(self) -> str:
         return f"{self.file}:{self.line}"
@@ -65,27 +75,39 @@ def package_imports(root: Path, package: str) -> list[Import]:
     for source, path in modules.items():
         tree = ast.parse(path.read_text(), filename=str(path))
         is_package = path.name == "__init__.py"
-        lazy_nodes = {id(inner) for node in ast.walk(tree)
-                      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-                      for inner in ast.walk(node)}
+        lazy_nodes = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            for inner in ast.walk(node)
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = source.split(".") if is_package else source.split(".")[:-1]
-                    base = base[:len(base) - (node.level - 1)]
+                    base = base[: len(base) - (node.level - 1)]
                     module = ".".join(base + ([node.module] if node.module else []))
                 else:
                     module = node.module or ""
-                targets = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules
-                           else module for alias in node.names]
+                targets = [
+                    f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module
+                    for alias in node.names
+                ]
             else:
                 continue
             for target in dict.fromkeys(targets):
                 if target == package or target.startswith(package + "."):
-                    found.append(Import(source, target, path.relative_to(root).as_posix(),
-                                        node.lineno, id(node) in lazy_nodes))
+                    found.append(
+                        Import(
+                            source,
+                            target,
+                            path.relative_to(root).as_posix(),
+                            node.lineno,
+                            id(node) in lazy_nodes,
+                        )
+                    )
     return found
 
 
@@ -95,20 +117,27 @@ def top_level(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def layer_violations(imports: list[Import], layers: dict[str, int],
-                     top_order: tuple[str, ...]) -> list[str]:
+def layer_violations(
+    imports: list[Import], layers: dict[str, int], top_order: tuple[str, ...]
+) -> list[str]:
     problems = []
     for imp in imports:
         source, target = top_level(imp.source), top_level(imp.target)
         if source == target:
             continue
         low, high = layers[target], layers[source]
-        stacked = (low == high and source in top_order and target in top_order
-                   and top_order.index(target) < top_order.index(source))
+        stacked = (
+            low == high
+            and source in top_order
+            and target in top_order
+            and top_order.index(target) < top_order.index(source)
+        )
         if not (low < high or stacked):
-            problems.append(f"{imp.where()} imports {imp.target}"
-                            f"{' (lazily)' if imp.lazy else ''}: {source} (layer {high}) may "
-                            f"only import layers below it, but {target} is layer {low}")
+            problems.append(
+                f"{imp.where()} imports {imp.target}"
+                f"{' (lazily)' if imp.lazy else ''}: {source} (layer {high}) may "
+                f"only import layers below it, but {target} is layer {low}"
+            )
     return problems
 
 
@@ -118,16 +147,16 @@ def find_cycle(imports: list[Import]) -> list[Import] | None:
     for imp in imports:
         if imp.target != imp.source:
             graph.setdefault(imp.source, []).append(imp)
-    state: dict[str, int] = {}          # 1: on the current path, 2: done
-    modules: list[str] = []             # the current path, as modules ...
-    steps: list[Import] = []            # ... and as the imports between them
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    modules: list[str] = []  # the current path, as modules ...
+    steps: list[Import] = []  # ... and as the imports between them
 
     def visit(module: str) -> list[Import] | None:
         state[module] = 1
         modules.append(module)
         for imp in graph.get(module, []):
-            if state.get(imp.target) == 1:      # back to a module on the path: a circle
-                return [*steps[modules.index(imp.target):], imp]
+            if state.get(imp.target) == 1:  # back to a module on the path: a circle
+                return [*steps[modules.index(imp.target) :], imp]
             if imp.target not in state:
                 steps.append(imp)
                 cycle = visit(imp.target)
@@ -147,10 +176,11 @@ def find_cycle(imports: list[Import]) -> list[Import] | None:
 
 
 def describe(cycle: list[Import]) -> str:
-    steps = "\n".join(f"  {imp.source} -> {imp.target}{' (lazy)' if imp.lazy else ''}   "
-                      f"[{imp.where()}]" for imp in cycle)
-    return f"import circle {' -> '.join([cycle[0].source, *(i.target for i in cycle)])}:\n" \
-           f"{steps}"
+    steps = "\n".join(
+        f"  {imp.source} -> {imp.target}{' (lazy)' if imp.lazy else ''}   [{imp.where()}]"
+        for imp in cycle
+    )
+    return f"import circle {' -> '.join([cycle[0].source, *(i.target for i in cycle)])}:\n{steps}"
 
 
 # ------------------------------------------------------------------------ the package
@@ -159,8 +189,10 @@ def describe(cycle: list[Import]) -> str:
 def test_every_top_level_module_has_a_layer():
     tops = {top_level(name) for name in module_names(SRC, PACKAGE)}
     missing = sorted(tops - set(LAYERS))
-    assert not missing, (f"{missing} have no layer: add them to LAYERS in "
-                         f"{Path(__file__).name} (DESIGN §2 lists the layers)")
+    assert not missing, (
+        f"{missing} have no layer: add them to LAYERS in "
+        f"{Path(__file__).name} (DESIGN §2 lists the layers)"
+    )
     assert not sorted(set(LAYERS) - tops), "LAYERS names modules that do not exist"
 
 
@@ -189,20 +221,22 @@ def write_package(root: Path, files: dict[str, str]) -> None:
 
 
 def test_an_upward_import_is_reported_with_file_import_and_both_layers(tmp_path):
-    write_package(tmp_path, {
-        "__init__.py": "",
-        "losses/__init__.py": "",
-        "losses/magnet.py": "def f():\n    from ..training import loop\n",
-        "training/__init__.py": "",
-        "training/loop.py": "from ..losses import magnet\n",
-        "reporting/__init__.py": "",
-        "experiments/__init__.py": "from ..reporting import page\nfrom ..cli import main\n",
-        "reporting/page.py": "",
-        "cli/__init__.py": "",
-        "cli/main.py": "",
-    })
-    layers = {"__init__": 7, "losses": 1, "training": 5, "reporting": 6, "experiments": 6,
-              "cli": 6}
+    write_package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "losses/__init__.py": "",
+            "losses/magnet.py": "def f():\n    from ..training import loop\n",
+            "training/__init__.py": "",
+            "training/loop.py": "from ..losses import magnet\n",
+            "reporting/__init__.py": "",
+            "experiments/__init__.py": "from ..reporting import page\nfrom ..cli import main\n",
+            "reporting/page.py": "",
+            "cli/__init__.py": "",
+            "cli/main.py": "",
+        },
+    )
+    layers = {"__init__": 7, "losses": 1, "training": 5, "reporting": 6, "experiments": 6, "cli": 6}
     problems = layer_violations(package_imports(tmp_path, "pkg"), layers, TOP_LAYER_ORDER)
     assert problems == [
         "pkg/experiments/__init__.py:2 imports pkg.cli.main: experiments (layer 6) may only "
@@ -213,19 +247,25 @@ def test_an_upward_import_is_reported_with_file_import_and_both_layers(tmp_path)
 
 
 def test_a_circle_is_reported_through_every_module_on_it(tmp_path):
-    write_package(tmp_path, {
-        "__init__.py": "",
-        "cli.py": "def main():\n    from . import commands\n",
-        "commands.py": "from . import cli_report\n",
-        "cli_report.py": "from .cli import main\n",
-        "plain.py": "from . import cli\n",
-    })
+    write_package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "cli.py": "def main():\n    from . import commands\n",
+            "commands.py": "from . import cli_report\n",
+            "cli_report.py": "from .cli import main\n",
+            "plain.py": "from . import cli\n",
+        },
+    )
     cycle = find_cycle(package_imports(tmp_path, "pkg"))
     assert [(i.source, i.target, i.lazy) for i in cycle] == [
-        ("pkg.cli", "pkg.commands", True), ("pkg.commands", "pkg.cli_report", False),
-        ("pkg.cli_report", "pkg.cli", False)]
-    assert describe(cycle).startswith("import circle pkg.cli -> pkg.commands -> "
-                                      "pkg.cli_report -> pkg.cli:")
+        ("pkg.cli", "pkg.commands", True),
+        ("pkg.commands", "pkg.cli_report", False),
+        ("pkg.cli_report", "pkg.cli", False),
+    ]
+    assert describe(cycle).startswith(
+        "import circle pkg.cli -> pkg.commands -> pkg.cli_report -> pkg.cli:"
+    )
     write_package(tmp_path, {"cli_report.py": ""})
     assert find_cycle(package_imports(tmp_path, "pkg")) is None
 
@@ -242,18 +282,22 @@ def project_bases(root: Path, package: str) -> dict[str, list[str]]:
     other libraries (``nn.Module``, ``Sampler``, ``Exception``) never count."""
     modules = module_names(root, package)
     trees = {name: ast.parse(path.read_text()) for name, path in modules.items()}
-    class_names = {node.name for tree in trees.values() for node in ast.walk(tree)
-                   if isinstance(node, ast.ClassDef)}
+    class_names = {
+        node.name
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
     found = {}
     for source, tree in trees.items():
         is_package = modules[source].name == "__init__.py"
         local = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
-        imported: dict[str, str] = {}          # bound name -> the module it came from
+        imported: dict[str, str] = {}  # bound name -> the module it came from
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = source.split(".") if is_package else source.split(".")[:-1]
-                    base = base[:len(base) - (node.level - 1)]
+                    base = base[: len(base) - (node.level - 1)]
                     module = ".".join(base + ([node.module] if node.module else []))
                 else:
                     module = node.module or ""
@@ -265,15 +309,20 @@ def project_bases(root: Path, package: str) -> dict[str, list[str]]:
 
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
-                bases = [name for name in (_project_base(b, local, imported, class_names,
-                                                         package) for b in node.bases)
-                         if name]
+                bases = [
+                    name
+                    for name in (
+                        _project_base(b, local, imported, class_names, package) for b in node.bases
+                    )
+                    if name
+                ]
                 found[f"{source}.{node.name}"] = bases
     return found
 
 
-def _project_base(base: ast.expr, local: set[str], imported: dict[str, str],
-                  class_names: set[str], package: str) -> str | None:
+def _project_base(
+    base: ast.expr, local: set[str], imported: dict[str, str], class_names: set[str], package: str
+) -> str | None:
     """The class name of ``base`` if it is one of ``package``'s classes, else None."""
     if isinstance(base, ast.Name):
         if base.id in local:
@@ -290,20 +339,25 @@ def _project_base(base: ast.expr, local: set[str], imported: dict[str, str],
 def test_no_class_inherits_from_more_than_one_project_class():
     # Composition with declared state (issue 24): a class built from several of the
     # package's classes (the Trainer's four mixins) shares attributes that no file declares.
-    mixed = {name: bases for name, bases in project_bases(SRC, PACKAGE).items()
-             if len(bases) > 1}
-    assert not mixed, ("classes inheriting from several magnetdml classes (compose parts "
-                       f"instead): {mixed}")
+    mixed = {name: bases for name, bases in project_bases(SRC, PACKAGE).items() if len(bases) > 1}
+    assert not mixed, (
+        f"classes inheriting from several magnetdml classes (compose parts instead): {mixed}"
+    )
 
 
 def test_the_multiple_inheritance_check_can_fail(tmp_path):
-    write_package(tmp_path, {
-        "__init__.py": "",
-        "parts.py": "class A:\n    pass\n\n\nclass B:\n    pass\n",
-        "whole.py": ("from torch import nn\nfrom . import parts\nfrom .parts import A\n\n\n"
-                     "class Mixed(A, parts.B):\n    pass\n\n\n"
-                     "class Module(A, nn.Module):\n    pass\n"),
-    })
+    write_package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "parts.py": "class A:\n    pass\n\n\nclass B:\n    pass\n",
+            "whole.py": (
+                "from torch import nn\nfrom . import parts\nfrom .parts import A\n\n\n"
+                "class Mixed(A, parts.B):\n    pass\n\n\n"
+                "class Module(A, nn.Module):\n    pass\n"
+            ),
+        },
+    )
     bases = project_bases(tmp_path, "pkg")
     assert bases["pkg.whole.Mixed"] == ["A", "B"]
     assert bases["pkg.whole.Module"] == ["A"]
@@ -311,10 +365,12 @@ def test_the_multiple_inheritance_check_can_fail(tmp_path):
 
 def occurrences(pattern: str) -> list[str]:
     """``file:line`` of every line of the package's source that contains ``pattern``."""
-    return [f"{path.relative_to(SRC).as_posix()}:{number}"
-            for path in sorted((SRC / PACKAGE).rglob("*.py"))
-            for number, line in enumerate(path.read_text().splitlines(), 1)
-            if pattern in line]
+    return [
+        f"{path.relative_to(SRC).as_posix()}:{number}"
+        for path in sorted((SRC / PACKAGE).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern in line
+    ]
 
 
 def test_one_knc_and_one_evaluate_run():
@@ -326,16 +382,20 @@ def test_one_knc_and_one_evaluate_run():
     # the classifier is built by fit_knc, by evaluate(index=, lengthscale=) for callers that
     # bring their own centres, and by the hierarchy analysis, whose centres carry the fine
     # labels of their members (not a run's kNC)
-    assert set(files("KNearestClusters(")) == {"magnetdml/evaluation/knc.py",
-                                               "magnetdml/evaluation/api.py",
-                                               "magnetdml/experiments/analysis.py"}
+    assert set(files("KNearestClusters(")) == {
+        "magnetdml/evaluation/knc.py",
+        "magnetdml/evaluation/api.py",
+        "magnetdml/experiments/analysis.py",
+    }
     # the lengthscale of losses without a running sigma^2, and the one with: in fit_knc only
     assert files("cluster_variance(") == ["magnetdml/evaluation/knc.py"]
     assert files("knc_lengthscale(") == ["magnetdml/evaluation/knc.py"]
     assert files("UNSEEN_METRICS = ") == ["magnetdml/evaluation/api.py"]
     # sigma^2 is tracked by one running average (training.sigma2)
-    assert files("RunningSigma2(") == ["magnetdml/training/magnet_training.py",
-                                       "magnetdml/training/trainer.py"]
+    assert files("RunningSigma2(") == [
+        "magnetdml/training/magnet_training.py",
+        "magnetdml/training/trainer.py",
+    ]
 
 
 def files(pattern: str) -> list[str]:

@@ -12,22 +12,33 @@ from magnetdml.cli import main
 
 def test_top_level_help_and_version_do_not_import_torch():
     """What makes ``magnetdml --help`` answer at once: nothing heavy is imported for it."""
-    code = ("import sys\nfrom magnetdml.cli import main\n"
-            "for argv in (['--help'], ['--version']):\n"
-            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print('torch' in sys.modules, 'faiss' in sys.modules, 'matplotlib' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys\nfrom magnetdml.cli import main\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules, 'faiss' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "False False False"
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["trian"], "unknown command 'trian'; did you mean 'train'?"),
-    (["train", "--train.epoch", "3"], "did you mean '--train.epochs'?"),
-    (["search", "--space.alpah", "1:2", "--trials", "1", "--out", "x"],
-     "did you mean '--space.alpha'?"),
-    (["train", "--nonsense"], "unrecognized arguments: --nonsense (see magnetdml train --help)"),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["trian"], "unknown command 'trian'; did you mean 'train'?"),
+        (["train", "--train.epoch", "3"], "did you mean '--train.epochs'?"),
+        (
+            ["search", "--space.alpah", "1:2", "--trials", "1", "--out", "x"],
+            "did you mean '--space.alpha'?",
+        ),
+        (
+            ["train", "--nonsense"],
+            "unrecognized arguments: --nonsense (see magnetdml train --help)",
+        ),
+    ],
+)
 def test_typos_get_one_line_with_a_suggestion(argv, expected, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)
@@ -41,8 +52,7 @@ def test_subcommand_help_still_lists_its_flags(capsys):
     assert "--split {test,unseen,val,all}" in capsys.readouterr().out
 
 
-def test_interrupt_before_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch,
-                                                                  capsys):
+def test_interrupt_before_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
     from magnetdml.training.trainer import Trainer
 
     def interrupt(self, batch):
@@ -50,17 +60,34 @@ def test_interrupt_before_the_first_epoch_says_nothing_was_saved(tmp_path, monke
 
     monkeypatch.setattr(Trainer, "step", interrupt)
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--quiet", "--epochs", "1",
-                 "--eval.plots", "false"]) == 130
+    assert (
+        main(["train", "--out", str(out), "--quiet", "--epochs", "1", "--eval.plots", "false"])
+        == 130
+    )
     assert "no epoch had finished, so nothing was saved" in capsys.readouterr().err
 
 
-def test_evaluate_prints_its_results_even_when_it_cannot_write_them(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_evaluate_prints_its_results_even_when_it_cannot_write_them(tmp_path, monkeypatch, capsys):
     from magnetdml.training import runs
+
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--quiet", "--epochs", "1",
-                 "--eval.plots", "false", "--train.iterations_per_epoch", "3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(out),
+                "--quiet",
+                "--epochs",
+                "1",
+                "--eval.plots",
+                "false",
+                "--train.iterations_per_epoch",
+                "3",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     def refuse(run, results):

@@ -11,8 +11,14 @@ from magnetdml.experiments.compare import _mean_curve, _table, compare, first_re
 from magnetdml.training import Config, apply_overrides, parallel
 
 LOSSES = ["magnet", "triplet", "softmax"]
-FAST = {"train.epochs": 2, "train.iterations_per_epoch": 4, "train.threads": 1,
-        "eval.plots": False, "sampler.classes_per_batch": 8, "sampler.examples_per_class": 6}
+FAST = {
+    "train.epochs": 2,
+    "train.iterations_per_epoch": 4,
+    "train.threads": 1,
+    "eval.plots": False,
+    "sampler.classes_per_batch": 8,
+    "sampler.examples_per_class": 6,
+}
 
 
 def fast_config(**overrides):
@@ -37,8 +43,11 @@ def test_every_loss_trains_the_same_budget_in_its_own_folder(result):
 
 
 def test_curves_are_each_losses_own_test_error_per_epoch(result):
-    for loss, metric in (("magnet", "knc_error"), ("triplet", "knn_error"),
-                         ("softmax", "knn_error")):
+    for loss, metric in (
+        ("magnet", "knc_error"),
+        ("triplet", "knn_error"),
+        ("softmax", "knn_error"),
+    ):
         expected = [(r["iteration"], r[metric]) for r in history(result.out / loss / "seed0")]
         assert result.curves[loss] == expected
 
@@ -81,7 +90,7 @@ def test_rerun_skips_finished_losses_and_resumes_unfinished_ones(result, monkeyp
         return real_train(config, **kwargs)
 
     monkeypatch.setattr(parallel, "train", recording_train)
-    (result.out / "softmax" / "seed0" / "metrics.json").unlink()   # as if it was interrupted
+    (result.out / "softmax" / "seed0" / "metrics.json").unlink()  # as if it was interrupted
     again = compare(fast_config(), LOSSES, result.out)
     assert calls == ["softmax"]
     assert again.curves == result.curves
@@ -91,8 +100,7 @@ def test_rerun_skips_finished_losses_and_resumes_unfinished_ones(result, monkeyp
 def test_parallel_jobs_give_the_same_table(result, tmp_path):
     parallel_result = compare(fast_config(), LOSSES, tmp_path, jobs=2)
     assert parallel_result.curves == result.curves
-    assert [e["knc_error"] for e in parallel_result.table] == \
-        [e["knc_error"] for e in result.table]
+    assert [e["knc_error"] for e in parallel_result.table] == [e["knc_error"] for e in result.table]
 
 
 def test_a_finished_run_with_other_flags_is_not_silently_reused(result):
@@ -101,9 +109,16 @@ def test_a_finished_run_with_other_flags_is_not_silently_reused(result):
 
 
 def test_table_reports_mean_and_sample_spread_over_seeds():
-    runs = [{"loss": "a", "seed": s, "iterations": 10, "curve_metric": "knn_error",
-             **dict.fromkeys([k for k, _ in compare_module.COLUMNS], v)}
-            for s, v in ((0, 0.1), (1, 0.3))]
+    runs = [
+        {
+            "loss": "a",
+            "seed": s,
+            "iterations": 10,
+            "curve_metric": "knn_error",
+            **dict.fromkeys([k for k, _ in compare_module.COLUMNS], v),
+        }
+        for s, v in ((0, 0.1), (1, 0.3))
+    ]
     curves = {"a": _mean_curve([[(5, 0.4), (10, 0.2)], [(5, 0.2), (10, 0.1)]])}
     assert curves["a"] == [(5, pytest.approx(0.3)), (10, pytest.approx(0.15))]
     (entry,) = _table(["a"], runs, curves, reference="triplet")
@@ -114,13 +129,19 @@ def test_table_reports_mean_and_sample_spread_over_seeds():
     assert first_reached([(1, 0.5)], 0.3) is None
 
 
-@pytest.mark.parametrize(("losses", "overrides", "match"), [
-    (["magnet", "nope"], {}, "unknown loss 'nope'; valid names: .*magnet"),
-    ([], {}, "at least one loss"),
-    (["magnet", "magnet"], {}, "must not repeat"),
-    (["magnet", "triplet"], {"sampler.examples_per_class": 4},
-     "same number of images per iteration.*magnet: .* = 48; triplet: .* = 32"),
-])
+@pytest.mark.parametrize(
+    ("losses", "overrides", "match"),
+    [
+        (["magnet", "nope"], {}, "unknown loss 'nope'; valid names: .*magnet"),
+        ([], {}, "at least one loss"),
+        (["magnet", "magnet"], {}, "must not repeat"),
+        (
+            ["magnet", "triplet"],
+            {"sampler.examples_per_class": 4},
+            "same number of images per iteration.*magnet: .* = 48; triplet: .* = 32",
+        ),
+    ],
+)
 def test_bad_arguments_fail_before_training(tmp_path, losses, overrides, match):
     with pytest.raises(ValueError, match=match):
         compare(fast_config(**overrides), losses, tmp_path)
@@ -130,6 +151,5 @@ def test_bad_arguments_fail_before_training(tmp_path, losses, overrides, match):
 def test_cli_reports_unknown_losses_and_bad_seeds(tmp_path, capsys):
     assert main(["compare", "--losses", "magnet,bogus", "--out", str(tmp_path)]) == 2
     assert "unknown loss 'bogus'" in capsys.readouterr().err
-    assert main(["compare", "--losses", "magnet", "--seeds", "0,x",
-                 "--out", str(tmp_path)]) == 2
+    assert main(["compare", "--losses", "magnet", "--seeds", "0,x", "--out", str(tmp_path)]) == 2
     assert "--seeds must be a comma-separated list of int" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def test_identity_when_max_scale_is_zero():
     x = images()
     assert torch.equal(RandomRescaleCrop(max_scale=0.0)(x, torch.Generator()), x)
     ones = torch.ones(x.shape[0])
-    same = rescale_crop(x, ones, torch.zeros(x.shape[0], 2))     # the resampling path itself
+    same = rescale_crop(x, ones, torch.zeros(x.shape[0], 2))  # the resampling path itself
     torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
 
 
@@ -52,10 +52,10 @@ def test_rescale_crop_matches_an_explicit_zoom_and_crop():
     x = images(b=1, c=1, h=8, w=8)
     big = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # (1,1,16,16)
     # Offset t (normalised) shifts the window centre by t * 8 input px = t * 16 output px / 2.
-    top, left = 4, 2                                            # crop big[4:12, 2:10]
+    top, left = 4, 2  # crop big[4:12, 2:10]
     t = torch.tensor([[(left - 4) / 8 * 2 / 2, (top - 4) / 8 * 2 / 2]])  # (x, y)
     got = rescale_crop(x, torch.tensor([2.0]), t)
-    ref = big[..., top:top + 8, left:left + 8]
+    ref = big[..., top : top + 8, left : left + 8]
     torch.testing.assert_close(got[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], atol=1e-5, rtol=0)
 
 
@@ -68,11 +68,12 @@ def test_hflip_mirrors():
 def test_test_time_average_is_the_mean_of_augmented_embeddings():
     x, aug = images(b=4), RandomRescaleCrop(0.3)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 12 * 10, 5))
-    got = augment.test_time_average(model, x, n=3, generator=torch.Generator().manual_seed(2),
-                                    augment=aug)
+    got = augment.test_time_average(
+        model, x, n=3, generator=torch.Generator().manual_seed(2), augment=aug
+    )
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
-        ref = sum(model(aug(x, g)) for _ in range(3)) / 3      # slow obvious reference
+        ref = sum(model(aug(x, g)) for _ in range(3)) / 3  # slow obvious reference
     torch.testing.assert_close(got, ref)
     assert got.shape == (4, 5)
     identity = augment.test_time_average(model, x, n=4, augment=RandomRescaleCrop(0.0))

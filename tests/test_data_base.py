@@ -12,15 +12,19 @@ def make(n=20, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, 3, 4, 5), dtype=np.uint8)
     labels = rng.integers(0, 4, size=n)
-    return images, labels, ArrayDataset(images, labels, attributes={"g": labels % 2},
-                                        mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0))
+    return (
+        images,
+        labels,
+        ArrayDataset(
+            images, labels, attributes={"g": labels % 2}, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0)
+        ),
+    )
 
 
 def reference(images, i):
     """The slow obvious conversion of one image, channel by channel."""
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
-    return np.stack([(images[i, c].astype(np.float64) / 255 - mean[c]) / std[c]
-                     for c in range(3)])
+    return np.stack([(images[i, c].astype(np.float64) / 255 - mean[c]) / std[c] for c in range(3)])
 
 
 def test_get_batch_matches_reference_and_labels():
@@ -51,11 +55,12 @@ def test_getitem_and_dataloader_agree_with_get_batch():
 
 def test_subset_is_a_view_with_sliced_labels_and_attributes():
     images, labels, ds = make()
-    sub = ds.subset([7, 2, 9]).subset([2, 0])     # nested: rows 9 and 7 of the storage
+    sub = ds.subset([7, 2, 9]).subset([2, 0])  # nested: rows 9 and 7 of the storage
     assert sub.labels.tolist() == labels[[9, 7]].tolist()
     assert sub.attributes["g"].tolist() == (labels[[9, 7]] % 2).tolist()
-    np.testing.assert_allclose(sub.get_batch([0])[0][0].numpy(), reference(images, 9),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        sub.get_batch([0])[0][0].numpy(), reference(images, 9), rtol=1e-5, atol=1e-6
+    )
     assert len(sub) == 2
 
 
@@ -87,7 +92,7 @@ def test_tensor_storage_path_matches_the_numpy_path():
     images, labels, ds = make()
     sub = ds.subset([4, 8, 1])
     on_tensor = sub.subset([0, 1, 2])
-    on_tensor._data = torch.from_numpy(images)                 # what .to("cuda") stores
+    on_tensor._data = torch.from_numpy(images)  # what .to("cuda") stores
     x, y = on_tensor.get_batch([2, 0])
     torch.testing.assert_close(x, sub.get_batch([2, 0])[0])
     assert y.tolist() == labels[[1, 4]].tolist()

@@ -13,14 +13,27 @@ from PIL import Image
 from magnetdml.data import load_dataset
 from magnetdml.data.safe_pickle import safe_load
 
-CLASSES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-             "truck"]
+CLASSES10 = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def batch(n, rng, fine_key=b"labels", n_classes=10, coarse=False):
-    d = {b"batch_label": b"testing batch", b"filenames": [b"x.png"] * n,
-         b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-         fine_key: rng.integers(0, n_classes, n).tolist()}
+    d = {
+        b"batch_label": b"testing batch",
+        b"filenames": [b"x.png"] * n,
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        fine_key: rng.integers(0, n_classes, n).tolist(),
+    }
     if coarse:
         d[b"coarse_labels"] = (np.array(d[fine_key]) // 5).tolist()
     return pickle.dumps(d, protocol=2)
@@ -29,8 +42,9 @@ def batch(n, rng, fine_key=b"labels", n_classes=10, coarse=False):
 def cifar10_files(rng):
     files = {f"data_batch_{i}": batch(3, rng) for i in range(1, 6)}
     files["test_batch"] = batch(4, rng)
-    files["batches.meta"] = pickle.dumps({b"label_names": [c.encode() for c in CLASSES10]},
-                                         protocol=2)
+    files["batches.meta"] = pickle.dumps(
+        {b"label_names": [c.encode() for c in CLASSES10]}, protocol=2
+    )
     return files
 
 
@@ -49,7 +63,7 @@ def test_folder_layout_loads_batches_in_order(tmp_path):
     first = pickle.loads(files["data_batch_1"])
     assert s.train.labels[:3].tolist() == first[b"labels"]
     x, _ = s.train.get_batch([0])
-    red = first[b"data"][0, :1024].reshape(32, 32)               # plane layout: R, G, B
+    red = first[b"data"][0, :1024].reshape(32, 32)  # plane layout: R, G, B
     np.testing.assert_allclose(x[0, 0].numpy(), (red / 255 - 0.4914) / 0.2470, atol=1e-5)
     animal = np.isin(s.train.labels, [2, 3, 4, 5, 6, 7])
     assert np.array_equal(s.train.attributes["superclass"], animal.astype(int))
@@ -68,10 +82,17 @@ def test_tar_gz_is_read_without_extracting(tmp_path):
 
 def test_cifar100_fine_labels_and_coarse_attribute(tmp_path):
     rng = np.random.default_rng(2)
-    files = {"train": batch(8, rng, b"fine_labels", 100, coarse=True),
-             "test": batch(5, rng, b"fine_labels", 100, coarse=True),
-             "meta": pickle.dumps({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
-                                   b"coarse_label_names": [b"c"] * 20}, protocol=2)}
+    files = {
+        "train": batch(8, rng, b"fine_labels", 100, coarse=True),
+        "test": batch(5, rng, b"fine_labels", 100, coarse=True),
+        "meta": pickle.dumps(
+            {
+                b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                b"coarse_label_names": [b"c"] * 20,
+            },
+            protocol=2,
+        ),
+    }
     write_folder(tmp_path, files, "cifar-100-python")
     s = load_dataset("cifar100", tmp_path, unseen_classes=0.5, seed=0)
     assert s.num_classes == 100 and s.class_names[7] == "f7"
@@ -107,7 +128,7 @@ def write_jpg_zip(path, rng):
                 for i in range(n):
                     img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
                     buf = io.BytesIO()
-                    Image.fromarray(img).save(buf, format="PNG")   # lossless: exact check
+                    Image.fromarray(img).save(buf, format="PNG")  # lossless: exact check
                     name = f"cifar10_jpg/{split}/{cls}/{i:04d}.jpg"
                     z.writestr(name, buf.getvalue())
                     pixels[name] = img
@@ -123,7 +144,7 @@ def test_jpg_zip_is_decoded_once_then_cached(tmp_path):
     assert (len(s.train), len(s.test)) == (6, 3)
     assert s.train.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert s.train.attributes["superclass"].tolist() == [0, 0, 1, 1, 0, 0]
-    x, _ = s.train.get_batch([2])                                # train/cat/0000
+    x, _ = s.train.get_batch([2])  # train/cat/0000
     cat = pixels["cifar10_jpg/train/cat/0000.jpg"]
     mean, std = np.array([0.4914, 0.4822, 0.4465]), np.array([0.2470, 0.2435, 0.2616])
     expected = ((cat / 255 - mean) / std).transpose(2, 0, 1)

@@ -31,7 +31,7 @@ def test_csv_label_column_and_numeric_label_order(tmp_path):
     lines = ["a,label,b"] + [f"{i},{lab},{2 * i}" for i, lab in enumerate([10, 2, 2, 10] * 2)]
     (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
     s = load_dataset("features", tmp_path / "f.csv", test_fraction=0.25)
-    assert s.class_names == ["2", "10"] and s.input_shape == (2,)    # numeric, not text order
+    assert s.class_names == ["2", "10"] and s.input_shape == (2,)  # numeric, not text order
     x, y = s.train.get_batch(range(len(s.train)))
     for row, lab in zip(x.numpy(), y.numpy(), strict=True):
         assert row[1] == 2 * row[0]

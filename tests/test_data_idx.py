@@ -11,8 +11,11 @@ import pytest
 from magnetdml.data import idx, load_dataset
 
 # the real file, when MAGNETDML_DATA_ROOT names a folder holding fashion-mnist/
-REAL = Path(os.environ.get("MAGNETDML_DATA_ROOT", "/nonexistent")) / "fashion-mnist" / \
-    "train-images-idx3-ubyte.gz"
+REAL = (
+    Path(os.environ.get("MAGNETDML_DATA_ROOT", "/nonexistent"))
+    / "fashion-mnist"
+    / "train-images-idx3-ubyte.gz"
+)
 
 
 def idx_bytes(array, magic):
@@ -21,10 +24,12 @@ def idx_bytes(array, magic):
 
 def write_set(root, n_train=6, n_test=4, seed=0):
     rng = np.random.default_rng(seed)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), np.uint8),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train).astype(np.uint8),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), np.uint8),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test).astype(np.uint8)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train).astype(np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test).astype(np.uint8),
+    }
     root.mkdir(exist_ok=True)
     for stem, a in arrays.items():
         magic = 2051 if "images" in stem else 2049
@@ -66,7 +71,7 @@ def test_size_mismatch_with_header_names_the_file(tmp_path):
     write_set(tmp_path)
     path = tmp_path / "train-images-idx3-ubyte.gz"
     raw = gzip.decompress(path.read_bytes())
-    path.write_bytes(gzip.compress(raw[:-100]))               # valid gzip, short payload
+    path.write_bytes(gzip.compress(raw[:-100]))  # valid gzip, short payload
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz holds .* truncated"):
         load_dataset("mnist", tmp_path)
 
@@ -104,7 +109,7 @@ def test_download_verifies_md5_with_a_fake_fetch(tmp_path, monkeypatch):
     monkeypatch.setattr(idx, "fetch", fake_fetch)
     s = load_dataset("mnist", tmp_path / "dl", download=True)
     assert len(s.train) == 6 and len(calls) == 4
-    load_dataset("mnist", tmp_path / "dl", download=True)      # verified files: no refetch
+    load_dataset("mnist", tmp_path / "dl", download=True)  # verified files: no refetch
     assert len(calls) == 4
     bad = tuple("0" * 32 for _ in md5s)
     monkeypatch.setitem(idx.SOURCES, "mnist", dict(idx.SOURCES["mnist"], md5=bad))

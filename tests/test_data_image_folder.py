@@ -33,8 +33,9 @@ def test_folder_without_csv_is_lazy_and_stratified(tmp_path):
     i = int(np.flatnonzero(s.train.labels == 1)[0])
     x, y = s.train.get_batch([i])
     img = pixels[f"cardinal/{s.train.paths[i].name}"]
-    np.testing.assert_allclose(x[0].numpy(), ((img / 255 - MEAN) / STD).transpose(2, 0, 1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        x[0].numpy(), ((img / 255 - MEAN) / STD).transpose(2, 0, 1), atol=1e-5
+    )
     assert y.tolist() == [1] and x.dtype == torch.float32
 
 
@@ -51,9 +52,14 @@ def test_csv_split_file_with_labels_and_val(tmp_path):
         w = csv.writer(f)
         w.writerow(["path", "label", "split"])
         for c in ("cardinal", "albatross", "wren"):
-            w.writerows([[f"{c}/000.png", "", "test"], [f"{c}/001.png", "", "val"],
-                         [f"{c}/002.png", "", "train"]])       # 003.png is not listed
-        w.writerow(["wren/003.png", "sparrow", "train"])       # label column overrides
+            w.writerows(
+                [
+                    [f"{c}/000.png", "", "test"],
+                    [f"{c}/001.png", "", "val"],
+                    [f"{c}/002.png", "", "train"],
+                ]
+            )  # 003.png is not listed
+        w.writerow(["wren/003.png", "sparrow", "train"])  # label column overrides
     s = load_dataset("image-folder", tmp_path, split_file="split.csv", size=(10, 12))
     assert s.class_names == ["albatross", "cardinal", "sparrow", "wren"]
     assert (len(s.train), len(s.test), len(s.val)) == (4, 3, 3)
@@ -103,6 +109,9 @@ def test_split_file_rows_naming_missing_images_are_refused(tmp_path):
     """They used to be dropped: a CSV whose paths were all wrong for one class lost the class."""
     make_tree(tmp_path)
     (tmp_path / "s.csv").write_text("path,split\nwren/000.png,train\nwren/099.png,test\n")
-    with pytest.raises(ValueError, match=r"1 row\(s\) name images that are not under .*"
-                                         r"wren/099.png"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 row\(s\) name images that are not under .*"
+        r"wren/099.png",
+    ):
         load_dataset("image-folder", tmp_path, split_file="s.csv")

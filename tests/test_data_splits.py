@@ -9,7 +9,7 @@ from magnetdml.data.splits import stratified_holdout
 
 def pool(n_per_class=(10, 7, 3, 1, 12), test_every=4):
     labels = np.repeat(np.arange(len(n_per_class)), n_per_class)
-    data = np.arange(labels.size, dtype=np.float32)[:, None]   # feature = original row id
+    data = np.arange(labels.size, dtype=np.float32)[:, None]  # feature = original row id
     is_test = np.arange(labels.size) % test_every == 0
     names = [f"c{i}" for i in range(len(n_per_class))]
     return DataPool(ArrayDataset(data, labels), is_test, names, (1,))
@@ -23,7 +23,7 @@ def test_stratified_holdout_counts_match_the_slow_rule():
     labels = np.repeat(np.arange(5), [10, 7, 3, 1, 12])
     mask = stratified_holdout(labels, 0.3, rng=np.random.default_rng(0))
     for c, n in enumerate([10, 7, 3, 1, 12]):
-        expected = min(int(np.rint(0.3 * n)), n - 1)           # keep one example per class
+        expected = min(int(np.rint(0.3 * n)), n - 1)  # keep one example per class
         assert mask[labels == c].sum() == expected
     fixed = stratified_holdout(labels, count=2, rng=np.random.default_rng(0))
     assert [fixed[labels == c].sum() for c in range(5)] == [2, 2, 2, 0, 2]
@@ -41,7 +41,7 @@ def test_splits_partition_the_pool_and_unseen_classes_never_leak():
     p = pool()
     s = split_pool("toy", p, seed=3, val_fraction=0.25, unseen_classes=[1, "c4"])
     all_rows = rows(s.train) + rows(s.test) + rows(s.val) + rows(s.unseen)
-    assert sorted(all_rows) == list(range(len(p.dataset)))       # a partition
+    assert sorted(all_rows) == list(range(len(p.dataset)))  # a partition
     assert set(s.unseen.labels) == {1, 4}
     for part in (s.train, s.test, s.val):
         assert not set(part.labels) & {1, 4}
@@ -52,8 +52,12 @@ def test_splits_partition_the_pool_and_unseen_classes_never_leak():
 
 def test_unseen_fraction_is_seeded_and_independent_of_val_fraction():
     labels = np.repeat(np.arange(20), 5)
-    p = DataPool(ArrayDataset(np.zeros((100, 1), np.float32), labels), np.zeros(100, bool),
-                 [str(i) for i in range(20)], (1,))
+    p = DataPool(
+        ArrayDataset(np.zeros((100, 1), np.float32), labels),
+        np.zeros(100, bool),
+        [str(i) for i in range(20)],
+        (1,),
+    )
     a = split_pool("t", p, seed=0, unseen_classes=0.25)
     b = split_pool("t", p, seed=0, unseen_classes=0.25, val_fraction=0.4)
     c = split_pool("t", p, seed=1, unseen_classes=0.25)
@@ -78,8 +82,16 @@ def test_split_errors_name_the_parameter():
 
 
 def test_registry_lists_names_and_rejects_unknown_options():
-    assert {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "omniglot",
-            "image-folder", "features"} <= set(DATASETS.names())
+    assert {
+        "digits",
+        "mnist",
+        "fashion-mnist",
+        "cifar10",
+        "cifar100",
+        "omniglot",
+        "image-folder",
+        "features",
+    } <= set(DATASETS.names())
     with pytest.raises(ValueError, match="valid names: .*digits"):
         load_dataset("imagenet")
     with pytest.raises(TypeError, match="no option.*colour.*valid options: test_fraction"):
@@ -94,7 +106,7 @@ def test_digits_default_dataset():
     assert len(s.train) + len(s.test) == 1797
     assert abs(len(s.test) / 1797 - 0.25) < 0.01
     x, y = s.train.get_batch(range(len(s.train)))
-    assert x.dtype.is_floating_point and abs(float(x.mean())) < 0.1   # standardised
+    assert x.dtype.is_floating_point and abs(float(x.mean())) < 0.1  # standardised
     assert abs(float(x.std()) - 1) < 0.1
     again = load_dataset("digits", seed=0)
     assert np.array_equal(again.test.labels, s.test.labels)

@@ -41,10 +41,18 @@ WORLD = 2
 def _config(out: Path) -> Config:
     # A model without BatchNorm (the default MLP): DDP syncs BN buffers from rank 0 at each
     # forward, which a one-process reference would not reproduce.
-    return apply_overrides(Config(), {
-        "out": str(out), "train.threads": 1, "train.epochs": 1, "index.clusters_per_class": 2,
-        "sampler.clusters_per_batch": 4, "sampler.examples_per_cluster": 4,
-        "eval.plots": False}).validate()
+    return apply_overrides(
+        Config(),
+        {
+            "out": str(out),
+            "train.threads": 1,
+            "train.epochs": 1,
+            "index.clusters_per_class": 2,
+            "sampler.clusters_per_batch": 4,
+            "sampler.examples_per_cluster": 4,
+            "eval.plots": False,
+        },
+    ).validate()
 
 
 def _free_port() -> int:
@@ -54,8 +62,13 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD),
-                      RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(WORLD),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     dist = Distributed.setup("cpu")
     try:
@@ -68,21 +81,41 @@ def _worker(rank: int, port: int, out: str) -> None:
             batches.append(batch)
             t.step(batch)
         t.refresh_index()
-        torch.save({"model": t.model.state_dict(), "first_index": first_index,
-                    "batches": batches, "assignments": t.index.assignments_,
-                    "centroids": t.index.centroids_, "variance": t.sigma2,
-                    "losses": t.sampler._losses.copy()},
-                   Path(out) / f"rank{rank}.pt")
+        torch.save(
+            {
+                "model": t.model.state_dict(),
+                "first_index": first_index,
+                "batches": batches,
+                "assignments": t.index.assignments_,
+                "centroids": t.index.centroids_,
+                "variance": t.sigma2,
+                "losses": t.sampler._losses.copy(),
+            },
+            Path(out) / f"rank{rank}.pt",
+        )
         # the command torchrun runs (`torchrun -m magnetdml train ...` sets the same env)
-        argv = ["train", "--out", str(Path(out) / "cli"), "--quiet", "--epochs", "1",
-                "--train.threads", "1", "--train.iterations_per_epoch", "3",
-                "--eval.plots", "false", "--model.embedding_dim", "16"]
+        argv = [
+            "train",
+            "--out",
+            str(Path(out) / "cli"),
+            "--quiet",
+            "--epochs",
+            "1",
+            "--train.threads",
+            "1",
+            "--train.iterations_per_epoch",
+            "3",
+            "--eval.plots",
+            "false",
+            "--model.embedding_dim",
+            "16",
+        ]
         codes = [main(argv)]
         # a run killed after its last checkpoint: the same command resumes it on 2 processes
         summary = Path(out) / "cli" / "metrics.json"
         if rank == 0:
             summary.rename(summary.with_suffix(".first"))
-        dist.barrier()    # train() leaves the group it did not create open
+        dist.barrier()  # train() leaves the group it did not create open
         codes.append(main(argv))
         (Path(out) / f"cli{rank}.code").write_text(" ".join(map(str, codes)))
     finally:
@@ -103,10 +136,13 @@ def _reference(config: Config):
     model = make_model(config, splits.input_shape)
     loss_fn = make_loss(config, splits.num_classes)
     optimizer = make_optimizer(config, model, loss_fn)
-    index = make_index(config).fit(embed_dataset(model, splits.train, device=torch.device("cpu")),
-                                   splits.train.labels)
-    samplers = [make_sampler(config, splits.train.labels, index, rank=r, world_size=WORLD)
-                for r in range(WORLD)]
+    index = make_index(config).fit(
+        embed_dataset(model, splits.train, device=torch.device("cpu")), splits.train.labels
+    )
+    samplers = [
+        make_sampler(config, splits.train.labels, index, rank=r, world_size=WORLD)
+        for r in range(WORLD)
+    ]
     first_index, batches = index.assignments_.copy(), []
     for _ in range(STEPS):
         step = [s.next_batch() for s in samplers]
@@ -115,11 +151,11 @@ def _reference(config: Config):
         for batch in step:
             x, y = splits.train.get_batch(np.asarray(batch))
             clusters = torch.as_tensor(index.assignments_[batch])
-            losses.append(loss_fn(model(x), y, clusters))                   # (B,)
+            losses.append(loss_fn(model(x), y, clusters))  # (B,)
         optimizer.zero_grad()
         torch.stack([per_example.mean() for per_example in losses]).mean().backward()
         optimizer.step()
-        every = np.concatenate(step)       # gathered in rank order, as the trainer does
+        every = np.concatenate(step)  # gathered in rank order, as the trainer does
         values = torch.cat(losses).detach().numpy()
         for s in samplers:
             s.update_losses(every, values)
@@ -132,7 +168,7 @@ def test_ranks_draw_distinct_neighbourhoods_and_match_accumulated_reference(rank
     for r, state in enumerate(states):
         np.testing.assert_array_equal(state["first_index"], first_index)
         assert state["batches"] == [step[r] for step in batches]
-    for step in batches:   # distinct seed clusters per step: the ranks never share a batch
+    for step in batches:  # distinct seed clusters per step: the ranks never share a batch
         assert step[0] != step[1]
     for name, value in model.state_dict().items():
         for state in states:
@@ -145,7 +181,7 @@ def test_refreshed_index_and_sampler_caches_are_identical_on_every_rank(ranks):
     np.testing.assert_array_equal(zero["centroids"], one["centroids"])
     np.testing.assert_array_equal(zero["losses"], one["losses"])
     assert zero["variance"] == one["variance"]
-    for name in zero["model"]:   # DDP keeps the replicas bitwise identical
+    for name in zero["model"]:  # DDP keeps the replicas bitwise identical
         torch.testing.assert_close(zero["model"][name], one["model"][name], rtol=0, atol=0)
     # the cache holds the losses of both ranks' batches (B = 16 each, with repeats)
     assert np.isfinite(zero["losses"]).sum() > 16
@@ -157,11 +193,15 @@ def test_cli_under_two_processes_writes_one_run_folder_and_both_ranks_streams(ra
     out, _ = ranks
     assert [(out / f"cli{r}.code").read_text() for r in range(WORLD)] == ["0 0", "0 0"]
     run = out / "cli"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json",
-                                                     "metrics.csv", "metrics.first",
-                                                     "metrics.json", "metrics.jsonl"]
-    first, resumed = (json.loads((run / n).read_text()) for n in ("metrics.first",
-                                                                  "metrics.json"))
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint.pt",
+        "config.json",
+        "metrics.csv",
+        "metrics.first",
+        "metrics.json",
+        "metrics.jsonl",
+    ]
+    first, resumed = (json.loads((run / n).read_text()) for n in ("metrics.first", "metrics.json"))
     assert resumed["knc_error"] == first["knc_error"]
     assert resumed["map_at_r"] == first["map_at_r"]
     state = torch.load(run / "checkpoint.pt", weights_only=False)

@@ -24,8 +24,13 @@ def _module():
 
 def _git_history() -> bool:
     try:
-        shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT,
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        shallow = subprocess.run(
+            ["git", "rev-parse", "--is-shallow-repository"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return False
     return shallow == "false"
@@ -35,23 +40,40 @@ def _git_history() -> bool:
 def test_a_block_renders_rows_formats_spreads_and_provenance(tmp_path, monkeypatch):
     tables = _module()
     monkeypatch.setattr(tables, "ROOT", tmp_path)
-    (tmp_path / "r.json").write_text(json.dumps({
-        "command": "magnetdml x", "hardware": {"cpu": "Test CPU", "cores": 2},
-        "tables": [{"rows": [{"loss": "magnet", "error": 0.1234, "error_std": 0.01, "n": 3},
-                             {"loss": "softmax", "error": 0.2, "n": None}]}]}))
-    text = ("a\n<!-- table: r.json | rows: tables.0.rows | columns: loss, error:%, n -->\n"
-            "old\n<!-- /table -->\nb\n")
+    (tmp_path / "r.json").write_text(
+        json.dumps(
+            {
+                "command": "magnetdml x",
+                "hardware": {"cpu": "Test CPU", "cores": 2},
+                "tables": [
+                    {
+                        "rows": [
+                            {"loss": "magnet", "error": 0.1234, "error_std": 0.01, "n": 3},
+                            {"loss": "softmax", "error": 0.2, "n": None},
+                        ]
+                    }
+                ],
+            }
+        )
+    )
+    text = (
+        "a\n<!-- table: r.json | rows: tables.0.rows | columns: loss, error:%, n -->\n"
+        "old\n<!-- /table -->\nb\n"
+    )
     out = tables.update(text)
     assert "| loss | error | n |" in out and "| magnet | 12.34% ± 1.00 | 3 |" in out
     assert "| softmax | 20.00% | – |" in out and "old" not in out
     assert "*`magnetdml x` · results committed at" in out and "CPU: Test CPU, 2 cores*" in out
-    assert tables.update(out) == out   # regenerating a fresh table changes nothing
+    assert tables.update(out) == out  # regenerating a fresh table changes nothing
     filtered = tables.update(text.replace("columns:", "where: loss=softmax | columns:"))
     assert "| magnet |" not in filtered and "| softmax |" in filtered
 
 
-@pytest.mark.skipif(not SCRIPT.is_file() or not _git_history(),
-                    reason="needs the repository with its full git history")
+@pytest.mark.skipif(
+    not SCRIPT.is_file() or not _git_history(),
+    reason="needs the repository with its full git history",
+)
 def test_every_committed_table_matches_its_results():
-    assert _module().main(["--check"]) == 0, \
+    assert _module().main(["--check"]) == 0, (
         "a docs table is stale: run python benchmarks/docs_tables.py and commit the result"
+    )

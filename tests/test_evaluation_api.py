@@ -7,8 +7,18 @@ import pytest
 
 from magnetdml.evaluation import METRICS, KNearestClusters, estimate_variance, evaluate
 
-NEIGHBOUR_METRICS = ["knn_error", "error_at_1", "error_at_5", "precision_at_1", "r_precision",
-                     "map_at_r", "recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8"]
+NEIGHBOUR_METRICS = [
+    "knn_error",
+    "error_at_1",
+    "error_at_5",
+    "precision_at_1",
+    "r_precision",
+    "map_at_r",
+    "recall_at_1",
+    "recall_at_2",
+    "recall_at_4",
+    "recall_at_8",
+]
 
 
 def _data(seed=0, n=120, classes=8, dim=6, noise=1.5):
@@ -20,7 +30,7 @@ def _data(seed=0, n=120, classes=8, dim=6, noise=1.5):
 
 def _brute(x, y, ref, ref_y, self_reference, k=128, max_r=None):
     """Every neighbour metric, one query at a time, from the full distance matrix."""
-    d = ((x[:, None, :].astype(np.float64) - ref[None]) ** 2).sum(-1)       # (N, N_ref)
+    d = ((x[:, None, :].astype(np.float64) - ref[None]) ** 2).sum(-1)  # (N, N_ref)
     if self_reference:
         np.fill_diagonal(d, np.inf)
     variance = estimate_variance(ref, ref_y)
@@ -62,7 +72,7 @@ def test_self_reference_matches_brute_force_with_query_excluded(batch_size):
 def test_separate_reference_matches_brute_force_including_unknown_classes():
     x, y = _data(seed=1)
     queries, query_labels = _data(seed=2, n=50)
-    query_labels[:3] = 1000                            # classes absent from the reference
+    query_labels[:3] = 1000  # classes absent from the reference
     got = evaluate(queries, query_labels, x, y, metrics=NEIGHBOUR_METRICS, k=10)
     assert got == pytest.approx(_brute(queries, query_labels, x, y, False, k=10), abs=1e-9)
 
@@ -71,14 +81,14 @@ def test_query_is_excluded_from_its_own_neighbours():
     x, y = _data(seed=3)
     own = evaluate(x, y, metrics=["precision_at_1", "knn_error"])
     with_self = evaluate(x, y, x, y, metrics=["precision_at_1"])
-    assert with_self["precision_at_1"] == 1.0               # each query finds itself first
+    assert with_self["precision_at_1"] == 1.0  # each query finds itself first
     assert own["precision_at_1"] < 1.0
 
 
 def test_lone_queries_are_left_out_of_retrieval_but_count_as_errors():
     x, y = _data(seed=4, n=60)
     y = y.copy()
-    y[0] = 999                                        # a class with a single example
+    y[0] = 999  # a class with a single example
     got = evaluate(x, y, metrics=NEIGHBOUR_METRICS)
     assert got == pytest.approx(_brute(x, y, x, y, True), abs=1e-9)
     alone = evaluate(x[:4], [0, 1, 2, 3], metrics=["precision_at_1", "knn_error"])
@@ -88,8 +98,9 @@ def test_lone_queries_are_left_out_of_retrieval_but_count_as_errors():
 def test_max_r_caps_r_precision_and_map():
     x, y = _data(seed=5)
     got = evaluate(x, y, metrics=["r_precision", "map_at_r"], max_r=3)
-    assert got == pytest.approx({m: v for m, v in _brute(x, y, x, y, True, max_r=3).items()
-                                 if m in got}, abs=1e-9)
+    assert got == pytest.approx(
+        {m: v for m, v in _brute(x, y, x, y, True, max_r=3).items() if m in got}, abs=1e-9
+    )
 
 
 def test_invariant_to_scale_and_row_permutation():

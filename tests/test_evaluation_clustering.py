@@ -29,9 +29,9 @@ def test_pairwise_f1_matches_all_pairs():
 
 def test_pairwise_f1_edge_cases():
     y = np.array([0, 0, 1, 1, 2])
-    assert pairwise_f1(y, [5, 5, 9, 9, 1]) == 1.0            # same partition, renamed clusters
-    assert pairwise_f1(y, np.arange(5)) == 0.0               # all singletons: no TP pair
-    assert pairwise_f1(np.arange(5), np.arange(5)) == 0.0    # no pairs at all: defined as 0
+    assert pairwise_f1(y, [5, 5, 9, 9, 1]) == 1.0  # same partition, renamed clusters
+    assert pairwise_f1(y, np.arange(5)) == 0.0  # all singletons: no TP pair
+    assert pairwise_f1(np.arange(5), np.arange(5)) == 0.0  # no pairs at all: defined as 0
 
 
 def _blobs(seed=0, classes=12, per_class=100, dim=16):

@@ -9,7 +9,7 @@ from magnetdml.evaluation._scores import UNRANKED
 
 def _data(seed=0, n=90, dim=5, classes=4):
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n) * 2 + 1                    # labels 1, 3, 5, 7
+    labels = rng.integers(0, classes, n) * 2 + 1  # labels 1, 3, 5, 7
     x = (rng.normal(size=(n, dim)) + labels[:, None] * 0.4).astype(np.float32)
     return x, labels
 
@@ -37,10 +37,12 @@ def test_estimate_variance_matches_definition_and_scales_quadratically():
     x, labels = _data()
     assert estimate_variance(x, labels) == pytest.approx(_brute_variance(x, labels), rel=1e-6)
     assert estimate_variance(x * 10, labels, batch_size=7) == pytest.approx(
-        100 * _brute_variance(x, labels), rel=1e-5)
+        100 * _brute_variance(x, labels), rel=1e-5
+    )
     # Every class a single point: falls back to the total variance; identical points: 1.0.
     assert estimate_variance(x, np.arange(len(x))) == pytest.approx(
-        _brute_variance(x, np.zeros(len(x), int)), rel=1e-6)
+        _brute_variance(x, np.zeros(len(x), int)), rel=1e-6
+    )
     assert estimate_variance(np.ones((4, 2)), [0, 0, 1, 1]) == 1.0
 
 
@@ -69,8 +71,9 @@ def test_explicit_variance_is_used():
     x, labels = _data(seed=3)
     model = SoftKNN(neighbours=9, variance=0.05).fit(x, labels)
     assert model.variance_ == 0.05
-    np.testing.assert_allclose(model.predict_scores(), _brute(x, x, labels, 9, 0.05, True),
-                               rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        model.predict_scores(), _brute(x, x, labels, 9, 0.05, True), rtol=1e-4, atol=1e-9
+    )
 
 
 def test_true_class_ranks_zero_iff_correct():

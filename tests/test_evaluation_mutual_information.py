@@ -30,7 +30,8 @@ def _labelings(seed: int):
 def test_ami_equals_scikit_learn(seed):
     true, pred = _labelings(seed)
     assert adjusted_mutual_info(true, pred) == pytest.approx(
-        adjusted_mutual_info_score(true, pred), abs=1e-12)
+        adjusted_mutual_info_score(true, pred), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -51,12 +52,15 @@ def test_many_classes_with_repeated_sizes_is_exact_and_silent():
     assert ours == pytest.approx(adjusted_mutual_info_score(true, pred), abs=1e-10)
 
 
-@pytest.mark.parametrize("true,pred,expected", [
-    ([0, 0, 0], [1, 1, 1], 1.0),          # one group on both sides
-    ([0, 1, 2], [0, 0, 0], 0.0),          # one cluster only
-    ([0, 0, 0], [0, 1, 2], 0.0),          # one class only
-    ([0, 0, 1, 1], [5, 5, 7, 7], 1.0),    # identical up to renaming
-])
+@pytest.mark.parametrize(
+    "true,pred,expected",
+    [
+        ([0, 0, 0], [1, 1, 1], 1.0),  # one group on both sides
+        ([0, 1, 2], [0, 0, 0], 0.0),  # one cluster only
+        ([0, 0, 0], [0, 1, 2], 0.0),  # one class only
+        ([0, 0, 1, 1], [5, 5, 7, 7], 1.0),  # identical up to renaming
+    ],
+)
 def test_edge_cases_match_scikit_learn(true, pred, expected):
     assert adjusted_mutual_info(true, pred) == pytest.approx(expected)
     assert adjusted_mutual_info_score(true, pred) == pytest.approx(expected)

@@ -44,8 +44,9 @@ def test_self_excluded_by_index_even_among_duplicates(small_chunks):
     x = np.concatenate([np.ones((5, 3)), rng.normal(size=(20, 3)) + 5]).astype(np.float32)
     d, i = nearest_neighbours(x, 4, batch_size=3)
     assert not (i == np.arange(25)[:, None]).any()
-    np.testing.assert_array_equal(np.sort(i[:5], axis=1), [sorted(set(range(5)) - {r})
-                                                           for r in range(5)])
+    np.testing.assert_array_equal(
+        np.sort(i[:5], axis=1), [sorted(set(range(5)) - {r}) for r in range(5)]
+    )
     np.testing.assert_allclose(d[:5], 0.0, atol=1e-6)
     # More duplicates than k: the query is not among its k+1 hits; k zero-distance copies remain.
     d, i = nearest_neighbours(x, 2)
@@ -56,20 +57,25 @@ def test_self_excluded_by_index_even_among_duplicates(small_chunks):
 def test_iter_neighbours_chunks_cover_every_query_once(small_chunks):
     x = np.random.default_rng(2).normal(size=(23, 4)).astype(np.float32)
     starts = [(s, len(i)) for s, _, i in iter_neighbours(x, 3, reference=x, batch_size=10)]
-    assert starts == [(0, 8), (8, 8), (16, 7)]          # equal chunks, no 3-row remainder
+    assert starts == [(0, 8), (8, 8), (16, 7)]  # equal chunks, no 3-row remainder
 
 
-@pytest.mark.parametrize("n, dim, k, batch_size", [(10_000, 64, 100, 4096),
-                                                    (100_000, 128, 100, 4096),
-                                                    (10_000, 32, 1000, 4096),
-                                                    (5_000, 16, 10, 100),
-                                                    (1_000_000, 128, 1001, 4096)])
+@pytest.mark.parametrize(
+    "n, dim, k, batch_size",
+    [
+        (10_000, 64, 100, 4096),
+        (100_000, 128, 100, 4096),
+        (10_000, 32, 1000, 4096),
+        (5_000, 16, 10, 100),
+        (1_000_000, 128, 1001, 4096),
+    ],
+)
 def test_chunks_stay_on_the_blas_kernel_within_the_memory_bound(n, dim, k, batch_size):
     threshold = neighbours_module._blas_threshold()
     rows = neighbours_module.chunk_rows(n, dim, k, batch_size)
     sizes = [min(rows, n - s) for s in range(0, n, rows)]
-    assert sum(sizes) == n and max(sizes) - min(sizes) < len(sizes)      # an even split
-    assert min(sizes) * dim >= min(threshold, n * dim)                  # every call on BLAS
+    assert sum(sizes) == n and max(sizes) - min(sizes) < len(sizes)  # an even split
+    assert min(sizes) * dim >= min(threshold, n * dim)  # every call on BLAS
     assert rows <= max(batch_size, neighbours_module._MAX_CHUNK_CELLS // k)
 
 
@@ -102,6 +108,6 @@ def test_embedding_matrix_checks_without_copying():
         with pytest.raises(ValueError, match=r"x must be finite; 1 row\(s\) hold NaN or inf"):
             as_embedding_matrix("x", y)
     y = x.copy()
-    y[0, 0] = -1e30                                # finite, but its squares overflow float32
+    y[0, 0] = -1e30  # finite, but its squares overflow float32
     with pytest.raises(ValueError, match="x holds values up to 1e\\+30"):
         as_embedding_matrix("x", y)

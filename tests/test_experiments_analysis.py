@@ -19,8 +19,11 @@ def brute_concentration(x, attr, ks, labels=None):
     for k in ks:
         fractions = []
         for n in range(len(x)):
-            order = [j for j in np.argsort(d[n], kind="stable") if j != n
-                     and (labels is None or labels[j] != labels[n])][:k]
+            order = [
+                j
+                for j in np.argsort(d[n], kind="stable")
+                if j != n and (labels is None or labels[j] != labels[n])
+            ][:k]
             fractions.append(np.mean(attr[order] == attr[n]))
         out[k] = float(np.mean(fractions))
     return out
@@ -39,8 +42,9 @@ def test_attribute_concentration_matches_brute_force(exclude):
     x, labels = blobs()
     attr = labels % 2
     ks = [1, 3, 10, 40]
-    got = attribute_concentration(x, attr, ks, labels=labels, exclude_same_class=exclude,
-                                  batch_size=7)
+    got = attribute_concentration(
+        x, attr, ks, labels=labels, exclude_same_class=exclude, batch_size=7
+    )
     want = brute_concentration(x, attr, ks, labels if exclude else None)
     assert list(got) == ks
     for k in ks:
@@ -53,7 +57,7 @@ def test_attribute_concentration_with_unequal_classes_and_all_others():
     labels = rng.integers(0, 5, size=30)
     attr = rng.integers(0, 3, size=30)
     largest = np.bincount(labels).max()
-    ks = [2, 30 - largest]          # the largest k leaves the biggest class with every other row
+    ks = [2, 30 - largest]  # the largest k leaves the biggest class with every other row
     got = attribute_concentration(x, attr, ks, labels=labels, exclude_same_class=True)
     want = brute_concentration(x, attr, ks, labels)
     for k in ks:
@@ -70,7 +74,7 @@ def test_attribute_concentration_invariant_to_scale_and_permutation():
 
 def test_attribute_concentration_separates_structured_from_random_embeddings():
     x, labels = blobs(seed=2, n_classes=8)
-    attr = labels // 4               # classes 0-3 vs 4-7
+    attr = labels // 4  # classes 0-3 vs 4-7
     # put the two attribute groups far apart: cross-class neighbours share the attribute
     x[attr == 1] += 50.0
     structured = attribute_concentration(x, attr, [10], labels=labels, exclude_same_class=True)
@@ -79,7 +83,7 @@ def test_attribute_concentration_separates_structured_from_random_embeddings():
     chance = chance_concentration(attr, labels=labels, exclude_same_class=True)
     assert structured[10] == 1.0
     assert abs(random[10] - chance) < 0.15
-    assert chance == pytest.approx(3 / 7)   # 3 of the 7 other classes share the attribute
+    assert chance == pytest.approx(3 / 7)  # 3 of the 7 other classes share the attribute
 
 
 def test_chance_concentration_matches_brute_force():
@@ -87,9 +91,18 @@ def test_chance_concentration_matches_brute_force():
     labels = rng.integers(0, 4, size=25)
     attr = rng.integers(0, 3, size=25)
     for exclude in (False, True):
-        want = np.mean([np.mean([attr[j] == attr[n] for j in range(25) if j != n
-                                 and not (exclude and labels[j] == labels[n])])
-                        for n in range(25)])
+        want = np.mean(
+            [
+                np.mean(
+                    [
+                        attr[j] == attr[n]
+                        for j in range(25)
+                        if j != n and not (exclude and labels[j] == labels[n])
+                    ]
+                )
+                for n in range(25)
+            ]
+        )
         got = chance_concentration(attr, labels=labels, exclude_same_class=exclude)
         assert got == pytest.approx(want)
 
@@ -130,8 +143,7 @@ def brute_soft_vote(query, points, point_labels, variance, k):
     nearest = np.argsort(d, kind="stable")[:k]
     scores = {}
     for j in nearest:
-        scores[point_labels[j]] = scores.get(point_labels[j], 0.0) + np.exp(
-            -d[j] / (2 * variance))
+        scores[point_labels[j]] = scores.get(point_labels[j], 0.0) + np.exp(-d[j] / (2 * variance))
     return sorted(scores, key=lambda c: (-scores[c], c))
 
 
@@ -162,8 +174,8 @@ def test_fine_label_errors_one_cluster_per_coarse_class_loses_half_the_fine_clas
     train, fine, test, test_fine, coarse = hierarchy_data(seed=1)
     index = ClusterIndex(clusters_per_class=1, seed=0).fit(train, coarse)
     out = fine_label_errors(test, test_fine, train, fine, k=8, index=index, lengthscale=1.0)
-    assert out["knc_error_at_1"] >= 0.5          # one fine class per pair has no centre
-    assert out["knc_error_at_5"] >= 0.5          # ... and so is never ranked at all
+    assert out["knc_error_at_1"] >= 0.5  # one fine class per pair has no centre
+    assert out["knc_error_at_5"] >= 0.5  # ... and so is never ranked at all
     assert out["cluster_purity"] == pytest.approx(0.5)
 
 
@@ -174,8 +186,14 @@ def test_fine_label_errors_knn_is_evaluate_on_fine_labels():
     train, test = rng.normal(size=(60, 3)), rng.normal(size=(20, 3))
     fine, test_fine = rng.integers(0, 6, 60), rng.integers(0, 6, 20)
     out = fine_label_errors(test, test_fine, train, fine, k=10)
-    want = evaluate(test, test_fine, reference=train, reference_labels=fine,
-                    metrics=["error_at_1", "error_at_5"], k=10)
+    want = evaluate(
+        test,
+        test_fine,
+        reference=train,
+        reference_labels=fine,
+        metrics=["error_at_1", "error_at_5"],
+        k=10,
+    )
     assert out == {"knn_error_at_1": want["error_at_1"], "knn_error_at_5": want["error_at_5"]}
 
 

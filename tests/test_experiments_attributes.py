@@ -34,23 +34,31 @@ def test_mean_curve_keeps_sizes_every_seed_measured():
 def fake_run(tmp_path, loss, seed, other, everything, chance=(0.1, 0.2)):
     name = f"omniglot-{loss}-s{seed}"
     (tmp_path / name).mkdir()
-    o = RunOutcome(RunSpec(name, {"loss.name": loss},
-                           {"dataset": "omniglot", "loss": loss, "seed": seed}),
-                   tmp_path / name, {"knn_error": 0.5}, [])
-    values = {"other": {str(k): v for k, v in zip(SIZES[:3], other, strict=True)},
-              "all": {str(k): v for k, v in zip(SIZES[:3], everything, strict=True)},
-              "chance_other": chance[0], "chance_all": chance[1]}
+    o = RunOutcome(
+        RunSpec(name, {"loss.name": loss}, {"dataset": "omniglot", "loss": loss, "seed": seed}),
+        tmp_path / name,
+        {"knn_error": 0.5},
+        [],
+    )
+    values = {
+        "other": {str(k): v for k, v in zip(SIZES[:3], other, strict=True)},
+        "all": {str(k): v for k, v in zip(SIZES[:3], everything, strict=True)},
+        "chance_other": chance[0],
+        "chance_all": chance[1],
+    }
     (o.run_dir / "checkpoint.pt").write_bytes(b"")
     cached_measurement(o, "attributes.json", lambda: values)
-    (o.run_dir / "checkpoint.pt").unlink()          # analyse must use the cache
+    (o.run_dir / "checkpoint.pt").unlink()  # analyse must use the cache
     return o
 
 
 def test_analyse_means_curves_and_checks_the_claims(tmp_path):
-    runs = [fake_run(tmp_path, "softmax", 0, [0.20, 0.18, 0.16], [0.5, 0.4, 0.3]),
-            fake_run(tmp_path, "softmax", 1, [0.22, 0.20, 0.18], [0.5, 0.4, 0.3]),
-            fake_run(tmp_path, "triplet", 0, [0.25, 0.17, 0.10], [0.6, 0.4, 0.2]),
-            fake_run(tmp_path, "magnet", 0, [0.30, 0.25, 0.20], [0.7, 0.5, 0.3])]
+    runs = [
+        fake_run(tmp_path, "softmax", 0, [0.20, 0.18, 0.16], [0.5, 0.4, 0.3]),
+        fake_run(tmp_path, "softmax", 1, [0.22, 0.20, 0.18], [0.5, 0.4, 0.3]),
+        fake_run(tmp_path, "triplet", 0, [0.25, 0.17, 0.10], [0.6, 0.4, 0.2]),
+        fake_run(tmp_path, "magnet", 0, [0.30, 0.25, 0.20], [0.7, 0.5, 0.3]),
+    ]
     results = EXPERIMENTS.get("attributes")().analyse(tmp_path, {o.spec.name: o for o in runs})
     curves = results["curves"]["omniglot/other"]
     assert curves["softmax"] == pytest.approx({1: 0.21, 2: 0.19, 4: 0.17})
@@ -67,7 +75,7 @@ def test_analyse_means_curves_and_checks_the_claims(tmp_path):
     second.mkdir()
     runs[3] = fake_run(second, "magnet", 0, [0.30, 0.15, 0.20], [0.7, 0.5, 0.3])
     results = EXPERIMENTS.get("attributes")().analyse(second, {o.spec.name: o for o in runs})
-    assert [c["holds"] for c in results["claims"]] == [False, False]    # k = 2 is below
+    assert [c["holds"] for c in results["claims"]] == [False, False]  # k = 2 is below
     for figure in results["figures"]:
         assert (second / figure["path"]).stat().st_size > 1000
     assert json.loads((second / "results.json").read_text())["claims"]
@@ -80,20 +88,37 @@ def write_tiny_omniglot(folder, alphabets=3, characters=4, drawings=20, seed=0):
     motifs = rng.integers(0, 255, size=(alphabets, 28, 28))
     glyphs = rng.integers(0, 255, size=(classes, 28, 28))
     labels = np.repeat(np.arange(classes), drawings)
-    images = (0.5 * motifs[labels // characters] + 0.3 * glyphs[labels]
-              + 0.2 * rng.integers(0, 255, size=(len(labels), 28, 28))).astype(np.uint8)
-    np.savez(folder / "omniglot_background.npz", images=images, labels=labels.astype(np.int16),
-             alphabet=np.array([f"alpha{c // characters}" for c in range(classes)]),
-             character=np.array([f"character{c % characters:02d}" for c in range(classes)]))
+    images = (
+        0.5 * motifs[labels // characters]
+        + 0.3 * glyphs[labels]
+        + 0.2 * rng.integers(0, 255, size=(len(labels), 28, 28))
+    ).astype(np.uint8)
+    np.savez(
+        folder / "omniglot_background.npz",
+        images=images,
+        labels=labels.astype(np.int16),
+        alphabet=np.array([f"alpha{c // characters}" for c in range(classes)]),
+        character=np.array([f"character{c % characters:02d}" for c in range(classes)]),
+    )
 
 
 def test_measure_run_on_a_real_tiny_omniglot_run(tmp_path):
     write_tiny_omniglot(tmp_path)
-    config = apply_overrides(Config(), {
-        "data.name": "omniglot", "data.data_dir": str(tmp_path),
-        "data.options": "{use_cache: false}", "index.clusters_per_class": 2,
-        "train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
-        "model.embedding_dim": 8, "eval.plots": False, "out": str(tmp_path / "run")})
+    config = apply_overrides(
+        Config(),
+        {
+            "data.name": "omniglot",
+            "data.data_dir": str(tmp_path),
+            "data.options": "{use_cache: false}",
+            "index.clusters_per_class": 2,
+            "train.epochs": 1,
+            "train.iterations_per_epoch": 3,
+            "train.threads": 1,
+            "model.embedding_dim": 8,
+            "eval.plots": False,
+            "out": str(tmp_path / "run"),
+        },
+    )
     train(config, progress=False)
     values = measure_run(tmp_path / "run", "alphabet")
     # 12 classes x 5 test drawings: 55 other-class neighbours at most, 59 in all
@@ -102,8 +127,9 @@ def test_measure_run_on_a_real_tiny_omniglot_run(tmp_path):
     alphabet = np.repeat(np.arange(3), 4 * 5)
     labels = np.repeat(np.arange(12), 5)
     assert values["chance_other"] == pytest.approx(
-        chance_concentration(alphabet, labels=labels, exclude_same_class=True))
-    assert values["chance_other"] == pytest.approx(3 / 11)   # 3 of 11 other characters
+        chance_concentration(alphabet, labels=labels, exclude_same_class=True)
+    )
+    assert values["chance_other"] == pytest.approx(3 / 11)  # 3 of 11 other characters
     for scope in ("other", "all"):
         assert all(0.0 <= v <= 1.0 for v in values[scope].values())
     with pytest.raises(ValueError, match="has no attribute 'superclass'; it has"):

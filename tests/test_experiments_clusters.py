@@ -7,37 +7,51 @@ import pytest
 from magnetdml.experiments import RunOutcome, RunSpec
 from magnetdml.experiments.clusters import Clusters, clusters_curve
 
-KNC = {1: 0.20, 2: 0.15, 4: 0.12, 8: 0.14, None: 0.11}   # None: agglomerative
+KNC = {1: 0.20, 2: 0.15, 4: 0.12, 8: 0.14, None: 0.11}  # None: agglomerative
 
 
 def history(per_class):
-    return [{"epoch": e + 1, "iteration": 10 * (e + 1),
-             "clusters_per_class": {"mean": m, "min": int(m), "max": int(m) + 1}}
-            for e, m in enumerate(per_class)]
+    return [
+        {
+            "epoch": e + 1,
+            "iteration": 10 * (e + 1),
+            "clusters_per_class": {"mean": m, "min": int(m), "max": int(m) + 1},
+        }
+        for e, m in enumerate(per_class)
+    ]
 
 
 def fake_runs(tmp_path, knc=KNC):
     runs = {}
     for k, error in knc.items():
         method = "kmeans" if k else "agglomerative"
-        spec = RunSpec(f"fm-{k or 'agg'}", {}, {"dataset": "fm", "method": method, "k": k,
-                                                "seed": 0})
+        spec = RunSpec(
+            f"fm-{k or 'agg'}", {}, {"dataset": "fm", "method": method, "k": k, "seed": 0}
+        )
         run_dir = tmp_path / spec.name
         run_dir.mkdir()
         if k == 4:
             (run_dir / "tsne_final.png").write_bytes(b"png")
         per_class = [k, k, k] if k else [3.0, 4.5, 5.0]
-        runs[spec.name] = RunOutcome(spec, run_dir, {"knc_error": error, "knn_error": 0.2,
-                                                     "clusters": 10 * (k or 5)},
-                                     history(per_class))
+        runs[spec.name] = RunOutcome(
+            spec,
+            run_dir,
+            {"knc_error": error, "knn_error": 0.2, "clusters": 10 * (k or 5)},
+            history(per_class),
+        )
     return runs
 
 
 def test_rows_sorted_by_k_with_adaptive_last(tmp_path):
     results = Clusters().analyse(tmp_path, fake_runs(tmp_path))
     rows = results["tables"][0]["rows"]
-    assert [r["index"] for r in rows] == ["k-means K=1", "k-means K=2", "k-means K=4",
-                                          "k-means K=8", "agglomerative"]
+    assert [r["index"] for r in rows] == [
+        "k-means K=1",
+        "k-means K=2",
+        "k-means K=4",
+        "k-means K=8",
+        "agglomerative",
+    ]
     assert rows[-1]["final_clusters_per_class"] == pytest.approx(5.0)
     assert rows[-1]["clusters_per_class_range"] == "3.00-5.00"
     assert rows[2]["knc_error"] == pytest.approx(0.12)
@@ -65,7 +79,8 @@ def test_specs_sweep_k_and_agglomerative():
     ks = sorted({s.group["k"] for s in specs if s.group["k"]})
     assert ks == [1, 2, 4, 8, 16]
     agglomerative = [s for s in specs if s.group["method"] == "agglomerative"]
-    assert agglomerative and all(s.overrides["index.method"] == "agglomerative"
-                                 for s in agglomerative)
+    assert agglomerative and all(
+        s.overrides["index.method"] == "agglomerative" for s in agglomerative
+    )
     assert all(s.overrides["loss.name"] == "magnet" for s in specs)
-    assert all(s.overrides["sampler.clusters_per_batch"] <= 9 for s in specs)   # K = 1: 9 impostors
+    assert all(s.overrides["sampler.clusters_per_batch"] <= 9 for s in specs)  # K = 1: 9 impostors

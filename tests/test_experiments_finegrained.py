@@ -22,10 +22,10 @@ def test_the_full_plan():
     pre = experiment.pretraining(quick=False)
     assert [s.name for s in pre] == ["pretrain", "pretrain-converged"]
     assert pre[0].overrides["train.epochs"] == finegrained.PRETRAIN_EPOCHS
-    assert "alphabets" not in json.loads(pre[0].overrides["data.options"])   # all 964
+    assert "alphabets" not in json.loads(pre[0].overrides["data.options"])  # all 964
     specs = experiment.specs(quick=False)
     runs = [s for s in specs if s.group["task"] == "classification"]
-    assert len(runs) == 3 * 2 * 3 * 3            # targets x starts x losses x seeds
+    assert len(runs) == 3 * 2 * 3 * 3  # targets x starts x losses x seeds
     for spec in runs:
         assert spec.init_from == ("pretrain" if spec.group["start"] == "pretrained" else None)
         assert spec.overrides["train.patience"] == finegrained.PATIENCE
@@ -34,14 +34,14 @@ def test_the_full_plan():
         assert set(options["test_drawers"]).isdisjoint(options["val_drawers"])
     pairs = [s for s in specs if s.group["task"] == "hierarchy"]
     assert len(pairs) == 3 * 3 and all(s.overrides["data.collapse_pairs"] for s in pairs)
-    assert all(s.pinned == ("index.clusters_per_class",) and s.init_from == "pretrain"
-               for s in pairs)
+    assert all(
+        s.pinned == ("index.clusters_per_class",) and s.init_from == "pretrain" for s in pairs
+    )
     tuning = experiment.tuning(quick=False)
     assert len(tuning) == 3 * 2 * 3 and experiment.tuning_trials(quick=False) == 8
     # every run (hierarchy ones included) belongs to exactly one search's group
     for spec in specs:
-        matches = [t for t in tuning
-                   if all(spec.group.get(k) == v for k, v in t.group.items())]
+        matches = [t for t in tuning if all(spec.group.get(k) == v for k, v in t.group.items())]
         assert len(matches) == 1, spec.name
     assert experiment.tuning_space(tuning[2]) == {"clusters_per_class": "1:3"}
     # the options are valid data options of the config
@@ -49,10 +49,13 @@ def test_the_full_plan():
     Config().validate()
 
 
-@pytest.mark.skipif(not os.environ.get("MAGNETDML_DATA_ROOT"),
-                    reason="needs the real Omniglot background set (MAGNETDML_DATA_ROOT)")
+@pytest.mark.skipif(
+    not os.environ.get("MAGNETDML_DATA_ROOT"),
+    reason="needs the real Omniglot background set (MAGNETDML_DATA_ROOT)",
+)
 def test_targets_are_fine_grained_groups_of_at_least_150_characters():
     from magnetdml.data import load_dataset
+
     root = Path(os.environ["MAGNETDML_DATA_ROOT"]) / "omniglot"
     for target in finegrained.TARGETS:
         options = json.loads(finegrained.data_options(target))
@@ -72,11 +75,13 @@ def _tiny_omniglot(root: Path) -> None:
     flips = rng.random((classes * 20, 28, 28)) < 0.05
     images = np.where(np.repeat(prototypes, 20, axis=0) ^ flips, 0, 255).astype(np.uint8)
     (root / "omniglot").mkdir(parents=True)
-    np.savez_compressed(root / "omniglot" / "omniglot_background.npz", images=images,
-                        labels=np.repeat(np.arange(classes), 20).astype(np.int16),
-                        alphabet=np.repeat(ALPHABETS, 4),
-                        character=np.array([f"character{i % 4 + 1:02d}"
-                                            for i in range(classes)]))
+    np.savez_compressed(
+        root / "omniglot" / "omniglot_background.npz",
+        images=images,
+        labels=np.repeat(np.arange(classes), 20).astype(np.int16),
+        alphabet=np.repeat(ALPHABETS, 4),
+        character=np.array([f"character{i % 4 + 1:02d}" for i in range(classes)]),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +95,14 @@ def quick(tmp_path_factory):
     patch.setitem(finegrained.COMMON, "sampler.examples_per_class", 4)
     patch.setitem(finegrained.COMMON, "model.embedding_dim", 16)
     try:
-        results = run_experiment("finegrained", out, quick=True, data_root=root,
-                                 overrides={"train.threads": 1}, progress=False)
+        results = run_experiment(
+            "finegrained",
+            out,
+            quick=True,
+            data_root=root,
+            overrides={"train.threads": 1},
+            progress=False,
+        )
     finally:
         patch.undo()
     return out, results
@@ -100,17 +111,21 @@ def quick(tmp_path_factory):
 def test_quick_runs_every_stage_and_scores_the_kept_models(quick):
     out, results = quick
     names = set(results["runs"])
-    assert {"pretrain", "tiny-pretrained-magnet-s0", "tiny-scratch-softmax-s0",
-            "tiny-pairs-triplet-s0"} <= names and "partial" not in results
+    assert {
+        "pretrain",
+        "tiny-pretrained-magnet-s0",
+        "tiny-scratch-softmax-s0",
+        "tiny-pairs-triplet-s0",
+    } <= names and "partial" not in results
     assert len(json.loads((out / "tuned.json").read_text())) == 6
     for name in names - {"pretrain"}:
         config = json.loads((out / name / "config.json").read_text())
-        init_from = config["model"]["init_from"]     # relative: results travel
+        init_from = config["model"]["init_from"]  # relative: results travel
         if "scratch" in name:
             assert init_from == "", name
         else:
             assert Path(init_from).resolve() == (out / "pretrain").resolve(), name
-        assert (out / name / "checkpoint.pt").is_file()       # the final models stay
+        assert (out / name / "checkpoint.pt").is_file()  # the final models stay
         summary = json.loads((out / name / "metrics.json").read_text())
         assert summary["early_stopping"]["patience"] == 3
         if "pairs" in name:
@@ -135,11 +150,14 @@ def test_quick_report_tables_and_claims(quick):
     assert 0 <= magnet["draws_with_replacement"] <= 1 and 0 < magnet["refresh_share"] < 1
     errors = results["tables"][0]["rows"]
     assert {(r["start"], r["loss"]) for r in errors} == {
-        (s, loss) for s in ("pretrained", "scratch") for loss in ("softmax", "triplet", "magnet")}
+        (s, loss) for s in ("pretrained", "scratch") for loss in ("softmax", "triplet", "magnet")
+    }
     controls = results["tables"][2]["rows"]
-    assert all(r["error_drop"] == pytest.approx(r["scratch_error"] - r["pretrained_error"])
-               for r in controls)
-    assert len(results["tables"][4]["rows"]) == 3                 # hierarchy, per loss
+    assert all(
+        r["error_drop"] == pytest.approx(r["scratch_error"] - r["pretrained_error"])
+        for r in controls
+    )
+    assert len(results["tables"][4]["rows"]) == 3  # hierarchy, per loss
     claims = [c["claim"] for c in results["claims"]]
     assert any("below softmax" in c for c in claims)
     assert any("recovers the characters" in c for c in claims)

@@ -19,7 +19,7 @@ def test_specs_train_every_loss_on_collapsed_pairs_with_one_budget():
     for spec in quick:
         assert spec.overrides["data.collapse_pairs"] is True
         assert spec.overrides["index.clusters_per_class"] == CLUSTERS_PER_CLASS > 1
-        assert spec.overrides["sampler.classes_per_batch"] <= 5     # 5 coarse classes
+        assert spec.overrides["sampler.classes_per_batch"] <= 5  # 5 coarse classes
         rest = {k: v for k, v in spec.overrides.items() if k != "loss.name"}
         assert rest == {k: v for k, v in quick[0].overrides.items() if k != "loss.name"}
         apply_overrides(Config(), spec.overrides).validate()
@@ -31,14 +31,17 @@ def test_specs_train_every_loss_on_collapsed_pairs_with_one_budget():
 def outcome(tmp_path, name, loss, summary=None, seed=0, dataset="fashion-mnist"):
     run_dir = tmp_path / name
     run_dir.mkdir()
-    return RunOutcome(RunSpec(name, {"loss.name": loss},
-                              {"dataset": dataset, "loss": loss, "seed": seed}),
-                      run_dir, summary or {"knn_error": 0.1, "knc_error": 0.1}, [])
+    return RunOutcome(
+        RunSpec(name, {"loss.name": loss}, {"dataset": dataset, "loss": loss, "seed": seed}),
+        run_dir,
+        summary or {"knn_error": 0.1, "knc_error": 0.1},
+        [],
+    )
 
 
 def write_cache(o, values):
     """Store values as cached_measurement would, keyed by the outcome's summary."""
-    (o.run_dir / "checkpoint.pt").write_bytes(b"")   # lets the first computation run
+    (o.run_dir / "checkpoint.pt").write_bytes(b"")  # lets the first computation run
     cached_measurement(o, "hierarchy.json", lambda: values)
     (o.run_dir / "checkpoint.pt").unlink()
 
@@ -58,30 +61,41 @@ def test_cached_measurement_reuses_the_cache_until_the_run_changes(tmp_path):
 
 
 def fake_values(knn1, knn5, knc1, knc5, purity=0.9):
-    return {"knn_error_at_1": knn1, "knn_error_at_5": knn5, "knc_error_at_1": knc1,
-            "knc_error_at_5": knc5, "cluster_purity": purity, "own_index": True}
+    return {
+        "knn_error_at_1": knn1,
+        "knn_error_at_5": knn5,
+        "knc_error_at_1": knc1,
+        "knc_error_at_5": knc5,
+        "cluster_purity": purity,
+        "own_index": True,
+    }
 
 
 def test_analyse_tables_claims_and_figures_from_known_numbers(tmp_path):
-    numbers = {("softmax", 0): fake_values(0.30, 0.10, 0.35, 0.12),
-               ("softmax", 1): fake_values(0.32, 0.10, 0.37, 0.12),
-               ("triplet", 0): fake_values(0.44, 0.05, 0.50, 0.20),
-               ("magnet", 0): fake_values(0.31, 0.02, 0.28, 0.07)}
+    numbers = {
+        ("softmax", 0): fake_values(0.30, 0.10, 0.35, 0.12),
+        ("softmax", 1): fake_values(0.32, 0.10, 0.37, 0.12),
+        ("triplet", 0): fake_values(0.44, 0.05, 0.50, 0.20),
+        ("magnet", 0): fake_values(0.31, 0.02, 0.28, 0.07),
+    }
     runs = {}
     for (loss, seed), values in numbers.items():
-        o = outcome(tmp_path, f"{loss}-s{seed}", loss, {"knn_error": 0.1, "knc_error": 0.08},
-                    seed=seed)
+        o = outcome(
+            tmp_path, f"{loss}-s{seed}", loss, {"knn_error": 0.1, "knc_error": 0.08}, seed=seed
+        )
         write_cache(o, values)
         runs[o.spec.name] = o
     results = EXPERIMENTS.get("hierarchy")().analyse(tmp_path, runs)
     rows = {r["loss"]: r for r in results["tables"][0]["rows"]}
     assert rows["softmax"]["seeds"] == 2
-    assert rows["softmax"]["fine_error_at_1"] == pytest.approx(0.31)    # kNN, mean of seeds
-    assert rows["magnet"]["fine_error_at_1"] == pytest.approx(0.28)     # kNC for Magnet
+    assert rows["softmax"]["fine_error_at_1"] == pytest.approx(0.31)  # kNN, mean of seeds
+    assert rows["magnet"]["fine_error_at_1"] == pytest.approx(0.28)  # kNC for Magnet
     assert rows["magnet"]["coarse_error"] == pytest.approx(0.08)
     assert rows["triplet"]["coarse_error"] == pytest.approx(0.1)
-    holds = {c["claim"].split(" (")[0].split("than ")[1] + c["claim"].split("Error@")[1][0]:
-             c["holds"] for c in results["claims"]}
+    holds = {
+        c["claim"].split(" (")[0].split("than ")[1] + c["claim"].split("Error@")[1][0]: c["holds"]
+        for c in results["claims"]
+    }
     # Error@1: 28% < 31% softmax, < 44% triplet; Error@5: 7% < 10% softmax, > 5% triplet
     assert holds == {"softmax1": True, "triplet1": True, "softmax5": True, "triplet5": False}
     for figure in results["figures"]:
@@ -104,10 +118,19 @@ def test_exact_tie_is_not_counted_either_way(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("hier") / "digits-magnet"
-    config = apply_overrides(Config(), {
-        "data.collapse_pairs": True, "train.epochs": 1, "train.iterations_per_epoch": 5,
-        "train.threads": 1, "model.embedding_dim": 8, "eval.plots": False,
-        "index.clusters_per_class": 4, "out": str(out)})
+    config = apply_overrides(
+        Config(),
+        {
+            "data.collapse_pairs": True,
+            "train.epochs": 1,
+            "train.iterations_per_epoch": 5,
+            "train.threads": 1,
+            "model.embedding_dim": 8,
+            "eval.plots": False,
+            "index.clusters_per_class": 4,
+            "out": str(out),
+        },
+    )
     return out, train(config, progress=False).summary
 
 

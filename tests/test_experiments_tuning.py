@@ -13,10 +13,20 @@ from magnetdml.experiments import EXPERIMENTS, Experiment, RunSpec, run_experime
 from magnetdml.experiments.classification_tuned import PASSES, TunedClassification
 from magnetdml.experiments.tuning import apply_tuned, load_tuned
 
-TINY = {"data.name": "digits", "model.backbone": "mlp", "model.embedding_dim": 8,
-        "train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
-        "eval.plots": False, "eval.every": 0, "sampler.classes_per_batch": 6,
-        "sampler.examples_per_class": 8, "eval.neighbours": 16, "eval.knn_k": 8}
+TINY = {
+    "data.name": "digits",
+    "model.backbone": "mlp",
+    "model.embedding_dim": 8,
+    "train.epochs": 1,
+    "train.iterations_per_epoch": 3,
+    "train.threads": 1,
+    "eval.plots": False,
+    "eval.every": 0,
+    "sampler.classes_per_batch": 6,
+    "sampler.examples_per_class": 8,
+    "eval.neighbours": 16,
+    "eval.knn_k": 8,
+}
 LOSSES = ("magnet", "softmax")
 
 
@@ -25,20 +35,41 @@ class TinyTuned(Experiment):
     description = "two losses on digits, each tuned by a 2-trial search"
 
     def specs(self, quick):
-        return [RunSpec(f"digits-{loss}-s{seed}", {**TINY, "loss.name": loss, "train.seed": seed},
-                        {"dataset": "digits", "loss": loss, "seed": seed})
-                for loss in LOSSES for seed in (0, 1)]
+        return [
+            RunSpec(
+                f"digits-{loss}-s{seed}",
+                {**TINY, "loss.name": loss, "train.seed": seed},
+                {"dataset": "digits", "loss": loss, "seed": seed},
+            )
+            for loss in LOSSES
+            for seed in (0, 1)
+        ]
 
     def tuning(self, quick):
-        return [RunSpec(f"digits-{loss}", {**TINY, "loss.name": loss, "data.val_fraction": 0.2},
-                        {"dataset": "digits", "loss": loss}) for loss in LOSSES]
+        return [
+            RunSpec(
+                f"digits-{loss}",
+                {**TINY, "loss.name": loss, "data.val_fraction": 0.2},
+                {"dataset": "digits", "loss": loss},
+            )
+            for loss in LOSSES
+        ]
 
     def tuning_trials(self, quick):
         return 2
 
     def analyse(self, out_dir, runs):
-        results = {"tables": [{"title": "tiny", "rows": [
-            {"run": name, "knc_error": o.summary["knc_error"]} for name, o in runs.items()]}]}
+        results = {
+            "tables": [
+                {
+                    "title": "tiny",
+                    "rows": [
+                        {"run": name, "knc_error": o.summary["knc_error"]}
+                        for name, o in runs.items()
+                    ],
+                }
+            ]
+        }
         save_results(out_dir, results)
         return results
 
@@ -60,11 +91,19 @@ def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
     for loss in LOSSES:
         entry = entries[f"digits-{loss}"]
         assert entry["group"] == {"dataset": "digits", "loss": loss} and entry["trials"] == 2
-        history = (out / "tuning" / f"digits-{loss}" / f"trial_{entry['best_trial']:03d}"
-                   / "metrics.jsonl").read_text().splitlines()
+        history = (
+            (
+                out
+                / "tuning"
+                / f"digits-{loss}"
+                / f"trial_{entry['best_trial']:03d}"
+                / "metrics.jsonl"
+            )
+            .read_text()
+            .splitlines()
+        )
         metric = "knc_error" if loss == "magnet" else "knn_error (leave-one-out in val)"
-        assert json.loads(history[-1])["tuner"] == {"metric": metric,
-                                                    "error": entry["val_error"]}
+        assert json.loads(history[-1])["tuner"] == {"metric": metric, "error": entry["val_error"]}
         assert (out / "tuning" / f"digits-{loss}" / "study.db").is_file()
         assert set(entry["params"]) >= {"train.lr", "train.lr_decay"}
         assert ("loss.scale" in entry["params"]) == (loss == "magnet")
@@ -85,13 +124,17 @@ def test_a_rerun_skips_finished_trials_and_runs(tuned):
     run_experiment(TinyTuned.name, out, progress=False, log=messages.append)
     assert sum("2 trial(s) finished before; nothing to train" in m for m in messages) == 2
     assert sum("already finished; skipped" in m for m in messages) == 4
-    assert load_tuned(out) == before      # the searches' times are those that ran them
+    assert load_tuned(out) == before  # the searches' times are those that ran them
 
 
 def test_tuning_one_dataset_keeps_the_groups_tuned_before(tuned, tmp_path):
     out, _ = tuned
-    earlier = {"cifar10-magnet": {"group": {"dataset": "cifar10", "loss": "magnet"},
-                                  "params": {"train.lr": 0.003}}}
+    earlier = {
+        "cifar10-magnet": {
+            "group": {"dataset": "cifar10", "loss": "magnet"},
+            "params": {"train.lr": 0.003},
+        }
+    }
     (tmp_path / "tuned.json").write_text(json.dumps(earlier))
     run_experiment(TinyTuned.name, tmp_path, progress=False, tuned_from=None)
     assert set(load_tuned(tmp_path)) == {"cifar10-magnet", "digits-magnet", "digits-softmax"}
@@ -103,21 +146,31 @@ def test_another_folder_reuses_the_tuning_without_searching(tuned, tmp_path):
     reused = run_experiment(TinyTuned.name, tmp_path / "reuse", tuned_from=out, progress=False)
     assert not (tmp_path / "reuse" / "tuning").exists()
     assert reused["tuned"] == load_tuned(out)
-    assert Path(reused["tuned_from"]).resolve() == out.resolve()      # relative: results travel
+    assert Path(reused["tuned_from"]).resolve() == out.resolve()  # relative: results travel
     with pytest.raises(ValueError, match="holds no tuned.json"):
-        run_experiment(TinyTuned.name, tmp_path / "other", tuned_from=tmp_path / "none",
-                       progress=False)
+        run_experiment(
+            TinyTuned.name, tmp_path / "other", tuned_from=tmp_path / "none", progress=False
+        )
 
 
 def test_runs_without_a_tuned_group_and_broken_files_are_named(tmp_path):
     spec = RunSpec("a", {}, {"dataset": "digits", "loss": "triplet"})
-    tuned = {"digits-magnet": {"group": {"dataset": "digits", "loss": "magnet"},
-                               "params": {"train.lr": 0.01}}}
-    with pytest.raises(ValueError, match=r"no tuned configuration for run 'a' .*the tuning has: "
-                                         r'\{"dataset": "digits", "loss": "magnet"\}'):
+    tuned = {
+        "digits-magnet": {
+            "group": {"dataset": "digits", "loss": "magnet"},
+            "params": {"train.lr": 0.01},
+        }
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"no tuned configuration for run 'a' .*the tuning has: "
+        r'\{"dataset": "digits", "loss": "magnet"\}',
+    ):
         apply_tuned([spec], tuned)
-    kept = apply_tuned([RunSpec("b", {"train.lr": 0.1, "train.seed": 3},
-                                {"dataset": "digits", "loss": "magnet"})], tuned)
+    kept = apply_tuned(
+        [RunSpec("b", {"train.lr": 0.1, "train.seed": 3}, {"dataset": "digits", "loss": "magnet"})],
+        tuned,
+    )
     assert kept[0].overrides == {"train.lr": 0.01, "train.seed": 3}
     (tmp_path / "tuned.json").write_text("{broken")
     with pytest.raises(ValueError, match="is not valid JSON"):
@@ -128,10 +181,14 @@ def test_runs_without_a_tuned_group_and_broken_files_are_named(tmp_path):
 
 
 def test_the_datasets_option_keeps_only_those_runs(tmp_path, capsys):
-    assert main(["experiment", TinyTuned.name, "--out", str(tmp_path / "x"), "--datasets",
-                 "cifar10"]) == 2
-    assert "select no run of experiment 'tiny-tuned-test'; its datasets: digits" in \
-        capsys.readouterr().err
+    assert (
+        main(["experiment", TinyTuned.name, "--out", str(tmp_path / "x"), "--datasets", "cifar10"])
+        == 2
+    )
+    assert (
+        "select no run of experiment 'tiny-tuned-test'; its datasets: digits"
+        in capsys.readouterr().err
+    )
 
 
 def test_classification_tuned_trains_real_passes_with_per_pass_curves():
@@ -147,16 +204,23 @@ def test_classification_tuned_trains_real_passes_with_per_pass_curves():
         assert spec.overrides["data.val_fraction"] == 0.1 and "seed" not in spec.group
     # every run has exactly one search for its dataset and loss
     for spec in specs:
-        assert len(apply_tuned([spec], {t.name: {"group": t.group, "params": {}}
-                                        for t in tuning})) == 1
+        assert (
+            len(apply_tuned([spec], {t.name: {"group": t.group, "params": {}} for t in tuning}))
+            == 1
+        )
 
 
 def test_a_tuning_by_the_old_random_search_is_kept(tmp_path):
     """Published experiments were tuned by the random search Optuna replaced: a rerun keeps
     their tuned.json entries (and so their numbers) instead of refusing or retuning."""
-    tuned = {f"digits-{loss}": {"group": {"dataset": "digits", "loss": loss},
-                                "params": {"train.lr": 0.02}, "metric": "knn_error"}
-             for loss in LOSSES}
+    tuned = {
+        f"digits-{loss}": {
+            "group": {"dataset": "digits", "loss": loss},
+            "params": {"train.lr": 0.02},
+            "metric": "knn_error",
+        }
+        for loss in LOSSES
+    }
     (tmp_path / "tuned.json").write_text(json.dumps(tuned))
     for name in tuned:
         (tmp_path / "tuning" / name).mkdir(parents=True)

@@ -7,19 +7,26 @@ import pytest
 from magnetdml.experiments import RunOutcome, RunSpec
 from magnetdml.experiments.unseen import Unseen
 
-NMI = {"softmax": (0.40, 0.44), "triplet": (0.50, 0.52), "magnet": (0.60, 0.58),
-       "lifted": (0.55, 0.53), "contrastive": (0.45, 0.47)}
+NMI = {
+    "softmax": (0.40, 0.44),
+    "triplet": (0.50, 0.52),
+    "magnet": (0.60, 0.58),
+    "lifted": (0.55, 0.53),
+    "contrastive": (0.45, 0.47),
+}
 
 
 def fake_runs(tmp_path, nmi=NMI):
     runs = {}
     for loss, values in nmi.items():
         for seed, value in enumerate(values):
-            spec = RunSpec(f"om-{loss}-s{seed}", {}, {"dataset": "om", "loss": loss,
-                                                       "seed": seed})
-            runs[spec.name] = RunOutcome(spec, tmp_path, {
-                "knn_error": 0.1, "unseen": {"nmi": value, "f1": value / 2,
-                                             "recall_at_1": 0.9}}, [])
+            spec = RunSpec(f"om-{loss}-s{seed}", {}, {"dataset": "om", "loss": loss, "seed": seed})
+            runs[spec.name] = RunOutcome(
+                spec,
+                tmp_path,
+                {"knn_error": 0.1, "unseen": {"nmi": value, "f1": value / 2, "recall_at_1": 0.9}},
+                [],
+            )
     return runs
 
 

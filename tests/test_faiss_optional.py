@@ -18,8 +18,11 @@ SRC = Path(md.__file__).parent
 
 
 def test_only_the_helper_imports_faiss():
-    importers = [str(path.relative_to(SRC)) for path in SRC.rglob("*.py")
-                 if re.search(r"^\s*(import faiss|from faiss)", path.read_text(), re.M)]
+    importers = [
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if re.search(r"^\s*(import faiss|from faiss)", path.read_text(), re.M)
+    ]
     assert importers == ["_faiss.py"] or importers == [], importers
 
 
@@ -29,7 +32,7 @@ def test_the_installed_faiss_is_the_one_used():
 
 
 def test_without_faiss_the_first_search_says_how_to_get_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "faiss", None)     # as if no faiss were installed
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if no faiss were installed
     x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
     y = np.repeat(np.arange(4), 10)
     with pytest.raises(ImportError, match=re.escape("pip install 'magnetdml[faiss]'")):
@@ -40,7 +43,22 @@ def test_without_faiss_the_first_search_says_how_to_get_it(monkeypatch):
 
 def test_without_faiss_the_cli_prints_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "faiss", None)
-    assert main(["--quiet", "train", "--epochs", "1", "--train.threads", "1",
-                 "--eval.plots", "false", "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "--quiet",
+                "train",
+                "--epochs",
+                "1",
+                "--train.threads",
+                "1",
+                "--eval.plots",
+                "false",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err == f"magnetdml train: error: {INSTALL_HINT}"

@@ -17,8 +17,12 @@ from PIL import Image
 
 from magnetdml.cli import main
 
-CLASSES = {"animals/cat": (220, 40, 40), "animals/dog": (40, 220, 40),
-           "plants/fern": (40, 40, 220), "plants/oak": (220, 220, 40)}
+CLASSES = {
+    "animals/cat": (220, 40, 40),
+    "animals/dog": (40, 220, 40),
+    "plants/fern": (40, 40, 220),
+    "plants/oak": (220, 220, 40),
+}
 
 
 def make_photos(root):
@@ -32,14 +36,14 @@ def make_photos(root):
             image = Image.fromarray(pixels.astype(np.uint8))
             kind = i % 4
             if kind == 0:
-                image.save(folder / f"photo {i}.png")                  # a space in the name
+                image.save(folder / f"photo {i}.png")  # a space in the name
             elif kind == 1:
                 image.convert("L").save(folder / f"grey{i}.jpg")
             elif kind == 2:
                 image.convert("RGBA").save(folder / f"alpha{i}.png")
             else:
                 image.convert("P").save(folder / f"palette{i}.png")
-    (root / "animals" / "cat" / ".hidden.png").write_bytes(b"not an image")   # ignored
+    (root / "animals" / "cat" / ".hidden.png").write_bytes(b"not an image")  # ignored
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +54,37 @@ def work(tmp_path_factory):
     old = os.getcwd()
     os.chdir(base / "work")
     try:
-        assert main(["train", "--dataset", "image-folder", "--data-dir", "../photos",
-                     "--data.options", "{class_level: leaf}", "--epochs", "2",
-                     "--train.iterations_per_epoch", "4", "--train.threads", "1", "--quiet",
-                     "--model.embedding_dim", "8", "--eval.plots", "false",
-                     "--index.clusters_per_class", "1", "--sampler.clusters_per_batch", "3",
-                     "--out", "run"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--dataset",
+                    "image-folder",
+                    "--data-dir",
+                    "../photos",
+                    "--data.options",
+                    "{class_level: leaf}",
+                    "--epochs",
+                    "2",
+                    "--train.iterations_per_epoch",
+                    "4",
+                    "--train.threads",
+                    "1",
+                    "--quiet",
+                    "--model.embedding_dim",
+                    "8",
+                    "--eval.plots",
+                    "false",
+                    "--index.clusters_per_class",
+                    "1",
+                    "--sampler.clusters_per_batch",
+                    "3",
+                    "--out",
+                    "run",
+                ]
+            )
+            == 0
+        )
     finally:
         os.chdir(old)
     return base / "work"
@@ -69,17 +98,24 @@ def test_the_run_reads_the_tree_as_configured(work):
     config = json.loads((work / "run" / "config.json").read_text())
     sizes = [Image.open(p).size[::-1] for p in (work.parent / "photos").rglob("[!.]*.*g")]
     median = [round(float(v)) for v in np.median(np.array(sizes), axis=0)]  # (H, W), < 64
-    assert json.loads(config["data"]["options"]) == {"channels": 3, "class_level": "leaf",
-                                                     "size": median}
+    assert json.loads(config["data"]["options"]) == {
+        "channels": 3,
+        "class_level": "leaf",
+        "size": median,
+    }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("inputs", [["--images", "../photos"],
-                                    ["--images", "../photos/animals/cat/photo 0.png",
-                                     "../photos/plants"], FOLDER,
-                                    [*FOLDER, "--split", "test"]])
-def test_embed_predict_retrieve_cluster_take_every_kind_of_input(work, inputs, monkeypatch,
-                                                                 capsys):
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        ["--images", "../photos"],
+        ["--images", "../photos/animals/cat/photo 0.png", "../photos/plants"],
+        FOLDER,
+        [*FOLDER, "--split", "test"],
+    ],
+)
+def test_embed_predict_retrieve_cluster_take_every_kind_of_input(work, inputs, monkeypatch, capsys):
     monkeypatch.chdir(work)
     assert main(["embed", "run", *inputs, "--out", "e.npz"]) == 0
     assert main(["embed", "run", *inputs, "--out", "e.npy"]) == 0
@@ -94,7 +130,7 @@ def test_embed_predict_retrieve_cluster_take_every_kind_of_input(work, inputs, m
     assert main(["cluster", "run", *inputs, "--k", "2", "--out", "clusters"]) == 0
     printed = capsys.readouterr().out
     assert "inputs in 2 clusters" in printed
-    if inputs[0] == "--dataset":               # labelled: scored against classes and parents
+    if inputs[0] == "--dataset":  # labelled: scored against classes and parents
         assert "against parent (2 groups): nmi" in printed
         assert all(r["true_class"] in CLASSES for r in rows)
 
@@ -123,8 +159,8 @@ def _numpy_knc(embeddings, index):
     """kNC from the exported arrays alone (paper §3.3), one query at a time."""
     out = []
     for r in embeddings.astype(np.float64):
-        d2 = ((r[None] - index["centroids"]) ** 2).sum(-1)                  # (C,)
-        near = np.argsort(d2, kind="stable")[:int(index["neighbours"])]
+        d2 = ((r[None] - index["centroids"]) ** 2).sum(-1)  # (C,)
+        near = np.argsort(d2, kind="stable")[: int(index["neighbours"])]
         w = np.exp(-(d2[near] - d2[near[0]]) / (2 * float(index["lengthscale"])))
         scores = {}
         for label, weight in zip(index["centroid_labels"][near], w, strict=True):
@@ -146,7 +182,7 @@ def test_export_takes_what_the_commands_take(work, monkeypatch):
     with np.load(work / "served" / "index.npz", allow_pickle=False) as saved:
         index = {k: saved[k] for k in saved.files}
     assert float(index["input_range"]) == 255 and not bool(index["inverted"])
-    pixels = read_images(image_paths(["../photos"]), index["input_shape"])   # 0..255
+    pixels = read_images(image_paths(["../photos"]), index["input_shape"])  # 0..255
     with torch.no_grad():
         embeddings = model(torch.as_tensor(pixels, dtype=torch.float32)).numpy()
     names = list(index["class_names"])
@@ -154,16 +190,33 @@ def test_export_takes_what_the_commands_take(work, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("argv", "message"), [
-    (["predict", "run"], "pass the inputs: --images PATH..., --split S"),
-    (["predict", "run", "--images", "../photos", "--split", "test"], "--images cannot be "),
-    (["embed", "run", "--data-dir", "../photos", "--split", "test", "--out", "e.npz"],
-     "--data-dir needs --dataset"),
-    (["evaluate", "run", "--data-dir", "../photos"], "needs --dataset NAME"),
-    (["embed", "run", "--split", "test", "--out", "e.txt"], "must end in .npz"),
-    (["cluster", "run", *FOLDER, "--data-options", "{class_level: 5}", "--k", "2", "--out",
-      "c"], "class_level=5 needs at least 5"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "run"], "pass the inputs: --images PATH..., --split S"),
+        (["predict", "run", "--images", "../photos", "--split", "test"], "--images cannot be "),
+        (
+            ["embed", "run", "--data-dir", "../photos", "--split", "test", "--out", "e.npz"],
+            "--data-dir needs --dataset",
+        ),
+        (["evaluate", "run", "--data-dir", "../photos"], "needs --dataset NAME"),
+        (["embed", "run", "--split", "test", "--out", "e.txt"], "must end in .npz"),
+        (
+            [
+                "cluster",
+                "run",
+                *FOLDER,
+                "--data-options",
+                "{class_level: 5}",
+                "--k",
+                "2",
+                "--out",
+                "c",
+            ],
+            "class_level=5 needs at least 5",
+        ),
+    ],
+)
 def test_bad_inputs_are_one_line(work, argv, message, monkeypatch, capsys):
     monkeypatch.chdir(work)
     assert main(argv) == 2

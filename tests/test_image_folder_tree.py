@@ -14,8 +14,10 @@ from magnetdml.data.coarse import collapse_pairs
 from magnetdml.data.image_tree import level_attributes
 from magnetdml.experiments.levels import level_metrics
 
-TREE = {"Korean": ("character01", "character02"), "Latin": ("character01", "character02",
-                                                            "character03")}
+TREE = {
+    "Korean": ("character01", "character02"),
+    "Latin": ("character01", "character02", "character03"),
+}
 
 
 def make_tree(root, mode="1", per_class=4, size=(20, 18)):
@@ -36,21 +38,30 @@ def test_class_level_first_leaf_and_depth(tmp_path):
     first = load_dataset("image-folder", tmp_path, size=8)
     assert first.class_names == ["Korean", "Latin"] and first.train.attributes == {}
     leaf = load_dataset("image-folder", tmp_path, size=8, class_level="leaf")
-    assert leaf.class_names == ["Korean/character01", "Korean/character02",
-                                "Latin/character01", "Latin/character02", "Latin/character03"]
-    assert load_dataset("image-folder", tmp_path, size=8, class_level=2).class_names == \
-        leaf.class_names
+    assert leaf.class_names == [
+        "Korean/character01",
+        "Korean/character02",
+        "Latin/character01",
+        "Latin/character02",
+        "Latin/character03",
+    ]
+    assert (
+        load_dataset("image-folder", tmp_path, size=8, class_level=2).class_names
+        == leaf.class_names
+    )
     assert leaf.info["attribute_names"] == {"parent": ["Korean", "Latin"]}
-    for part in (leaf.train, leaf.test):      # parent = the alphabet of each image's class
+    for part in (leaf.train, leaf.test):  # parent = the alphabet of each image's class
         names = [leaf.class_names[y].split("/")[0] for y in part.labels]
-        assert [leaf.info["attribute_names"]["parent"][a]
-                for a in part.attributes["parent"]] == names
+        assert [
+            leaf.info["attribute_names"]["parent"][a] for a in part.attributes["parent"]
+        ] == names
 
 
 def test_bad_class_levels_are_one_line(tmp_path):
     make_tree(tmp_path)
-    with pytest.raises(ValueError, match="class_level must be 'first', 'leaf' or a folder "
-                                         "depth >= 1"):
+    with pytest.raises(
+        ValueError, match="class_level must be 'first', 'leaf' or a folder depth >= 1"
+    ):
         load_dataset("image-folder", tmp_path, class_level="deepest")
     with pytest.raises(ValueError, match=r"sits 2 folder\(s\) below .* class_level=3 needs"):
         load_dataset("image-folder", tmp_path, class_level=3)
@@ -67,11 +78,11 @@ def test_levels_of_a_ragged_tree():
 def test_a_grey_tree_loads_as_one_channel_and_its_size_from_the_images(tmp_path):
     make_tree(tmp_path, mode="1", size=(20, 18))
     s = load_dataset("image-folder", tmp_path, class_level="leaf")
-    assert s.input_shape == (1, 20, 18)                  # median size, under the cap
+    assert s.input_shape == (1, 20, 18)  # median size, under the cap
     x, _ = s.train.get_batch([0])
     assert x.shape == (1, 1, 20, 18)
     capped = load_dataset("image-folder", tmp_path, class_level="leaf", max_size=10)
-    assert capped.input_shape == (1, 10, 9)              # longer side 10, aspect kept
+    assert capped.input_shape == (1, 10, 9)  # longer side 10, aspect kept
 
 
 def test_a_mixed_tree_is_rgb_and_says_so_once(tmp_path, caplog):
@@ -95,15 +106,16 @@ def test_collapse_pairs_on_a_tree_uses_the_parent_folder(tmp_path):
 
 def test_level_metrics_against_a_brute_force_count():
     rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(6), 5)                      # 6 classes, 2 per parent
+    labels = np.repeat(np.arange(6), 5)  # 6 classes, 2 per parent
     parent = labels // 2
     emb = rng.normal(size=(30, 4)) * 0.1 + parent[:, None]  # parents far apart
     scores = level_metrics(emb, labels, {"parent": parent})["parent"]
     d = ((emb[:, None] - emb[None]) ** 2).sum(-1)
-    d[labels[:, None] == labels[None]] = np.inf               # neighbours of other classes
+    d[labels[:, None] == labels[None]] = np.inf  # neighbours of other classes
     nearest = np.argsort(d, axis=1)[:, :4]
     assert scores["concentration_at_4"] == pytest.approx(
-        np.mean(parent[nearest] == parent[:, None]))
+        np.mean(parent[nearest] == parent[:, None])
+    )
     assert scores["nmi"] == pytest.approx(1.0)
     assert scores["chance_concentration"] == pytest.approx(5 / 25)
 
@@ -117,22 +129,66 @@ def test_a_run_on_a_tree_keeps_its_reading_in_its_config(tmp_path, capsys, monke
 
     make_tree(tmp_path / "tree", per_class=6, size=(10, 10))
     monkeypatch.chdir(tmp_path)
-    common = ["--dataset", "image-folder", "--data-dir", "tree", "--epochs", "1",
-              "--train.iterations_per_epoch", "3", "--train.threads", "1", "--quiet",
-              "--model.embedding_dim", "8", "--eval.plots", "false",
-              "--index.clusters_per_class", "1", "--sampler.clusters_per_batch", "2"]
-    assert main(["train", *common, "--data.options", "{class_level: leaf}", "--out",
-                 "leaf"]) == 0
+    common = [
+        "--dataset",
+        "image-folder",
+        "--data-dir",
+        "tree",
+        "--epochs",
+        "1",
+        "--train.iterations_per_epoch",
+        "3",
+        "--train.threads",
+        "1",
+        "--quiet",
+        "--model.embedding_dim",
+        "8",
+        "--eval.plots",
+        "false",
+        "--index.clusters_per_class",
+        "1",
+        "--sampler.clusters_per_batch",
+        "2",
+    ]
+    assert main(["train", *common, "--data.options", "{class_level: leaf}", "--out", "leaf"]) == 0
     options = json.loads((tmp_path / "leaf" / "config.json").read_text())["data"]["options"]
     assert json.loads(options) == {"channels": 1, "class_level": "leaf", "size": [10, 10]}
     capsys.readouterr()
     assert main(["evaluate", "leaf", "--no-write"]) == 0
     assert "test/parent" in capsys.readouterr().out
-    assert main(["cluster", "leaf", "--dataset", "image-folder", "--data-dir", "tree",
-                 "--k", "2", "--out", "clusters"]) == 0
+    assert (
+        main(
+            [
+                "cluster",
+                "leaf",
+                "--dataset",
+                "image-folder",
+                "--data-dir",
+                "tree",
+                "--k",
+                "2",
+                "--out",
+                "clusters",
+            ]
+        )
+        == 0
+    )
     assert "against parent (2 groups): nmi" in capsys.readouterr().out
-    assert main(["train", *common, "--data.options", "{class_level: leaf}",
-                 "--data.collapse_pairs", "true", "--out", "coarse"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--data.options",
+                "{class_level: leaf}",
+                "--data.collapse_pairs",
+                "true",
+                "--out",
+                "coarse",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     fine = measure_run(tmp_path / "coarse")
     assert 0 <= fine["knn_error_at_1"] <= 1
@@ -148,11 +204,19 @@ def test_pinning_is_idempotent_and_leaves_other_datasets_alone(tmp_path):
     from magnetdml.training.setup import pin_data_options
 
     make_tree(tmp_path)
-    config = apply_overrides(Config(), {"data.name": "image-folder",
-                                        "data.data_dir": str(tmp_path),
-                                        "data.options": "{class_level: leaf, max_size: 12}"})
+    config = apply_overrides(
+        Config(),
+        {
+            "data.name": "image-folder",
+            "data.data_dir": str(tmp_path),
+            "data.options": "{class_level: leaf, max_size: 12}",
+        },
+    )
     pinned = pin_data_options(config)
-    assert json.loads(pinned.data.options) == {"channels": 1, "class_level": "leaf",
-                                               "size": [12, 11]}
+    assert json.loads(pinned.data.options) == {
+        "channels": 1,
+        "class_level": "leaf",
+        "size": [12, 11],
+    }
     assert pin_data_options(pinned) == pinned
     assert pin_data_options(Config()) == Config()

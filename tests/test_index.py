@@ -69,8 +69,11 @@ def test_nearest_impostors_match_brute_force_and_never_share_the_class():
     y = rng.integers(0, 7, 600)
     index = ClusterIndex(clusters_per_class=5, seed=3).fit(x, y)
     for c in range(index.n_clusters_):
-        others = [j for j in range(index.n_clusters_)
-                  if index.centroid_labels_[j] != index.centroid_labels_[c]]
+        others = [
+            j
+            for j in range(index.n_clusters_)
+            if index.centroid_labels_[j] != index.centroid_labels_[c]
+        ]
         dist = [float(((index.centroids_[j] - index.centroids_[c]) ** 2).sum()) for j in others]
         expected = [others[i] for i in np.argsort(dist, kind="stable")]
         m = len(others) if c % 2 else 11
@@ -132,8 +135,9 @@ def test_agglomerative_count_varies_by_class_and_survives_rescaling():
     scaled = ClusterIndex(method="agglomerative", distance_threshold=0.5).fit(x * 100, y)
     np.testing.assert_array_equal(scaled.clusters_per_class_, index.clusters_per_class_)
     np.testing.assert_array_equal(scaled.assignments_, index.assignments_)
-    capped = ClusterIndex(method="agglomerative", distance_threshold=0.5,
-                          max_clusters_per_class=2).fit(x, y)
+    capped = ClusterIndex(
+        method="agglomerative", distance_threshold=0.5, max_clusters_per_class=2
+    ).fit(x, y)
     np.testing.assert_array_equal(capped.clusters_per_class_, [1, 2, 2])
     fine = ClusterIndex(method="agglomerative", distance_threshold=0.01).fit(x, y)
     assert (fine.clusters_per_class_ > index.clusters_per_class_).all()
@@ -141,8 +145,14 @@ def test_agglomerative_count_varies_by_class_and_survives_rescaling():
 
 def test_agglomerative_subsample_assigns_the_rest_to_the_nearest_centre():
     x, _, blob = blobs(n_classes=1, blobs_per_class=3, per_blob=100, seed=6)
-    centres, assign = ward_clusters(x, distance_threshold=1.0, spread=1.0, max_clusters=None,
-                                    rng=np.random.default_rng(0), max_points=50)
+    centres, assign = ward_clusters(
+        x,
+        distance_threshold=1.0,
+        spread=1.0,
+        max_clusters=None,
+        rng=np.random.default_rng(0),
+        max_points=50,
+    )
     assert centres.shape == (3, 16)
     assert same_partition(assign, blob)
 
@@ -163,13 +173,20 @@ def test_state_dict_round_trip():
     index.refresh(x, y)
     restored = ClusterIndex().load_state_dict(index.state_dict())
     assert restored.get_params() == index.get_params()
-    for name in ("centroids_", "centroid_labels_", "assignments_", "classes_",
-                 "clusters_per_class_", "cluster_sizes_"):
+    for name in (
+        "centroids_",
+        "centroid_labels_",
+        "assignments_",
+        "classes_",
+        "clusters_per_class_",
+        "cluster_sizes_",
+    ):
         np.testing.assert_array_equal(getattr(restored, name), getattr(index, name))
     assert restored.n_refreshes_ == 1
     np.testing.assert_array_equal(restored.nearest_impostors(0, 5), index.nearest_impostors(0, 5))
-    np.testing.assert_array_equal(restored.refresh(x, y).assignments_,
-                                  index.refresh(x, y).assignments_)
+    np.testing.assert_array_equal(
+        restored.refresh(x, y).assignments_, index.refresh(x, y).assignments_
+    )
     gpu_state = index.state_dict()
     gpu_state["params"]["device"] = "cuda"  # fitted on a GPU, evaluated on a CPU machine
     loaded = ClusterIndex().load_state_dict(gpu_state)

@@ -24,16 +24,21 @@ def _reference(x, labels, clusters, variance=None, scale=1.0):
     lab, cl = labels.tolist(), clusters.tolist()
     ids = sorted(set(cl))
     members = {c: [n for n in range(len(rows)) if cl[n] == c] for c in ids}
-    means = {c: [sum(rows[n][k] for n in members[c]) / len(members[c])
-                 for k in range(len(rows[0]))] for c in ids}
+    means = {
+        c: [sum(rows[n][k] for n in members[c]) / len(members[c]) for k in range(len(rows[0]))]
+        for c in ids
+    }
     label_of = {c: lab[members[c][0]] for c in ids}
     sq = [math.dist(rows[n], means[cl[n]]) ** 2 for n in range(len(rows))]
     s2 = sum(sq) / (len(rows) - 1) if variance is None else variance
     losses = []
     for n in range(len(rows)):
         own = math.exp(-scale * sq[n] / (2 * s2))
-        others = sum(math.exp(-scale * math.dist(rows[n], means[c]) ** 2 / (2 * s2))
-                     for c in ids if label_of[c] != lab[n])
+        others = sum(
+            math.exp(-scale * math.dist(rows[n], means[c]) ** 2 / (2 * s2))
+            for c in ids
+            if label_of[c] != lab[n]
+        )
         losses.append(-math.log(own / (own + others)))
     return losses, s2
 
@@ -45,8 +50,9 @@ def test_matches_literal_ratio(seed, variance, scale):
     x, labels, clusters = _batch(seed)
     expected, s2 = _reference(x, labels, clusters, variance, scale)
     loss_fn = ClusterNCALoss(reduction="none", variance=variance, scale=scale)
-    torch.testing.assert_close(loss_fn(x, labels, clusters),
-                               torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(
+        loss_fn(x, labels, clusters), torch.tensor(expected, dtype=torch.float64)
+    )
     assert math.isclose(float(loss_fn.last_variance), s2, rel_tol=1e-12)
     mean = ClusterNCALoss(variance=variance, scale=scale)(x, labels, clusters)
     assert math.isclose(float(mean), sum(expected) / len(expected), rel_tol=1e-12)

@@ -24,10 +24,12 @@ def _reference(x, labels, margin, normalize):
         for j in range(i + 1, n):
             if lab[i] != lab[j]:
                 continue
-            total = sum(math.exp(margin - math.dist(rows[i], rows[k]))
-                        for k in range(n) if lab[k] != lab[i])
-            total += sum(math.exp(margin - math.dist(rows[j], rows[k]))
-                         for k in range(n) if lab[k] != lab[j])
+            total = sum(
+                math.exp(margin - math.dist(rows[i], rows[k])) for k in range(n) if lab[k] != lab[i]
+            )
+            total += sum(
+                math.exp(margin - math.dist(rows[j], rows[k])) for k in range(n) if lab[k] != lab[j]
+            )
             j_ij = math.log(total) + math.dist(rows[i], rows[j])
             terms.append(0.5 * max(0.0, j_ij) ** 2)
     return terms

@@ -28,14 +28,21 @@ def _batch(seed=0, classes=(0, 0, 0, 1, 1, 2, 2, 2, 2, 3)):
 
 def _distances_loop(x):
     n = x.shape[0]
-    return torch.tensor([[math.dist(x[i].tolist(), x[j].tolist()) for j in range(n)]
-                         for i in range(n)], dtype=torch.float64)
+    return torch.tensor(
+        [[math.dist(x[i].tolist(), x[j].tolist()) for j in range(n)] for i in range(n)],
+        dtype=torch.float64,
+    )
 
 
 def _valid(labels):
     n, lab = len(labels), labels.tolist()
-    return [(a, p, q) for a in range(n) for p in range(n) for q in range(n)
-            if a != p and lab[a] == lab[p] and lab[q] != lab[a]]
+    return [
+        (a, p, q)
+        for a in range(n)
+        for p in range(n)
+        for q in range(n)
+        if a != p and lab[a] == lab[p] and lab[q] != lab[a]
+    ]
 
 
 def _as_set(triplets):
@@ -47,8 +54,9 @@ def test_pairwise_distances_match_loop_far_from_origin_and_have_finite_gradients
     x = torch.cat([x, x[:2]]) + 1000.0  # centring keeps the expanded form accurate here
     d = pairwise_distances(x, squared=False)
     torch.testing.assert_close(d, _distances_loop(x), atol=1e-6, rtol=1e-9)
-    torch.testing.assert_close(pairwise_distances(x, squared=True), _distances_loop(x) ** 2,
-                               atol=1e-6, rtol=1e-9)
+    torch.testing.assert_close(
+        pairwise_distances(x, squared=True), _distances_loop(x) ** 2, atol=1e-6, rtol=1e-9
+    )
     assert bool((d.diagonal() == 0).all())
     y = torch.cat([x, x[:2]]).float().requires_grad_(True)  # duplicated rows: d = 0
     pairwise_distances(y, squared=False).sum().backward()
@@ -102,9 +110,10 @@ def test_nearest_impostors_matches_loop(fraction):
     expected = set()
     for a in range(len(lab)):
         neg = sorted((q for q in range(len(lab)) if lab[q] != lab[a]), key=lambda q: d[a, q])
-        kept = neg[:max(1, math.ceil(fraction * len(neg)))]
-        expected |= {(a, p, q) for p in range(len(lab)) if p != a and lab[p] == lab[a]
-                     for q in kept}
+        kept = neg[: max(1, math.ceil(fraction * len(neg)))]
+        expected |= {
+            (a, p, q) for p in range(len(lab)) if p != a and lab[p] == lab[a] for q in kept
+        }
     got = nearest_impostors(labels, pairwise_distances(x, squared=True), fraction)
     assert _as_set(got) == expected and len(got.anchors) == len(expected)
     if fraction == 1.0:
@@ -123,8 +132,9 @@ def test_mine_dispatches_and_rejects_unknown_miner():
 
 def test_miners_on_singletons_give_no_triplet():
     labels = torch.tensor([0, 1, 2, 3])
-    d = pairwise_distances(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)),
-                           squared=True)
+    d = pairwise_distances(
+        torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), squared=True
+    )
     for name in MINERS:
         assert mine(name, labels, d, impostor_fraction=0.5).anchors.numel() == 0
 

@@ -24,8 +24,7 @@ def test_matches_loop_reference():
     w, b = loss_fn.classifier.weight.tolist(), loss_fn.classifier.bias.tolist()
     expected = []
     for row, label in zip(x.tolist(), labels.tolist(), strict=True):
-        logits = [sum(wk * xk for wk, xk in zip(w[c], row, strict=True)) + b[c]
-                  for c in range(3)]
+        logits = [sum(wk * xk for wk, xk in zip(w[c], row, strict=True)) + b[c] for c in range(3)]
         expected.append(-logits[label] + math.log(sum(math.exp(v) for v in logits)))
     loss_fn.reduction = "none"
     torch.testing.assert_close(loss_fn(x, labels), torch.tensor(expected, dtype=torch.float64))
@@ -35,16 +34,21 @@ def test_matches_loop_reference():
 
 def test_owns_trainable_classifier_and_gradcheck():
     loss_fn, x, labels = _setup(1)
-    assert {name for name, _ in loss_fn.named_parameters()} == {"classifier.weight",
-                                                                "classifier.bias"}
+    assert {name for name, _ in loss_fn.named_parameters()} == {
+        "classifier.weight",
+        "classifier.bias",
+    }
     x.requires_grad_(True)
     w, b = loss_fn.classifier.weight, loss_fn.classifier.bias
+
     def through_params(e, w_, b_):
         params = {"classifier.weight": w_, "classifier.bias": b_}
         return torch.func.functional_call(loss_fn, params, (e, labels))
 
-    assert torch.autograd.gradcheck(through_params, (
-        x, w.detach().clone().requires_grad_(True), b.detach().clone().requires_grad_(True)))
+    assert torch.autograd.gradcheck(
+        through_params,
+        (x, w.detach().clone().requires_grad_(True), b.detach().clone().requires_grad_(True)),
+    )
     assert torch.autograd.gradcheck(lambda e: loss_fn(e, labels), (x,))
     loss_fn(x, labels).backward()
     assert w.grad is not None and bool(w.grad.abs().sum() > 0)
@@ -58,8 +62,11 @@ def test_single_class_batch_is_fine_and_half_input_is_float32():
 
 def test_errors():
     loss_fn, x, labels = _setup()
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=3\); got values "
-                                         r"in \[0, 3\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels must lie in \[0, num_classes=3\); got values "
+        r"in \[0, 3\]",
+    ):
         loss_fn(x, torch.tensor([0, 1, 2, 3, 0, 0]))
     with pytest.raises(ValueError, match="embeddings must have 4 columns .*got 5"):
         loss_fn(torch.zeros(6, 5, dtype=torch.float64), labels)

@@ -23,10 +23,10 @@ def _reference(x, labels, margin, variant, normalize, triplets):
     for a, p, n in zip(*(t.tolist() for t in triplets), strict=True):
         d_ap, d_an = math.dist(rows[a], rows[p]), math.dist(rows[a], rows[n])
         if variant == "hinge":
-            losses.append(max(0.0, d_ap ** 2 - d_an ** 2 + margin))
+            losses.append(max(0.0, d_ap**2 - d_an**2 + margin))
         else:
             d_plus = math.exp(d_ap) / (math.exp(d_ap) + math.exp(d_an))
-            losses.append(d_plus ** 2)
+            losses.append(d_plus**2)
     return losses
 
 
@@ -35,42 +35,57 @@ def _reference(x, labels, margin, variant, normalize, triplets):
 @pytest.mark.parametrize("miner", MINERS)
 def test_matches_loop_reference(variant, normalize, miner):
     x, labels = _batch(seed=1)
-    loss_fn = TripletLoss(margin=0.7, variant=variant, normalize=normalize, miner=miner,
-                          impostor_fraction=0.3, reduction="none")
+    loss_fn = TripletLoss(
+        margin=0.7,
+        variant=variant,
+        normalize=normalize,
+        miner=miner,
+        impostor_fraction=0.3,
+        reduction="none",
+    )
     losses = loss_fn(x, labels)
     # The miner must see the distances the loss uses (squared for the hinge).
     xn = torch.nn.functional.normalize(x, dim=1) if normalize else x
     d = pairwise_distances(xn, squared=variant == "hinge")
-    expected_triplets = mine(miner, labels, d, margin=0.7 if variant == "hinge" else None,
-                             impostor_fraction=0.3)
+    expected_triplets = mine(
+        miner, labels, d, margin=0.7 if variant == "hinge" else None, impostor_fraction=0.3
+    )
     for got, want in zip(loss_fn.last_triplets, expected_triplets, strict=True):
         assert torch.equal(got, want)
     expected = _reference(x, labels, 0.7, variant, normalize, loss_fn.last_triplets)
     assert len(expected) > 0
     torch.testing.assert_close(losses, torch.tensor(expected, dtype=torch.float64))
-    mean = TripletLoss(margin=0.7, variant=variant, normalize=normalize, miner=miner,
-                       impostor_fraction=0.3)(x, labels)
-    torch.testing.assert_close(mean, torch.tensor(sum(expected) / len(expected),
-                                                  dtype=torch.float64))
+    mean = TripletLoss(
+        margin=0.7, variant=variant, normalize=normalize, miner=miner, impostor_fraction=0.3
+    )(x, labels)
+    torch.testing.assert_close(
+        mean, torch.tensor(sum(expected) / len(expected), dtype=torch.float64)
+    )
 
 
 def test_all_miner_mean_is_over_every_valid_triplet():
     x, labels = _batch(seed=2)
     loss = TripletLoss(margin=1.0, normalize=False, miner="all", reduction="sum")(x, labels)
     lab = labels.tolist()
-    total = sum(max(0.0, float((x[a] - x[p]).pow(2).sum() - (x[a] - x[n]).pow(2).sum()) + 1.0)
-                for a in range(10) for p in range(10) for n in range(10)
-                if a != p and lab[a] == lab[p] and lab[n] != lab[a])
+    total = sum(
+        max(0.0, float((x[a] - x[p]).pow(2).sum() - (x[a] - x[n]).pow(2).sum()) + 1.0)
+        for a in range(10)
+        for p in range(10)
+        for n in range(10)
+        if a != p and lab[a] == lab[p] and lab[n] != lab[a]
+    )
     assert math.isclose(float(loss), total, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("variant,miner", [("hinge", "all"), ("ratio", "batch_hard"),
-                                           ("hinge", "nearest_impostors")])
+@pytest.mark.parametrize(
+    "variant,miner", [("hinge", "all"), ("ratio", "batch_hard"), ("hinge", "nearest_impostors")]
+)
 def test_gradcheck_float64(variant, miner):
     x, labels = _batch(seed=3)
     x.requires_grad_(True)
-    loss_fn = TripletLoss(margin=2.0, variant=variant, normalize=True, miner=miner,
-                          impostor_fraction=0.5)
+    loss_fn = TripletLoss(
+        margin=2.0, variant=variant, normalize=True, miner=miner, impostor_fraction=0.5
+    )
     assert torch.autograd.gradcheck(lambda e: loss_fn(e, labels), (x,))
 
 

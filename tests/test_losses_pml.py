@@ -32,8 +32,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_spec_is_read_off_the_class(name):
     spec = loss_spec(name)
-    assert (spec.batches, spec.own_scores, spec.has_parameters, spec.parameter_lr) == \
-        EXPECTED[name]
+    assert (spec.batches, spec.own_scores, spec.has_parameters, spec.parameter_lr) == EXPECTED[name]
     assert not spec.uses_index and spec.own_metric == "knn_error"
 
 
@@ -49,8 +48,9 @@ def test_the_loss_equals_pml_called_directly_with_its_miner():
     theirs = pml_losses.MultiSimilarityLoss()
     pairs = pml_miners.MultiSimilarityMiner(epsilon=0.1)(x, y)
     assert torch.allclose(ours(x, y), theirs(x, y, pairs))
-    unmined = build_loss("pml:MultiSimilarityLoss", embedding_dim=8, num_classes=4,
-                         options="{miner: none, alpha: 3}")
+    unmined = build_loss(
+        "pml:MultiSimilarityLoss", embedding_dim=8, num_classes=4, options="{miner: none, alpha: 3}"
+    )
     assert unmined.miner is None and unmined.loss.alpha == 3
     assert torch.allclose(unmined(x, y), pml_losses.MultiSimilarityLoss(alpha=3)(x, y))
 
@@ -58,8 +58,9 @@ def test_the_loss_equals_pml_called_directly_with_its_miner():
 def test_proxy_losses_are_built_with_the_runs_sizes_and_score_classes():
     x, y = _batch()
     torch.manual_seed(0)
-    ours = build_loss("pml:ProxyAnchorLoss", embedding_dim=8, num_classes=4,
-                      options={"margin": 0.2, "alpha": 16})
+    ours = build_loss(
+        "pml:ProxyAnchorLoss", embedding_dim=8, num_classes=4, options={"margin": 0.2, "alpha": 16}
+    )
     torch.manual_seed(0)
     theirs = pml_losses.ProxyAnchorLoss(num_classes=4, embedding_size=8, margin=0.2, alpha=16)
     assert ours.loss.proxies.shape == (4, 8)
@@ -75,41 +76,63 @@ def test_proxy_losses_are_built_with_the_runs_sizes_and_score_classes():
     assert nca.class_scores(torch.eye(4, 8)).argmax(1).tolist() == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("options,match", [
-    ("{alpah: 32}", r"pml:ProxyAnchorLoss has no keyword 'alpah'; did you mean 'alpha'\?"),
-    ("{alpha: many}", r"keyword 'alpha' must be a number \(default 32\); got 'many'"),
-    ("{num_classes: 3}", r"no keyword 'num_classes' \(the run sets it\)"),
-    ("{miner: TripletMarginMiner, margin: 0.1}", None),
-    ("[1, 2]", r"loss.options must be a YAML mapping"),
-])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ("{alpah: 32}", r"pml:ProxyAnchorLoss has no keyword 'alpah'; did you mean 'alpha'\?"),
+        ("{alpha: many}", r"keyword 'alpha' must be a number \(default 32\); got 'many'"),
+        ("{num_classes: 3}", r"no keyword 'num_classes' \(the run sets it\)"),
+        ("{miner: TripletMarginMiner, margin: 0.1}", None),
+        ("[1, 2]", r"loss.options must be a YAML mapping"),
+    ],
+)
 def test_options_are_checked_not_ignored(options, match):
-    if match is None:   # a miner is accepted for any pair-based use, here a proxy loss's
-        assert build_loss("pml:ProxyAnchorLoss", embedding_dim=8, num_classes=3,
-                          options=options).miner is not None
+    if match is None:  # a miner is accepted for any pair-based use, here a proxy loss's
+        assert (
+            build_loss("pml:ProxyAnchorLoss", embedding_dim=8, num_classes=3, options=options).miner
+            is not None
+        )
         return
     with pytest.raises(ValueError, match=match):
         build_loss("pml:ProxyAnchorLoss", embedding_dim=8, num_classes=3, options=options)
 
 
 def test_unknown_classes_and_miners_get_a_did_you_mean():
-    with pytest.raises(ValueError, match="no loss 'ProxyAnchorLos'; did you mean "
-                                         "'ProxyAnchorLoss'"):
+    with pytest.raises(
+        ValueError, match="no loss 'ProxyAnchorLos'; did you mean 'ProxyAnchorLoss'"
+    ):
         loss_spec("pml:ProxyAnchorLos")
-    with pytest.raises(ValueError, match="no miner 'MultiSimilarityMinor'; did you mean "
-                                         "'MultiSimilarityMiner'"):
-        build_loss("pml:MultiSimilarityLoss", embedding_dim=8, num_classes=3,
-                   options="{miner: MultiSimilarityMinor}")
+    with pytest.raises(
+        ValueError, match="no miner 'MultiSimilarityMinor'; did you mean 'MultiSimilarityMiner'"
+    ):
+        build_loss(
+            "pml:MultiSimilarityLoss",
+            embedding_dim=8,
+            num_classes=3,
+            options="{miner: MultiSimilarityMinor}",
+        )
     with pytest.raises(ValueError, match=r"loss.options does not apply to loss 'magnet'"):
         build_loss("magnet", embedding_dim=8, num_classes=3, options="{margin: 0.1}")
-    with pytest.raises(ValueError, match=r"loss.parameter_lr applies to losses with "
-                                         r"parameters .* 'pml:MultiSimilarityLoss' has none"):
-        apply_overrides(Config(), {"loss.name": "pml:MultiSimilarityLoss",
-                                   "loss.parameter_lr": 10.0}).validate()
+    with pytest.raises(
+        ValueError,
+        match=r"loss.parameter_lr applies to losses with "
+        r"parameters .* 'pml:MultiSimilarityLoss' has none",
+    ):
+        apply_overrides(
+            Config(), {"loss.name": "pml:MultiSimilarityLoss", "loss.parameter_lr": 10.0}
+        ).validate()
 
 
-SHORT = {"train.threads": 1, "train.epochs": 2, "train.iterations_per_epoch": 5,
-         "model.embedding_dim": 16, "eval.plots": False, "eval.every": 0,
-         "loss.name": "pml:ProxyAnchorLoss", "train.lr": 0.01}
+SHORT = {
+    "train.threads": 1,
+    "train.epochs": 2,
+    "train.iterations_per_epoch": 5,
+    "model.embedding_dim": 16,
+    "eval.plots": False,
+    "eval.every": 0,
+    "loss.name": "pml:ProxyAnchorLoss",
+    "train.lr": 0.01,
+}
 
 
 def _config(out, **overrides) -> Config:
@@ -122,7 +145,7 @@ def test_proxies_train_at_their_own_lr_and_the_run_is_scored_by_them(tmp_path):
     groups = trainer.optimizer.param_groups
     assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(100 * groups[0]["lr"])
     assert groups[1]["params"][0] is trainer.loss_fn.loss.proxies
-    trainer.close()                     # frees the run folder for the real run
+    trainer.close()  # frees the run folder for the real run
     result = train(config, progress=False)
     for key in ("classifier_error", "classifier_error_at_5", "knn_error", "map_at_r"):
         assert 0.0 <= result.summary[key] <= 1.0
@@ -158,4 +181,3 @@ def test_an_interrupted_proxy_run_resumes_bit_for_bit(tmp_path, monkeypatch):
         assert resumed.summary[key] == straight.summary[key]
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
-

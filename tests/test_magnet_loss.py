@@ -23,8 +23,11 @@ def reference_magnet(embeddings, labels, clusters, alpha, variance=None, scale=1
     s2 = sum(own) / (len(r) - 1) if variance is None else torch.tensor(variance).double()
     losses = []
     for n in range(len(r)):
-        others = [torch.exp(-scale * ((r[n] - mean[c]) ** 2).sum() / (2 * s2))
-                  for c in ids if label_of[c] != int(labels[n])]
+        others = [
+            torch.exp(-scale * ((r[n] - mean[c]) ** 2).sum() / (2 * s2))
+            for c in ids
+            if label_of[c] != int(labels[n])
+        ]
         value = scale * own[n] / (2 * s2) + alpha + torch.log(sum(others))
         losses.append(torch.clamp(value, min=0.0))
     return torch.stack(losses)
@@ -43,11 +46,14 @@ def random_batch(seed, clusters=6, per_cluster=4, dim=5, labels=None, dtype=torc
     return x, cluster_labels[cluster_ids], cluster_ids
 
 
-@pytest.mark.parametrize("labels,alpha,expected", [
-    ([0, 1, 2, 3, 4, 5], 1.0, 2.3396316),
-    ([0, 1, 2, 3, 4, 5], 10.0, 11.3396316),
-    ([0, 1, 1, 3, 4, 5], 1.0, 2.2603454),
-])
+@pytest.mark.parametrize(
+    "labels,alpha,expected",
+    [
+        ([0, 1, 2, 3, 4, 5], 1.0, 2.3396316),
+        ([0, 1, 2, 3, 4, 5], 10.0, 11.3396316),
+        ([0, 1, 1, 3, 4, 5], 1.0, 2.2603454),
+    ],
+)
 def test_golden_values(labels, alpha, expected):
     rows, clusters = golden_batch()
     loss = md.MagnetLoss(alpha=alpha)(rows, torch.tensor(labels)[clusters], clusters)
@@ -61,8 +67,10 @@ def test_golden_value_with_temperature():
     assert loss.item() == pytest.approx(1.8078614, abs=1e-7)
     # the default is s = 1, eq. 5, whose golden values test_golden_values checks
     assert md.MagnetLoss().scale == 1.0
-    assert md.MagnetLoss(scale=1.0)(rows, clusters, clusters).item() == \
-        md.MagnetLoss()(rows, clusters, clusters).item()
+    assert (
+        md.MagnetLoss(scale=1.0)(rows, clusters, clusters).item()
+        == md.MagnetLoss()(rows, clusters, clusters).item()
+    )
 
 
 @pytest.mark.parametrize("labels", [None, [0, 0, 1, 1, 2, 2], [3, 7, 3, 7, 9, 9]])
@@ -110,7 +118,8 @@ def test_gradcheck_float64():
     x, y, c = random_batch(3, clusters=4, per_cluster=3, dim=4, labels=[0, 1, 1, 2])
     x.requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda e: md.MagnetLoss(alpha=2.0, reduction="none")(e, y, c), (x,))
+        lambda e: md.MagnetLoss(alpha=2.0, reduction="none")(e, y, c), (x,)
+    )
 
 
 def test_scale_and_translation_invariance():
@@ -125,7 +134,7 @@ def test_batch_order_and_cluster_id_invariance():
     x, y, c = random_batch(5, labels=[0, 1, 1, 2, 3, 3])
     per_example = md.MagnetLoss(reduction="none")(x, y, c)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    relabelled = c * 17 + 1000   # arbitrary, non-contiguous ids
+    relabelled = c * 17 + 1000  # arbitrary, non-contiguous ids
     shuffled = md.MagnetLoss(reduction="none")(x[perm], y[perm], relabelled[perm])
     torch.testing.assert_close(shuffled, per_example[perm])
 
@@ -145,7 +154,7 @@ def test_no_cap_and_live_gradient_when_classes_overlap():
     """Copies that compute exp(-own - alpha) / (sum exp + eps) underflow in float32 and cap
     the loss near -log(eps) = 18.4 with zero gradient; log space keeps both."""
     x, y, c = random_batch(7, clusters=2, per_cluster=4, dim=3, dtype=torch.float32)
-    x = torch.cat([x[:4], x[:4] + 0.01 * x[4:]])   # the impostor cluster sits on the seed
+    x = torch.cat([x[:4], x[:4] + 0.01 * x[4:]])  # the impostor cluster sits on the seed
     x.requires_grad_(True)
     loss = md.MagnetLoss(alpha=120.0)(x, y, c)
     loss.backward()
@@ -166,15 +175,17 @@ def test_same_class_clusters_are_neither_numerator_nor_denominator():
 
 def test_reduces_to_symmetrised_triplet_without_variance_standardisation():
     """Paper §3.4: M=2, D=2, no variance standardisation (1/(2 s2) = 1)."""
-    a, p, n1, n2 = torch.randn(4, 6, generator=torch.Generator().manual_seed(9),
-                               dtype=torch.float64)
+    a, p, n1, n2 = torch.randn(
+        4, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64
+    )
     x = torch.stack([a, p, n1, n2])
     labels = torch.tensor([0, 0, 1, 1])
     losses = md.MagnetLoss(alpha=1.0, reduction="none", variance=0.5)(x, labels, labels)
     n = (n1 + n2) / 2
     for anchor, positive, loss in ((a, p, losses[0]), (p, a, losses[1])):
-        triplet = torch.clamp(((anchor - positive) ** 2).sum() / 4 + 1.0
-                              - ((anchor - n) ** 2).sum(), min=0)
+        triplet = torch.clamp(
+            ((anchor - positive) ** 2).sum() / 4 + 1.0 - ((anchor - n) ** 2).sum(), min=0
+        )
         torch.testing.assert_close(loss, triplet)
 
 
@@ -184,21 +195,24 @@ def test_exposes_batch_variance():
     loss_fn(x, y, c)
     expected = magnet_loss_terms(x, y, c).variance
     centred = x - torch.stack([x[c == k].mean(0) for k in c.tolist()])
-    reference_variance = (centred ** 2).sum() / (len(x) - 1)
+    reference_variance = (centred**2).sum() / (len(x) - 1)
     torch.testing.assert_close(loss_fn.last_variance, reference_variance)
     torch.testing.assert_close(expected, reference_variance)
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda x, y, c: (x[::2], y[::2], c[::2] * 0 + torch.arange(len(c[::2]))), ">= 2 examples"),
-    (lambda x, y, c: (x, y * 0, c), "at least two classes"),
-    (lambda x, y, c: (x, y[:-1], c), "one entry per embedding"),
-    (lambda x, y, c: (x[0], y, c), r"shape \(B, D\)"),
-    (lambda x, y, c: (x.masked_fill(x > 1.5, float("nan")), y, c), "finite"),
-    (lambda x, y, c: (x, y.double(), c), "integers"),
-    (lambda x, y, c: (x, torch.arange(len(y)) % 3, c), "exactly one label"),
-    (lambda x, y, c: (x * 0, y, c), "variance s2 is 0"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda x, y, c: (x[::2], y[::2], c[::2] * 0 + torch.arange(len(c[::2]))), ">= 2 examples"),
+        (lambda x, y, c: (x, y * 0, c), "at least two classes"),
+        (lambda x, y, c: (x, y[:-1], c), "one entry per embedding"),
+        (lambda x, y, c: (x[0], y, c), r"shape \(B, D\)"),
+        (lambda x, y, c: (x.masked_fill(x > 1.5, float("nan")), y, c), "finite"),
+        (lambda x, y, c: (x, y.double(), c), "integers"),
+        (lambda x, y, c: (x, torch.arange(len(y)) % 3, c), "exactly one label"),
+        (lambda x, y, c: (x * 0, y, c), "variance s2 is 0"),
+    ],
+)
 def test_errors_name_the_problem(make, match):
     x, y, c = random_batch(11)
     with pytest.raises((ValueError, TypeError), match=match):

@@ -17,36 +17,46 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_loop.py"
 def _data(n_classes=4, per_class=30, dim=6, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(n_classes), per_class)
-    points = rng.standard_normal((labels.size, dim)) + 4 * rng.standard_normal(
-        (n_classes, dim))[labels]
+    points = (
+        rng.standard_normal((labels.size, dim)) + 4 * rng.standard_normal((n_classes, dim))[labels]
+    )
     return points.astype(np.float32), labels
 
 
 def test_loss_is_magnet_loss_and_feeds_the_sampler_and_sigma2():
     points, labels = _data()
-    magnet = md.MagnetTraining(labels, clusters_per_class=2, clusters_per_batch=3,
-                               examples_per_cluster=4, alpha=1.5, scale=2.0,
-                               variance_momentum=0.5)
+    magnet = md.MagnetTraining(
+        labels,
+        clusters_per_class=2,
+        clusters_per_batch=3,
+        examples_per_cluster=4,
+        alpha=1.5,
+        scale=2.0,
+        variance_momentum=0.5,
+    )
     magnet.refresh(points)
     batch = next(magnet.batches(1))
     embeddings = torch.tensor(points[batch], requires_grad=True)
     loss = magnet.loss(embeddings, batch)
     reference = md.MagnetLoss(alpha=1.5, scale=2.0)(
-        embeddings, torch.as_tensor(labels[batch]),
-        torch.as_tensor(magnet.index.assignments_[batch]))
+        embeddings,
+        torch.as_tensor(labels[batch]),
+        torch.as_tensor(magnet.index.assignments_[batch]),
+    )
     torch.testing.assert_close(loss, reference)
     loss.backward()
     assert embeddings.grad is not None
     first = magnet.sigma2
     magnet.loss(torch.tensor(points[batch]), batch)
-    assert magnet.sigma2 == pytest.approx(0.5 * first + 0.5 * first)   # same batch again
+    assert magnet.sigma2 == pytest.approx(0.5 * first + 0.5 * first)  # same batch again
     assert magnet.sampler.stats()["measured_examples"] == len(set(batch))
 
 
 def test_refresh_moves_the_sampler_to_the_new_clusters():
     points, labels = _data()
-    magnet = md.MagnetTraining(labels, clusters_per_class=2, clusters_per_batch=3,
-                               examples_per_cluster=4)
+    magnet = md.MagnetTraining(
+        labels, clusters_per_class=2, clusters_per_batch=3, examples_per_cluster=4
+    )
     magnet.refresh(points)
     batch = next(magnet.batches(1))
     magnet.loss(torch.tensor(points[batch]), batch)
@@ -54,7 +64,7 @@ def test_refresh_moves_the_sampler_to_the_new_clusters():
     magnet.refresh(moved)
     assert magnet.sampler.index is magnet.index and magnet.refreshes == 2
     assert magnet.sampler.cluster_weights().shape == (magnet.index.n_clusters_,)
-    for batch in magnet.batches(5):       # every block of D examples is one *new* cluster
+    for batch in magnet.batches(5):  # every block of D examples is one *new* cluster
         blocks = magnet.index.assignments_[np.asarray(batch)].reshape(3, 4)
         assert (blocks == blocks[:, :1]).all()
 
@@ -86,7 +96,7 @@ def test_misuse_is_one_clear_error():
 def test_the_own_loop_example_learns():
     example = runpy.run_path(str(EXAMPLE))
     error = example["main"](epochs=5, steps_per_epoch=30)
-    assert error < 0.15, error        # chance is 0.9
+    assert error < 0.15, error  # chance is 0.9
 
 
 def test_sigma2_is_one_running_average_with_the_trainers_defaults():

@@ -32,8 +32,15 @@ def n_params(module: nn.Module) -> int:
 
 
 def test_registry_lists_every_backbone():
-    assert {"mlp", "small-cnn", "cifar-cnn", "resnet", "torchvision-googlenet",
-            "torchvision-inception_v3", "torchvision-resnet50"} <= set(BACKBONES.names())
+    assert {
+        "mlp",
+        "small-cnn",
+        "cifar-cnn",
+        "resnet",
+        "torchvision-googlenet",
+        "torchvision-inception_v3",
+        "torchvision-resnet50",
+    } <= set(BACKBONES.names())
 
 
 def test_unknown_backbone_error_lists_valid_names():
@@ -88,11 +95,13 @@ def test_parameter_counts_match_hand_formulas():
     mlp = build_model("mlp", (1, 28, 28), embedding_dim=64, hidden_sizes=(256, 128))
     assert n_params(mlp) == (784 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64)
     cnn = build_model("small-cnn", (1, 28, 28), embedding_dim=64)  # 28 -> 14 -> 7
-    assert n_params(cnn) == ((25 * 32 + 32) + (25 * 32 * 64 + 64) + (64 * 7 * 7 * 256 + 256)
-                             + (256 * 64 + 64))
+    assert n_params(cnn) == (
+        (25 * 32 + 32) + (25 * 32 * 64 + 64) + (64 * 7 * 7 * 256 + 256) + (256 * 64 + 64)
+    )
     cifar = build_model("cifar-cnn", (3, 32, 32), embedding_dim=64)  # conv (no bias) + BN
-    assert n_params(cifar) == ((27 * 32 + 64) + (9 * 32 * 64 + 128) + (9 * 64 * 128 + 256)
-                               + (128 * 64 + 64))
+    assert n_params(cifar) == (
+        (27 * 32 + 64) + (9 * 32 * 64 + 128) + (9 * 64 * 128 + 256) + (128 * 64 + 64)
+    )
 
 
 @pytest.mark.parametrize(("depth", "torchvision_count"), [(18, 11_689_512), (34, 21_797_672)])
@@ -119,8 +128,9 @@ def test_seed_fixes_the_initialisation_without_touching_the_global_rng():
     b = build_model("small-cnn", (1, 8, 8), seed=3, channels=(2, 4), hidden=8)
     c = build_model("small-cnn", (1, 8, 8), seed=4, channels=(2, 4), hidden=8)
     assert torch.equal(torch.random.get_rng_state(), state)
-    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(),
-                                  strict=True):
+    for (name, pa), pb, pc in zip(
+        a.named_parameters(), b.parameters(), c.parameters(), strict=True
+    ):
         assert torch.equal(pa, pb), name
         assert not torch.equal(pa, pc), name  # every small-cnn parameter is drawn at random
     with pytest.raises(ValueError, match="seed must be >= 0; got -1"):
@@ -136,24 +146,55 @@ def test_mlp_options_build_the_layers_they_name():
     torch.testing.assert_close(net(x), net(x))
 
 
-@pytest.mark.parametrize(("name", "shape", "options", "exception", "match"), [
-    ("small-cnn", (784,), {}, ValueError, r"'small-cnn' needs images: input_shape must be "
-                                          r"\(C, H, W\).*got \(784,\)"),
-    ("small-cnn", (1, 128, 128), {}, ValueError, r"at most 64x64.*use 'cifar-cnn' or 'resnet'"),
-    ("small-cnn", (1, 3, 3), {}, ValueError, r"at least 4x4 pixels; got input_shape \(1, 3, 3\)"),
-    ("cifar-cnn", (3, 2, 32), {}, ValueError, r"at least 4x4"),
-    ("cifar-cnn", (3, 32, 32), {"norm": "layer"}, ValueError,
-     r"norm must be one of 'batch', 'group', 'none'; got 'layer'"),
-    ("resnet", (3, 4, 4), {}, ValueError, r"'resnet' needs images of at least 8x8"),
-    ("resnet", (3, 16, 16), {"stem": "imagenet"}, ValueError, r"ImageNet stem needs .* 32x32"),
-    ("resnet", (3, 32, 32), {"depth": 50}, ValueError, r"depth must be one of 10, 18, 34; got 50"),
-    ("mlp", (0, 4), {}, ValueError, r"positive ints.*got \(0, 4\)"),
-    ("mlp", "784", {}, TypeError, r"input_shape must be a tuple of ints"),
-    ("mlp", (4,), {"dropout": 1.5}, ValueError, r"dropout must be <= 0.99"),
-    ("mlp", (4,), {"hidden_sizes": (8, 0)}, ValueError, r"hidden_sizes must hold ints >= 1"),
-    ("mlp", (4,), {"hiden_sizes": (8,)}, TypeError,
-     r"'mlp' got unknown option\(s\) hiden_sizes; valid options: hidden_sizes, batch_norm"),
-])
+@pytest.mark.parametrize(
+    ("name", "shape", "options", "exception", "match"),
+    [
+        (
+            "small-cnn",
+            (784,),
+            {},
+            ValueError,
+            r"'small-cnn' needs images: input_shape must be "
+            r"\(C, H, W\).*got \(784,\)",
+        ),
+        ("small-cnn", (1, 128, 128), {}, ValueError, r"at most 64x64.*use 'cifar-cnn' or 'resnet'"),
+        (
+            "small-cnn",
+            (1, 3, 3),
+            {},
+            ValueError,
+            r"at least 4x4 pixels; got input_shape \(1, 3, 3\)",
+        ),
+        ("cifar-cnn", (3, 2, 32), {}, ValueError, r"at least 4x4"),
+        (
+            "cifar-cnn",
+            (3, 32, 32),
+            {"norm": "layer"},
+            ValueError,
+            r"norm must be one of 'batch', 'group', 'none'; got 'layer'",
+        ),
+        ("resnet", (3, 4, 4), {}, ValueError, r"'resnet' needs images of at least 8x8"),
+        ("resnet", (3, 16, 16), {"stem": "imagenet"}, ValueError, r"ImageNet stem needs .* 32x32"),
+        (
+            "resnet",
+            (3, 32, 32),
+            {"depth": 50},
+            ValueError,
+            r"depth must be one of 10, 18, 34; got 50",
+        ),
+        ("mlp", (0, 4), {}, ValueError, r"positive ints.*got \(0, 4\)"),
+        ("mlp", "784", {}, TypeError, r"input_shape must be a tuple of ints"),
+        ("mlp", (4,), {"dropout": 1.5}, ValueError, r"dropout must be <= 0.99"),
+        ("mlp", (4,), {"hidden_sizes": (8, 0)}, ValueError, r"hidden_sizes must hold ints >= 1"),
+        (
+            "mlp",
+            (4,),
+            {"hiden_sizes": (8,)},
+            TypeError,
+            r"'mlp' got unknown option\(s\) hiden_sizes; valid options: hidden_sizes, batch_norm",
+        ),
+    ],
+)
 def test_invalid_input_shapes_and_options_are_explained(name, shape, options, exception, match):
     with pytest.raises(exception, match=match):
         build_model(name, shape, **options)
@@ -173,16 +214,21 @@ def test_forward_rejects_input_of_another_shape():
 
 
 def test_core_import_never_imports_torchvision():
-    code = ("import sys, magnetdml.models; "
-            "sys.exit(1 if any(m.startswith('torchvision') for m in sys.modules) else 0)")
+    code = (
+        "import sys, magnetdml.models; "
+        "sys.exit(1 if any(m.startswith('torchvision') for m in sys.modules) else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_torchvision_backbone_without_torchvision_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` fail
     monkeypatch.setitem(sys.modules, "torchvision.models", None)
-    with pytest.raises(ImportError, match=r"'torchvision-resnet50' needs torchvision.*"
-                                          r"'pretrained' extra.*magnetdml\[pretrained\]"):
+    with pytest.raises(
+        ImportError,
+        match=r"'torchvision-resnet50' needs torchvision.*"
+        r"'pretrained' extra.*magnetdml\[pretrained\]",
+    ):
         build_model("torchvision-resnet50", (3, 224, 224))
 
 
@@ -210,8 +256,9 @@ def fake_torchvision(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision.models", models)
 
 
-def test_torchvision_backbone_loads_local_weights_and_drops_the_classifier(fake_torchvision,
-                                                                           tmp_path):
+def test_torchvision_backbone_loads_local_weights_and_drops_the_classifier(
+    fake_torchvision, tmp_path
+):
     source = _FakeResNet50()
     path = tmp_path / "resnet50.pth"
     torch.save(source.state_dict(), path)
@@ -224,20 +271,27 @@ def test_torchvision_backbone_loads_local_weights_and_drops_the_classifier(fake_
 
 
 def test_torchvision_backbone_weight_errors(fake_torchvision, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"weights_path .* does not exist.*nothing is "
-                                                r"downloaded"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"weights_path .* does not exist.*nothing is "
+        r"downloaded",
+    ):
         build_model("torchvision-resnet50", (3, 64, 64), weights_path=tmp_path / "none.pth")
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(6, 3, 3, 3), "extra": torch.zeros(1)}, wrong)
-    with pytest.raises(ValueError, match=r"does not fit 'torchvision-resnet50': missing "
-                                         r"\['conv.bias'\], unexpected \['extra'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit 'torchvision-resnet50': missing "
+        r"\['conv.bias'\], unexpected \['extra'\]",
+    ):
         build_model("torchvision-resnet50", (3, 64, 64), weights_path=wrong)
     with pytest.raises(ValueError, match=r"needs 3-channel images.*ImageNet backbones"):
         build_model("torchvision-resnet50", (1, 64, 64))
 
 
-@pytest.mark.parametrize(("norm", "independent"), [("batch", False), ("group", True),
-                                                    ("none", True)])
+@pytest.mark.parametrize(
+    ("norm", "independent"), [("batch", False), ("group", True), ("none", True)]
+)
 def test_cifar_cnn_group_norm_embeds_each_image_on_its_own_in_training(norm, independent):
     """BatchNorm mixes the images of a training batch (a Magnet neighbourhood); GroupNorm and
     no normalisation do not, so an image's embedding ignores its batch companions."""

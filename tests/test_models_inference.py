@@ -75,7 +75,7 @@ def test_the_training_model_is_left_untouched():
     before = copy.deepcopy(net.state_dict())
     modules = [type(m) for m in net.modules()]
     forward = InferenceForward(net)
-    assert forward.model is not net             # BatchNorm is folded in a copy
+    assert forward.model is not net  # BatchNorm is folded in a copy
     with torch.inference_mode():
         forward(torch.randn(4, 3, 32, 32))
     assert [type(m) for m in net.modules()] == modules
@@ -85,9 +85,10 @@ def test_the_training_model_is_left_untouched():
 
 def test_fold_only_where_it_is_exact():
     plain = build_model("small-cnn", (1, 28, 28), channels=(4, 8), hidden=16, seed=0).eval()
-    assert fold_batch_norm(plain) is plain      # nothing to fold: no copy
-    with_bn = trained_like("small-cnn", (1, 28, 28), {"channels": (4, 8), "hidden": 16,
-                                                      "batch_norm": True})
+    assert fold_batch_norm(plain) is plain  # nothing to fold: no copy
+    with_bn = trained_like(
+        "small-cnn", (1, 28, 28), {"channels": (4, 8), "hidden": 16, "batch_norm": True}
+    )
     folded = fold_batch_norm(with_bn)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     # in training mode BatchNorm uses the batch's statistics: not an affine map, never folded
@@ -123,6 +124,8 @@ def test_an_op_without_a_onednn_kernel_falls_back_to_the_plain_layout():
 
 def test_a_real_error_is_raised_not_swallowed():
     net = build_model("small-cnn", (1, 28, 28), channels=(4, 8), hidden=16, seed=0).eval()
-    with pytest.raises(ValueError, match=r"input must have shape \(B, 1, 28, 28\)"), \
-            torch.inference_mode():
+    with (
+        pytest.raises(ValueError, match=r"input must have shape \(B, 1, 28, 28\)"),
+        torch.inference_mode(),
+    ):
         InferenceForward(net)(torch.randn(2, 1, 27, 28))

@@ -13,7 +13,7 @@ import pytest
 
 import magnetdml
 
-tomllib = pytest.importorskip("tomllib")    # Python >= 3.11
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,8 @@ def test_the_version_lives_in_one_place():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {
-        "attr": "magnetdml._version.__version__"}
+        "attr": "magnetdml._version.__version__"
+    }
     assert re.fullmatch(r"\d+\.\d+\.\d+", magnetdml.__version__)
 
 
@@ -34,14 +35,31 @@ def test_the_package_is_typed():
 
 def test_committed_scripts_and_code_name_no_machine_paths():
     """A fresh clone elsewhere must run them as written (results files keep their provenance)."""
-    tracked = subprocess.run(["git", "ls-files", "src", "tests", "benchmarks/*.py",
-                              "benchmarks/**/*.sh", "README.md", ".ci"], cwd=ROOT,
-                             capture_output=True, text=True, check=False).stdout.split()
-    if not tracked:                       # not a git checkout (e.g. an sdist): nothing to check
+    tracked = subprocess.run(
+        [
+            "git",
+            "ls-files",
+            "src",
+            "tests",
+            "benchmarks/*.py",
+            "benchmarks/**/*.sh",
+            "README.md",
+            ".ci",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if not tracked:  # not a git checkout (e.g. an sdist): nothing to check
         return
-    offending = [name for name in tracked if (ROOT / name).is_file()
-                 and re.search(r"/work/|/home/\w+", (ROOT / name).read_text(errors="ignore"))
-                 and name != "tests/test_packaging.py"]
+    offending = [
+        name
+        for name in tracked
+        if (ROOT / name).is_file()
+        and re.search(r"/work/|/home/\w+", (ROOT / name).read_text(errors="ignore"))
+        and name != "tests/test_packaging.py"
+    ]
     assert not offending, offending
 
 
@@ -77,27 +95,42 @@ def test_the_version_shows_in_the_cli_and_in_config_json(tmp_path, capsys):
     RunDir.open(tmp_path / "run", config)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["magnetdml_version"] == magnetdml.__version__
-    assert config_from_dict(saved) == Config()           # read back: not a config field
-    assert run_identity(saved) == run_identity(config)   # runs of two versions are one run
-    RunDir.open(tmp_path / "run", config)                # and the folder reopens
+    assert config_from_dict(saved) == Config()  # read back: not a config field
+    assert run_identity(saved) == run_identity(config)  # runs of two versions are one run
+    RunDir.open(tmp_path / "run", config)  # and the folder reopens
 
 
 def test_the_sdist_holds_what_the_tests_need(tmp_path):
     """Built from the checkout as CI does: tests, the example a test runs, docs, changelog."""
     if not (ROOT / ".git").exists():
         pytest.skip("needs the git checkout (this is an sdist or an installed copy)")
-    pytest.importorskip("setuptools", reason="builds the sdist with setuptools (CI also runs "
-                        "the suite from the sdist that python -m build makes)")
-    code = ("import sys; from setuptools import build_meta as b; "
-            "print(b.build_sdist(sys.argv[1]))")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, check=False)
+    pytest.importorskip(
+        "setuptools",
+        reason="builds the sdist with setuptools (CI also runs "
+        "the suite from the sdist that python -m build makes)",
+    )
+    code = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     with tarfile.open(tmp_path / done.stdout.strip().splitlines()[-1]) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    needed = {"pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE",
-              "examples/own_loop.py", "tests/conftest.py", "docs/design.md",
-              "src/magnetdml/py.typed", "src/magnetdml/_version.py"}
+    needed = {
+        "pyproject.toml",
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
+        "examples/own_loop.py",
+        "tests/conftest.py",
+        "docs/design.md",
+        "src/magnetdml/py.typed",
+        "src/magnetdml/_version.py",
+    }
     assert needed <= names, needed - names
     tests = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")}
     assert tests <= names, tests - names

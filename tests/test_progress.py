@@ -11,9 +11,20 @@ from magnetdml import _progress
 from magnetdml.cli import main
 from magnetdml.training.embed import embed
 
-FAST = ["--epochs", "1", "--train.iterations_per_epoch", "2", "--train.threads", "1",
-        "--eval.plots", "false", "--model.embedding_dim", "8",
-        "--index.clusters_per_class", "2"]
+FAST = [
+    "--epochs",
+    "1",
+    "--train.iterations_per_epoch",
+    "2",
+    "--train.threads",
+    "1",
+    "--eval.plots",
+    "false",
+    "--model.embedding_dim",
+    "8",
+    "--index.clusters_per_class",
+    "2",
+]
 
 
 @pytest.fixture
@@ -26,7 +37,7 @@ def test_scope_silences_and_restores():
     assert not _progress.is_quiet()
     with _progress.scope(False):
         assert _progress.is_quiet() and not _progress.enabled(True)
-        with _progress.scope(True):       # an inner caller cannot undo an outer quiet
+        with _progress.scope(True):  # an inner caller cannot undo an outer quiet
             assert _progress.is_quiet()
     assert not _progress.is_quiet() and _progress.enabled(True) and not _progress.enabled(False)
 
@@ -41,26 +52,30 @@ def test_an_embedding_pass_shows_a_bar_unless_quiet(no_delay, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_train_shows_its_phases_and_global_quiet_silences_everything(no_delay, tmp_path,
-                                                                     capsys):
+def test_train_shows_its_phases_and_global_quiet_silences_everything(no_delay, tmp_path, capsys):
     assert main(["train", *FAST, "--out", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
-    for shown in ("building the first cluster index", "clustering each class", "embedding",
-                  "neighbour search", "kNC test error"):
+    for shown in (
+        "building the first cluster index",
+        "clustering each class",
+        "embedding",
+        "neighbour search",
+        "kNC test error",
+    ):
         assert shown in err, shown
     assert main(["--quiet", "train", *FAST, "--out", str(tmp_path / "b")]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert "kNC test error:" in captured.out      # the result itself is not progress
+    assert "kNC test error:" in captured.out  # the result itself is not progress
     assert main(["train", "--quiet", *FAST, "--out", str(tmp_path / "c")]) == 0
     assert capsys.readouterr().err == ""
-    assert not _progress.is_quiet()               # the command's quiet ended with it
+    assert not _progress.is_quiet()  # the command's quiet ended with it
 
 
 def test_every_command_takes_quiet():
     from magnetdml.cli import COMMANDS, _subcommand_options, build_parser
 
     parser = build_parser()
-    assert "--quiet" in parser._option_string_actions      # magnetdml --quiet COMMAND
+    assert "--quiet" in parser._option_string_actions  # magnetdml --quiet COMMAND
     for name in COMMANDS:
         assert "--quiet" in _subcommand_options(parser, name), name

@@ -43,13 +43,13 @@ def test_checkpoint_round_trip_and_history(tmp_path):
 
 def test_reopening_unfinished_run_needs_same_config_and_finished_run_is_protected(tmp_path):
     run = opened(tmp_path / "run", {"a": 1})
-    opened(tmp_path / "run", {"a": 1})          # resume: fine
+    opened(tmp_path / "run", {"a": 1})  # resume: fine
     # nothing trained yet (a run that failed to start): a corrected config takes over
     assert opened(tmp_path / "run", {"a": 3}).path == run.path
     run.save_checkpoint({"epoch": 1})
     with pytest.raises(ValueError, match="unfinished run with a different config"):
         opened(tmp_path / "run", {"a": 2})
-    opened(tmp_path / "run", {"a": 3})          # its own config resumes
+    opened(tmp_path / "run", {"a": 3})  # its own config resumes
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"knc_error": 0.1}))
     with pytest.raises(ValueError, match="already holds a finished run.*--overwrite"):
         opened(tmp_path / "run", {"a": 1})
@@ -59,7 +59,7 @@ def test_reopening_unfinished_run_needs_same_config_and_finished_run_is_protecte
     new.save_checkpoint({"epoch": 1})
     assert new.path == tmp_path / "run" and not (tmp_path / "run" / "metrics.json").exists()
     assert json.loads((tmp_path / "run" / "config.json").read_text())["a"] == 2
-    new.close()             # the end of the run: the staging name (a link until then) goes
+    new.close()  # the end of the run: the staging name (a link until then) goes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
@@ -84,9 +84,9 @@ def test_a_torn_last_history_line_is_dropped_and_a_bad_middle_line_named(tmp_pat
     for epoch in (1, 2):
         run.append_history({"epoch": epoch})
     with open(run.path / "metrics.jsonl", "a") as handle:
-        handle.write('{"epoch": 3, "lo')                 # killed while appending
+        handle.write('{"epoch": 3, "lo')  # killed while appending
     assert [r["epoch"] for r in run.read_history()] == [1, 2]
-    run.truncate_history(2)                              # what a resume does: it works
+    run.truncate_history(2)  # what a resume does: it works
     assert [r["epoch"] for r in run.read_history()] == [1, 2]
     (run.path / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl' line 2 is not JSON"):
@@ -95,13 +95,13 @@ def test_a_torn_last_history_line_is_dropped_and_a_bad_middle_line_named(tmp_pat
 
 def test_opening_cleans_what_a_kill_left(tmp_path):
     run = opened(tmp_path / "run", {"a": 1})
-    run.append_history({"epoch": 1})            # killed before the first checkpoint
+    run.append_history({"epoch": 1})  # killed before the first checkpoint
     (run.path / ".checkpoint.pt.abc.tmp").write_bytes(b"half")
     opened(tmp_path / "run", {"a": 1})
     assert run.read_history() == [] and not list(run.path.glob(".*.tmp"))
     run.save_checkpoint({"epoch": 1})
     run.append_history({"epoch": 1})
-    opened(tmp_path / "run", {"a": 1})     # with a checkpoint the history stays
+    opened(tmp_path / "run", {"a": 1})  # with a checkpoint the history stays
     assert [r["epoch"] for r in run.read_history()] == [1]
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file, not a folder"):
@@ -115,11 +115,12 @@ def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
     import stat
 
     from magnetdml.training.run_dir import FILE_MODE
+
     run = opened(tmp_path / "run", {"a": 1})
     run.save_checkpoint({"epoch": 1})
     mask = os.umask(0)
     os.umask(mask)
-    assert FILE_MODE == 0o666 & ~mask            # as open() would create them, not 0600
+    assert FILE_MODE == 0o666 & ~mask  # as open() would create them, not 0600
     for name in ("config.json", "checkpoint.pt"):
         assert stat.S_IMODE(os.stat(run.path / name).st_mode) == FILE_MODE
 
@@ -134,11 +135,11 @@ def test_an_unfinished_run_written_before_a_field_existed_resumes(tmp_path):
 
     config = asdict(Config())
     RunDir.open(tmp_path / "run", config)
-    (tmp_path / "run" / CHECKPOINT).write_bytes(b"x")        # something was trained
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"x")  # something was trained
     saved = json.loads((tmp_path / "run" / CONFIG).read_text())
     del saved["loss"]["options"], saved["loss"]["parameter_lr"]
     (tmp_path / "run" / CONFIG).write_text(json.dumps(saved))
-    RunDir.open(tmp_path / "run", config)                     # resumes: no error
+    RunDir.open(tmp_path / "run", config)  # resumes: no error
     other = {**config, "loss": {**config["loss"], "alpha": 3.0}}
     with pytest.raises(ValueError, match="holds an unfinished run with a different config"):
         RunDir.open(tmp_path / "run", other)

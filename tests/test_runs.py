@@ -11,8 +11,14 @@ from magnetdml.evaluation import UNSEEN_METRICS
 from magnetdml.training import Config, apply_overrides, train
 from magnetdml.training.runs import EVALUATION, evaluate_run, load_run
 
-FAST = {"train.epochs": 2, "train.iterations_per_epoch": 4, "train.threads": 1,
-        "eval.plots": False, "sampler.classes_per_batch": 8, "sampler.examples_per_class": 6}
+FAST = {
+    "train.epochs": 2,
+    "train.iterations_per_epoch": 4,
+    "train.threads": 1,
+    "eval.plots": False,
+    "sampler.classes_per_batch": 8,
+    "sampler.examples_per_class": 6,
+}
 
 
 def _train(path, **overrides):
@@ -28,9 +34,16 @@ def magnet_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def softmax_unseen_run(tmp_path_factory):
     """A loss without a cluster index, on data with a validation and an unseen split."""
-    return _train(tmp_path_factory.mktemp("runs") / "softmax", **{
-        "loss.name": "softmax", "data.unseen_classes": 0.3, "data.val_fraction": 0.2,
-        "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8})
+    return _train(
+        tmp_path_factory.mktemp("runs") / "softmax",
+        **{
+            "loss.name": "softmax",
+            "data.unseen_classes": 0.3,
+            "data.val_fraction": 0.2,
+            "sampler.classes_per_batch": 6,
+            "sampler.examples_per_class": 8,
+        },
+    )
 
 
 def test_evaluate_reproduces_every_test_metric_of_metrics_json(magnet_run):
@@ -50,17 +63,16 @@ def test_evaluate_reproduces_every_test_metric_of_metrics_json(magnet_run):
 
 def test_knc_error_matches_a_brute_force_nearest_cluster_vote(magnet_run):
     run = load_run(magnet_run.run_dir)
-    queries = run.embed(run.splits.test).astype(np.float64)                  # (N, E)
-    centres = run.index.centroids_.astype(np.float64)                         # (C, E)
+    queries = run.embed(run.splits.test).astype(np.float64)  # (N, E)
+    centres = run.index.centroids_.astype(np.float64)  # (C, E)
     wrong = 0
     for query, label in zip(queries, run.splits.test.labels, strict=True):
         d2 = ((centres - query) ** 2).sum(axis=1)
-        nearest = np.argsort(d2)[:run.config.eval.neighbours]
+        nearest = np.argsort(d2)[: run.config.eval.neighbours]
         votes = {}
         for j in nearest:
             c = int(run.index.centroid_labels_[j])
-            votes[c] = votes.get(c, 0.0) + np.exp(-(d2[j] - d2[nearest[0]])
-                                                  / (2 * run.sigma2))
+            votes[c] = votes.get(c, 0.0) + np.exp(-(d2[j] - d2[nearest[0]]) / (2 * run.sigma2))
         wrong += max(votes, key=lambda c: (votes[c], -c)) != label
     result = evaluate_run(run, split="test", metrics=["knc_error"], write=False)
     assert result["test"]["knc_error"] == pytest.approx(wrong / len(queries))
@@ -78,13 +90,14 @@ def test_load_run_restores_the_checkpoint(magnet_run):
 
 
 def test_metrics_filter_keeps_only_the_named_metrics(magnet_run):
-    results = evaluate_run(magnet_run.run_dir, split="test", metrics=["map_at_r", "knc_error"],
-                           write=False)
+    results = evaluate_run(
+        magnet_run.run_dir, split="test", metrics=["map_at_r", "knc_error"], write=False
+    )
     assert list(results["test"]) == ["map_at_r", "knc_error"]
 
 
 def test_val_and_unseen_splits_and_losses_without_an_index(softmax_unseen_run):
-    results = evaluate_run(softmax_unseen_run.run_dir)            # split="all"
+    results = evaluate_run(softmax_unseen_run.run_dir)  # split="all"
     summary = softmax_unseen_run.summary
     assert list(results) == ["test", "val", "unseen"]
     assert results["val"].keys() == results["test"].keys()
@@ -104,8 +117,10 @@ def test_a_run_whose_index_clusters_older_embeddings_is_scored_as_training_did(t
     run = load_run(result.run_dir)
     assert run.index_iteration == 0 < run.iteration
     scores = evaluate_run(run, split="test", metrics=["knc_error", "knn_error"], write=False)
-    assert scores["test"] == {"knc_error": result.summary["knc_error"],
-                              "knn_error": result.summary["knn_error"]}
+    assert scores["test"] == {
+        "knc_error": result.summary["knc_error"],
+        "knn_error": result.summary["knn_error"],
+    }
     labels = run.splits.test.labels
     assert np.mean(run.predict(run.splits.test) != labels) == result.summary["knc_error"]
 
@@ -125,8 +140,20 @@ def test_errors_name_the_problem(tmp_path, magnet_run):
 
 
 def test_cli_prints_a_table_beside_the_recorded_values(magnet_run, capsys):
-    assert main(["evaluate", str(magnet_run.run_dir), "--split", "test",
-                 "--metrics", "knc_error,knn_error", "--no-write"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(magnet_run.run_dir),
+                "--split",
+                "test",
+                "--metrics",
+                "knc_error,knn_error",
+                "--no-write",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     expected = f"{100 * magnet_run.summary['knc_error']:.2f}%"
     line = next(line for line in out.splitlines() if line.startswith("knc_error"))

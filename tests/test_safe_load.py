@@ -14,8 +14,14 @@ from magnetdml.cli import main
 from magnetdml.training import Config, apply_overrides, train
 from magnetdml.training.safe_load import load_state
 
-FAST = {"train.epochs": 1, "train.iterations_per_epoch": 3, "train.threads": 1,
-        "eval.plots": False, "sampler.classes_per_batch": 8, "sampler.examples_per_class": 6}
+FAST = {
+    "train.epochs": 1,
+    "train.iterations_per_epoch": 3,
+    "train.threads": 1,
+    "eval.plots": False,
+    "sampler.classes_per_batch": 8,
+    "sampler.examples_per_class": 6,
+}
 
 
 class _RunsAShellCommand:
@@ -48,7 +54,7 @@ def test_a_crafted_checkpoint_is_refused_by_evaluate_and_resume(tmp_path, capsys
     assert main(["evaluate", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "checkpoint.pt' holds objects other than tensors" in err
-    (run / "metrics.json").unlink()                        # an unfinished run: resume reads it
+    (run / "metrics.json").unlink()  # an unfinished run: resume reads it
     with pytest.raises(ValueError, match="holds objects other than tensors, numpy arrays"):
         train(config, progress=False)
     assert not marker.exists()
@@ -57,14 +63,12 @@ def test_a_crafted_checkpoint_is_refused_by_evaluate_and_resume(tmp_path, capsys
 def test_a_poisoned_shared_warm_start_is_retrained_not_run(tmp_path):
     cache = tmp_path / "cache"
     warm = {**FAST, "train.warm_start_epochs": 1, "train.warm_start_cache": str(cache)}
-    first = train(apply_overrides(Config(), {**warm, "out": str(tmp_path / "a")}),
-                  progress=False)
+    first = train(apply_overrides(Config(), {**warm, "out": str(tmp_path / "a")}), progress=False)
     (stored,) = cache.glob("*.pt")
     marker = tmp_path / "pwned"
     _poison(stored, marker)
-    second = train(apply_overrides(Config(), {**warm, "out": str(tmp_path / "b")}),
-                   progress=False)
+    second = train(apply_overrides(Config(), {**warm, "out": str(tmp_path / "b")}), progress=False)
     assert not marker.exists() and second.summary["warm_start_loaded"] is False
-    assert second.summary["knc_error"] == first.summary["knc_error"]   # the same warm start
-    assert "key" in load_state(stored)                                 # rewritten, readable
+    assert second.summary["knc_error"] == first.summary["knc_error"]  # the same warm start
+    assert "key" in load_state(stored)  # rewritten, readable
     shutil.rmtree(cache)

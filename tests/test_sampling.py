@@ -39,7 +39,7 @@ def test_batch_layout_seed_first_then_nearest_impostors():
         assert (index.centroid_labels_[order[1:]] != index.centroid_labels_[seed]).all()
         for b in range(5):  # no repeats inside a block unless the cluster is too small
             size = index.cluster_sizes_[order[b]]
-            assert len(set(batch[4 * b:4 * b + 4])) == min(4, size)
+            assert len(set(batch[4 * b : 4 * b + 4])) == min(4, size)
     assert sampler.stats()["batches"] == len(sampler)
 
 
@@ -60,7 +60,7 @@ def test_seeded_streams_are_reproducible_and_differ_across_seeds():
     b = [b for _ in range(2) for b in NeighbourhoodSampler(index, 4, 3, seed=5)]
     c = list(NeighbourhoodSampler(index, 4, 3, seed=6))
     assert a == b
-    assert a[:len(c)] != c
+    assert a[: len(c)] != c
     # a second epoch continues the stream rather than repeating it
     sampler = NeighbourhoodSampler(index, 4, 3, seed=5)
     assert list(sampler) != list(sampler)
@@ -93,11 +93,11 @@ def test_zero_loss_clusters_are_never_seeded_but_unmeasured_ones_are():
         sampler.update_losses(members, np.full(members.size, value))
     weights = sampler.cluster_weights()
     assert (weights[zero] == 0).all()
-    assert weights[2 * c // 3:] == pytest.approx(1.0)  # prior: mean of measured means
+    assert weights[2 * c // 3 :] == pytest.approx(1.0)  # prior: mean of measured means
     list(sampler)
     seeded = sampler.stats()["seed_counts"]
     assert seeded[zero].sum() == 0
-    assert (seeded[2 * c // 3:] > 0).all()
+    assert (seeded[2 * c // 3 :] > 0).all()
     # every measured loss 0: uniform
     sampler.update_losses(np.arange(index.assignments_.size), np.zeros(index.assignments_.size))
     sampler.reset_stats()
@@ -113,7 +113,7 @@ def test_replacement_only_for_small_clusters_and_counted():
     expected = 0
     for batch in sampler:
         for b, cluster in enumerate(blocks(index, batch, 4)):
-            block = batch[4 * b:4 * b + 4]
+            block = batch[4 * b : 4 * b + 4]
             if cluster in small:
                 expected += 1
                 assert set(block) == set(index.members(cluster).tolist())  # all members used
@@ -144,8 +144,9 @@ def test_update_losses_handles_duplicates_and_tracks_cluster_means():
         for i, value in zip(idx.tolist(), loss.tolist(), strict=True):
             per_index.setdefault(i, []).append(value)
         cache.update({i: sum(v) / len(v) for i, v in per_index.items()})
-        sampler.update_losses(torch.from_numpy(idx) if step % 2 else idx,
-                              torch.from_numpy(loss) if step % 2 else loss)
+        sampler.update_losses(
+            torch.from_numpy(idx) if step % 2 else idx, torch.from_numpy(loss) if step % 2 else loss
+        )
     means = brute_force_cluster_means(index, cache)
     weights = sampler.cluster_weights()
     prior = np.mean(list(means.values()))
@@ -221,8 +222,11 @@ def test_errors_name_the_parameter_and_the_fix():
         NeighbourhoodSampler(index, 4, 1)
     with pytest.raises(ValueError, match="clusters_per_batch must be >= 2"):
         NeighbourhoodSampler(index, 1, 4)
-    with pytest.raises(ValueError, match=r"needs 16 impostor clusters.*class 0 has only 15"
-                                         r".*clusters_per_batch to <= 16"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs 16 impostor clusters.*class 0 has only 15"
+        r".*clusters_per_batch to <= 16",
+    ):
         NeighbourhoodSampler(index, 17, 2)
     with pytest.raises(ValueError, match="rank must be < num_replicas"):
         NeighbourhoodSampler(index, 4, 2, num_replicas=2, rank=2)
@@ -252,8 +256,9 @@ def test_random_impostors_are_distinct_clusters_of_other_classes_drawn_uniformly
     """The ablation: M - 1 distinct impostor clusters of other classes, uniformly (every
     impostor cluster about equally often), where the paper's sampler takes the nearest."""
     index = make_index(n_classes=6, k=3)
-    sampler = NeighbourhoodSampler(index, clusters_per_batch=5, examples_per_cluster=2, seed=3,
-                                   impostors="random")
+    sampler = NeighbourhoodSampler(
+        index, clusters_per_batch=5, examples_per_cluster=2, seed=3, impostors="random"
+    )
     counts = np.zeros(index.n_clusters_)
     not_nearest = 0
     for _ in range(600):
@@ -285,8 +290,11 @@ def test_distinct_seed_clusters_survive_a_refresh_until_the_stats_are_reset():
         sampler.next_batch()
     before = sampler.stats()["distinct_seed_clusters"]
     assert before == int((sampler.stats()["seed_counts"] > 0).sum()) > 0
-    sampler.set_index(index.refresh(index.centroids_[index.assignments_],
-                                    index.centroid_labels_[index.assignments_]))
+    sampler.set_index(
+        index.refresh(
+            index.centroids_[index.assignments_], index.centroid_labels_[index.assignments_]
+        )
+    )
     assert sampler.stats()["distinct_seed_clusters"] == before
     sampler.next_batch()
     assert sampler.stats()["distinct_seed_clusters"] == before + 1

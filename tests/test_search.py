@@ -317,7 +317,7 @@ def test_a_broken_base_config_stops_the_search_with_its_error(tmp_path):
 def test_jobs_workers_fill_one_study_without_overshooting(tmp_path):
     base = apply_overrides(Config(), TINY)
     result = search(base, tmp_path / "s", trials=3, jobs=2, **QUIET)
-    assert len(result.trials) == 3                   # the lock keeps the count exact
+    assert len(result.trials) == 3  # the lock keeps the count exact
     assert len({r["run_dir"] for r in result.trials}) == 3
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         search(base, tmp_path / "t", trials=1, jobs=0)

@@ -18,9 +18,15 @@ from magnetdml.training.config import Config
 from magnetdml.training.distributed import Distributed
 from magnetdml.training.trainer import Trainer
 
-SHORT = {"train.threads": 1, "train.epochs": 2, "train.iterations_per_epoch": 4,
-         "model.embedding_dim": 16, "index.clusters_per_class": 2, "eval.plots": False,
-         "sampler.classes_per_batch": 5}   # digits has 10 classes
+SHORT = {
+    "train.threads": 1,
+    "train.epochs": 2,
+    "train.iterations_per_epoch": 4,
+    "model.embedding_dim": 16,
+    "index.clusters_per_class": 2,
+    "eval.plots": False,
+    "sampler.classes_per_batch": 5,
+}  # digits has 10 classes
 
 
 def _config(out, **overrides) -> Config:
@@ -37,9 +43,14 @@ def _model(run_dir) -> dict:
 
 def _scores(summary: dict) -> dict:
     """Everything but wall-clock fields and the folder name."""
-    drop = {"run_dir", "train_seconds", "refresh_seconds", "initial_index_seconds",
-            "warm_start_seconds",
-            "images_per_second"}
+    drop = {
+        "run_dir",
+        "train_seconds",
+        "refresh_seconds",
+        "initial_index_seconds",
+        "warm_start_seconds",
+        "images_per_second",
+    }
     return {k: v for k, v in summary.items() if k not in drop}
 
 
@@ -50,23 +61,33 @@ def test_default_cli_job_writes_the_run_folder_and_reaches_three_percent(tmp_pat
     printed = capsys.readouterr().out
     assert "kNC test error:" in printed and f"run folder: {out}" in printed
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "metrics.jsonl", "metrics.csv", "checkpoint.pt", "metrics.json",
-            "loss_curve.png", "tsne_initial.png", "tsne_final.png"} <= names
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "checkpoint.pt",
+        "metrics.json",
+        "loss_curve.png",
+        "tsne_initial.png",
+        "tsne_final.png",
+    } <= names
     summary = json.loads((out / "metrics.json").read_text())
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == list(range(1, 31))
-    assert history[-1]["refreshes"] == 31     # the initial fit + one after every epoch
+    assert history[-1]["refreshes"] == 31  # the initial fit + one after every epoch
     assert summary["knc_error"] < 0.03, summary["knc_error"]
     assert f"{100 * summary['knc_error']:.2f}%" in printed
 
 
-@pytest.mark.parametrize("overrides", [
-    {},
-    # uniform batches and the classifier the warm start hands over resume bit for bit too
-    {"loss.name": "softmax", "train.warm_start_epochs": 1},
-])
-def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeypatch,
-                                                               overrides):
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        # uniform batches and the classifier the warm start hands over resume bit for bit too
+        {"loss.name": "softmax", "train.warm_start_epochs": 1},
+    ],
+)
+def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeypatch, overrides):
     straight = train(_config(tmp_path / "straight", **overrides), progress=False)
 
     original = Trainer.step
@@ -89,10 +110,13 @@ def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeyp
     for name, value in _model(tmp_path / "straight").items():
         torch.testing.assert_close(_model(tmp_path / "resumed")[name], value, rtol=0, atol=0)
     for name, value in _checkpoint(tmp_path / "straight")["loss"].items():
-        torch.testing.assert_close(_checkpoint(tmp_path / "resumed")["loss"][name], value,
-                                   rtol=0, atol=0)
-    epochs = [json.loads(line)["epoch"]
-              for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+        torch.testing.assert_close(
+            _checkpoint(tmp_path / "resumed")["loss"][name], value, rtol=0, atol=0
+        )
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert epochs == [1, 2]
 
 
@@ -134,17 +158,20 @@ def test_knc_uses_the_lengthscale_of_the_temperature(tmp_path):
     index, lengthscale = knc.index_, knc.lengthscale_
     assert run.config.loss.scale == 4.0 and lengthscale == pytest.approx(run.sigma2 / 4.0)
     test = run.splits.test
-    predicted = KNearestClusters(neighbours=128).fit(index, run.sigma2 / 4.0).predict(
-        run.embed(test))
+    predicted = (
+        KNearestClusters(neighbours=128).fit(index, run.sigma2 / 4.0).predict(run.embed(test))
+    )
     assert summary["knc_error"] == float(np.mean(predicted != test.labels))
-    assert evaluate_run(run, split="test", metrics=["knc_error"], write=False)["test"] == \
-        {"knc_error": summary["knc_error"]}
+    assert evaluate_run(run, split="test", metrics=["knc_error"], write=False)["test"] == {
+        "knc_error": summary["knc_error"]
+    }
 
 
 @pytest.mark.parametrize("loss", LOSSES.names())
 def test_every_registered_loss_trains_an_epoch(tmp_path, loss):
-    summary = train(_config(tmp_path / loss, **{"loss.name": loss, "train.epochs": 1}),
-                    progress=False).summary
+    summary = train(
+        _config(tmp_path / loss, **{"loss.name": loss, "train.epochs": 1}), progress=False
+    ).summary
     assert summary["loss"] == loss and summary["iterations"] == 4
     assert 0.0 <= summary["knc_error"] <= 1.0 and 0.0 <= summary["knn_error"] <= 1.0
     assert summary["images_per_second"] > 0
@@ -174,8 +201,7 @@ def test_cli_refuses_abbreviated_flags(capsys):
     assert "unrecognized arguments: --train.epoch 3" in capsys.readouterr().err
 
 
-def test_background_refresh_is_deterministic_and_resumes_to_the_same_model(tmp_path,
-                                                                           monkeypatch):
+def test_background_refresh_is_deterministic_and_resumes_to_the_same_model(tmp_path, monkeypatch):
     """index.refresh_lag: the epoch-end refresh embeds a weight snapshot on a thread and takes
     effect 3 iterations later, whatever the machine's speed; a crash while it is pending (the
     checkpoint holds the snapshot) resumes to the bitwise-identical model."""
@@ -185,14 +211,14 @@ def test_background_refresh_is_deterministic_and_resumes_to_the_same_model(tmp_p
     for name, value in _model(tmp_path / "a").items():
         torch.testing.assert_close(_model(tmp_path / "b")[name], value, rtol=0, atol=0)
     assert _scores(first.summary) == _scores(second.summary)
-    assert first.summary["refreshes"] == 1 + SHORT["train.epochs"]   # initial + every epoch
+    assert first.summary["refreshes"] == 1 + SHORT["train.epochs"]  # initial + every epoch
     saved = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     assert saved["pending_refresh"]["apply_at"] == saved["iteration"] + 3
 
     original = Trainer.step
 
     def crash_in_second_epoch(self, batch):
-        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:   # refresh still pending
+        if self.iteration == SHORT["train.iterations_per_epoch"] + 1:  # refresh still pending
             raise KeyboardInterrupt
         return original(self, batch)
 
@@ -220,35 +246,40 @@ def test_the_final_index_is_built_after_the_training_time_is_taken(tmp_path, mon
     monkeypatch.setattr(Trainer, "refresh_index", spy)
     summary = train(_config(tmp_path, **{"index.refresh_lag": lag}), progress=False).summary
     initial, after_epoch_1, final = seen
-    assert initial == 0.0 and after_epoch_1 == 0.0     # epoch 1's time is added after its refresh
-    assert final == summary["train_seconds"] > 0.0     # all training time was taken before it
+    assert initial == 0.0 and after_epoch_1 == 0.0  # epoch 1's time is added after its refresh
+    assert final == summary["train_seconds"] > 0.0  # all training time was taken before it
 
 
 def test_a_loss_that_normalises_inside_is_evaluated_on_unit_vectors(tmp_path):
     """Triplet trains only directions (it L2-normalises inside): its model normalises its
     output, so kNN / kNC / exports never see the untrained norm; Magnet's does not."""
+
     def norms(**overrides):
-        out = tmp_path / str(len(list(tmp_path.iterdir())))       # a fresh folder each
+        out = tmp_path / str(len(list(tmp_path.iterdir())))  # a fresh folder each
         t = Trainer(_config(out, **overrides).validate(), Distributed.setup("cpu"))
         return np.linalg.norm(t.embed(t.splits.test), axis=1)
 
     np.testing.assert_allclose(norms(**{"loss.name": "triplet"}), 1.0, atol=1e-5)
     assert np.ptp(norms(**{"loss.name": "triplet", "loss.normalize": False})) > 0.1
     assert np.ptp(norms(**{"loss.name": "magnet"})) > 0.1
-    np.testing.assert_allclose(norms(**{"loss.name": "magnet", "model.normalize": True}), 1.0,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        norms(**{"loss.name": "magnet", "model.normalize": True}), 1.0, atol=1e-5
+    )
 
 
 def test_normalising_the_output_leaves_triplet_training_unchanged(tmp_path):
     """The loss's gradient is the same whether the model or only the loss normalises, and the
     softmax warm start trains on the head's raw output either way."""
+
     def trainer(model_normalize: bool) -> Trainer:
-        config = _config(tmp_path / str(model_normalize), **{"loss.name": "triplet",
-                                              "model.normalize": model_normalize})
+        config = _config(
+            tmp_path / str(model_normalize),
+            **{"loss.name": "triplet", "model.normalize": model_normalize},
+        )
         return Trainer(config.validate(), Distributed.setup("cpu"))
 
     plain, normalised = trainer(False), trainer(True)
-    plain.model.normalize = False                       # what the model did before the fix
+    plain.model.normalize = False  # what the model did before the fix
     assert normalised.model.normalize
     normalised.model.load_state_dict(plain.model.state_dict())
     x, y = plain.splits.train.get_batch(np.arange(40))
@@ -261,6 +292,7 @@ def test_normalising_the_output_leaves_triplet_training_unchanged(tmp_path):
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
     from magnetdml.training.warm_start import warm_start
+
     for t in (plain, normalised):
         torch.manual_seed(0)
         warm_start(t, 1)
@@ -268,9 +300,24 @@ def test_normalising_the_output_leaves_triplet_training_unchanged(tmp_path):
 
 
 def test_a_diverging_run_says_so_in_one_line(tmp_path, capsys):
-    code = main(["train", "--out", str(tmp_path / "run"), "--quiet", "--train.lr", "1e12",
-                 "--train.threads", "1", "--epochs", "3", "--train.iterations_per_epoch", "20",
-                 "--eval.plots", "false"])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+            "--train.lr",
+            "1e12",
+            "--train.threads",
+            "1",
+            "--epochs",
+            "3",
+            "--train.iterations_per_epoch",
+            "20",
+            "--eval.plots",
+            "false",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "diverged" in err and "lower train.lr" in err
@@ -279,6 +326,7 @@ def test_a_diverging_run_says_so_in_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("scale", [1e19, 1e30])
 def test_huge_finite_embeddings_are_refused_before_faiss(scale):
     from magnetdml import ClusterIndex, evaluate
+
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((40, 8)) * scale).astype(np.float64)
     y = np.repeat(np.arange(4), 10)

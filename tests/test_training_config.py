@@ -20,8 +20,18 @@ def parse(argv):
 
 
 def test_flags_set_typed_fields():
-    config = parse(["--loss.alpha", "2.5", "--train.epochs", "3", "--model.normalize", "true",
-                    "--data.data_dir", "/tmp/x"])
+    config = parse(
+        [
+            "--loss.alpha",
+            "2.5",
+            "--train.epochs",
+            "3",
+            "--model.normalize",
+            "true",
+            "--data.data_dir",
+            "/tmp/x",
+        ]
+    )
     assert config.loss.alpha == 2.5 and config.train.epochs == 3
     assert config.model.normalize is True and config.data.data_dir == "/tmp/x"
 
@@ -41,25 +51,34 @@ def test_dict_round_trip_through_json(tmp_path):
     assert config_from_dict(config_to_dict(config)) == config
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--sampler.examples_per_cluster", "1"],
-     r"sampler.examples_per_cluster must be >= 2 \(the variance needs two points"),
-    (["--train.lr", "-1"], r"train.lr must be > 0.0; got -1.0"),
-    (["--train.epochs", "many"], r"train.epochs must be of type int; got 'many'"),
-    (["--loss.name", "magnett"], r"loss.name: unknown loss 'magnett'; did you mean 'magnet'"),
-    (["--model.normalize", "maybe"], r"model.normalize must be of type bool"),
-    (["--train.device", "gpu"], r"train.device must be 'cpu', 'cuda'"),
-    (["--loss.scale", "0"], r"loss.scale must be > 0.0 \(the inverse temperature multiplies "
-                            r"the distances; 1 is paper eq. 5\); got 0.0"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (
+            ["--sampler.examples_per_cluster", "1"],
+            r"sampler.examples_per_cluster must be >= 2 \(the variance needs two points",
+        ),
+        (["--train.lr", "-1"], r"train.lr must be > 0.0; got -1.0"),
+        (["--train.epochs", "many"], r"train.epochs must be of type int; got 'many'"),
+        (["--loss.name", "magnett"], r"loss.name: unknown loss 'magnett'; did you mean 'magnet'"),
+        (["--model.normalize", "maybe"], r"model.normalize must be of type bool"),
+        (["--train.device", "gpu"], r"train.device must be 'cpu', 'cuda'"),
+        (
+            ["--loss.scale", "0"],
+            r"loss.scale must be > 0.0 \(the inverse temperature multiplies "
+            r"the distances; 1 is paper eq. 5\); got 0.0",
+        ),
+    ],
+)
 def test_bad_values_name_field_rule_and_value(argv, match):
     with pytest.raises(ValueError, match=match):
         parse(argv)
 
 
 def test_unknown_fields_and_sections_list_the_valid_ones(tmp_path):
-    with pytest.raises(ValueError, match="unknown config field 'loss.alfa'; fields of loss: "
-                                         "name, alpha, scale"):
+    with pytest.raises(
+        ValueError, match="unknown config field 'loss.alfa'; fields of loss: name, alpha, scale"
+    ):
         apply_overrides(Config(), {"loss.alfa": 1})
     path = tmp_path / "bad.json"
     path.write_text('{"optim": {"lr": 1}}')
@@ -74,8 +93,13 @@ def test_help_lists_every_field_with_its_default():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     text = parser.format_help()
-    for flag in ("--loss.alpha", "--index.clusters_per_class", "--train.lr_decay",
-                 "--sampler.clusters_per_batch", "--eval.neighbours"):
+    for flag in (
+        "--loss.alpha",
+        "--index.clusters_per_class",
+        "--train.lr_decay",
+        "--sampler.clusters_per_batch",
+        "--eval.neighbours",
+    ):
         assert flag in text
     assert "(default: 1.0)" in text and "(default: 128)" in text
 
@@ -93,18 +117,22 @@ def test_data_options_are_parsed_as_a_yaml_mapping():
 
 def test_help_shows_each_fields_description_valid_values_and_default_once(capsys):
     from magnetdml.cli import main
+
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None) (default: None)" not in text and "(default: None)" in text
     assert "--train.patience INT > 0: stop once the validation error" in text
-    assert ("--loss.name STR a loss of magnetdml.losses.LOSSES, or pml:CLASSNAME "
-            "(pytorch-metric-learning); one of: cluster_nca,") in text
+    assert (
+        "--loss.name STR a loss of magnetdml.losses.LOSSES, or pml:CLASSNAME "
+        "(pytorch-metric-learning); one of: cluster_nca,"
+    ) in text
     assert "--sampler.impostors STR" in text and "one of: nearest, random" in text
     assert "(default: 'magnet')" in text and text.count("(default: 'magnet')") == 1
     # every config field is described
     from magnetdml.training.config import SECTIONS, Config
     from magnetdml.training.config_io import field_comments
+
     for section in SECTIONS:
         value = getattr(Config(), section)
         described = field_comments(type(value))
@@ -115,6 +143,7 @@ def test_help_shows_each_fields_description_valid_values_and_default_once(capsys
 def test_version_flag(capsys):
     import magnetdml
     from magnetdml.cli import main
+
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0

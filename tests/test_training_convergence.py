@@ -12,9 +12,17 @@ from magnetdml.training.config import Config
 from magnetdml.training.distributed import Distributed
 from magnetdml.training.trainer import Trainer
 
-SHORT = {"train.threads": 1, "train.epochs": 2, "train.iterations_per_epoch": 4,
-         "model.embedding_dim": 16, "index.clusters_per_class": 2, "eval.plots": False,
-         "sampler.classes_per_batch": 5, "eval.every": 0, "data.val_fraction": 0.2}
+SHORT = {
+    "train.threads": 1,
+    "train.epochs": 2,
+    "train.iterations_per_epoch": 4,
+    "model.embedding_dim": 16,
+    "index.clusters_per_class": 2,
+    "eval.plots": False,
+    "sampler.classes_per_batch": 5,
+    "eval.every": 0,
+    "data.val_fraction": 0.2,
+}
 
 
 def _config(out, **overrides) -> Config:
@@ -66,16 +74,25 @@ def test_patience_stops_and_scores_the_best_epochs_model(tmp_path, monkeypatch, 
     stops after epoch 4 (of 6) and its final scores are those of the model after epoch 2 --
     the same as a run of 2 epochs."""
     _scripted_validation(monkeypatch, [0.5, 0.3, 0.4, 0.35, 0.1, 0.1])
-    stopped = train(_config(tmp_path / "stopped", **{"train.epochs": 6, "train.patience": 2,
-                                                     "loss.name": loss}), progress=False)
+    stopped = train(
+        _config(
+            tmp_path / "stopped", **{"train.epochs": 6, "train.patience": 2, "loss.name": loss}
+        ),
+        progress=False,
+    )
     monkeypatch.undo()
     two = train(_config(tmp_path / "two", **{"loss.name": loss}), progress=False)
     history = _history(tmp_path / "stopped")
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
     assert [r["val_knn_error"] for r in history] == [0.5, 0.3, 0.4, 0.35]
     assert stopped.summary["early_stopping"] == {
-        "patience": 2, "metric": "val_knc_error" if loss == "magnet" else "val_knn_error",
-        "best_epoch": 2, "best_val_error": 0.3, "last_epoch": 4, "stopped_early": True}
+        "patience": 2,
+        "metric": "val_knc_error" if loss == "magnet" else "val_knn_error",
+        "best_epoch": 2,
+        "best_val_error": 0.3,
+        "last_epoch": 4,
+        "stopped_early": True,
+    }
     assert stopped.summary["epochs"] == 4
     for key in SCORES:
         assert stopped.summary.get(key) == two.summary.get(key), key
@@ -83,8 +100,9 @@ def test_patience_stops_and_scores_the_best_epochs_model(tmp_path, monkeypatch, 
 
 def test_a_run_that_keeps_improving_trains_every_epoch(tmp_path, monkeypatch):
     _scripted_validation(monkeypatch, [0.5, 0.4, 0.3])
-    result = train(_config(tmp_path / "run", **{"train.epochs": 3, "train.patience": 1}),
-                   progress=False)
+    result = train(
+        _config(tmp_path / "run", **{"train.epochs": 3, "train.patience": 1}), progress=False
+    )
     assert result.summary["early_stopping"]["best_epoch"] == 3
     assert result.summary["early_stopping"]["stopped_early"] is False
 
@@ -101,13 +119,17 @@ def test_validation_is_scored_for_real_every_epoch_and_resumes(tmp_path, monkeyp
         assert resumed.summary.get(key) == straight.summary.get(key), key
     assert _history(tmp_path / "resumed") == [
         {**r, "train_seconds": r2["train_seconds"]}
-        for r, r2 in zip(history, _history(tmp_path / "resumed"), strict=True)]
+        for r, r2 in zip(history, _history(tmp_path / "resumed"), strict=True)
+    ]
 
 
 def test_patience_without_a_validation_split_is_one_clear_error(tmp_path):
     config = _config(tmp_path / "run", **{"train.patience": 3, "data.val_fraction": 0.0})
-    with pytest.raises(ValueError, match=r"train.patience 3 .* no validation split; set "
-                                         r"data.val_fraction"):
+    with pytest.raises(
+        ValueError,
+        match=r"train.patience 3 .* no validation split; set "
+        r"data.val_fraction",
+    ):
         train(config, progress=False)
 
 
@@ -135,27 +157,35 @@ def test_init_from_starts_from_the_runs_weights_and_leaves_the_rng_alone(tmp_pat
 
 def test_init_from_that_does_not_fit_is_one_clear_error(tmp_path):
     pretrained = train(_config(tmp_path / "pre"), progress=False)
-    with pytest.raises(ValueError, match=r"does not fit this model \(head.weight is \(16, "
-                                         r".* there, \(8, .* here.*same model.backbone"):
-        train(_config(tmp_path / "b", **{"model.init_from": str(pretrained.run_dir),
-                                         "model.embedding_dim": 8}), progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit this model \(head.weight is \(16, "
+        r".* there, \(8, .* here.*same model.backbone",
+    ):
+        train(
+            _config(
+                tmp_path / "b",
+                **{"model.init_from": str(pretrained.run_dir), "model.embedding_dim": 8},
+            ),
+            progress=False,
+        )
     with pytest.raises(FileNotFoundError, match="is not a run folder with a checkpoint.pt"):
-        train(_config(tmp_path / "c", **{"model.init_from": str(tmp_path / "nowhere")}),
-              progress=False)
+        train(
+            _config(tmp_path / "c", **{"model.init_from": str(tmp_path / "nowhere")}),
+            progress=False,
+        )
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="model.init_from: .* cannot be read as a checkpoint"):
         train(_config(tmp_path / "d", **{"model.init_from": str(broken)}), progress=False)
     # none of the refused runs left a folder that blocks the corrected command
-    train(_config(tmp_path / "b", **{"model.init_from": str(pretrained.run_dir)}),
-          progress=False)
+    train(_config(tmp_path / "b", **{"model.init_from": str(pretrained.run_dir)}), progress=False)
 
 
 def test_the_saved_checkpoint_is_the_best_epochs_model(tmp_path, monkeypatch):
     """``magnetdml evaluate`` loads the checkpoint: it must hold the model that was scored."""
     _scripted_validation(monkeypatch, [0.5, 0.3, 0.4, 0.35])
-    train(_config(tmp_path / "stopped", **{"train.epochs": 4, "train.patience": 2}),
-          progress=False)
+    train(_config(tmp_path / "stopped", **{"train.epochs": 4, "train.patience": 2}), progress=False)
     monkeypatch.undo()
     train(_config(tmp_path / "two"), progress=False)
     for name, value in _weights(tmp_path / "two").items():
@@ -187,6 +217,7 @@ def test_a_moved_run_folder_resumes(tmp_path, monkeypatch):
 
 def test_the_summary_is_written_after_the_plots(tmp_path, monkeypatch):
     from magnetdml.training import loop
+
     seen = {}
 
     def plot(path, trainer):
@@ -211,8 +242,7 @@ def test_a_finished_run_trains_on_with_more_epochs(tmp_path):
     with pytest.raises(ValueError, match="already holds a finished run.*larger --train.epochs"):
         train(_config(tmp_path / "run", **{"train.epochs": 3}), progress=False)
     with pytest.raises(ValueError, match="already holds a finished run"):
-        train(_config(tmp_path / "run", **{"train.epochs": 6, "train.lr": 0.01}),
-              progress=False)
+        train(_config(tmp_path / "run", **{"train.epochs": 6, "train.lr": 0.01}), progress=False)
 
 
 @pytest.mark.parametrize("loss", ["triplet", "magnet"])
@@ -226,8 +256,13 @@ def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monk
     fits = []
     for name in ("fit", "refresh"):
         monkeypatch.setattr(ClusterIndex, name, _counted(getattr(ClusterIndex, name), fits))
-    overrides = {"train.epochs": 3, "train.patience": 3, "eval.every": 1, "loss.name": loss,
-                 "index.refresh_every": 8}
+    overrides = {
+        "train.epochs": 3,
+        "train.patience": 3,
+        "eval.every": 1,
+        "loss.name": loss,
+        "index.refresh_every": 8,
+    }
     cached = train(_config(tmp_path / "cached", **overrides), progress=False)
     cached_fits = len(fits)
 
@@ -242,8 +277,9 @@ def test_validation_and_test_scores_of_a_pass_share_one_index_fit(tmp_path, monk
     uncached = train(_config(tmp_path / "uncached", **overrides), progress=False)
     assert cached_fits < len(fits)
     history, other = _history(tmp_path / "cached"), _history(tmp_path / "uncached")
-    assert history == [{**r, "train_seconds": h["train_seconds"]}
-                       for r, h in zip(other, history, strict=True)]
+    assert history == [
+        {**r, "train_seconds": h["train_seconds"]} for r, h in zip(other, history, strict=True)
+    ]
     for key in SCORES:
         assert cached.summary.get(key) == uncached.summary.get(key), key
 
@@ -252,4 +288,5 @@ def _counted(method, calls):
     def counted(self, *args, **kwargs):
         calls.append(method.__name__)
         return method(self, *args, **kwargs)
+
     return counted

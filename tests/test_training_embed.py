@@ -28,15 +28,16 @@ CASES = [
 def dataset(shape, n=45, seed=0) -> ArrayDataset:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
-    return ArrayDataset(images, rng.integers(0, 3, size=n), mean=(0.3,) * shape[0],
-                        std=(0.4,) * shape[0])
+    return ArrayDataset(
+        images, rng.integers(0, 3, size=n), mean=(0.3,) * shape[0], std=(0.4,) * shape[0]
+    )
 
 
 def model(name, shape, options) -> nn.Module:
     """In training mode, with BatchNorm statistics that are not the identity map."""
     net = build_model(name, shape, embedding_dim=6, seed=0, **options)
     net.train()
-    with torch.no_grad():   # two training-mode forwards move the running statistics
+    with torch.no_grad():  # two training-mode forwards move the running statistics
         for seed in (1, 2):
             net(torch.randn(16, *shape, generator=torch.Generator().manual_seed(seed)) * 3 + 1)
     return net
@@ -49,8 +50,9 @@ def reference(net, data, augment=None, copies=0) -> np.ndarray:
     with torch.no_grad():
         for i in range(len(data)):
             x, _ = data.get_batch([i])
-            rows.append(net(x) if augment is None
-                        else sum(net(augment(x)) for _ in range(copies)) / copies)
+            rows.append(
+                net(x) if augment is None else sum(net(augment(x)) for _ in range(copies)) / copies
+            )
     return torch.cat(rows).numpy()
 
 
@@ -61,8 +63,7 @@ def assert_same(fast: np.ndarray, ref: np.ndarray) -> None:
 
 @pytest.mark.parametrize(("name", "shape", "options"), CASES)
 @pytest.mark.parametrize("batch_size", [None, 7])
-def test_same_embeddings_as_a_plain_forward_in_dataset_order(name, shape, options,
-                                                              batch_size):
+def test_same_embeddings_as_a_plain_forward_in_dataset_order(name, shape, options, batch_size):
     data, net = dataset(shape), model(name, shape, options)
     state = copy.deepcopy(net.state_dict())
     fast = embed_dataset(net, data, device=CPU, batch_size=batch_size)
@@ -76,7 +77,7 @@ def test_same_embeddings_as_a_plain_forward_in_dataset_order(name, shape, option
 def test_test_time_augmentation_averages_the_copies():
     shape, options = (1, 28, 28), {"channels": (4, 8), "hidden": 16, "batch_norm": True}
     data, net = dataset(shape, n=10), model("small-cnn", shape, options)
-    flip = lambda x: x.flip(-1)   # noqa: E731 - deterministic, so the reference can repeat it
+    flip = lambda x: x.flip(-1)  # noqa: E731 - deterministic, so the reference can repeat it
     fast = embed_dataset(net, data, device=CPU, augment=flip, copies=3)
     assert_same(fast, reference(net, data, augment=flip, copies=3))
 
@@ -87,7 +88,8 @@ def test_background_thread_embeds_a_snapshot_like_the_main_thread():
     data, net = dataset(shape), model("cifar-cnn", shape, options)
     shadow, result = copy.deepcopy(net), {}
     thread = threading.Thread(
-        target=lambda: result.update(rows=embed_dataset(shadow, data, device=CPU)))
+        target=lambda: result.update(rows=embed_dataset(shadow, data, device=CPU))
+    )
     thread.start()
     thread.join()
     assert_same(result["rows"], reference(net, data))
@@ -118,7 +120,7 @@ def test_threads_on_idle_cores_give_the_same_array_in_order(workers, monkeypatch
     used = []
     monkeypatch.setattr(embed_module, "cpu_workers", lambda *args: used.append(1) or workers)
     shared = embed_dataset(net, data, device=CPU, batch_size=5)
-    assert used and np.array_equal(shared, alone)       # batch by batch the same computation
+    assert used and np.array_equal(shared, alone)  # batch by batch the same computation
 
 
 def test_threads_only_for_library_data_without_augmentation():
@@ -126,19 +128,20 @@ def test_threads_only_for_library_data_without_augmentation():
 
     data = as_batch_source(dataset((1, 28, 28)))
     assert cpu_workers(CPU, data, None, None) == 1 + idle_cores() // torch.get_num_threads()
-    assert cpu_workers(CPU, data, lambda x: x, None) == 1              # random draws: ordered
-    assert cpu_workers(torch.device("meta"), data, None, None) == 1    # accelerators: as is
+    assert cpu_workers(CPU, data, lambda x: x, None) == 1  # random draws: ordered
+    assert cpu_workers(torch.device("meta"), data, None, None) == 1  # accelerators: as is
     items = as_batch_source(torch.utils.data.TensorDataset(torch.zeros(4, 3)))
-    assert cpu_workers(CPU, items, None, None) == 1                    # user Dataset: as is
+    assert cpu_workers(CPU, items, None, None) == 1  # user Dataset: as is
 
 
 def test_no_extra_threads_when_the_load_leaves_no_idle_core(monkeypatch):
     from magnetdml.training import embed as embed_module
 
-    monkeypatch.setattr(embed_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
-                        raising=False)
+    monkeypatch.setattr(
+        embed_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False
+    )
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
-    assert embed_module.idle_cores() == 2                # 4 cores - 1.2 busy, rounded down
+    assert embed_module.idle_cores() == 2  # 4 cores - 1.2 busy, rounded down
     monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (12.0, 12.0, 12.0))
     assert embed_module.idle_cores() == 0

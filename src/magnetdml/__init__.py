@@ -23,16 +23,27 @@ _EXPORTS = {
     "ClusterIndex": "clustering",
     **dict.fromkeys(("DATASETS", "DatasetSplits", "RandomRescaleCrop", "load_dataset"), "data"),
     **dict.fromkeys(("KNearestClusters", "SoftKNN", "evaluate"), "evaluation"),
-    **dict.fromkeys(("LOSSES", "ClusterNCALoss", "ContrastiveLoss", "LiftedStructureLoss",
-                     "MagnetLoss", "SoftmaxLoss", "TripletLoss", "build_loss",
-                     "magnet_loss_terms"), "losses"),
+    **dict.fromkeys(
+        (
+            "LOSSES",
+            "ClusterNCALoss",
+            "ContrastiveLoss",
+            "LiftedStructureLoss",
+            "MagnetLoss",
+            "SoftmaxLoss",
+            "TripletLoss",
+            "build_loss",
+            "magnet_loss_terms",
+        ),
+        "losses",
+    ),
     **dict.fromkeys(("BACKBONES", "EmbeddingNet", "build_model"), "models"),
-    **dict.fromkeys(("ClassBalancedSampler", "NeighbourhoodSampler", "UniformSampler"),
-                    "sampling"),
-    **dict.fromkeys(("Config", "TrainResult", "train", "apply_overrides", "load_config_file"),
-                    "training"),
+    **dict.fromkeys(("ClassBalancedSampler", "NeighbourhoodSampler", "UniformSampler"), "sampling"),
+    **dict.fromkeys(
+        ("Config", "TrainResult", "train", "apply_overrides", "load_config_file"), "training"
+    ),
     "load_run": "training.runs",
-    "embed": "training.embed",          # the function (training.embed is also its module)
+    "embed": "training.embed",  # the function (training.embed is also its module)
     "MagnetTraining": "training.magnet_training",
 }
 
@@ -40,8 +51,9 @@ _EXPORTS = {
 def __getattr__(name: str):
     if name in _EXPORTS:
         import importlib
+
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value           # once: later lookups are plain attribute reads
+        globals()[name] = value  # once: later lookups are plain attribute reads
         return value
     raise AttributeError(f"module 'magnetdml' has no attribute {name!r}")
 
@@ -50,10 +62,37 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-__all__ = ["BACKBONES", "DATASETS", "LOSSES", "ClassBalancedSampler", "ClusterIndex",
-           "ClusterNCALoss", "Config", "ContrastiveLoss", "DatasetSplits", "EmbeddingNet",
-           "KNearestClusters", "LiftedStructureLoss", "MagnetLoss", "MagnetTraining",
-           "NeighbourhoodSampler",
-           "RandomRescaleCrop", "SoftKNN", "SoftmaxLoss", "TrainResult", "TripletLoss",
-           "UniformSampler", "__version__", "apply_overrides", "build_loss", "build_model", "embed",
-           "evaluate", "load_config_file", "load_dataset", "load_run", "magnet_loss_terms", "train"]
+__all__ = [
+    "BACKBONES",
+    "DATASETS",
+    "LOSSES",
+    "ClassBalancedSampler",
+    "ClusterIndex",
+    "ClusterNCALoss",
+    "Config",
+    "ContrastiveLoss",
+    "DatasetSplits",
+    "EmbeddingNet",
+    "KNearestClusters",
+    "LiftedStructureLoss",
+    "MagnetLoss",
+    "MagnetTraining",
+    "NeighbourhoodSampler",
+    "RandomRescaleCrop",
+    "SoftKNN",
+    "SoftmaxLoss",
+    "TrainResult",
+    "TripletLoss",
+    "UniformSampler",
+    "__version__",
+    "apply_overrides",
+    "build_loss",
+    "build_model",
+    "embed",
+    "evaluate",
+    "load_config_file",
+    "load_dataset",
+    "load_run",
+    "magnet_loss_terms",
+    "train",
+]

@@ -16,9 +16,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-INSTALL_HINT = ("magnetdml needs faiss (k-means and nearest-neighbour search) and none is "
-                "installed: pip install 'magnetdml[faiss]' (adds faiss-cpu), or install "
-                "faiss-gpu (e.g. conda install -c pytorch faiss-gpu)")
+INSTALL_HINT = (
+    "magnetdml needs faiss (k-means and nearest-neighbour search) and none is "
+    "installed: pip install 'magnetdml[faiss]' (adds faiss-cpu), or install "
+    "faiss-gpu (e.g. conda install -c pytorch faiss-gpu)"
+)
 
 
 def load_faiss() -> ModuleType:

@@ -23,7 +23,7 @@ def portable_path(path: str | os.PathLike, start: str | os.PathLike | None = Non
         return text
     try:
         return os.path.relpath(text, os.fspath(start) if start is not None else os.getcwd())
-    except ValueError:      # another drive (Windows): no relative path exists
+    except ValueError:  # another drive (Windows): no relative path exists
         return text
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-DELAY = 2.0   # seconds a phase lasts before its bar appears
+DELAY = 2.0  # seconds a phase lasts before its bar appears
 _state = {"quiet": False}
 
 
@@ -46,17 +46,32 @@ def phase(message: str, *, progress: bool = True) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
-def bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
-        unit: str = "it", progress: bool = True, leave: bool = False,
-        delay: float | None = None) -> Any:
+def bar(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    progress: bool = True,
+    leave: bool = False,
+    delay: float | None = None,
+) -> Any:
     """A tqdm bar on stderr that appears after ``delay`` seconds (default :data:`DELAY`; 0:
     at once); disabled
     when quiet or not ``progress``. Use it as tqdm: iterate, or ``update(n)`` and ``close()``."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave,
-                delay=DELAY if delay is None else delay,
-                disable=not enabled(progress), dynamic_ncols=True, file=sys.stderr)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=leave,
+        delay=DELAY if delay is None else delay,
+        disable=not enabled(progress),
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
 
 
 @contextmanager
@@ -74,6 +89,7 @@ def scope(progress: bool) -> Iterator[None]:
 def honours_progress(function: Callable) -> Callable:
     """Run ``function(..., progress=P)`` inside :func:`scope` ``(P)``, with ``P`` false when
     the process is quiet."""
+
     @functools.wraps(function)
     def wrapper(*args, progress: bool = True, **kwargs):
         with scope(progress):

@@ -24,21 +24,29 @@ def _describe(value: Any) -> str:
 def check_int(name: str, value: Any, *, minimum: int | None = None, fix: str = "") -> int:
     """Return ``value`` as ``int`` or raise naming ``name``, the rule and the value."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {_describe(value)} "
-                        f"of type {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be an integer; got {_describe(value)} of type {type(value).__name__}"
+        )
     if minimum is not None and value < minimum:
         hint = f" ({fix})" if fix else ""
         raise ValueError(f"{name} must be >= {minimum}{hint}; got {value}")
     return int(value)
 
 
-def check_float(name: str, value: Any, *, minimum: float | None = None,
-                strict_minimum: float | None = None, maximum: float | None = None,
-                fix: str = "") -> float:
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    strict_minimum: float | None = None,
+    maximum: float | None = None,
+    fix: str = "",
+) -> float:
     """Return ``value`` as a finite ``float`` within the bounds, or raise naming the rule."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {_describe(value)} "
-                        f"of type {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a real number; got {_describe(value)} of type {type(value).__name__}"
+        )
     value = float(value)
     hint = f" ({fix})" if fix else ""
     if not np.isfinite(value):
@@ -60,7 +68,6 @@ def check_choice(name: str, value: Any, choices) -> Any:
     return value
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """What a config field accepts: bounds for numbers, or a list of names (``choices``, or
@@ -79,12 +86,21 @@ class Rule:
         if self.choices is not None:
             choices = self.choices() if callable(self.choices) else self.choices
             return check_choice(name, value, choices)
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
-                and self.strict_minimum is None and self.maximum is None:
+        if (
+            isinstance(value, numbers.Integral)
+            and not isinstance(value, bool)
+            and self.strict_minimum is None
+            and self.maximum is None
+        ):
             return check_int(name, value, minimum=self.minimum, fix=self.fix)
-        return check_float(name, value, minimum=self.minimum,
-                           strict_minimum=self.strict_minimum, maximum=self.maximum,
-                           fix=self.fix)
+        return check_float(
+            name,
+            value,
+            minimum=self.minimum,
+            strict_minimum=self.strict_minimum,
+            maximum=self.maximum,
+            fix=self.fix,
+        )
 
 
 def rule(default: Any, **constraints: Any) -> Any:
@@ -100,6 +116,7 @@ def check_rules(instance: Any, prefix: str = "") -> None:
         found = f.metadata.get("rule")
         if found is not None:
             found.check(prefix + f.name, getattr(instance, f.name))
+
 
 def _is_tensor(value: Any) -> bool:
     """Whether ``value`` is a torch tensor, without importing torch (a tensor exists only once
@@ -119,7 +136,7 @@ def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
         raise ValueError(f"{name} must be a 2-D array of shape (N, D); got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must hold numbers; got dtype {array.dtype}")
-    with np.errstate(over="ignore"):          # a float64 beyond float32 becomes inf: caught
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: caught
         array = np.ascontiguousarray(array, dtype=np.float32)
     # Checked with two reductions and no temporary: isfinite() or abs() would allocate an
     # (N, D) array (512 MB for a million 128-d embeddings). max / min propagate NaN and reach
@@ -127,15 +144,19 @@ def as_embedding_matrix(name: str, value: Any) -> np.ndarray:
     high, low = (float(array.max()), float(array.min())) if array.size else (0.0, 0.0)
     if not (np.isfinite(high) and np.isfinite(low)):
         bad = int((~np.isfinite(array)).any(axis=1).sum())
-        raise ValueError(f"{name} must be finite; {bad} row(s) hold NaN or inf "
-                         "(check the learning rate or the input data)")
+        raise ValueError(
+            f"{name} must be finite; {bad} row(s) hold NaN or inf "
+            "(check the learning rate or the input data)"
+        )
     largest = max(high, -low)
     limit = max_embedding_value(array.shape[1])
     if largest > limit:
-        raise ValueError(f"{name} holds values up to {largest:.3g}, but squared distances "
-                         f"between {array.shape[1]}-d points overflow float32 beyond "
-                         f"|x| = {limit:.3g}; rescale them (e.g. standardise the features), or, "
-                         "for a model's embeddings, lower the learning rate: the run diverged")
+        raise ValueError(
+            f"{name} holds values up to {largest:.3g}, but squared distances "
+            f"between {array.shape[1]}-d points overflow float32 beyond "
+            f"|x| = {limit:.3g}; rescale them (e.g. standardise the features), or, "
+            "for a model's embeddings, lower the learning rate: the run diverged"
+        )
     return array
 
 
@@ -158,6 +179,7 @@ def as_label_vector(name: str, value: Any, length: int | None = None) -> np.ndar
         else:
             raise TypeError(f"{name} must hold integers; got dtype {array.dtype}")
     if length is not None and array.shape[0] != length:
-        raise ValueError(f"{name} must have one entry per embedding ({length}); "
-                         f"got {array.shape[0]}")
+        raise ValueError(
+            f"{name} must have one entry per embedding ({length}); got {array.shape[0]}"
+        )
     return array.astype(np.int64, copy=False)

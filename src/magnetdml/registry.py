@@ -26,6 +26,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = factory
             return factory
+
         return decorator
 
     def get(self, name: str) -> Callable[..., T]:

@@ -28,8 +28,9 @@ def threads(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of threads; got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of threads; got {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 (CPU threads); got {value}")
     return value
@@ -44,28 +45,48 @@ SPLIT_CHOICES = ("train", "val", "test", "unseen")
 
 def add_run_dir(parser: argparse.ArgumentParser) -> None:
     """The RUN_DIR argument of the commands that use a trained run."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by "
-                        "'magnetdml train' (holds config.json and checkpoint.pt)")
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="a run folder written by 'magnetdml train' (holds config.json and checkpoint.pt)",
+    )
 
 
 def add_run_inputs(parser: argparse.ArgumentParser) -> None:
     """RUN_DIR and the inputs to run it on: ``--images PATH...``, ``--split S`` of the run's
     own data, or ``--dataset NAME --data-dir DIR`` (all of it, or its ``--split``)."""
     add_run_dir(parser)
-    parser.add_argument("--images", nargs="+", metavar="PATH",
-                        help="image files or folders of them (resized to the run's input "
-                             "size; grey or RGB as the run's data)")
-    parser.add_argument("--split", choices=SPLIT_CHOICES,
-                        help="a split of the run's own data (or of --dataset's) instead")
-    parser.add_argument("--dataset", help="another dataset (e.g. image-folder) to run on: all "
-                        "of it, or its --split; the run's own kind of data is read the run's "
-                        "way (an image folder's class level, input size, channels)")
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        metavar="PATH",
+        help="image files or folders of them (resized to the run's input "
+        "size; grey or RGB as the run's data)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        help="a split of the run's own data (or of --dataset's) instead",
+    )
+    parser.add_argument(
+        "--dataset",
+        help="another dataset (e.g. image-folder) to run on: all "
+        "of it, or its --split; the run's own kind of data is read the run's "
+        "way (an image folder's class level, input size, channels)",
+    )
     parser.add_argument("--data-dir", help="folder of --dataset's files")
-    parser.add_argument("--data-options", default="", help="--dataset's loader options as "
-                        "YAML, e.g. '{class_level: leaf}'")
-    parser.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                        help="invert the images' grey levels (auto: as the run's loader did; "
-                             "Omniglot's makes strokes bright)")
+    parser.add_argument(
+        "--data-options",
+        default="",
+        help="--dataset's loader options as YAML, e.g. '{class_level: leaf}'",
+    )
+    parser.add_argument(
+        "--invert",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="invert the images' grey levels (auto: as the run's loader did; "
+        "Omniglot's makes strokes bright)",
+    )
     parser.add_argument("--threads", type=threads, default=1, help="torch CPU threads")
 
 
@@ -101,14 +122,25 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
 
     from ..training.runs import load_run
 
-    given = [flag for flag, value in (("--images", args.images), ("--split", args.split),
-                                      ("--dataset", args.dataset)) if value]
+    given = [
+        flag
+        for flag, value in (
+            ("--images", args.images),
+            ("--split", args.split),
+            ("--dataset", args.dataset),
+        )
+        if value
+    ]
     if not given:
-        raise ValueError("pass the inputs: --images PATH..., --split S (the run's own data) or "
-                         "--dataset NAME --data-dir DIR")
+        raise ValueError(
+            "pass the inputs: --images PATH..., --split S (the run's own data) or "
+            "--dataset NAME --data-dir DIR"
+        )
     if args.images and len(given) > 1:
-        raise ValueError(f"--images cannot be combined with {given[1]}: pass image files, or a "
-                         "split, or a dataset")
+        raise ValueError(
+            f"--images cannot be combined with {given[1]}: pass image files, or a "
+            "split, or a dataset"
+        )
     if args.data_dir and not args.dataset:
         raise ValueError("--data-dir needs --dataset NAME (e.g. --dataset image-folder)")
     if args.threads:
@@ -122,19 +154,38 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         from ..training.new_data import Concatenated, load_like_run
 
         other = load_like_run(run, args.dataset, args.data_dir, args.data_options)
-        parts = [getattr(other, args.split)] if args.split else \
-            [other.train, other.test, other.val, other.unseen]
+        parts = (
+            [getattr(other, args.split)]
+            if args.split
+            else [other.train, other.test, other.val, other.unseen]
+        )
         if args.split and parts[0] is None:
-            raise ValueError(f"dataset {args.dataset!r} has no {args.split} split; leave out "
-                             "--split to use all of it")
+            raise ValueError(
+                f"dataset {args.dataset!r} has no {args.split} split; leave out "
+                "--split to use all of it"
+            )
         data = Concatenated(parts)
-        return Inputs(run, data, data.names(args.dataset), data.labels,
-                      list(other.class_names), data.attributes,
-                      other.info.get("attribute_names", {}))
+        return Inputs(
+            run,
+            data,
+            data.names(args.dataset),
+            data.labels,
+            list(other.class_names),
+            data.attributes,
+            other.info.get("attribute_names", {}),
+        )
     data = getattr(run.splits, args.split)
     if data is None:
-        raise ValueError(f"run {args.run_dir!r} has no {args.split} split; choose another "
-                         "--split or pass --images")
-    return Inputs(run, data, [f"{args.split}[{i}]" for i in range(len(data))], data.labels,
-                  run.class_names, data.attributes,
-                  run.splits.info.get("attribute_names", {}))
+        raise ValueError(
+            f"run {args.run_dir!r} has no {args.split} split; choose another "
+            "--split or pass --images"
+        )
+    return Inputs(
+        run,
+        data,
+        [f"{args.split}[{i}]" for i in range(len(data))],
+        data.labels,
+        run.class_names,
+        data.attributes,
+        run.splits.info.get("attribute_names", {}),
+    )

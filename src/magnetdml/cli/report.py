@@ -11,10 +11,18 @@ from ._common import Command
 def configure(parser: argparse.ArgumentParser) -> None:
     from ..reporting.report import FORMATS
 
-    parser.add_argument("folder", metavar="DIR", help="a run folder ('magnetdml train --out') "
-                        "or an experiment folder ('magnetdml experiment')")
-    parser.add_argument("--format", choices=FORMATS, default="both",
-                        help="report.html (PNGs embedded), report.md (PNG links), or both")
+    parser.add_argument(
+        "folder",
+        metavar="DIR",
+        help="a run folder ('magnetdml train --out') "
+        "or an experiment folder ('magnetdml experiment')",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="both",
+        help="report.html (PNGs embedded), report.md (PNG links), or both",
+    )
     parser.add_argument("--out", help="folder for the pages (default: DIR itself)")
 
 
@@ -26,5 +34,9 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("report", "gather a run or experiment folder into report.html and report.md",
-                  configure, run_report)
+COMMAND = Command(
+    "report",
+    "gather a run or experiment folder into report.html and report.md",
+    configure,
+    run_report,
+)

@@ -43,9 +43,15 @@ def pooled_spread(points: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sqrt(((points - means[inverse]) ** 2).sum(axis=1).mean()))
 
 
-def ward_clusters(points: np.ndarray, *, distance_threshold: float, spread: float,
-                  max_clusters: int | None, rng: np.random.Generator,
-                  max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+def ward_clusters(
+    points: np.ndarray,
+    *,
+    distance_threshold: float,
+    spread: float,
+    max_clusters: int | None,
+    rng: np.random.Generator,
+    max_points: int = MAX_POINTS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Cluster one class's ``points (n, D)``; return ``centroids (k, D)`` float32 and
     ``assignments (n,)`` int64 in ``[0, k)``, every cluster non-empty.
 

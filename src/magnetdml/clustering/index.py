@@ -28,8 +28,14 @@ from .kmeans import kmeans
 METHODS = ("kmeans", "agglomerative")
 # Impostors cached per cluster: enough for the paper's M - 1 = 11 and then some.
 _IMPOSTOR_CACHE = 32
-_FITTED = ("centroids_", "centroid_labels_", "assignments_", "classes_", "clusters_per_class_",
-           "n_refreshes_")
+_FITTED = (
+    "centroids_",
+    "centroid_labels_",
+    "assignments_",
+    "classes_",
+    "clusters_per_class_",
+    "n_refreshes_",
+)
 
 
 class ClusterIndex:
@@ -53,9 +59,16 @@ class ClusterIndex:
     ``cluster_sizes_ (C,)`` (every cluster is non-empty), ``n_clusters_`` = C, ``n_refreshes_``.
     """
 
-    def __init__(self, clusters_per_class: int = 8, method: str = "kmeans",
-                 distance_threshold: float = 1.0, max_clusters_per_class: int | None = None,
-                 max_iter: int = 20, seed: int = 0, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        clusters_per_class: int = 8,
+        method: str = "kmeans",
+        distance_threshold: float = 1.0,
+        max_clusters_per_class: int | None = None,
+        max_iter: int = 20,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
         self.clusters_per_class = clusters_per_class
         self.method = method
         self.distance_threshold = distance_threshold
@@ -79,24 +92,33 @@ class ClusterIndex:
     def _check_params(self, *, device_available: bool = True) -> None:
         check_int("clusters_per_class", self.clusters_per_class, minimum=1)
         check_choice("method", self.method, METHODS)
-        check_float("distance_threshold", self.distance_threshold, strict_minimum=0.0,
-                    fix="a Ward cut in units of the intra-class spread, e.g. 1.0")
+        check_float(
+            "distance_threshold",
+            self.distance_threshold,
+            strict_minimum=0.0,
+            fix="a Ward cut in units of the intra-class spread, e.g. 1.0",
+        )
         if self.max_clusters_per_class is not None:
-            check_int("max_clusters_per_class", self.max_clusters_per_class, minimum=1,
-                      fix="or None for no cap")
+            check_int(
+                "max_clusters_per_class",
+                self.max_clusters_per_class,
+                minimum=1,
+                fix="or None for no cap",
+            )
         check_int("max_iter", self.max_iter, minimum=0)
         check_int("seed", self.seed)
         if not isinstance(self.device, str):
-            raise TypeError(f"device must be a torch device string such as 'cpu' or 'cuda'; "
-                            f"got {self.device!r}")
+            raise TypeError(
+                f"device must be a torch device string such as 'cpu' or 'cuda'; got {self.device!r}"
+            )
         try:
             device = torch.device(self.device)
         except RuntimeError as error:
-            raise ValueError(f"device must be a torch device string such as 'cpu' or "
-                             f"'cuda'; got {self.device!r}") from error
+            raise ValueError(
+                f"device must be a torch device string such as 'cpu' or 'cuda'; got {self.device!r}"
+            ) from error
         if device_available and device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but torch sees no CUDA GPU; "
-                             "use device='cpu'")
+            raise ValueError(f"device={self.device!r} but torch sees no CUDA GPU; use device='cpu'")
 
     def _fit(self, embeddings: Any, labels: Any, *, warm: bool) -> None:
         self._check_params()
@@ -105,37 +127,50 @@ class ClusterIndex:
         if points.shape[0] == 0:
             raise ValueError("embeddings must hold at least one example; got 0 rows")
         if warm and points.shape[1] != self.centroids_.shape[1]:
-            raise ValueError(f"embeddings must keep the dimension of the fitted index "
-                             f"({self.centroids_.shape[1]}) for a refresh; got "
-                             f"{points.shape[1]} (call fit to start over)")
+            raise ValueError(
+                f"embeddings must keep the dimension of the fitted index "
+                f"({self.centroids_.shape[1]}) for a refresh; got "
+                f"{points.shape[1]} (call fit to start over)"
+            )
         previous = self._previous_centres() if warm else {}
         refreshes = self.n_refreshes_ + 1 if warm else 0
         classes, inverse = np.unique(labels, return_inverse=True)
         order = np.argsort(inverse, kind="stable")  # examples grouped by class
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse))])
         cap = self.max_clusters_per_class or np.iinfo(np.int64).max
-        spread = (agglomerative.pooled_spread(points, labels)
-                  if self.method == "agglomerative" else 0.0)
+        spread = (
+            agglomerative.pooled_spread(points, labels) if self.method == "agglomerative" else 0.0
+        )
         centres, assignments, counts = [], np.empty(points.shape[0], np.int64), []
         offset = 0
         shown = bar(classes, desc="clustering each class", unit="class")  # after DELAY s
         for i, label in enumerate(shown):  # one clustering per class, not per example
-            rows = order[bounds[i]:bounds[i + 1]]
+            rows = order[bounds[i] : bounds[i + 1]]
             # A per-class, per-refresh seed; 31 bits because faiss takes a C int.
-            seed = int(np.random.SeedSequence([self.seed, refreshes, i]).generate_state(1)[0]
-                       & 0x7FFFFFFF)
+            seed = int(
+                np.random.SeedSequence([self.seed, refreshes, i]).generate_state(1)[0] & 0x7FFFFFFF
+            )
             if self.method == "kmeans":
                 k = int(min(self.clusters_per_class, cap, rows.size))
                 init = previous.get(int(label))
                 init = init if init is not None and init.shape[0] == k else None
-                result = kmeans(points[rows], k, seed=seed, max_iter=self.max_iter,
-                                init=init, device=self.device)
+                result = kmeans(
+                    points[rows],
+                    k,
+                    seed=seed,
+                    max_iter=self.max_iter,
+                    init=init,
+                    device=self.device,
+                )
                 c, a = _drop_empty(result.centroids, result.assignments)
             else:
                 c, a = agglomerative.ward_clusters(
-                    points[rows], distance_threshold=self.distance_threshold, spread=spread,
+                    points[rows],
+                    distance_threshold=self.distance_threshold,
+                    spread=spread,
                     max_clusters=self.max_clusters_per_class,
-                    rng=np.random.default_rng(seed))
+                    rng=np.random.default_rng(seed),
+                )
             centres.append(c)
             assignments[rows] = a + offset
             counts.append(c.shape[0])
@@ -150,8 +185,9 @@ class ClusterIndex:
 
     def _previous_centres(self) -> dict[int, np.ndarray]:
         starts = np.concatenate([[0], np.cumsum(self.clusters_per_class_)])
-        return {int(c): self.centroids_[starts[i]:starts[i + 1]]
-                for i, c in enumerate(self.classes_)}
+        return {
+            int(c): self.centroids_[starts[i] : starts[i + 1]] for i, c in enumerate(self.classes_)
+        }
 
     def _build_lookups(self) -> None:
         """CSR of members per cluster, sizes, and an empty impostor cache."""
@@ -165,15 +201,17 @@ class ClusterIndex:
     # ----------------------------------------------------------------------------- queries
     def _check_fitted(self) -> None:
         if not hasattr(self, "centroids_"):
-            raise ValueError("this ClusterIndex is not fitted yet; call "
-                             "fit(embeddings, labels) first")
+            raise ValueError(
+                "this ClusterIndex is not fitted yet; call fit(embeddings, labels) first"
+            )
 
     def _check_cluster(self, cluster_id: Any) -> int:
         self._check_fitted()
         cluster_id = check_int("cluster_id", cluster_id, minimum=0)
         if cluster_id >= self.n_clusters_:
-            raise ValueError(f"cluster_id must be < n_clusters_ ({self.n_clusters_}); "
-                             f"got {cluster_id}")
+            raise ValueError(
+                f"cluster_id must be < n_clusters_ ({self.n_clusters_}); got {cluster_id}"
+            )
         return cluster_id
 
     def members(self, cluster_id: int) -> np.ndarray:
@@ -200,9 +238,11 @@ class ClusterIndex:
         m = check_int("m", m, minimum=0)
         available = self.n_impostors(cluster_id)
         if m > available:
-            raise ValueError(f"m must be <= the {available} clusters of classes other than "
-                             f"class {self.centroid_labels_[cluster_id]} (cluster {cluster_id})"
-                             f"; got {m} (ask for fewer, or add clusters/classes)")
+            raise ValueError(
+                f"m must be <= the {available} clusters of classes other than "
+                f"class {self.centroid_labels_[cluster_id]} (cluster {cluster_id})"
+                f"; got {m} (ask for fewer, or add clusters/classes)"
+            )
         ranking = self._impostors.get(cluster_id)
         if ranking is None or ranking.size < m:
             centre = self.centroids_[cluster_id]  # (D,)
@@ -233,8 +273,10 @@ class ClusterIndex:
     def load_state_dict(self, state: dict[str, Any]) -> ClusterIndex:
         """Restore what ``state_dict`` returned; derived lookups are rebuilt."""
         if not isinstance(state, dict) or "params" not in state:
-            raise ValueError("state must be a dict returned by ClusterIndex.state_dict(); "
-                             f"got {type(state).__name__} without 'params'")
+            raise ValueError(
+                "state must be a dict returned by ClusterIndex.state_dict(); "
+                f"got {type(state).__name__} without 'params'"
+            )
         for name, value in state["params"].items():
             setattr(self, name, value)
         # A GPU-fitted index must load on a CPU-only machine (for evaluation); the device is
@@ -244,8 +286,9 @@ class ClusterIndex:
         if len(missing) == len(_FITTED):
             return self
         if missing:
-            raise ValueError(f"state lacks fitted entries {missing}; pass a complete "
-                             "ClusterIndex.state_dict()")
+            raise ValueError(
+                f"state lacks fitted entries {missing}; pass a complete ClusterIndex.state_dict()"
+            )
         self.centroids_ = np.ascontiguousarray(state["centroids_"], dtype=np.float32)
         self.centroid_labels_ = np.asarray(state["centroid_labels_"], dtype=np.int64)
         self.assignments_ = np.asarray(state["assignments_"], dtype=np.int64)
@@ -256,10 +299,15 @@ class ClusterIndex:
         return self
 
     def get_params(self) -> dict[str, Any]:
-        return {"clusters_per_class": self.clusters_per_class, "method": self.method,
-                "distance_threshold": self.distance_threshold,
-                "max_clusters_per_class": self.max_clusters_per_class,
-                "max_iter": self.max_iter, "seed": self.seed, "device": self.device}
+        return {
+            "clusters_per_class": self.clusters_per_class,
+            "method": self.method,
+            "distance_threshold": self.distance_threshold,
+            "max_clusters_per_class": self.max_clusters_per_class,
+            "max_iter": self.max_iter,
+            "seed": self.seed,
+            "device": self.device,
+        }
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

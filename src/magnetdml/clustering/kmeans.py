@@ -70,9 +70,16 @@ def _faiss_has_gpu() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def kmeans(points: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 20,
-           init: np.ndarray | None = None, device: str = "cpu",
-           seed_sample: int = SEED_SAMPLE) -> KMeansResult:
+def kmeans(
+    points: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    max_iter: int = 20,
+    init: np.ndarray | None = None,
+    device: str = "cpu",
+    seed_sample: int = SEED_SAMPLE,
+) -> KMeansResult:
     """Cluster ``points (N, D)`` into ``min(k, N)`` clusters.
 
     Minimises ``sum_n ||x_n - c_{a(n)}||^2`` by Lloyd iterations from k-means++ seeds (or from
@@ -107,20 +114,29 @@ def kmeans(points: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 20,
         else:
             # min_points_per_centroid=1 silences faiss's "too few points" warning for small
             # classes; max_points_per_centroid=n disables its silent subsampling.
-            model = faiss.Kmeans(dim, k, niter=max_iter, seed=seed, verbose=False,
-                                 min_points_per_centroid=1, max_points_per_centroid=n,
-                                 gpu=not on_cpu)
+            model = faiss.Kmeans(
+                dim,
+                k,
+                niter=max_iter,
+                seed=seed,
+                verbose=False,
+                min_points_per_centroid=1,
+                max_points_per_centroid=n,
+                gpu=not on_cpu,
+            )
             model.train(points, init_centroids=init)
             centroids = model.centroids
         index = faiss.IndexFlatL2(dim)
         index.add(centroids)
         distances, nearest = index.search(points, 1)
-    return KMeansResult(np.ascontiguousarray(centroids), nearest[:, 0].astype(np.int64),
-                        float(distances.sum()))
+    return KMeansResult(
+        np.ascontiguousarray(centroids), nearest[:, 0].astype(np.int64), float(distances.sum())
+    )
 
 
-def _plusplus_seeds(points: np.ndarray, k: int, seed: int,
-                    per_centre: int = SEED_SAMPLE) -> np.ndarray:
+def _plusplus_seeds(
+    points: np.ndarray, k: int, seed: int, per_centre: int = SEED_SAMPLE
+) -> np.ndarray:
     """k-means++ seeds ``(k, D)`` drawn from at most ``per_centre * k`` of the points.
 
     Seeding costs O(N k D) and dominated the clustering of 1M points; like faiss (which trains
@@ -148,22 +164,22 @@ def greedy_plusplus(points: np.ndarray, k: int, rng: np.random.RandomState) -> n
     """
     n = points.shape[0]
     trials = 2 + int(np.log(k))
-    sq_norms = np.einsum("nd,nd->n", points, points)                        # (N,)
+    sq_norms = np.einsum("nd,nd->n", points, points)  # (N,)
     # (D, N) copy: the (T, D) @ (D, chunk) products run ~1.8x faster on it than on (N, D) rows
     columns = np.ascontiguousarray(points.T)
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = rng.choice(n, p=np.full(n, 1.0 / n))
-    candidates_sq = np.empty((trials, n), dtype=np.float32)                   # (T, N)
+    candidates_sq = np.empty((trials, n), dtype=np.float32)  # (T, N)
     # no seed yet: every point's floor is +inf, so row 0 becomes its distance to the first
-    potential = _sq_distances(columns, sq_norms, chosen[:1], np.full(n, np.inf, np.float32),
-                              candidates_sq[:1])[0]
-    closest = candidates_sq[0].copy()                                         # (N,) d(x)^2
+    potential = _sq_distances(
+        columns, sq_norms, chosen[:1], np.full(n, np.inf, np.float32), candidates_sq[:1]
+    )[0]
+    closest = candidates_sq[0].copy()  # (N,) d(x)^2
     for step in range(1, k):
         draws = rng.uniform(size=trials) * potential
         candidates = np.searchsorted(np.cumsum(closest, dtype=np.float64), draws)
         np.clip(candidates, None, n - 1, out=candidates)
-        potentials = _sq_distances(columns, sq_norms, candidates, closest,
-                                   candidates_sq)                            # (T,)
+        potentials = _sq_distances(columns, sq_norms, candidates, closest, candidates_sq)  # (T,)
         best = int(np.argmin(potentials))
         potential, closest = potentials[best], candidates_sq[best].copy()
         chosen[step] = candidates[best]
@@ -174,17 +190,17 @@ def _sq_distances(columns, sq_norms, rows, floor, out) -> np.ndarray:
     """``min(floor, squared distance)`` from the points ``rows`` to every point, the points
     given as ``columns (D, N)``, into ``out (len(rows), N)`` float32; returns its float64 row
     sums ``(len(rows),)``. Chunked so each block stays in cache."""
-    centres, centre_sq = columns[:, rows].T, sq_norms[rows, None]             # (T, D), (T, 1)
+    centres, centre_sq = columns[:, rows].T, sq_norms[rows, None]  # (T, D), (T, 1)
     n = columns.shape[1]
     sums = np.zeros(len(rows))
     for start in range(0, n, _SEED_CHUNK):
         part = slice(start, start + _SEED_CHUNK)
-        block = out[:, part]                                                  # (T, chunk)
+        block = out[:, part]  # (T, chunk)
         np.matmul(centres, columns[:, part], out=block)
         block *= -2.0
         block += centre_sq
         block += sq_norms[None, part]
-        np.maximum(block, 0.0, out=block)    # ||x||^2 + ||c||^2 - 2x.c can round below zero
+        np.maximum(block, 0.0, out=block)  # ||x||^2 + ||c||^2 - 2x.c can round below zero
         np.minimum(block, floor[None, part], out=block)
         sums += block.sum(axis=1, dtype=np.float64)
     return sums
@@ -195,7 +211,7 @@ def _assign(x: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, tor
     c_sq = (centroids * centroids).sum(dim=1)  # (k,)
     ids, dists = [], []
     for start in range(0, x.shape[0], _CHUNK):
-        chunk = x[start:start + _CHUNK]  # (n, D)
+        chunk = x[start : start + _CHUNK]  # (n, D)
         # ||x||^2 - 2 x.c + ||c||^2; clamp: the expansion can dip just below zero.
         d2 = (chunk * chunk).sum(dim=1, keepdim=True) - 2 * chunk @ centroids.T + c_sq  # (n, k)
         best, arg = d2.min(dim=1)
@@ -204,8 +220,9 @@ def _assign(x: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, tor
     return torch.cat(ids), torch.cat(dists)
 
 
-def lloyd_torch(points: np.ndarray, init: np.ndarray, *, max_iter: int = 20,
-                device: str = "cpu") -> KMeansResult:
+def lloyd_torch(
+    points: np.ndarray, init: np.ndarray, *, max_iter: int = 20, device: str = "cpu"
+) -> KMeansResult:
     """Lloyd iterations in torch from ``init (k, D)``: the GPU path when faiss has no GPU build.
 
     Each iteration assigns every point to its nearest centre (squared Euclidean) and moves each
@@ -223,5 +240,6 @@ def lloyd_torch(points: np.ndarray, init: np.ndarray, *, max_iter: int = 20,
         filled = counts > 0
         centroids[filled] = sums[filled] / counts[filled, None]
     ids, dists = _assign(x, centroids)
-    return KMeansResult(centroids.cpu().numpy(), ids.cpu().numpy().astype(np.int64),
-                        float(dists.double().sum()))
+    return KMeansResult(
+        centroids.cpu().numpy(), ids.cpu().numpy().astype(np.int64), float(dists.double().sum())
+    )

@@ -44,7 +44,17 @@ from .loading import DATASETS, load_dataset
 from .splits import DataPool, DatasetSplits, split_pool, stratified_holdout
 
 __all__ = [
-    "DATASETS", "NORMALISATION", "ArrayDataset", "DataPool", "DatasetSplits", "ImageFileDataset",
-    "LabelledDataset", "RandomRescaleCrop", "load_dataset", "rescale_crop", "split_pool",
-    "stratified_holdout", "test_time_average",
+    "DATASETS",
+    "NORMALISATION",
+    "ArrayDataset",
+    "DataPool",
+    "DatasetSplits",
+    "ImageFileDataset",
+    "LabelledDataset",
+    "RandomRescaleCrop",
+    "load_dataset",
+    "rescale_crop",
+    "split_pool",
+    "stratified_holdout",
+    "test_time_average",
 ]

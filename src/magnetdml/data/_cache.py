@@ -41,9 +41,15 @@ def source_key(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def cached_arrays(tag: str, key: dict[str, Any], build: Callable[[], dict[str, np.ndarray]], *,
-                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                  mmap: bool = False) -> tuple[dict[str, np.ndarray], bool]:
+def cached_arrays(
+    tag: str,
+    key: dict[str, Any],
+    build: Callable[[], dict[str, np.ndarray]],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    mmap: bool = False,
+) -> tuple[dict[str, np.ndarray], bool]:
     """Return ``(arrays, hit)``: the cached arrays for ``key``, building and storing them on a miss.
 
     A cache that cannot be written (read-only home, full disk) only costs the rebuild next time:
@@ -57,8 +63,9 @@ def cached_arrays(tag: str, key: dict[str, Any], build: Callable[[], dict[str, n
         try:
             names = json.loads((entry / "key.json").read_text())["arrays"]
             mode = "r" if mmap else None
-            return {n: np.load(entry / f"{n}.npy", mmap_mode=mode, allow_pickle=False)
-                    for n in names}, True
+            return {
+                n: np.load(entry / f"{n}.npy", mmap_mode=mode, allow_pickle=False) for n in names
+            }, True
         except (OSError, ValueError, KeyError) as err:  # damaged entry: rebuild it
             log.warning("cache entry %s unreadable (%s); rebuilding", entry, err)
     arrays = build()
@@ -72,6 +79,10 @@ def cached_arrays(tag: str, key: dict[str, Any], build: Callable[[], dict[str, n
             shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
     except OSError as err:
-        log.warning("could not write the cache entry %s (%s); set MAGNETDML_CACHE or "
-                    "cache_dir= to a writable folder", entry, err)
+        log.warning(
+            "could not write the cache entry %s (%s); set MAGNETDML_CACHE or "
+            "cache_dir= to a writable folder",
+            entry,
+            err,
+        )
     return arrays, False

@@ -17,8 +17,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 # Errors Pillow raises on a truncated, corrupt or non-image file, or on one too large to decode
 # (its guard against decompression bombs: more than twice Image.MAX_IMAGE_PIXELS).
-DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError,
-                 Image.DecompressionBombError)
+DECODE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+)
 
 
 class FileTree:
@@ -29,19 +35,25 @@ class FileTree:
         try:
             self._zip = zipfile.ZipFile(self.path) if self.path.is_file() else None
         except zipfile.BadZipFile as error:
-            raise ValueError(f"{str(self.path)!r} is not a readable zip archive ({error}); "
-                             "download it again, or unpack it and point at the folder") from None
+            raise ValueError(
+                f"{str(self.path)!r} is not a readable zip archive ({error}); "
+                "download it again, or unpack it and point at the folder"
+            ) from None
 
     def names(self) -> list[str]:
         """Sorted relative paths of all image files (folders and hidden files left out)."""
         if self._zip is not None:
             found = [n for n in self._zip.namelist() if not n.endswith("/")]
         else:
-            found = [p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
-                     if p.is_file()]
-        return sorted(n for n in found if n.lower().endswith(IMAGE_SUFFIXES)
-                      and not any(part.startswith(".") or part == "__MACOSX"
-                                  for part in n.split("/")))
+            found = [
+                p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
+            ]
+        return sorted(
+            n
+            for n in found
+            if n.lower().endswith(IMAGE_SUFFIXES)
+            and not any(part.startswith(".") or part == "__MACOSX" for part in n.split("/"))
+        )
 
     def read(self, name: str) -> bytes:
         if self._zip is not None:
@@ -55,15 +67,17 @@ class FileTree:
 def _flatten_alpha(img: Image.Image) -> Image.Image:
     """Transparent pixels over white (``convert`` would keep whatever colour they hide)."""
     if img.mode not in ("RGBA", "LA", "PA") and not (
-            img.mode in ("P", "L", "RGB") and "transparency" in img.info):
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    ):
         return img
     rgba = img.convert("RGBA")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(white, rgba)
 
 
-def decode_image(data: bytes | Path, mode: str, where: str,
-                 size: tuple[int, int] | None = None) -> np.ndarray:
+def decode_image(
+    data: bytes | Path, mode: str, where: str, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Decode one image to uint8 ``(H, W)`` (mode ``L``) or ``(H, W, 3)`` (``RGB``).
 
     ``size`` (H, W) resizes with Pillow's antialiased bilinear filter. Raises ``ValueError``
@@ -75,13 +89,16 @@ def decode_image(data: bytes | Path, mode: str, where: str,
             if size is not None and img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
-    except Image.DecompressionBombError as err:     # Pillow's guard against huge images
-        raise ValueError(f"image {where} is too large to decode ({err.args[0].split(',')[0]}"
-                         "); downscale it first (a photo of a few megapixels is plenty)"
-                         ) from None
+    except Image.DecompressionBombError as err:  # Pillow's guard against huge images
+        raise ValueError(
+            f"image {where} is too large to decode ({err.args[0].split(',')[0]}"
+            "); downscale it first (a photo of a few megapixels is plenty)"
+        ) from None
     except DECODE_ERRORS as err:
-        raise ValueError(f"cannot decode image {where}: {err} (the file is corrupt or not an "
-                         "image; re-download it or remove it)") from err
+        raise ValueError(
+            f"cannot decode image {where}: {err} (the file is corrupt or not an "
+            "image; re-download it or remove it)"
+        ) from err
 
 
 def decode_tree(tree: FileTree, names: list[str], mode: str) -> np.ndarray:
@@ -92,8 +109,10 @@ def decode_tree(tree: FileTree, names: list[str], mode: str) -> np.ndarray:
     for i, name in enumerate(names[1:], start=1):  # decoding is per file: no batch API exists
         img = decode_image(tree.read(name), mode, tree.describe(name))
         if img.shape != first.shape:
-            raise ValueError(f"image {tree.describe(name)} has shape {img.shape}, but "
-                             f"{tree.describe(names[0])} has {first.shape}; this format needs "
-                             "images of one size")
+            raise ValueError(
+                f"image {tree.describe(name)} has shape {img.shape}, but "
+                f"{tree.describe(names[0])} has {first.shape}; this format needs "
+                "images of one size"
+            )
         out[i] = img
     return out

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 # CIFAR from the canonical training set). Fixed constants, not fitted per run, so a model
 # trained on one run can be evaluated on another with identical inputs.
 NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "digits": ((0.3053,), (0.3760,)),            # sklearn load_digits, 0..16 scaled by 1/16
+    "digits": ((0.3053,), (0.3760,)),  # sklearn load_digits, 0..16 scaled by 1/16
     "mnist": ((0.1307,), (0.3081,)),
     "fashion-mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -83,10 +83,17 @@ class ArrayDataset(LabelledDataset):
     took ~4 ms on this busy 2-core machine. After :meth:`to` a GPU it is a torch tensor there.
     """
 
-    def __init__(self, data: np.ndarray | torch.Tensor, labels: np.ndarray, *,
-                 attributes: dict[str, np.ndarray] | None = None, pixel_max: float = 255.0,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        data: np.ndarray | torch.Tensor,
+        labels: np.ndarray,
+        *,
+        attributes: dict[str, np.ndarray] | None = None,
+        pixel_max: float = 255.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
         if isinstance(data, torch.Tensor) and data.device.type == "cpu":
             data = data.numpy()
         if isinstance(data, np.ndarray) and not isinstance(data, np.memmap):
@@ -96,13 +103,16 @@ class ArrayDataset(LabelledDataset):
         self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.attributes = {k: np.asarray(v, dtype=np.int64) for k, v in (attributes or {}).items()}
-        self.pixel_max = float(pixel_max)     # the largest stored pixel value (uint8: 255)
+        self.pixel_max = float(pixel_max)  # the largest stored pixel value (uint8: 255)
         self._mean, self._std = mean, std
         # x * a + b: a = 1 / (pixel_max * std), b = -mean / std, broadcast over (B, C, 1, 1, ...).
         ndim = len(self.sample_shape)
         shape = (1, -1) + (1,) * (ndim - 1) if mean is not None else (1,) * (ndim + 1)
-        integer = not (data.dtype.is_floating_point if isinstance(data, torch.Tensor)
-                       else np.issubdtype(data.dtype, np.floating))
+        integer = not (
+            data.dtype.is_floating_point
+            if isinstance(data, torch.Tensor)
+            else np.issubdtype(data.dtype, np.floating)
+        )
         inv_max = 1.0 / self.pixel_max if integer else 1.0
         std_arr = np.asarray(std if std is not None else [1.0], dtype=np.float64)
         mean_arr = np.asarray(mean if mean is not None else [0.0], dtype=np.float64)
@@ -114,14 +124,14 @@ class ArrayDataset(LabelledDataset):
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self._data.shape[1:])
 
-    def like(self, data: np.ndarray | torch.Tensor, labels: np.ndarray | None = None
-             ) -> ArrayDataset:
+    def like(
+        self, data: np.ndarray | torch.Tensor, labels: np.ndarray | None = None
+    ) -> ArrayDataset:
         """New raw examples ``data`` (same dtype kind and sample shape) preprocessed exactly
         as this dataset's: the same pixel range, mean and standard deviation. ``labels`` default to
         0 (unknown)."""
         labels = np.zeros(len(data), dtype=np.int64) if labels is None else labels
-        return ArrayDataset(data, labels, pixel_max=self.pixel_max, mean=self._mean,
-                            std=self._std)
+        return ArrayDataset(data, labels, pixel_max=self.pixel_max, mean=self._mean, std=self._std)
 
     def input_affine(self) -> tuple[float, np.ndarray, np.ndarray] | None:
         """``(pixel_max, a, b)`` with model input ``x = stored * a + b`` (``a``, ``b``
@@ -144,8 +154,11 @@ class ArrayDataset(LabelledDataset):
             if isinstance(self._data, torch.Tensor):
                 self._data = self._data.cpu().numpy()
         else:
-            data = self._data if isinstance(self._data, torch.Tensor) \
+            data = (
+                self._data
+                if isinstance(self._data, torch.Tensor)
                 else torch.from_numpy(np.ascontiguousarray(self._data))
+            )
             self._data = data.to(device)
         return self
 
@@ -153,15 +166,15 @@ class ArrayDataset(LabelledDataset):
         idx = as_index_tensor(indices).numpy()
         rows = idx if self._rows is None else self._rows[idx]
         labels = torch.from_numpy(self.labels[idx])
-        if isinstance(self._data, torch.Tensor):                    # accelerator storage
+        if isinstance(self._data, torch.Tensor):  # accelerator storage
             dev = self._data.device
             x = self._data[torch.as_tensor(rows, device=dev)].float()  # (B, *shape)
             if not self._identity:
                 a, b = (torch.from_numpy(t).to(dev) for t in (self._a, self._b))
                 x = x.mul_(a).add_(b)
             return x, labels.to(dev)
-        x = np.take(self._data, rows, axis=0)                     # (B, *shape); memmap: reads rows
-        x = x.astype(np.float32)                                  # a copy: never the storage
+        x = np.take(self._data, rows, axis=0)  # (B, *shape); memmap: reads rows
+        x = x.astype(np.float32)  # a copy: never the storage
         if not self._identity:
             x *= self._a
             x += self._b
@@ -171,5 +184,12 @@ class ArrayDataset(LabelledDataset):
         pos = np.asarray(indices, dtype=np.int64)
         labels, attributes = self._subset_meta(pos)
         rows = pos if self._rows is None else self._rows[pos]
-        return ArrayDataset(self._data, labels, attributes=attributes, pixel_max=self.pixel_max,
-                            mean=self._mean, std=self._std, rows=rows)
+        return ArrayDataset(
+            self._data,
+            labels,
+            attributes=attributes,
+            pixel_max=self.pixel_max,
+            mean=self._mean,
+            std=self._std,
+            rows=rows,
+        )

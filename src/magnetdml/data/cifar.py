@@ -30,13 +30,26 @@ from .splits import DataPool
 
 ANIMALS = {"bird", "cat", "deer", "dog", "frog", "horse"}
 LAYOUT = {
-    "cifar10": {"folder": "cifar-10-batches-py", "archive": "cifar-10-python.tar.gz",
-                "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"],
-                "meta": "batches.meta", "label": "labels", "names": "label_names",
-                "jpg": "cifar10_jpg"},
-    "cifar100": {"folder": "cifar-100-python", "archive": "cifar-100-python.tar.gz",
-                 "train": ["train"], "test": ["test"], "meta": "meta", "label": "fine_labels",
-                 "names": "fine_label_names", "jpg": "cifar100_jpg"},
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "archive": "cifar-10-python.tar.gz",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": "batches.meta",
+        "label": "labels",
+        "names": "label_names",
+        "jpg": "cifar10_jpg",
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "archive": "cifar-100-python.tar.gz",
+        "train": ["train"],
+        "test": ["test"],
+        "meta": "meta",
+        "label": "fine_labels",
+        "names": "fine_label_names",
+        "jpg": "cifar100_jpg",
+    },
 }
 
 
@@ -51,20 +64,24 @@ def _pickle_reader(root: Path, spec: dict):
             tar = tarfile.open(archive, "r:gz")
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise ValueError(f"{archive} is corrupt or truncated ({err}); download it "
-                             "again") from err
+            raise ValueError(
+                f"{archive} is corrupt or truncated ({err}); download it again"
+            ) from err
 
         def read(member: str) -> bytes:  # read straight from the archive: nothing extracted
             if member not in members:
                 raise ValueError(f"{archive} has no member {member}; is it the right archive?")
             return tar.extractfile(members[member]).read()
+
         return read, str(archive)
     return None
 
 
 def _load_pickles(read, where: str, spec: dict, name: str):
-    parts = {split: [safe_load(read(m), f"{where}/{m}") for m in spec[split]]
-             for split in ("train", "test")}
+    parts = {
+        split: [safe_load(read(m), f"{where}/{m}") for m in spec[split]]
+        for split in ("train", "test")
+    }
     meta = safe_load(read(spec["meta"]), f"{where}/{spec['meta']}")
     class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec["names"]]]
     images, labels, coarse, is_test = [], [], [], []
@@ -72,28 +89,39 @@ def _load_pickles(read, where: str, spec: dict, name: str):
         for b in batches:
             data = np.asarray(b["data"], dtype=np.uint8)
             if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-                raise ValueError(f"{where}: a {split} batch has data of shape {data.shape}; "
-                                 "CIFAR batches hold (N, 3072) uint8 rows")
+                raise ValueError(
+                    f"{where}: a {split} batch has data of shape {data.shape}; "
+                    "CIFAR batches hold (N, 3072) uint8 rows"
+                )
             images.append(data.reshape(-1, 3, 32, 32))  # rows are R plane, G plane, B plane
             labels.append(np.asarray(b[spec["label"]], dtype=np.int64))
             if name == "cifar100":
                 coarse.append(np.asarray(b["coarse_labels"], dtype=np.int64))
             is_test.append(np.full(data.shape[0], split == "test"))
     attributes = {"coarse": np.concatenate(coarse)} if coarse else {}
-    return (np.concatenate(images), np.concatenate(labels), np.concatenate(is_test),
-            class_names, attributes)
+    return (
+        np.concatenate(images),
+        np.concatenate(labels),
+        np.concatenate(is_test),
+        class_names,
+        attributes,
+    )
 
 
 def _load_jpg(root: Path, spec: dict, cache_dir, use_cache: bool):
-    source = next((p for p in (root / f"{spec['jpg']}.zip", root / spec["jpg"])
-                   if p.exists()), None)
+    source = next(
+        (p for p in (root / f"{spec['jpg']}.zip", root / spec["jpg"]) if p.exists()), None
+    )
     if source is None:
         return None
 
     def build() -> dict[str, np.ndarray]:
         tree = FileTree(source)  # reading a 60k-entry zip directory alone takes ~0.5 s
-        names = [n for n in tree.names() if len(n.split("/")) >= 3
-                 and n.split("/")[-3] in ("train", "test")]
+        names = [
+            n
+            for n in tree.names()
+            if len(n.split("/")) >= 3 and n.split("/")[-3] in ("train", "test")
+        ]
         if not names:
             raise ValueError(f"{source} holds no {{train,test}}/<class>/<image> files")
         split = np.array([n.split("/")[-3] == "test" for n in names])
@@ -101,18 +129,22 @@ def _load_jpg(root: Path, spec: dict, cache_dir, use_cache: bool):
         class_names = np.array(sorted(set(cls)))  # alphabetical = canonical CIFAR-10 order
         labels = np.searchsorted(class_names, cls).astype(np.int64)
         images = decode_tree(tree, names, "RGB").transpose(0, 3, 1, 2)  # (N, 3, H, W)
-        return {"images": np.ascontiguousarray(images), "labels": labels, "is_test": split,
-                "class_names": class_names}
+        return {
+            "images": np.ascontiguousarray(images),
+            "labels": labels,
+            "is_test": split,
+            "class_names": class_names,
+        }
 
-    arrays, hit = cached_arrays("cifar-jpg", {"source": source_key(source)}, build,
-                                cache_dir=cache_dir, use_cache=use_cache)
+    arrays, hit = cached_arrays(
+        "cifar-jpg", {"source": source_key(source)}, build, cache_dir=cache_dir, use_cache=use_cache
+    )
     return arrays, str(source), hit
 
 
 def load_cifar_pool(name: str, data_dir, cache_dir, use_cache: bool) -> DataPool:
     spec = LAYOUT[name]
-    root = require_dir(name, data_dir, f"{spec['folder']}/, {spec['archive']} or "
-                                       f"{spec['jpg']}.zip")
+    root = require_dir(name, data_dir, f"{spec['folder']}/, {spec['archive']} or {spec['jpg']}.zip")
     reader = _pickle_reader(root, spec)
     info: dict = {}
     if reader is not None:
@@ -124,7 +156,8 @@ def load_cifar_pool(name: str, data_dir, cache_dir, use_cache: bool) -> DataPool
             raise FileNotFoundError(
                 f"no {name} data in {root}: expected {spec['folder']}/ or {spec['archive']} "
                 f"(the official python version from https://www.cs.toronto.edu/~kriz/"
-                f"cifar.html) or {spec['jpg']}.zip with {{train,test}}/<class>/<image>.jpg")
+                f"cifar.html) or {spec['jpg']}.zip with {{train,test}}/<class>/<image>.jpg"
+            )
         arrays, info["source"], info["cache_hit"] = found
         images, labels, is_test = arrays["images"], arrays["labels"], arrays["is_test"]
         class_names, attributes = [str(c) for c in arrays["class_names"]], {}
@@ -133,19 +166,22 @@ def load_cifar_pool(name: str, data_dir, cache_dir, use_cache: bool) -> DataPool
         attributes["superclass"] = animal[labels]
     mean, std = NORMALISATION[name]
     dataset = ArrayDataset(images, labels, attributes=attributes, mean=mean, std=std)
-    return DataPool(dataset, np.asarray(is_test, dtype=bool), class_names,
-                    tuple(images.shape[1:]), info=info)
+    return DataPool(
+        dataset, np.asarray(is_test, dtype=bool), class_names, tuple(images.shape[1:]), info=info
+    )
 
 
 @DATASETS.register("cifar10")
-def load_cifar10(data_dir=None, *, seed: int = 0, cache_dir=None,
-                 use_cache: bool = True) -> DataPool:
+def load_cifar10(
+    data_dir=None, *, seed: int = 0, cache_dir=None, use_cache: bool = True
+) -> DataPool:
     """CIFAR-10 (50k + 10k, 3x32x32); ``cache_dir`` overrides where decoded JPEGs are cached."""
     return load_cifar_pool("cifar10", data_dir, cache_dir, use_cache)
 
 
 @DATASETS.register("cifar100")
-def load_cifar100(data_dir=None, *, seed: int = 0, cache_dir=None,
-                  use_cache: bool = True) -> DataPool:
+def load_cifar100(
+    data_dir=None, *, seed: int = 0, cache_dir=None, use_cache: bool = True
+) -> DataPool:
     """CIFAR-100 (50k + 10k, 100 fine classes, attribute ``coarse`` with 20 superclasses)."""
     return load_cifar_pool("cifar100", data_dir, cache_dir, use_cache)

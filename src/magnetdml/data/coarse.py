@@ -30,7 +30,7 @@ def pair_classes(num_classes: int, seed: int) -> np.ndarray:
 def _relabel(dataset: LabelledDataset | None, coarse_of: np.ndarray) -> LabelledDataset | None:
     if dataset is None:
         return None
-    coarse = copy.copy(dataset)     # shares the pixel storage; only the labels change
+    coarse = copy.copy(dataset)  # shares the pixel storage; only the labels change
     coarse.attributes = {**dataset.attributes, "fine": dataset.labels}
     coarse.labels = coarse_of[dataset.labels]
     return coarse
@@ -41,20 +41,29 @@ def collapse_pairs(splits: DatasetSplits, seed: int = 0) -> DatasetSplits:
     when the data has a ``parent`` attribute grouping the classes, else its random pair's)
     and the original label kept in ``attributes["fine"]`` of every split."""
     if splits.num_classes < 2:
-        raise ValueError("collapse_pairs needs at least 2 classes; the dataset "
-                         f"{splits.name!r} has {splits.num_classes}")
+        raise ValueError(
+            "collapse_pairs needs at least 2 classes; the dataset "
+            f"{splits.name!r} has {splits.num_classes}"
+        )
     coarse_of = parent_classes(splits)
     if coarse_of is None:
         coarse_of, by = pair_classes(splits.num_classes, seed), "pairs"
-        names = ["+".join(splits.class_names[c] for c in np.flatnonzero(coarse_of == k))
-                 for k in range(int(coarse_of.max()) + 1)]
+        names = [
+            "+".join(splits.class_names[c] for c in np.flatnonzero(coarse_of == k))
+            for k in range(int(coarse_of.max()) + 1)
+        ]
     else:
         by, names = "parent", list(splits.info["attribute_names"]["parent"])
     return dataclasses.replace(
-        splits, train=_relabel(splits.train, coarse_of), test=_relabel(splits.test, coarse_of),
-        val=_relabel(splits.val, coarse_of), unseen=_relabel(splits.unseen, coarse_of),
-        num_classes=len(names), class_names=names,
-        info={**splits.info, "coarse_of": coarse_of.tolist(), "coarse_by": by})
+        splits,
+        train=_relabel(splits.train, coarse_of),
+        test=_relabel(splits.test, coarse_of),
+        val=_relabel(splits.val, coarse_of),
+        unseen=_relabel(splits.unseen, coarse_of),
+        num_classes=len(names),
+        class_names=names,
+        info={**splits.info, "coarse_of": coarse_of.tolist(), "coarse_by": by},
+    )
 
 
 def parent_classes(splits: DatasetSplits) -> np.ndarray | None:

@@ -21,10 +21,16 @@ def load_digits_pool(data_dir=None, *, seed: int = 0, test_fraction: float = 0.2
     """All 1,797 digits as uint8 ``(N, 1, 8, 8)`` with values 0..16; ``test_fraction`` per class."""
     test_fraction = check_float("test_fraction", test_fraction, strict_minimum=0.0, maximum=0.9)
     bunch = load_digits()
-    images = bunch.images.astype(np.uint8)[:, None]              # (N, 1, 8, 8), 0..16
+    images = bunch.images.astype(np.uint8)[:, None]  # (N, 1, 8, 8), 0..16
     labels = bunch.target.astype(np.int64)
     mean, std = NORMALISATION["digits"]
-    is_test = stratified_holdout(labels, test_fraction,
-                                 rng=np.random.default_rng([seed, STREAM_TEST]))
-    return DataPool(ArrayDataset(images, labels, pixel_max=16.0, mean=mean, std=std), is_test,
-                    [str(i) for i in range(10)], (1, 8, 8), info={"source": "sklearn"})
+    is_test = stratified_holdout(
+        labels, test_fraction, rng=np.random.default_rng([seed, STREAM_TEST])
+    )
+    return DataPool(
+        ArrayDataset(images, labels, pixel_max=16.0, mean=mean, std=std),
+        is_test,
+        [str(i) for i in range(10)],
+        (1, 8, 8),
+        info={"source": "sklearn"},
+    )

@@ -22,23 +22,47 @@ from .base import NORMALISATION, ArrayDataset
 from .loading import DATASETS, require_dir
 from .splits import DataPool
 
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 SOURCES = {
     "mnist": {
-        "urls": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 "http://yann.lecun.com/exdb/mnist/"),
-        "md5": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+        "urls": (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        "md5": (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
         "classes": [str(i) for i in range(10)],
     },
     "fashion-mnist": {
         "urls": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        "md5": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
-        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                    "Sneaker", "Bag", "Ankle boot"],
+        "md5": (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+        "classes": [
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ],
     },
 }
 
@@ -53,21 +77,26 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path} is corrupt or truncated ({err}); delete it and download it "
-                         "again") from err
+        raise ValueError(
+            f"{path} is corrupt or truncated ({err}); delete it and download it again"
+        ) from err
     ndim = 3 if magic == MAGIC_IMAGES else 1
     header = 4 * (1 + ndim)
     if len(raw) < header:
         raise ValueError(f"{path} is too short ({len(raw)} bytes) for an IDX header")
     found, *dims = struct.unpack(f">{1 + ndim}i", raw[:header])
     if found != magic:
-        raise ValueError(f"{path} has IDX magic number {found}, expected {magic} "
-                         f"({'images' if magic == MAGIC_IMAGES else 'labels'}); is it the "
-                         "right file?")
+        raise ValueError(
+            f"{path} has IDX magic number {found}, expected {magic} "
+            f"({'images' if magic == MAGIC_IMAGES else 'labels'}); is it the "
+            "right file?"
+        )
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
-        raise ValueError(f"{path} holds {len(raw)} bytes but its header {tuple(dims)} needs "
-                         f"{expected}: the file is truncated or corrupt; download it again")
+        raise ValueError(
+            f"{path} holds {len(raw)} bytes but its header {tuple(dims)} needs "
+            f"{expected}: the file is truncated or corrupt; download it again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -104,17 +133,18 @@ def download(name: str, root: Path) -> None:
             dest.unlink()
             errors.append(f"{base}: md5 {got} != {md5}")
         else:
-            raise RuntimeError(f"could not download {dest.name} for {name}: "
-                               + "; ".join(errors))
+            raise RuntimeError(f"could not download {dest.name} for {name}: " + "; ".join(errors))
 
 
 def find_file(root: Path, stem: str, name: str) -> Path:
     for candidate in (root / f"{stem}.gz", root / stem):
         if candidate.exists():
             return candidate
-    raise FileNotFoundError(f"{root / (stem + '.gz')} not found: put the four {name} IDX files "
-                            f"({', '.join(f + '.gz' for f in FILES)}) in {root}, or pass "
-                            "download=True (needs internet)")
+    raise FileNotFoundError(
+        f"{root / (stem + '.gz')} not found: put the four {name} IDX files "
+        f"({', '.join(f + '.gz' for f in FILES)}) in {root}, or pass "
+        "download=True (needs internet)"
+    )
 
 
 def check_not_other_dataset(name: str, paths: list[Path]) -> None:
@@ -127,34 +157,48 @@ def check_not_other_dataset(name: str, paths: list[Path]) -> None:
         digest = md5sum(path)
         for other, source in SOURCES.items():
             if other != name and digest == source["md5"][position]:
-                raise ValueError(f"{str(path)!r} is {other}'s {FILES[position]}, not "
-                                 f"{name}'s; point --data-dir at the {name} files (or use "
-                                 f"--dataset {other})")
+                raise ValueError(
+                    f"{str(path)!r} is {other}'s {FILES[position]}, not "
+                    f"{name}'s; point --data-dir at the {name} files (or use "
+                    f"--dataset {other})"
+                )
 
 
 def load_idx_pool(name: str, data_dir, download_missing: bool) -> DataPool:
-    root = Path(data_dir).expanduser() if data_dir is not None and download_missing \
+    root = (
+        Path(data_dir).expanduser()
+        if data_dir is not None and download_missing
         else require_dir(name, data_dir, f"the four {name} IDX files ({FILES[0]}.gz, ...)")
+    )
     if download_missing:
         download(name, root)
     paths = [find_file(root, stem, name) for stem in FILES]
     check_not_other_dataset(name, paths)
-    arrays = [read_idx(path, MAGIC_LABELS if "labels" in stem else MAGIC_IMAGES)
-              for path, stem in zip(paths, FILES, strict=True)]
+    arrays = [
+        read_idx(path, MAGIC_LABELS if "labels" in stem else MAGIC_IMAGES)
+        for path, stem in zip(paths, FILES, strict=True)
+    ]
     train_x, train_y, test_x, test_y = arrays
     for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{name} {split}: {x.shape[0]} images but {y.shape[0]} labels; "
-                             "one of the files belongs to another dataset or is damaged")
-    images = np.concatenate([train_x, test_x])[:, None]         # (N, 1, 28, 28) uint8
+            raise ValueError(
+                f"{name} {split}: {x.shape[0]} images but {y.shape[0]} labels; "
+                "one of the files belongs to another dataset or is damaged"
+            )
+    images = np.concatenate([train_x, test_x])[:, None]  # (N, 1, 28, 28) uint8
     labels = np.concatenate([train_y, test_y]).astype(np.int64)
     classes = SOURCES[name]["classes"]
     if labels.size and labels.max() >= len(classes):
         raise ValueError(f"{name} labels must be 0..{len(classes) - 1}; found {labels.max()}")
     is_test = np.arange(labels.shape[0]) >= train_x.shape[0]
     mean, std = NORMALISATION[name]
-    return DataPool(ArrayDataset(images, labels, mean=mean, std=std), is_test, list(classes),
-                    tuple(images.shape[1:]), info={"source": str(root)})
+    return DataPool(
+        ArrayDataset(images, labels, mean=mean, std=std),
+        is_test,
+        list(classes),
+        tuple(images.shape[1:]),
+        info={"source": str(root)},
+    )
 
 
 @DATASETS.register("mnist")

@@ -24,30 +24,38 @@ def image_paths(items: Sequence[str | Path]) -> list[Path]:
         if path.is_dir():
             # hidden files and folders *inside* the folder are skipped; the folder's own
             # path may well start with a dot ("../photos", "./new")
-            found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".")
-                                       for part in p.relative_to(path).parts))
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not found:
-                raise ValueError(f"folder {str(path)!r} holds no image files "
-                                 f"({', '.join(IMAGE_SUFFIXES)})")
+                raise ValueError(
+                    f"folder {str(path)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+                )
             paths += found
         elif path.is_file():
             paths.append(path)
         else:
-            raise FileNotFoundError(f"image {str(path)!r} does not exist; pass image files or "
-                                    "folders of them")
+            raise FileNotFoundError(
+                f"image {str(path)!r} does not exist; pass image files or folders of them"
+            )
     if not paths:
         raise ValueError("no images given; pass image files or folders of them")
     return paths
 
 
-def read_images(paths: Sequence[Path], input_shape: Sequence[int], *,
-                invert: bool = False) -> np.ndarray:
+def read_images(
+    paths: Sequence[Path], input_shape: Sequence[int], *, invert: bool = False
+) -> np.ndarray:
     """uint8 ``(N, C, H, W)`` of ``paths`` resized to ``input_shape = (C, H, W)``."""
     if len(input_shape) != 3 or input_shape[0] not in (1, 3):
-        raise ValueError(f"this run's inputs have shape {tuple(input_shape)}, not images "
-                         "(C, H, W) with 1 or 3 channels: pass data of its dataset instead")
+        raise ValueError(
+            f"this run's inputs have shape {tuple(input_shape)}, not images "
+            "(C, H, W) with 1 or 3 channels: pass data of its dataset instead"
+        )
     channels, height, width = (int(v) for v in input_shape)
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(paths), channels, height, width), dtype=np.uint8)

@@ -51,8 +51,10 @@ def check_class_level(value: Any) -> str | int:
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"class_level must be 'first', 'leaf' or a folder depth >= 1 (1 is "
-                         f"'first'); got {value!r}")
+        raise ValueError(
+            f"class_level must be 'first', 'leaf' or a folder depth >= 1 (1 is "
+            f"'first'); got {value!r}"
+        )
     return int(value)
 
 
@@ -64,24 +66,27 @@ def class_paths(relative: Sequence[Path], class_level: str | int, root: Path) ->
         folders = rel.parts[:-1]
         depth = len(folders) if level == "leaf" else (1 if level == "first" else level)
         if len(folders) < max(depth, 1):
-            raise ValueError(f"image {root / rel} sits {len(folders)} folder(s) below {root}, "
-                             f"but class_level={level!r} needs at least {max(depth, 1)}; move "
-                             "it into a class folder, or choose class_level 'leaf' or a "
-                             "smaller depth")
+            raise ValueError(
+                f"image {root / rel} sits {len(folders)} folder(s) below {root}, "
+                f"but class_level={level!r} needs at least {max(depth, 1)}; move "
+                "it into a class folder, or choose class_level 'leaf' or a "
+                "smaller depth"
+            )
         out.append("/".join(folders[:depth]))
     return out
 
 
-def level_attributes(class_names: Sequence[str], labels: np.ndarray
-                     ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+def level_attributes(
+    class_names: Sequence[str], labels: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """``(attributes, names)``: ``level_n`` and ``parent`` of every example (see module)."""
     parts = [name.split("/") for name in class_names]
     deepest, shallowest = max(len(p) for p in parts), min(len(p) for p in parts)
     groups: dict[str, list[str]] = {}
     parent = ["/".join(p[:-1]) or "." for p in parts]
-    for n in range(1, shallowest):        # levels every class has above it
+    for n in range(1, shallowest):  # levels every class has above it
         level = ["/".join(p[:n]) for p in parts]
-        if level != parent:          # a uniform two-level tree: level_1 is the parent
+        if level != parent:  # a uniform two-level tree: level_1 is the parent
             groups[f"level_{n}"] = level
     if deepest > 1:
         groups["parent"] = parent
@@ -96,7 +101,7 @@ def level_attributes(class_names: Sequence[str], labels: np.ndarray
 def _is_grey(img: Image.Image) -> bool:
     if img.mode in GREY_MODES:
         return True
-    if img.mode == "P":     # a palette of grey entries only (read from the header)
+    if img.mode == "P":  # a palette of grey entries only (read from the header)
         palette = np.asarray(img.getpalette() or [0, 0, 0], dtype=np.int64).reshape(-1, 3)
         return bool((palette == palette[:, :1]).all())
     return False
@@ -111,7 +116,7 @@ def scan_images(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
             with Image.open(path) as img:
                 sizes[i] = img.size[1], img.size[0]
                 grey[i] = _is_grey(img)
-        except DECODE_ERRORS:         # unreadable files are the loader's to report
+        except DECODE_ERRORS:  # unreadable files are the loader's to report
             sizes[i] = -1
     return sizes, grey
 
@@ -142,24 +147,29 @@ def resolve_channels(channels: Any, grey: np.ndarray, where: Path) -> int:
         if grey.all():
             return 1
         if grey.any():
-            log.warning("image-folder %s: %d grey and %d colour images; all are read as RGB "
-                        "(3 channels; data.options '{channels: 1}' reads them all as grey)",
-                        where, int(grey.sum()), int((~grey).sum()))
+            log.warning(
+                "image-folder %s: %d grey and %d colour images; all are read as RGB "
+                "(3 channels; data.options '{channels: 1}' reads them all as grey)",
+                where,
+                int(grey.sum()),
+                int((~grey).sum()),
+            )
         return 3
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ValueError(f"channels must be 'auto', 1 (grey) or 3 (RGB); got {channels!r}")
     return int(channels)
 
 
-def pin_options(options: dict[str, Any], paths: Sequence[Path], root: Path, *,
-                max_size: int) -> dict[str, Any]:
+def pin_options(
+    options: dict[str, Any], paths: Sequence[Path], root: Path, *, max_size: int
+) -> dict[str, Any]:
     """``options`` with ``size`` and ``channels`` resolved from the images (see module)."""
     sizes, grey = scan_images(paths)
     pinned = dict(options)
     pinned["size"] = list(resolve_size(options.get("size", "auto"), sizes, max_size))
     pinned["channels"] = resolve_channels(options.get("channels", "auto"), grey, root)
     pinned["class_level"] = check_class_level(options.get("class_level", "first"))
-    pinned.pop("max_size", None)            # spent: the size is fixed now
+    pinned.pop("max_size", None)  # spent: the size is fixed now
     return pinned
 
 

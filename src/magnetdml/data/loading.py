@@ -18,8 +18,9 @@ DATASETS: Registry[DataPool] = Registry("dataset")
 OPTION_PINNERS: dict[str, Any] = {}
 
 
-def pin_loader_options(name: str, data_dir: str | os.PathLike | None,
-                       options: dict[str, Any]) -> dict[str, Any] | None:
+def pin_loader_options(
+    name: str, data_dir: str | os.PathLike | None, options: dict[str, Any]
+) -> dict[str, Any] | None:
     """The loader options with every data-dependent default resolved, or ``None`` when the
     dataset ``name`` has none."""
     pinner = OPTION_PINNERS.get(name)
@@ -29,18 +30,27 @@ def pin_loader_options(name: str, data_dir: str | os.PathLike | None,
 def require_dir(name: str, data_dir: str | os.PathLike | None, expects: str) -> Path:
     """Return ``data_dir`` as a Path, or raise saying what the folder must hold."""
     if data_dir is None:
-        raise ValueError(f"dataset {name!r} needs data_dir (CLI: --data-dir DIR): the folder "
-                         f"holding {expects}")
+        raise ValueError(
+            f"dataset {name!r} needs data_dir (CLI: --data-dir DIR): the folder holding {expects}"
+        )
     path = Path(data_dir).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"data_dir {str(path)!r} for dataset {name!r} does not exist; "
-                                f"it should hold {expects}")
+        raise FileNotFoundError(
+            f"data_dir {str(path)!r} for dataset {name!r} does not exist; it should hold {expects}"
+        )
     return path
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0,
-                 val_fraction: float = 0.0, unseen_classes: Any = None,
-                 val_classes: float = 0.0, **options: Any) -> DatasetSplits:
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    unseen_classes: Any = None,
+    val_classes: float = 0.0,
+    **options: Any,
+) -> DatasetSplits:
     """Load dataset ``name`` and cut it into seeded train / test / val / unseen splits.
 
     Args:
@@ -65,11 +75,19 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
     allowed = sorted(p for p in params if p not in ("data_dir", "seed"))
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; valid "
-                        f"options: {', '.join(allowed) or '(none)'}")
+        raise TypeError(
+            f"dataset {name!r} has no option(s) {', '.join(unknown)}; valid "
+            f"options: {', '.join(allowed) or '(none)'}"
+        )
     start = time.perf_counter()
     pool = loader(data_dir, seed=seed, **options)
-    splits = split_pool(name, pool, seed=seed, val_fraction=val_fraction,
-                        unseen_classes=unseen_classes, val_classes=val_classes)
+    splits = split_pool(
+        name,
+        pool,
+        seed=seed,
+        val_fraction=val_fraction,
+        unseen_classes=unseen_classes,
+        val_classes=val_classes,
+    )
     splits.info["load_seconds"] = round(time.perf_counter() - start, 3)
     return splits

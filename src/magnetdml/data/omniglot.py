@@ -47,10 +47,11 @@ def resize_batched(images: np.ndarray, size: int, chunk: int = 2048) -> np.ndarr
     """Resize uint8 ``(N, H, W)`` to ``(N, size, size)``, antialiased, in bounded-memory chunks."""
     out = np.empty((images.shape[0], size, size), dtype=np.uint8)
     for start in range(0, images.shape[0], chunk):
-        x = torch.from_numpy(images[start:start + chunk]).unsqueeze(1).float()  # (b, 1, H, W)
-        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
-        out[start:start + chunk] = y.round_().clamp_(0, 255).squeeze(1).to(torch.uint8).numpy()
+        x = torch.from_numpy(images[start : start + chunk]).unsqueeze(1).float()  # (b, 1, H, W)
+        y = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[start : start + chunk] = y.round_().clamp_(0, 255).squeeze(1).to(torch.uint8).numpy()
     return out
 
 
@@ -60,18 +61,23 @@ def _read_tree(source: Path) -> dict[str, np.ndarray]:
     names = [n for n in tree.names() if len(n.split("/")) >= 3]
     if not names:
         raise ValueError(f"{source} holds no <alphabet>/<character>/<image>.png files")
-    keys = [tuple(n.split("/")[-3:-1]) for n in names]       # (alphabet, character)
+    keys = [tuple(n.split("/")[-3:-1]) for n in names]  # (alphabet, character)
     classes = sorted(set(keys))
     lookup = {k: i for i, k in enumerate(classes)}
-    return {"images": decode_tree(tree, names, "L"),
-            "labels": np.array([lookup[k] for k in keys], dtype=np.int64),
-            "alphabet": np.array([a for a, _ in classes]),
-            "character": np.array([c for _, c in classes])}
+    return {
+        "images": decode_tree(tree, names, "L"),
+        "labels": np.array([lookup[k] for k in keys], dtype=np.int64),
+        "alphabet": np.array([a for a, _ in classes]),
+        "character": np.array([c for _, c in classes]),
+    }
 
 
 def _find(root: Path, part: str) -> Path | None:
-    for candidate in (root / f"images_{part}", root / f"images_{part}.zip",
-                      root / f"omniglot_{part}.npz"):
+    for candidate in (
+        root / f"images_{part}",
+        root / f"images_{part}.zip",
+        root / f"omniglot_{part}.npz",
+    ):
         if candidate.exists():
             return candidate
     return None
@@ -81,56 +87,87 @@ def _load_part(source: Path, size: int, invert: bool, cache_dir, use_cache: bool
     def build() -> dict[str, np.ndarray]:
         if source.suffix == ".npz":
             with np.load(source, allow_pickle=False) as z:
-                missing = [k for k in ("images", "labels", "alphabet", "character")
-                           if k not in z.files]
+                missing = [
+                    k for k in ("images", "labels", "alphabet", "character") if k not in z.files
+                ]
                 if missing:
-                    raise ValueError(f"{source} lacks the arrays {missing} (it holds "
-                                     f"{z.files}); an Omniglot npz holds images, labels, "
-                                     "alphabet and character, as the staged copy does")
+                    raise ValueError(
+                        f"{source} lacks the arrays {missing} (it holds "
+                        f"{z.files}); an Omniglot npz holds images, labels, "
+                        "alphabet and character, as the staged copy does"
+                    )
                 raw = {k: z[k] for k in ("images", "labels", "alphabet", "character")}
         else:
             raw = _read_tree(source)
         images = raw["images"]
-        if images.dtype != np.uint8:        # a cast would squash 0..1 floats to 0 and 1
-            raise ValueError(f"{source}: images must be uint8 grey levels 0..255 (255 the "
-                             f"background), as in the official PNGs; got {images.dtype} in "
-                             f"[{images.min():g}, {images.max():g}]; convert them (e.g. "
-                             "np.rint(x * 255).astype(np.uint8) for 0..1 floats)")
+        if images.dtype != np.uint8:  # a cast would squash 0..1 floats to 0 and 1
+            raise ValueError(
+                f"{source}: images must be uint8 grey levels 0..255 (255 the "
+                f"background), as in the official PNGs; got {images.dtype} in "
+                f"[{images.min():g}, {images.max():g}]; convert them (e.g. "
+                "np.rint(x * 255).astype(np.uint8) for 0..1 floats)"
+            )
         if invert:
-            images = 255 - images                             # strokes bright, background 0
+            images = 255 - images  # strokes bright, background 0
         if images.shape[1:] != (size, size):
             images = resize_batched(images, size)
         return dict(raw, images=images, labels=raw["labels"].astype(np.int64))
+
     key = {"source": source_key(source), "size": size, "invert": invert}
     return cached_arrays("omniglot", key, build, cache_dir=cache_dir, use_cache=use_cache)
 
 
 @DATASETS.register("omniglot")
-def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool = True,
-                  test_per_class: int = 5, unseen_alphabets=None, evaluation: bool = False,
-                  alphabets=None, test_drawers=None, val_drawers=None,
-                  cache_dir=None, use_cache: bool = True) -> DataPool:
+def load_omniglot(
+    data_dir=None,
+    *,
+    seed: int = 0,
+    size: int = 28,
+    invert: bool = True,
+    test_per_class: int = 5,
+    unseen_alphabets=None,
+    evaluation: bool = False,
+    alphabets=None,
+    test_drawers=None,
+    val_drawers=None,
+    cache_dir=None,
+    use_cache: bool = True,
+) -> DataPool:
     """Omniglot as uint8 ``(N, 1, size, size)``; see the module docstring for the options."""
     size = check_int("size", size, minimum=4)
-    test_per_class = check_int("test_per_class", test_per_class, minimum=0,
-                               fix="the drawings per character held out for the test split")
+    test_per_class = check_int(
+        "test_per_class",
+        test_per_class,
+        minimum=0,
+        fix="the drawings per character held out for the test split",
+    )
     root = require_dir("omniglot", data_dir, "omniglot_background.npz or images_background/")
     if root.is_file():
         background, root = root, root.parent
     else:
-        background = next((p for p in (root / "omniglot_background.npz",
-                                       _find(root, "background")) if p and p.exists()), None)
+        background = next(
+            (
+                p
+                for p in (root / "omniglot_background.npz", _find(root, "background"))
+                if p and p.exists()
+            ),
+            None,
+        )
     if background is None:
-        raise FileNotFoundError(f"no Omniglot data in {root}: expected omniglot_background.npz"
-                                " or images_background/ (or .zip) from "
-                                "https://github.com/brendenlake/omniglot")
+        raise FileNotFoundError(
+            f"no Omniglot data in {root}: expected omniglot_background.npz"
+            " or images_background/ (or .zip) from "
+            "https://github.com/brendenlake/omniglot"
+        )
     parts = [background]
     if evaluation:
         evaluation_src = _find(root, "evaluation")
         if evaluation_src is None:
-            raise FileNotFoundError(f"evaluation=True needs images_evaluation/ (or .zip, or "
-                                    f"omniglot_evaluation.npz) in {root}; "
-                                    "omniglot_background.npz holds only the background set")
+            raise FileNotFoundError(
+                f"evaluation=True needs images_evaluation/ (or .zip, or "
+                f"omniglot_evaluation.npz) in {root}; "
+                "omniglot_background.npz holds only the background set"
+            )
         parts.append(evaluation_src)
     loaded = [_load_part(p, size, invert, cache_dir, use_cache) for p in parts]
     arrays = [a for a, _ in loaded]
@@ -139,31 +176,37 @@ def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool 
     class_alphabet = np.concatenate([a["alphabet"] for a in arrays]).astype(str)
     characters = np.concatenate([a["character"] for a in arrays]).astype(str)
     alphabet_names, class_alpha_id = np.unique(class_alphabet, return_inverse=True)
-    images = np.concatenate([a["images"] for a in arrays])[:, None]   # (N, 1, size, size)
+    images = np.concatenate([a["images"] for a in arrays])[:, None]  # (N, 1, size, size)
 
-    forced = np.arange(offsets[1], offsets[-1])                 # evaluation classes: unseen
+    forced = np.arange(offsets[1], offsets[-1])  # evaluation classes: unseen
     if unseen_alphabets is not None:
-        chosen = resolve_classes("unseen_alphabets", unseen_alphabets,
-                                 list(np.unique(class_alphabet[:offsets[1]])),
-                                 np.random.default_rng([seed, STREAM_ALPHABETS]))
-        names = np.unique(class_alphabet[:offsets[1]])[chosen]
+        chosen = resolve_classes(
+            "unseen_alphabets",
+            unseen_alphabets,
+            list(np.unique(class_alphabet[: offsets[1]])),
+            np.random.default_rng([seed, STREAM_ALPHABETS]),
+        )
+        names = np.unique(class_alphabet[: offsets[1]])[chosen]
         forced = np.union1d(forced, np.flatnonzero(np.isin(class_alphabet, names)))
     drawer = _drawers(labels)
     if test_drawers is None:
-        is_test = stratified_holdout(labels, count=test_per_class,
-                                     rng=np.random.default_rng([seed, STREAM_TEST]))
+        is_test = stratified_holdout(
+            labels, count=test_per_class, rng=np.random.default_rng([seed, STREAM_TEST])
+        )
     else:
         is_test = np.isin(drawer, _check_drawers("test_drawers", test_drawers))
     is_val = None
     if val_drawers is not None:
         is_val = np.isin(drawer, _check_drawers("val_drawers", val_drawers)) & ~is_test
         if test_drawers is not None and set(val_drawers) & set(test_drawers):
-            raise ValueError(f"val_drawers {list(val_drawers)} and test_drawers "
-                             f"{list(test_drawers)} share drawers: a drawing is either "
-                             "validation or test; give disjoint lists")
+            raise ValueError(
+                f"val_drawers {list(val_drawers)} and test_drawers "
+                f"{list(test_drawers)} share drawers: a drawing is either "
+                "validation or test; give disjoint lists"
+            )
     class_names = np.array([f"{a}/{c}" for a, c in zip(class_alphabet, characters, strict=True)])
-    if alphabets is not None:    # a subset of the characters, relabelled in their order
-        present = np.unique(class_alphabet[:offsets[1]])
+    if alphabets is not None:  # a subset of the characters, relabelled in their order
+        present = np.unique(class_alphabet[: offsets[1]])
         chosen = present[alphabets_by_name(alphabets, present.tolist())]
         kept_classes = np.flatnonzero(np.isin(class_alphabet, chosen))
         keep_rows = np.isin(labels, kept_classes)
@@ -177,15 +220,25 @@ def load_omniglot(data_dir=None, *, seed: int = 0, size: int = 28, invert: bool 
     mean, std = NORMALISATION["omniglot"]
     if not invert:
         mean = tuple(1.0 - m for m in mean)
-    dataset = ArrayDataset(images, labels, attributes={"alphabet": class_alpha_id[labels]},
-                           mean=mean, std=std)
-    return DataPool(dataset, is_test, class_names.tolist(),
-                    (1, size, size), unseen=forced.astype(np.int64), is_val=is_val,
-                    info={"source": [str(p) for p in parts], "alphabets": alphabet_names.tolist(),
-                          "cache_hit": all(hit for _, hit in loaded)})
+    dataset = ArrayDataset(
+        images, labels, attributes={"alphabet": class_alpha_id[labels]}, mean=mean, std=std
+    )
+    return DataPool(
+        dataset,
+        is_test,
+        class_names.tolist(),
+        (1, size, size),
+        unseen=forced.astype(np.int64),
+        is_val=is_val,
+        info={
+            "source": [str(p) for p in parts],
+            "alphabets": alphabet_names.tolist(),
+            "cache_hit": all(hit for _, hit in loaded),
+        },
+    )
 
 
-DRAWERS = 20    # every Omniglot character was drawn by 20 people
+DRAWERS = 20  # every Omniglot character was drawn by 20 people
 
 
 def _drawers(labels: np.ndarray) -> np.ndarray:
@@ -200,23 +253,35 @@ def _drawers(labels: np.ndarray) -> np.ndarray:
 
 def _check_drawers(name: str, drawers) -> list[int]:
     if isinstance(drawers, (str, bytes)) or not hasattr(drawers, "__iter__"):
-        raise TypeError(f"{name} must be a list of drawer numbers 1..{DRAWERS}, e.g. "
-                        f"[16, 17, 18, 19, 20]; got {drawers!r}")
-    checked = [check_int(f"{name} entry", d, minimum=1, fix=f"drawers are 1..{DRAWERS}")
-               for d in drawers]
+        raise TypeError(
+            f"{name} must be a list of drawer numbers 1..{DRAWERS}, e.g. "
+            f"[16, 17, 18, 19, 20]; got {drawers!r}"
+        )
+    checked = [
+        check_int(f"{name} entry", d, minimum=1, fix=f"drawers are 1..{DRAWERS}") for d in drawers
+    ]
     if any(d > DRAWERS for d in checked):
-        raise ValueError(f"{name} {list(drawers)}: Omniglot has drawers 1..{DRAWERS} only; "
-                         f"give numbers in that range")
+        raise ValueError(
+            f"{name} {list(drawers)}: Omniglot has drawers 1..{DRAWERS} only; "
+            f"give numbers in that range"
+        )
     if not checked or len(checked) >= DRAWERS:
-        raise ValueError(f"{name} {list(drawers)} must name between 1 and {DRAWERS - 1} of the "
-                         f"{DRAWERS} drawers, so that some drawings are left to train on")
+        raise ValueError(
+            f"{name} {list(drawers)} must name between 1 and {DRAWERS - 1} of the "
+            f"{DRAWERS} drawers, so that some drawings are left to train on"
+        )
     return checked
 
 
 def alphabets_by_name(alphabets, names: list[str]) -> np.ndarray:
     """The ids (into the sorted ``names``) of ``alphabets``: a list of names or ids."""
-    if isinstance(alphabets, (str, bytes)) or not hasattr(alphabets, "__iter__") \
-            or not len(alphabets):
-        raise TypeError(f"alphabets must be a non-empty list of alphabet names or ids, e.g. "
-                        f"[{names[0]}]; got {alphabets!r}")
+    if (
+        isinstance(alphabets, (str, bytes))
+        or not hasattr(alphabets, "__iter__")
+        or not len(alphabets)
+    ):
+        raise TypeError(
+            f"alphabets must be a non-empty list of alphabet names or ids, e.g. "
+            f"[{names[0]}]; got {alphabets!r}"
+        )
     return resolve_classes("alphabets", list(alphabets), names, np.random.default_rng(0))

@@ -36,13 +36,15 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     for module in ("numpy.core.multiarray", "numpy._core.multiarray")
     for name, obj in (("_reconstruct", _reconstruct),)
 }
-ALLOWED_GLOBALS.update({
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1_encode,
-})
+ALLOWED_GLOBALS.update(
+    {
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+)
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
@@ -68,8 +70,9 @@ def safe_load(data: bytes, where: str) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         raise ValueError(f"{where}: {err}") from err
     except (EOFError, ValueError, TypeError, IndexError, KeyError) as err:
-        raise ValueError(f"{where} is truncated or not a CIFAR batch ({err!r}); download it "
-                         "again") from err
+        raise ValueError(
+            f"{where} is truncated or not a CIFAR batch ({err!r}); download it again"
+        ) from err
     if not isinstance(obj, dict):
         raise ValueError(f"{where} holds a {type(obj).__name__}, not a CIFAR batch dict")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}

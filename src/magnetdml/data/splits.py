@@ -57,16 +57,21 @@ class DataPool:
     """What a loader returns: all examples, which ones are test, and the forced-unseen classes."""
 
     dataset: LabelledDataset
-    is_test: np.ndarray                   # (N,) bool: the dataset's own test split
+    is_test: np.ndarray  # (N,) bool: the dataset's own test split
     class_names: list[str]
     input_shape: tuple[int, ...]
     unseen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # class ids
-    is_val: np.ndarray | None = None      # (N,) bool: the dataset's own validation split
+    is_val: np.ndarray | None = None  # (N,) bool: the dataset's own validation split
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def stratified_holdout(labels: np.ndarray, fraction: float | None = None, *,
-                       count: int | None = None, rng: np.random.Generator) -> np.ndarray:
+def stratified_holdout(
+    labels: np.ndarray,
+    fraction: float | None = None,
+    *,
+    count: int | None = None,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Boolean mask (N,) holding out ``round(fraction * n_c)`` (or ``count``) examples per class.
 
     Vectorised: a random key per example, sorted within each class; the lowest ranks are held
@@ -76,29 +81,39 @@ def stratified_holdout(labels: np.ndarray, fraction: float | None = None, *,
     n = labels.shape[0]
     if n == 0:
         return np.zeros(0, dtype=bool)
-    order = np.lexsort((rng.random(n), labels))          # by class, random within class
+    order = np.lexsort((rng.random(n), labels))  # by class, random within class
     classes, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
-    rank = np.arange(n) - np.repeat(starts, counts)      # rank within class, in sorted order
-    want = np.full(classes.shape, count) if count is not None \
+    rank = np.arange(n) - np.repeat(starts, counts)  # rank within class, in sorted order
+    want = (
+        np.full(classes.shape, count)
+        if count is not None
         else np.rint(fraction * counts).astype(np.int64)
+    )
     want = np.minimum(want, counts - 1)
     mask = np.zeros(n, dtype=bool)
     mask[order] = rank < np.repeat(want, counts)
     return mask
 
 
-def resolve_classes(name: str, value: Any, class_names: list[str],
-                    rng: np.random.Generator) -> np.ndarray:
+def resolve_classes(
+    name: str, value: Any, class_names: list[str], rng: np.random.Generator
+) -> np.ndarray:
     """Turn a fraction in (0, 1) or a list of class ids / names into sorted class ids."""
     num = len(class_names)
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
-        frac = check_float(name, value, strict_minimum=0.0, maximum=1.0,
-                           fix="a fraction of the classes, or a list of class ids or names")
+        frac = check_float(
+            name,
+            value,
+            strict_minimum=0.0,
+            maximum=1.0,
+            fix="a fraction of the classes, or a list of class ids or names",
+        )
         k = int(np.clip(np.rint(frac * num), 1, num - 1))
         return np.sort(rng.choice(num, size=k, replace=False)).astype(np.int64)
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name} must be a fraction in (0, 1) or a list of class ids or names; "
-                        f"got {value!r}")
+        raise TypeError(
+            f"{name} must be a fraction in (0, 1) or a list of class ids or names; got {value!r}"
+        )
     lookup = {c: i for i, c in enumerate(class_names)}
     ids = []
     for item in value:
@@ -110,29 +125,45 @@ def resolve_classes(name: str, value: Any, class_names: list[str],
         else:
             cid = check_int(f"{name} entry", item, minimum=0)
             if cid >= num:
-                raise ValueError(f"{name}: class id {cid} out of range; the dataset has {num} "
-                                 f"classes (ids 0..{num - 1})")
+                raise ValueError(
+                    f"{name}: class id {cid} out of range; the dataset has {num} "
+                    f"classes (ids 0..{num - 1})"
+                )
             ids.append(cid)
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 
-def split_pool(name: str, pool: DataPool, *, seed: int = 0, val_fraction: float = 0.0,
-               unseen_classes: Any = None, val_classes: float = 0.0) -> DatasetSplits:
+def split_pool(
+    name: str,
+    pool: DataPool,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    unseen_classes: Any = None,
+    val_classes: float = 0.0,
+) -> DatasetSplits:
     """Cut ``pool`` into train / test / val / unseen (see the module docstring)."""
     seed = check_int("seed", seed, minimum=0)
-    val_fraction = check_float("val_fraction", val_fraction, minimum=0.0, maximum=0.9,
-                               fix="the fraction of training examples per class kept for "
-                                   "validation, e.g. 0.1")
+    val_fraction = check_float(
+        "val_fraction",
+        val_fraction,
+        minimum=0.0,
+        maximum=0.9,
+        fix="the fraction of training examples per class kept for validation, e.g. 0.1",
+    )
     labels = pool.dataset.labels
     num_classes = len(pool.class_names)
     unseen = np.asarray(pool.unseen, dtype=np.int64)
     if unseen_classes is not None:
         rng = np.random.default_rng([seed, STREAM_UNSEEN])
-        unseen = np.union1d(unseen, resolve_classes("unseen_classes", unseen_classes,
-                                                    pool.class_names, rng))
+        unseen = np.union1d(
+            unseen, resolve_classes("unseen_classes", unseen_classes, pool.class_names, rng)
+        )
     if unseen.size >= num_classes:
-        raise ValueError(f"unseen_classes would hold out all {num_classes} classes; leave at "
-                         "least one class for training")
+        raise ValueError(
+            f"unseen_classes would hold out all {num_classes} classes; leave at "
+            "least one class for training"
+        )
     is_unseen = np.isin(labels, unseen)
     held = _val_classes(labels, unseen, val_classes, val_fraction, seed)
     is_held = np.isin(labels, held)
@@ -140,39 +171,58 @@ def split_pool(name: str, pool: DataPool, *, seed: int = 0, val_fraction: float 
     seen_train = np.flatnonzero(~is_unseen & ~is_held & ~pool.is_test & ~own_val)
     is_val = np.zeros(seen_train.shape, dtype=bool)
     if val_fraction > 0:
-        is_val = stratified_holdout(labels[seen_train], val_fraction,
-                                    rng=np.random.default_rng([seed, STREAM_VAL]))
+        is_val = stratified_holdout(
+            labels[seen_train], val_fraction, rng=np.random.default_rng([seed, STREAM_VAL])
+        )
     val_rows = np.union1d(seen_train[is_val], np.flatnonzero(~is_unseen & ~is_held & own_val))
     val_rows = np.union1d(val_rows, np.flatnonzero(is_held))
     ds = pool.dataset
-    info = dict(pool.info, seed=seed, val_fraction=val_fraction,
-                unseen_class_ids=unseen.tolist(), val_class_ids=held.tolist())
+    info = dict(
+        pool.info,
+        seed=seed,
+        val_fraction=val_fraction,
+        unseen_class_ids=unseen.tolist(),
+        val_class_ids=held.tolist(),
+    )
     return DatasetSplits(
         name=name,
         train=ds.subset(seen_train[~is_val]),
         test=ds.subset(np.flatnonzero(~is_unseen & ~is_held & pool.is_test)),
         val=ds.subset(val_rows) if val_rows.size else None,
         unseen=ds.subset(np.flatnonzero(is_unseen)) if unseen.size else None,
-        num_classes=num_classes, input_shape=tuple(pool.input_shape),
-        class_names=list(pool.class_names), info=info)
+        num_classes=num_classes,
+        input_shape=tuple(pool.input_shape),
+        class_names=list(pool.class_names),
+        info=info,
+    )
 
 
-def _val_classes(labels: np.ndarray, unseen: np.ndarray, fraction: float, val_fraction: float,
-                 seed: int) -> np.ndarray:
+def _val_classes(
+    labels: np.ndarray, unseen: np.ndarray, fraction: float, val_fraction: float, seed: int
+) -> np.ndarray:
     """The class ids of a class-disjoint validation split: ``round(fraction * S)`` of the ``S``
     seen classes (at least one, leaving at least two to train on), seeded by ``seed``."""
-    fraction = check_float("val_classes", fraction, minimum=0.0, maximum=0.9,
-                           fix="the fraction of the seen classes held out for validation")
+    fraction = check_float(
+        "val_classes",
+        fraction,
+        minimum=0.0,
+        maximum=0.9,
+        fix="the fraction of the seen classes held out for validation",
+    )
     if not fraction:
         return np.zeros(0, np.int64)
     if val_fraction:
-        raise ValueError(f"val_classes {fraction} and val_fraction {val_fraction} both ask for "
-                         "a validation split; give one (val_classes: class-disjoint, "
-                         "val_fraction: the same classes)")
+        raise ValueError(
+            f"val_classes {fraction} and val_fraction {val_fraction} both ask for "
+            "a validation split; give one (val_classes: class-disjoint, "
+            "val_fraction: the same classes)"
+        )
     seen = np.setdiff1d(np.unique(labels), unseen)
     count = int(np.clip(np.rint(fraction * seen.size), 1, seen.size - 2))
     if count < 1:
-        raise ValueError(f"val_classes {fraction} leaves fewer than two of the {seen.size} seen "
-                         "classes to train on; use more classes or val_classes 0")
+        raise ValueError(
+            f"val_classes {fraction} leaves fewer than two of the {seen.size} seen "
+            "classes to train on; use more classes or val_classes 0"
+        )
     rng = np.random.default_rng([seed, STREAM_VAL_CLASSES])
     return np.sort(rng.choice(seen, size=count, replace=False)).astype(np.int64)

@@ -19,8 +19,22 @@ from .knn import SoftKNN, estimate_variance
 from .neighbours import iter_neighbours, nearest_neighbours
 
 __all__ = [
-    "CLASSIFICATION_METRICS", "CLUSTERING_METRICS", "KNC_METRICS", "METRICS",
-    "RETRIEVAL_METRICS", "UNSEEN_METRICS", "KNearestClusters", "SoftKNN", "cluster_variance",
-    "clustering_scores", "estimate_variance", "evaluate", "fit_knc", "iter_neighbours",
-    "knc_errors", "knc_lengthscale", "nearest_neighbours", "pairwise_f1",
+    "CLASSIFICATION_METRICS",
+    "CLUSTERING_METRICS",
+    "KNC_METRICS",
+    "METRICS",
+    "RETRIEVAL_METRICS",
+    "UNSEEN_METRICS",
+    "KNearestClusters",
+    "SoftKNN",
+    "cluster_variance",
+    "clustering_scores",
+    "estimate_variance",
+    "evaluate",
+    "fit_knc",
+    "iter_neighbours",
+    "knc_errors",
+    "knc_lengthscale",
+    "nearest_neighbours",
+    "pairwise_f1",
 ]

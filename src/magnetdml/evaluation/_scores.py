@@ -26,20 +26,21 @@ _MAX_SCORE_CELLS = 1 << 22
 UNRANKED = np.iinfo(np.int64).max
 
 
-def class_probabilities(sq_distances: np.ndarray, neighbour_classes: np.ndarray,
-                        variance: float | None, n_classes: int) -> np.ndarray:
+def class_probabilities(
+    sq_distances: np.ndarray, neighbour_classes: np.ndarray, variance: float | None, n_classes: int
+) -> np.ndarray:
     """``(B, n_classes)`` float64 probabilities from ``sq_distances (B, L)`` and the class
     indices ``neighbour_classes (B, L)`` in ``[0, n_classes)`` of the ``L`` neighbours."""
     b, num = sq_distances.shape
     if variance is None:
-        weights = np.ones((b, num), dtype=np.float64)                      # (B, L)
+        weights = np.ones((b, num), dtype=np.float64)  # (B, L)
     else:
-        logits = -sq_distances.astype(np.float64) / (2.0 * variance)       # (B, L)
+        logits = -sq_distances.astype(np.float64) / (2.0 * variance)  # (B, L)
         # Softmax shift: the largest weight becomes exp(0) = 1, so no row can sum to 0.
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))      # (B, L)
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))  # (B, L)
     flat = (np.arange(b, dtype=np.int64)[:, None] * n_classes + neighbour_classes).ravel()
     sums = np.bincount(flat, weights=weights.ravel(), minlength=b * n_classes)
-    sums = sums.reshape(b, n_classes)                                      # (B, C)
+    sums = sums.reshape(b, n_classes)  # (B, C)
     return sums / sums.sum(axis=1, keepdims=True)
 
 
@@ -54,23 +55,28 @@ def true_class_ranks(scores: np.ndarray, true_classes: np.ndarray) -> np.ndarray
     b, n_classes = scores.shape
     known = true_classes >= 0
     safe = np.where(known, true_classes, 0)
-    own = scores[np.arange(b), safe][:, None]                              # (B, 1)
+    own = scores[np.arange(b), safe][:, None]  # (B, 1)
     columns = np.arange(n_classes)[None, :]
     better = (scores > own) | ((scores == own) & (columns < safe[:, None]))  # (B, C)
     return np.where(known, better.sum(axis=1), UNRANKED)
 
 
-def neighbour_class_ranks(sq_distances: np.ndarray, neighbour_classes: np.ndarray,
-                          true_classes: np.ndarray, variance: float | None,
-                          n_classes: int) -> np.ndarray:
+def neighbour_class_ranks(
+    sq_distances: np.ndarray,
+    neighbour_classes: np.ndarray,
+    true_classes: np.ndarray,
+    variance: float | None,
+    n_classes: int,
+) -> np.ndarray:
     """Ranks of the true classes (see :func:`true_class_ranks`), computed in row blocks so the
     ``(rows, n_classes)`` score block stays under 32 MiB even with very many classes."""
     rows = max(1, _MAX_SCORE_CELLS // max(n_classes, 1))
     out = np.empty(sq_distances.shape[0], dtype=np.int64)
     for start in range(0, sq_distances.shape[0], rows):
         block = slice(start, start + rows)
-        scores = class_probabilities(sq_distances[block], neighbour_classes[block], variance,
-                                     n_classes)
+        scores = class_probabilities(
+            sq_distances[block], neighbour_classes[block], variance, n_classes
+        )
         out[block] = true_class_ranks(scores, true_classes[block])
     return out
 
@@ -105,8 +111,9 @@ class NeighbourVote:
         chunks, n = self._neighbours(embeddings)
         out = np.empty((n, len(self.classes_)))
         for start, distances, indices in chunks:
-            out[start:start + len(indices)] = class_probabilities(
-                distances, self._item_classes[indices], self.lengthscale_, len(self.classes_))
+            out[start : start + len(indices)] = class_probabilities(
+                distances, self._item_classes[indices], self.lengthscale_, len(self.classes_)
+            )
         return out
 
     def predict(self, embeddings) -> np.ndarray:
@@ -123,6 +130,11 @@ class NeighbourVote:
         ranks = np.empty(n, dtype=np.int64)
         for start, distances, indices in chunks:
             part = slice(start, start + len(indices))
-            ranks[part] = neighbour_class_ranks(distances, self._item_classes[indices],
-                                                truth[part], self.lengthscale_, len(self.classes_))
+            ranks[part] = neighbour_class_ranks(
+                distances,
+                self._item_classes[indices],
+                truth[part],
+                self.lengthscale_,
+                len(self.classes_),
+            )
         return ranks

@@ -14,17 +14,41 @@ from .neighbours import DEFAULT_BATCH_SIZE, build_index, iter_neighbours
 from .retrieval import map_at_r, precision_at_1, r_precision, recall_at
 
 CLASSIFICATION_METRICS = ("knn_error", "error_at_1", "error_at_5")
-RETRIEVAL_METRICS = ("precision_at_1", "r_precision", "map_at_r", "recall_at_1", "recall_at_2",
-                     "recall_at_4", "recall_at_8")
+RETRIEVAL_METRICS = (
+    "precision_at_1",
+    "r_precision",
+    "map_at_r",
+    "recall_at_1",
+    "recall_at_2",
+    "recall_at_4",
+    "recall_at_8",
+)
 KNC_METRICS = ("knc_error", "knc_error_at_1", "knc_error_at_5")
 METRICS = CLASSIFICATION_METRICS + RETRIEVAL_METRICS + CLUSTERING_METRICS + KNC_METRICS
 #: Metrics of classes never trained on: no index or class scores (their classes have no
 #: centres or references), only clustering and retrieval among themselves (paper §4, seed 003).
 #: What training's summary, ``evaluate_run`` and the experiments report for unseen classes.
-UNSEEN_METRICS = ("nmi", "ami", "ari", "f1", "precision_at_1", "recall_at_1", "recall_at_2",
-                  "recall_at_4", "recall_at_8", "map_at_r", "r_precision")
-_TOP = {"knn_error": 1, "error_at_1": 1, "error_at_5": 5,
-        "knc_error": 1, "knc_error_at_1": 1, "knc_error_at_5": 5}
+UNSEEN_METRICS = (
+    "nmi",
+    "ami",
+    "ari",
+    "f1",
+    "precision_at_1",
+    "recall_at_1",
+    "recall_at_2",
+    "recall_at_4",
+    "recall_at_8",
+    "map_at_r",
+    "r_precision",
+)
+_TOP = {
+    "knn_error": 1,
+    "error_at_1": 1,
+    "error_at_5": 5,
+    "knc_error": 1,
+    "knc_error_at_1": 1,
+    "knc_error_at_5": 5,
+}
 # Bound on the (queries x neighbours) cells searched at once: 2**23 cells ~ 100 MiB of results
 # and float64 per-query work arrays, whatever R (the class size) is.
 _MAX_NEIGHBOUR_CELLS = 1 << 23
@@ -38,14 +62,27 @@ def _requested(metrics, has_index: bool) -> list[str]:
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; valid names: {', '.join(METRICS)}")
     if not has_index and any(m in KNC_METRICS for m in names):
-        raise ValueError("the knc_* metrics need index= (a fitted cluster index, or any object "
-                         "with centroids_ and centroid_labels_) and lengthscale=; got index=None")
+        raise ValueError(
+            "the knc_* metrics need index= (a fitted cluster index, or any object "
+            "with centroids_ and centroid_labels_) and lengthscale=; got index=None"
+        )
     return list(dict.fromkeys(names))
 
 
-def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=None, *,
-             k: int = 128, index=None, lengthscale: float | None = None, seed: int = 0,
-             batch_size: int = DEFAULT_BATCH_SIZE, max_r: int | None = None) -> dict[str, float]:
+def evaluate(
+    embeddings,
+    labels,
+    reference=None,
+    reference_labels=None,
+    metrics=None,
+    *,
+    k: int = 128,
+    index=None,
+    lengthscale: float | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_r: int | None = None,
+) -> dict[str, float]:
     """Score query ``embeddings (N, D)`` with ``labels (N,)``; returns ``{metric: float}``.
 
     Neighbours are the rows of ``reference (N_ref, D)`` / ``reference_labels (N_ref,)``; when
@@ -83,14 +120,18 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
         raise ValueError("embeddings must hold at least one row; got 0")
     self_reference = reference is None
     if self_reference != (reference_labels is None):
-        raise ValueError("pass reference and reference_labels together (or neither, to use the "
-                         "queries as their own reference)")
+        raise ValueError(
+            "pass reference and reference_labels together (or neither, to use the "
+            "queries as their own reference)"
+        )
     ref = x if self_reference else as_embedding_matrix("reference", reference)
-    ref_y = y if self_reference else as_label_vector("reference_labels", reference_labels,
-                                                     ref.shape[0])
+    ref_y = (
+        y if self_reference else as_label_vector("reference_labels", reference_labels, ref.shape[0])
+    )
     if ref.shape[1] != x.shape[1]:
-        raise ValueError(f"reference must have the embeddings' dimension {x.shape[1]}; "
-                         f"got {ref.shape[1]}")
+        raise ValueError(
+            f"reference must have the embeddings' dimension {x.shape[1]}; got {ref.shape[1]}"
+        )
     k = check_int("k", k, minimum=1)
     seed = check_int("seed", seed, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -101,8 +142,9 @@ def evaluate(embeddings, labels, reference=None, reference_labels=None, metrics=
 
     needs_knn = [m for m in names if m in CLASSIFICATION_METRICS or m in RETRIEVAL_METRICS]
     if needs_knn:
-        results.update(_neighbour_metrics(x, y, ref, ref_y, self_reference, needs_knn, k,
-                                          batch_size, max_r))
+        results.update(
+            _neighbour_metrics(x, y, ref, ref_y, self_reference, needs_knn, k, batch_size, max_r)
+        )
     clustering = [m for m in names if m in CLUSTERING_METRICS]
     if clustering:
         results.update(clustering_scores(x, y, clustering, seed=seed))
@@ -117,12 +159,14 @@ def _neighbour_metrics(x, y, ref, ref_y, self_reference, names, k, batch_size, m
     """Classification and retrieval metrics from one streamed k-NN search."""
     available = ref.shape[0] - int(self_reference)
     if available < 1:
-        raise ValueError("neighbour metrics need >= 2 embeddings when the queries are their own "
-                         "reference (each query is excluded from its own neighbours); got 1")
+        raise ValueError(
+            "neighbour metrics need >= 2 embeddings when the queries are their own "
+            "reference (each query is excluded from its own neighbours); got 1"
+        )
     classes, ref_counts = np.unique(ref_y, return_counts=True)
-    truth = class_indices(y, classes)                                       # (N,), -1 if absent
+    truth = class_indices(y, classes)  # (N,), -1 if absent
     relevant = np.where(truth >= 0, ref_counts[np.maximum(truth, 0)], 0) - int(self_reference)
-    relevant = np.maximum(relevant, 0)                                      # (N,) R per query
+    relevant = np.maximum(relevant, 0)  # (N,) R per query
     if max_r is not None:
         relevant = np.minimum(relevant, max_r)
     lone = relevant == 0
@@ -140,22 +184,26 @@ def _neighbour_metrics(x, y, ref, ref_y, self_reference, names, k, batch_size, m
     rows = max(1, min(batch_size, _MAX_NEIGHBOUR_CELLS // search_k))
 
     variance = estimate_variance(ref, ref_y) if classify else None
-    ref_classes = class_indices(ref_y, classes)                             # (N_ref,)
+    ref_classes = class_indices(ref_y, classes)  # (N_ref,)
     ranks = np.empty(x.shape[0], dtype=np.int64)
     sums = dict.fromkeys(retrieve, 0.0)
     shown = bar(total=x.shape[0], desc="neighbour search", unit="query")
-    for start, distances, indices in iter_neighbours(x, search_k, index=build_index(ref),
-                                                     exclude_self=self_reference,
-                                                     batch_size=rows):
+    for start, distances, indices in iter_neighbours(
+        x, search_k, index=build_index(ref), exclude_self=self_reference, batch_size=rows
+    ):
         part = slice(start, start + len(indices))
         shown.update(len(indices))
         if classify:
-            ranks[part] = neighbour_class_ranks(distances[:, :soft_k],
-                                                ref_classes[indices[:, :soft_k]], truth[part],
-                                                variance, len(classes))
+            ranks[part] = neighbour_class_ranks(
+                distances[:, :soft_k],
+                ref_classes[indices[:, :soft_k]],
+                truth[part],
+                variance,
+                len(classes),
+            )
         if retrieve:
             keep = ~lone[part]
-            matches = ref_y[indices[keep]] == y[part][keep][:, None]        # (B', k) bool
+            matches = ref_y[indices[keep]] == y[part][keep][:, None]  # (B', k) bool
             r = np.minimum(relevant[part][keep], search_k)
             for m in retrieve:
                 if m == "precision_at_1":

@@ -46,10 +46,10 @@ def pairwise_f1(labels_true, labels_pred) -> float:
     Returns 0.0 when there is no true-positive pair (including the degenerate case where no
     two examples share a cluster or a class), so the score is always defined.
     """
-    table = contingency_matrix(labels_true, labels_pred, sparse=True)      # (classes, clusters)
-    together = _pairs(table.data)                                          # TP
-    same_cluster = _pairs(np.asarray(table.sum(axis=0)).ravel())           # TP + FP
-    same_class = _pairs(np.asarray(table.sum(axis=1)).ravel())             # TP + FN
+    table = contingency_matrix(labels_true, labels_pred, sparse=True)  # (classes, clusters)
+    together = _pairs(table.data)  # TP
+    same_cluster = _pairs(np.asarray(table.sum(axis=0)).ravel())  # TP + FP
+    same_class = _pairs(np.asarray(table.sum(axis=1)).ravel())  # TP + FN
     if together == 0.0:
         return 0.0
     precision, recall = together / same_cluster, together / same_class
@@ -61,12 +61,17 @@ def cluster_assignments(embeddings: np.ndarray, n_clusters: int, *, seed: int = 
     return kmeans(embeddings, n_clusters, seed=seed, seed_sample=SEED_SAMPLE).assignments
 
 
-def clustering_scores(embeddings: np.ndarray, labels: np.ndarray, metrics=CLUSTERING_METRICS,
-                      *, seed: int = 0) -> dict[str, float]:
+def clustering_scores(
+    embeddings: np.ndarray, labels: np.ndarray, metrics=CLUSTERING_METRICS, *, seed: int = 0
+) -> dict[str, float]:
     """Cluster ``embeddings (N, D)`` float32 into ``len(unique(labels))`` clusters and score
     the assignment against ``labels (N,)`` with the requested ``metrics`` (a subset of
     ``nmi``, ``ami``, ``ari``, ``f1``). Inputs are validated by the caller."""
     assignments = cluster_assignments(embeddings, len(np.unique(labels)), seed=seed)
-    scorers = {"nmi": normalized_mutual_info_score, "ami": adjusted_mutual_info,
-               "ari": adjusted_rand_score, "f1": pairwise_f1}
+    scorers = {
+        "nmi": normalized_mutual_info_score,
+        "ami": adjusted_mutual_info,
+        "ari": adjusted_rand_score,
+        "f1": pairwise_f1,
+    }
     return {name: float(scorers[name](labels, assignments)) for name in metrics}

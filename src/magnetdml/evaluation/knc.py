@@ -40,8 +40,9 @@ class KNearestClusters(NeighbourVote):
         self.neighbours = check_int("neighbours", neighbours, minimum=1)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
 
-    def fit(self, index=None, lengthscale: float | None = None, *, centroids=None,
-            centroid_labels=None) -> KNearestClusters:
+    def fit(
+        self, index=None, lengthscale: float | None = None, *, centroids=None, centroid_labels=None
+    ) -> KNearestClusters:
         """Take the centres from a fitted cluster ``index`` (any object with ``centroids_ (C,
         D)`` and ``centroid_labels_ (C,)``) or from the ``centroids`` / ``centroid_labels``
         arrays, and the (squared) ``lengthscale > 0``: ``sigma^2 / s``, the trainer's running
@@ -51,23 +52,34 @@ class KNearestClusters(NeighbourVote):
             if centroids is not None or centroid_labels is not None:
                 raise ValueError("pass either index or centroids/centroid_labels, not both")
             if not (hasattr(index, "centroids_") and hasattr(index, "centroid_labels_")):
-                raise TypeError("index must be a fitted cluster index with centroids_ and "
-                                f"centroid_labels_ attributes (call index.fit(...) first); "
-                                f"got {type(index).__name__}")
+                raise TypeError(
+                    "index must be a fitted cluster index with centroids_ and "
+                    f"centroid_labels_ attributes (call index.fit(...) first); "
+                    f"got {type(index).__name__}"
+                )
             centroids, centroid_labels = index.centroids_, index.centroid_labels_
         elif centroids is None or centroid_labels is None:
-            raise ValueError("fit needs a fitted cluster index, or both centroids (C, D) and "
-                             "centroid_labels (C,)")
+            raise ValueError(
+                "fit needs a fitted cluster index, or both centroids (C, D) and "
+                "centroid_labels (C,)"
+            )
         if lengthscale is None:
-            raise ValueError("lengthscale must be given: the kNC lengthscale sigma^2 / s (the "
-                             "running average of the training s2 over the temperature; or "
-                             "magnetdml.evaluation.estimate_variance(train_embeddings, "
-                             "train_labels)); got None")
-        self.lengthscale_ = check_float("lengthscale", lengthscale, strict_minimum=0.0,
-                                        fix="sigma^2 / s is a squared lengthscale")
+            raise ValueError(
+                "lengthscale must be given: the kNC lengthscale sigma^2 / s (the "
+                "running average of the training s2 over the temperature; or "
+                "magnetdml.evaluation.estimate_variance(train_embeddings, "
+                "train_labels)); got None"
+            )
+        self.lengthscale_ = check_float(
+            "lengthscale",
+            lengthscale,
+            strict_minimum=0.0,
+            fix="sigma^2 / s is a squared lengthscale",
+        )
         self.centroids_ = as_embedding_matrix("centroids", centroids)
-        self.centroid_labels_ = as_label_vector("centroid_labels", centroid_labels,
-                                                self.centroids_.shape[0])
+        self.centroid_labels_ = as_label_vector(
+            "centroid_labels", centroid_labels, self.centroids_.shape[0]
+        )
         if self.centroids_.shape[0] == 0:
             raise ValueError("centroids must hold at least one centre; got 0")
         self.index_ = index
@@ -81,11 +93,14 @@ class KNearestClusters(NeighbourVote):
             raise RuntimeError("KNearestClusters is not fitted; call fit(index, lengthscale)")
         queries = as_embedding_matrix("embeddings", embeddings)
         if queries.shape[1] != self.centroids_.shape[1]:
-            raise ValueError(f"embeddings must have the centres' dimension "
-                             f"{self.centroids_.shape[1]}; got {queries.shape[1]}")
+            raise ValueError(
+                f"embeddings must have the centres' dimension "
+                f"{self.centroids_.shape[1]}; got {queries.shape[1]}"
+            )
         k = min(self.neighbours, self.centroids_.shape[0])
-        return iter_neighbours(queries, k, index=self._index,
-                               batch_size=self.batch_size), queries.shape[0]
+        return iter_neighbours(
+            queries, k, index=self._index, batch_size=self.batch_size
+        ), queries.shape[0]
 
 
 def cluster_variance(embeddings, index) -> float:
@@ -97,13 +112,17 @@ def cluster_variance(embeddings, index) -> float:
     ``(N, E)`` are the ones the index was fitted on. Float64 sums."""
     x = as_embedding_matrix("embeddings", embeddings)
     if not (hasattr(index, "centroids_") and hasattr(index, "assignments_")):
-        raise TypeError("index must be a fitted cluster index with centroids_ and assignments_ "
-                        f"(call index.fit(embeddings, labels) first); got {type(index).__name__}")
+        raise TypeError(
+            "index must be a fitted cluster index with centroids_ and assignments_ "
+            f"(call index.fit(embeddings, labels) first); got {type(index).__name__}"
+        )
     if len(index.assignments_) != len(x) or index.centroids_.shape[1] != x.shape[1]:
-        raise ValueError(f"embeddings {x.shape} must be the ones the index was fitted on "
-                         f"({len(index.assignments_)} assignments, centres of dimension "
-                         f"{index.centroids_.shape[1]}); pass those embeddings")
-    residual = x - index.centroids_[index.assignments_]                        # (N, E)
+        raise ValueError(
+            f"embeddings {x.shape} must be the ones the index was fitted on "
+            f"({len(index.assignments_)} assignments, centres of dimension "
+            f"{index.centroids_.shape[1]}); pass those embeddings"
+        )
+    residual = x - index.centroids_[index.assignments_]  # (N, E)
     return float((residual.astype(np.float64) ** 2).sum() / max(len(x) - 1, 1))
 
 
@@ -115,9 +134,17 @@ def knc_lengthscale(sigma2: float, scale: float = 1.0) -> float:
     return float(sigma2) / float(scale)
 
 
-def fit_knc(reference=None, reference_labels=None, *, index=None, sigma2: float | None = None,
-            scale: float = 1.0, current: bool = True, new_index=None,
-            neighbours: int = 128) -> KNearestClusters:
+def fit_knc(
+    reference=None,
+    reference_labels=None,
+    *,
+    index=None,
+    sigma2: float | None = None,
+    scale: float = 1.0,
+    current: bool = True,
+    new_index=None,
+    neighbours: int = 128,
+) -> KNearestClusters:
     """kNC of a trained embedding, as every part of magnetdml scores it (paper §3.3).
 
     - A run trained with a cluster ``index`` and a running ``sigma2``: that index's centres
@@ -137,19 +164,22 @@ def fit_knc(reference=None, reference_labels=None, *, index=None, sigma2: float 
         lengthscale = knc_lengthscale(sigma2, scale)
     else:
         if new_index is None or reference is None or reference_labels is None:
-            raise ValueError("fit_knc needs a fitted index and sigma2, or new_index (an "
-                             "unfitted cluster index) with reference and reference_labels to "
-                             "fit one on")
+            raise ValueError(
+                "fit_knc needs a fitted index and sigma2, or new_index (an "
+                "unfitted cluster index) with reference and reference_labels to "
+                "fit one on"
+            )
         index = new_index.fit(reference, reference_labels)
         lengthscale = cluster_variance(reference, index)
     return KNearestClusters(neighbours=neighbours).fit(index, lengthscale)
 
 
-def knc_errors(classifier: KNearestClusters, queries, labels,
-               metrics=("knc_error",)) -> dict[str, float]:
+def knc_errors(
+    classifier: KNearestClusters, queries, labels, metrics=("knc_error",)
+) -> dict[str, float]:
     """``knc_error`` (= ``knc_error_at_1``) and ``knc_error_at_5`` of a fitted classifier:
     the share of ``queries (N, E)`` whose label ``(N,)`` is not among the 1 / 5 best-scored
     classes (ties to the lower class; a label without a centre is always an error)."""
     top = {"knc_error": 1, "knc_error_at_1": 1, "knc_error_at_5": 5}
-    ranks = classifier.true_class_ranks(queries, labels)                    # (N,)
+    ranks = classifier.true_class_ranks(queries, labels)  # (N,)
     return {m: float(np.mean(ranks >= top[m])) for m in metrics}

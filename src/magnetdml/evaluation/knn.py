@@ -31,19 +31,20 @@ def estimate_variance(embeddings, labels, *, batch_size: int = _ROWS_PER_PASS) -
         raise ValueError(f"embeddings must hold >= 2 rows to estimate a variance; got {x.shape[0]}")
     classes, inverse = np.unique(y, return_inverse=True)
     n, n_classes = x.shape[0], len(classes)
-    sums = np.zeros((n_classes, x.shape[1]))                                 # (C, D) float64
+    sums = np.zeros((n_classes, x.shape[1]))  # (C, D) float64
     for start in range(0, n, batch_size):
         part = slice(start, start + batch_size)
         rows = inverse[part]
-        onehot = sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))),
-                                   shape=(n_classes, len(rows)))             # (C, B)
+        onehot = sparse.csr_matrix(
+            (np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n_classes, len(rows))
+        )  # (C, B)
         sums += onehot @ x[part].astype(np.float64)
-    means = sums / np.bincount(inverse, minlength=n_classes)[:, None]        # (C, D)
+    means = sums / np.bincount(inverse, minlength=n_classes)[:, None]  # (C, D)
     within = total = 0.0
-    grand = x.mean(axis=0, dtype=np.float64)                                 # (D,)
+    grand = x.mean(axis=0, dtype=np.float64)  # (D,)
     for start in range(0, n, batch_size):
-        part = x[start:start + batch_size].astype(np.float64)               # (B, D)
-        within += float(((part - means[inverse[start:start + batch_size]]) ** 2).sum())
+        part = x[start : start + batch_size].astype(np.float64)  # (B, D)
+        within += float(((part - means[inverse[start : start + batch_size]]) ** 2).sum())
         total += float(((part - grand) ** 2).sum())
     for value in (within, total):
         if value > 0.0:
@@ -66,20 +67,33 @@ class SoftKNN(NeighbourVote):
     example left out of its own neighbours (as scikit-learn's ``kneighbors(X=None)``).
     """
 
-    def __init__(self, neighbours: int = 128, variance: float | None = None,
-                 vote: str = "soft", batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        neighbours: int = 128,
+        variance: float | None = None,
+        vote: str = "soft",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
         self.neighbours = check_int("neighbours", neighbours, minimum=1)
-        self.variance = None if variance is None else check_float(
-            "variance", variance, strict_minimum=0.0,
-            fix="sigma^2 is a squared lengthscale; pass None to estimate it")
+        self.variance = (
+            None
+            if variance is None
+            else check_float(
+                "variance",
+                variance,
+                strict_minimum=0.0,
+                fix="sigma^2 is a squared lengthscale; pass None to estimate it",
+            )
+        )
         self.vote = check_choice("vote", vote, ("soft", "majority"))
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
 
     def fit(self, reference, reference_labels) -> SoftKNN:
         """Store ``reference (N_ref, D)`` and ``reference_labels (N_ref,)``; fit ``variance_``."""
         self.reference_ = as_embedding_matrix("reference", reference)
-        self.reference_labels_ = as_label_vector("reference_labels", reference_labels,
-                                                 self.reference_.shape[0])
+        self.reference_labels_ = as_label_vector(
+            "reference_labels", reference_labels, self.reference_.shape[0]
+        )
         if self.reference_.shape[0] == 0:
             raise ValueError("reference must hold at least one example; got 0 rows")
         self.classes_ = np.unique(self.reference_labels_)
@@ -104,17 +118,19 @@ class SoftKNN(NeighbourVote):
         if not hasattr(self, "reference_"):
             raise RuntimeError("SoftKNN is not fitted; call fit(reference, reference_labels)")
         exclude_self = embeddings is None
-        queries = self.reference_ if exclude_self else as_embedding_matrix("embeddings",
-                                                                           embeddings)
+        queries = self.reference_ if exclude_self else as_embedding_matrix("embeddings", embeddings)
         if queries.shape[1] != self.reference_.shape[1]:
-            raise ValueError(f"embeddings must have the reference's dimension "
-                             f"{self.reference_.shape[1]}; got {queries.shape[1]}")
+            raise ValueError(
+                f"embeddings must have the reference's dimension "
+                f"{self.reference_.shape[1]}; got {queries.shape[1]}"
+            )
         available = self.reference_.shape[0] - int(exclude_self)
         if available < 1:
             raise ValueError("leave-one-out prediction needs >= 2 reference examples; got 1")
         k = min(self.neighbours, available)
-        return iter_neighbours(queries, k, index=self._index, exclude_self=exclude_self,
-                               batch_size=self.batch_size), queries.shape[0]
+        return iter_neighbours(
+            queries, k, index=self._index, exclude_self=exclude_self, batch_size=self.batch_size
+        ), queries.shape[0]
 
     def predict_scores(self, embeddings=None) -> np.ndarray:
         """``(N, n_classes)`` class probabilities; ``None``: the reference set itself, each

@@ -40,27 +40,34 @@ def expected_mutual_information(class_sizes, cluster_sizes) -> float:
     a_values, a_counts = np.unique(np.asarray(class_sizes, dtype=np.int64), return_counts=True)
     b_values, b_counts = np.unique(np.asarray(cluster_sizes, dtype=np.int64), return_counts=True)
     if int(a_counts.sum()) == 1 or int(b_counts.sum()) == 1:
-        return 0.0                                  # a labeling with zero entropy: E[MI] = 0
+        return 0.0  # a labeling with zero entropy: E[MI] = 0
     n = float((a_values * a_counts).sum())
     log_n, gln_n = np.log(n), gammaln(n + 1.0)
     b = b_values.astype(np.float64)
     rows = max(1, _MAX_TERMS // int(max(a_values.max(), 1)))
     emi = 0.0
     for a, a_count in zip(a_values.astype(np.float64), a_counts, strict=True):
-        nij = np.arange(1.0, a + 1.0)                                        # (L,)
+        nij = np.arange(1.0, a + 1.0)  # (L,)
         for start in range(0, b.size, rows):
-            bb = b[start:start + rows, None]                                  # (C', 1)
+            bb = b[start : start + rows, None]  # (C', 1)
             # The support of the hypergeometric count: max(1, a + b - N) <= n <= min(a, b).
-            valid = (nij <= bb) & (nij >= a + bb - n)                         # (C', L)
+            valid = (nij <= bb) & (nij >= a + bb - n)  # (C', L)
             safe = np.where(valid, nij, 1.0)
-            log_p = (gammaln(a + 1) + gammaln(bb + 1) + gammaln(n - a + 1) + gammaln(n - bb + 1)
-                     - gln_n - gammaln(safe + 1) - gammaln(np.where(valid, a - safe, 0.0) + 1)
-                     - gammaln(np.where(valid, bb - safe, 0.0) + 1)
-                     - gammaln(np.where(valid, n - a - bb + safe, 0.0) + 1))
-            p = np.exp(np.where(valid, log_p, -np.inf))                      # 0 off the support
+            log_p = (
+                gammaln(a + 1)
+                + gammaln(bb + 1)
+                + gammaln(n - a + 1)
+                + gammaln(n - bb + 1)
+                - gln_n
+                - gammaln(safe + 1)
+                - gammaln(np.where(valid, a - safe, 0.0) + 1)
+                - gammaln(np.where(valid, bb - safe, 0.0) + 1)
+                - gammaln(np.where(valid, n - a - bb + safe, 0.0) + 1)
+            )
+            p = np.exp(np.where(valid, log_p, -np.inf))  # 0 off the support
             term = safe / n * (log_n + np.log(safe) - np.log(a) - np.log(bb)) * p
-            per_size = term.sum(axis=1)                                       # (C',)
-            emi += float(a_count) * float(per_size @ b_counts[start:start + rows])
+            per_size = term.sum(axis=1)  # (C',)
+            emi += float(a_count) * float(per_size @ b_counts[start : start + rows])
     return emi
 
 

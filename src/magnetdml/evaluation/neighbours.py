@@ -67,7 +67,7 @@ def _drop_self(distances: np.ndarray, indices: np.ndarray, rows: np.ndarray):
     (more than ``k`` duplicates of it), the farthest one is dropped instead: the remaining ``k``
     are then all at distance 0 like the query itself, so the result is still exact.
     """
-    is_self = indices == rows[:, None]                                    # (B, k+1)
+    is_self = indices == rows[:, None]  # (B, k+1)
     missing = ~is_self.any(axis=1)
     is_self[missing, -1] = True
     keep = ~is_self
@@ -75,10 +75,15 @@ def _drop_self(distances: np.ndarray, indices: np.ndarray, rows: np.ndarray):
     return distances[keep].reshape(b, k1 - 1), indices[keep].reshape(b, k1 - 1)
 
 
-def iter_neighbours(queries: np.ndarray, k: int, *, reference: np.ndarray | None = None,
-                    index: faiss.Index | None = None, exclude_self: bool = False,
-                    batch_size: int = DEFAULT_BATCH_SIZE
-                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def iter_neighbours(
+    queries: np.ndarray,
+    k: int,
+    *,
+    reference: np.ndarray | None = None,
+    index: faiss.Index | None = None,
+    exclude_self: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(start, sq_distances (B, k) float32, indices (B, k) int64)`` per query chunk.
 
     Rows ``start .. start + B`` of ``queries (N, D)`` (float32, validated by the caller) get
@@ -94,12 +99,14 @@ def iter_neighbours(queries: np.ndarray, k: int, *, reference: np.ndarray | None
     n = queries.shape[0]
     search_k = k + 1 if exclude_self else k
     if search_k > index.ntotal:
-        raise ValueError(f"k={k} neighbours requested but only {index.ntotal} reference points "
-                         f"are available{' (minus the query itself)' if exclude_self else ''}")
+        raise ValueError(
+            f"k={k} neighbours requested but only {index.ntotal} reference points "
+            f"are available{' (minus the query itself)' if exclude_self else ''}"
+        )
     step = chunk_rows(n, queries.shape[1], search_k, batch_size)
     for start in range(0, n, step):
-        chunk = queries[start:start + step]                                 # (B, D)
-        distances, indices = index.search(chunk, search_k)                  # (B, k'), (B, k')
+        chunk = queries[start : start + step]  # (B, D)
+        distances, indices = index.search(chunk, search_k)  # (B, k'), (B, k')
         # faiss computes ||x||^2 + ||y||^2 - 2 x.y, which can round to tiny negatives.
         np.maximum(distances, 0.0, out=distances)
         if exclude_self:
@@ -108,8 +115,9 @@ def iter_neighbours(queries: np.ndarray, k: int, *, reference: np.ndarray | None
         yield start, distances, indices.astype(np.int64, copy=False)
 
 
-def nearest_neighbours(queries, k: int, reference=None, *, batch_size: int = DEFAULT_BATCH_SIZE
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(
+    queries, k: int, reference=None, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest reference rows of every query: ``(sq_distances (N, k), indices (N, k))``.
 
     ``reference=None`` searches ``queries`` against themselves with each query excluded from its
@@ -121,16 +129,23 @@ def nearest_neighbours(queries, k: int, reference=None, *, batch_size: int = DEF
     exclude_self = reference is None
     reference = queries if exclude_self else as_embedding_matrix("reference", reference)
     if reference.shape[1] != queries.shape[1]:
-        raise ValueError(f"reference must have the queries' dimension {queries.shape[1]}; "
-                         f"got {reference.shape[1]}")
+        raise ValueError(
+            f"reference must have the queries' dimension {queries.shape[1]}; "
+            f"got {reference.shape[1]}"
+        )
     available = reference.shape[0] - (1 if exclude_self else 0)
     k = check_int("k", k, minimum=1)
     if k > available:
-        raise ValueError(f"k must be <= the number of reference points ({available}"
-                         f"{', the query itself excluded' if exclude_self else ''}); got {k}")
+        raise ValueError(
+            f"k must be <= the number of reference points ({available}"
+            f"{', the query itself excluded' if exclude_self else ''}); got {k}"
+        )
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    parts = list(iter_neighbours(queries, k, reference=reference, exclude_self=exclude_self,
-                                 batch_size=batch_size))
+    parts = list(
+        iter_neighbours(
+            queries, k, reference=reference, exclude_self=exclude_self, batch_size=batch_size
+        )
+    )
     if not parts:
         return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
     return (np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))

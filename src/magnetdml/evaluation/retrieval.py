@@ -33,7 +33,7 @@ def recall_at(matches: np.ndarray, k: int) -> np.ndarray:
 
 def _within_r(matches: np.ndarray, r: np.ndarray) -> np.ndarray:
     """``rel(i) * [i <= R]`` as ``(B, k)`` bool; ``r (B,)`` must be <= ``k``."""
-    positions = np.arange(1, matches.shape[1] + 1)[None, :]              # (1, k)
+    positions = np.arange(1, matches.shape[1] + 1)[None, :]  # (1, k)
     return matches & (positions <= r[:, None])
 
 
@@ -45,6 +45,6 @@ def r_precision(matches: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 def map_at_r(matches: np.ndarray, r: np.ndarray) -> np.ndarray:
     """``(B,)``: mean average precision at ``R`` (Musgrave et al. 2020, eq. in §3.2)."""
-    hits = _within_r(matches, r)                                          # (B, k)
+    hits = _within_r(matches, r)  # (B, k)
     precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)  # (B, k) P(i)
     return (precision * hits).sum(axis=1) / r

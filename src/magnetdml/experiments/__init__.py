@@ -38,6 +38,17 @@ from .runner import (
     train_runs,
 )
 
-__all__ = ["DATA_FOLDERS", "EXPERIMENTS", "Experiment", "RunOutcome", "RunSpec", "hardware",
-           "markdown_table", "mean_std", "metric", "run_experiment",
-           "save_results", "train_runs"]
+__all__ = [
+    "DATA_FOLDERS",
+    "EXPERIMENTS",
+    "Experiment",
+    "RunOutcome",
+    "RunSpec",
+    "hardware",
+    "markdown_table",
+    "mean_std",
+    "metric",
+    "run_experiment",
+    "save_results",
+    "train_runs",
+]

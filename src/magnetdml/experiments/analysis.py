@@ -30,14 +30,22 @@ def majority_labels(assignments, labels, n_clusters: int) -> np.ndarray:
     smaller label; ``-1`` for a cluster without members). ``assignments (N,)`` are cluster
     rows ``0..n_clusters-1``, ``labels (N,)`` any integers."""
     values, inverse = np.unique(labels, return_inverse=True)
-    counts = np.zeros((n_clusters, max(len(values), 1)), dtype=np.int64)   # (C, F)
+    counts = np.zeros((n_clusters, max(len(values), 1)), dtype=np.int64)  # (C, F)
     np.add.at(counts, (assignments, inverse), 1)
     majority = values[counts.argmax(axis=1)] if len(values) else np.zeros(n_clusters, np.int64)
     return np.where(counts.sum(axis=1) > 0, majority, -1).astype(np.int64)
 
 
-def fine_label_errors(test_emb, test_fine, train_emb, train_fine, *, k: int = 128,
-                      index=None, lengthscale: float | None = None) -> dict[str, float]:
+def fine_label_errors(
+    test_emb,
+    test_fine,
+    train_emb,
+    train_fine,
+    *,
+    k: int = 128,
+    index=None,
+    lengthscale: float | None = None,
+) -> dict[str, float]:
     """Error@1 / Error@5 on the fine labels of a model trained on coarse ones (paper §4.3).
 
     ``test_emb (N, D)`` / ``test_fine (N,)`` are scored against ``train_emb (M, D)`` /
@@ -64,35 +72,52 @@ def fine_label_errors(test_emb, test_fine, train_emb, train_fine, *, k: int = 12
     train_y = as_label_vector("train_fine", train_fine, train.shape[0])
     k = check_int("k", k, minimum=1)
     if train.shape[1] != test.shape[1]:
-        raise ValueError(f"train_emb must have test_emb's dimension {test.shape[1]}; "
-                         f"got {train.shape[1]}")
-    knn = evaluate(test, test_y, reference=train, reference_labels=train_y,
-                   metrics=["error_at_1", "error_at_5"], k=k)
+        raise ValueError(
+            f"train_emb must have test_emb's dimension {test.shape[1]}; got {train.shape[1]}"
+        )
+    knn = evaluate(
+        test,
+        test_y,
+        reference=train,
+        reference_labels=train_y,
+        metrics=["error_at_1", "error_at_5"],
+        k=k,
+    )
     out = {"knn_error_at_1": knn["error_at_1"], "knn_error_at_5": knn["error_at_5"]}
     if index is None:
         if lengthscale is not None:
-            raise ValueError("lengthscale is the kNC lengthscale of index; pass index= too "
-                             "(or neither, for kNN only)")
+            raise ValueError(
+                "lengthscale is the kNC lengthscale of index; pass index= too "
+                "(or neither, for kNN only)"
+            )
         return out
     if lengthscale is None:
-        raise ValueError("lengthscale must be given with index: the kNC lengthscale sigma^2 "
-                         "/ s (the run's running average of s2 over its temperature); got None")
+        raise ValueError(
+            "lengthscale must be given with index: the kNC lengthscale sigma^2 "
+            "/ s (the run's running average of s2 over its temperature); got None"
+        )
     lengthscale = check_float("lengthscale", lengthscale, strict_minimum=0.0)
     if not all(hasattr(index, a) for a in ("centroids_", "assignments_")):
-        raise TypeError("index must be a fitted cluster index with centroids_ and "
-                        f"assignments_ (e.g. magnetdml.ClusterIndex); got {type(index).__name__}")
+        raise TypeError(
+            "index must be a fitted cluster index with centroids_ and "
+            f"assignments_ (e.g. magnetdml.ClusterIndex); got {type(index).__name__}"
+        )
     assignments = as_label_vector("index.assignments_", index.assignments_)
     if assignments.shape[0] != train.shape[0]:
-        raise ValueError("index.assignments_ must have one entry per training row "
-                         f"({train.shape[0]}): fit the index on train_emb; got "
-                         f"{assignments.shape[0]}")
-    centroids = as_embedding_matrix("index.centroids_", index.centroids_)   # (C, D)
-    fine_of_cluster = majority_labels(assignments, train_y, centroids.shape[0])   # (C,)
-    members = fine_of_cluster >= 0     # every ClusterIndex cluster has members; be safe
+        raise ValueError(
+            "index.assignments_ must have one entry per training row "
+            f"({train.shape[0]}): fit the index on train_emb; got "
+            f"{assignments.shape[0]}"
+        )
+    centroids = as_embedding_matrix("index.centroids_", index.centroids_)  # (C, D)
+    fine_of_cluster = majority_labels(assignments, train_y, centroids.shape[0])  # (C,)
+    members = fine_of_cluster >= 0  # every ClusterIndex cluster has members; be safe
     classifier = KNearestClusters(neighbours=k).fit(
-        centroids=centroids[members], centroid_labels=fine_of_cluster[members],
-        lengthscale=lengthscale)
-    ranks = classifier.true_class_ranks(test, test_y)                        # (N,)
+        centroids=centroids[members],
+        centroid_labels=fine_of_cluster[members],
+        lengthscale=lengthscale,
+    )
+    ranks = classifier.true_class_ranks(test, test_y)  # (N,)
     # A fine class without a centre is wrong at every k (true_class_ranks gives it rank C,
     # which error@5 would count as a hit when there are fewer than 5 centre labels).
     ranks[~np.isin(test_y, classifier.classes_)] = np.iinfo(np.int64).max
@@ -111,14 +136,22 @@ def _check_ks(ks, available: int) -> np.ndarray:
     if not values:
         raise ValueError("ks must hold at least one neighbourhood size; got none")
     if values[-1] > available:
-        raise ValueError(f"ks must be <= {available} (the neighbours every example has, "
-                         f"itself and its own class excluded where asked); got {values[-1]}")
+        raise ValueError(
+            f"ks must be <= {available} (the neighbours every example has, "
+            f"itself and its own class excluded where asked); got {values[-1]}"
+        )
     return np.asarray(values, dtype=np.int64)
 
 
-def attribute_concentration(embeddings, attribute, ks, *, labels=None,
-                            exclude_same_class: bool = False, batch_size: int = 4096
-                            ) -> dict[int, float]:
+def attribute_concentration(
+    embeddings,
+    attribute,
+    ks,
+    *,
+    labels=None,
+    exclude_same_class: bool = False,
+    batch_size: int = 4096,
+) -> dict[int, float]:
     """Mean fraction of neighbours sharing the attribute, per neighbourhood size (paper §4.2).
 
     For every example ``n`` of ``embeddings (N, D)`` and every ``k`` in ``ks``:
@@ -144,22 +177,25 @@ def attribute_concentration(embeddings, attribute, ks, *, labels=None,
     search_k = int(min(ks[-1] + largest - 1, x.shape[0] - 1))
     rows = max(1, min(batch_size, _MAX_CELLS // search_k))
     totals = np.zeros(len(ks))
-    for start, _, idx in iter_neighbours(x, search_k, index=build_index(x), exclude_self=True,
-                                         batch_size=rows):
+    for start, _, idx in iter_neighbours(
+        x, search_k, index=build_index(x), exclude_self=True, batch_size=rows
+    ):
         part = slice(start, start + len(idx))
-        shares = attr[idx] == attr[part][:, None]                           # (B, K')
+        shares = attr[idx] == attr[part][:, None]  # (B, K')
         if not exclude_same_class:
-            hits = np.cumsum(shares[:, : ks[-1]], axis=1)                   # (B, k_max)
+            hits = np.cumsum(shares[:, : ks[-1]], axis=1)  # (B, k_max)
             totals += hits[:, ks - 1].sum(axis=0)
             continue
-        other = y[idx] != y[part][:, None]                                  # (B, K')
-        seen = np.cumsum(other, axis=1)                                     # others so far
-        hits = np.cumsum(shares & other, axis=1)                            # shared so far
+        other = y[idx] != y[part][:, None]  # (B, K')
+        seen = np.cumsum(other, axis=1)  # others so far
+        hits = np.cumsum(shares & other, axis=1)  # shared so far
         for j, size in enumerate(ks):
-            at = np.argmax(seen >= size, axis=1)        # column of the size-th other row
+            at = np.argmax(seen >= size, axis=1)  # column of the size-th other row
             totals[j] += hits[np.arange(len(idx)), at].sum()
-    return {int(size): float(total / (size * x.shape[0]))
-            for size, total in zip(ks, totals, strict=True)}
+    return {
+        int(size): float(total / (size * x.shape[0]))
+        for size, total in zip(ks, totals, strict=True)
+    }
 
 
 def chance_concentration(attribute, *, labels=None, exclude_same_class: bool = False) -> float:
@@ -168,15 +204,16 @@ def chance_concentration(attribute, *, labels=None, exclude_same_class: bool = F
     attribute, averaged. A floor to read the curves against."""
     attr = as_label_vector("attribute", attribute)
     _, attr_inv, attr_counts = np.unique(attr, return_inverse=True, return_counts=True)
-    same = attr_counts[attr_inv] - 1.0                                      # (N,)
+    same = attr_counts[attr_inv] - 1.0  # (N,)
     others = np.full(attr.shape[0], attr.shape[0] - 1.0)
     if exclude_same_class:
         if labels is None:
             raise ValueError("exclude_same_class=True needs labels= (the class of every row)")
         y = as_label_vector("labels", labels, attr.shape[0])
-        _, pair_inv, pair_counts = np.unique(np.stack([y, attr]), axis=1, return_inverse=True,
-                                             return_counts=True)
+        _, pair_inv, pair_counts = np.unique(
+            np.stack([y, attr]), axis=1, return_inverse=True, return_counts=True
+        )
         _, y_inv, y_counts = np.unique(y, return_inverse=True, return_counts=True)
-        same -= pair_counts[pair_inv.reshape(-1)] - 1.0   # same attribute, same class
+        same -= pair_counts[pair_inv.reshape(-1)] - 1.0  # same attribute, same class
         others -= y_counts[y_inv] - 1.0
     return float(np.mean(same / np.maximum(others, 1.0)))

@@ -37,34 +37,62 @@ SHARED = {"train.iterations_per_epoch": 0, "train.warm_start_lr": 0.05}
 
 class TunedClassification(Classification):
     name = "classification-tuned"
-    description = ("Softmax, triplet and Magnet, each tuned by its own random search on a "
-                   "validation split (paper App. B), then trained for several real passes "
-                   "over the data; test errors with each loss's own protocol and the other, "
-                   "3 seeds, learning curves, relative margins (paper §4.1).")
+    description = (
+        "Softmax, triplet and Magnet, each tuned by its own random search on a "
+        "validation split (paper App. B), then trained for several real passes "
+        "over the data; test errors with each loss's own protocol and the other, "
+        "3 seeds, learning curves, relative margins (paper §4.1)."
+    )
 
     def _setting(self, quick: bool):
-        if quick:   # minutes: an MLP on Fashion-MNIST, 2 trials of one pass
+        if quick:  # minutes: an MLP on Fashion-MNIST, 2 trials of one pass
             return ("fashion-mnist",), (0,), {"fashion-mnist": 2}, 1, "mlp"
         return tuple(PASSES), SEEDS, PASSES, TRIAL_PASSES, None
 
     def specs(self, quick: bool) -> list[RunSpec]:
         datasets, seeds, passes, _, backbone = self._setting(quick)
-        return [RunSpec(f"{dataset}-{loss}-s{seed}",
-                        {**base_overrides(dataset, quick=quick, epochs=passes[dataset],
-                                          iterations=0, backbone=backbone),
-                         **SHARED, "eval.every": 1, "loss.name": loss, "train.seed": seed},
-                        {"dataset": dataset, "loss": loss, "seed": seed})
-                for dataset in datasets for loss in LOSSES for seed in seeds]
+        return [
+            RunSpec(
+                f"{dataset}-{loss}-s{seed}",
+                {
+                    **base_overrides(
+                        dataset,
+                        quick=quick,
+                        epochs=passes[dataset],
+                        iterations=0,
+                        backbone=backbone,
+                    ),
+                    **SHARED,
+                    "eval.every": 1,
+                    "loss.name": loss,
+                    "train.seed": seed,
+                },
+                {"dataset": dataset, "loss": loss, "seed": seed},
+            )
+            for dataset in datasets
+            for loss in LOSSES
+            for seed in seeds
+        ]
 
     def tuning(self, quick: bool) -> list[RunSpec]:
         datasets, _, _, trial_passes, backbone = self._setting(quick)
-        return [RunSpec(f"{dataset}-{loss}",
-                        {**base_overrides(dataset, quick=quick, epochs=trial_passes,
-                                          iterations=0, backbone=backbone),
-                         **SHARED, "data.val_fraction": VAL_FRACTION, "loss.name": loss,
-                         "train.seed": 0},
-                        {"dataset": dataset, "loss": loss})
-                for dataset in datasets for loss in LOSSES]
+        return [
+            RunSpec(
+                f"{dataset}-{loss}",
+                {
+                    **base_overrides(
+                        dataset, quick=quick, epochs=trial_passes, iterations=0, backbone=backbone
+                    ),
+                    **SHARED,
+                    "data.val_fraction": VAL_FRACTION,
+                    "loss.name": loss,
+                    "train.seed": 0,
+                },
+                {"dataset": dataset, "loss": loss},
+            )
+            for dataset in datasets
+            for loss in LOSSES
+        ]
 
     def tuning_trials(self, quick: bool) -> int:
         return 2 if quick else TRIALS
@@ -79,27 +107,39 @@ class TunedClassification(Classification):
                 if o.spec.group["dataset"] == dataset:
                     by_loss.setdefault(o.spec.group["loss"], {})[o.spec.group["seed"]] = o
             margins += _margins(dataset, by_loss)
-            curves = {loss: _mean_curve(list(group.values()), own_metric(loss))
-                      for loss, group in by_loss.items()}
+            curves = {
+                loss: _mean_curve(list(group.values()), own_metric(loss))
+                for loss, group in by_loss.items()
+            }
             curves = {loss: c for loss, c in curves.items() if c}
             for loss, curve in curves.items():
                 curves_rows.append({"dataset": dataset, "loss": loss, **_plateau(curve)})
             if curves:
                 path = out_dir / f"learning_curves_{dataset}.png"
-                plots.plot_error_curves(curves, path, ylabel="test error (own protocol)",
-                                        title=f"Test error per pass, {dataset} (tuned, "
-                                              "mean over seeds)")
-                results["figures"].append({"title": f"Learning curves, {dataset}",
-                                           "path": path.name})
+                plots.plot_error_curves(
+                    curves,
+                    path,
+                    ylabel="test error (own protocol)",
+                    title=f"Test error per pass, {dataset} (tuned, mean over seeds)",
+                )
+                results["figures"].append(
+                    {"title": f"Learning curves, {dataset}", "path": path.name}
+                )
         results["tables"] += [
-            {"title": "Relative error of Magnet (own protocol), paired by seed: mean and "
-                      "spread over seeds (paper: about -0.3 vs triplet, below 0 vs softmax)",
-             "rows": margins},
-            {"title": "Did the test error stop improving? (own protocol, mean over seeds)",
-             "rows": curves_rows}]
+            {
+                "title": "Relative error of Magnet (own protocol), paired by seed: mean and "
+                "spread over seeds (paper: about -0.3 vs triplet, below 0 vs softmax)",
+                "rows": margins,
+            },
+            {
+                "title": "Did the test error stop improving? (own protocol, mean over seeds)",
+                "rows": curves_rows,
+            },
+        ]
         results["notes"].append(
             "last_quarter_gain: the error one quarter of the passes before the end minus the "
-            "final error (> 0: still improving). best_pass: the pass of the lowest error.")
+            "final error (> 0: still improving). best_pass: the pass of the lowest error."
+        )
         return results
 
 
@@ -108,19 +148,28 @@ def _margins(dataset: str, by_loss: dict[str, dict[int, RunOutcome]]) -> list[di
     magnet = by_loss.get("magnet", {})
     for reference in ("softmax", "triplet"):
         other = by_loss.get(reference, {})
-        paired = [relative_error(metric(magnet[s], "knc_error"),
-                                 metric(other[s], own_metric(reference)))
-                  for s in sorted(set(magnet) & set(other))]
+        paired = [
+            relative_error(metric(magnet[s], "knc_error"), metric(other[s], own_metric(reference)))
+            for s in sorted(set(magnet) & set(other))
+        ]
         mean, spread = mean_std(paired)
-        rows.append({"dataset": dataset, "versus": reference, "seeds": len(paired),
-                     "relative_error": mean, "relative_std": spread})
+        rows.append(
+            {
+                "dataset": dataset,
+                "versus": reference,
+                "seeds": len(paired),
+                "relative_error": mean,
+                "relative_std": spread,
+            }
+        )
     return rows
 
 
 def _mean_curve(outcomes: list[RunOutcome], key: str) -> list[tuple[float, float]]:
     """``[(iteration, error)]`` averaged over the runs at the passes they all recorded."""
-    per_run = [{line["iteration"]: line[key] for line in o.history if key in line}
-               for o in outcomes]
+    per_run = [
+        {line["iteration"]: line[key] for line in o.history if key in line} for o in outcomes
+    ]
     common = sorted(set.intersection(*(set(c) for c in per_run))) if per_run else []
     return [(float(i), float(np.mean([c[i] for c in per_run]))) for i in common]
 
@@ -128,9 +177,13 @@ def _mean_curve(outcomes: list[RunOutcome], key: str) -> list[tuple[float, float
 def _plateau(curve: list[tuple[float, float]]) -> dict:
     errors = [error for _, error in curve]
     back = max(1, len(errors) // 4)
-    return {"passes": len(errors), "final_error": errors[-1], "best_error": min(errors),
-            "best_pass": int(np.argmin(errors)) + 1,
-            "last_quarter_gain": errors[-1 - back] - errors[-1] if len(errors) > back else None}
+    return {
+        "passes": len(errors),
+        "final_error": errors[-1],
+        "best_error": min(errors),
+        "best_pass": int(np.argmin(errors)) + 1,
+        "last_quarter_gain": errors[-1 - back] - errors[-1] if len(errors) > back else None,
+    }
 
 
 EXPERIMENTS.register("classification-tuned")(TunedClassification)

@@ -32,8 +32,11 @@ BATCH = {"sampler.clusters_per_batch": 8, "sampler.examples_per_cluster": 6}
 
 def clusters_curve(history: list[dict]) -> list[tuple[int, float]]:
     """``[(iteration, mean clusters per class), ...]`` from a run's ``metrics.jsonl``."""
-    return [(int(r["iteration"]), float(r["clusters_per_class"]["mean"])) for r in history
-            if isinstance(r.get("clusters_per_class"), dict)]
+    return [
+        (int(r["iteration"]), float(r["clusters_per_class"]["mean"]))
+        for r in history
+        if isinstance(r.get("clusters_per_class"), dict)
+    ]
 
 
 def _label(group: dict) -> str:
@@ -42,9 +45,11 @@ def _label(group: dict) -> str:
 
 class Clusters(Experiment):
     name = "clusters"
-    description = ("Magnet Loss with K = 1, 2, 4, 8, ... k-means clusters per class against "
-                   "an adaptive agglomerative index (seed 000): test errors, clusters per "
-                   "class over training and t-SNE maps with the cluster centres.")
+    description = (
+        "Magnet Loss with K = 1, 2, 4, 8, ... k-means clusters per class against "
+        "an adaptive agglomerative index (seed 000): test errors, clusters per "
+        "class over training and t-SNE maps with the cluster centres."
+    )
 
     def specs(self, quick: bool) -> list[RunSpec]:
         if quick:
@@ -53,18 +58,29 @@ class Clusters(Experiment):
             # one seed: six Magnet runs of 1,500 iterations fill the hour on 2 cores
             ks, seeds, epochs, iterations, backbone = KS, (0,), 5, 300, None
         dataset = "fashion-mnist"
-        base = {**base_overrides(dataset, quick=quick, epochs=epochs, iterations=iterations,
-                                 backbone=backbone), "loss.name": "magnet", **BATCH}
+        base = {
+            **base_overrides(
+                dataset, quick=quick, epochs=epochs, iterations=iterations, backbone=backbone
+            ),
+            "loss.name": "magnet",
+            **BATCH,
+        }
         variants = [("kmeans", k) for k in ks] + [("agglomerative", None)]
         specs = []
         for method, k in variants:
             for seed in seeds:
-                index = ({"index.method": "kmeans", "index.clusters_per_class": k}
-                         if method == "kmeans" else {"index.method": "agglomerative"})
-                specs.append(RunSpec(
-                    f"{dataset}-{f'k{k}' if k else 'agglomerative'}-s{seed}",
-                    {**base, **index, "train.seed": seed, "eval.plots": seed == seeds[0]},
-                    {"dataset": dataset, "method": method, "k": k, "seed": seed}))
+                index = (
+                    {"index.method": "kmeans", "index.clusters_per_class": k}
+                    if method == "kmeans"
+                    else {"index.method": "agglomerative"}
+                )
+                specs.append(
+                    RunSpec(
+                        f"{dataset}-{f'k{k}' if k else 'agglomerative'}-s{seed}",
+                        {**base, **index, "train.seed": seed, "eval.plots": seed == seeds[0]},
+                        {"dataset": dataset, "method": method, "k": k, "seed": seed},
+                    )
+                )
         return specs
 
     def analyse(self, out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
@@ -78,21 +94,32 @@ class Clusters(Experiment):
             knn, knn_std = mean_std([metric(o, "knn_error") for o in group])
             per_class = [clusters_curve(o.history) for o in group]
             final = [c[-1][1] for c in per_class if c]
-            rows.append({"index": label, "k": group[0].spec.group["k"], "seeds": len(group),
-                         "knc_error": knc, "knc_std": knc_std, "knn_error": knn,
-                         "knn_std": knn_std, "clusters": mean_std([metric(o, "clusters")
-                                                                   for o in group])[0],
-                         "final_clusters_per_class": float(np.mean(final)) if final else None,
-                         "clusters_per_class_range": _range(per_class)})
+            rows.append(
+                {
+                    "index": label,
+                    "k": group[0].spec.group["k"],
+                    "seeds": len(group),
+                    "knc_error": knc,
+                    "knc_std": knc_std,
+                    "knn_error": knn,
+                    "knn_std": knn_std,
+                    "clusters": mean_std([metric(o, "clusters") for o in group])[0],
+                    "final_clusters_per_class": float(np.mean(final)) if final else None,
+                    "clusters_per_class_range": _range(per_class),
+                }
+            )
             if per_class[0]:
                 curves[label] = per_class[0]
         rows.sort(key=lambda r: (r["k"] is None, r["k"] or 0))
         figures = []
         if curves:
             path = out_dir / "clusters_per_class.png"
-            plots.plot_error_curves(curves, path, ylabel="mean clusters per class",
-                                    title="Clusters per class over training (seed "
-                                          "of the first run)")
+            plots.plot_error_curves(
+                curves,
+                path,
+                ylabel="mean clusters per class",
+                title="Clusters per class over training (seed of the first run)",
+            )
             figures.append({"title": "Clusters per class over training", "path": path.name})
         kmeans = [r for r in rows if r["k"] is not None and r["knc_error"] is not None]
         if kmeans:
@@ -100,15 +127,23 @@ class Clusters(Experiment):
             figures.append({"title": "Test error against clusters per class", "path": path})
         for o in sorted(runs.values(), key=lambda o: o.spec.name):
             if (o.run_dir / "tsne_final.png").is_file():
-                figures.append({"title": f"t-SNE after training: {_label(o.spec.group)}",
-                                "path": f"{o.run_dir.name}/tsne_final.png"})
-        results = {"tables": [{"title": "Magnet Loss by cluster index (mean over seeds)",
-                               "rows": rows}],
-                   "claims": _claims(rows), "figures": figures,
-                   "notes": ["clusters: the index's final number of clusters (all classes); "
-                             "clusters_per_class_range: lowest-highest mean clusters per "
-                             "class over the epochs of the first seed. kNC uses each run's "
-                             "own index (paper §3.3)."]}
+                figures.append(
+                    {
+                        "title": f"t-SNE after training: {_label(o.spec.group)}",
+                        "path": f"{o.run_dir.name}/tsne_final.png",
+                    }
+                )
+        results = {
+            "tables": [{"title": "Magnet Loss by cluster index (mean over seeds)", "rows": rows}],
+            "claims": _claims(rows),
+            "figures": figures,
+            "notes": [
+                "clusters: the index's final number of clusters (all classes); "
+                "clusters_per_class_range: lowest-highest mean clusters per "
+                "class over the epochs of the first seed. kNC uses each run's "
+                "own index (paper §3.3)."
+            ],
+        }
         save_results(out_dir, results)
         return results
 
@@ -125,15 +160,20 @@ def _plot_sweep(kmeans: list[dict], adaptive: list[dict], out_dir: Path) -> str:
     ax = figure.add_subplot()
     ks = [r["k"] for r in kmeans]
     for key, colour in (("knc_error", "tab:blue"), ("knn_error", "tab:orange")):
-        ax.plot(ks, [r[key] for r in kmeans], "o-", color=colour,
-                label=f"k-means, {key.split('_')[0]}")
+        ax.plot(
+            ks, [r[key] for r in kmeans], "o-", color=colour, label=f"k-means, {key.split('_')[0]}"
+        )
         for r in adaptive:
             if r[key] is not None:
-                ax.axhline(r[key], color=colour, ls="--",
-                           label=f"agglomerative, {key.split('_')[0]}")
+                ax.axhline(
+                    r[key], color=colour, ls="--", label=f"agglomerative, {key.split('_')[0]}"
+                )
     ax.set_xscale("log", base=2)
-    ax.set(xlabel="clusters per class K", ylabel="test error",
-           title="Magnet Loss: test error against K")
+    ax.set(
+        xlabel="clusters per class K",
+        ylabel="test error",
+        title="Magnet Loss: test error against K",
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     figure.savefig(out_dir / "error_vs_k.png", format="png", dpi=120)
@@ -141,21 +181,31 @@ def _plot_sweep(kmeans: list[dict], adaptive: list[dict], out_dir: Path) -> str:
 
 
 def _claims(rows: list[dict]) -> list[dict]:
-    fixed = {r["k"]: r["knc_error"] for r in rows if r["k"] is not None
-             and r["knc_error"] is not None}
+    fixed = {
+        r["k"]: r["knc_error"] for r in rows if r["k"] is not None and r["knc_error"] is not None
+    }
     adaptive = next((r for r in rows if r["k"] is None), None)
     best_k = min(fixed, key=fixed.get) if fixed else None
-    claims = [{"claim": "Several clusters per class beat one (K > 1 vs nearest class mean, "
-                        "kNC error; paper §3)",
-               "holds": None if 1 not in fixed or len(fixed) < 2
-               else min(v for k, v in fixed.items() if k > 1) < fixed[1],
-               "detail": ", ".join(f"K={k}: {100 * v:.2f}%" for k, v in sorted(fixed.items()))}]
+    claims = [
+        {
+            "claim": "Several clusters per class beat one (K > 1 vs nearest class mean, "
+            "kNC error; paper §3)",
+            "holds": None
+            if 1 not in fixed or len(fixed) < 2
+            else min(v for k, v in fixed.items() if k > 1) < fixed[1],
+            "detail": ", ".join(f"K={k}: {100 * v:.2f}%" for k, v in sorted(fixed.items())),
+        }
+    ]
     if adaptive is not None and adaptive["knc_error"] is not None and fixed:
-        claims.append({"claim": "The agglomerative index is at least as good as the best "
-                                "fixed K (seed 000)",
-                       "holds": adaptive["knc_error"] <= fixed[best_k],
-                       "detail": f"agglomerative {100 * adaptive['knc_error']:.2f}% vs K="
-                                 f"{best_k} {100 * fixed[best_k]:.2f}%"})
+        claims.append(
+            {
+                "claim": "The agglomerative index is at least as good as the best "
+                "fixed K (seed 000)",
+                "holds": adaptive["knc_error"] <= fixed[best_k],
+                "detail": f"agglomerative {100 * adaptive['knc_error']:.2f}% vs K="
+                f"{best_k} {100 * fixed[best_k]:.2f}%",
+            }
+        )
     return claims
 
 

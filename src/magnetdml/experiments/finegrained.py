@@ -45,11 +45,19 @@ from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec
 LOSSES = ("softmax", "triplet", "magnet")
 #: Target name -> its alphabets (the background set's folder names).
 TARGETS = {
-    "indic": ("Bengali", "Gujarati", "Grantha", "Sanskrit"),                       # 179
-    "east-asian": ("Japanese_(hiragana)", "Japanese_(katakana)", "Korean",
-                   "Burmese_(Myanmar)"),                                           # 173
-    "caucasian-cyrillic": ("Armenian", "Mkhedruli_(Georgian)", "Asomtavruli_(Georgian)",
-                           "Cyrillic"),                                            # 155
+    "indic": ("Bengali", "Gujarati", "Grantha", "Sanskrit"),  # 179
+    "east-asian": (
+        "Japanese_(hiragana)",
+        "Japanese_(katakana)",
+        "Korean",
+        "Burmese_(Myanmar)",
+    ),  # 173
+    "caucasian-cyrillic": (
+        "Armenian",
+        "Mkhedruli_(Georgian)",
+        "Asomtavruli_(Georgian)",
+        "Cyrillic",
+    ),  # 155
 }
 TEST_DRAWERS, VAL_DRAWERS = (16, 17, 18, 19, 20), (14, 15)
 STARTS = ("pretrained", "scratch")
@@ -61,11 +69,19 @@ HIERARCHY_TARGET, HIERARCHY_CLUSTERS = "indic", 4
 #: Everything every run shares: small CNN, 64-d head, batches of 48 (softmax uniform, triplet
 #: 6 x 8 class-balanced, Magnet M x D <= 48 tuned), one pass per epoch, no warm start (the
 #: pretraining is the warm start), test error after every pass.
-COMMON = {"data.name": "omniglot", "model.backbone": "small-cnn", "model.embedding_dim": 64,
-          "sampler.classes_per_batch": 6, "sampler.examples_per_class": 8,
-          "sampler.clusters_per_batch": 12, "sampler.examples_per_cluster": 4,
-          "train.iterations_per_epoch": 0, "train.warm_start_epochs": 0, "eval.every": 1,
-          "eval.plots": False}
+COMMON = {
+    "data.name": "omniglot",
+    "model.backbone": "small-cnn",
+    "model.embedding_dim": 64,
+    "sampler.classes_per_batch": 6,
+    "sampler.examples_per_class": 8,
+    "sampler.clusters_per_batch": 12,
+    "sampler.examples_per_cluster": 4,
+    "train.iterations_per_epoch": 0,
+    "train.warm_start_epochs": 0,
+    "eval.every": 1,
+    "eval.plots": False,
+}
 PRETRAINED = "pretrain"
 
 
@@ -74,38 +90,73 @@ def data_options(target: str | None) -> str:
     options = {"test_drawers": list(TEST_DRAWERS), "val_drawers": list(VAL_DRAWERS)}
     if target is not None:
         options["alphabets"] = list(TARGETS[target])
-    return json.dumps(options)          # JSON is YAML: alphabet names with ( ) stay intact
+    return json.dumps(options)  # JSON is YAML: alphabet names with ( ) stay intact
 
 
 class FineGrained(Experiment):
     name = "finegrained"
-    description = ("The paper's regime (§4.1) on Omniglot: softmax pretraining on all 964 "
-                   "characters for a few passes, then softmax, triplet and Magnet fine-tuned "
-                   "on three fine-grained groups of alphabets, each tuned by its own search "
-                   "and trained until the validation error stops improving; from-scratch "
-                   "controls, convergence speed (Fig. 5) and hierarchy recovery (§4.3).")
+    description = (
+        "The paper's regime (§4.1) on Omniglot: softmax pretraining on all 964 "
+        "characters for a few passes, then softmax, triplet and Magnet fine-tuned "
+        "on three fine-grained groups of alphabets, each tuned by its own search "
+        "and trained until the validation error stops improving; from-scratch "
+        "controls, convergence speed (Fig. 5) and hierarchy recovery (§4.3)."
+    )
     keeps_models = True
 
     def _plan(self, quick: bool) -> dict:
-        if quick:   # minutes: one target, one seed, a few passes
-            return {"targets": tuple(TARGETS)[:1], "seeds": (0,), "pretrain_epochs": 1, "max": 6,
-                    "patience": 3, "trial_epochs": 3, "trial_patience": 2, "trials": 2,
-                    "reference": None}
-        return {"targets": tuple(TARGETS), "seeds": SEEDS, "pretrain_epochs": PRETRAIN_EPOCHS,
-                "max": MAX_EPOCHS, "patience": PATIENCE, "trial_epochs": TRIAL_EPOCHS,
-                "trial_patience": TRIAL_PATIENCE, "trials": TRIALS, "reference": 50}
+        if quick:  # minutes: one target, one seed, a few passes
+            return {
+                "targets": tuple(TARGETS)[:1],
+                "seeds": (0,),
+                "pretrain_epochs": 1,
+                "max": 6,
+                "patience": 3,
+                "trial_epochs": 3,
+                "trial_patience": 2,
+                "trials": 2,
+                "reference": None,
+            }
+        return {
+            "targets": tuple(TARGETS),
+            "seeds": SEEDS,
+            "pretrain_epochs": PRETRAIN_EPOCHS,
+            "max": MAX_EPOCHS,
+            "patience": PATIENCE,
+            "trial_epochs": TRIAL_EPOCHS,
+            "trial_patience": TRIAL_PATIENCE,
+            "trials": TRIALS,
+            "reference": 50,
+        }
 
     def pretraining(self, quick: bool) -> list[RunSpec]:
         plan = self._plan(quick)
-        base = {**COMMON, "data.options": data_options(None), "loss.name": "softmax",
-                "train.lr": PRETRAIN_LR, "train.seed": 0}
-        specs = [RunSpec(PRETRAINED, {**base, "train.epochs": plan["pretrain_epochs"]},
-                         {"stage": "pretraining", "role": "used"})]
+        base = {
+            **COMMON,
+            "data.options": data_options(None),
+            "loss.name": "softmax",
+            "train.lr": PRETRAIN_LR,
+            "train.seed": 0,
+        }
+        specs = [
+            RunSpec(
+                PRETRAINED,
+                {**base, "train.epochs": plan["pretrain_epochs"]},
+                {"stage": "pretraining", "role": "used"},
+            )
+        ]
         if plan["reference"]:
-            specs.append(RunSpec(f"{PRETRAINED}-converged",
-                                 {**base, "train.epochs": plan["reference"],
-                                  "train.patience": plan["patience"] // 2},
-                                 {"stage": "pretraining", "role": "reference"}))
+            specs.append(
+                RunSpec(
+                    f"{PRETRAINED}-converged",
+                    {
+                        **base,
+                        "train.epochs": plan["reference"],
+                        "train.patience": plan["patience"] // 2,
+                    },
+                    {"stage": "pretraining", "role": "reference"},
+                )
+            )
         return specs
 
     def specs(self, quick: bool) -> list[RunSpec]:
@@ -116,52 +167,84 @@ class FineGrained(Experiment):
             for start in STARTS:
                 for loss in LOSSES:
                     for seed in plan["seeds"]:
-                        specs.append(RunSpec(
-                            f"{target}-{start}-{loss}-s{seed}",
-                            {**COMMON, **budget, "data.options": data_options(target),
-                             "loss.name": loss, "train.seed": seed},
-                            _group(target, start, loss, seed, "classification"),
-                            init_from=PRETRAINED if start == "pretrained" else None))
+                        specs.append(
+                            RunSpec(
+                                f"{target}-{start}-{loss}-s{seed}",
+                                {
+                                    **COMMON,
+                                    **budget,
+                                    "data.options": data_options(target),
+                                    "loss.name": loss,
+                                    "train.seed": seed,
+                                },
+                                _group(target, start, loss, seed, "classification"),
+                                init_from=PRETRAINED if start == "pretrained" else None,
+                            )
+                        )
         target = plan["targets"][0] if quick else HIERARCHY_TARGET
         for loss in LOSSES:
             for seed in plan["seeds"]:
-                specs.append(RunSpec(
-                    f"{target}-pairs-{loss}-s{seed}",
-                    {**COMMON, **budget, "data.options": data_options(target),
-                     "data.collapse_pairs": True,
-                     "index.clusters_per_class": HIERARCHY_CLUSTERS,
-                     "loss.name": loss, "train.seed": seed},
-                    _group(target, "pretrained", loss, seed, "hierarchy"),
-                    init_from=PRETRAINED, pinned=("index.clusters_per_class",)))
+                specs.append(
+                    RunSpec(
+                        f"{target}-pairs-{loss}-s{seed}",
+                        {
+                            **COMMON,
+                            **budget,
+                            "data.options": data_options(target),
+                            "data.collapse_pairs": True,
+                            "index.clusters_per_class": HIERARCHY_CLUSTERS,
+                            "loss.name": loss,
+                            "train.seed": seed,
+                        },
+                        _group(target, "pretrained", loss, seed, "hierarchy"),
+                        init_from=PRETRAINED,
+                        pinned=("index.clusters_per_class",),
+                    )
+                )
         return specs
 
     def tuning(self, quick: bool) -> list[RunSpec]:
         plan = self._plan(quick)
-        budget = {"train.epochs": plan["trial_epochs"], "train.patience": plan["trial_patience"],
-                  "eval.every": 0, "train.seed": 0}
-        return [RunSpec(f"{target}-{start}-{loss}",
-                        {**COMMON, **budget, "data.options": data_options(target),
-                         "loss.name": loss},
-                        {"dataset": "omniglot", "target": target, "start": start, "loss": loss},
-                        init_from=PRETRAINED if start == "pretrained" else None)
-                for target in plan["targets"] for start in STARTS for loss in LOSSES]
+        budget = {
+            "train.epochs": plan["trial_epochs"],
+            "train.patience": plan["trial_patience"],
+            "eval.every": 0,
+            "train.seed": 0,
+        }
+        return [
+            RunSpec(
+                f"{target}-{start}-{loss}",
+                {**COMMON, **budget, "data.options": data_options(target), "loss.name": loss},
+                {"dataset": "omniglot", "target": target, "start": start, "loss": loss},
+                init_from=PRETRAINED if start == "pretrained" else None,
+            )
+            for target in plan["targets"]
+            for start in STARTS
+            for loss in LOSSES
+        ]
 
     def tuning_trials(self, quick: bool) -> int:
         return self._plan(quick)["trials"]
 
     def tuning_space(self, spec: RunSpec) -> dict[str, str]:
         # 13 training drawings per character: up to 3 clusters of >= 4 members
-        return ({"clusters_per_class": "1:3"} if loss_spec(spec.group["loss"]).uses_index
-                else {})
+        return {"clusters_per_class": "1:3"} if loss_spec(spec.group["loss"]).uses_index else {}
 
     def analyse(self, out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
         from .finegrained_analysis import analyse
+
         return analyse(Path(out_dir), runs)
 
 
 def _group(target: str, start: str, loss: str, seed: int, task: str) -> dict:
-    return {"dataset": "omniglot", "target": target, "start": start, "loss": loss,
-            "seed": seed, "task": task}
+    return {
+        "dataset": "omniglot",
+        "target": target,
+        "start": start,
+        "loss": loss,
+        "seed": seed,
+        "task": task,
+    }
 
 
 EXPERIMENTS.register("finegrained")(FineGrained)

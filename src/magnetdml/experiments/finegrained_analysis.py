@@ -22,10 +22,12 @@ from .hierarchy import cached_measurement, measure_run
 from .runner import RunOutcome, mean_std, metric, save_results
 
 #: Paper Table 1 Error@1 (softmax, triplet, Magnet) and hierarchy recovery (§4.3, Fig. 4f).
-PAPER = {"Stanford Dogs": (0.266, 0.358, 0.249), "Oxford Flowers": (0.112, 0.170, 0.086),
-         "Oxford-IIIT Pet": (0.113, 0.135, 0.106)}
-PAPER_HIERARCHY = {"softmax": (0.309, 0.150), "triplet": (0.446, 0.234),
-                   "magnet": (0.286, 0.078)}
+PAPER = {
+    "Stanford Dogs": (0.266, 0.358, 0.249),
+    "Oxford Flowers": (0.112, 0.170, 0.086),
+    "Oxford-IIIT Pet": (0.113, 0.135, 0.106),
+}
+PAPER_HIERARCHY = {"softmax": (0.309, 0.150), "triplet": (0.446, 0.234), "magnet": (0.286, 0.078)}
 MEASURED = "measured.json"
 
 
@@ -44,14 +46,18 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
         g = o.spec.group
         if g.get("stage") != "pretraining":
             groups.setdefault((g["task"], g["target"], g["start"], g["loss"]), []).append(o)
-    measured = {o.spec.name: _measure(o, "fine" if key[0] == "hierarchy" else None)
-                for key, group in groups.items() for o in group}
+    measured = {
+        o.spec.name: _measure(o, "fine" if key[0] == "hierarchy" else None)
+        for key, group in groups.items()
+        for o in group
+    }
     rows, margins, controls, speed, claims, figures = [], [], [], [], [], []
     targets = sorted({k[1] for k in groups if k[0] == "classification"})
     for target in targets:
         for start in ("pretrained", "scratch"):
-            by_loss = {k[3]: v for k, v in groups.items()
-                       if k[:3] == ("classification", target, start)}
+            by_loss = {
+                k[3]: v for k, v in groups.items() if k[:3] == ("classification", target, start)
+            }
             if not by_loss:
                 continue
             for loss, group in by_loss.items():
@@ -62,30 +68,52 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
                 figures += _figures(out_dir, target, by_loss)
         controls += _controls(target, groups)
         claims += _claims(target, rows, margins, speed)
-    hierarchy_rows = [_hierarchy_row(k[1], k[3], group, measured)
-                      for k, group in groups.items() if k[0] == "hierarchy"]
+    hierarchy_rows = [
+        _hierarchy_row(k[1], k[3], group, measured)
+        for k, group in groups.items()
+        if k[0] == "hierarchy"
+    ]
     claims += _hierarchy_claims(hierarchy_rows)
     results = {
         "tables": [
-            {"title": "Test error on held-out drawers (mean over seeds; own protocol: kNC for "
-                      "Magnet, soft kNN for softmax and triplet)", "rows": rows},
-            {"title": "Relative error of Magnet (own protocols), paired by seed (paper: Dogs "
-                      "-6% / -30%, Flowers -23% / -49%, Pets -6% / -21% vs softmax / triplet)",
-             "rows": margins},
-            {"title": "What the pretrained start does (own protocol, mean over seeds)",
-             "rows": controls},
-            {"title": "Convergence (paper Fig. 5: Magnet reaches triplet's final error 5-30x "
-                      "sooner), pretrained start, per seed then averaged", "rows": speed},
-            {"title": "Hierarchy recovery: trained on pairs of characters, scored on the "
-                      "characters (paper Error@1 / @5: Magnet 28.6 / 7.8%, softmax 30.9 / "
-                      "15.0%, triplet 44.6 / 23.4%)", "rows": hierarchy_rows},
-            {"title": "What the runs did (training loss at the scored and the last pass; Magnet: "
-                      "sigma^2, clusters per class, draws with replacement, refresh time)",
-             "rows": diagnostics_rows(groups)},
-            {"title": "Pretraining (softmax on all 964 characters' training drawings; test "
-                      "errors on the held-out drawers of all 964)",
-             "rows": _pretraining_rows(runs)}],
-        "claims": claims, "figures": figures,
+            {
+                "title": "Test error on held-out drawers (mean over seeds; own protocol: kNC for "
+                "Magnet, soft kNN for softmax and triplet)",
+                "rows": rows,
+            },
+            {
+                "title": "Relative error of Magnet (own protocols), paired by seed (paper: Dogs "
+                "-6% / -30%, Flowers -23% / -49%, Pets -6% / -21% vs softmax / triplet)",
+                "rows": margins,
+            },
+            {
+                "title": "What the pretrained start does (own protocol, mean over seeds)",
+                "rows": controls,
+            },
+            {
+                "title": "Convergence (paper Fig. 5: Magnet reaches triplet's final error 5-30x "
+                "sooner), pretrained start, per seed then averaged",
+                "rows": speed,
+            },
+            {
+                "title": "Hierarchy recovery: trained on pairs of characters, scored on the "
+                "characters (paper Error@1 / @5: Magnet 28.6 / 7.8%, softmax 30.9 / "
+                "15.0%, triplet 44.6 / 23.4%)",
+                "rows": hierarchy_rows,
+            },
+            {
+                "title": "What the runs did (training loss at the scored and the last pass; "
+                "Magnet: sigma^2, clusters per class, draws with replacement, refresh time)",
+                "rows": diagnostics_rows(groups),
+            },
+            {
+                "title": "Pretraining (softmax on all 964 characters' training drawings; test "
+                "errors on the held-out drawers of all 964)",
+                "rows": _pretraining_rows(runs),
+            },
+        ],
+        "claims": claims,
+        "figures": figures,
         "paper": {"table1_error_at_1": PAPER, "hierarchy": PAPER_HIERARCHY},
         "notes": [
             "error_at_1 / error_at_5: the loss's own protocol; knc_* / knn_* both protocols "
@@ -94,7 +122,9 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
             "training stopped after `patience` passes without improvement). train_seconds "
             "includes the index refreshes (refresh_seconds). *_std: sample std over seeds.",
             "relative_error = (Magnet - other) / other, own protocols, paired by seed. "
-            "error_drop = scratch error - pretrained error (> 0: the pretrained start helps)."]}
+            "error_drop = scratch error - pretrained error (> 0: the pretrained start helps).",
+        ],
+    }
     save_results(out_dir, results)
     return results
 
@@ -131,11 +161,21 @@ def _margins(target: str, start: str, by_loss: dict[str, list[RunOutcome]]) -> l
     out = []
     for other_loss in ("softmax", "triplet"):
         other = {o.spec.group["seed"]: o for o in by_loss.get(other_loss, [])}
-        paired = [relative_error(_own_error(magnet[s]), _own_error(other[s]))
-                  for s in sorted(set(magnet) & set(other))]
+        paired = [
+            relative_error(_own_error(magnet[s]), _own_error(other[s]))
+            for s in sorted(set(magnet) & set(other))
+        ]
         mean, spread = mean_std(paired)
-        out.append({"target": target, "start": start, "versus": other_loss,
-                    "seeds": len(paired), "relative_error": mean, "relative_std": spread})
+        out.append(
+            {
+                "target": target,
+                "start": start,
+                "versus": other_loss,
+                "seeds": len(paired),
+                "relative_error": mean,
+                "relative_std": spread,
+            }
+        )
     return out
 
 
@@ -147,12 +187,17 @@ def _controls(target: str, groups: dict) -> list[dict]:
         a, b = _stat([_own_error(o) for o in pre])[0], _stat([_own_error(o) for o in scratch])[0]
         if a is None and b is None:
             continue
-        rows.append({"target": target, "loss": loss, "pretrained_error": a,
-                     "scratch_error": b,
-                     "error_drop": None if a is None or b is None else b - a,
-                     "pretrained_epochs": _stat([_stopping(o).get("best_epoch") for o in pre])[0],
-                     "scratch_epochs": _stat([_stopping(o).get("best_epoch")
-                                              for o in scratch])[0]})
+        rows.append(
+            {
+                "target": target,
+                "loss": loss,
+                "pretrained_error": a,
+                "scratch_error": b,
+                "error_drop": None if a is None or b is None else b - a,
+                "pretrained_epochs": _stat([_stopping(o).get("best_epoch") for o in pre])[0],
+                "scratch_epochs": _stat([_stopping(o).get("best_epoch") for o in scratch])[0],
+            }
+        )
     return rows
 
 
@@ -163,7 +208,7 @@ def _curve(outcome: RunOutcome) -> list[tuple[float, float]]:
 
 def _batch(outcome: RunOutcome) -> int:
     o = outcome.spec.overrides
-    if loss_spec(outcome.spec.group["loss"]).uses_index:     # M x D neighbourhoods
+    if loss_spec(outcome.spec.group["loss"]).uses_index:  # M x D neighbourhoods
         return int(o["sampler.clusters_per_batch"]) * int(o["sampler.examples_per_cluster"])
     return int(o["sampler.classes_per_batch"]) * int(o["sampler.examples_per_class"])
 
@@ -187,18 +232,25 @@ def _speed(target: str, by_loss: dict[str, list[RunOutcome]]) -> list[dict]:
         images.append(t_hit * _batch(triplet[s]) / (m_hit * _batch(magnet[s])))
     if not seeds:
         return []
-    return [{"target": target, "seeds": len(seeds), "magnet_reached": reached,
-             "triplet_final_error": _stat([_own_error(triplet[s]) for s in seeds])[0],
-             "magnet_final_error": _stat([_own_error(magnet[s]) for s in seeds])[0],
-             "speedup_iterations": _stat(iterations)[0],
-             "speedup_iterations_std": _stat(iterations)[1],
-             "speedup_images": _stat(images)[0]}]
+    return [
+        {
+            "target": target,
+            "seeds": len(seeds),
+            "magnet_reached": reached,
+            "triplet_final_error": _stat([_own_error(triplet[s]) for s in seeds])[0],
+            "magnet_final_error": _stat([_own_error(magnet[s]) for s in seeds])[0],
+            "speedup_iterations": _stat(iterations)[0],
+            "speedup_iterations_std": _stat(iterations)[1],
+            "speedup_images": _stat(images)[0],
+        }
+    ]
 
 
 def _figures(out_dir: Path, target: str, by_loss: dict[str, list[RunOutcome]]) -> list[dict]:
     figures = []
-    bars = {f"{loss} ({_own(loss)})": [_own_error(o) for o in group]
-            for loss, group in by_loss.items()}
+    bars = {
+        f"{loss} ({_own(loss)})": [_own_error(o) for o in group] for loss, group in by_loss.items()
+    }
     path = out_dir / f"errors_{target}.png"
     plots.plot_error_bars(bars, path, title=f"Test Error@1, {target} (pretrained start)")
     figures.append({"title": f"Test Error@1 over seeds, {target}", "path": path.name})
@@ -206,9 +258,12 @@ def _figures(out_dir: Path, target: str, by_loss: dict[str, list[RunOutcome]]) -
     curves = {loss: c for loss, c in curves.items() if c}
     if curves:
         path = out_dir / f"learning_curves_{target}.png"
-        plots.plot_error_curves(curves, path, ylabel="test error (own protocol)",
-                                title=f"Test error per pass, {target} (mean over seeds, up to "
-                                      "the shortest run)")
+        plots.plot_error_curves(
+            curves,
+            path,
+            ylabel="test error (own protocol)",
+            title=f"Test error per pass, {target} (mean over seeds, up to the shortest run)",
+        )
         figures.append({"title": f"Learning curves, {target}", "path": path.name})
     return figures
 
@@ -216,14 +271,18 @@ def _figures(out_dir: Path, target: str, by_loss: dict[str, list[RunOutcome]]) -
 def _hierarchy_row(target: str, loss: str, group: list[RunOutcome], measured: dict) -> dict:
     own = _own(loss)
     m = [measured[o.spec.name] for o in group]
-    return {"target": target, "loss": loss, "seeds": len(group),
-            "coarse_error": _stat([_own_error(o) for o in group])[0],
-            "fine_error_at_1": _stat([x[f"{own}_error_at_1"] for x in m])[0],
-            "fine_error_at_1_std": _stat([x[f"{own}_error_at_1"] for x in m])[1],
-            "fine_error_at_5": _stat([x[f"{own}_error_at_5"] for x in m])[0],
-            "knn_error_at_1": _stat([x["knn_error_at_1"] for x in m])[0],
-            "knc_error_at_1": _stat([x["knc_error_at_1"] for x in m])[0],
-            "cluster_purity": _stat([x["cluster_purity"] for x in m])[0]}
+    return {
+        "target": target,
+        "loss": loss,
+        "seeds": len(group),
+        "coarse_error": _stat([_own_error(o) for o in group])[0],
+        "fine_error_at_1": _stat([x[f"{own}_error_at_1"] for x in m])[0],
+        "fine_error_at_1_std": _stat([x[f"{own}_error_at_1"] for x in m])[1],
+        "fine_error_at_5": _stat([x[f"{own}_error_at_5"] for x in m])[0],
+        "knn_error_at_1": _stat([x["knn_error_at_1"] for x in m])[0],
+        "knc_error_at_1": _stat([x["knc_error_at_1"] for x in m])[0],
+        "cluster_purity": _stat([x["cluster_purity"] for x in m])[0],
+    }
 
 
 def _pretraining_rows(runs: dict[str, RunOutcome]) -> list[dict]:
@@ -232,13 +291,18 @@ def _pretraining_rows(runs: dict[str, RunOutcome]) -> list[dict]:
         if o.spec.group.get("stage") != "pretraining":
             continue
         curve = [r.get("knn_error") for r in o.history]
-        rows.append({"run": o.spec.name, "role": o.spec.group["role"],
-                     "epochs": o.summary.get("epochs"),
-                     "best_epoch": _stopping(o).get("best_epoch", o.summary.get("epochs")),
-                     "knn_error": metric(o, "knn_error"), "knc_error": metric(o, "knc_error"),
-                     "knn_error_per_epoch": ", ".join(f"{100 * e:.1f}" for e in curve
-                                                      if e is not None),
-                     "train_seconds": metric(o, "train_seconds")})
+        rows.append(
+            {
+                "run": o.spec.name,
+                "role": o.spec.group["role"],
+                "epochs": o.summary.get("epochs"),
+                "best_epoch": _stopping(o).get("best_epoch", o.summary.get("epochs")),
+                "knn_error": metric(o, "knn_error"),
+                "knc_error": metric(o, "knc_error"),
+                "knn_error_per_epoch": ", ".join(f"{100 * e:.1f}" for e in curve if e is not None),
+                "train_seconds": metric(o, "train_seconds"),
+            }
+        )
     return rows
 
 
@@ -247,44 +311,69 @@ def _pct(value: float | None) -> str:
 
 
 def _claims(target: str, rows: list[dict], margins: list[dict], speed: list[dict]) -> list[dict]:
-    own = {r["loss"]: r["error_at_1"] for r in rows
-           if r["target"] == target and r["start"] == "pretrained"}
-    rel = {m["versus"]: m["relative_error"] for m in margins
-           if m["target"] == target and m["start"] == "pretrained"}
+    own = {
+        r["loss"]: r["error_at_1"]
+        for r in rows
+        if r["target"] == target and r["start"] == "pretrained"
+    }
+    rel = {
+        m["versus"]: m["relative_error"]
+        for m in margins
+        if m["target"] == target and m["start"] == "pretrained"
+    }
     magnet, softmax, triplet = own.get("magnet"), own.get("softmax"), own.get("triplet")
     claims = [
-        {"claim": f"{target}: Magnet's Error@1 is below softmax's (paper: on all three "
-                  "datasets, 6-23% relative)",
-         "holds": None if magnet is None or softmax is None else magnet < softmax,
-         "detail": f"Magnet {_pct(magnet)} vs softmax {_pct(softmax)}; relative "
-                   + ("n/a" if rel.get("softmax") is None else f"{100 * rel['softmax']:+.1f}%")},
-        {"claim": f"{target}: Magnet's Error@1 is at least 20% (relative) below triplet's "
-                  "(paper: 21-49%)",
-         "holds": None if rel.get("triplet") is None else rel["triplet"] <= -0.20,
-         "detail": f"Magnet {_pct(magnet)} vs triplet {_pct(triplet)}; relative "
-                   + ("n/a" if rel.get("triplet") is None else f"{100 * rel['triplet']:+.1f}%")}]
+        {
+            "claim": f"{target}: Magnet's Error@1 is below softmax's (paper: on all three "
+            "datasets, 6-23% relative)",
+            "holds": None if magnet is None or softmax is None else magnet < softmax,
+            "detail": f"Magnet {_pct(magnet)} vs softmax {_pct(softmax)}; relative "
+            + ("n/a" if rel.get("softmax") is None else f"{100 * rel['softmax']:+.1f}%"),
+        },
+        {
+            "claim": f"{target}: Magnet's Error@1 is at least 20% (relative) below triplet's "
+            "(paper: 21-49%)",
+            "holds": None if rel.get("triplet") is None else rel["triplet"] <= -0.20,
+            "detail": f"Magnet {_pct(magnet)} vs triplet {_pct(triplet)}; relative "
+            + ("n/a" if rel.get("triplet") is None else f"{100 * rel['triplet']:+.1f}%"),
+        },
+    ]
     for s in speed:
         if s["target"] == target:
             ratio = s["speedup_iterations"]
-            claims.append({
-                "claim": f"{target}: Magnet reaches triplet's final error at least 5x sooner "
-                         "(paper Fig. 5: 5-30x, in iterations)",
-                "holds": None if s["seeds"] == 0 else bool(
-                    s["magnet_reached"] == s["seeds"] and ratio is not None and ratio >= 5),
-                "detail": f"reached on {s['magnet_reached']} of {s['seeds']} seeds; speed-up "
-                          + ("n/a" if ratio is None else f"{ratio:.2f}x iterations, "
-                                                         f"{s['speedup_images']:.2f}x images")})
+            claims.append(
+                {
+                    "claim": f"{target}: Magnet reaches triplet's final error at least 5x sooner "
+                    "(paper Fig. 5: 5-30x, in iterations)",
+                    "holds": None
+                    if s["seeds"] == 0
+                    else bool(
+                        s["magnet_reached"] == s["seeds"] and ratio is not None and ratio >= 5
+                    ),
+                    "detail": f"reached on {s['magnet_reached']} of {s['seeds']} seeds; speed-up "
+                    + (
+                        "n/a"
+                        if ratio is None
+                        else f"{ratio:.2f}x iterations, {s['speedup_images']:.2f}x images"
+                    ),
+                }
+            )
     return claims
 
 
 def _hierarchy_claims(rows: list[dict]) -> list[dict]:
     by_loss = {r["loss"]: r["fine_error_at_1"] for r in rows}
     magnet = by_loss.get("magnet")
-    return [{"claim": f"hierarchy: Magnet recovers the characters better than {other} "
-                      f"(fine Error@1; paper {100 * PAPER_HIERARCHY['magnet'][0]:.1f}% vs "
-                      f"{100 * PAPER_HIERARCHY[other][0]:.1f}%)",
-             "holds": None if magnet is None or by_loss.get(other) is None
-             else bool(magnet < by_loss[other]),
-             "detail": f"Magnet {_pct(magnet)} vs {other} {_pct(by_loss.get(other))}"}
-            for other in ("softmax", "triplet") if rows]
-
+    return [
+        {
+            "claim": f"hierarchy: Magnet recovers the characters better than {other} "
+            f"(fine Error@1; paper {100 * PAPER_HIERARCHY['magnet'][0]:.1f}% vs "
+            f"{100 * PAPER_HIERARCHY[other][0]:.1f}%)",
+            "holds": None
+            if magnet is None or by_loss.get(other) is None
+            else bool(magnet < by_loss[other]),
+            "detail": f"Magnet {_pct(magnet)} vs {other} {_pct(by_loss.get(other))}",
+        }
+        for other in ("softmax", "triplet")
+        if rows
+    ]

@@ -29,19 +29,35 @@ def diagnostics_rows(groups: dict[tuple, list[RunOutcome]]) -> list[dict]:
             continue
         best = [_at_best(o) for o in group]
         last = [o.history[-1] if o.history else {} for o in group]
-        row = {"target": target, "start": start, "loss": loss, "seeds": len(group),
-               "loss_at_best": mean_std([b.get("loss") for b in best])[0],
-               "loss_at_last": mean_std([b.get("loss") for b in last])[0]}
+        row = {
+            "target": target,
+            "start": start,
+            "loss": loss,
+            "seeds": len(group),
+            "loss_at_best": mean_std([b.get("loss") for b in best])[0],
+            "loss_at_last": mean_std([b.get("loss") for b in last])[0],
+        }
         if loss_spec(loss).uses_index:
             sampler = [b.get("sampler") or {} for b in best]
             row["sigma2"] = mean_std([metric(o, "sigma2") for o in group])[0]
             row["clusters_per_class"] = mean_std(
-                [(b.get("clusters_per_class") or {}).get("mean") for b in best])[0]
+                [(b.get("clusters_per_class") or {}).get("mean") for b in best]
+            )[0]
             row["draws_with_replacement"] = mean_std(
-                [s["draws_with_replacement"] / s["cluster_draws"]
-                 if s.get("cluster_draws") else None for s in sampler])[0]
+                [
+                    s["draws_with_replacement"] / s["cluster_draws"]
+                    if s.get("cluster_draws")
+                    else None
+                    for s in sampler
+                ]
+            )[0]
             row["refresh_share"] = mean_std(
-                [metric(o, "refresh_seconds") / metric(o, "train_seconds")
-                 if metric(o, "train_seconds") else None for o in group])[0]
+                [
+                    metric(o, "refresh_seconds") / metric(o, "train_seconds")
+                    if metric(o, "train_seconds")
+                    else None
+                    for o in group
+                ]
+            )[0]
         rows.append(row)
     return rows

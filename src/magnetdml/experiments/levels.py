@@ -34,8 +34,9 @@ def tree_levels(dataset, info: dict) -> dict[str, np.ndarray]:
     return {k: v for k, v in dataset.attributes.items() if k in names}
 
 
-def level_metrics(embeddings: np.ndarray, labels: np.ndarray, levels: dict[str, np.ndarray],
-                  *, seed: int = 0) -> dict[str, dict[str, float]]:
+def level_metrics(
+    embeddings: np.ndarray, labels: np.ndarray, levels: dict[str, np.ndarray], *, seed: int = 0
+) -> dict[str, dict[str, float]]:
     """``{level: {metric: value}}`` for every level with 2 or more groups (module docstring).
     ``embeddings (N, E)``, ``labels (N,)`` the classes, ``levels`` name -> ``(N,)``."""
     out: dict[str, dict[str, float]] = {}
@@ -51,10 +52,12 @@ def level_metrics(embeddings: np.ndarray, labels: np.ndarray, levels: dict[str, 
         largest = int(np.unique(labels, return_counts=True)[1].max()) if exclude else 1
         ks = [k for k in KS if k <= len(values) - largest]
         if ks:
-            curve = attribute_concentration(embeddings, values, ks, labels=labels,
-                                            exclude_same_class=exclude)
+            curve = attribute_concentration(
+                embeddings, values, ks, labels=labels, exclude_same_class=exclude
+            )
             scores.update({f"concentration_at_{k}": v for k, v in curve.items()})
             scores["chance_concentration"] = chance_concentration(
-                values, labels=labels, exclude_same_class=exclude)
+                values, labels=labels, exclude_same_class=exclude
+            )
         out[name] = scores
     return out

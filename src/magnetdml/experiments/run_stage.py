@@ -25,8 +25,12 @@ from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, extends, ru
 from ..training.setup import pin_data_options
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
-DATA_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10",
-                "omniglot": "omniglot"}
+DATA_FOLDERS = {
+    "mnist": "mnist",
+    "fashion-mnist": "fashion-mnist",
+    "cifar10": "cifar10",
+    "omniglot": "omniglot",
+}
 #: Large files of a finished run that the report does not need (checkpoint, t-SNE snapshot).
 DISPOSABLE = (CHECKPOINT, "embeddings_initial.npz")
 #: The experiment's shared warm starts (``train.warm_start_cache``): runs that differ only in
@@ -70,24 +74,38 @@ def applicable(overrides: dict[str, Any], loss: str) -> dict[str, Any]:
     whose loss reads it (``--loss.alpha 2`` on an experiment of Magnet, softmax and triplet
     sets Magnet's margin), every other field to every run. See :func:`check_applicable`."""
     spec = loss_spec(loss)
-    return {key: value for key, value in overrides.items()
-            if not (key.startswith("loss.") and key != "loss.name"
-                    and not spec.reads(key[len("loss."):]))}
+    return {
+        key: value
+        for key, value in overrides.items()
+        if not (
+            key.startswith("loss.") and key != "loss.name" and not spec.reads(key[len("loss.") :])
+        )
+    }
 
 
 def check_applicable(overrides: dict[str, Any], losses: list[str]) -> None:
     """Refuse a loss field that none of ``losses`` reads: it would change nothing."""
     for key in overrides or {}:
-        field = key[len("loss."):]
-        if key.startswith("loss.") and key != "loss.name" \
-                and not any(loss_spec(loss).reads(field) for loss in losses):
-            raise ValueError(f"{key} applies to none of this experiment's losses "
-                             f"({', '.join(sorted(set(losses)))}); drop it")
+        field = key[len("loss.") :]
+        if (
+            key.startswith("loss.")
+            and key != "loss.name"
+            and not any(loss_spec(loss).reads(field) for loss in losses)
+        ):
+            raise ValueError(
+                f"{key} applies to none of this experiment's losses "
+                f"({', '.join(sorted(set(losses)))}); drop it"
+            )
 
 
-def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None = None,
-               data_root: str | os.PathLike | None = None,
-               runs_dir: str | os.PathLike | None = None) -> Config:
+def run_config(
+    spec: RunSpec,
+    out_dir: Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    data_root: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike | None = None,
+) -> Config:
     """The config of one run: defaults, then the spec's overrides, then the user's
     ``overrides`` (applied to every run; they win), then ``data.data_dir`` from ``data_root``
     when no override set it, ``train.warm_start_cache = out_dir/warm_starts`` when none set it,
@@ -98,10 +116,10 @@ def run_config(spec: RunSpec, out_dir: Path, *, overrides: dict[str, Any] | None
         given = {"model.init_from": str(Path(runs_dir or out_dir) / spec.init_from), **given}
     config = apply_overrides(Config(), given)
     if "train.warm_start_cache" not in given:
-        config = apply_overrides(config, {"train.warm_start_cache":
-                                          str(Path(out_dir) / WARM_STARTS)})
-    if data_root is not None and config.data.data_dir is None \
-            and config.data.name in DATA_FOLDERS:
+        config = apply_overrides(
+            config, {"train.warm_start_cache": str(Path(out_dir) / WARM_STARTS)}
+        )
+    if data_root is not None and config.data.data_dir is None and config.data.name in DATA_FOLDERS:
         folder = Path(data_root).expanduser() / DATA_FOLDERS[config.data.name]
         config = apply_overrides(config, {"data.data_dir": str(folder)})
     return apply_overrides(config, {"out": str(Path(out_dir) / spec.name)}).validate()
@@ -114,14 +132,16 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     # through the config tree, so that fields added since the run was trained count at
     # their defaults (a newer magnetdml still resumes an experiment an older one finished)
     saved = config_to_dict(config_from_dict(json.loads((run_dir / CONFIG).read_text())))
-    asked = config_to_dict(pin_data_options(config))    # as train() writes it (image folders)
+    asked = config_to_dict(pin_data_options(config))  # as train() writes it (image folders)
     if (run_dir / CHECKPOINT).is_file() and extends(saved, asked):
-        return None          # the same run with more epochs: it trains on from its checkpoint
+        return None  # the same run with more epochs: it trains on from its checkpoint
     if run_identity(saved) != run_identity(asked):
-        raise ValueError(f"{str(run_dir)!r} holds a finished run with a different config than "
-                         "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
-                         "retrain it, or choose another out directory (a run kept with its "
-                         "checkpoint trains on when only its epochs grow)")
+        raise ValueError(
+            f"{str(run_dir)!r} holds a finished run with a different config than "
+            "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
+            "retrain it, or choose another out directory (a run kept with its "
+            "checkpoint trains on when only its epochs grow)"
+        )
     return json.loads((run_dir / SUMMARY).read_text())
 
 
@@ -132,11 +152,20 @@ def _history(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any] | None = None,
-               data_root: str | os.PathLike | None = None, overwrite: bool = False,
-               keep_checkpoints: bool = False, progress: bool = True, jobs: int = 1,
-               finished_only: bool = False, runs_dir: str | os.PathLike | None = None,
-               log: Callable[[str], None] | None = None) -> dict[str, RunOutcome]:
+def train_runs(
+    specs: list[RunSpec],
+    out_dir: Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    data_root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    keep_checkpoints: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
+    finished_only: bool = False,
+    runs_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, RunOutcome]:
     """Train (or skip, or resume) every spec into ``out_dir/<name>/``; see the module doc.
     ``jobs > 1`` trains that many runs at once in worker processes (runs are independent and
     seeded, so the results are the same as one at a time). ``finished_only`` trains nothing
@@ -147,8 +176,10 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names) or not all(names):
         raise ValueError(f"run names must be unique and non-empty; got {names}")
-    configs = [run_config(s, out_dir, overrides=overrides, data_root=data_root,
-                          runs_dir=runs_dir) for s in specs]
+    configs = [
+        run_config(s, out_dir, overrides=overrides, data_root=data_root, runs_dir=runs_dir)
+        for s in specs
+    ]
     todo = []
     for number, (spec, config) in enumerate(zip(specs, configs, strict=True), start=1):
         if not overwrite and _finished(Path(config.out), config) is not None:
@@ -163,7 +194,7 @@ def train_runs(specs: list[RunSpec], out_dir: Path, *, overrides: dict[str, Any]
     for spec, config in zip(specs, configs, strict=True):
         run_dir = Path(config.out)
         if not (run_dir / SUMMARY).is_file():
-            continue                                  # finished_only: not trained yet
+            continue  # finished_only: not trained yet
         summary = json.loads((run_dir / SUMMARY).read_text())
         if not keep_checkpoints:
             for name in DISPOSABLE:

@@ -110,15 +110,23 @@ def save_results(out_dir: Path, results: dict) -> Path:
     return path
 
 
-
-def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False,
-                   overrides: dict[str, Any] | None = None,
-                   data_root: str | os.PathLike | None = None, overwrite: bool = False,
-                   keep_checkpoints: bool = False, progress: bool = True, jobs: int = 1,
-                   finished_only: bool = False, command: str | None = None,
-                   tuned_from: str | os.PathLike | None = None,
-                   datasets: list[str] | None = None,
-                   log: Callable[[str], None] | None = None) -> dict:
+def run_experiment(
+    name: str,
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool = False,
+    overrides: dict[str, Any] | None = None,
+    data_root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    keep_checkpoints: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
+    finished_only: bool = False,
+    command: str | None = None,
+    tuned_from: str | os.PathLike | None = None,
+    datasets: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Run experiment ``name`` (a name of :data:`EXPERIMENTS`) into ``out_dir`` and analyse it.
 
     ``overrides`` (``{"train.threads": 1, ...}``) apply to every run after the experiment's
@@ -138,61 +146,87 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
     tuned_from = None if tuned_from is None else portable_path(tuned_from)
     started = time.perf_counter()
     check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
-    provenance = _provenance(out_dir)    # before analyse() rewrites results.json
+    provenance = _provenance(out_dir)  # before analyse() rewrites results.json
     specs, tuning = experiment.specs(quick), experiment.tuning(quick)
-    if tuned_from is not None:           # checked before anything trains
+    if tuned_from is not None:  # checked before anything trains
         if not tuning:
-            raise ValueError(f"experiment {name!r} has no tuning stage, so --tuned "
-                             f"{str(tuned_from)!r} would be ignored; drop --tuned")
+            raise ValueError(
+                f"experiment {name!r} has no tuning stage, so --tuned "
+                f"{str(tuned_from)!r} would be ignored; drop --tuned"
+            )
         load_tuned(tuned_from)
     pretraining = experiment.pretraining(quick)
     if datasets:
-        specs, tuning = (_only_datasets(name, specs, datasets),
-                         [s for s in tuning if s.group.get("dataset") in datasets])
+        specs, tuning = (
+            _only_datasets(name, specs, datasets),
+            [s for s in tuning if s.group.get("dataset") in datasets],
+        )
     check_applicable(overrides, [spec_loss(s) for s in [*pretraining, *tuning, *specs]])
 
     def configure(spec: RunSpec, folder: Path) -> Any:
-        return run_config(spec, folder, overrides=overrides, data_root=data_root,
-                          runs_dir=out_dir)
+        return run_config(spec, folder, overrides=overrides, data_root=data_root, runs_dir=out_dir)
 
-    stage = {"overrides": overrides, "data_root": data_root, "overwrite": overwrite,
-             "progress": progress, "jobs": jobs, "finished_only": finished_only, "log": log,
-             "runs_dir": out_dir}
+    stage = {
+        "overrides": overrides,
+        "data_root": data_root,
+        "overwrite": overwrite,
+        "progress": progress,
+        "jobs": jobs,
+        "finished_only": finished_only,
+        "log": log,
+        "runs_dir": out_dir,
+    }
 
-    def announce(number: int, what: str) -> None:      # one line per stage (not when quiet)
+    def announce(number: int, what: str) -> None:  # one line per stage (not when quiet)
         phase(f"experiment {name}, stage {number}/4: {what}", progress=progress)
 
     # the pretrained weights are what later runs start from: they are never deleted
     if pretraining:
         announce(1, f"pretraining ({len(pretraining)} run(s))")
-    pretrained = train_runs(pretraining, out_dir, keep_checkpoints=True, **stage) \
-        if pretraining else {}
+    pretrained = (
+        train_runs(pretraining, out_dir, keep_checkpoints=True, **stage) if pretraining else {}
+    )
     tuned = None
     if tuning:
         if tuned_from is not None or finished_only:
             tuned = load_tuned(tuned_from if tuned_from is not None else out_dir)
         else:
-            announce(2, f"tuning ({len(tuning)} search(es) of "
-                        f"{experiment.tuning_trials(quick)} trials)")
-            tuned = tune(tuning, out_dir, trials=experiment.tuning_trials(quick), jobs=jobs,
-                         progress=progress, keep_checkpoints=keep_checkpoints, log=log,
-                         run_config=configure, space_for=experiment.tuning_space)
+            announce(
+                2, f"tuning ({len(tuning)} search(es) of {experiment.tuning_trials(quick)} trials)"
+            )
+            tuned = tune(
+                tuning,
+                out_dir,
+                trials=experiment.tuning_trials(quick),
+                jobs=jobs,
+                progress=progress,
+                keep_checkpoints=keep_checkpoints,
+                log=log,
+                run_config=configure,
+                space_for=experiment.tuning_space,
+            )
         specs = apply_tuned(specs, tuned)
     everything = [*pretraining, *specs]
-    finished_before = {s.name for s in everything
-                       if not overwrite and (out_dir / s.name / SUMMARY).is_file()}
+    finished_before = {
+        s.name for s in everything if not overwrite and (out_dir / s.name / SUMMARY).is_file()
+    }
     # Experiments whose analysis re-embeds with each run's model keep the checkpoints until
     # analyse() has cached its measurements; then they go unless the user asked to keep them.
     needs_models = bool(getattr(experiment, "keep_checkpoints", False))
     keep = keep_checkpoints or experiment.keeps_models
-    announce(3, f"{'collecting' if finished_only else 'training'} {len(specs)} run(s) "
-                f"({len(finished_before)} finished before) in {out_dir}")
+    announce(
+        3,
+        f"{'collecting' if finished_only else 'training'} {len(specs)} run(s) "
+        f"({len(finished_before)} finished before) in {out_dir}",
+    )
     runs = train_runs(specs, out_dir, keep_checkpoints=keep or needs_models, **stage)
     runs = {**pretrained, **runs}
     missing = [spec.name for spec in everything if spec.name not in runs]
     if not set(runs) - set(pretrained):
-        raise ValueError(f"no run of experiment {name!r} has finished in {str(out_dir)!r} yet; "
-                         "run it without finished_only (--finished-only) to train them")
+        raise ValueError(
+            f"no run of experiment {name!r} has finished in {str(out_dir)!r} yet; "
+            "run it without finished_only (--finished-only) to train them"
+        )
     announce(4, f"analysing {len(runs)} run(s)")
     analysis = experiment.analyse(out_dir, runs)
     if needs_models and not keep:
@@ -200,29 +234,41 @@ def run_experiment(name: str, out_dir: str | os.PathLike, *, quick: bool = False
             if name_ not in pretrained:
                 for disposable in DISPOSABLE:
                     (outcome.run_dir / disposable).unlink(missing_ok=True)
-    if not missing and not keep_checkpoints:   # every run has its warm start now
+    if not missing and not keep_checkpoints:  # every run has its warm start now
         shutil.rmtree(out_dir / WARM_STARTS, ignore_errors=True)
     first = configure(specs[0], out_dir)
-    results = {"experiment": name, "description": experiment.description, "quick": quick,
-               "command": command, "hardware": hardware(first),
-               # this invocation only: a resumed experiment reports the part it did
-               "wall_seconds": round(time.perf_counter() - started, 1),
-               "runs_trained": len(set(runs) - finished_before),
-               "overrides": dict(overrides or {}),
-               **({"tuned": tuned, "tuned_from": str(tuned_from or out_dir)}
-                  if tuned is not None else {}),
-               **({"partial": {"finished": len(runs), "total": len(everything),
-                               "missing": missing}} if missing else {}),
-               "runs": {n: {"group": o.spec.group, "run_dir": str(o.run_dir),
-                            "overrides": o.spec.overrides,
-                            "iterations": o.summary.get("iterations"),
-                            **{m: o.summary.get(m) for m in RUN_ROW_METRICS}}
-                        for n, o in runs.items()},
-               **analysis}
+    results = {
+        "experiment": name,
+        "description": experiment.description,
+        "quick": quick,
+        "command": command,
+        "hardware": hardware(first),
+        # this invocation only: a resumed experiment reports the part it did
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "runs_trained": len(set(runs) - finished_before),
+        "overrides": dict(overrides or {}),
+        **({"tuned": tuned, "tuned_from": str(tuned_from or out_dir)} if tuned is not None else {}),
+        **(
+            {"partial": {"finished": len(runs), "total": len(everything), "missing": missing}}
+            if missing
+            else {}
+        ),
+        "runs": {
+            n: {
+                "group": o.spec.group,
+                "run_dir": str(o.run_dir),
+                "overrides": o.spec.overrides,
+                "iterations": o.summary.get("iterations"),
+                **{m: o.summary.get(m) for m in RUN_ROW_METRICS},
+            }
+            for n, o in runs.items()
+        },
+        **analysis,
+    }
     if provenance and not results["runs_trained"]:
         results.update(provenance, reanalysed_by=command)
     save_results(out_dir, results)
-    write_report(out_dir)       # report.md and report.html, as `magnetdml report` renders them
+    write_report(out_dir)  # report.md and report.html, as `magnetdml report` renders them
     return results
 
 
@@ -247,6 +293,8 @@ def _only_datasets(name: str, specs: list[RunSpec], datasets: list[str]) -> list
     kept = [s for s in specs if s.group.get("dataset") in datasets]
     if not kept:
         own = sorted({str(s.group.get("dataset")) for s in specs})
-        raise ValueError(f"datasets {datasets} select no run of experiment {name!r}; its "
-                         f"datasets: {', '.join(own)}")
+        raise ValueError(
+            f"datasets {datasets} select no run of experiment {name!r}; its "
+            f"datasets: {', '.join(own)}"
+        )
     return kept

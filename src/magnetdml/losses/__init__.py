@@ -42,16 +42,31 @@ def _softmax(*, embedding_dim, num_classes):
     return SoftmaxLoss(embedding_dim=embedding_dim, num_classes=num_classes)
 
 
-def _triplet(*, embedding_dim, num_classes, margin=None, triplet_variant=None, normalize=None,
-             miner=None, impostor_fraction=None):
-    return TripletLoss(**_given(margin=margin, variant=triplet_variant, normalize=normalize,
-                                miner=miner, impostor_fraction=impostor_fraction))
+def _triplet(
+    *,
+    embedding_dim,
+    num_classes,
+    margin=None,
+    triplet_variant=None,
+    normalize=None,
+    miner=None,
+    impostor_fraction=None,
+):
+    return TripletLoss(
+        **_given(
+            margin=margin,
+            variant=triplet_variant,
+            normalize=normalize,
+            miner=miner,
+            impostor_fraction=impostor_fraction,
+        )
+    )
 
 
-def _contrastive(*, embedding_dim, num_classes, margin=None, positive_margin=None,
-                 normalize=None):
-    return ContrastiveLoss(**_given(margin=margin, positive_margin=positive_margin,
-                                    normalize=normalize))
+def _contrastive(*, embedding_dim, num_classes, margin=None, positive_margin=None, normalize=None):
+    return ContrastiveLoss(
+        **_given(margin=margin, positive_margin=positive_margin, normalize=normalize)
+    )
 
 
 def _lifted(*, embedding_dim, num_classes, margin=None, normalize=None):
@@ -59,21 +74,50 @@ def _lifted(*, embedding_dim, num_classes, margin=None, normalize=None):
 
 
 for _spec in (
-    LossSpec("magnet", _magnet, "neighbourhood", ("alpha", "scale"), own_scores="knc",
-             source="Rippel et al. 2016, eq. 5"),
-    LossSpec("cluster_nca", _cluster_nca, "neighbourhood", ("scale",), own_scores="knc",
-             source="NCA over cluster centres (Magnet without the margin)"),
+    LossSpec(
+        "magnet",
+        _magnet,
+        "neighbourhood",
+        ("alpha", "scale"),
+        own_scores="knc",
+        source="Rippel et al. 2016, eq. 5",
+    ),
+    LossSpec(
+        "cluster_nca",
+        _cluster_nca,
+        "neighbourhood",
+        ("scale",),
+        own_scores="knc",
+        source="NCA over cluster centres (Magnet without the margin)",
+    ),
     # softmax: uniform batches, its standard protocol (P x K batches show the classifier only
     # P of its classes per step; with many classes its loss then stays near chance)
-    LossSpec("softmax", _softmax, "uniform", (), own_scores="classifier", has_parameters=True,
-             source="cross-entropy through a linear classifier (paper §4)"),
-    LossSpec("triplet", _triplet, "class_balanced",
-             ("margin", "triplet_variant", "normalize", "miner", "impostor_fraction"),
-             source="Weinberger & Saul 2009; paper eq. 1"),
-    LossSpec("contrastive", _contrastive, "class_balanced",
-             ("margin", "positive_margin", "normalize"), source="Hadsell et al. 2006"),
-    LossSpec("lifted", _lifted, "class_balanced", ("margin", "normalize"),
-             source="Oh Song et al. 2016"),
+    LossSpec(
+        "softmax",
+        _softmax,
+        "uniform",
+        (),
+        own_scores="classifier",
+        has_parameters=True,
+        source="cross-entropy through a linear classifier (paper §4)",
+    ),
+    LossSpec(
+        "triplet",
+        _triplet,
+        "class_balanced",
+        ("margin", "triplet_variant", "normalize", "miner", "impostor_fraction"),
+        source="Weinberger & Saul 2009; paper eq. 1",
+    ),
+    LossSpec(
+        "contrastive",
+        _contrastive,
+        "class_balanced",
+        ("margin", "positive_margin", "normalize"),
+        source="Hadsell et al. 2006",
+    ),
+    LossSpec(
+        "lifted", _lifted, "class_balanced", ("margin", "normalize"), source="Oh Song et al. 2016"
+    ),
 ):
     LOSSES.register(_spec)
 LOSSES.add_resolver(pml.PREFIX, pml.resolve)
@@ -87,11 +131,29 @@ def build_loss(name: str, *, embedding_dim: int, num_classes: int, **params: obj
     naming it and the losses it applies to, so that no setting is silently ignored. Unknown
     keywords raise ``TypeError``."""
     spec = loss_spec(name)
-    return spec.factory(embedding_dim=embedding_dim, num_classes=num_classes,
-                        **split_loss_params(spec, params))
+    return spec.factory(
+        embedding_dim=embedding_dim, num_classes=num_classes, **split_loss_params(spec, params)
+    )
 
 
-__all__ = ["BATCH_KINDS", "LOSSES", "MINERS", "ClusterNCALoss", "ClusterTerms",
-           "ContrastiveLoss", "LiftedStructureLoss", "LossSpec", "MagnetLoss", "MagnetTerms",
-           "PMLLoss", "SoftmaxLoss", "TripletLoss", "Triplets", "UNSET", "build_loss",
-           "cluster_terms", "loss_spec", "magnet_loss_terms"]
+__all__ = [
+    "BATCH_KINDS",
+    "LOSSES",
+    "MINERS",
+    "ClusterNCALoss",
+    "ClusterTerms",
+    "ContrastiveLoss",
+    "LiftedStructureLoss",
+    "LossSpec",
+    "MagnetLoss",
+    "MagnetTerms",
+    "PMLLoss",
+    "SoftmaxLoss",
+    "TripletLoss",
+    "Triplets",
+    "UNSET",
+    "build_loss",
+    "cluster_terms",
+    "loss_spec",
+    "magnet_loss_terms",
+]

@@ -37,20 +37,23 @@ class ClusterNCALoss(nn.Module):
     k-nearest-cluster evaluation is kept from it). Batch checks and errors are Magnet's.
     """
 
-    def __init__(self, reduction: str = "mean", variance: float | None = None,
-                 scale: float = 1.0) -> None:
+    def __init__(
+        self, reduction: str = "mean", variance: float | None = None, scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.scale = check_scale(scale)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
-        self.variance = (None if variance is None
-                         else check_float("variance", variance, strict_minimum=0.0))
+        self.variance = (
+            None if variance is None else check_float("variance", variance, strict_minimum=0.0)
+        )
         self.last_variance: torch.Tensor | None = None
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                clusters: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor
+    ) -> torch.Tensor:
         terms = cluster_terms(embeddings, labels, clusters, self.variance, self.scale)
         self.last_variance = terms.variance.detach()
-        losses = F.softplus(terms.own + terms.impostors)                      # (B,)
+        losses = F.softplus(terms.own + terms.impostors)  # (B,)
         return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:

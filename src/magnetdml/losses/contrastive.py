@@ -36,26 +36,37 @@ class ContrastiveLoss(nn.Module):
     collapse the embedding). Computed in float32 (float64 for float64 input), autocast off.
     """
 
-    def __init__(self, margin: float = 1.0, positive_margin: float = 0.0,
-                 normalize: bool = False, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        margin: float = 1.0,
+        positive_margin: float = 0.0,
+        normalize: bool = False,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         self.positive_margin = check_float("positive_margin", positive_margin, minimum=0.0)
         self.margin = check_float(
-            "margin", margin, strict_minimum=self.positive_margin,
+            "margin",
+            margin,
+            strict_minimum=self.positive_margin,
             fix="negatives must be pushed farther than positives are pulled; raise margin or "
-                "lower positive_margin")
+            "lower positive_margin",
+        )
         self.normalize = check_bool("normalize", normalize)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with float32_batch(embeddings, labels, self.normalize) as x:          # (B, E)
+        with float32_batch(embeddings, labels, self.normalize) as x:  # (B, E)
             i, j = torch.triu_indices(x.shape[0], x.shape[0], 1, device=x.device)
-            d = pairwise_distances(x, squared=False)[i, j]                     # (P,)
-            same = labels[i] == labels[j]                                      # (P,)
-            losses = 0.5 * torch.where(same, torch.relu(d - self.positive_margin),
-                                       torch.relu(self.margin - d)).pow(2)
+            d = pairwise_distances(x, squared=False)[i, j]  # (P,)
+            same = labels[i] == labels[j]  # (P,)
+            losses = 0.5 * torch.where(
+                same, torch.relu(d - self.positive_margin), torch.relu(self.margin - d)
+            ).pow(2)
         return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
-        return (f"margin={self.margin}, positive_margin={self.positive_margin}, "
-                f"normalize={self.normalize}, reduction={self.reduction!r}")
+        return (
+            f"margin={self.margin}, positive_margin={self.positive_margin}, "
+            f"normalize={self.normalize}, reduction={self.reduction!r}"
+        )

@@ -36,28 +36,29 @@ class LiftedStructureLoss(nn.Module):
     (float64 for float64 input) with autocast disabled.
     """
 
-    def __init__(self, margin: float = 1.0, normalize: bool = False,
-                 reduction: str = "mean") -> None:
+    def __init__(
+        self, margin: float = 1.0, normalize: bool = False, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         self.margin = check_float("margin", margin)
         self.normalize = check_bool("normalize", normalize)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with float32_batch(embeddings, labels, self.normalize) as x:          # (B, E)
-            distances = pairwise_distances(x, squared=False)                   # (B, B)
-            same = labels.unsqueeze(0) == labels.unsqueeze(1)                  # (B, B)
-            lse = torch.logsumexp((self.margin - distances).masked_fill(same, float("-inf")),
-                                  dim=1)                                       # (B,)
+        with float32_batch(embeddings, labels, self.normalize) as x:  # (B, E)
+            distances = pairwise_distances(x, squared=False)  # (B, B)
+            same = labels.unsqueeze(0) == labels.unsqueeze(1)  # (B, B)
+            lse = torch.logsumexp(
+                (self.margin - distances).masked_fill(same, float("-inf")), dim=1
+            )  # (B,)
             i, j = torch.triu_indices(x.shape[0], x.shape[0], 1, device=x.device)
             positive = same[i, j]
-            i, j = i[positive], j[positive]                                    # (|P|,)
-            bound = torch.logaddexp(lse[i], lse[j]) + distances[i, j]          # (|P|,)
+            i, j = i[positive], j[positive]  # (|P|,)
+            bound = torch.logaddexp(lse[i], lse[j]) + distances[i, j]  # (|P|,)
             losses = 0.5 * torch.relu(bound).pow(2)
         if losses.numel() == 0 and self.reduction != "none":
             return distances.sum() * 0.0  # no positive pair: zero loss, still in the graph
         return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
-        return (f"margin={self.margin}, normalize={self.normalize}, "
-                f"reduction={self.reduction!r}")
+        return f"margin={self.margin}, normalize={self.normalize}, reduction={self.reduction!r}"

@@ -33,10 +33,11 @@ class ClusterTerms(NamedTuple):
 
 def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor) -> None:
     if not isinstance(embeddings, torch.Tensor) or not embeddings.is_floating_point():
-        raise TypeError("embeddings must be a floating-point torch.Tensor of shape (B, D); "
-                        f"got {type(embeddings).__name__}"
-                        + (f" of dtype {embeddings.dtype}" if isinstance(embeddings, torch.Tensor)
-                           else ""))
+        raise TypeError(
+            "embeddings must be a floating-point torch.Tensor of shape (B, D); "
+            f"got {type(embeddings).__name__}"
+            + (f" of dtype {embeddings.dtype}" if isinstance(embeddings, torch.Tensor) else "")
+        )
     if embeddings.ndim != 2:
         raise ValueError(f"embeddings must have shape (B, D); got {tuple(embeddings.shape)}")
     for name, value in (("labels", labels), ("clusters", clusters)):
@@ -46,15 +47,24 @@ def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch
         if value.is_floating_point() or value.is_complex():
             raise TypeError(f"{name} must hold integers; got dtype {value.dtype}")
         if value.shape[0] != embeddings.shape[0]:
-            raise ValueError(f"{name} must have one entry per embedding (B={embeddings.shape[0]}); "
-                             f"got {value.shape[0]}")
+            raise ValueError(
+                f"{name} must have one entry per embedding (B={embeddings.shape[0]}); "
+                f"got {value.shape[0]}"
+            )
     if not bool(torch.isfinite(embeddings).all()):
-        raise ValueError("embeddings must be finite; got NaN or inf (the network diverged: "
-                         "lower the learning rate, or check the input data)")
+        raise ValueError(
+            "embeddings must be finite; got NaN or inf (the network diverged: "
+            "lower the learning rate, or check the input data)"
+        )
 
 
-def cluster_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
-                  variance: float | None = None, scale: float = 1.0) -> ClusterTerms:
+def cluster_terms(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    clusters: torch.Tensor,
+    variance: float | None = None,
+    scale: float = 1.0,
+) -> ClusterTerms:
     """Validate a batch and compute :class:`ClusterTerms` (see :func:`magnet_loss_terms`).
 
     Computed in float32 (float64 for float64 input) with autocast disabled, so half-precision
@@ -69,59 +79,83 @@ def cluster_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torc
 
 def check_scale(scale: float, name: str = "scale") -> float:
     """Validate the inverse temperature ``s`` of the variance-normalised distances."""
-    return check_float(name, scale, strict_minimum=0.0,
-                       fix="the inverse temperature multiplies the distances; 1 is paper eq. 5")
+    return check_float(
+        name,
+        scale,
+        strict_minimum=0.0,
+        fix="the inverse temperature multiplies the distances; 1 is paper eq. 5",
+    )
 
 
-def _cluster_terms(x: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
-                   variance: float | None, scale: float) -> ClusterTerms:
-    cluster_ids, member_of = torch.unique(clusters, return_inverse=True)      # (M,), (B,)
+def _cluster_terms(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    clusters: torch.Tensor,
+    variance: float | None,
+    scale: float,
+) -> ClusterTerms:
+    cluster_ids, member_of = torch.unique(clusters, return_inverse=True)  # (M,), (B,)
     num_clusters = cluster_ids.shape[0]
-    counts = torch.bincount(member_of, minlength=num_clusters)                # (M,)
+    counts = torch.bincount(member_of, minlength=num_clusters)  # (M,)
     if variance is None and int(counts.min()) < 2:
         small = cluster_ids[counts < 2].tolist()
-        raise ValueError("every cluster needs >= 2 examples in the batch (the variance "
-                         f"needs two points per cluster); clusters {small[:5]} have 1. "
-                         "Use examples_per_cluster >= 2")
+        raise ValueError(
+            "every cluster needs >= 2 examples in the batch (the variance "
+            f"needs two points per cluster); clusters {small[:5]} have 1. "
+            "Use examples_per_cluster >= 2"
+        )
     cluster_label = torch.empty(num_clusters, dtype=labels.dtype, device=labels.device)
-    cluster_label.scatter_(0, member_of, labels)                              # (M,)
+    cluster_label.scatter_(0, member_of, labels)  # (M,)
     if not bool((cluster_label[member_of] == labels).all()):
         bad = torch.unique(member_of[cluster_label[member_of] != labels])
-        raise ValueError("each cluster id must belong to exactly one label; clusters "
-                         f"{cluster_ids[bad].tolist()[:5]} hold examples of several labels")
+        raise ValueError(
+            "each cluster id must belong to exactly one label; clusters "
+            f"{cluster_ids[bad].tolist()[:5]} hold examples of several labels"
+        )
     if torch.unique(cluster_label).shape[0] < 2:
-        raise ValueError("the batch must hold clusters of at least two classes (the "
-                         "denominator runs over clusters of other classes); got only class "
-                         f"{int(cluster_label[0])}")
+        raise ValueError(
+            "the batch must hold clusters of at least two classes (the "
+            "denominator runs over clusters of other classes); got only class "
+            f"{int(cluster_label[0])}"
+        )
 
     # Distances are translation invariant: centring on the batch mean keeps the expanded
     # form ||a||^2 - 2ab + ||b||^2 below free of cancellation for embeddings far from 0.
     x = x - x.mean(dim=0, keepdim=True)
     means = torch.zeros(num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
     means = means.index_add(0, member_of, x) / counts.unsqueeze(1).to(x.dtype)  # (M, D)
-    intra = (x - means[member_of]).pow(2).sum(dim=1)                         # (B,)
+    intra = (x - means[member_of]).pow(2).sum(dim=1)  # (B,)
     if variance is None:
         s2 = intra.sum() / (x.shape[0] - 1)
         if not bool(s2 > 0):
-            raise ValueError("the batch variance s2 is 0: every embedding sits on its "
-                             "cluster mean (the embedding collapsed; lower the learning "
-                             "rate or check that the inputs differ)")
+            raise ValueError(
+                "the batch variance s2 is 0: every embedding sits on its "
+                "cluster mean (the embedding collapsed; lower the learning "
+                "rate or check that the inputs differ)"
+            )
     else:
-        s2 = torch.tensor(check_float("variance", variance, strict_minimum=0.0),
-                          dtype=x.dtype, device=x.device)
-    squared = (x.pow(2).sum(1, keepdim=True) - 2.0 * x @ means.T
-               + means.pow(2).sum(1).unsqueeze(0)).clamp_min(0.0)            # (B, M)
+        s2 = torch.tensor(
+            check_float("variance", variance, strict_minimum=0.0), dtype=x.dtype, device=x.device
+        )
+    squared = (
+        x.pow(2).sum(1, keepdim=True) - 2.0 * x @ means.T + means.pow(2).sum(1).unsqueeze(0)
+    ).clamp_min(0.0)  # (B, M)
     # the inverse temperature multiplies every variance-normalised distance, own and impostor
     temperature = scale / (2.0 * s2)
-    logits = -squared * temperature                                          # (B, M)
-    same_class = labels.unsqueeze(1) == cluster_label.unsqueeze(0)            # (B, M)
+    logits = -squared * temperature  # (B, M)
+    same_class = labels.unsqueeze(1) == cluster_label.unsqueeze(0)  # (B, M)
     impostors = torch.logsumexp(logits.masked_fill(same_class, float("-inf")), dim=1)
     return ClusterTerms(intra * temperature, impostors, s2)
 
 
-def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor,
-                      alpha: float = 1.0, variance: float | None = None,
-                      scale: float = 1.0) -> MagnetTerms:
+def magnet_loss_terms(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    clusters: torch.Tensor,
+    alpha: float = 1.0,
+    variance: float | None = None,
+    scale: float = 1.0,
+) -> MagnetTerms:
     """Magnet Loss per example, paper eq. 5, with the batch variance it used.
 
     For a batch of ``B = M*D`` embeddings ``r_n`` in ``M`` clusters::
@@ -155,7 +189,7 @@ def magnet_loss_terms(embeddings: torch.Tensor, labels: torch.Tensor, clusters: 
     """
     alpha = check_float("alpha", alpha)
     terms = cluster_terms(embeddings, labels, clusters, variance, scale)
-    losses = torch.relu(terms.own + alpha + terms.impostors)                 # (B,)
+    losses = torch.relu(terms.own + alpha + terms.impostors)  # (B,)
     return MagnetTerms(losses, terms.variance)
 
 
@@ -170,22 +204,34 @@ class MagnetLoss(nn.Module):
     See :func:`magnet_loss_terms` for the equations.
     """
 
-    def __init__(self, alpha: float = 1.0, reduction: str = "mean",
-                 variance: float | None = None, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        reduction: str = "mean",
+        variance: float | None = None,
+        scale: float = 1.0,
+    ) -> None:
         super().__init__()
         # a negative margin makes every example "satisfied": the loss trains nothing
-        self.alpha = check_float("alpha", alpha, minimum=0.0,
-                                 fix="the margin in units of the variance, ~1 (paper: 0.7-7)")
+        self.alpha = check_float(
+            "alpha",
+            alpha,
+            minimum=0.0,
+            fix="the margin in units of the variance, ~1 (paper: 0.7-7)",
+        )
         self.scale = check_scale(scale)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
-        self.variance = (None if variance is None
-                         else check_float("variance", variance, strict_minimum=0.0))
+        self.variance = (
+            None if variance is None else check_float("variance", variance, strict_minimum=0.0)
+        )
         self.last_variance: torch.Tensor | None = None
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                clusters: torch.Tensor) -> torch.Tensor:
-        terms = magnet_loss_terms(embeddings, labels, clusters, self.alpha, self.variance,
-                                  self.scale)
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch.Tensor
+    ) -> torch.Tensor:
+        terms = magnet_loss_terms(
+            embeddings, labels, clusters, self.alpha, self.variance, self.scale
+        )
         self.last_variance = terms.variance.detach()
         return reduce_losses(terms.losses, self.reduction)
 

@@ -31,35 +31,42 @@ class Triplets(NamedTuple):
     negatives: torch.Tensor
 
 
-def check_batch(embeddings: torch.Tensor, labels: torch.Tensor, *,
-                min_classes: int = 2) -> None:
+def check_batch(embeddings: torch.Tensor, labels: torch.Tensor, *, min_classes: int = 2) -> None:
     """Raise a clear error unless ``embeddings (B, E)`` and ``labels (B,)`` form a batch with
     finite values and at least ``min_classes`` distinct labels."""
     if not isinstance(embeddings, torch.Tensor) or not embeddings.is_floating_point():
         kind = type(embeddings).__name__
         if isinstance(embeddings, torch.Tensor):
             kind += f" of dtype {embeddings.dtype}"
-        raise TypeError(f"embeddings must be a floating-point torch.Tensor of shape (B, E); "
-                        f"got {kind}")
+        raise TypeError(
+            f"embeddings must be a floating-point torch.Tensor of shape (B, E); got {kind}"
+        )
     if embeddings.ndim != 2 or embeddings.shape[0] == 0:
-        raise ValueError(f"embeddings must have shape (B, E) with B >= 1; "
-                         f"got {tuple(embeddings.shape)}")
+        raise ValueError(
+            f"embeddings must have shape (B, E) with B >= 1; got {tuple(embeddings.shape)}"
+        )
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be a 1-D integer tensor of shape (B,); got {shape}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"labels must hold integers; got dtype {labels.dtype}")
     if labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(f"labels must have one entry per embedding (B={embeddings.shape[0]}); "
-                         f"got {labels.shape[0]}")
+        raise ValueError(
+            f"labels must have one entry per embedding (B={embeddings.shape[0]}); "
+            f"got {labels.shape[0]}"
+        )
     if not bool(torch.isfinite(embeddings).all()):
-        raise ValueError("embeddings must be finite; got NaN or inf (the network diverged: "
-                         "lower the learning rate, or check the input data)")
+        raise ValueError(
+            "embeddings must be finite; got NaN or inf (the network diverged: "
+            "lower the learning rate, or check the input data)"
+        )
     classes = int(torch.unique(labels).shape[0])
     if classes < min_classes:
-        raise ValueError(f"the batch must hold at least {min_classes} classes (negatives come "
-                         f"from other classes); got {classes}. Sample class-balanced batches "
-                         "with at least two classes per batch")
+        raise ValueError(
+            f"the batch must hold at least {min_classes} classes (negatives come "
+            f"from other classes); got {classes}. Sample class-balanced batches "
+            "with at least two classes per batch"
+        )
 
 
 def compute_dtype(embeddings: torch.Tensor) -> torch.dtype:
@@ -68,14 +75,15 @@ def compute_dtype(embeddings: torch.Tensor) -> torch.dtype:
 
 
 @contextmanager
-def float32_batch(embeddings: torch.Tensor, labels: torch.Tensor,
-                  normalize: bool = False) -> Iterator[torch.Tensor]:
+def float32_batch(
+    embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = False
+) -> Iterator[torch.Tensor]:
     """Validate a ``(B, E)`` batch, turn autocast off, and yield the embeddings in float32
     (float64 stays float64), L2-normalised when ``normalize``: everything computed inside the
     ``with`` block stays in full precision even under mixed-precision training."""
     check_batch(embeddings, labels)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        x = embeddings.to(compute_dtype(embeddings))                           # (B, E)
+        x = embeddings.to(compute_dtype(embeddings))  # (B, E)
         yield F.normalize(x, dim=1) if normalize else x
 
 
@@ -87,11 +95,11 @@ def pairwise_distances(x: torch.Tensor, *, squared: bool) -> torch.Tensor:
     which keeps it free of cancellation for embeddings far from 0. The diagonal is exactly 0,
     and the square root has gradient 0 (not NaN) wherever a distance is 0.
     """
-    x = x - x.mean(dim=0, keepdim=True)       # distances are translation invariant
-    norms = x.pow(2).sum(dim=1)                                                # (B,)
+    x = x - x.mean(dim=0, keepdim=True)  # distances are translation invariant
+    norms = x.pow(2).sum(dim=1)  # (B,)
     squares = (norms.unsqueeze(1) - 2.0 * x @ x.T + norms.unsqueeze(0)).clamp_min(0.0)
     eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
-    squares = squares.masked_fill(eye, 0.0)                                    # (B, B)
+    squares = squares.masked_fill(eye, 0.0)  # (B, B)
     if squared:
         return squares
     tiny = torch.finfo(squares.dtype).tiny
@@ -99,9 +107,9 @@ def pairwise_distances(x: torch.Tensor, *, squared: bool) -> torch.Tensor:
 
 
 def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)                          # (B, B)
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)  # (B, B)
     eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    return same & ~eye, ~same                                                  # positive, negative
+    return same & ~eye, ~same  # positive, negative
 
 
 def _from_mask(mask: torch.Tensor) -> Triplets:
@@ -112,21 +120,22 @@ def _from_mask(mask: torch.Tensor) -> Triplets:
 def all_triplets(labels: torch.Tensor) -> Triplets:
     """Every valid triplet of the batch, ordered by anchor, then positive, then negative."""
     positive, negative = _pair_masks(labels)
-    return _from_mask(positive.unsqueeze(2) & negative.unsqueeze(1))          # (B, B, B)
+    return _from_mask(positive.unsqueeze(2) & negative.unsqueeze(1))  # (B, B, B)
 
 
 def batch_hard(labels: torch.Tensor, distances: torch.Tensor) -> Triplets:
     """Batch-hard mining (Hermans et al. 2017): for each anchor that has a positive and a
     negative, its farthest positive and its nearest negative. One triplet per such anchor."""
     positive, negative = _pair_masks(labels)
-    far = distances.masked_fill(~positive, float("-inf"))                      # (B, B)
-    near = distances.masked_fill(~negative, float("inf"))                      # (B, B)
-    anchors = (positive.any(1) & negative.any(1)).nonzero(as_tuple=True)[0]   # (T,)
+    far = distances.masked_fill(~positive, float("-inf"))  # (B, B)
+    near = distances.masked_fill(~negative, float("inf"))  # (B, B)
+    anchors = (positive.any(1) & negative.any(1)).nonzero(as_tuple=True)[0]  # (T,)
     return Triplets(anchors, far[anchors].argmax(1), near[anchors].argmin(1))
 
 
-def semi_hard(labels: torch.Tensor, distances: torch.Tensor,
-              margin: float | None = None) -> Triplets:
+def semi_hard(
+    labels: torch.Tensor, distances: torch.Tensor, margin: float | None = None
+) -> Triplets:
     """Semi-hard mining (Schroff et al., FaceNet, 2015, §3.2): for each anchor-positive pair,
     the nearest negative that is *farther* than the positive, ``d(a,p) < d(a,n)``, and, when
     ``margin`` is given, still inside it, ``d(a,n) < d(a,p) + margin`` (so the hinge is
@@ -137,9 +146,9 @@ def semi_hard(labels: torch.Tensor, distances: torch.Tensor,
     # of d(a, p) in that row finds the nearest negative beyond the positive in O(B^2 log B),
     # with no (B, B, B) tensor.
     near, order = distances.masked_fill(~negative, float("inf")).sort(dim=1)  # (B, B), (B, B)
-    first = torch.searchsorted(near, distances.contiguous(), right=True)       # (B, B)
+    first = torch.searchsorted(near, distances.contiguous(), right=True)  # (B, B)
     first = first.clamp_max(labels.shape[0] - 1)
-    d_an = near.gather(1, first)                                               # (B, B)
+    d_an = near.gather(1, first)  # (B, B)
     window = positive & (d_an > distances) & torch.isfinite(d_an)
     if margin is not None:
         window &= d_an < distances + margin
@@ -147,24 +156,29 @@ def semi_hard(labels: torch.Tensor, distances: torch.Tensor,
     return Triplets(a, p, order[a, first[a, p]])
 
 
-def nearest_impostors(labels: torch.Tensor, distances: torch.Tensor,
-                      fraction: float) -> Triplets:
+def nearest_impostors(labels: torch.Tensor, distances: torch.Tensor, fraction: float) -> Triplets:
     """The paper's triplet mining (Rippel et al. 2016, Appendix B, "nearest impostor
     fraction"): for each anchor-positive pair, every negative among the nearest
     ``ceil(fraction * n_a)`` of that anchor's ``n_a`` impostors (other-class examples) in the
     batch. ``fraction=1`` gives :func:`all_triplets`; at least one impostor is always kept.
     """
     positive, negative = _pair_masks(labels)
-    near = distances.masked_fill(~negative, float("inf"))                      # (B, B)
+    near = distances.masked_fill(~negative, float("inf"))  # (B, B)
     # rank[a, n] = position of n in a's impostors sorted by distance (ties by index).
-    rank = near.argsort(dim=1, stable=True).argsort(dim=1)                    # (B, B)
-    keep = torch.ceil(negative.sum(1) * fraction).clamp_min(1).unsqueeze(1)   # (B, 1)
-    chosen = negative & (rank < keep)                                          # (B, B)
+    rank = near.argsort(dim=1, stable=True).argsort(dim=1)  # (B, B)
+    keep = torch.ceil(negative.sum(1) * fraction).clamp_min(1).unsqueeze(1)  # (B, 1)
+    chosen = negative & (rank < keep)  # (B, B)
     return _from_mask(positive.unsqueeze(2) & chosen.unsqueeze(1))
 
 
-def mine(miner: str, labels: torch.Tensor, distances: torch.Tensor, *,
-         margin: float | None = None, impostor_fraction: float = 1.0) -> Triplets:
+def mine(
+    miner: str,
+    labels: torch.Tensor,
+    distances: torch.Tensor,
+    *,
+    margin: float | None = None,
+    impostor_fraction: float = 1.0,
+) -> Triplets:
     """Dispatch to the miner called ``miner`` (one of :data:`MINERS`)."""
     check_choice("miner", miner, MINERS)
     distances = distances.detach()
@@ -180,12 +194,18 @@ def mine(miner: str, labels: torch.Tensor, distances: torch.Tensor, *,
 def check_bool(name: str, value: object) -> bool:
     """Return ``value`` if it is a ``bool`` (numpy bools too), else raise ``TypeError``."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} of type "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"{name} must be True or False; got {value!r} of type {type(value).__name__}"
+        )
     return bool(value)
 
 
 def check_impostor_fraction(value: float) -> float:
     """``impostor_fraction`` must lie in (0, 1]: the share of each anchor's impostors kept."""
-    return check_float("impostor_fraction", value, strict_minimum=0.0, maximum=1.0,
-                       fix="the share of each anchor's impostors kept, e.g. 0.1")
+    return check_float(
+        "impostor_fraction",
+        value,
+        strict_minimum=0.0,
+        maximum=1.0,
+        fix="the share of each anchor's impostors kept, e.g. 0.1",
+    )

@@ -15,9 +15,16 @@ from .spec import LOSSES, LossSpec
 
 #: Every loss-config field (but ``name``) and its unset value.
 UNSET: dict[str, Any] = {
-    "alpha": 1.0, "scale": 1.0, "margin": None, "positive_margin": None,
-    "triplet_variant": None, "miner": None, "impostor_fraction": None, "normalize": None,
-    "options": "", "parameter_lr": None,
+    "alpha": 1.0,
+    "scale": 1.0,
+    "margin": None,
+    "positive_margin": None,
+    "triplet_variant": None,
+    "miner": None,
+    "impostor_fraction": None,
+    "normalize": None,
+    "options": "",
+    "parameter_lr": None,
 }
 #: Fields the optimiser reads, not the loss's factory.
 OPTIMISER_FIELDS = ("parameter_lr",)
@@ -38,8 +45,10 @@ def parse_loss_options(options: Any) -> dict:
             parsed = None
         if isinstance(parsed, dict):
             return parsed
-    raise ValueError("loss.options must be a YAML mapping of keyword arguments, e.g. "
-                     f"'{{margin: 0.1, alpha: 32}}'; got {options!r}")
+    raise ValueError(
+        "loss.options must be a YAML mapping of keyword arguments, e.g. "
+        f"'{{margin: 0.1, alpha: 32}}'; got {options!r}"
+    )
 
 
 def readers(field: str) -> list[str]:
@@ -58,8 +67,10 @@ def split_loss_params(spec: LossSpec, params: dict[str, Any]) -> dict[str, Any]:
         if key not in UNSET:
             close = difflib.get_close_matches(key, list(UNSET), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise TypeError(f"loss {spec.name!r} got an unknown keyword {key!r}; {hint}"
-                            f"loss fields: {', '.join(UNSET)}")
+            raise TypeError(
+                f"loss {spec.name!r} got an unknown keyword {key!r}; {hint}"
+                f"loss fields: {', '.join(UNSET)}"
+            )
         if key in OPTIMISER_FIELDS:
             continue
         if key == "options":
@@ -68,6 +79,8 @@ def split_loss_params(spec: LossSpec, params: dict[str, Any]) -> dict[str, Any]:
             chosen[key] = value
         elif value != UNSET[key] and not (key == "options" and value == {}):
             users = ", ".join(readers(key)) or "no loss"
-            raise ValueError(f"loss.{key} does not apply to loss {spec.name!r} (it is read by "
-                             f"{users}); got {value!r}: drop it or choose one of those losses")
+            raise ValueError(
+                f"loss.{key} does not apply to loss {spec.name!r} (it is read by "
+                f"{users}); got {value!r}: drop it or choose one of those losses"
+            )
     return chosen

@@ -43,9 +43,11 @@ def _pml(module: str):
         import importlib
 
         return importlib.import_module(f"pytorch_metric_learning.{module}")
-    except ImportError as error:   # pragma: no cover - a dependency of the package
-        raise ValueError("pml: losses need pytorch-metric-learning; install it with "
-                         "pip install 'pytorch-metric-learning>=2.3'") from error
+    except ImportError as error:  # pragma: no cover - a dependency of the package
+        raise ValueError(
+            "pml: losses need pytorch-metric-learning; install it with "
+            "pip install 'pytorch-metric-learning>=2.3'"
+        ) from error
 
 
 def _find_class(kind: str, name: str, base_name: str):
@@ -55,14 +57,17 @@ def _find_class(kind: str, name: str, base_name: str):
     found = getattr(module, name, None)
     if inspect.isclass(found) and issubclass(found, base) and found is not base:
         return found
-    valid = sorted(n for n, c in vars(module).items()
-                   if inspect.isclass(c) and issubclass(c, base) and c is not base
-                   and not n.startswith("Base"))
+    valid = sorted(
+        n
+        for n, c in vars(module).items()
+        if inspect.isclass(c) and issubclass(c, base) and c is not base and not n.startswith("Base")
+    )
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
     hint = f"did you mean {close[0]!r}? " if close else ""
     singular = kind[:-1] if kind != "losses" else "loss"
-    raise ValueError(f"pytorch-metric-learning has no {singular} {name!r}; {hint}"
-                     f"its {kind}: {', '.join(valid)}")
+    raise ValueError(
+        f"pytorch-metric-learning has no {singular} {name!r}; {hint}its {kind}: {', '.join(valid)}"
+    )
 
 
 def keywords(cls) -> dict[str, Any]:
@@ -89,16 +94,23 @@ def check_keywords(owner: str, cls, given: dict[str, Any]) -> dict[str, Any]:
             close = difflib.get_close_matches(str(key), list(accepted), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             reserved = " (the run sets it)" if key in ("num_classes", "embedding_size") else ""
-            raise ValueError(f"{owner} has no keyword {key!r}{reserved}; {hint}its keywords: "
-                             f"{', '.join(sorted(accepted))}")
+            raise ValueError(
+                f"{owner} has no keyword {key!r}{reserved}; {hint}its keywords: "
+                f"{', '.join(sorted(accepted))}"
+            )
         default = accepted[key]
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"{owner} keyword {key!r} must be true or false (default "
-                             f"{default}); got {value!r}")
-        if (isinstance(default, numbers.Real) and not isinstance(default, bool)
-                and (isinstance(value, bool) or not isinstance(value, numbers.Real))):
-            raise ValueError(f"{owner} keyword {key!r} must be a number (default {default}); "
-                             f"got {value!r}")
+            raise ValueError(
+                f"{owner} keyword {key!r} must be true or false (default {default}); got {value!r}"
+            )
+        if (
+            isinstance(default, numbers.Real)
+            and not isinstance(default, bool)
+            and (isinstance(value, bool) or not isinstance(value, numbers.Real))
+        ):
+            raise ValueError(
+                f"{owner} keyword {key!r} must be a number (default {default}); got {value!r}"
+            )
     return given
 
 
@@ -108,8 +120,10 @@ def _make_miner(loss_name: str, miner: Any):
     if isinstance(miner, str):
         miner = {"name": miner}
     if not isinstance(miner, dict) or not isinstance(miner.get("name"), str):
-        raise ValueError(f"loss.options miner of pml:{loss_name} must be a miner class name, "
-                         "{name: CLASSNAME, KEYWORD: VALUE...} or none; got " + repr(miner))
+        raise ValueError(
+            f"loss.options miner of pml:{loss_name} must be a miner class name, "
+            "{name: CLASSNAME, KEYWORD: VALUE...} or none; got " + repr(miner)
+        )
     kwargs = {k: v for k, v in miner.items() if k != "name"}
     cls = _find_class("miners", miner["name"], "BaseMiner")
     return cls(**check_keywords(f"miner {miner['name']}", cls, kwargs))
@@ -140,7 +154,7 @@ class PMLLoss(nn.Module):
         if not hasattr(self.loss, "get_logits"):
             raise TypeError(f"{type(self.loss).__name__} has no class scores (no get_logits)")
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            logits = self.loss.get_logits(embeddings.float())                 # (B, C)
+            logits = self.loss.get_logits(embeddings.float())  # (B, C)
         distance = getattr(self.loss, "distance", None)
         return logits if getattr(distance, "is_inverted", True) else -logits
 
@@ -150,25 +164,27 @@ class PMLLoss(nn.Module):
 
 def resolve(name: str) -> LossSpec:
     """The spec of ``pml:CLASSNAME`` (see the module docstring)."""
-    class_name = name[len(PREFIX):]
+    class_name = name[len(PREFIX) :]
     cls = _find_class("losses", class_name, "BaseMetricLossFunction")
     parameters = inspect.signature(cls.__init__).parameters
     has_proxies = "num_classes" in parameters and "embedding_size" in parameters
 
-    def factory(*, embedding_dim: int, num_classes: int, options: dict | None = None,
-                **unused: object) -> nn.Module:
+    def factory(
+        *, embedding_dim: int, num_classes: int, options: dict | None = None, **unused: object
+    ) -> nn.Module:
         options = dict(options or {})
         miner = options.pop("miner", DEFAULT_MINERS.get(class_name))
         check_keywords(name, cls, options)
-        sizes = ({"num_classes": num_classes, "embedding_size": embedding_dim}
-                 if has_proxies else {})
+        sizes = {"num_classes": num_classes, "embedding_size": embedding_dim} if has_proxies else {}
         return PMLLoss(cls(**sizes, **options), _make_miner(class_name, miner))
 
-    return LossSpec(name=name, factory=factory,
-                    batches="uniform" if has_proxies else "class_balanced",
-                    fields=("options",),
-                    own_scores="classifier" if has_proxies and hasattr(cls, "get_logits")
-                    else None,
-                    has_parameters=has_proxies,
-                    parameter_lr=PARAMETER_LR.get(class_name, 1.0),
-                    source=f"pytorch-metric-learning {cls.__module__}.{class_name}")
+    return LossSpec(
+        name=name,
+        factory=factory,
+        batches="uniform" if has_proxies else "class_balanced",
+        fields=("options",),
+        own_scores="classifier" if has_proxies and hasattr(cls, "get_logits") else None,
+        has_parameters=has_proxies,
+        parameter_lr=PARAMETER_LR.get(class_name, 1.0),
+        source=f"pytorch-metric-learning {cls.__module__}.{class_name}",
+    )

@@ -38,8 +38,9 @@ class SoftmaxLoss(nn.Module):
     def __init__(self, embedding_dim: int, num_classes: int, reduction: str = "mean") -> None:
         super().__init__()
         self.embedding_dim = check_int("embedding_dim", embedding_dim, minimum=1)
-        self.num_classes = check_int("num_classes", num_classes, minimum=2,
-                                     fix="a classifier needs two classes")
+        self.num_classes = check_int(
+            "num_classes", num_classes, minimum=2, fix="a classifier needs two classes"
+        )
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.classifier = nn.Linear(self.embedding_dim, self.num_classes)
 
@@ -47,8 +48,11 @@ class SoftmaxLoss(nn.Module):
         """``(B, num_classes)`` class scores, in the compute dtype."""
         dtype = compute_dtype(embeddings)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            return F.linear(embeddings.to(dtype), self.classifier.weight.to(dtype),
-                            self.classifier.bias.to(dtype))
+            return F.linear(
+                embeddings.to(dtype),
+                self.classifier.weight.to(dtype),
+                self.classifier.bias.to(dtype),
+            )
 
     def class_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
         """``(B, num_classes)`` class scores (the logits): the loss's own classifier, which
@@ -58,15 +62,19 @@ class SoftmaxLoss(nn.Module):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, min_classes=1)
         if embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(f"embeddings must have {self.embedding_dim} columns (the "
-                             f"embedding_dim this loss was built with); got "
-                             f"{embeddings.shape[1]}. Build the loss with "
-                             f"embedding_dim={embeddings.shape[1]}")
+            raise ValueError(
+                f"embeddings must have {self.embedding_dim} columns (the "
+                f"embedding_dim this loss was built with); got "
+                f"{embeddings.shape[1]}. Build the loss with "
+                f"embedding_dim={embeddings.shape[1]}"
+            )
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= self.num_classes:
-            raise ValueError(f"labels must lie in [0, num_classes={self.num_classes}); got "
-                             f"values in [{low}, {high}]. Remap labels to 0..C-1 or build "
-                             "the loss with the right num_classes")
+            raise ValueError(
+                f"labels must lie in [0, num_classes={self.num_classes}); got "
+                f"values in [{low}, {high}]. Remap labels to 0..C-1 or build "
+                "the loss with the right num_classes"
+            )
         losses = F.cross_entropy(self.logits(embeddings), labels.long(), reduction="none")
         return reduce_losses(losses, self.reduction)
 

@@ -54,11 +54,15 @@ class LossSpec:
 
     def __post_init__(self) -> None:
         if self.batches not in BATCH_KINDS:
-            raise ValueError(f"LossSpec {self.name!r}: batches must be one of {BATCH_KINDS}; "
-                             f"got {self.batches!r}")
+            raise ValueError(
+                f"LossSpec {self.name!r}: batches must be one of {BATCH_KINDS}; "
+                f"got {self.batches!r}"
+            )
         if self.own_scores not in OWN_SCORES:
-            raise ValueError(f"LossSpec {self.name!r}: own_scores must be one of "
-                             f"{OWN_SCORES}; got {self.own_scores!r}")
+            raise ValueError(
+                f"LossSpec {self.name!r}: own_scores must be one of "
+                f"{OWN_SCORES}; got {self.own_scores!r}"
+            )
 
     @property
     def uses_index(self) -> bool:
@@ -109,8 +113,10 @@ class LossRegistry:
         prefixes = ", ".join(f"{p}CLASSNAME" for p in self._resolvers)
         close = difflib.get_close_matches(name.lower(), self.names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown loss {name!r}; {hint}valid names: {', '.join(self.names())}"
-                         + (f", or {prefixes}" if prefixes else ""))
+        raise ValueError(
+            f"unknown loss {name!r}; {hint}valid names: {', '.join(self.names())}"
+            + (f", or {prefixes}" if prefixes else "")
+        )
 
     def names(self) -> list[str]:
         """The built-in names (resolved ``pml:`` names are not listed)."""
@@ -118,7 +124,7 @@ class LossRegistry:
 
     def __contains__(self, name: object) -> bool:
         try:
-            self.get(name)   # type: ignore[arg-type]
+            self.get(name)  # type: ignore[arg-type]
         except (ValueError, TypeError):
             return False
         return True

@@ -58,9 +58,15 @@ class TripletLoss(nn.Module):
     Computed in float32 (float64 for float64 input) with autocast disabled.
     """
 
-    def __init__(self, margin: float = 0.2, variant: str = "hinge", normalize: bool = True,
-                 miner: str = "nearest_impostors", impostor_fraction: float = 0.1,
-                 reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        margin: float = 0.2,
+        variant: str = "hinge",
+        normalize: bool = True,
+        miner: str = "nearest_impostors",
+        impostor_fraction: float = 0.1,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         self.margin = check_float("margin", margin, minimum=0.0)
         self.variant = check_choice("variant", variant, VARIANTS)
@@ -71,15 +77,20 @@ class TripletLoss(nn.Module):
         self.last_triplets: Triplets | None = None
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with float32_batch(embeddings, labels, self.normalize) as x:          # (B, E)
+        with float32_batch(embeddings, labels, self.normalize) as x:  # (B, E)
             # The hinge of eq. 1 is on squared distances; the ratio on plain distances.
-            distances = pairwise_distances(x, squared=self.variant == "hinge")          # (B, B)
+            distances = pairwise_distances(x, squared=self.variant == "hinge")  # (B, B)
             window = self.margin if self.variant == "hinge" else None
-            triplets = mine(self.miner, labels, distances, margin=window,
-                            impostor_fraction=self.impostor_fraction)
+            triplets = mine(
+                self.miner,
+                labels,
+                distances,
+                margin=window,
+                impostor_fraction=self.impostor_fraction,
+            )
             self.last_triplets = triplets
             a, p, n = triplets
-            d_ap, d_an = distances[a, p], distances[a, n]                      # (T,), (T,)
+            d_ap, d_an = distances[a, p], distances[a, n]  # (T,), (T,)
             if self.variant == "hinge":
                 losses = torch.relu(d_ap - d_an + self.margin)
             else:
@@ -89,6 +100,8 @@ class TripletLoss(nn.Module):
         return reduce_losses(losses, self.reduction)
 
     def extra_repr(self) -> str:
-        return (f"margin={self.margin}, variant={self.variant!r}, normalize={self.normalize}, "
-                f"miner={self.miner!r}, impostor_fraction={self.impostor_fraction}, "
-                f"reduction={self.reduction!r}")
+        return (
+            f"margin={self.margin}, variant={self.variant!r}, normalize={self.normalize}, "
+            f"miner={self.miner!r}, impostor_fraction={self.impostor_fraction}, "
+            f"reduction={self.reduction!r}"
+        )

@@ -25,8 +25,13 @@ class SmallCNN(nn.Module):
     Maps ``(B, C, H, W)`` to ``(B, hidden)``; each pool floors odd sizes (28 -> 14 -> 7).
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], channels: Sequence[int] = (32, 64),
-                 hidden: int = 256, batch_norm: bool = False) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 256,
+        batch_norm: bool = False,
+    ) -> None:
         super().__init__()
         c, h, w = input_shape
         layers: list[nn.Module] = []
@@ -64,16 +69,23 @@ class CifarCNN(nn.Module):
     ``norm``: one of :data:`NORMS` (BatchNorm by default).
     """
 
-    def __init__(self, input_shape: tuple[int, int, int],
-                 channels: Sequence[int] = (32, 64, 128), convs_per_stage: int = 1,
-                 norm: str = "batch") -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        channels: Sequence[int] = (32, 64, 128),
+        convs_per_stage: int = 1,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         c = input_shape[0]
         layers: list[nn.Module] = []
         for stage, out in enumerate(channels):
             for _ in range(convs_per_stage):
-                layers += [nn.Conv2d(c, out, kernel_size=3, padding=1, bias=norm == "none"),
-                           _norm_layer(norm, out), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(c, out, kernel_size=3, padding=1, bias=norm == "none"),
+                    _norm_layer(norm, out),
+                    nn.ReLU(inplace=True),
+                ]
                 c = out
             last = stage == len(channels) - 1
             layers.append(nn.AdaptiveAvgPool2d(1) if last else nn.MaxPool2d(2))
@@ -86,8 +98,12 @@ class CifarCNN(nn.Module):
 
 
 @BACKBONES.register("small-cnn")
-def small_cnn(input_shape: tuple[int, ...], channels: Sequence[int] = (32, 64),
-              hidden: int = 256, batch_norm: bool = False) -> SmallCNN:
+def small_cnn(
+    input_shape: tuple[int, ...],
+    channels: Sequence[int] = (32, 64),
+    hidden: int = 256,
+    batch_norm: bool = False,
+) -> SmallCNN:
     """Factory for :class:`SmallCNN`: images ``(C, H, W)`` with ``2**len(channels) <= H, W <= 64``
     (larger images make the dense layer huge: use ``cifar-cnn`` or ``resnet``)."""
     chans = check_int_sequence("channels", channels)
@@ -96,15 +112,23 @@ def small_cnn(input_shape: tuple[int, ...], channels: Sequence[int] = (32, 64),
         raise ValueError(f"hidden must be one int (the dense layer width); got {hidden}")
     if not isinstance(batch_norm, bool):
         raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
-    shape = check_image_shape("small-cnn", input_shape, min_side=2 ** len(chans), max_side=64,
-                              alternative="use 'cifar-cnn' or 'resnet' for larger images, "
-                              "'mlp' for feature vectors")
+    shape = check_image_shape(
+        "small-cnn",
+        input_shape,
+        min_side=2 ** len(chans),
+        max_side=64,
+        alternative="use 'cifar-cnn' or 'resnet' for larger images, 'mlp' for feature vectors",
+    )
     return SmallCNN(shape, chans, hidden=hidden[0], batch_norm=batch_norm)
 
 
 @BACKBONES.register("cifar-cnn")
-def cifar_cnn(input_shape: tuple[int, ...], channels: Sequence[int] = (32, 64, 128),
-              convs_per_stage: int = 1, norm: str = "batch") -> CifarCNN:
+def cifar_cnn(
+    input_shape: tuple[int, ...],
+    channels: Sequence[int] = (32, 64, 128),
+    convs_per_stage: int = 1,
+    norm: str = "batch",
+) -> CifarCNN:
     """Factory for :class:`CifarCNN`: images ``(C, H, W)`` with ``H, W >= 2**(len(channels)-1)``
     (natural size 32x32; global pooling accepts any larger size); ``norm`` in :data:`NORMS`."""
     norm = check_choice("norm", norm, NORMS)
@@ -112,6 +136,10 @@ def cifar_cnn(input_shape: tuple[int, ...], channels: Sequence[int] = (32, 64, 1
     per_stage = check_int_sequence("convs_per_stage", convs_per_stage)
     if len(per_stage) != 1:
         raise ValueError(f"convs_per_stage must be one int; got {convs_per_stage!r}")
-    shape = check_image_shape("cifar-cnn", input_shape, min_side=2 ** (len(chans) - 1),
-                              alternative="use 'mlp' for feature vectors")
+    shape = check_image_shape(
+        "cifar-cnn",
+        input_shape,
+        min_side=2 ** (len(chans) - 1),
+        alternative="use 'mlp' for feature vectors",
+    )
     return CifarCNN(shape, chans, convs_per_stage=per_stage[0], norm=norm)

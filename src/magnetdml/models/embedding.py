@@ -22,8 +22,13 @@ class EmbeddingNet(nn.Module):
     there for the baselines that want unit-norm embeddings (e.g. triplet with a fixed margin).
     """
 
-    def __init__(self, backbone: nn.Module, embedding_dim: int, normalize: bool = False,
-                 input_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embedding_dim: int,
+        normalize: bool = False,
+        input_shape: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.feature_dim = int(backbone.feature_dim)
@@ -35,9 +40,11 @@ class EmbeddingNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone output ``(B, feature_dim)``, before the embedding head."""
         if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"input must have shape (B, {', '.join(map(str, self.input_shape))})"
-                             f" (the input_shape this model was built for); got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"input must have shape (B, {', '.join(map(str, self.input_shape))})"
+                f" (the input_shape this model was built for); got "
+                f"{tuple(x.shape)}"
+            )
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,9 +57,15 @@ class EmbeddingNet(nn.Module):
         return F.normalize(r, dim=1) if self.normalize else r
 
 
-def build_model(backbone: str, input_shape: tuple[int, ...], embedding_dim: int = 64,
-                normalize: bool = False, *, seed: int | None = None,
-                **backbone_options: Any) -> EmbeddingNet:
+def build_model(
+    backbone: str,
+    input_shape: tuple[int, ...],
+    embedding_dim: int = 64,
+    normalize: bool = False,
+    *,
+    seed: int | None = None,
+    **backbone_options: Any,
+) -> EmbeddingNet:
     """Make the backbone registered in ``BACKBONES`` as ``backbone`` for examples of shape
     ``input_shape`` (no batch dimension: ``(C, H, W)`` or ``(F,)``) and put a linear head of
     ``embedding_dim`` outputs on it. ``backbone_options`` go to the backbone factory; an
@@ -69,8 +82,10 @@ def build_model(backbone: str, input_shape: tuple[int, ...], embedding_dim: int 
     valid = [p for p in inspect.signature(factory).parameters if p != "input_shape"]
     unknown = sorted(set(backbone_options) - set(valid))
     if unknown:
-        raise TypeError(f"backbone {backbone!r} got unknown option(s) {', '.join(unknown)}; "
-                        f"valid options: {', '.join(valid) or '(none)'}")
+        raise TypeError(
+            f"backbone {backbone!r} got unknown option(s) {', '.join(unknown)}; "
+            f"valid options: {', '.join(valid) or '(none)'}"
+        )
     if seed is None:
         return EmbeddingNet(factory(shape, **backbone_options), dim, normalize, shape)
     seed = check_int("seed", seed, minimum=0)

@@ -55,9 +55,14 @@ def _foldable(seq: nn.Module) -> list[int]:
     compute something else)."""
     if type(seq) is not nn.Sequential:
         return []
-    return [i for i, (conv, bn) in enumerate(pairwise(seq))
-            if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d
-            and not (conv.training or bn.training) and bn.running_mean is not None]
+    return [
+        i
+        for i, (conv, bn) in enumerate(pairwise(seq))
+        if type(conv) is nn.Conv2d
+        and type(bn) is nn.BatchNorm2d
+        and not (conv.training or bn.training)
+        and bn.running_mean is not None
+    ]
 
 
 class InferenceForward:
@@ -72,19 +77,21 @@ class InferenceForward:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = fold_batch_norm(model)
-        self.onednn = (torch.backends.mkldnn.is_available()
-                       and torch.backends.mkldnn.enabled
-                       and any(isinstance(m, nn.Conv2d) for m in self.model.modules()))
+        self.onednn = (
+            torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled
+            and any(isinstance(m, nn.Conv2d) for m in self.model.modules())
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.onednn and x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu":
             try:
-                return self._onednn_forward(x.to_mkldnn())                   # (B, E)
+                return self._onednn_forward(x.to_mkldnn())  # (B, E)
             except RuntimeError:
                 # an operation without a oneDNN kernel (e.g. a view, a custom op): use the
                 # plain layout for the rest of the pass; a real error will recur there
                 self.onednn = False
-        return self.model(x)                                                 # (B, E)
+        return self.model(x)  # (B, E)
 
     def _onednn_forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.model

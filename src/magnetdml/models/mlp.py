@@ -20,8 +20,13 @@ class MLP(nn.Module):
     a linear embedding as in classical metric learning).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], hidden_sizes: Sequence[int] = (256, 256),
-                 batch_norm: bool = False, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        hidden_sizes: Sequence[int] = (256, 256),
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         in_features = math.prod(input_shape)
         layers: list[nn.Module] = [nn.Flatten()]
@@ -42,13 +47,22 @@ class MLP(nn.Module):
 
 
 @BACKBONES.register("mlp")
-def mlp(input_shape: tuple[int, ...], hidden_sizes: Sequence[int] = (256, 256),
-        batch_norm: bool = False, dropout: float = 0.0) -> MLP:
+def mlp(
+    input_shape: tuple[int, ...],
+    hidden_sizes: Sequence[int] = (256, 256),
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+) -> MLP:
     """Factory for :class:`MLP`; any ``input_shape`` (it is flattened)."""
     shape = check_input_shape("mlp", input_shape)
     hidden = check_int_sequence("hidden_sizes", hidden_sizes, allow_empty=True)
     if not isinstance(batch_norm, bool):
         raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
-    rate = check_float("dropout", dropout, minimum=0.0, maximum=0.99,
-                       fix="the fraction of hidden units zeroed in training")
+    rate = check_float(
+        "dropout",
+        dropout,
+        minimum=0.0,
+        maximum=0.99,
+        fix="the fraction of hidden units zeroed in training",
+    )
     return MLP(shape, hidden, batch_norm=batch_norm, dropout=rate)

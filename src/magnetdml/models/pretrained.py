@@ -20,8 +20,11 @@ from torch import nn
 from .base import BACKBONES, check_image_shape
 
 # name -> (torchvision constructor, smallest image side it accepts, feature width)
-MODELS = {"googlenet": ("googlenet", 32, 1024), "inception_v3": ("inception_v3", 75, 2048),
-          "resnet50": ("resnet50", 32, 2048)}
+MODELS = {
+    "googlenet": ("googlenet", 32, 1024),
+    "inception_v3": ("inception_v3", 75, 2048),
+    "resnet50": ("resnet50", 32, 2048),
+}
 _DROPPED = ("fc.", "AuxLogits.", "aux1.", "aux2.")
 
 
@@ -33,15 +36,18 @@ def _import_torchvision(name: str) -> Any:
             f"backbone 'torchvision-{name}' needs torchvision, which is not importable "
             f"({error}); install the 'pretrained' extra: pip install 'magnetdml[pretrained]' "
             "(its torchvision must match your torch build), or choose another backbone such "
-            "as 'resnet'") from error
+            "as 'resnet'"
+        ) from error
     return torchvision.models
 
 
 def _load_weights(model: nn.Module, name: str, weights_path: str | os.PathLike) -> None:
     path = os.fspath(weights_path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights_path for 'torchvision-{name}' does not exist: {path!r} "
-                                "(give a local state-dict file; nothing is downloaded)")
+        raise FileNotFoundError(
+            f"weights_path for 'torchvision-{name}' does not exist: {path!r} "
+            "(give a local state-dict file; nothing is downloaded)"
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -49,25 +55,38 @@ def _load_weights(model: nn.Module, name: str, weights_path: str | os.PathLike) 
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(_DROPPED)]
     if missing or result.unexpected_keys:
-        raise ValueError(f"weights_path {path!r} does not fit 'torchvision-{name}': "
-                         f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]} "
-                         "(is it the state dict of the same architecture?)")
+        raise ValueError(
+            f"weights_path {path!r} does not fit 'torchvision-{name}': "
+            f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]} "
+            "(is it the state dict of the same architecture?)"
+        )
 
 
 def _factory(name: str):
     constructor, min_side, _ = MODELS[name]
 
-    def build(input_shape: tuple[int, ...], weights_path: str | os.PathLike | None = None,
-              transform_input: bool = False) -> nn.Module:
+    def build(
+        input_shape: tuple[int, ...],
+        weights_path: str | os.PathLike | None = None,
+        transform_input: bool = False,
+    ) -> nn.Module:
         models = _import_torchvision(name)
-        check_image_shape(f"torchvision-{name}", input_shape, min_side=min_side, channels=3,
-                          alternative="ImageNet backbones take RGB images")
+        check_image_shape(
+            f"torchvision-{name}",
+            input_shape,
+            min_side=min_side,
+            channels=3,
+            alternative="ImageNet backbones take RGB images",
+        )
         options: dict[str, Any] = {"weights": None}
         if name != "resnet50":
             # Auxiliary classifiers only matter for training from scratch with their losses;
             # transform_input re-normalises ImageNet-standardised input as Google's weights need.
-            options.update(aux_logits=False, init_weights=weights_path is None,
-                           transform_input=bool(transform_input))
+            options.update(
+                aux_logits=False,
+                init_weights=weights_path is None,
+                transform_input=bool(transform_input),
+            )
         model = getattr(models, constructor)(**options)
         if weights_path is not None:
             _load_weights(model, name, weights_path)
@@ -76,8 +95,10 @@ def _factory(name: str):
         return model
 
     build.__name__ = f"torchvision_{name}"
-    build.__doc__ = (f"torchvision's {constructor} without its classifier: (B, 3, H, W) -> "
-                     f"(B, {MODELS[name][2]}), H, W >= {min_side}.")
+    build.__doc__ = (
+        f"torchvision's {constructor} without its classifier: (B, 3, H, W) -> "
+        f"(B, {MODELS[name][2]}), H, W >= {min_side}."
+    )
     return build
 
 

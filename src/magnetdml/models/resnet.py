@@ -31,8 +31,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride,
-                                                    bias=False), nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -43,21 +45,27 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """Maps ``(B, C, H, W)`` to ``(B, 8 * width)`` (global average pooling after stage 4)."""
 
-    def __init__(self, in_channels: int, depth: int = 18, width: int = 64,
-                 imagenet_stem: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, depth: int = 18, width: int = 64, imagenet_stem: bool = False
+    ) -> None:
         super().__init__()
         if imagenet_stem:
             self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+                nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            )
         else:
             self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True))
+                nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            )
         blocks: list[nn.Module] = []
         channels = width
         for stage, count in enumerate(LAYOUTS[depth]):
-            out = width * 2 ** stage
+            out = width * 2**stage
             for i in range(count):
                 blocks.append(BasicBlock(channels, out, 2 if (i == 0 and stage > 0) else 1))
                 channels = out
@@ -77,8 +85,13 @@ class ResNet(nn.Module):
 
 
 @BACKBONES.register("resnet")
-def resnet(input_shape: tuple[int, ...], depth: int = 18, width: int = 64,
-           stem: str = "auto", imagenet_stem_from: int = 96) -> ResNet:
+def resnet(
+    input_shape: tuple[int, ...],
+    depth: int = 18,
+    width: int = 64,
+    stem: str = "auto",
+    imagenet_stem_from: int = 96,
+) -> ResNet:
     """Factory for :class:`ResNet`. ``stem``: ``"auto"`` (ImageNet stem when the smaller image
     side is >= ``imagenet_stem_from``), ``"cifar"`` or ``"imagenet"``. Needs ``H, W >= 8``
     with the CIFAR stem (three stride-2 stages) and ``>= 32`` with the ImageNet stem."""
@@ -86,10 +99,13 @@ def resnet(input_shape: tuple[int, ...], depth: int = 18, width: int = 64,
     width = check_int("width", width, minimum=1, fix="the first stage's channel count")
     check_choice("stem", stem, ("auto", "cifar", "imagenet"))
     threshold = check_int("imagenet_stem_from", imagenet_stem_from, minimum=1)
-    c, h, w = check_image_shape("resnet", input_shape, min_side=8,
-                                alternative="use 'mlp' for feature vectors")
+    c, h, w = check_image_shape(
+        "resnet", input_shape, min_side=8, alternative="use 'mlp' for feature vectors"
+    )
     imagenet = stem == "imagenet" or (stem == "auto" and min(h, w) >= threshold)
     if imagenet and min(h, w) < 32:
-        raise ValueError(f"resnet with the ImageNet stem needs images of at least 32x32 (it "
-                         f"downsamples 32x); got input_shape {(c, h, w)} (use stem='cifar')")
+        raise ValueError(
+            f"resnet with the ImageNet stem needs images of at least 32x32 (it "
+            f"downsamples 32x); got input_shape {(c, h, w)} (use stem='cifar')"
+        )
     return ResNet(c, depth=depth, width=width, imagenet_stem=imagenet)

@@ -9,5 +9,16 @@
 from .page import Page, format_cell, markdown_table, render_html, render_markdown, table_cells
 from .report import FORMATS, build_page, experiment_page, run_page, write_report
 
-__all__ = ["FORMATS", "Page", "build_page", "experiment_page", "format_cell", "markdown_table",
-           "render_html", "render_markdown", "run_page", "table_cells", "write_report"]
+__all__ = [
+    "FORMATS",
+    "Page",
+    "build_page",
+    "experiment_page",
+    "format_cell",
+    "markdown_table",
+    "render_html",
+    "render_markdown",
+    "run_page",
+    "table_cells",
+    "write_report",
+]

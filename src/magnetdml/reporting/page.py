@@ -41,25 +41,29 @@ def format_cell(key: str, value: Any) -> str:
         return value if isinstance(value, str) else json.dumps(value, default=str)
     if isinstance(value, float):
         if "error" in key and "relative" not in key and -1.0 <= value <= 1.0:
-            return f"{100 * value:.2f}%"     # a difference of errors may be negative
+            return f"{100 * value:.2f}%"  # a difference of errors may be negative
         return f"{value:.4g}"
     return str(value)
 
 
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
-          "padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}"
-          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}"
-          "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-          "table{display:block;overflow-x:auto}figure{margin:1em 0}"
-          "pre{background:#f6f6f6;padding:1em;overflow:auto}")
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
+    "padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    "table{display:block;overflow-x:auto}figure{margin:1em 0}"
+    "pre{background:#f6f6f6;padding:1em;overflow:auto}"
+)
 
 
 def table_cells(rows: list[dict], columns: list[str] | None) -> tuple[list[str], list[list]]:
     """The columns (default: the first row's keys) and formatted cells of ``rows``; an
     ``X_std`` column beside ``X_error`` is the spread of an error and shown in percent too."""
     columns = list(columns or (rows[0] if rows else []))
-    style = {c: f"{c[:-4]}_error" if c.endswith("_std") and f"{c[:-4]}_error" in columns else c
-             for c in columns}
+    style = {
+        c: f"{c[:-4]}_error" if c.endswith("_std") and f"{c[:-4]}_error" in columns else c
+        for c in columns
+    }
     return columns, [[format_cell(style[c], row.get(c)) for c in columns] for row in rows]
 
 
@@ -81,13 +85,15 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 def render_html(page: Page) -> str:
     """One self-contained HTML document: PNGs inlined as base64 ``data:`` URIs."""
-    esc = html.escape   # attribute values: quotes escaped
+    esc = html.escape  # attribute values: quotes escaped
 
-    def text_(value: str) -> str:   # element content: quotes stay readable in <pre> JSON
+    def text_(value: str) -> str:  # element content: quotes stay readable in <pre> JSON
         return html.escape(str(value), quote=False)
 
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(page.title)}"
-             f"</title><style>{_STYLE}</style></head><body><h1>{esc(page.title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(page.title)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>{esc(page.title)}</h1>"
+    ]
     for kind, *content in page.blocks:
         if kind == "h2":
             parts.append(f"<h2>{esc(content[0])}</h2>")
@@ -98,13 +104,16 @@ def render_html(page: Page) -> str:
         elif kind == "table":
             columns, cells = table_cells(*content)
             head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-            body = "".join("<tr>" + "".join(f"<td>{text_(v)}</td>" for v in row) + "</tr>"
-                           for row in cells)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{text_(v)}</td>" for v in row) + "</tr>" for row in cells
+            )
             parts.append(f"<table><tr>{head}</tr>{body}</table>")
         elif kind == "img":
             data = base64.b64encode((page.root / content[0]).read_bytes()).decode("ascii")
-            parts.append(f"<figure><img alt='{esc(content[1])}' src='data:image/png;base64,"
-                         f"{data}'><figcaption>{esc(content[1])}</figcaption></figure>")
+            parts.append(
+                f"<figure><img alt='{esc(content[1])}' src='data:image/png;base64,"
+                f"{data}'><figcaption>{esc(content[1])}</figcaption></figure>"
+            )
     return "\n".join(parts + ["</body></html>"]) + "\n"
 
 

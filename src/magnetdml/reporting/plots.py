@@ -26,16 +26,20 @@ def _as_curve(name: str, points: Any) -> tuple[np.ndarray, np.ndarray]:
         points = list(points.items())
     array = np.asarray(points, dtype=np.float64) if len(points) else np.empty((0, 2))
     if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty list of (x, y) pairs or a {{x: y}} dict; "
-                         f"got shape {array.shape}")
+        raise ValueError(
+            f"{name} must be a non-empty list of (x, y) pairs or a {{x: y}} dict; "
+            f"got shape {array.shape}"
+        )
     order = np.argsort(array[:, 0], kind="stable")
     return array[order, 0], array[order, 1]
 
 
 def _as_curves(name: str, curves: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if not isinstance(curves, Mapping) or not curves:
-        raise ValueError(f"{name} must be a non-empty dict {{loss name: [(x, y), ...]}}; "
-                         f"got {type(curves).__name__}")
+        raise ValueError(
+            f"{name} must be a non-empty dict {{loss name: [(x, y), ...]}}; "
+            f"got {type(curves).__name__}"
+        )
     return {str(key): _as_curve(f"{name}[{key!r}]", value) for key, value in curves.items()}
 
 
@@ -47,10 +51,15 @@ def first_iteration_reaching(curve: Curve, error: float) -> float | None:
     return float(iteration[hits[0]]) if hits.size else None
 
 
-def plot_error_curves(curves: Mapping[str, Curve], path: str | os.PathLike,
-                      markers: Mapping[str, Any] | None = None, *,
-                      title: str = "Test error during training",
-                      ylabel: str = "test error", marker_label: str | None = None) -> Path:
+def plot_error_curves(
+    curves: Mapping[str, Curve],
+    path: str | os.PathLike,
+    markers: Mapping[str, Any] | None = None,
+    *,
+    title: str = "Test error during training",
+    ylabel: str = "test error",
+    marker_label: str | None = None,
+) -> Path:
     """Test error against iteration, one line per loss (paper Fig. 5). ``markers`` maps a
     loss to an iteration (its error is read off its curve) or an ``(iteration, error)`` pair,
     drawn as red diamonds: e.g. where each loss first reached triplet's final error
@@ -64,8 +73,10 @@ def plot_error_curves(curves: Mapping[str, Curve], path: str | os.PathLike,
             continue
         if isinstance(mark, (int, float, np.integer, np.floating)):
             if str(name) not in data:
-                raise ValueError(f"markers[{name!r}] is an iteration, so it needs a curve of the "
-                                 f"same name; curves has {sorted(data)}")
+                raise ValueError(
+                    f"markers[{name!r}] is an iteration, so it needs a curve of the "
+                    f"same name; curves has {sorted(data)}"
+                )
             x, y = data[str(name)]
             mark = (float(mark), float(np.interp(float(mark), x, y)))
         mx, my = (float(v) for v in mark)
@@ -77,8 +88,9 @@ def plot_error_curves(curves: Mapping[str, Curve], path: str | os.PathLike,
     return save_png(figure, path)
 
 
-def plot_attribute_concentration(curves: Mapping[str, Curve], path: str | os.PathLike, *,
-                                 title: str = "Attribute concentration") -> Path:
+def plot_attribute_concentration(
+    curves: Mapping[str, Curve], path: str | os.PathLike, *, title: str = "Attribute concentration"
+) -> Path:
     """Mean fraction of the k nearest neighbours sharing the query's attribute against the
     neighbourhood size k, one line per loss (paper Fig. 6)."""
     data = _as_curves("curves", curves)
@@ -87,26 +99,37 @@ def plot_attribute_concentration(curves: Mapping[str, Curve], path: str | os.Pat
         ax.plot(k, fraction, marker="o" if k.size <= 30 else None, ms=3, lw=1.5, label=name)
     if max(k.max() for k, _ in data.values()) > 50 * min(k.min() for k, _ in data.values()):
         ax.set_xscale("log")  # sizes spanning decades (1..1000) are unreadable on a linear axis
-    ax.set(xlabel="neighbourhood size k", ylabel="fraction of neighbours sharing the attribute",
-           title=title)
+    ax.set(
+        xlabel="neighbourhood size k",
+        ylabel="fraction of neighbours sharing the attribute",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     return save_png(figure, path)
 
 
-def plot_error_bars(results: Mapping[str, Any], path: str | os.PathLike, *,
-                    title: str = "Test error over seeds", ylabel: str = "test error") -> Path:
+def plot_error_bars(
+    results: Mapping[str, Any],
+    path: str | os.PathLike,
+    *,
+    title: str = "Test error over seeds",
+    ylabel: str = "test error",
+) -> Path:
     """Per-loss mean error (bar) with the seed spread: +-1 sample standard deviation and
     every seed's value as a dot. ``results`` maps a loss name to its errors over seeds."""
     if not isinstance(results, Mapping) or not results:
-        raise ValueError("results must be a non-empty dict {loss name: [error per seed]}; "
-                         f"got {type(results).__name__}")
+        raise ValueError(
+            "results must be a non-empty dict {loss name: [error per seed]}; "
+            f"got {type(results).__name__}"
+        )
     values = {}
     for name, errors in results.items():
         array = np.atleast_1d(np.asarray(errors, dtype=np.float64))
         if array.ndim != 1 or array.size == 0 or not np.isfinite(array).all():
-            raise ValueError(f"results[{name!r}] must be a non-empty list of finite errors; "
-                             f"got {errors!r}")
+            raise ValueError(
+                f"results[{name!r}] must be a non-empty list of finite errors; got {errors!r}"
+            )
         values[str(name)] = array
     means = np.array([v.mean() for v in values.values()])
     spreads = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in values.values()])
@@ -116,8 +139,9 @@ def plot_error_bars(results: Mapping[str, Any], path: str | os.PathLike, *,
     for pos, (mean, array) in enumerate(zip(means, values.values(), strict=True)):
         ax.plot(np.full(array.size, pos), array, "o", color="black", ms=3, zorder=3)
         digits = max(2, 2 - int(math.floor(math.log10(abs(mean))))) if mean else 2
-        ax.annotate(f"{mean:.{digits}f}", (pos, mean), textcoords="offset points",
-                    xytext=(8, 4), fontsize=8)
+        ax.annotate(
+            f"{mean:.{digits}f}", (pos, mean), textcoords="offset points", xytext=(8, 4), fontsize=8
+        )
     counts = sorted({v.size for v in values.values()})
     ax.set_xticks(positions, list(values), rotation=20 if len(values) > 4 else 0)
     ax.set(ylabel=ylabel, title=f"{title} (n = {', '.join(map(str, counts))} seeds)")

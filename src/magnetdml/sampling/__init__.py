@@ -18,6 +18,14 @@ from .uniform import UniformSampler
 #: ``sampler.batches``: how a step's batch is drawn ("auto": the loss's own protocol)
 BATCHES = ("auto", "neighbourhood", "class_balanced", "uniform")
 
-__all__ = ["BATCHES", "IMPOSTORS", "BatchStream", "ClassBalancedSampler",
-           "NeighbourhoodSampler", "UniformSampler", "as_numpy", "check_replicas",
-           "draw_uniform"]
+__all__ = [
+    "BATCHES",
+    "IMPOSTORS",
+    "BatchStream",
+    "ClassBalancedSampler",
+    "NeighbourhoodSampler",
+    "UniformSampler",
+    "as_numpy",
+    "check_replicas",
+    "draw_uniform",
+]

@@ -57,17 +57,31 @@ class NeighbourhoodSampler(BatchStream):
     continues the random streams.
     """
 
-    def __init__(self, index: Any, clusters_per_batch: int = 12, examples_per_cluster: int = 4,
-                 batches_per_epoch: int | None = None, seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0, impostors: str = "nearest") -> None:
+    def __init__(
+        self,
+        index: Any,
+        clusters_per_batch: int = 12,
+        examples_per_cluster: int = 4,
+        batches_per_epoch: int | None = None,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        impostors: str = "nearest",
+    ) -> None:
         super().__init__(batches_per_epoch, seed, num_replicas, rank)
         self.impostors = check_choice("impostors", impostors, IMPOSTORS)
         self.clusters_per_batch = check_int(
-            "clusters_per_batch", clusters_per_batch, minimum=2,
-            fix="a neighbourhood needs the seed cluster and at least one impostor")
+            "clusters_per_batch",
+            clusters_per_batch,
+            minimum=2,
+            fix="a neighbourhood needs the seed cluster and at least one impostor",
+        )
         self.examples_per_cluster = check_int(
-            "examples_per_cluster", examples_per_cluster, minimum=2,
-            fix="the variance needs two points per cluster")
+            "examples_per_cluster",
+            examples_per_cluster,
+            minimum=2,
+            fix="the variance needs two points per cluster",
+        )
         self.batch_size = self.clusters_per_batch * self.examples_per_cluster
         self._losses: np.ndarray | None = None  # (N,) cached loss per example, NaN = never
         self._seed_counts: np.ndarray | None = None
@@ -80,18 +94,24 @@ class NeighbourhoodSampler(BatchStream):
         """Use a (re)fitted index: recompute per-cluster mean losses for its clusters from the
         per-example cache (paper §3.2: the cluster losses must follow each refresh)."""
         if getattr(index, "centroids_", None) is None:
-            raise ValueError("index must be a fitted ClusterIndex; call "
-                             "index.fit(embeddings, labels) before building the sampler")
+            raise ValueError(
+                "index must be a fitted ClusterIndex; call "
+                "index.fit(embeddings, labels) before building the sampler"
+            )
         n = int(index.assignments_.shape[0])
         if self._losses is not None and n != self._losses.size:
-            raise ValueError(f"index must cover the same {self._losses.size} training "
-                             f"examples as before; got one fitted on {n}")
+            raise ValueError(
+                f"index must cover the same {self._losses.size} training "
+                f"examples as before; got one fitted on {n}"
+            )
         need = self.clusters_per_batch - 1
         short = index.n_clusters_ - index.clusters_per_class_ < need  # (n_classes,)
         if len(index.classes_) < 2:
-            raise ValueError(f"the index holds clusters of one class only ("
-                             f"{index.classes_[0]}): a neighbourhood needs impostor clusters "
-                             "of other classes; train on at least two classes")
+            raise ValueError(
+                f"the index holds clusters of one class only ("
+                f"{index.classes_[0]}): a neighbourhood needs impostor clusters "
+                "of other classes; train on at least two classes"
+            )
         if short.any():
             worst = int(np.argmax(index.clusters_per_class_))
             have = int(index.n_clusters_ - index.clusters_per_class_[worst])
@@ -99,10 +119,13 @@ class NeighbourhoodSampler(BatchStream):
                 f"clusters_per_batch={self.clusters_per_batch} needs {need} impostor clusters "
                 f"for every class, but class {index.classes_[worst]} has only {have} clusters "
                 f"of other classes; lower clusters_per_batch to <= {have + 1} or raise the "
-                "index's clusters_per_class")
+                "index's clusters_per_class"
+            )
         if self.num_replicas > index.n_clusters_:
-            raise ValueError(f"num_replicas={self.num_replicas} ranks need as many distinct "
-                             f"seed clusters per step, but the index has {index.n_clusters_}")
+            raise ValueError(
+                f"num_replicas={self.num_replicas} ranks need as many distinct "
+                f"seed clusters per step, but the index has {index.n_clusters_}"
+            )
         self.index = index
         if self._losses is None:
             self._losses = np.full(n, np.nan)
@@ -119,8 +142,9 @@ class NeighbourhoodSampler(BatchStream):
         measured = ~np.isnan(self._losses)
         clusters = self.index.assignments_[measured]
         c = self.index.n_clusters_
-        self._sums = np.bincount(clusters, weights=self._losses[measured],
-                                 minlength=c).astype(np.float64)  # int64 when none measured
+        self._sums = np.bincount(clusters, weights=self._losses[measured], minlength=c).astype(
+            np.float64
+        )  # int64 when none measured
         self._counts = np.bincount(clusters, minlength=c)
 
     # ----------------------------------------------------------------------------- losses
@@ -135,14 +159,19 @@ class NeighbourhoodSampler(BatchStream):
         if idx.size and not np.issubdtype(idx.dtype, np.integer):
             raise TypeError(f"batch_indices must hold integers; got dtype {idx.dtype}")
         if loss.shape != idx.shape:
-            raise ValueError(f"per_example_losses must have one loss per index "
-                             f"({idx.size}); got {loss.size}")
+            raise ValueError(
+                f"per_example_losses must have one loss per index ({idx.size}); got {loss.size}"
+            )
         if idx.size and (idx.min() < 0 or idx.max() >= self._losses.size):
-            raise ValueError(f"batch_indices must lie in [0, {self._losses.size}); got "
-                             f"values from {idx.min()} to {idx.max()}")
+            raise ValueError(
+                f"batch_indices must lie in [0, {self._losses.size}); got "
+                f"values from {idx.min()} to {idx.max()}"
+            )
         if not np.isfinite(loss).all() or (loss < 0).any():
-            raise ValueError("per_example_losses must be finite and >= 0 (pass the loss with "
-                             "reduction='none', detached); got NaN, inf or a negative value")
+            raise ValueError(
+                "per_example_losses must be finite and >= 0 (pass the loss with "
+                "reduction='none', detached); got NaN, inf or a negative value"
+            )
         unique, inverse = np.unique(idx, return_inverse=True)
         new = np.bincount(inverse, weights=loss) / np.bincount(inverse)  # (U,) mean per index
         old = self._losses[unique]
@@ -188,12 +217,13 @@ class NeighbourhoodSampler(BatchStream):
             impostors = self.index.nearest_impostors(seed, self.clusters_per_batch - 1)
         else:
             labels = self.index.centroid_labels_
-            impostors = self._example_rng.choice(np.flatnonzero(labels != labels[seed]),
-                                                 self.clusters_per_batch - 1, replace=False)
+            impostors = self._example_rng.choice(
+                np.flatnonzero(labels != labels[seed]), self.clusters_per_batch - 1, replace=False
+            )
         clusters = np.concatenate([[seed], impostors])  # (M,): the seed, then its impostors
-        batch, small = draw_uniform(self._example_rng,
-                                    [self.index.members(c) for c in clusters],
-                                    self.examples_per_cluster)
+        batch, small = draw_uniform(
+            self._example_rng, [self.index.members(c) for c in clusters], self.examples_per_cluster
+        )
         self._batches += 1
         self._with_replacement += small
         self._seed_counts[seed] += 1
@@ -210,16 +240,17 @@ class NeighbourhoodSampler(BatchStream):
         cluster of the current index only)."""
         measured = self._counts > 0
         means = self._sums[measured] / self._counts[measured]
-        return {"batches": self._batches,
-                "cluster_draws": self._batches * self.clusters_per_batch,
-                "draws_with_replacement": self._with_replacement,
-                "distinct_seed_clusters": self._seeded_before
-                + int((self._seed_counts > 0).sum()),
-                "n_clusters": int(self.index.n_clusters_),
-                "measured_clusters": int(measured.sum()),
-                "measured_examples": int((~np.isnan(self._losses)).sum()),
-                "mean_cluster_loss": float(means.mean()) if means.size else float("nan"),
-                "seed_counts": self._seed_counts.copy()}
+        return {
+            "batches": self._batches,
+            "cluster_draws": self._batches * self.clusters_per_batch,
+            "draws_with_replacement": self._with_replacement,
+            "distinct_seed_clusters": self._seeded_before + int((self._seed_counts > 0).sum()),
+            "n_clusters": int(self.index.n_clusters_),
+            "measured_clusters": int(measured.sum()),
+            "measured_examples": int((~np.isnan(self._losses)).sum()),
+            "mean_cluster_loss": float(means.mean()) if means.size else float("nan"),
+            "seed_counts": self._seed_counts.copy(),
+        }
 
     def reset_stats(self) -> None:
         self._batches = 0
@@ -229,21 +260,30 @@ class NeighbourhoodSampler(BatchStream):
 
     # ----------------------------------------------------------------------------- state
     def _params(self) -> dict[str, Any]:
-        params = {"clusters_per_batch": self.clusters_per_batch,
-                  "examples_per_cluster": self.examples_per_cluster, "seed": self.seed,
-                  "num_replicas": self.num_replicas, "rank": self.rank,
-                  "n_examples": int(self._losses.size)}
-        if self.impostors != "nearest":   # absent = nearest: states saved before the option
+        params = {
+            "clusters_per_batch": self.clusters_per_batch,
+            "examples_per_cluster": self.examples_per_cluster,
+            "seed": self.seed,
+            "num_replicas": self.num_replicas,
+            "rank": self.rank,
+            "n_examples": int(self._losses.size),
+        }
+        if self.impostors != "nearest":  # absent = nearest: states saved before the option
             params["impostors"] = self.impostors
         return params
 
     def state_dict(self) -> dict[str, Any]:
         """RNG states, loss cache and counters (plain python / numpy), to resume a run."""
-        return {**self._stream_state(), "losses": self._losses.copy(),
-                "counters": {"batches": self._batches,
-                             "with_replacement": self._with_replacement,
-                             "seed_counts": self._seed_counts.copy(),
-                             "seeded_before": self._seeded_before}}
+        return {
+            **self._stream_state(),
+            "losses": self._losses.copy(),
+            "counters": {
+                "batches": self._batches,
+                "with_replacement": self._with_replacement,
+                "seed_counts": self._seed_counts.copy(),
+                "seeded_before": self._seeded_before,
+            },
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the stream saved by ``state_dict`` (against the current index)."""

@@ -28,17 +28,26 @@ class UniformSampler(BatchStream):
     ``max(1, N // (batch_size * R))``; each epoch continues the stream where the last left it.
     """
 
-    def __init__(self, labels: Any, batch_size: int, batches_per_epoch: int | None = None,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        labels: Any,
+        batch_size: int,
+        batches_per_epoch: int | None = None,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
         super().__init__(batches_per_epoch, seed, num_replicas, rank)
         labels = as_label_vector("labels", labels)
         self.n_examples = int(labels.size)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         if self.batch_size * self.num_replicas > self.n_examples:
-            raise ValueError(f"batch_size x processes must be <= the {self.n_examples} "
-                             f"training examples; got {self.batch_size} x "
-                             f"{self.num_replicas} (lower the batch size)")
-        self._pass_state = self._group_rng.bit_generator.state   # replays the permutation
+            raise ValueError(
+                f"batch_size x processes must be <= the {self.n_examples} "
+                f"training examples; got {self.batch_size} x "
+                f"{self.num_replicas} (lower the batch size)"
+            )
+        self._pass_state = self._group_rng.bit_generator.state  # replays the permutation
         self._order = self._group_rng.permutation(self.n_examples)
         self._position = 0
         self.reset_stats()
@@ -46,13 +55,13 @@ class UniformSampler(BatchStream):
     def next_batch(self) -> list[int]:
         """Draw one batch: ``batch_size`` dataset indices (this rank's)."""
         step = self.batch_size * self.num_replicas
-        if self._position + step > self.n_examples:      # drop the tail, start a new pass
+        if self._position + step > self.n_examples:  # drop the tail, start a new pass
             self._pass_state = self._group_rng.bit_generator.state
             self._order = self._group_rng.permutation(self.n_examples)
             self._position = 0
             self._passes += 1
         start = self._position + self.rank * self.batch_size
-        batch = self._order[start:start + self.batch_size]
+        batch = self._order[start : start + self.batch_size]
         self._position += step
         self._batches += 1
         return batch.tolist()
@@ -65,17 +74,25 @@ class UniformSampler(BatchStream):
         self._passes = 0
 
     def _params(self) -> dict[str, int]:
-        return {"batch_size": self.batch_size, "seed": self.seed,
-                "num_replicas": self.num_replicas, "rank": self.rank,
-                "n_examples": self.n_examples}
+        return {
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "num_replicas": self.num_replicas,
+            "rank": self.rank,
+            "n_examples": self.n_examples,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """The stream as plain python: the generator state before the current pass's
         permutation (replayed on load, so the permutation itself is never stored) and the
         position in it."""
         state = self._stream_state()
-        return {**state, "pass_rng": self._pass_state, "position": self._position,
-                "counters": {"batches": self._batches, "passes": self._passes}}
+        return {
+            **state,
+            "pass_rng": self._pass_state,
+            "position": self._position,
+            "counters": {"batches": self._batches, "passes": self._passes},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_stream_state(state)

@@ -20,21 +20,27 @@ from typing import Any
 class BackgroundRefresh:
     """``compute(snapshot) -> result`` running on a daemon thread, due at ``apply_at``."""
 
-    def __init__(self, snapshot: dict[str, Any], snapshot_iteration: int, apply_at: int,
-                 compute: Callable[[dict[str, Any]], Any]) -> None:
+    def __init__(
+        self,
+        snapshot: dict[str, Any],
+        snapshot_iteration: int,
+        apply_at: int,
+        compute: Callable[[dict[str, Any]], Any],
+    ) -> None:
         self.snapshot = snapshot
         self.snapshot_iteration = snapshot_iteration
         self.apply_at = apply_at
         self._result: Any = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(compute,), daemon=True,
-                                        name="magnetdml-refresh")
+        self._thread = threading.Thread(
+            target=self._run, args=(compute,), daemon=True, name="magnetdml-refresh"
+        )
         self._thread.start()
 
     def _run(self, compute: Callable[[dict[str, Any]], Any]) -> None:
         try:
             self._result = compute(self.snapshot)
-        except BaseException as error:   # re-raised in the training thread by result()
+        except BaseException as error:  # re-raised in the training thread by result()
             self._error = error
 
     def result(self) -> Any:
@@ -46,5 +52,8 @@ class BackgroundRefresh:
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to redo this refresh identically after a restart."""
-        return {"snapshot": self.snapshot, "snapshot_iteration": self.snapshot_iteration,
-                "apply_at": self.apply_at}
+        return {
+            "snapshot": self.snapshot,
+            "snapshot_iteration": self.snapshot_iteration,
+            "apply_at": self.apply_at,
+        }

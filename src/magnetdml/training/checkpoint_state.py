@@ -25,12 +25,21 @@ from .setup import make_sampler, restore_rng_state, rng_state
 def trainer_state(t) -> dict:
     """The checkpoint of trainer ``t`` (a collective under torchrun: it gathers)."""
     own = _rank_state(t)
-    state = {"identity": identity(t.config), "epoch": t.epoch, "iteration": t.iteration,
-             "variance": t.sigma2,
-             "model": t.model.state_dict(), "loss": t.loss_fn.state_dict(),
-             "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
-             **t.upkeep.state_dict(), "loss_curve": t.loss_curve,
-             "timing": t.timing_summary(), "best": t.stopping.best, **own}
+    state = {
+        "identity": identity(t.config),
+        "epoch": t.epoch,
+        "iteration": t.iteration,
+        "variance": t.sigma2,
+        "model": t.model.state_dict(),
+        "loss": t.loss_fn.state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(),
+        **t.upkeep.state_dict(),
+        "loss_curve": t.loss_curve,
+        "timing": t.timing_summary(),
+        "best": t.stopping.best,
+        **own,
+    }
     if t.dist.world_size > 1:
         state["ranks"] = t.dist.all_gather_object(own)
     return state
@@ -38,9 +47,11 @@ def trainer_state(t) -> dict:
 
 def _rank_state(t) -> dict:
     """What differs between ranks: the sampler's example stream and the RNG states."""
-    return {"sampler": t.sampler.state_dict(), "rng": rng_state(),
-            "augment_rng": (t.augment_generator.get_state()
-                            if t.augmenter is not None else None)}
+    return {
+        "sampler": t.sampler.state_dict(),
+        "rng": rng_state(),
+        "augment_rng": (t.augment_generator.get_state() if t.augmenter is not None else None),
+    }
 
 
 def restore_trainer(t, state: dict) -> None:
@@ -50,9 +61,11 @@ def restore_trainer(t, state: dict) -> None:
     check_checkpoint(state, t.config, path, uses_index=t.uses_index)
     saved_world = len(state.get("ranks", [None]))
     if saved_world != t.dist.world_size:
-        raise ValueError(f"the checkpoint in {t.config.out!r} was written by {saved_world} "
-                         f"process(es) but this run has {t.dist.world_size}; resume with the "
-                         "same --nproc-per-node (the samplers' random streams are per process)")
+        raise ValueError(
+            f"the checkpoint in {t.config.out!r} was written by {saved_world} "
+            f"process(es) but this run has {t.dist.world_size}; resume with the "
+            "same --nproc-per-node (the samplers' random streams are per process)"
+        )
     own = state["ranks"][t.dist.rank] if "ranks" in state else state
     t.epoch, t.iteration = state["epoch"], state["iteration"]
     t.running_sigma2.value = state["variance"]
@@ -60,12 +73,14 @@ def restore_trainer(t, state: dict) -> None:
     t.loss_fn.load_state_dict(state["loss"])
     t.optimizer.load_state_dict(state["optimizer"])
     t.scheduler.load_state_dict(state["scheduler"])
-    t.upkeep.load_state_dict(state)   # after the model: a pending refresh copies it
-    t.sampler = make_sampler(t.config, t.labels, t.index, rank=t.dist.rank,
-                             world_size=t.dist.world_size)
+    t.upkeep.load_state_dict(state)  # after the model: a pending refresh copies it
+    t.sampler = make_sampler(
+        t.config, t.labels, t.index, rank=t.dist.rank, world_size=t.dist.world_size
+    )
     t.loss_curve = [tuple(p) for p in state["loss_curve"]]
-    t.timing = {k: v for k, v in state["timing"].items()
-                if k not in ("refresh_seconds", "refreshes")}
+    t.timing = {
+        k: v for k, v in state["timing"].items() if k not in ("refresh_seconds", "refreshes")
+    }
     t.stopping.best = state.get("best")
     t.sampler.load_state_dict(own["sampler"])
     restore_rng_state(own["rng"])
@@ -78,10 +93,14 @@ def restore_trainer(t, state: dict) -> None:
 def weights_state(t) -> dict:
     """What a model is scored from: weights, loss state, ``sigma^2`` and the index (kept for
     the best epoch by early stopping)."""
-    return {"iteration": t.iteration, "model": copy.deepcopy(t.model.state_dict()),
-            "loss": copy.deepcopy(t.loss_fn.state_dict()), "variance": t.sigma2,
-            "index": t.index.state_dict() if t.index is not None else None,
-            "index_iteration": t.upkeep.index_iteration}
+    return {
+        "iteration": t.iteration,
+        "model": copy.deepcopy(t.model.state_dict()),
+        "loss": copy.deepcopy(t.loss_fn.state_dict()),
+        "variance": t.sigma2,
+        "index": t.index.state_dict() if t.index is not None else None,
+        "index_iteration": t.upkeep.index_iteration,
+    }
 
 
 def restore_weights(t, saved: dict) -> None:
@@ -92,6 +111,5 @@ def restore_weights(t, saved: dict) -> None:
     if t.index is not None:
         t.index.load_state_dict(saved["index"])
     # the index clusters epoch e*'s embeddings, which the restored model reproduces
-    t.upkeep.index_iteration = (t.iteration if saved["index_iteration"] == saved["iteration"]
-                                else -1)
-    t.upkeep.forget_embeddings()        # cached for the weights just replaced
+    t.upkeep.index_iteration = t.iteration if saved["index_iteration"] == saved["iteration"] else -1
+    t.upkeep.forget_embeddings()  # cached for the weights just replaced

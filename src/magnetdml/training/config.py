@@ -28,26 +28,31 @@ PATIENCE_FIX = "epochs without a better validation error before stopping; 0: off
 
 def _datasets():
     from ..data import DATASETS
+
     return DATASETS.names()
 
 
 def _backbones():
     from ..models import BACKBONES
+
     return BACKBONES.names()
 
 
 def _miners():
     from ..losses.miners import MINERS
+
     return list(MINERS)
 
 
 def _batches():
     from ..sampling import BATCHES
+
     return list(BATCHES)
 
 
 def _impostors():
     from ..sampling import IMPOSTORS
+
     return list(IMPOSTORS)
 
 
@@ -69,19 +74,19 @@ class DataConfig:
     """Which data to train on and how to split it."""
 
     name: str = rule("digits", choices=_datasets)  # a name of magnetdml.data.DATASETS
-    data_dir: str | None = None       # folder with the dataset's files (not needed for digits)
-    seed: int = rule(0, minimum=0)    # seeds the train/test/val and class splits
+    data_dir: str | None = None  # folder with the dataset's files (not needed for digits)
+    seed: int = rule(0, minimum=0)  # seeds the train/test/val and class splits
     val_fraction: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of train held out
-                                      # for hyperparameter search
+    # for hyperparameter search
     unseen_classes: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of classes held
-                                      # out entirely (class-disjoint)
+    # out entirely (class-disjoint)
     val_classes: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of the other classes
-                                      # held out as a class-disjoint validation split
-    collapse_pairs: bool = False      # train on random pairs of classes merged (paper §4.3)
-    options: str = ""                 # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
-    augment: bool = False             # paper §4: random rescale up to max_scale, crop back
+    # held out as a class-disjoint validation split
+    collapse_pairs: bool = False  # train on random pairs of classes merged (paper §4.3)
+    options: str = ""  # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
+    augment: bool = False  # paper §4: random rescale up to max_scale, crop back
     max_scale: float = rule(0.3, minimum=0.0, maximum=1.0)  # augmentation: rescale by up to
-                                      # 1 + max_scale
+    # 1 + max_scale
 
     def loader_options(self) -> dict:
         """``options`` parsed: extra keyword arguments of this dataset's loader."""
@@ -94,11 +99,11 @@ class ModelConfig:
 
     backbone: str = rule("mlp", choices=_backbones)  # a name of magnetdml.models.BACKBONES
     embedding_dim: int = rule(64, minimum=2)  # size of the embedding (paper: 1024)
-    normalize: bool = False           # L2-normalise the embedding (on whenever the loss
-                                      # normalises inside: triplet by default)
-    options: str = ""                 # backbone options as YAML, e.g. "{hidden_sizes: [512]}"
-    init_from: str = ""               # a run folder (or checkpoint.pt) whose final backbone
-                                      # and head weights this run starts from (pretraining)
+    normalize: bool = False  # L2-normalise the embedding (on whenever the loss
+    # normalises inside: triplet by default)
+    options: str = ""  # backbone options as YAML, e.g. "{hidden_sizes: [512]}"
+    init_from: str = ""  # a run folder (or checkpoint.pt) whose final backbone
+    # and head weights this run starts from (pretraining)
 
     def backbone_options(self) -> dict:
         """``options`` parsed: extra keyword arguments of this backbone's factory."""
@@ -113,30 +118,30 @@ class LossConfig:
     on a loss that does not read it is an error, never ignored. (The defaults are
     ``magnetdml.losses.UNSET``, kept out of this module so that ``--help`` needs no torch.)"""
 
-    name: str = "magnet"                    # a loss of magnetdml.losses.LOSSES, or
-                                            # pml:CLASSNAME (pytorch-metric-learning)
+    name: str = "magnet"  # a loss of magnetdml.losses.LOSSES, or
+    # pml:CLASSNAME (pytorch-metric-learning)
     alpha: float = rule(1.0, minimum=0.0, fix=ALPHA_FIX)  # Magnet's margin, in units of
-                                            # the variance
+    # the variance
     scale: float = rule(1.0, strict_minimum=0.0, fix=SCALE_FIX)  # Magnet / cluster-NCA
-                                            # inverse temperature s on the variance-normalised
-                                            # distances ("global scaling", App. B; 1 = eq. 5);
-                                            # kNC's lengthscale is sigma^2 / s
-                                            # (evaluation.knc_lengthscale)
+    # inverse temperature s on the variance-normalised
+    # distances ("global scaling", App. B; 1 = eq. 5);
+    # kNC's lengthscale is sigma^2 / s
+    # (evaluation.knc_lengthscale)
     margin: float | None = rule(None, minimum=0.0)  # triplet / contrastive / lifted margin
-    positive_margin: float | None = None    # contrastive: positives pulled below this
+    positive_margin: float | None = None  # contrastive: positives pulled below this
     triplet_variant: str | None = rule(None, choices=("hinge", "ratio"))  # "hinge" (paper
-                                            # eq. 1) or "ratio" (seed 003)
+    # eq. 1) or "ratio" (seed 003)
     miner: str | None = rule(None, choices=_miners)  # triplet's miner
     impostor_fraction: float | None = rule(None, strict_minimum=0.0, maximum=1.0)  # triplet:
-                                            # nearest impostor fraction (App. B)
-    normalize: bool | None = None           # L2-normalise inside triplet-style losses
-    options: str = ""                       # pml: losses' keyword arguments as YAML, e.g.
-                                            # "{margin: 0.1, alpha: 32}"; key miner: a PML
-                                            # miner name, {name: ..., KEY: VALUE} or none
+    # nearest impostor fraction (App. B)
+    normalize: bool | None = None  # L2-normalise inside triplet-style losses
+    options: str = ""  # pml: losses' keyword arguments as YAML, e.g.
+    # "{margin: 0.1, alpha: 32}"; key miner: a PML
+    # miner name, {name: ..., KEY: VALUE} or none
     parameter_lr: float | None = rule(None, strict_minimum=0.0)  # lr of the loss's own
-                                            # parameters (classifier, proxies) as a multiple
-                                            # of train.lr; None: the loss's paper default
-                                            # (ProxyAnchor 100, else 1)
+    # parameters (classifier, proxies) as a multiple
+    # of train.lr; None: the loss's paper default
+    # (ProxyAnchor 100, else 1)
 
     def spec(self):
         """The :class:`~magnetdml.losses.LossSpec` of ``name``."""
@@ -157,15 +162,15 @@ class LossConfig:
 class IndexConfig:
     """The cluster index of paper §3.2 (k-means per class, refreshed during training)."""
 
-    clusters_per_class: int = rule(4, minimum=1)   # K (fewer for classes with fewer examples)
+    clusters_per_class: int = rule(4, minimum=1)  # K (fewer for classes with fewer examples)
     method: str = rule("kmeans", choices=("kmeans", "agglomerative"))  # agglomerative: seed 000
     distance_threshold: float = rule(1.0, strict_minimum=0.0)  # agglomerative cut, relative
-                                      # to the intra-class spread
+    # to the intra-class spread
     refresh_every: int = rule(0, minimum=0)  # iterations between refreshes; 0 = every epoch
     drift_threshold: float = rule(0.0, minimum=0.0)  # > 0: refresh when a probe set drifts
-                                      # more (adaptive)
+    # more (adaptive)
     refresh_lag: int = rule(0, minimum=0)  # > 0: embed a weight snapshot on another thread
-                                      # and swap the index in this many iterations later
+    # and swap the index in this many iterations later
 
 
 @dataclass(frozen=True)
@@ -174,15 +179,15 @@ class SamplerConfig:
     (triplet, contrastive, lifted), or uniformly shuffled batches (softmax)."""
 
     batches: str = rule("auto", choices=_batches)  # auto (the loss's own: neighbourhood for
-                                      # cluster losses, uniform for softmax and proxy losses,
-                                      # class_balanced for the others), class_balanced or
-                                      # uniform
+    # cluster losses, uniform for softmax and proxy losses,
+    # class_balanced for the others), class_balanced or
+    # uniform
     clusters_per_batch: int = rule(12, minimum=2, fix=M_FIX)  # M (paper's best: 12)
     examples_per_cluster: int = rule(4, minimum=2, fix=D_FIX)  # D (paper's best: 4)
     impostors: str = rule("nearest", choices=_impostors)  # "nearest" (paper) or "random"
-                                      # (ablation)
+    # (ablation)
     classes_per_batch: int = rule(8, minimum=2)  # P, for losses without a cluster index
-                                      # (P*K = 48 = M*D, the same images per step)
+    # (P*K = 48 = M*D, the same images per step)
     examples_per_class: int = rule(6, minimum=2, fix=K_FIX)  # K (P <= 10 fits CIFAR/MNIST)
     batch_size: int = rule(0, minimum=0)  # uniform batches; 0 = P * K, the baselines' size
 
@@ -204,25 +209,25 @@ class TrainConfig:
     momentum: float = rule(0.9, minimum=0.0, maximum=1.0)  # SGD momentum (paper: 0.9)
     weight_decay: float = rule(0.0, minimum=0.0)  # L2 weight decay
     lr_decay: float = rule(0.95, strict_minimum=0.0, maximum=1.0)  # learning rate *= lr_decay
-                                      # after every epoch
+    # after every epoch
     patience: int = rule(0, minimum=0, fix=PATIENCE_FIX)  # > 0: stop once the validation
-                                      # error (own protocol) has not improved for this many
-                                      # epochs; score the best epoch's model (needs a
-                                      # validation split)
+    # error (own protocol) has not improved for this many
+    # epochs; score the best epoch's model (needs a
+    # validation split)
     warm_start_epochs: int = rule(0, minimum=0)  # brief softmax pre-training (paper §4)
     warm_start_lr: float = rule(0.0, minimum=0.0, fix="0 uses train.lr")  # its learning
-                                      # rate; 0 = train.lr (a fixed one lets runs of other
-                                      # lrs share one stored warm start)
-    warm_start_cache: str = ""        # folder to reuse identical warm starts from ("": off)
+    # rate; 0 = train.lr (a fixed one lets runs of other
+    # lrs share one stored warm start)
+    warm_start_cache: str = ""  # folder to reuse identical warm starts from ("": off)
     variance_momentum: float = rule(SIGMA2_MOMENTUM, minimum=0.0, maximum=1.0)  # running average of
-                                      # s2 -> sigma^2 for kNC
-    seed: int = rule(0, minimum=0)    # seeds weights, batches and augmentation
-    device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
-    amp: bool = False                 # mixed precision (the loss stays float32)
+    # s2 -> sigma^2 for kNC
+    seed: int = rule(0, minimum=0)  # seeds weights, batches and augmentation
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
+    amp: bool = False  # mixed precision (the loss stays float32)
     threads: int = rule(0, minimum=0)  # torch CPU threads; 0 = cores - 1 (machine.py)
     log: str = rule("csv", choices=("csv", "tensorboard", "none"))  # also log to: csv
-                                      # (RUN/metrics.csv), tensorboard (RUN/tensorboard/, needs
-                                      # the tensorboard extra), none
+    # (RUN/metrics.csv), tensorboard (RUN/tensorboard/, needs
+    # the tensorboard extra), none
 
     def warm_start_rate(self) -> float:
         """The warm start's learning rate: ``warm_start_lr``, or ``lr`` when that is 0."""
@@ -235,12 +240,12 @@ class EvalConfig:
 
     neighbours: int = rule(128, minimum=1)  # L nearest clusters for kNC (paper: 128)
     knn_k: int = rule(128, minimum=1)  # neighbours of the soft kNN (paper: 128)
-    every: int = rule(1, minimum=0)   # evaluate every N epochs (0: only at the end)
+    every: int = rule(1, minimum=0)  # evaluate every N epochs (0: only at the end)
     test_time_augment: int = rule(0, minimum=0)  # average the embeddings of N augmented
-                                      # copies (paper: 16)
-    plots: bool = True                # loss curve and t-SNE pictures into the run folder
-    final: bool = True                # score the test (and unseen) splits at the end; off
-                                      # for search trials, which the tuner scores on val
+    # copies (paper: 16)
+    plots: bool = True  # loss curve and t-SNE pictures into the run folder
+    final: bool = True  # score the test (and unseen) splits at the end; off
+    # for search trials, which the tuner scores on val
 
 
 @dataclass(frozen=True)
@@ -266,12 +271,16 @@ class Config:
         _check_loss(self)
         _check_batches(self.loss.name, self.sampler.batches)
         if self.eval.plots and not self.eval.final:
-            raise ValueError("eval.plots draws the final test embeddings, so it needs "
-                             "eval.final true; got eval.final false: add --eval.plots false")
-        if not (self.train.device in ("cpu", "cuda", "auto")
-                or self.train.device.startswith("cuda:")):
-            raise ValueError("train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; "
-                             f"got {self.train.device!r}")
+            raise ValueError(
+                "eval.plots draws the final test embeddings, so it needs "
+                "eval.final true; got eval.final false: add --eval.plots false"
+            )
+        if not (
+            self.train.device in ("cpu", "cuda", "auto") or self.train.device.startswith("cuda:")
+        ):
+            raise ValueError(
+                f"train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got {self.train.device!r}"
+            )
         return self
 
 
@@ -288,11 +297,17 @@ def _check_loss(config: Config) -> None:
         raise ValueError(f"loss.name: {error}") from None
     if config.loss.parameter_lr is not None:
         if not spec.has_parameters:
-            raise ValueError(f"loss.parameter_lr applies to losses with parameters of their own "
-                             f"(softmax, proxy losses); loss {spec.name!r} has none: drop it")
-    with torch.random.fork_rng(devices=[]):   # a loss with weights draws them
-        build_loss(spec.name, embedding_dim=config.model.embedding_dim, num_classes=2,
-                   **config.loss.fields())
+            raise ValueError(
+                f"loss.parameter_lr applies to losses with parameters of their own "
+                f"(softmax, proxy losses); loss {spec.name!r} has none: drop it"
+            )
+    with torch.random.fork_rng(devices=[]):  # a loss with weights draws them
+        build_loss(
+            spec.name,
+            embedding_dim=config.model.embedding_dim,
+            num_classes=2,
+            **config.loss.fields(),
+        )
 
 
 def _check_batches(loss: str, batches: str) -> None:
@@ -303,13 +318,17 @@ def _check_batches(loss: str, batches: str) -> None:
     if batches in ("auto", own):
         return
     if own == "neighbourhood":
-        raise ValueError(f"sampler.batches must be 'auto' or 'neighbourhood' for loss {loss!r} "
-                         "(a cluster loss trains on neighbourhoods of M clusters x D examples "
-                         f"from its index); got {batches!r}")
+        raise ValueError(
+            f"sampler.batches must be 'auto' or 'neighbourhood' for loss {loss!r} "
+            "(a cluster loss trains on neighbourhoods of M clusters x D examples "
+            f"from its index); got {batches!r}"
+        )
     if batches == "neighbourhood":
-        raise ValueError(f"sampler.batches 'neighbourhood' needs a cluster loss (magnet, "
-                         f"cluster_nca) and loss {loss!r} has no cluster index; use 'auto', "
-                         "'class_balanced' or 'uniform'")
+        raise ValueError(
+            f"sampler.batches 'neighbourhood' needs a cluster loss (magnet, "
+            f"cluster_nca) and loss {loss!r} has no cluster index; use 'auto', "
+            "'class_balanced' or 'uniform'"
+        )
 
 
 SECTIONS = tuple(f.name for f in fields(Config) if f.name != "out")

@@ -32,8 +32,9 @@ def _leaf_types(section_cls: type) -> dict[str, Any]:
 def _parse_value(name: str, text: Any, annotation: Any) -> Any:
     """Convert a CLI/file value to the field's type; errors name the field and the value."""
     args = typing.get_args(annotation)
-    optional = (typing.get_origin(annotation) in (typing.Union, types.UnionType)
-                and type(None) in args)
+    optional = (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args
+    )
     if optional:
         if text is None or (isinstance(text, str) and text.lower() in ("none", "null", "")):
             return None
@@ -64,8 +65,9 @@ def config_from_dict(data: dict[str, Any], base: Config | None = None) -> Config
     data = {k: v for k, v in data.items() if k != "magnetdml_version"}
     unknown = set(data) - set(SECTIONS) - {"out"}
     if unknown:
-        raise ValueError(f"unknown config section(s) {sorted(unknown)}; valid: "
-                         f"{', '.join(SECTIONS)}, out")
+        raise ValueError(
+            f"unknown config section(s) {sorted(unknown)}; valid: {', '.join(SECTIONS)}, out"
+        )
     flat = {}
     for section, values in data.items():
         if section == "out":
@@ -88,16 +90,17 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
             continue
         section, _, key = dotted.partition(".")
         if section not in SECTIONS:
-            raise ValueError(f"unknown config field {dotted!r}; sections are "
-                             f"{', '.join(SECTIONS)}")
+            raise ValueError(f"unknown config field {dotted!r}; sections are {', '.join(SECTIONS)}")
         types_ = _leaf_types(type(getattr(config, section)))
         if key not in types_:
-            raise ValueError(f"unknown config field {dotted!r}; fields of {section}: "
-                             f"{', '.join(types_)}")
+            raise ValueError(
+                f"unknown config field {dotted!r}; fields of {section}: {', '.join(types_)}"
+            )
         changes.setdefault(section, {})[key] = _parse_value(dotted, value, types_[key])
     for section, values in changes.items():
         config = dataclasses.replace(
-            config, **{section: dataclasses.replace(getattr(config, section), **values)})
+            config, **{section: dataclasses.replace(getattr(config, section), **values)}
+        )
     return config
 
 
@@ -110,14 +113,15 @@ def load_config_file(path: str | Path, base: Config | None = None) -> Config:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"config file {str(path)!r} is not valid JSON: {error.msg} at line "
-                         f"{error.lineno}, column {error.colno}") from None
+        raise ValueError(
+            f"config file {str(path)!r} is not valid JSON: {error.msg} at line "
+            f"{error.lineno}, column {error.colno}"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {problem}{where}") \
-            from None
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {problem}{where}") from None
     return config_from_dict(data or {}, base)
 
 
@@ -125,8 +129,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--config FILE`` and one ``--section.field`` flag per leaf; its help is the
     field's comment in ``config.py``, its valid values where they are a list, and its default
     (once: the flag itself defaults to "not given", so the formatter adds nothing)."""
-    parser.add_argument("--config", metavar="FILE", help="YAML or JSON config file; flags "
-                        "given on the command line override it")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML or JSON config file; flags given on the command line override it",
+    )
     defaults = Config()
     choices = field_choices()
     for section in SECTIONS:
@@ -140,11 +147,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parts = [comments.get(f.name, "")]
             if name in choices:
                 parts.append(f"one of: {', '.join(choices[name])}")
-            parts.append(f"(default: {default!r})" if isinstance(default, str)
-                         else f"(default: {default})")
-            group.add_argument(f"--{name}", dest=f"cfg:{name}",
-                               metavar=_type_name(hints[f.name]), default=argparse.SUPPRESS,
-                               help="; ".join(p for p in parts[:-1] if p) + " " + parts[-1])
+            parts.append(
+                f"(default: {default!r})" if isinstance(default, str) else f"(default: {default})"
+            )
+            group.add_argument(
+                f"--{name}",
+                dest=f"cfg:{name}",
+                metavar=_type_name(hints[f.name]),
+                default=argparse.SUPPRESS,
+                help="; ".join(p for p in parts[:-1] if p) + " " + parts[-1],
+            )
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -187,15 +199,18 @@ def _type_name(annotation: Any) -> str:
     return (args[0] if args else annotation).__name__.upper()
 
 
-def config_from_arguments(args: argparse.Namespace, extra: dict[str, Any] | None = None
-                          ) -> Config:
+def config_from_arguments(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
     """The config from ``--config`` and the ``--section.field`` flags (flags win), then
     ``extra`` overrides (shortcut flags such as ``--dataset``), validated."""
     config = Config()
     if getattr(args, "config", None):
         config = load_config_file(args.config, config)
-    flags = {key[4:]: value for key, value in vars(args).items()
-             if key.startswith("cfg:") and value is not None}
-    config = apply_overrides(config, {**flags, **{k: v for k, v in (extra or {}).items()
-                                                   if v is not None}})
+    flags = {
+        key[4:]: value
+        for key, value in vars(args).items()
+        if key.startswith("cfg:") and value is not None
+    }
+    config = apply_overrides(
+        config, {**flags, **{k: v for k, v in (extra or {}).items() if v is not None}}
+    )
     return config.validate()

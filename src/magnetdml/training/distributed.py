@@ -27,7 +27,7 @@ class Distributed:
     rank: int
     world_size: int
     device: torch.device
-    owns_group: bool = False    # True when setup() created the process group (close ends it)
+    owns_group: bool = False  # True when setup() created the process group (close ends it)
 
     @property
     def is_main(self) -> bool:
@@ -40,8 +40,10 @@ class Distributed:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"train.device is {device!r} but torch sees no CUDA device; "
-                             "use --train.device cpu (or auto)")
+            raise ValueError(
+                f"train.device is {device!r} but torch sees no CUDA device; "
+                "use --train.device cpu (or auto)"
+            )
         if world_size == 1:
             return cls(0, 1, torch.device(device))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -67,8 +69,9 @@ class Distributed:
         """Concatenate every rank's ``(n_r, ...)`` tensor in rank order (sizes may differ)."""
         if self.world_size == 1:
             return rows
-        sizes = [torch.zeros(1, dtype=torch.int64, device=rows.device)
-                 for _ in range(self.world_size)]
+        sizes = [
+            torch.zeros(1, dtype=torch.int64, device=rows.device) for _ in range(self.world_size)
+        ]
         dist.all_gather(sizes, torch.tensor([rows.shape[0]], device=rows.device))
         largest = int(max(s.item() for s in sizes))
         padded = torch.zeros((largest, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
@@ -138,10 +141,14 @@ class Distributed:
 def check_one_process_settings(config, world_size: int) -> None:
     """Refuse, under torchrun, the settings that work in one process only."""
     if config.index.refresh_lag and world_size > 1:
-        raise ValueError("index.refresh_lag > 0 (a refresh on a background thread) runs in "
-                         f"one process only; got {world_size} processes: use "
-                         "--index.refresh_lag 0 under torchrun")
+        raise ValueError(
+            "index.refresh_lag > 0 (a refresh on a background thread) runs in "
+            f"one process only; got {world_size} processes: use "
+            "--index.refresh_lag 0 under torchrun"
+        )
     if config.train.warm_start_cache and world_size > 1:
-        raise ValueError("train.warm_start_cache (reusing a stored warm start) works in one "
-                         f"process only; got {world_size} processes: leave "
-                         "--train.warm_start_cache empty under torchrun")
+        raise ValueError(
+            "train.warm_start_cache (reusing a stored warm start) works in one "
+            f"process only; got {world_size} processes: leave "
+            "--train.warm_start_cache empty under torchrun"
+        )

@@ -27,14 +27,16 @@ class EarlyStopping:
 
     def __init__(self, patience: int, epochs: int, metric: str) -> None:
         self.patience, self.epochs = patience, epochs
-        self.metric = metric          # knc_error (cluster losses) or knn_error
+        self.metric = metric  # knc_error (cluster losses) or knn_error
         self.best: dict | None = None
 
     def check(self, has_validation: bool) -> None:
         if self.patience and not has_validation:
-            raise ValueError(f"train.patience {self.patience} stops on the validation error, "
-                             "but the data has no validation split; set data.val_fraction "
-                             "(e.g. 0.1), or train.patience 0 to train all train.epochs")
+            raise ValueError(
+                f"train.patience {self.patience} stops on the validation error, "
+                "but the data has no validation split; set data.val_fraction "
+                "(e.g. 0.1), or train.patience 0 to train all train.epochs"
+            )
 
     def update(self, epoch: int, scores: dict, state: Callable[[], dict]) -> None:
         """Remember ``epoch`` (with ``state()``) if its validation error is the best so far."""
@@ -43,13 +45,22 @@ class EarlyStopping:
             self.best = {"epoch": epoch, "error": error, **state()}
 
     def exhausted(self, epoch: int) -> bool:
-        return bool(self.patience) and self.best is not None \
+        return (
+            bool(self.patience)
+            and self.best is not None
             and epoch - self.best["epoch"] >= self.patience
+        )
 
     def summary(self, epoch: int) -> dict:
         if not self.patience or self.best is None:
             return {}
-        return {"early_stopping": {"patience": self.patience, "metric": f"val_{self.metric}",
-                                   "best_epoch": self.best["epoch"],
-                                   "best_val_error": self.best["error"], "last_epoch": epoch,
-                                   "stopped_early": epoch < self.epochs}}
+        return {
+            "early_stopping": {
+                "patience": self.patience,
+                "metric": f"val_{self.metric}",
+                "best_epoch": self.best["epoch"],
+                "best_val_error": self.best["error"],
+                "last_epoch": epoch,
+                "stopped_early": epoch < self.epochs,
+            }
+        }

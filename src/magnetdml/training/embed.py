@@ -31,7 +31,7 @@ def idle_cores() -> int:
     commit 1b69e4b), 1.03x at load 3 (as committed now)."""
     try:
         cores = len(os.sched_getaffinity(0))
-    except AttributeError:                                    # not on Linux
+    except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(0, int(cores - max(torch.get_num_threads(), load)))
@@ -50,8 +50,12 @@ def cpu_workers(device, dataset, augment, dist) -> int:
     would depend on the threads' order) and in a single process (under torchrun every rank
     already has its shard and its core).
     """
-    if (torch.device(device).type != "cpu" or augment is not None or dist is not None
-            or isinstance(dataset, _ItemBatches)):
+    if (
+        torch.device(device).type != "cpu"
+        or augment is not None
+        or dist is not None
+        or isinstance(dataset, _ItemBatches)
+    ):
         return 1
     return 1 + idle_cores() // max(torch.get_num_threads(), 1)
 
@@ -95,20 +99,28 @@ def as_batch_source(data):
         data = torch.from_numpy(np.ascontiguousarray(data))
     if isinstance(data, torch.Tensor):
         if data.ndim < 2:
-            raise ValueError(f"inputs must be a batch (N, ...) of model inputs; got shape "
-                             f"{tuple(data.shape)}")
+            raise ValueError(
+                f"inputs must be a batch (N, ...) of model inputs; got shape {tuple(data.shape)}"
+            )
         return _TensorBatches(data.float())
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         return _ItemBatches(data)
-    raise TypeError(f"cannot embed a {type(data).__name__}: pass a magnetdml dataset, a "
-                    "tensor or array of inputs (N, C, H, W), or a torch Dataset")
+    raise TypeError(
+        f"cannot embed a {type(data).__name__}: pass a magnetdml dataset, a "
+        "tensor or array of inputs (N, C, H, W), or a torch Dataset"
+    )
 
 
-def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
-                  batch_size: int | None = None,
-                  dist: Distributed | None = None,
-                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                  copies: int = 0) -> np.ndarray:
+def embed_dataset(
+    model: nn.Module,
+    dataset,
+    *,
+    device: torch.device,
+    batch_size: int | None = None,
+    dist: Distributed | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    copies: int = 0,
+) -> np.ndarray:
     """Embeddings ``(N, E)`` float32 of every example of ``dataset`` (anything
     :func:`as_batch_source` reads), in dataset order.
 
@@ -131,25 +143,29 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
         batch_size = CPU_BATCH if torch.device(device).type == "cpu" else ACCELERATOR_BATCH
     was_training = model.training
     model.eval()
-    forward = InferenceForward(model)   # a folded copy when it has BatchNorms: same weights
+    forward = InferenceForward(model)  # a folded copy when it has BatchNorms: same weights
     indices = dist.shard(len(dataset)) if dist else np.arange(len(dataset))
 
     def embed_batch(start: int) -> torch.Tensor:
         with torch.inference_mode():
-            x, _ = dataset.get_batch(indices[start:start + batch_size])
+            x, _ = dataset.get_batch(indices[start : start + batch_size])
             x = x.to(device, non_blocking=True)
             if augment is not None and copies > 0:
                 return sum(forward(augment(x)).float() for _ in range(copies)) / copies
-            return forward(x).float()                                        # (B, E)
+            return forward(x).float()  # (B, E)
 
     starts = range(0, len(indices), batch_size)
     workers = min(cpu_workers(device, dataset, augment if copies else None, dist), len(starts))
-    shown = bar(total=len(indices), desc="embedding", unit="img",
-                progress=dist is None or dist.is_main)
+    shown = bar(
+        total=len(indices), desc="embedding", unit="img", progress=dist is None or dist.is_main
+    )
     parts = []
     with shown, ThreadPoolExecutor(max(workers, 1), thread_name_prefix="embed") as pool:
-        batches = (pool.map(embed_batch, starts) if workers > 1       # in order
-                   else (embed_batch(start) for start in starts))
+        batches = (
+            pool.map(embed_batch, starts)
+            if workers > 1  # in order
+            else (embed_batch(start) for start in starts)
+        )
         for out in batches:
             parts.append(out)
             shown.update(len(out))
@@ -161,8 +177,9 @@ def embed_dataset(model: nn.Module, dataset, *, device: torch.device,
     return rows.cpu().numpy()
 
 
-def embed(model: nn.Module, data, *, device: str | torch.device = "cpu",
-          batch_size: int | None = None) -> np.ndarray:
+def embed(
+    model: nn.Module, data, *, device: str | torch.device = "cpu", batch_size: int | None = None
+) -> np.ndarray:
     """``(N, E)`` float32 embeddings of ``data`` by ``model`` in eval mode, no gradients:
     ``data`` is a magnetdml dataset, a tensor or array of inputs ``(N, C, H, W)``, or any
     map-style torch ``Dataset`` (items ``x`` or ``(x, label, ...)``). The model's train/eval
@@ -181,14 +198,16 @@ def embed_inputs(model: nn.Module, data, *, device: torch.device, **options) -> 
     rows = embed_dataset(model, source, device=device, **options)
     finite = np.isfinite(rows).all(axis=1)
     if not finite.all():
-        raise ValueError(f"the model's embeddings of {int((~finite).sum())} of {len(rows)} "
-                         f"input(s) are not finite (NaN or inf){_largest_input(data)}; pass "
-                         "inputs preprocessed as the training inputs were (a run's "
-                         "read_images() or preprocess() does it), or retrain: the model "
-                         "diverged")
+        raise ValueError(
+            f"the model's embeddings of {int((~finite).sum())} of {len(rows)} "
+            f"input(s) are not finite (NaN or inf){_largest_input(data)}; pass "
+            "inputs preprocessed as the training inputs were (a run's "
+            "read_images() or preprocess() does it), or retrain: the model "
+            "diverged"
+        )
     try:
         return as_embedding_matrix("the model's embeddings", rows)
-    except ValueError as error:             # too large: where they came from helps
+    except ValueError as error:  # too large: where they came from helps
         raise ValueError(f"{error}{_largest_input(data)}") from None
 
 

@@ -64,8 +64,7 @@ def export_run(run, out_dir: str | Path) -> dict[str, Path]:
     """Write ``model.pt2`` and ``index.npz`` of the loaded run ``run`` into ``out_dir``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a folder for {MODEL} and "
-                         f"{INDEX}")
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for {MODEL} and {INDEX}")
     out.mkdir(parents=True, exist_ok=True)
     classifier = run.classifier()
     train = run.splits.train
@@ -73,16 +72,19 @@ def export_run(run, out_dir: str | Path) -> dict[str, Path]:
     invert = affine is not None and run.inverts_images()
     wrapped = FromPixels(run.model.eval(), affine, invert).to(run.device).eval()
     example = torch.zeros((2, *run.splits.input_shape), device=run.device)
-    program = torch.export.export(wrapped, (example,),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    program = torch.export.export(
+        wrapped, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
+    )
     atomic_write(out / MODEL, lambda handle: torch.export.save(program, handle))
-    arrays = {"centroids": np.asarray(classifier.centroids_, dtype=np.float32),
-              "centroid_labels": np.asarray(classifier.centroid_labels_),
-              "lengthscale": np.float64(classifier.lengthscale_),
-              "neighbours": np.int64(classifier.neighbours),
-              "class_names": np.asarray(run.class_names),
-              "input_shape": np.asarray(run.splits.input_shape, dtype=np.int64),
-              "input_range": np.float64(0.0 if affine is None else 255.0),
-              "inverted": np.bool_(invert)}
+    arrays = {
+        "centroids": np.asarray(classifier.centroids_, dtype=np.float32),
+        "centroid_labels": np.asarray(classifier.centroid_labels_),
+        "lengthscale": np.float64(classifier.lengthscale_),
+        "neighbours": np.int64(classifier.neighbours),
+        "class_names": np.asarray(run.class_names),
+        "input_shape": np.asarray(run.splits.input_shape, dtype=np.int64),
+        "input_range": np.float64(0.0 if affine is None else 255.0),
+        "inverted": np.bool_(invert),
+    }
     atomic_write(out / INDEX, lambda handle: np.savez(handle, **arrays))
     return {"model": out / MODEL, "index": out / INDEX}

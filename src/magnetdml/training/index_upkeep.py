@@ -39,17 +39,23 @@ def check_training_classes(config: Config, labels: np.ndarray) -> None:
     counts = np.bincount(labels)
     counts = counts[counts > 0]
     if counts.size < 2:
-        held = (f" (data.unseen_classes {config.data.unseen_classes} holds the others out)"
-                if config.data.unseen_classes else "")
-        raise ValueError(f"the training split has {counts.size} class{held}; metric learning "
-                         "needs at least two: lower data.unseen_classes or use more classes")
+        held = (
+            f" (data.unseen_classes {config.data.unseen_classes} holds the others out)"
+            if config.data.unseen_classes
+            else ""
+        )
+        raise ValueError(
+            f"the training split has {counts.size} class{held}; metric learning "
+            "needs at least two: lower data.unseen_classes or use more classes"
+        )
     k = config.index.clusters_per_class
-    if k > counts.min() // 2 and config.loss.spec().uses_index \
-            and config.index.method == "kmeans":
-        raise ValueError(f"index.clusters_per_class {k} leaves clusters of fewer than two "
-                         f"members in the smallest training class ({int(counts.min())} "
-                         "examples), whose variance is 0; use at most "
-                         f"{max(1, int(counts.min()) // 2)}")
+    if k > counts.min() // 2 and config.loss.spec().uses_index and config.index.method == "kmeans":
+        raise ValueError(
+            f"index.clusters_per_class {k} leaves clusters of fewer than two "
+            f"members in the smallest training class ({int(counts.min())} "
+            "examples), whose variance is 0; use at most "
+            f"{max(1, int(counts.min()) // 2)}"
+        )
 
 
 class IndexUpkeep:
@@ -69,12 +75,15 @@ class IndexUpkeep:
         self.index = make_index(config) if uses_index else None
         self.index_iteration = 0
         self.pending_refresh: BackgroundRefresh | None = None
-        self.schedule = RefreshSchedule(every_iterations=config.index.refresh_every,
-                                        drift_threshold=config.index.drift_threshold,
-                                        check_every=PROBE_EVERY)
+        self.schedule = RefreshSchedule(
+            every_iterations=config.index.refresh_every,
+            drift_threshold=config.index.drift_threshold,
+            check_every=PROBE_EVERY,
+        )
         probe_rng = np.random.default_rng(config.train.seed)
-        self.probe = np.sort(probe_rng.choice(len(self.labels),
-                                              min(PROBE_SIZE, len(self.labels)), replace=False))
+        self.probe = np.sort(
+            probe_rng.choice(len(self.labels), min(PROBE_SIZE, len(self.labels)), replace=False)
+        )
         self.refreshes = 0
         self.refresh_seconds = 0.0
         self._train_embeddings: tuple[int, np.ndarray] | None = None
@@ -86,8 +95,11 @@ class IndexUpkeep:
             return self.schedule.due(iteration)
         # adaptive: rank 0 measures the drift and decides for all (ranks could disagree on
         # a threshold crossing by float noise, and then wait on different collectives)
-        return bool(self.dist.broadcast_object(self.dist.on_main(
-            lambda: self.schedule.due(iteration, self._embed_probe()))))
+        return bool(
+            self.dist.broadcast_object(
+                self.dist.on_main(lambda: self.schedule.due(iteration, self._embed_probe()))
+            )
+        )
 
     def refresh(self, iteration: int, sampler) -> None:
         """Paper §3.2: pause training, embed every training example in one eval-mode pass,
@@ -97,14 +109,17 @@ class IndexUpkeep:
         if self.lag and self.refreshes:
             self._start_background_refresh(
                 {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                iteration, iteration + self.lag, sampler)
+                iteration,
+                iteration + self.lag,
+                sampler,
+            )
             self.refresh_seconds += time.perf_counter() - started
             return
-        embeddings = self.train_embeddings(iteration)   # sharded across ranks, gathered
+        embeddings = self.train_embeddings(iteration)  # sharded across ranks, gathered
 
-        def cluster():   # once, on rank 0, then shared: every rank gets the same index
+        def cluster():  # once, on rank 0, then shared: every rank gets the same index
             if self.refreshes:
-                return self.index.refresh(embeddings, self.labels)   # warm start
+                return self.index.refresh(embeddings, self.labels)  # warm start
             return self.index.fit(embeddings, self.labels)
 
         self.index = self.dist.broadcast_object(self.dist.on_main(cluster))
@@ -115,12 +130,13 @@ class IndexUpkeep:
         self.refresh_seconds += time.perf_counter() - started
         self.refreshes += 1
 
-    def _start_background_refresh(self, snapshot: dict, snapshot_iteration: int,
-                                  apply_at: int, sampler=None) -> None:
+    def _start_background_refresh(
+        self, snapshot: dict, snapshot_iteration: int, apply_at: int, sampler=None
+    ) -> None:
         """Embed ``snapshot`` weights and re-cluster on a thread (``background_refresh``)."""
-        self.apply_pending_refresh(sampler, apply_at, wait=True)   # one at a time, in order
+        self.apply_pending_refresh(sampler, apply_at, wait=True)  # one at a time, in order
         shadow = copy.deepcopy(self.model)
-        index = copy.deepcopy(self.index)          # training keeps using self.index meanwhile
+        index = copy.deepcopy(self.index)  # training keeps using self.index meanwhile
 
         def compute(weights: dict):
             shadow.load_state_dict(weights)
@@ -140,15 +156,16 @@ class IndexUpkeep:
         self.index_iteration = pending.snapshot_iteration
         sampler.set_index(self.index)
         self.schedule.refreshed(probe)
-        self.refresh_seconds += time.perf_counter() - started   # time waited
+        self.refresh_seconds += time.perf_counter() - started  # time waited
         self.refreshes += 1
 
     def train_embeddings(self, iteration: int) -> np.ndarray:
         """Embeddings of the whole training set at ``iteration`` (computed once)."""
         if self._train_embeddings is None or self._train_embeddings[0] != iteration:
             self.dist.broadcast_buffers(self.model)
-            embeddings = embed_dataset(self.model, self.dataset, device=self.dist.device,
-                                       dist=self.dist)
+            embeddings = embed_dataset(
+                self.model, self.dataset, device=self.dist.device, dist=self.dist
+            )
             self._train_embeddings = (iteration, embeddings)
         return self._train_embeddings[1]
 
@@ -158,11 +175,14 @@ class IndexUpkeep:
 
     def state_dict(self) -> dict:
         """The checkpoint's index entries (its timing counters go into ``timing``)."""
-        return {"index": self.index.state_dict() if self.index is not None else None,
-                "index_iteration": self.index_iteration,
-                "schedule_reference": self.schedule.reference,
-                "pending_refresh": (self.pending_refresh.state_dict()
-                                    if self.pending_refresh is not None else None)}
+        return {
+            "index": self.index.state_dict() if self.index is not None else None,
+            "index_iteration": self.index_iteration,
+            "schedule_reference": self.schedule.reference,
+            "pending_refresh": (
+                self.pending_refresh.state_dict() if self.pending_refresh is not None else None
+            ),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` and the ``timing`` counters of a checkpoint; a pending
@@ -175,8 +195,9 @@ class IndexUpkeep:
         self.schedule.refreshed(state["schedule_reference"])
         pending = state.get("pending_refresh")
         if pending is not None:
-            self._start_background_refresh(pending["snapshot"], pending["snapshot_iteration"],
-                                           pending["apply_at"])
+            self._start_background_refresh(
+                pending["snapshot"], pending["snapshot_iteration"], pending["apply_at"]
+            )
 
     def _embed_probe(self) -> np.ndarray:
         subset = _Subset(self.dataset, self.probe)

@@ -48,10 +48,15 @@ class RunInference:
         older ones) and ``sigma^2 / s``, or an index fitted now for losses without one."""
         if self._classifier is None:
             self._classifier = fit_knc(
-                self.reference_embeddings(), self.splits.train.labels, index=self.index,
-                sigma2=self.sigma2, scale=self.config.loss.scale,
+                self.reference_embeddings(),
+                self.splits.train.labels,
+                index=self.index,
+                sigma2=self.sigma2,
+                scale=self.config.loss.scale,
                 current=self.index_iteration == self.iteration,
-                new_index=make_index(self.config), neighbours=self.config.eval.neighbours)
+                new_index=make_index(self.config),
+                neighbours=self.config.eval.neighbours,
+            )
         return self._classifier
 
     @property
@@ -89,8 +94,9 @@ class RunInference:
         n_clusters = check_int("n_clusters", n_clusters, minimum=1)
         embeddings = self.embed(data)
         if n_clusters > len(embeddings):
-            raise ValueError(f"n_clusters must be <= {len(embeddings)} (the number of inputs); "
-                             f"got {n_clusters}")
+            raise ValueError(
+                f"n_clusters must be <= {len(embeddings)} (the number of inputs); got {n_clusters}"
+            )
         return cluster_assignments(embeddings, n_clusters, seed=self.config.train.seed)
 
     def preprocess(self, images, labels=None):
@@ -98,12 +104,14 @@ class RunInference:
         and channels, as its loader stores them) as a dataset preprocessed exactly like the
         training inputs (same scaling and normalisation): ready for every method here."""
         images = np.asarray(images)
-        if images.ndim == len(self.splits.input_shape):          # one channel left out
+        if images.ndim == len(self.splits.input_shape):  # one channel left out
             images = images[:, None]
         expected = tuple(self.splits.input_shape)
         if tuple(images.shape[1:]) != expected:
-            raise ValueError(f"images must be (N, {', '.join(map(str, expected))}) like the "
-                             f"run's training inputs; got {images.shape}: resize them first")
+            raise ValueError(
+                f"images must be (N, {', '.join(map(str, expected))}) like the "
+                f"run's training inputs; got {images.shape}: resize them first"
+            )
         return self.splits.train.like(images, labels)
 
     def inverts_images(self) -> bool:
@@ -118,12 +126,13 @@ class RunInference:
         inverts (Omniglot, by default; ``invert`` overrides). Returns ``(dataset, paths)``."""
         from ..data.image_files import image_paths, read_images
 
-        paths = image_paths([paths] if isinstance(paths, (str, bytes)) or not hasattr(
-            paths, "__iter__") else paths)
+        paths = image_paths(
+            [paths] if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__") else paths
+        )
         if invert is None:
             invert = self.inverts_images()
         images = read_images(paths, self.splits.input_shape, invert=bool(invert))  # 0..255
         pixel_max = float(getattr(self.splits.train, "pixel_max", 255.0))
-        if pixel_max != 255.0:      # the loader's own range (digits: 0..16)
+        if pixel_max != 255.0:  # the loader's own range (digits: 0..16)
             images = np.rint(images * (pixel_max / 255.0)).astype(np.uint8)
         return self.preprocess(images), paths

@@ -34,7 +34,7 @@ from .run_dir import atomic_write
 LOGS = ("csv", "tensorboard", "none")
 CSV_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
-PROJECTOR_POINTS = 2000     # the projector's own t-SNE/UMAP slows down well before 10k points
+PROJECTOR_POINTS = 2000  # the projector's own t-SNE/UMAP slows down well before 10k points
 
 
 def flatten(record: dict, prefix: str = "") -> dict[str, float]:
@@ -65,12 +65,11 @@ class CsvSink(LogSink):
     def __init__(self, run_path: Path, epochs_done: int) -> None:
         self.path = Path(run_path) / CSV_FILE
         self.rows: list[dict[str, str]] = []
-        if self.path.is_file() and epochs_done:       # a resumed run keeps its rows so far
+        if self.path.is_file() and epochs_done:  # a resumed run keeps its rows so far
             with open(self.path, newline="") as handle:
-                self.rows = [row for row in csv.DictReader(handle)
-                             if _epoch(row) <= epochs_done]
+                self.rows = [row for row in csv.DictReader(handle) if _epoch(row) <= epochs_done]
         self.columns: list[str] = list(self.rows[0]) if self.rows else []
-        self.rewrite = True     # the first row rewrites the file (a resume drops stale rows)
+        self.rewrite = True  # the first row rewrites the file (a resume drops stale rows)
 
     def log(self, record: dict, trainer) -> None:
         row = {**flatten(record), "refresh_seconds": round(_refresh_seconds(trainer), 3)}
@@ -79,12 +78,12 @@ class CsvSink(LogSink):
         self.rows.append({key: _text(value) for key, value in row.items()})
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=self.columns, restval="")
-        if self.rewrite or added:       # a wider header: every row again, atomically
+        if self.rewrite or added:  # a wider header: every row again, atomically
             writer.writeheader()
             writer.writerows(self.rows)
             atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
             self.rewrite = False
-        else:                           # the usual case: one more line
+        else:  # the usual case: one more line
             writer.writerow(self.rows[-1])
             with open(self.path, "a", newline="") as handle:
                 handle.write(text.getvalue())
@@ -97,14 +96,18 @@ class TensorBoardSink(LogSink):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ImportError("train.log 'tensorboard' needs the tensorboard package: pip "
-                              "install 'magnetdml[tensorboard]' (or use --train.log csv)"
-                              ) from None
+            raise ImportError(
+                "train.log 'tensorboard' needs the tensorboard package: pip "
+                "install 'magnetdml[tensorboard]' (or use --train.log csv)"
+            ) from None
         # purge_step: events a killed run logged after its checkpoint are hidden on resume
-        self.writer = SummaryWriter(str(Path(run_path) / TENSORBOARD_DIR), flush_secs=10,
-                                    purge_step=iterations_done + 1 if iterations_done else None)
+        self.writer = SummaryWriter(
+            str(Path(run_path) / TENSORBOARD_DIR),
+            flush_secs=10,
+            purge_step=iterations_done + 1 if iterations_done else None,
+        )
         self.logged_iteration = iterations_done
-        self.refresh_seconds = refresh_seconds      # so far (restored with the checkpoint)
+        self.refresh_seconds = refresh_seconds  # so far (restored with the checkpoint)
 
     def log(self, record: dict, trainer) -> None:
         step = record["iteration"]
@@ -115,7 +118,7 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(record).items():
             if key not in ("epoch", "iteration") and math.isfinite(value):
                 self.writer.add_scalar(_tag(key), value, step)
-        total = _refresh_seconds(trainer)    # the first epoch's: the first index too
+        total = _refresh_seconds(trainer)  # the first epoch's: the first index too
         self.writer.add_scalar("index/refresh_seconds", total - self.refresh_seconds, step)
         self.refresh_seconds = total
         self.writer.add_scalar("train/epoch", record["epoch"], step)
@@ -126,14 +129,17 @@ class TensorBoardSink(LogSink):
         for key, value in flatten(summary).items():
             if key.endswith("_error") or key.startswith("unseen."):
                 self.writer.add_scalar(f"final/{key}", value, step)
-        embeddings = trainer.evaluation.final_test_embeddings     # the final model's
+        embeddings = trainer.evaluation.final_test_embeddings  # the final model's
         if embeddings is not None and len(embeddings):
             labels = np.asarray(trainer.splits.test.labels)
             keep = np.random.default_rng(0).permutation(len(embeddings))[:PROJECTOR_POINTS]
             keep.sort()
-            self.writer.add_embedding(np.asarray(embeddings)[keep],
-                                      metadata=[int(label) for label in labels[keep]],
-                                      global_step=step, tag="test_embeddings")
+            self.writer.add_embedding(
+                np.asarray(embeddings)[keep],
+                metadata=[int(label) for label in labels[keep]],
+                global_step=step,
+                tag="test_embeddings",
+            )
         self.writer.close()
 
 
@@ -146,8 +152,7 @@ def open_sink(kind: str, trainer) -> LogSink:
         return LogSink()
     if kind == "csv":
         return CsvSink(trainer.run.path, trainer.epoch)
-    return TensorBoardSink(trainer.run.path, trainer.iteration,
-                           _refresh_seconds(trainer))
+    return TensorBoardSink(trainer.run.path, trainer.iteration, _refresh_seconds(trainer))
 
 
 def _refresh_seconds(trainer) -> float:

@@ -1,8 +1,8 @@
 """The training loop: read it top to bottom.
 
-    start (or resume) -> for each epoch: draw batches, step, refresh the index when due ->
-    anneal the learning rate -> refresh the index (every epoch by default) -> evaluate ->
-    log -> checkpoint atomically -> finally: summary, plots.
+start (or resume) -> for each epoch: draw batches, step, refresh the index when due ->
+anneal the learning rate -> refresh the index (every epoch by default) -> evaluate ->
+log -> checkpoint atomically -> finally: summary, plots.
 """
 
 from __future__ import annotations
@@ -35,9 +35,14 @@ class TrainResult:
     summary: dict
 
 
-@honours_progress      # progress=False (or magnetdml --quiet) silences every pass's bar too
-def train(config: Config, *, overwrite: bool = False, progress: bool = True,
-          on_epoch: Callable[[Trainer, dict], None] | None = None) -> TrainResult:
+@honours_progress  # progress=False (or magnetdml --quiet) silences every pass's bar too
+def train(
+    config: Config,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[Trainer, dict], None] | None = None,
+) -> TrainResult:
     """Train an embedding as ``config`` says and evaluate it; see the module docstring.
 
     ``on_epoch(trainer, record)`` is called after every epoch, before the epoch's line is
@@ -61,27 +66,33 @@ def train(config: Config, *, overwrite: bool = False, progress: bool = True,
 def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
     config, dist = t.config, t.dist
     resumed = t.start_from_checkpoint()
-    sink = open_sink(config.train.log, t)   # metrics.csv or TensorBoard, beside metrics.jsonl
+    sink = open_sink(config.train.log, t)  # metrics.csv or TensorBoard, beside metrics.jsonl
+
     def say(message: str) -> None:
         phase(message, progress=progress and dist.is_main)
 
     if not resumed:
         warm_start(t, config.train.warm_start_epochs, progress=progress)
-        if t.uses_index:        # a silent pass otherwise (a minute on Fashion-MNIST's CPU)
+        if t.uses_index:  # a silent pass otherwise (a minute on Fashion-MNIST's CPU)
             say(f"building the first cluster index of {len(t.labels):,} training examples")
         t.build_initial_index()
         # every rank: the snapshot's embedding passes are sharded collectives
         initial = snapshot_for_plots(t) if config.eval.plots else None
         save_initial(t, initial)
-    bar = tqdm(total=config.train.epochs * len(t.sampler), initial=t.iteration,
-               disable=not (progress and dist.is_main), unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.train.epochs * len(t.sampler),
+        initial=t.iteration,
+        disable=not (progress and dist.is_main),
+        unit="it",
+        dynamic_ncols=True,
+    )
     for epoch in range(t.epoch + 1, config.train.epochs + 1):
-        if t.patience_exhausted():      # converged (train.patience): no more epochs
+        if t.patience_exhausted():  # converged (train.patience): no more epochs
             break
         started, losses = time.perf_counter(), []
         for batch in t.sampler:
             losses.append(t.step(batch))
-            t.apply_pending_refresh()   # a background refresh (index.refresh_lag) now due
+            t.apply_pending_refresh()  # a background refresh (index.refresh_lag) now due
             if t.refresh_due():
                 t.refresh_index()
             bar.update(1)
@@ -98,8 +109,7 @@ def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
             t.refresh_index()
         t.epoch = epoch
         record = t.epoch_record(float(np.mean(losses)) if losses else float("nan"))
-        if config.eval.every and (epoch % config.eval.every == 0
-                                  or epoch == config.train.epochs):
+        if config.eval.every and (epoch % config.eval.every == 0 or epoch == config.train.epochs):
             record.update(t.evaluate())
         if config.train.patience:
             t.track_validation(record)
@@ -109,15 +119,21 @@ def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
         sink.log(record, t)
         t.save_checkpoint()
     bar.close()
-    if t.restore_best():    # the checkpoint is the model scored (magnetdml evaluate loads it)
+    if t.restore_best():  # the checkpoint is the model scored (magnetdml evaluate loads it)
         t.save_checkpoint()
     summary = t.finish(write=False)
     sink.close(t, summary)
     if dist.is_main:
-        say((f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
-             f"{100 * summary['knn_error']:.2f}%" if config.eval.final else "finished")
-            + ("; drawing the pictures (loss curve, t-SNE)" if config.eval.plots else ""))
-        if config.eval.plots:       # first: a kill while plotting leaves a run that resumes
+        say(
+            (
+                f"kNC test error {100 * summary['knc_error']:.2f}%, kNN "
+                f"{100 * summary['knn_error']:.2f}%"
+                if config.eval.final
+                else "finished"
+            )
+            + ("; drawing the pictures (loss curve, t-SNE)" if config.eval.plots else "")
+        )
+        if config.eval.plots:  # first: a kill while plotting leaves a run that resumes
             plot_run(t.run.path, t)
         t.run.write_summary(summary)  # metrics.json marks the run finished: written last
     dist.close()

@@ -21,9 +21,13 @@ def hardware(config: Config) -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": config.train.threads or torch.get_num_threads(),
-            "device": config.train.device, "torch": torch.__version__}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": config.train.threads or torch.get_num_threads(),
+        "device": config.train.device,
+        "torch": torch.__version__,
+    }
 
 
 def available_cores() -> int:
@@ -54,8 +58,9 @@ def resolve_threads(threads: int) -> int:
     return threads or default_threads(available_cores(), processes)
 
 
-def oversubscription(threads: int, *, cores: int | None = None,
-                     load: float | None = None, processes: int = 1) -> str | None:
+def oversubscription(
+    threads: int, *, cores: int | None = None, load: float | None = None, processes: int = 1
+) -> str | None:
     """One line of warning when ``threads`` per process (``processes`` of them) oversubscribe
     the cores: more threads than cores, or more than the cores the machine's 1-minute load
     average leaves idle. None when one thread per process (nothing to lower) or no excess."""
@@ -70,7 +75,9 @@ def oversubscription(threads: int, *, cores: int | None = None,
         return None
     safe = max(1, int(idle) // processes) if wanted <= cores else max(1, cores // processes)
     each = f" x {processes} processes" if processes > 1 else ""
-    return (f"warning: train.threads {threads}{each} oversubscribes this machine ({cores} "
-            f"cores, load average {load:.1f}): OpenMP "
-            f"threads then wait for each other and steps can take several times longer; "
-            f"--train.threads {safe} avoids it")
+    return (
+        f"warning: train.threads {threads}{each} oversubscribes this machine ({cores} "
+        f"cores, load average {load:.1f}): OpenMP "
+        f"threads then wait for each other and steps can take several times longer; "
+        f"--train.threads {safe} avoids it"
+    )

@@ -42,23 +42,36 @@ class MagnetTraining:
     ``(N,)`` (the training set's class ids, in the order the batches index it). The defaults
     are the trainer's (``magnetdml train``): the same config fields' defaults."""
 
-    def __init__(self, labels, *, clusters_per_class: int = IndexConfig.clusters_per_class,
-                 clusters_per_batch: int = SamplerConfig.clusters_per_batch,
-                 examples_per_cluster: int = SamplerConfig.examples_per_cluster,
-                 alpha: float = 1.0, scale: float = 1.0,
-                 variance_momentum: float = SIGMA2_MOMENTUM,
-                 neighbours: int = EvalConfig.neighbours, seed: int = 0,
-                 impostors: str = SamplerConfig.impostors) -> None:
+    def __init__(
+        self,
+        labels,
+        *,
+        clusters_per_class: int = IndexConfig.clusters_per_class,
+        clusters_per_batch: int = SamplerConfig.clusters_per_batch,
+        examples_per_cluster: int = SamplerConfig.examples_per_cluster,
+        alpha: float = 1.0,
+        scale: float = 1.0,
+        variance_momentum: float = SIGMA2_MOMENTUM,
+        neighbours: int = EvalConfig.neighbours,
+        seed: int = 0,
+        impostors: str = SamplerConfig.impostors,
+    ) -> None:
         self.labels = as_label_vector("labels", labels)
-        self.index = ClusterIndex(clusters_per_class=check_int(
-            "clusters_per_class", clusters_per_class, minimum=1), seed=seed)
+        self.index = ClusterIndex(
+            clusters_per_class=check_int("clusters_per_class", clusters_per_class, minimum=1),
+            seed=seed,
+        )
         self.loss_fn = MagnetLoss(alpha=alpha, scale=scale, reduction="none")
-        self.running_sigma2 = RunningSigma2(check_float(
-            "variance_momentum", variance_momentum, minimum=0.0, maximum=1.0))
+        self.running_sigma2 = RunningSigma2(
+            check_float("variance_momentum", variance_momentum, minimum=0.0, maximum=1.0)
+        )
         self.neighbours = check_int("neighbours", neighbours, minimum=1)
-        self._sampler_args = {"clusters_per_batch": clusters_per_batch,
-                              "examples_per_cluster": examples_per_cluster, "seed": seed,
-                              "impostors": impostors}
+        self._sampler_args = {
+            "clusters_per_batch": clusters_per_batch,
+            "examples_per_cluster": examples_per_cluster,
+            "seed": seed,
+            "impostors": impostors,
+        }
         self.sampler: NeighbourhoodSampler | None = None
         self.refreshes = 0
 
@@ -67,9 +80,11 @@ class MagnetTraining:
         eval-mode pass, paper §3.2; warm-started after the first) and point the sampler at the
         new clusters, recomputing their losses from the per-example cache."""
         if embeddings is None or len(embeddings) != len(self.labels):
-            raise ValueError(f"refresh needs the embeddings of all {len(self.labels)} training "
-                             "examples (one row each, in the labels' order); got "
-                             f"{None if embeddings is None else len(embeddings)} rows")
+            raise ValueError(
+                f"refresh needs the embeddings of all {len(self.labels)} training "
+                "examples (one row each, in the labels' order); got "
+                f"{None if embeddings is None else len(embeddings)} rows"
+            )
         if self.refreshes:
             self.index.refresh(embeddings, self.labels)
         else:
@@ -94,12 +109,13 @@ class MagnetTraining:
         self._check_ready()
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) != len(embeddings):
-            raise ValueError(f"indices must name the {len(embeddings)} embedded examples; got "
-                             f"{len(indices)}")
+            raise ValueError(
+                f"indices must name the {len(embeddings)} embedded examples; got {len(indices)}"
+            )
         device = embeddings.device
         labels = torch.as_tensor(self.labels[indices], device=device)
         clusters = torch.as_tensor(self.index.assignments_[indices], device=device)
-        per_example = self.loss_fn(embeddings, labels, clusters)                # (B,)
+        per_example = self.loss_fn(embeddings, labels, clusters)  # (B,)
         self.sampler.update_losses(indices, per_example.detach().double().cpu().numpy())
         self.running_sigma2.update(float(self.loss_fn.last_variance))
         return per_example.mean()
@@ -116,10 +132,16 @@ class MagnetTraining:
         self._check_ready()
         if self.sigma2 is None:
             raise ValueError("no sigma^2 yet: call loss() on at least one batch first")
-        return fit_knc(index=self.index, sigma2=self.sigma2, scale=self.loss_fn.scale,
-                       neighbours=self.neighbours)
+        return fit_knc(
+            index=self.index,
+            sigma2=self.sigma2,
+            scale=self.loss_fn.scale,
+            neighbours=self.neighbours,
+        )
 
     def _check_ready(self) -> None:
         if self.sampler is None:
-            raise ValueError("call refresh(embeddings of the training set) first: the sampler "
-                             "and the loss need the cluster index")
+            raise ValueError(
+                "call refresh(embeddings of the training set) first: the sampler "
+                "and the loss need the cluster index"
+            )

@@ -32,17 +32,26 @@ def load_like_run(run, dataset: str, data_dir: str | None, options: str = ""):
 
     given = parse_options("--data-options", options, "{size: 28}")
     if dataset == run.config.data.name:
-        inherited = {k: v for k, v in run.config.data.loader_options().items()
-                     if k in READING_OPTIONS}
+        inherited = {
+            k: v for k, v in run.config.data.loader_options().items() if k in READING_OPTIONS
+        }
         given = {**inherited, **given}
-    data = dataclasses.replace(run.config.data, name=dataset, data_dir=data_dir,
-                               options=options_text(given) if given else "",
-                               val_fraction=0.0, unseen_classes=0.0, collapse_pairs=False)
+    data = dataclasses.replace(
+        run.config.data,
+        name=dataset,
+        data_dir=data_dir,
+        options=options_text(given) if given else "",
+        val_fraction=0.0,
+        unseen_classes=0.0,
+        collapse_pairs=False,
+    )
     other = load_splits(dataclasses.replace(run.config, data=data).validate())
     if tuple(other.input_shape) != tuple(run.splits.input_shape):
-        raise ValueError(f"{dataset!r} has inputs {tuple(other.input_shape)} but the run was "
-                         f"trained on {tuple(run.splits.input_shape)}; pass loader options "
-                         "that match (e.g. --data-options '{size: 28}')")
+        raise ValueError(
+            f"{dataset!r} has inputs {tuple(other.input_shape)} but the run was "
+            f"trained on {tuple(run.splits.input_shape)}; pass loader options "
+            "that match (e.g. --data-options '{size: 28}')"
+        )
     return other
 
 
@@ -55,8 +64,9 @@ class Concatenated(LabelledDataset):
             raise ValueError("the dataset has no examples to run the model on")
         self.labels = np.concatenate([p.labels for p in self.parts])
         keys = set.intersection(*(set(p.attributes) for p in self.parts))
-        self.attributes = {k: np.concatenate([p.attributes[k] for p in self.parts])
-                           for k in sorted(keys)}
+        self.attributes = {
+            k: np.concatenate([p.attributes[k] for p in self.parts]) for k in sorted(keys)
+        }
         self._offsets = np.cumsum([0] + [len(p) for p in self.parts])
         self.pixel_max = getattr(self.parts[0], "pixel_max", 255.0)
 
@@ -88,8 +98,11 @@ class Concatenated(LabelledDataset):
         out = []
         for part in self.parts:
             paths = getattr(part, "paths", None)
-            out += [str(p) for p in paths] if paths is not None else \
-                [f"{prefix}[{len(out) + i}]" for i in range(len(part))]
+            out += (
+                [str(p) for p in paths]
+                if paths is not None
+                else [f"{prefix}[{len(out) + i}]" for i in range(len(part))]
+            )
         return out
 
     def subset(self, indices):

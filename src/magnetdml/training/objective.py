@@ -12,18 +12,22 @@ class Objective(nn.Module):
     (``amp``); the cluster losses compute in float32 themselves (log-sum-exp in float16
     underflows)."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, *, amp: bool,
-                 device_type: str) -> None:
+    def __init__(
+        self, model: nn.Module, loss_fn: nn.Module, *, amp: bool, device_type: str
+    ) -> None:
         super().__init__()
         self.model, self.loss_fn = model, loss_fn
         self.amp, self.device_type = amp, device_type
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor,
-                clusters: torch.Tensor | None = None) -> torch.Tensor:
-        with torch.autocast(self.device_type, enabled=self.amp,
-                            dtype=torch.bfloat16 if self.device_type == "cpu"
-                            else torch.float16):
-            embeddings = self.model(x)                                       # (B, E)
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, clusters: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        with torch.autocast(
+            self.device_type,
+            enabled=self.amp,
+            dtype=torch.bfloat16 if self.device_type == "cpu" else torch.float16,
+        ):
+            embeddings = self.model(x)  # (B, E)
         if clusters is None:
-            return self.loss_fn(embeddings, y)                               # ()
-        return self.loss_fn(embeddings, y, clusters)                         # (B,)
+            return self.loss_fn(embeddings, y)  # ()
+        return self.loss_fn(embeddings, y, clusters)  # (B,)

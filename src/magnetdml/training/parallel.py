@@ -20,8 +20,14 @@ from .config_io import apply_overrides
 from .loop import train
 
 
-def train_all(configs: Sequence[Config], *, jobs: int = 1, overwrite: bool = False,
-              progress: bool = True, log: Callable[[str], None] | None = None) -> None:
+def train_all(
+    configs: Sequence[Config],
+    *,
+    jobs: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> None:
     """Train every config (each into its ``out`` folder): one after another in this process
     when ``jobs == 1`` or there is one config, else in ``jobs`` spawned worker processes, each
     with ``cores // jobs`` torch threads unless the config sets ``train.threads``. The first
@@ -39,15 +45,17 @@ def train_all(configs: Sequence[Config], *, jobs: int = 1, overwrite: bool = Fal
         log(f"finished {configs[position].out}")
 
 
-def in_workers(function: Callable, calls: Sequence[tuple], *, jobs: int
-               ) -> Iterator[tuple[int, Any]]:
+def in_workers(
+    function: Callable, calls: Sequence[tuple], *, jobs: int
+) -> Iterator[tuple[int, Any]]:
     """Run ``function(*call)`` for every call in ``jobs`` spawned worker processes; yield
     ``(position of the call, result)`` as each finishes. ``function`` must be importable
     (module level). The first exception cancels the calls not yet started and propagates."""
     # spawn, not fork: torch's and faiss's thread pools do not survive a fork
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         futures = {pool.submit(function, *call): position for position, call in enumerate(calls)}
         try:
             for future in as_completed(futures):

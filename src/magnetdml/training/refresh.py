@@ -18,8 +18,9 @@ import numpy as np
 class RefreshSchedule:
     """``every_iterations = 0`` and ``drift_threshold = 0``: refresh after every epoch."""
 
-    def __init__(self, *, every_iterations: int = 0, drift_threshold: float = 0.0,
-                 check_every: int = 25) -> None:
+    def __init__(
+        self, *, every_iterations: int = 0, drift_threshold: float = 0.0, check_every: int = 25
+    ) -> None:
         self.every_iterations = every_iterations
         self.drift_threshold = drift_threshold
         self.check_every = max(1, check_every)

@@ -71,16 +71,22 @@ def atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n")
-                                         .encode()))
+    atomic_write(
+        path, lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n").encode())
+    )
 
 
 #: Config fields that say where and how fast a run computes, not what: a run resumed or
 #: compared with other values of these is the same run (another thread count, device, data
 #: folder; ``out`` itself: a moved run folder, or the same one by another path; where the
 #: metrics are also logged).
-MACHINE_FIELDS = (("train", "threads"), ("train", "device"), ("train", "warm_start_cache"),
-                  ("data", "data_dir"), ("train", "log"))
+MACHINE_FIELDS = (
+    ("train", "threads"),
+    ("train", "device"),
+    ("train", "warm_start_cache"),
+    ("data", "data_dir"),
+    ("train", "log"),
+)
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +111,17 @@ def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     from .config import Config
 
     defaults = asdict(Config())
-    return {**defaults, **{key: ({**defaults[key], **value} if isinstance(value, dict)
-                                 and isinstance(defaults.get(key), dict) else value)
-                           for key, value in saved.items()}}
+    return {
+        **defaults,
+        **{
+            key: (
+                {**defaults[key], **value}
+                if isinstance(value, dict) and isinstance(defaults.get(key), dict)
+                else value
+            )
+            for key, value in saved.items()
+        },
+    }
 
 
 def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
@@ -119,15 +133,19 @@ def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
 def extends(previous: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether ``config`` trains the finished run ``previous`` on: the same run with more
     epochs, neither stopping on patience (a patience run's checkpoint is its best epoch)."""
+
     def epochs(c):
         return c.get("train", {}).get("epochs", 0)
 
     def patience(c):
         return c.get("train", {}).get("patience", 0)
 
-    return (_without_epochs(previous) == _without_epochs(config)
-            and epochs(config) > epochs(previous) and not patience(config)
-            and not patience(previous))
+    return (
+        _without_epochs(previous) == _without_epochs(config)
+        and epochs(config) > epochs(previous)
+        and not patience(config)
+        and not patience(previous)
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -142,23 +160,23 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.final: Path | None = None      # set while an --overwrite builds beside the old run
+        self.final: Path | None = None  # set while an --overwrite builds beside the old run
         self._locks: list[RunLock] = []
-        self._link: Path | None = None      # the staging name, pointing at the swapped-in run
+        self._link: Path | None = None  # the staging name, pointing at the swapped-in run
 
     @classmethod
     def default_path(cls, dataset: str, loss: str) -> Path:
         return Path("runs") / f"{dataset}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     @classmethod
-    def open(cls, path: str | Path, config: dict[str, Any], *, overwrite: bool = False
-             ) -> RunDir:
+    def open(cls, path: str | Path, config: dict[str, Any], *, overwrite: bool = False) -> RunDir:
         """Lock the folder (one process trains in it) and prepare it; :meth:`close` frees it."""
         run = cls(Path(path))
         if run.path.exists() and not run.path.is_dir():
-            raise ValueError(f"--out {str(run.path)!r} is a file, not a folder; choose another "
-                             "--out")
-        finish_swap(run.path)           # an --overwrite killed between its two renames
+            raise ValueError(
+                f"--out {str(run.path)!r} is a file, not a folder; choose another --out"
+            )
+        finish_swap(run.path)  # an --overwrite killed between its two renames
         run._locks.append(RunLock.acquire(run.path))
         try:
             run._prepare(config, overwrite)
@@ -168,27 +186,34 @@ class RunDir:
         return run
 
     def _prepare(self, config: dict[str, Any], overwrite: bool) -> None:
-        remove_staging(self.path)           # what a killed --overwrite left
+        remove_staging(self.path)  # what a killed --overwrite left
         saved = self.path / CONFIG
         if saved.exists() and not overwrite:
             # both through the defaults: fields added since a run was written count at theirs
             previous, asked = with_defaults(json.loads(saved.read_text())), with_defaults(config)
             if (self.path / SUMMARY).exists():
                 if not extends(previous, asked) or not (self.path / CHECKPOINT).exists():
-                    raise ValueError(f"run folder {str(self.path)!r} already holds a finished "
-                                     "run; choose another --out, pass --overwrite to replace "
-                                     "it, or a larger --train.epochs to train it on")
-                (self.path / SUMMARY).unlink()     # trained on from its last epoch
+                    raise ValueError(
+                        f"run folder {str(self.path)!r} already holds a finished "
+                        "run; choose another --out, pass --overwrite to replace "
+                        "it, or a larger --train.epochs to train it on"
+                    )
+                (self.path / SUMMARY).unlink()  # trained on from its last epoch
             # without a checkpoint nothing was trained yet (e.g. a run that failed to start):
             # a corrected config may take the folder over, nothing is lost; the number of
             # epochs may change until the run ends (the schedule is per epoch)
-            if _without_epochs(previous) != _without_epochs(asked) \
-                    and (self.path / CHECKPOINT).exists():
-                raise ValueError(f"run folder {str(self.path)!r} holds an unfinished run with a "
-                                 "different config; resume it with --config "
-                                 f"{saved}, or choose another --out")
-        elif overwrite and any((self.path / name).exists()
-                               for name in (CHECKPOINT, HISTORY, SUMMARY)):
+            if (
+                _without_epochs(previous) != _without_epochs(asked)
+                and (self.path / CHECKPOINT).exists()
+            ):
+                raise ValueError(
+                    f"run folder {str(self.path)!r} holds an unfinished run with a "
+                    "different config; resume it with --config "
+                    f"{saved}, or choose another --out"
+                )
+        elif overwrite and any(
+            (self.path / name).exists() for name in (CHECKPOINT, HISTORY, SUMMARY)
+        ):
             # the old run stays whole until the new one has a checkpoint (save_checkpoint)
             self.final, self.path = self.path, staging_path(self.path)
             self._locks.append(RunLock.acquire(self.path))
@@ -196,7 +221,7 @@ class RunDir:
             # nothing trained counts yet: an epoch logged by a run killed before its first
             # checkpoint would be logged twice
             (self.path / HISTORY).unlink(missing_ok=True)
-        for stale in self.path.glob(".*.tmp"):    # atomic writes a kill -9 interrupted
+        for stale in self.path.glob(".*.tmp"):  # atomic writes a kill -9 interrupted
             stale.unlink(missing_ok=True)
         write_json(self.path / CONFIG, {VERSION_KEY: __version__, **config})
 
@@ -228,14 +253,14 @@ class RunDir:
         final, staging, old = self.final, self.path, staging_path(self.final, "old")
         shutil.rmtree(old, ignore_errors=True)
         if exchange(staging, final):
-            os.replace(staging, old)        # the old run, now at the staging name
+            os.replace(staging, old)  # the old run, now at the staging name
         else:
             os.replace(final, old)
             os.replace(staging, final)
         self.path, self.final = final, None
         self._link = link_staging(staging, final)
         for lock in [lock for lock in self._locks if lock.folder == final]:
-            self._locks.remove(lock)        # the old run's lock: its folder goes
+            self._locks.remove(lock)  # the old run's lock: its folder goes
             lock.moved(old)
             lock.release()
         for lock in self._locks:
@@ -263,30 +288,35 @@ class RunDir:
             except json.JSONDecodeError:
                 if number == len(lines):
                     break
-                raise ValueError(f"{str(path)!r} line {number} is not JSON; the run's history "
-                                 "is damaged: delete the line (or the file) and resume") from None
+                raise ValueError(
+                    f"{str(path)!r} line {number} is not JSON; the run's history "
+                    "is damaged: delete the line (or the file) and resume"
+                ) from None
         return records
 
     def truncate_history(self, epochs_done: int) -> None:
         """Drop records of epochs after the checkpoint (they are recomputed on resume)."""
         kept = [r for r in self.read_history() if r.get("epoch", 0) <= epochs_done]
-        atomic_write(self.path / HISTORY,
-                     lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
+        atomic_write(
+            self.path / HISTORY,
+            lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()),
+        )
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / SUMMARY, summary)
 
 
-def load_checkpoint_file(path: Path, map_location: str | torch.device = "cpu"
-                         ) -> dict[str, Any]:
+def load_checkpoint_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint at ``path``, or one line naming the file and what is wrong with it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if path.stat().st_size == 0:
-        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes): the run was killed "
-                         "while it was written, or the file was copied badly; it can be "
-                         "neither resumed nor evaluated: retrain the run (--overwrite)")
+        raise ValueError(
+            f"checkpoint {str(path)!r} is empty (0 bytes): the run was killed "
+            "while it was written, or the file was copied badly; it can be "
+            "neither resumed nor evaluated: retrain the run (--overwrite)"
+        )
     # tensors, numpy arrays and plain Python only: a crafted file must not run code
     try:
         return load_state(path, map_location=map_location)
@@ -294,17 +324,21 @@ def load_checkpoint_file(path: Path, map_location: str | torch.device = "cpu"
         if isinstance(error, (FileNotFoundError, PermissionError)):
             raise
         reason = (str(error).splitlines() or [type(error).__name__])[0][:120]
-        raise ValueError(f"checkpoint {str(path)!r} is truncated or corrupt ({reason}); it "
-                         "can be neither resumed nor evaluated: retrain the run (--overwrite)"
-                         ) from None
+        raise ValueError(
+            f"checkpoint {str(path)!r} is truncated or corrupt ({reason}); it "
+            "can be neither resumed nor evaluated: retrain the run (--overwrite)"
+        ) from None
 
 
 def missing_checkpoint(path: Path) -> str:
     """Why the run folder ``path`` (with its ``config.json``) has no checkpoint yet."""
     busy = holder(path)
     epochs = len(RunDir(path).read_history()) if (path / HISTORY).is_file() else 0
-    state = (f"it is training now ({busy}): wait for its first epoch to end" if busy else
-             "its training stopped before the first epoch ended (nothing was saved); start it "
-             f"again with 'magnetdml train --config {path / CONFIG} --out {path}'")
+    state = (
+        f"it is training now ({busy}): wait for its first epoch to end"
+        if busy
+        else "its training stopped before the first epoch ended (nothing was saved); start it "
+        f"again with 'magnetdml train --config {path / CONFIG} --out {path}'"
+    )
     logged = f" ({epochs} epoch(s) logged but not saved)" if epochs else ""
     return f"run folder {str(path)!r} has no {CHECKPOINT} yet{logged}: {state}"

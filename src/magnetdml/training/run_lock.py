@@ -17,7 +17,7 @@ from pathlib import Path
 
 try:
     import fcntl
-except ImportError:            # Windows: no flock; runs there are not locked
+except ImportError:  # Windows: no flock; runs there are not locked
     fcntl = None
 
 LOCK = ".lock"
@@ -43,10 +43,12 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise ValueError(f"run folder {str(folder)!r} is in use by another magnetdml "
-                                 f"process ({holder(folder) or 'unknown holder'}); wait for it "
-                                 "to end, or choose another --out") from None
-            except OSError:     # a file system without flock (some network mounts): unlocked
+                raise ValueError(
+                    f"run folder {str(folder)!r} is in use by another magnetdml "
+                    f"process ({holder(folder) or 'unknown holder'}); wait for it "
+                    "to end, or choose another --out"
+                ) from None
+            except OSError:  # a file system without flock (some network mounts): unlocked
                 os.close(fd)
                 return cls(folder, None)
             # the holder before us may have unlinked the file as it released it: our lock is
@@ -59,8 +61,11 @@ class RunLock:
                 break
             os.close(fd)
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        os.write(
+            fd,
+            f"pid {os.getpid()} on {socket.gethostname()}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(),
+        )
         return cls(folder, fd)
 
     def release(self) -> None:
@@ -71,8 +76,8 @@ class RunLock:
         try:
             (self.folder / LOCK).unlink(missing_ok=True)
         except OSError:
-            pass                # the folder went away (an overwrite swapped it out)
-        os.close(fd)            # closing the last descriptor drops the flock
+            pass  # the folder went away (an overwrite swapped it out)
+        os.close(fd)  # closing the last descriptor drops the flock
 
     def moved(self, folder: Path) -> None:
         """The locked folder was renamed to ``folder`` (the descriptor follows the file)."""

@@ -46,8 +46,12 @@ def finish_swap(path: Path) -> None:
     """Complete an ``--overwrite`` swap a kill interrupted: the new run (it has a checkpoint)
     takes the folder's place; the old one's leftovers go."""
     staging, old = staging_path(path), staging_path(path, "old")
-    if not path.exists() and old.exists() and not staging.is_symlink() \
-            and (staging / CHECKPOINT).exists():
+    if (
+        not path.exists()
+        and old.exists()
+        and not staging.is_symlink()
+        and (staging / CHECKPOINT).exists()
+    ):
         os.replace(staging, path)
     if path.exists() and old.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -58,6 +62,7 @@ def exchange(a: Path, b: Path) -> bool:
     that is not available (then two renames do it)."""
     import ctypes
     import sys
+
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -74,8 +79,10 @@ def deferred_interrupt():
     """Hold a Ctrl-C (SIGINT) back until the block ends, then raise ``KeyboardInterrupt``:
     torch's zip writer turns an interrupt in the middle of a write into a ``RuntimeError``
     traceback. Only in the main thread with Python's own handler (elsewhere: no change)."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     caught = []

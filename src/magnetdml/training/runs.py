@@ -74,45 +74,49 @@ class LoadedRun(RunInference):
         augment = None
         if copies:
             from ..data.augment import RandomRescaleCrop
+
             generator = torch.Generator(device=self.device)
             generator.manual_seed(self.config.train.seed)
             rescale = RandomRescaleCrop(max_scale=self.config.data.max_scale)
             augment = lambda x: rescale(x, generator)  # noqa: E731
-        return embed_inputs(self.model, dataset, device=self.device, augment=augment,
-                            copies=copies)
+        return embed_inputs(self.model, dataset, device=self.device, augment=augment, copies=copies)
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     """Rebuild the run saved in ``run_dir`` from ``config.json`` and ``checkpoint.pt``."""
     path = Path(run_dir)
     if not path.is_dir():
-        raise FileNotFoundError(f"run_dir {str(path)!r} does not exist; pass the folder that "
-                                "'magnetdml train --out' wrote")
+        raise FileNotFoundError(
+            f"run_dir {str(path)!r} does not exist; pass the folder that "
+            "'magnetdml train --out' wrote"
+        )
     if (path / CONFIG).is_file() and not (path / CHECKPOINT).is_file():
         raise ValueError(missing_checkpoint(path))
     missing = [name for name in (CONFIG, CHECKPOINT) if not (path / name).is_file()]
     if missing:
-        raise ValueError(f"run_dir {str(path)!r} is not a run folder: it lacks "
-                         f"{' and '.join(missing)} (a run folder holds {CONFIG}, {HISTORY}, "
-                         f"{CHECKPOINT} after its first epoch, and {SUMMARY} when finished)")
+        raise ValueError(
+            f"run_dir {str(path)!r} is not a run folder: it lacks "
+            f"{' and '.join(missing)} (a run folder holds {CONFIG}, {HISTORY}, "
+            f"{CHECKPOINT} after its first epoch, and {SUMMARY} when finished)"
+        )
     config = config_from_dict(json.loads((path / CONFIG).read_text())).validate()
     run = RunDir(path)
-    if device == "auto":        # the trainer's choice: cuda when there is one
+    if device == "auto":  # the trainer's choice: cuda when there is one
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} is not available (torch sees no CUDA device); "
-                         "use --device cpu")
+        raise ValueError(
+            f"device {device!r} is not available (torch sees no CUDA device); use --device cpu"
+        )
     torch_device = torch.device(device)
     state = run.load_checkpoint(map_location=torch_device)
-    check_checkpoint(state, config, run.checkpoint_path,
-                     uses_index=config.loss.spec().uses_index)
+    check_checkpoint(state, config, run.checkpoint_path, uses_index=config.loss.spec().uses_index)
     splits = load_splits(config)
     model = make_model(config, splits.input_shape).to(torch_device)
     load_model_state(model, state["model"], config, run.checkpoint_path)
     model.eval()
     loss_fn = None
     if config.loss.spec().own_scores == "classifier" and state.get("loss"):
-        with torch.random.fork_rng(devices=[]):   # its fresh weights are overwritten
+        with torch.random.fork_rng(devices=[]):  # its fresh weights are overwritten
             loss_fn = make_loss(config, splits.num_classes).to(torch_device)
         loss_fn.load_state_dict(state["loss"])
         loss_fn.eval()
@@ -121,18 +125,32 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
         index = make_index(config).load_state_dict(state["index"])
     summary_path = path / SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    return LoadedRun(path=path, config=config, splits=splits, model=model, index=index,
-                     sigma2=state.get("variance"), epoch=int(state["epoch"]),
-                     iteration=int(state["iteration"]),
-                     index_iteration=int(state.get("index_iteration", state["iteration"])),
-                     summary=summary,
-                     history=run.read_history(), device=torch_device, loss_fn=loss_fn)
+    return LoadedRun(
+        path=path,
+        config=config,
+        splits=splits,
+        model=model,
+        index=index,
+        sigma2=state.get("variance"),
+        epoch=int(state["epoch"]),
+        iteration=int(state["iteration"]),
+        index_iteration=int(state.get("index_iteration", state["iteration"])),
+        summary=summary,
+        history=run.read_history(),
+        device=torch_device,
+        loss_fn=loss_fn,
+    )
 
 
-def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
-                 metrics: Sequence[str] | None = None, write: bool = True,
-                 test_time_augment: int | None = None,
-                 device: str = "cpu") -> dict[str, dict]:
+def evaluate_run(
+    run: LoadedRun | str | Path,
+    *,
+    split: str = "all",
+    metrics: Sequence[str] | None = None,
+    write: bool = True,
+    test_time_augment: int | None = None,
+    device: str = "cpu",
+) -> dict[str, dict]:
     """Re-evaluate a saved run exactly as training scored it; returns ``{split: {metric:
     value}}``. The one scoring path of finished runs (``magnetdml evaluate``, search trials,
     experiments).
@@ -151,34 +169,46 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
     """
     check_choice("split", split, SPLITS)
     if test_time_augment is not None:
-        check_int("test_time_augment", test_time_augment, minimum=0,
-                  fix="the number of augmented copies averaged; 0 = none")
+        check_int(
+            "test_time_augment",
+            test_time_augment,
+            minimum=0,
+            fix="the number of augmented copies averaged; 0 = none",
+        )
     if metrics is not None:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         unknown = [m for m in metrics if m not in METRICS and m not in CLASSIFIER_METRICS]
         if unknown:
-            raise ValueError(f"metrics must be names of magnetdml.evaluation.METRICS; got "
-                             f"unknown {unknown}; valid: {', '.join(METRICS)}")
+            raise ValueError(
+                f"metrics must be names of magnetdml.evaluation.METRICS; got "
+                f"unknown {unknown}; valid: {', '.join(METRICS)}"
+            )
     if not isinstance(run, LoadedRun):
         run = load_run(run, device=device)
     splits = run.splits
     wanted = ["test", "val", "unseen"] if split == "all" else [split]
     if split in ("unseen", "val") and getattr(splits, split) is None:
-        hint = ("data.unseen_classes > 0" if split == "unseen" else "data.val_fraction > 0")
-        raise ValueError(f"split {split!r} is empty for this run: it was trained without "
-                         f"{hint}; use --split test")
+        hint = "data.unseen_classes > 0" if split == "unseen" else "data.val_fraction > 0"
+        raise ValueError(
+            f"split {split!r} is empty for this run: it was trained without "
+            f"{hint}; use --split test"
+        )
     results: dict[str, dict] = {}
     for name in wanted:
         dataset = getattr(splits, name)
         if dataset is None:
             continue
-        queries = run.embed(dataset, copies=test_time_augment)                # (N, E)
+        queries = run.embed(dataset, copies=test_time_augment)  # (N, E)
         if name == "unseen":
-            names = [m for m in (metrics or UNSEEN_METRICS)
-                     if m in UNSEEN_METRICS or m in CLUSTERING_METRICS]
+            names = [
+                m
+                for m in (metrics or UNSEEN_METRICS)
+                if m in UNSEEN_METRICS or m in CLUSTERING_METRICS
+            ]
             if names:
-                results[name] = evaluate(queries, dataset.labels, metrics=names,
-                                         seed=run.config.train.seed)
+                results[name] = evaluate(
+                    queries, dataset.labels, metrics=names, seed=run.config.train.seed
+                )
             continue
         results[name] = _seen_metrics(run, queries, dataset.labels, metrics)
     if write:
@@ -189,13 +219,20 @@ def evaluate_run(run: LoadedRun | str | Path, *, split: str = "all",
 def write_evaluation(run: LoadedRun, results: dict[str, dict]) -> Path:
     """``RUN_DIR/evaluation.json``: the results with the checkpoint's epoch and iteration."""
     path = run.path / EVALUATION
-    write_json(path, {"epoch": run.epoch, "iteration": run.iteration,
-                      "finished": run.finished, **results})
+    write_json(
+        path, {"epoch": run.epoch, "iteration": run.iteration, "finished": run.finished, **results}
+    )
     return path
 
 
-def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None = None, *,
-                options: str = "", metrics: Sequence[str] | None = None) -> dict[str, dict]:
+def evaluate_on(
+    run: LoadedRun | str | Path,
+    dataset: str,
+    data_dir: str | None = None,
+    *,
+    options: str = "",
+    metrics: Sequence[str] | None = None,
+) -> dict[str, dict]:
     """Score a saved run on another dataset ``dataset`` (``data_dir``, loader ``options`` as
     YAML), loaded with the run's split seed; returns ``{part: {metric: value}}``.
 
@@ -214,8 +251,7 @@ def evaluate_on(run: LoadedRun | str | Path, dataset: str, data_dir: str | None 
     return score_other(run, load_like_run(run, dataset, data_dir, options), metrics=metrics)
 
 
-def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None
-                ) -> dict[str, dict]:
+def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None) -> dict[str, dict]:
     """:func:`evaluate_on` for data already loaded (``DatasetSplits`` ``other``); each phase
     is a line on stderr (``magnetdml --quiet`` silences them), the embedding passes a bar."""
     from .._progress import phase
@@ -223,8 +259,10 @@ def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None
     unseen_names = [m for m in (metrics or UNSEEN_METRICS) if m in UNSEEN_METRICS]
     results: dict[str, dict] = {}
     if list(other.class_names) == list(run.splits.class_names):
-        phase(f"embedding its test split ({len(other.test):,} inputs of the run's classes) "
-              f"and the run's training split ({len(run.splits.train):,}, the reference)")
+        phase(
+            f"embedding its test split ({len(other.test):,} inputs of the run's classes) "
+            f"and the run's training split ({len(run.splits.train):,}, the reference)"
+        )
         queries = run.embed(other.test)
         run.reference_embeddings()
         phase("scoring the test split (kNC, kNN, retrieval, clustering)")
@@ -237,8 +275,9 @@ def score_other(run: LoadedRun, other, *, metrics: Sequence[str] | None = None
         queries = np.concatenate([run.embed(p) for p in parts])
         labels = np.concatenate([p.labels for p in parts])
         phase("scoring them among themselves (clustering, retrieval)")
-        results["unseen"] = evaluate(queries, labels, metrics=unseen_names,
-                                     seed=run.config.train.seed)
+        results["unseen"] = evaluate(
+            queries, labels, metrics=unseen_names, seed=run.config.train.seed
+        )
     return results
 
 
@@ -254,13 +293,23 @@ def _seen_metrics(run: LoadedRun, queries, labels, metrics) -> dict[str, float]:
     out: dict[str, float] = {}
     if own:
         if run.loss_fn is None:
-            raise ValueError(f"{own[0]} needs a loss with its own classifier (softmax, proxy "
-                             f"losses); this run's loss {run.config.loss.name!r} has none")
+            raise ValueError(
+                f"{own[0]} needs a loss with its own classifier (softmax, proxy "
+                f"losses); this run's loss {run.config.loss.name!r} has none"
+            )
         out.update(classifier_metrics(run.loss_fn, queries, labels))
     if others:
-        out.update(evaluate(queries, labels, reference=run.reference_embeddings(),
-                            reference_labels=run.splits.train.labels, metrics=others,
-                            k=run.config.eval.knn_k, seed=run.config.train.seed))
+        out.update(
+            evaluate(
+                queries,
+                labels,
+                reference=run.reference_embeddings(),
+                reference_labels=run.splits.train.labels,
+                metrics=others,
+                k=run.config.eval.knn_k,
+                seed=run.config.train.seed,
+            )
+        )
     if knc:
         out.update(knc_errors(run.classifier(), queries, labels, knc))
     return {m: out[m] for m in names}

@@ -36,7 +36,9 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> An
         except pickle.UnpicklingError as error:
             if "weights_only" not in str(error).lower() and "global" not in str(error).lower():
                 raise
-            raise ValueError(f"{str(path)!r} holds objects other than tensors, numpy arrays and "
-                             "plain Python values, so it was not written by magnetdml and was "
-                             "not loaded (unpickling it could run code); delete it, or train "
-                             "the run again") from None
+            raise ValueError(
+                f"{str(path)!r} holds objects other than tensors, numpy arrays and "
+                "plain Python values, so it was not written by magnetdml and was "
+                "not loaded (unpickling it could run code); delete it, or train "
+                "the run again"
+            ) from None

@@ -35,12 +35,14 @@ def pin_data_options(config: Config) -> Config:
     from ..data.image_tree import options_text
     from ..data.loading import pin_loader_options
 
-    pinned = pin_loader_options(config.data.name, config.data.data_dir,
-                                config.data.loader_options())
+    pinned = pin_loader_options(
+        config.data.name, config.data.data_dir, config.data.loader_options()
+    )
     if pinned is None:
         return config
-    return dataclasses.replace(config, data=dataclasses.replace(
-        config.data, options=options_text(pinned)))
+    return dataclasses.replace(
+        config, data=dataclasses.replace(config.data, options=options_text(pinned))
+    )
 
 
 #: ``{data config: splits}`` while :func:`shared_splits` is active (None: no sharing).
@@ -65,27 +67,34 @@ def load_splits(config: Config):
     the original labels are the attribute ``"fine"``."""
     if _SHARED is not None:
         if config.data not in _SHARED:
-            _SHARED.clear()                      # one dataset at a time: bounded memory
+            _SHARED.clear()  # one dataset at a time: bounded memory
             _SHARED[config.data] = _load_splits(config)
         return _SHARED[config.data]
     return _load_splits(config)
 
 
 def _load_splits(config: Config):
-    splits = load_dataset(config.data.name, config.data.data_dir, seed=config.data.seed,
-                          val_fraction=config.data.val_fraction,
-                          unseen_classes=config.data.unseen_classes or None,
-                          val_classes=config.data.val_classes,
-                          **config.data.loader_options())
+    splits = load_dataset(
+        config.data.name,
+        config.data.data_dir,
+        seed=config.data.seed,
+        val_fraction=config.data.val_fraction,
+        unseen_classes=config.data.unseen_classes or None,
+        val_classes=config.data.val_classes,
+        **config.data.loader_options(),
+    )
     return collapse_pairs(splits, config.data.seed) if config.data.collapse_pairs else splits
 
 
 def make_model(config: Config, input_shape) -> nn.Module:
     """The embedding network; it L2-normalises its output when :func:`trains_directions`."""
-    return build_model(config.model.backbone, tuple(input_shape),
-                       embedding_dim=config.model.embedding_dim,
-                       normalize=trains_directions(config),
-                       **config.model.backbone_options())
+    return build_model(
+        config.model.backbone,
+        tuple(input_shape),
+        embedding_dim=config.model.embedding_dim,
+        normalize=trains_directions(config),
+        **config.model.backbone_options(),
+    )
 
 
 def trains_directions(config: Config) -> bool:
@@ -98,15 +107,19 @@ def trains_directions(config: Config) -> bool:
     either way (normalising twice is normalising once)."""
     if config.model.normalize:
         return True
-    with torch.random.fork_rng(devices=[]):   # a loss with weights (softmax) draws them
+    with torch.random.fork_rng(devices=[]):  # a loss with weights (softmax) draws them
         return bool(getattr(make_loss(config, num_classes=2), "normalize", False))
 
 
 def make_loss(config: Config, num_classes: int) -> nn.Module:
     """The configured loss; cluster losses (their spec's ``uses_index``) return per-example
     losses (the sampler caches them), so they are built with ``reduction="none"``."""
-    loss = build_loss(config.loss.name, embedding_dim=config.model.embedding_dim,
-                      num_classes=num_classes, **config.loss.fields())
+    loss = build_loss(
+        config.loss.name,
+        embedding_dim=config.model.embedding_dim,
+        num_classes=num_classes,
+        **config.loss.fields(),
+    )
     if config.loss.spec().uses_index:
         loss.reduction = "none"
     return loss
@@ -121,49 +134,80 @@ def make_optimizer(config: Config, model: nn.Module, loss: nn.Module) -> torch.o
     multiplier = config.loss.parameter_lr_multiplier()
     own = list(loss.parameters())
     if own and multiplier != 1.0:
-        groups = [{"params": list(model.parameters())},
-                  {"params": own, "lr": train.lr * multiplier}]
+        groups = [
+            {"params": list(model.parameters())},
+            {"params": own, "lr": train.lr * multiplier},
+        ]
     else:
         groups = [{"params": [*model.parameters(), *own]}]
     if train.optimizer == "adam":
         return torch.optim.Adam(groups, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum,
-                           weight_decay=train.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+    )
 
 
 def make_index(config: Config) -> ClusterIndex:
-    return ClusterIndex(clusters_per_class=config.index.clusters_per_class,
-                        method=config.index.method,
-                        distance_threshold=config.index.distance_threshold,
-                        seed=config.train.seed)
+    return ClusterIndex(
+        clusters_per_class=config.index.clusters_per_class,
+        method=config.index.method,
+        distance_threshold=config.index.distance_threshold,
+        seed=config.train.seed,
+    )
 
 
-def make_sampler(config: Config, labels: np.ndarray, index: ClusterIndex | None, *,
-                 rank: int = 0, world_size: int = 1):
+def make_sampler(
+    config: Config,
+    labels: np.ndarray,
+    index: ClusterIndex | None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+):
     """Neighbourhoods (M clusters x D examples) for cluster losses; for the others P x K
     class-balanced or uniformly shuffled batches, as ``sampler.batches`` says (``auto``:
     uniform for softmax, class-balanced for pair and triplet losses)."""
     per_epoch = config.train.iterations_per_epoch or None
     if index is not None:
-        return NeighbourhoodSampler(index, clusters_per_batch=config.sampler.clusters_per_batch,
-                                    examples_per_cluster=config.sampler.examples_per_cluster,
-                                    batches_per_epoch=per_epoch, seed=config.train.seed,
-                                    num_replicas=world_size, rank=rank,
-                                    impostors=config.sampler.impostors)
+        return NeighbourhoodSampler(
+            index,
+            clusters_per_batch=config.sampler.clusters_per_batch,
+            examples_per_cluster=config.sampler.examples_per_cluster,
+            batches_per_epoch=per_epoch,
+            seed=config.train.seed,
+            num_replicas=world_size,
+            rank=rank,
+            impostors=config.sampler.impostors,
+        )
     if config.sampler.batch_protocol(config.loss.name) == "uniform":
-        size = config.sampler.batch_size or (config.sampler.classes_per_batch
-                                             * config.sampler.examples_per_class)
-        return UniformSampler(labels, batch_size=size, batches_per_epoch=per_epoch,
-                              seed=config.train.seed, num_replicas=world_size, rank=rank)
-    return ClassBalancedSampler(labels, classes_per_batch=config.sampler.classes_per_batch,
-                                examples_per_class=config.sampler.examples_per_class,
-                                batches_per_epoch=per_epoch, seed=config.train.seed,
-                                num_replicas=world_size, rank=rank)
+        size = config.sampler.batch_size or (
+            config.sampler.classes_per_batch * config.sampler.examples_per_class
+        )
+        return UniformSampler(
+            labels,
+            batch_size=size,
+            batches_per_epoch=per_epoch,
+            seed=config.train.seed,
+            num_replicas=world_size,
+            rank=rank,
+        )
+    return ClassBalancedSampler(
+        labels,
+        classes_per_batch=config.sampler.classes_per_batch,
+        examples_per_class=config.sampler.examples_per_class,
+        batches_per_epoch=per_epoch,
+        seed=config.train.seed,
+        num_replicas=world_size,
+        rank=rank,
+    )
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -31,6 +31,7 @@ class RunningSigma2:
     def update(self, s2: float) -> float:
         """Fold one batch's ``s2`` in; returns the new ``sigma^2``."""
         s2 = float(s2)
-        self.value = s2 if self.value is None else (
-            self.momentum * self.value + (1 - self.momentum) * s2)
+        self.value = (
+            s2 if self.value is None else (self.momentum * self.value + (1 - self.momentum) * s2)
+        )
         return self.value

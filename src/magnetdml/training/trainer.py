@@ -51,16 +51,18 @@ class Trainer:
         check_one_process_settings(config, dist.world_size)
         # rank 0 names the default folder: the ranks' clocks may straddle a second
         out = dist.broadcast_object(
-            Path(config.out or RunDir.default_path(config.data.name, config.loss.name)))
+            Path(config.out or RunDir.default_path(config.data.name, config.loss.name))
+        )
         # an image folder's size, channels and class level go into config.json
         self.config = config = pin_data_options(dataclasses.replace(config, out=str(out)))
         self.dist = dist
         # only rank 0 writes the run folder; its refusal (finished run) stops every rank
-        self.run = dist.on_main(lambda: RunDir.open(out, config_to_dict(config),
-                                                    overwrite=overwrite))
+        self.run = dist.on_main(
+            lambda: RunDir.open(out, config_to_dict(config), overwrite=overwrite)
+        )
         try:
             self._build(config, dist)
-        except BaseException:       # a refused start frees the folder for the corrected one
+        except BaseException:  # a refused start frees the folder for the corrected one
             self.close()
             raise
 
@@ -70,29 +72,34 @@ class Trainer:
             self.run.close()
 
     def _build(self, config: Config, dist: Distributed) -> None:
-        seed_everything(config.train.seed)   # same seed on every rank: the same initial model
+        seed_everything(config.train.seed)  # same seed on every rank: the same initial model
         self.splits = load_splits(config)
         self.labels = self.splits.train.labels
         self.model = make_model(config, self.splits.input_shape).to(dist.device)
-        if config.model.init_from:   # after the seeded initialisation: the RNG is unchanged
+        if config.model.init_from:  # after the seeded initialisation: the RNG is unchanged
             load_initial_weights(self.model, config.model.init_from)
         self.loss_fn = make_loss(config, self.splits.num_classes).to(dist.device)
-        self.objective = Objective(self.model, self.loss_fn, amp=config.train.amp,
-                                   device_type=dist.device.type)
-        self._ddp: nn.Module | None = None   # wrapped on the first step (after warm start)
+        self.objective = Objective(
+            self.model, self.loss_fn, amp=config.train.amp, device_type=dist.device.type
+        )
+        self._ddp: nn.Module | None = None  # wrapped on the first step (after warm start)
         self.uses_index = config.loss.spec().uses_index
-        self.stopping = EarlyStopping(config.train.patience, config.train.epochs,
-                                      "retrieval_error" if config.data.val_classes
-                                      else config.loss.spec().own_metric)
+        self.stopping = EarlyStopping(
+            config.train.patience,
+            config.train.epochs,
+            "retrieval_error" if config.data.val_classes else config.loss.spec().own_metric,
+        )
         self.stopping.check(self.splits.val is not None)
         check_training_classes(config, self.labels)
         self.optimizer = make_optimizer(config, self.model, self.loss_fn)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
-                                                                config.train.lr_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizer, config.train.lr_decay
+        )
         self.augmenter, self.augment_generator = self._make_augmenter()
         self.train_augmenter = self.augmenter if config.data.augment else None
-        self.upkeep = IndexUpkeep(config, self.model, self.splits.train, dist,
-                                  uses_index=self.uses_index)
+        self.upkeep = IndexUpkeep(
+            config, self.model, self.splits.train, dist, uses_index=self.uses_index
+        )
         self.evaluation = Evaluation(config, dist, self.augmenter, self.loss_fn)
         self.running_sigma2 = RunningSigma2(config.train.variance_momentum)
         self.sampler = None
@@ -114,9 +121,11 @@ class Trainer:
 
     def timing_summary(self) -> dict:
         """Seconds and counts of the run, with the index refreshes', in the summary's order."""
-        first = {"train_seconds": self.timing["train_seconds"],
-                 "refresh_seconds": self.upkeep.refresh_seconds,
-                 "refreshes": self.upkeep.refreshes}
+        first = {
+            "train_seconds": self.timing["train_seconds"],
+            "refresh_seconds": self.upkeep.refresh_seconds,
+            "refreshes": self.upkeep.refreshes,
+        }
         return {**first, **{k: v for k, v in self.timing.items() if k not in first}}
 
     def build_initial_index(self) -> None:
@@ -125,8 +134,13 @@ class Trainer:
         if self.uses_index:
             self.refresh_index()
         self.timing["initial_index_seconds"] = time.perf_counter() - started
-        self.sampler = make_sampler(self.config, self.labels, self.index,
-                                    rank=self.dist.rank, world_size=self.dist.world_size)
+        self.sampler = make_sampler(
+            self.config,
+            self.labels,
+            self.index,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
 
     # ------------------------------------------------------------ index upkeep
     def refresh_due(self) -> bool:
@@ -150,30 +164,42 @@ class Trainer:
     def knc(self, reference: np.ndarray):
         """kNC of the training embeddings ``reference``: the run's index (a refreshed copy
         when it clusters older embeddings), ``sigma^2`` and temperature (``fit_knc``)."""
-        return self.evaluation.knc(reference, self.labels, index=self.index,
-                                   current=self.upkeep.index_iteration == self.iteration,
-                                   sigma2=self.sigma2)
+        return self.evaluation.knc(
+            reference,
+            self.labels,
+            index=self.index,
+            current=self.upkeep.index_iteration == self.iteration,
+            sigma2=self.sigma2,
+        )
 
-    def evaluate(self, dataset=None, *, queries: np.ndarray | None = None,
-                 full: bool = False) -> dict:
+    def evaluate(
+        self, dataset=None, *, queries: np.ndarray | None = None, full: bool = False
+    ) -> dict:
         """kNC and soft-kNN errors of ``dataset`` (the test split by default) against the
         training set's embeddings (paper §3.3); ``full`` adds every metric of ``evaluate``."""
         dataset = dataset if dataset is not None else self.splits.test
-        queries = self.embed(dataset) if queries is None else queries   # sharded passes
+        queries = self.embed(dataset) if queries is None else queries  # sharded passes
         reference = self.train_embeddings()
-        return self.evaluation.scores(queries, dataset.labels, reference, self.labels,
-                                      lambda: self.knc(reference), full=full)
+        return self.evaluation.scores(
+            queries, dataset.labels, reference, self.labels, lambda: self.knc(reference), full=full
+        )
 
     def finish(self, write: bool = True) -> dict:
         """Full evaluation of the final model (and of unseen classes, when the dataset has a
         class-disjoint split); written to ``metrics.json`` (with ``write``), the file that
         marks the run finished."""
         self.apply_pending_refresh(wait=True)
-        summary = {"dataset": self.config.data.name, "loss": self.config.loss.name,
-                   "backbone": self.config.model.backbone, "run_dir": self.config.out,
-                   "epochs": self.epoch, "iterations": self.iteration, "sigma2": self.sigma2,
-                   **self.stopping.summary(self.epoch)}
-        if self.config.eval.final:      # off: a search trial, scored on its validation split
+        summary = {
+            "dataset": self.config.data.name,
+            "loss": self.config.loss.name,
+            "backbone": self.config.model.backbone,
+            "run_dir": self.config.out,
+            "epochs": self.epoch,
+            "iterations": self.iteration,
+            "sigma2": self.sigma2,
+            **self.stopping.summary(self.epoch),
+        }
+        if self.config.eval.final:  # off: a search trial, scored on its validation split
             final = self.evaluation.final_test_embeddings = self.embed(self.splits.test)
             summary.update(self.evaluate(queries=final, full=True))
         if self.splits.unseen is not None and self.config.eval.final:
@@ -197,8 +223,11 @@ class Trainer:
             return self.evaluate(self.splits.val)
         val = self.splits.val
         queries = self.embed(val)
-        scores = self.dist.broadcast_object(self.dist.on_main(
-            lambda: evaluate(queries, val.labels, metrics=["map_at_r", "precision_at_1"])))
+        scores = self.dist.broadcast_object(
+            self.dist.on_main(
+                lambda: evaluate(queries, val.labels, metrics=["map_at_r", "precision_at_1"])
+            )
+        )
         return {**scores, "retrieval_error": 1.0 - scores["map_at_r"]}
 
     def track_validation(self, record: dict) -> None:
@@ -226,7 +255,7 @@ class Trainer:
         return checkpoint_state.trainer_state(self)
 
     def save_checkpoint(self) -> None:
-        state = self.state_dict()   # on every rank: it gathers
+        state = self.state_dict()  # on every rank: it gathers
         if self.run is not None:
             self.run.save_checkpoint(state)
 
@@ -234,8 +263,9 @@ class Trainer:
         """Resume from the run folder's checkpoint, if it has one; return whether it did."""
         resumed = self.dist.broadcast_object(bool(self.run and self.run.has_checkpoint()))
         if resumed:
-            checkpoint_state.restore_trainer(self, self.dist.broadcast_object(
-                self.run.load_checkpoint() if self.run else None))
+            checkpoint_state.restore_trainer(
+                self, self.dist.broadcast_object(self.run.load_checkpoint() if self.run else None)
+            )
         return resumed
 
     # ------------------------------------------------------------------- one step
@@ -248,18 +278,22 @@ class Trainer:
             x = self.train_augmenter(x)
         if self.uses_index:
             clusters = torch.as_tensor(self.index.assignments_[indices], device=y.device)
-            per_example = self.net(x, y, clusters)                           # (B,)
+            per_example = self.net(x, y, clusters)  # (B,)
             loss = per_example.mean()
         else:
             loss = self.net(x, y)
-        if not torch.isfinite(loss.detach()):   # before the update: the weights stay usable
+        if not torch.isfinite(loss.detach()):  # before the update: the weights stay usable
             raise ValueError(
                 f"training diverged at iteration {self.iteration + 1} (epoch {self.epoch + 1}): "
                 f"the loss is {float(loss.detach())}; lower train.lr (now "
                 f"{self.optimizer.param_groups[0]['lr']:.3g}). The checkpoint holds the last "
-                "finished epoch: rerun with a lower --train.lr and --overwrite")
-        value = (self._share_losses(indices, per_example.detach(), self.loss_fn.last_variance)
-                 if self.uses_index else None)
+                "finished epoch: rerun with a lower --train.lr and --overwrite"
+            )
+        value = (
+            self._share_losses(indices, per_example.detach(), self.loss_fn.last_variance)
+            if self.uses_index
+            else None
+        )
         # Under DDP, backward all-reduces (averages) the gradients: the update of the mean of
         # the ranks' neighbourhood losses, as one process accumulating them would make.
         self.optimizer.zero_grad(set_to_none=True)
@@ -277,17 +311,24 @@ class Trainer:
         """The model and loss as one module; under torchrun, wrapped in DDP. Wrapped lazily:
         the warm start trains the model under its own DDP wrapper first."""
         if self._ddp is None:
-            self._ddp = (DistributedDataParallel(self.objective) if self.dist.world_size > 1
-                         else self.objective)
+            self._ddp = (
+                DistributedDataParallel(self.objective)
+                if self.dist.world_size > 1
+                else self.objective
+            )
         return self._ddp
 
-    def _share_losses(self, indices: np.ndarray, losses: torch.Tensor,
-                      s2: torch.Tensor) -> float:
+    def _share_losses(self, indices: np.ndarray, losses: torch.Tensor, s2: torch.Tensor) -> float:
         """Every rank caches every rank's losses, so the samplers stay identical; returns the
         mean loss over all ranks (every neighbourhood has the same size)."""
-        packed = torch.stack([torch.as_tensor(indices, dtype=torch.float64),
-                              losses.double().cpu(),
-                              s2.double().cpu().expand(len(indices))], dim=1)
+        packed = torch.stack(
+            [
+                torch.as_tensor(indices, dtype=torch.float64),
+                losses.double().cpu(),
+                s2.double().cpu().expand(len(indices)),
+            ],
+            dim=1,
+        )
         packed = self.dist.gather_rows(packed.to(self.dist.device)).cpu().numpy()
         self.sampler.update_losses(packed[:, 0].astype(np.int64), packed[:, 1])
         self.running_sigma2.update(float(packed[:, 2].mean()))
@@ -295,20 +336,28 @@ class Trainer:
 
     def epoch_record(self, mean_loss: float) -> dict:
         """The per-epoch line of ``metrics.jsonl`` (test errors are added by the loop)."""
-        record = {"epoch": self.epoch, "iteration": self.iteration, "loss": mean_loss,
-                  "lr": self.optimizer.param_groups[0]["lr"], "sigma2": self.sigma2,
-                  "refreshes": self.upkeep.refreshes,
-                  "train_seconds": round(self.timing["train_seconds"], 3)}
+        record = {
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "loss": mean_loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "sigma2": self.sigma2,
+            "refreshes": self.upkeep.refreshes,
+            "train_seconds": round(self.timing["train_seconds"], 3),
+        }
         if self.index is not None:
             per_class = np.asarray(self.index.clusters_per_class_)
-            record["clusters_per_class"] = {"mean": float(per_class.mean()),
-                                            "min": int(per_class.min()),
-                                            "max": int(per_class.max())}
+            record["clusters_per_class"] = {
+                "mean": float(per_class.mean()),
+                "min": int(per_class.min()),
+                "max": int(per_class.max()),
+            }
             record["drift"] = self.upkeep.schedule.last_drift
         if self.sampler is not None and hasattr(self.sampler, "stats"):
             # scalars only: per-cluster arrays would make every line as long as the index
-            record["sampler"] = {k: v for k, v in self.sampler.stats().items()
-                                 if isinstance(v, (int, float))}
+            record["sampler"] = {
+                k: v for k, v in self.sampler.stats().items() if isinstance(v, (int, float))
+            }
             self.sampler.reset_stats()
         return record
 

@@ -45,8 +45,10 @@ def warm_start(trainer, epochs: int, progress: bool = False) -> None:
     cache = WarmStartCache(folder, trainer, epochs, BATCH_SIZE) if folder else None
     loaded = cache is not None and cache.restore()
     shown = progress and trainer.dist.is_main
-    phase(f"softmax warm start: {'loaded from ' + folder if loaded else f'{epochs} epoch(s)'}",
-          progress=shown)
+    phase(
+        f"softmax warm start: {'loaded from ' + folder if loaded else f'{epochs} epoch(s)'}",
+        progress=shown,
+    )
     if not loaded:
         _train(trainer, epochs, progress)
         if cache is not None:
@@ -59,23 +61,32 @@ def _train(trainer, epochs: int, progress: bool = False) -> None:
     config, dist = trainer.config, trainer.dist
     head = trainer.loss_fn
     if not isinstance(head, SoftmaxLoss):
-        head = build_loss("softmax", embedding_dim=config.model.embedding_dim,
-                          num_classes=trainer.splits.num_classes).to(dist.device)
+        head = build_loss(
+            "softmax",
+            embedding_dim=config.model.embedding_dim,
+            num_classes=trainer.splits.num_classes,
+        ).to(dist.device)
     net = _WithHead(trainer.model, head)
     if dist.world_size > 1:
         net = DistributedDataParallel(net)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.train.warm_start_rate(),
-                                momentum=config.train.momentum)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=config.train.warm_start_rate(), momentum=config.train.momentum
+    )
     rng = np.random.default_rng(config.train.seed)
     dataset = trainer.splits.train
     steps = epochs * (len(range(dist.rank, len(dataset), dist.world_size)) // BATCH_SIZE)
-    shown = bar(total=steps, desc="softmax warm start", unit="it", delay=0,
-                progress=progress and dist.is_main)
+    shown = bar(
+        total=steps,
+        desc="softmax warm start",
+        unit="it",
+        delay=0,
+        progress=progress and dist.is_main,
+    )
     for _ in range(epochs):
         order = rng.permutation(len(dataset))
-        order = order[dist.rank::dist.world_size]     # each rank its own share of the epoch
+        order = order[dist.rank :: dist.world_size]  # each rank its own share of the epoch
         for start in range(0, len(order) - BATCH_SIZE + 1, BATCH_SIZE):
-            x, y = dataset.get_batch(order[start:start + BATCH_SIZE])
+            x, y = dataset.get_batch(order[start : start + BATCH_SIZE])
             x, y = x.to(dist.device), y.to(dist.device)
             if trainer.train_augmenter is not None:
                 x = trainer.train_augmenter(x)

@@ -43,12 +43,14 @@ class WarmStartCache:
 
     def __init__(self, folder: str | Path, trainer, epochs: int, batch_size: int) -> None:
         folder = Path(folder).expanduser()
-        try:   # now, not after an epoch of warm start that could then not be stored
+        try:  # now, not after an epoch of warm start that could then not be stored
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise ValueError(f"train.warm_start_cache must be a folder this process can write; "
-                             f"{str(folder)!r} is not ({error.strerror}): pass another folder, "
-                             "or '' to train the warm start without storing it") from error
+            raise ValueError(
+                f"train.warm_start_cache must be a folder this process can write; "
+                f"{str(folder)!r} is not ({error.strerror}): pass another folder, "
+                "or '' to train the warm start without storing it"
+            ) from error
         self.trainer = trainer
         self.key = _key(trainer, epochs, batch_size)
         self.path = folder / f"warm-start-{self.key[:32]}.pt"
@@ -72,9 +74,13 @@ class WarmStartCache:
 
     def store(self) -> None:
         """Write the trainer's warm-started weights and random states (atomically)."""
-        state = {"key": self.key, "model": self.trainer.model.state_dict(),
-                 "loss": self.trainer.loss_fn.state_dict(), "rng": rng_state(),
-                 "augment_rng": _augment_state(self.trainer)}
+        state = {
+            "key": self.key,
+            "model": self.trainer.model.state_dict(),
+            "loss": self.trainer.loss_fn.state_dict(),
+            "rng": rng_state(),
+            "augment_rng": _augment_state(self.trainer),
+        }
         atomic_write(self.path, lambda handle: torch.save(state, handle))
 
 
@@ -87,18 +93,27 @@ def _key(trainer, epochs: int, batch_size: int) -> str:
     """sha256 over everything the warm start reads (see the module docstring)."""
     config, model, train = trainer.config, trainer.model, trainer.splits.train
     digest = hashlib.sha256()
-    settings = {"format": FORMAT, "torch": torch.__version__, "epochs": epochs,
-                "batch_size": batch_size, "seed": config.train.seed,
-                "lr": config.train.warm_start_rate(),
-                "momentum": config.train.momentum, "device": str(trainer.dist.device),
-                "world_size": trainer.dist.world_size, "data": repr(config.data),
-                "num_classes": trainer.splits.num_classes,
-                # the warm start trains head(features(x)) -- never the output normalisation,
-                # so runs that differ only in model.normalize share one
-                "architecture": repr((model.backbone, model.head))}
+    settings = {
+        "format": FORMAT,
+        "torch": torch.__version__,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": config.train.seed,
+        "lr": config.train.warm_start_rate(),
+        "momentum": config.train.momentum,
+        "device": str(trainer.dist.device),
+        "world_size": trainer.dist.world_size,
+        "data": repr(config.data),
+        "num_classes": trainer.splits.num_classes,
+        # the warm start trains head(features(x)) -- never the output normalisation,
+        # so runs that differ only in model.normalize share one
+        "architecture": repr((model.backbone, model.head)),
+    }
     digest.update(json.dumps(settings, sort_keys=True).encode())
-    weights = {**model.state_dict(),
-               **{f"loss.{k}": v for k, v in trainer.loss_fn.state_dict().items()}}
+    weights = {
+        **model.state_dict(),
+        **{f"loss.{k}": v for k, v in trainer.loss_fn.state_dict().items()},
+    }
     for name, tensor in weights.items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
