@@ -12,6 +12,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "magnetdml"
 
@@ -401,3 +403,25 @@ def test_one_knc_and_one_evaluate_run():
 def files(pattern: str) -> list[str]:
     """The files (no repeats, sorted) whose source contains ``pattern``."""
     return sorted({where.split(":")[0] for where in occurrences(pattern)})
+
+
+def test_the_tests_mirror_the_package():
+    """Each test folder is named after a subpackage of src/magnetdml (or benchmarks/)."""
+    root = Path(__file__).resolve().parent
+    package = root.parent / "src" / "magnetdml"
+    if not package.is_dir():
+        pytest.skip("outside the repository (e.g. an sdist's tests against a wheel)")
+    layers = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders <= layers | {"benchmarks"}, folders - layers
+    assert not [
+        p.name
+        for p in root.glob("test_*.py")
+        if p.name
+        not in {
+            "test_architecture.py",
+            "test_packaging.py",
+            "test_portable_results.py",
+            "test_docs_tables.py",
+        }
+    ]

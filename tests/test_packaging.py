@@ -132,5 +132,5 @@ def test_the_sdist_holds_what_the_tests_need(tmp_path):
         "src/magnetdml/_version.py",
     }
     assert needed <= names, needed - names
-    tests = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")}
+    tests = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").rglob("*.py")}
     assert tests <= names, tests - names

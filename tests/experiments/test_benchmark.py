@@ -112,7 +112,7 @@ def test_a_killed_benchmark_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "b"
     env = {
         **os.environ,
-        "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+        "PYTHONPATH": str(Path(__file__).parents[2] / "src"),
         "OMP_NUM_THREADS": "1",
     }
     proc = subprocess.Popen(

@@ -12,7 +12,7 @@ import pytest
 
 from magnetdml.evaluation import nearest_neighbours
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _module():

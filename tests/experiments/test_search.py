@@ -199,7 +199,7 @@ def test_a_rerun_resumes_the_study_and_more_trials_extend_it(searched):
 def _cli(*args):
     env = {
         **os.environ,
-        "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+        "PYTHONPATH": str(Path(__file__).parents[2] / "src"),
         "OMP_NUM_THREADS": "1",
     }
     flags = [f"--{k}={v}" for k, v in TINY.items() if k != "data.val_fraction"]

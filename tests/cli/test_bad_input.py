@@ -665,7 +665,7 @@ def test_experiments_default_to_an_untracked_folder():
 
     from magnetdml.cli.experiment import DEFAULT_OUT
 
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     assert not str(DEFAULT_OUT).startswith("benchmarks")
     ignored = subprocess.run(
         ["git", "check-ignore", "-q", str(DEFAULT_OUT / "x" / "f.json")],

@@ -11,7 +11,7 @@ import torch
 
 import magnetdml as md
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_loop.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_loop.py"
 
 
 def _data(n_classes=4, per_class=30, dim=6, seed=0):
