@@ -338,6 +338,7 @@ def _project_base(
     return name if inside and name in class_names else None
 
 
+@pytest.mark.slow
 def test_no_class_inherits_from_more_than_one_project_class():
     # Composition with declared state (issue 24): a class built from several of the
     # package's classes (the Trainer's four mixins) shares attributes that no file declares.

@@ -100,6 +100,7 @@ def test_the_version_shows_in_the_cli_and_in_config_json(tmp_path, capsys):
     RunDir.open(tmp_path / "run", config)  # and the folder reopens
 
 
+@pytest.mark.slow
 def test_the_sdist_holds_what_the_tests_need(tmp_path):
     """Built from the checkout as CI does: tests, the example a test runs, docs, changelog."""
     if not (ROOT / ".git").exists():

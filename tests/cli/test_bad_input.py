@@ -242,6 +242,7 @@ def _decompression_bomb(path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("argv", "phrase"), CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
 def test_bad_input_is_one_line(argv, phrase, places, tmp_path, capsys):
     def place(word: str) -> str:
@@ -372,6 +373,7 @@ def _api_cases():
     def loaded(places):
         return md.load_run(places["RUN"])
 
+    @pytest.mark.slow
     def test_split(places):
         return loaded(places).splits.test
 
@@ -457,6 +459,7 @@ def _api_cases():
 API_CASES = _api_cases()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("call", "phrase"), [(c, m) for _, c, m in API_CASES], ids=[name for name, _, _ in API_CASES]
 )
@@ -599,6 +602,7 @@ def _worker_sleeps(pid_file: str) -> None:
     time.sleep(120)
 
 
+@pytest.mark.slow
 def test_workers_end_when_their_parent_is_killed(tmp_path):
     """kill -9 of `search --jobs 2` / `compare --jobs 2` must not leave its workers running."""
     import os
@@ -675,6 +679,7 @@ def test_experiments_default_to_an_untracked_folder():
     assert ignored.returncode == 0, f"{DEFAULT_OUT} is not ignored by git"
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_dataset_shows_its_phases(places, capsys):
     assert main(["evaluate", places["RUN"], "--dataset", "digits"]) == 0
     err = capsys.readouterr().err
@@ -711,6 +716,7 @@ def test_report_on_a_compare_folder(tmp_path, capsys):
     assert "magnet" in page and "triplet" in page
 
 
+@pytest.mark.slow
 def test_resuming_from_another_runs_checkpoint_is_refused(places, tmp_path, capsys):
     """An unfinished run folder whose checkpoint a magnet run wrote, but whose config.json
     says triplet: resuming it would train a triplet run from a magnet state."""

@@ -154,6 +154,7 @@ def test_errors_name_the_parameter_and_the_fix():
         evaluate(x[:1], y[:1], metrics=["knn_error"])
 
 
+@pytest.mark.slow
 def test_r_is_every_same_class_reference_by_default_even_beyond_1024():
     """The standard R-precision / MAP@R (all R same-class references): the old default cap of
     1024 changed them on classes larger than that."""

@@ -34,6 +34,7 @@ def history(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_every_loss_trains_the_same_budget_in_its_own_folder(result):
     for loss in LOSSES:
         run = result.out / loss / "seed0"
@@ -42,6 +43,7 @@ def test_every_loss_trains_the_same_budget_in_its_own_folder(result):
         assert [r["iteration"] for r in history(run)] == [4, 8]
 
 
+@pytest.mark.slow
 def test_curves_are_each_losses_own_test_error_per_epoch(result):
     for loss, metric in (
         ("magnet", "knc_error"),
@@ -52,6 +54,7 @@ def test_curves_are_each_losses_own_test_error_per_epoch(result):
         assert result.curves[loss] == expected
 
 
+@pytest.mark.slow
 def test_markers_are_the_first_iteration_reaching_triplets_final_error(result):
     target = result.curves["triplet"][-1][1]
     for entry in result.table:
@@ -64,6 +67,7 @@ def test_markers_are_the_first_iteration_reaching_triplets_final_error(result):
     assert triplet["reached"] is not None and triplet["reached"] <= 8
 
 
+@pytest.mark.slow
 def test_report_files_hold_the_table_and_the_plot(result):
     rows = list(csv.DictReader(open(result.files["csv"])))
     assert [r["loss"] for r in rows] == LOSSES
@@ -81,6 +85,7 @@ def test_report_files_hold_the_table_and_the_plot(result):
     assert saved["hardware"]["torch_threads"] == 1
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_losses_and_resumes_unfinished_ones(result, monkeypatch):
     calls = []
     real_train = parallel.train
@@ -97,12 +102,14 @@ def test_rerun_skips_finished_losses_and_resumes_unfinished_ones(result, monkeyp
     assert [e["knc_error"] for e in again.table] == [e["knc_error"] for e in result.table]
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_table(result, tmp_path):
     parallel_result = compare(fast_config(), LOSSES, tmp_path, jobs=2)
     assert parallel_result.curves == result.curves
     assert [e["knc_error"] for e in parallel_result.table] == [e["knc_error"] for e in result.table]
 
 
+@pytest.mark.slow
 def test_a_finished_run_with_other_flags_is_not_silently_reused(result):
     with pytest.raises(ValueError, match="different config.*--overwrite"):
         compare(fast_config(**{"loss.alpha": 2.0}), ["magnet"], result.out)

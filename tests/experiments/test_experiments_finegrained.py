@@ -108,6 +108,7 @@ def quick(tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow
 def test_quick_runs_every_stage_and_scores_the_kept_models(quick):
     out, results = quick
     names = set(results["runs"])
@@ -140,6 +141,7 @@ def test_quick_runs_every_stage_and_scores_the_kept_models(quick):
         assert measured[f"{own}_error_at_5"] <= measured[f"{own}_error_at_1"]
 
 
+@pytest.mark.slow
 def test_quick_report_tables_and_claims(quick):
     out, results = quick
     titles = [t["title"] for t in results["tables"]]
@@ -166,6 +168,7 @@ def test_quick_report_tables_and_claims(quick):
     assert "Hierarchy recovery" in report and "errors_tiny.png" in report
 
 
+@pytest.mark.slow
 def test_a_kept_final_model_is_evaluated_from_the_command_line(quick, capsys):
     out, _ = quick
     assert main(["evaluate", str(out / "tiny-pretrained-magnet-s0")]) == 0

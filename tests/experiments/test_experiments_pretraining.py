@@ -101,6 +101,7 @@ def _config(folder) -> dict:
     return json.loads((folder / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_runs_and_trials_start_from_the_pretraining_run(pretrained):
     out, results = pretrained
     assert set(results["runs"]) == {"pre", "from-pre", "pinned", "scratch"}
@@ -130,6 +131,7 @@ def test_runs_and_trials_start_from_the_pretraining_run(pretrained):
     assert all(torch.equal(started[k], v) for k, v in pre.items())
 
 
+@pytest.mark.slow
 def test_space_of_the_search_and_pinned_fields(pretrained):
     out, results = pretrained
     for trial in (out / "tuning" / "digits-magnet").glob("trial_*"):
@@ -138,12 +140,14 @@ def test_space_of_the_search_and_pinned_fields(pretrained):
     assert _config(out / "pinned")["index"]["clusters_per_class"] == 3  # pinned
 
 
+@pytest.mark.slow
 def test_an_experiment_that_keeps_models_keeps_every_checkpoint(pretrained):
     out, _ = pretrained
     for name in ("from-pre", "pinned", "scratch"):
         assert (out / name / "checkpoint.pt").is_file()
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_everything_finished(pretrained, monkeypatch):
     out, _ = pretrained
     from magnetdml.experiments import run_stage

@@ -74,6 +74,7 @@ def finished(tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow
 def test_run_experiment_writes_results_report_and_drops_checkpoints(finished):
     out, results = finished
     assert set(results["runs"]) == {"digits-magnet", "digits-triplet"}
@@ -103,6 +104,7 @@ def test_runs_differing_only_in_loss_share_a_warm_start_that_goes_when_all_finis
     assert not (tmp_path / runner.WARM_STARTS).exists()
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(finished, monkeypatch):
     out, first = finished
 
@@ -116,6 +118,7 @@ def test_rerun_skips_finished_runs(finished, monkeypatch):
     assert again["runs_trained"] == 0
 
 
+@pytest.mark.slow
 def test_a_field_added_since_a_run_finished_counts_at_its_default(finished, monkeypatch):
     """A newer magnetdml resumes an older experiment: the saved config lacks the new field."""
     out, first = finished
@@ -132,6 +135,7 @@ def test_a_field_added_since_a_run_finished_counts_at_its_default(finished, monk
     assert run_experiment("tiny-test", out, progress=False)["tables"] == first["tables"]
 
 
+@pytest.mark.slow
 def test_finished_run_with_other_config_is_refused(finished):
     out, _ = finished
     with pytest.raises(ValueError, match="different config.*overwrite"):
@@ -233,6 +237,7 @@ def test_experiments_that_reembed_keep_checkpoints_until_analysed(tmp_path):
     assert not list(tmp_path.glob("*/checkpoint.pt"))
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_runs_as_one_at_a_time(finished, tmp_path):
     out, sequential = finished
     parallel = run_experiment("tiny-test", tmp_path, progress=False, jobs=2)
@@ -244,6 +249,7 @@ def test_parallel_jobs_give_the_same_runs_as_one_at_a_time(finished, tmp_path):
         assert not (tmp_path / name / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_parallel_failure_is_reported(tmp_path):
     bad = [
         RunSpec(
@@ -267,6 +273,7 @@ def test_bad_jobs_are_refused(tmp_path, jobs, match):
         train_runs([], tmp_path, jobs=jobs)
 
 
+@pytest.mark.slow
 def test_finished_only_analyses_the_finished_runs_and_lists_the_missing(
     finished, tmp_path, monkeypatch
 ):
@@ -294,11 +301,13 @@ def test_finished_only_with_nothing_finished_says_so(tmp_path):
         run_experiment("tiny-test", tmp_path, progress=False, finished_only=True)
 
 
+@pytest.mark.slow
 def test_complete_results_are_not_marked_partial(finished):
     _, results = finished
     assert "partial" not in results
 
 
+@pytest.mark.slow
 def test_a_rerun_that_trains_nothing_keeps_the_provenance(finished, tmp_path, monkeypatch):
     import shutil
 

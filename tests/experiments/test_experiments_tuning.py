@@ -84,6 +84,7 @@ def tuned(tmp_path_factory):
     return out, run_experiment(TinyTuned.name, out, progress=False)
 
 
+@pytest.mark.slow
 def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
     out, results = tuned
     entries = load_tuned(out)
@@ -117,6 +118,7 @@ def test_each_group_trains_with_the_best_trial_of_its_own_search(tuned):
     assert "## Tuned configurations" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_trials_and_runs(tuned):
     out, _ = tuned
     before = load_tuned(out)
@@ -127,6 +129,7 @@ def test_a_rerun_skips_finished_trials_and_runs(tuned):
     assert load_tuned(out) == before  # the searches' times are those that ran them
 
 
+@pytest.mark.slow
 def test_tuning_one_dataset_keeps_the_groups_tuned_before(tuned, tmp_path):
     out, _ = tuned
     earlier = {
@@ -141,6 +144,7 @@ def test_tuning_one_dataset_keeps_the_groups_tuned_before(tuned, tmp_path):
     assert load_tuned(tmp_path)["cifar10-magnet"] == earlier["cifar10-magnet"]
 
 
+@pytest.mark.slow
 def test_another_folder_reuses_the_tuning_without_searching(tuned, tmp_path):
     out, _ = tuned
     reused = run_experiment(TinyTuned.name, tmp_path / "reuse", tuned_from=out, progress=False)

@@ -213,6 +213,7 @@ def test_forward_rejects_input_of_another_shape():
         net(torch.randn(2, 64))
 
 
+@pytest.mark.slow
 def test_core_import_never_imports_torchvision():
     code = (
         "import sys, magnetdml.models; "

@@ -32,6 +32,7 @@ def blobs(rng, classes=4, per_class=25, dim=8, spread=0.3):
     return (centres[labels] + rng.normal(scale=spread, size=(labels.size, dim)), labels, centres)
 
 
+@pytest.mark.slow
 def test_importing_plots_leaves_pyplot_alone(tmp_path):
     # pyplot owns the process-wide backend and figure registry; a library must not touch it.
     code = (
@@ -70,6 +71,7 @@ def test_loss_curve_errors(tmp_path):
         run_plots.plot_loss_curve([1.0], 5)
 
 
+@pytest.mark.slow
 def test_embedding_plot_with_centroids(tmp_path):
     x, y, centres = blobs(np.random.default_rng(0))
     out = run_plots.plot_embedding(

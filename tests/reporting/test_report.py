@@ -39,6 +39,7 @@ def embedded_images(text):
     return [base64.b64decode(m) for m in re.findall(r"src='data:image/png;base64,([^']+)'", text)]
 
 
+@pytest.mark.slow
 def test_run_report_holds_the_numbers_images_and_config(run_dir):
     summary = json.loads((run_dir / "metrics.json").read_text())
     html_path, md_path = write_report(run_dir)
@@ -58,6 +59,7 @@ def test_run_report_holds_the_numbers_images_and_config(run_dir):
     assert "| 1 | 5 |" in md
 
 
+@pytest.mark.slow
 def test_report_into_another_folder_links_relative_to_it(run_dir, tmp_path):
     out = tmp_path / "pages"
     (md,) = write_report(run_dir, out_dir=out, formats="markdown")

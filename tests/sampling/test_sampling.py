@@ -66,6 +66,7 @@ def test_seeded_streams_are_reproducible_and_differ_across_seeds():
     assert list(sampler) != list(sampler)
 
 
+@pytest.mark.slow
 def test_seed_frequency_is_proportional_to_cluster_loss():
     index = make_index(seed=2)
     sampler = NeighbourhoodSampler(index, 2, 2, batches_per_epoch=20000, seed=3)

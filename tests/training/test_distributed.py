@@ -162,6 +162,7 @@ def _reference(config: Config):
     return model, first_index, batches
 
 
+@pytest.mark.slow
 def test_ranks_draw_distinct_neighbourhoods_and_match_accumulated_reference(ranks):
     out, states = ranks
     model, first_index, batches = _reference(_config(out / "run"))
@@ -175,6 +176,7 @@ def test_ranks_draw_distinct_neighbourhoods_and_match_accumulated_reference(rank
             torch.testing.assert_close(state["model"][name], value, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_refreshed_index_and_sampler_caches_are_identical_on_every_rank(ranks):
     _, (zero, one) = ranks
     np.testing.assert_array_equal(zero["assignments"], one["assignments"])
@@ -187,6 +189,7 @@ def test_refreshed_index_and_sampler_caches_are_identical_on_every_rank(ranks):
     assert np.isfinite(zero["losses"]).sum() > 16
 
 
+@pytest.mark.slow
 def test_cli_under_two_processes_writes_one_run_folder_and_both_ranks_streams(ranks):
     """``magnetdml train`` as torchrun runs it: rank 0 writes the folder; the checkpoint holds
     both ranks' sampler streams, so a resumed run continues each rank's own draws."""

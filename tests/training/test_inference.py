@@ -32,6 +32,7 @@ def run(request, tmp_path_factory):
     return md.load_run(out)
 
 
+@pytest.mark.slow
 def test_predict_is_the_knc_classifier_that_scored_the_run(run):
     summary = json.loads((run.path / "metrics.json").read_text())
     test = run.splits.test
@@ -48,6 +49,7 @@ def test_predict_is_the_knc_classifier_that_scored_the_run(run):
     assert len(run.class_names) == run.splits.num_classes
 
 
+@pytest.mark.slow
 def test_kneighbors_are_the_nearest_training_examples(run):
     test = run.splits.test
     distances, indices = run.kneighbors(test, k=5)
@@ -59,12 +61,14 @@ def test_kneighbors_are_the_nearest_training_examples(run):
     )
 
 
+@pytest.mark.slow
 def test_cluster_groups_every_input(run):
     assignments = run.cluster(run.splits.test, n_clusters=10)
     assert assignments.shape == (len(run.splits.test),)
     assert set(np.unique(assignments)) <= set(range(10))
 
 
+@pytest.mark.slow
 def test_every_kind_of_input_gives_the_same_embeddings(run):
     test = run.splits.test
     expected = run.embed(test)
@@ -96,6 +100,7 @@ def _write_pngs(run, folder, count=None):
     return folder
 
 
+@pytest.mark.slow
 def test_predict_command_on_image_files_and_on_a_split(run, tmp_path, capsys):
     from magnetdml.cli import main
 
@@ -120,6 +125,7 @@ def test_predict_command_on_image_files_and_on_a_split(run, tmp_path, capsys):
     assert json.loads(as_json.read_text())[0]["class"] == rows[0]["class"]
 
 
+@pytest.mark.slow
 def test_embed_command_writes_embeddings_labels_and_names(run, tmp_path):
     from magnetdml.cli import main
 
@@ -137,6 +143,7 @@ def test_embed_command_writes_embeddings_labels_and_names(run, tmp_path):
         assert saved["labels"].tolist() == [-1] and saved["files"][0].endswith("0000.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -176,6 +183,7 @@ def _numpy_knc(embeddings, index):
     return classes[scores.argmax(axis=1)]
 
 
+@pytest.mark.slow
 def test_export_round_trip_reproduces_predict(run, tmp_path):
     """The exported model takes what the commands take (image pixels 0..255, not digits'
     native 0..16): the test split written as PNGs and read back gives run.predict's classes."""
@@ -197,6 +205,7 @@ def test_export_round_trip_reproduces_predict(run, tmp_path):
     assert list(index["class_names"]) == run.class_names
 
 
+@pytest.mark.slow
 def test_embed_command_reads_a_dataset_by_name(run, tmp_path):
     from magnetdml.cli import main
 
@@ -207,6 +216,7 @@ def test_embed_command_reads_a_dataset_by_name(run, tmp_path):
     np.testing.assert_allclose(np.load(out), everything, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_retrieve_command_lists_neighbours_and_draws_them(run, tmp_path, capsys):
     from magnetdml.cli import main
 
@@ -235,6 +245,7 @@ def test_retrieve_command_lists_neighbours_and_draws_them(run, tmp_path, capsys)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_cluster_command_writes_assignments_and_sheets(run, tmp_path, capsys):
     from magnetdml.cli import main
 
@@ -266,6 +277,7 @@ def test_cluster_command_writes_assignments_and_sheets(run, tmp_path, capsys):
     assert "inputs in" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_evaluate_on_another_copy_and_on_other_classes(run, tmp_path, capsys):
     from magnetdml.cli import main
     from magnetdml.training.runs import evaluate_on, evaluate_run

@@ -54,6 +54,7 @@ def _scores(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in drop}
 
 
+@pytest.mark.slow
 def test_default_cli_job_writes_the_run_folder_and_reaches_three_percent(tmp_path, capsys):
     """The README's first command (CLI defaults: Magnet on digits, 30 epochs)."""
     out = tmp_path / "run"
@@ -201,6 +202,7 @@ def test_cli_refuses_abbreviated_flags(capsys):
     assert "unrecognized arguments: --train.epoch 3" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_background_refresh_is_deterministic_and_resumes_to_the_same_model(tmp_path, monkeypatch):
     """index.refresh_lag: the epoch-end refresh embeds a weight snapshot on a thread and takes
     effect 3 iterations later, whatever the machine's speed; a crash while it is pending (the

@@ -58,6 +58,7 @@ def _softmax_run(path, out, **overrides):
     return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_softmax_learns_on_many_classes_with_its_default_batches(many_classes, tmp_path):
     chance = math.log(CLASSES)
     uniform = _softmax_run(many_classes, tmp_path / "uniform")

@@ -79,6 +79,7 @@ def test_losses_without_weights_share_one_warm_start_and_softmax_trains_its_own(
     assert len(list(cache.glob("*.pt"))) == 2
 
 
+@pytest.mark.slow
 def test_runs_of_other_learning_rates_share_a_warm_start_with_a_fixed_warm_start_lr(tmp_path):
     cache = tmp_path / "cache"
     fixed = {"train.warm_start_lr": 0.05}
