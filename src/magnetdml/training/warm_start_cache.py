@@ -8,7 +8,8 @@ epoch over the training set, about a third of a run of the ``classification`` ex
 
 With a cache folder, the first such run stores its result under a hash of those inputs and the
 others load it: the weights *and* the random states after the warm start, so a run is
-bit-for-bit the same whether it trained its warm start or loaded it (``tests/training/test_warm_start_cache.py``).
+bit-for-bit the same whether it trained its warm start or loaded it
+(``tests/training/test_warm_start_cache.py``).
 The softmax baseline's warm start trains the loss's own classifier (drawn from the torch random
 state before the warm start): its weights enter the hash and the file, so it hashes
 differently and stores and loads its classifier with the network.
