@@ -7,7 +7,9 @@ import pytest
 
 import magnetdml.experiments.compare as compare_module
 from magnetdml.cli import main
-from magnetdml.experiments.compare import _mean_curve, _table, compare, first_reached
+from magnetdml.experiments.compare import _mean_curve, compare
+from magnetdml.experiments.compare_report import first_reached
+from magnetdml.experiments.compare_report import summary_table as _table
 from magnetdml.training import Config, apply_overrides, parallel
 
 LOSSES = ["magnet", "triplet", "softmax"]

@@ -77,7 +77,8 @@ def _command_line() -> str | None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..experiments.compare import compare, report_rows
+    from ..experiments.compare import compare
+    from ..experiments.compare_report import report_rows
     from ..reporting.page import markdown_table
 
     config = config_from_arguments(
