@@ -125,7 +125,15 @@ def _worker(rank: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    # as torchrun does: one OpenMP thread per worker unless the user set it (the children read
+    # it when their OpenMP runtime loads, before _worker runs)
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

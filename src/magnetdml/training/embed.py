@@ -55,6 +55,8 @@ def cpu_workers(device, dataset, augment, dist) -> int:
         or augment is not None
         or dist is not None
         or isinstance(dataset, _ItemBatches)
+        # any pass inside a torchrun process (the drift probe's too): one thread per rank
+        or (torch.distributed.is_available() and torch.distributed.is_initialized())
     ):
         return 1
     return 1 + idle_cores() // max(torch.get_num_threads(), 1)
