@@ -45,6 +45,11 @@ def own_metric(loss: str) -> str:
     return loss_spec(loss).own_metric
 
 
+def own_protocol(loss: str) -> str:
+    """``"knc"`` or ``"knn"``: the prefix of :func:`own_metric` (``knc_error_at_5``...)."""
+    return own_metric(loss).removesuffix("_error")
+
+
 def base_overrides(
     dataset: str, *, quick: bool, epochs: int, iterations: int, backbone: str | None = None
 ) -> dict:

@@ -48,11 +48,6 @@ class CompareResult:
     files: dict[str, Path]
 
 
-def cluster_loss(name: str) -> bool:
-    """Whether loss ``name`` trains from the cluster index (Magnet-style neighbourhoods)."""
-    return loss_spec(name).uses_index
-
-
 def compare(
     config: Config,
     losses: Sequence[str],
@@ -154,7 +149,7 @@ def _check_losses(losses: Sequence[str]) -> list[str]:
 
 def _batch(config: Config, loss: str) -> tuple[int, str]:
     s = config.sampler
-    if cluster_loss(loss):
+    if loss_spec(loss).uses_index:  # M x D neighbourhoods
         return (
             s.clusters_per_batch * s.examples_per_cluster,
             "sampler.clusters_per_batch x sampler.examples_per_cluster",
@@ -189,7 +184,7 @@ def _budget(config: Config, loss: str, iterations: int) -> dict:
 def _curve_key(loss: str, curve_metric: str) -> str:
     if curve_metric != "own":
         return curve_metric
-    return "knc_error" if cluster_loss(loss) else "knn_error"
+    return loss_spec(loss).own_metric
 
 
 def _finished_summary(run_dir: Path, config: Config) -> dict | None:

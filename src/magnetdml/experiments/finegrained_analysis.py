@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..losses import loss_spec
 from ..reporting import plots
-from .classification import own_metric, relative_error
+from .classification import own_metric, own_protocol, relative_error
 from .classification_tuned import _mean_curve
 from .finegrained_claims import PAPER_HIERARCHY, hierarchy_claims, target_claims
 from .finegrained_diagnostics import diagnostics_rows
@@ -29,10 +29,6 @@ PAPER = {
     "Oxford-IIIT Pet": (0.113, 0.135, 0.106),
 }
 MEASURED = "measured.json"
-
-
-def _own(loss: str) -> str:
-    return "knc" if own_metric(loss) == "knc_error" else "knn"
 
 
 def _measure(outcome: RunOutcome, labels: str | None) -> dict:
@@ -134,7 +130,7 @@ def _stat(values: list) -> tuple:
 
 
 def _row(target: str, start: str, loss: str, group: list[RunOutcome], measured: dict) -> dict:
-    own = _own(loss)
+    own = own_protocol(loss)
     m = [measured[o.spec.name] for o in group]
     row = {"target": target, "start": start, "loss": loss, "seeds": len(group)}
     row["error_at_1"], row["error_at_1_std"] = _stat([x[f"{own}_error_at_1"] for x in m])
@@ -249,7 +245,8 @@ def _speed(target: str, by_loss: dict[str, list[RunOutcome]]) -> list[dict]:
 def _figures(out_dir: Path, target: str, by_loss: dict[str, list[RunOutcome]]) -> list[dict]:
     figures = []
     bars = {
-        f"{loss} ({_own(loss)})": [_own_error(o) for o in group] for loss, group in by_loss.items()
+        f"{loss} ({own_protocol(loss)})": [_own_error(o) for o in group]
+        for loss, group in by_loss.items()
     }
     path = out_dir / f"errors_{target}.png"
     plots.plot_error_bars(bars, path, title=f"Test Error@1, {target} (pretrained start)")
@@ -269,7 +266,7 @@ def _figures(out_dir: Path, target: str, by_loss: dict[str, list[RunOutcome]]) -
 
 
 def _hierarchy_row(target: str, loss: str, group: list[RunOutcome], measured: dict) -> dict:
-    own = _own(loss)
+    own = own_protocol(loss)
     m = [measured[o.spec.name] for o in group]
     return {
         "target": target,

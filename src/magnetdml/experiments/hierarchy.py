@@ -26,11 +26,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from ..losses import loss_spec
 from ..reporting import plots
 from ..training.run_dir import CHECKPOINT, write_json
 from .analysis import fine_label_errors
-from .classification import base_overrides, own_metric
+from .classification import base_overrides, own_metric, own_protocol
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, save_results
 
 LOSSES = ("softmax", "triplet", "magnet")
@@ -169,15 +168,15 @@ class Hierarchy(Experiment):
                 row["coarse_error"] = mean_std(
                     [runs[n].summary.get(own_metric(loss)) for n in names]
                 )[0]
-                own = _own(loss)
+                own = own_protocol(loss)
                 row["fine_error_at_1"] = row[f"{own}_error_at_1"]
                 row["fine_error_at_5"] = row[f"{own}_error_at_5"]
                 rows.append(row)
                 means[loss] = row
             for top in (1, 5):
                 bars = {
-                    f"{loss} ({LABEL[_own(loss)]})": [
-                        measured[n][f"{_own(loss)}_error_at_{top}"] for n in names
+                    f"{loss} ({LABEL[own_protocol(loss)]})": [
+                        measured[n][f"{own_protocol(loss)}_error_at_{top}"] for n in names
                     ]
                     for loss, names in groups.items()
                 }
@@ -252,8 +251,3 @@ EXPERIMENTS.register("hierarchy")(Hierarchy)
 
 
 LABEL = {"knc": "kNC", "knn": "kNN"}
-
-
-def _own(loss: str) -> str:
-    """``"knc"`` for a cluster loss (scored by its index, paper §3.3), else ``"knn"``."""
-    return "knc" if loss_spec(loss).uses_index else "knn"
