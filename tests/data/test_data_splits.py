@@ -110,3 +110,51 @@ def test_digits_default_dataset():
     assert abs(float(x.std()) - 1) < 0.1
     again = load_dataset("digits", seed=0)
     assert np.array_equal(again.test.labels, s.test.labels)
+
+
+def grouped_pool(groups=(0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4), per_class=6):
+    """12 classes in 5 groups (e.g. alphabets); the group is an example attribute."""
+    labels = np.repeat(np.arange(len(groups)), per_class)
+    data = np.arange(labels.size, dtype=np.float32)[:, None]
+    group = np.asarray(groups)[labels]
+    dataset = ArrayDataset(data, labels, attributes={"alphabet": group})
+    names = [f"g{g}/c{i}" for i, g in enumerate(groups)]
+    return DataPool(dataset, np.zeros(labels.size, bool), names, (1,))
+
+
+def test_split_by_holds_out_whole_groups_for_test_and_validation():
+    data = grouped_pool()
+    for seed in range(6):
+        splits = split_pool(
+            "g", data, seed=seed, unseen_classes=0.4, val_classes=0.4, split_by="alphabet"
+        )
+        groups = {
+            part: set(np.unique(getattr(splits, part).attributes["alphabet"]).tolist())
+            for part in ("train", "val", "unseen")
+        }
+        assert len(groups["unseen"]) == 2  # round(0.4 * 5) groups, not 0.4 of the classes
+        assert len(groups["val"]) == 1  # round(0.4 * 3) of the groups left
+        assert not (groups["train"] & groups["unseen"]) and not (groups["train"] & groups["val"])
+        assert not (groups["val"] & groups["unseen"])
+        # every class of a chosen group goes with it
+        group_of = np.asarray((0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4))
+        held = np.unique(splits.unseen.labels)
+        assert set(held.tolist()) == set(np.flatnonzero(np.isin(group_of, list(groups["unseen"]))))
+        assert splits.info["split_by"] == "alphabet"
+    again = split_pool("g", data, seed=5, unseen_classes=0.4, val_classes=0.4, split_by="alphabet")
+    assert np.array_equal(np.unique(again.unseen.labels), held)
+
+
+def test_split_by_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="split_by 'drawer' is not an attribute.*alphabet"):
+        split_pool("g", grouped_pool(), unseen_classes=0.3, split_by="drawer")
+    labels = np.repeat(np.arange(2), 4)
+    mixed = ArrayDataset(
+        np.zeros((8, 1), np.float32), labels, attributes={"alphabet": np.arange(8) % 2}
+    )
+    data = DataPool(mixed, np.zeros(8, bool), ["a", "b"], (1,))
+    with pytest.raises(ValueError, match="class 'a' has examples in several alphabet groups"):
+        split_pool("m", data, unseen_classes=0.5, split_by="alphabet")
+    one_group = grouped_pool(groups=(0, 0, 0))
+    with pytest.raises(ValueError, match="only 1 group"):
+        split_pool("o", one_group, unseen_classes=0.5, split_by="alphabet")

@@ -49,6 +49,7 @@ def load_dataset(
     val_fraction: float = 0.0,
     unseen_classes: Any = None,
     val_classes: float = 0.0,
+    split_by: str | None = None,
     **options: Any,
 ) -> DatasetSplits:
     """Load dataset ``name`` and cut it into seeded train / test / val / unseen splits.
@@ -64,6 +65,8 @@ def load_dataset(
             train / test / val (class-disjoint protocol).
         val_classes: a fraction of the remaining classes (seeded choice) whose examples all
             go to ``val`` (class-disjoint validation; exclusive with ``val_fraction``).
+        split_by: a class attribute (e.g. ``"alphabet"``); the two fractions above then
+            count its groups, and a group's classes are held out together.
         **options: loader options (see each loader's docstring), e.g. ``download=True`` for
             MNIST, ``size=28`` and ``unseen_alphabets=0.2`` for Omniglot.
 
@@ -88,6 +91,7 @@ def load_dataset(
         val_fraction=val_fraction,
         unseen_classes=unseen_classes,
         val_classes=val_classes,
+        split_by=split_by,
     )
     splits.info["load_seconds"] = round(time.perf_counter() - start, 3)
     return splits

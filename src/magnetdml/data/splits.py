@@ -15,6 +15,11 @@ A loader returns a :class:`DataPool`: every example of the dataset in one
 
 Each random choice draws from its own stream ``numpy.random.default_rng([seed, purpose])``, so
 changing ``val_fraction`` does not change which classes are unseen.
+
+With ``split_by`` (a class-level attribute, e.g. Omniglot's ``alphabet`` or an image tree's
+``parent``), the fractions ``unseen_classes`` and ``val_classes`` count groups instead of
+classes, and every class of a chosen group goes together: test classes then share no group
+with the training classes (train on some alphabets, test on others).
 """
 
 from __future__ import annotations
@@ -141,6 +146,7 @@ def split_pool(
     val_fraction: float = 0.0,
     unseen_classes: Any = None,
     val_classes: float = 0.0,
+    split_by: str | None = None,
 ) -> DatasetSplits:
     """Cut ``pool`` into train / test / val / unseen (see the module docstring)."""
     seed = check_int("seed", seed, minimum=0)
@@ -154,18 +160,21 @@ def split_pool(
     labels = pool.dataset.labels
     num_classes = len(pool.class_names)
     unseen = np.asarray(pool.unseen, dtype=np.int64)
+    group_of = class_groups(pool, split_by) if split_by else None
     if unseen_classes is not None:
         rng = np.random.default_rng([seed, STREAM_UNSEEN])
-        unseen = np.union1d(
-            unseen, resolve_classes("unseen_classes", unseen_classes, pool.class_names, rng)
-        )
+        if group_of is not None and _is_fraction(unseen_classes):
+            chosen = _group_fraction("unseen_classes", unseen_classes, group_of, unseen, rng)
+        else:
+            chosen = resolve_classes("unseen_classes", unseen_classes, pool.class_names, rng)
+        unseen = np.union1d(unseen, chosen)
     if unseen.size >= num_classes:
         raise ValueError(
             f"unseen_classes would hold out all {num_classes} classes; leave at "
             "least one class for training"
         )
     is_unseen = np.isin(labels, unseen)
-    held = _val_classes(labels, unseen, val_classes, val_fraction, seed)
+    held = _val_classes(labels, unseen, val_classes, val_fraction, seed, group_of)
     is_held = np.isin(labels, held)
     own_val = np.zeros(labels.shape, dtype=bool) if pool.is_val is None else pool.is_val
     seen_train = np.flatnonzero(~is_unseen & ~is_held & ~pool.is_test & ~own_val)
@@ -183,6 +192,7 @@ def split_pool(
         val_fraction=val_fraction,
         unseen_class_ids=unseen.tolist(),
         val_class_ids=held.tolist(),
+        **({"split_by": split_by} if split_by else {}),
     )
     return DatasetSplits(
         name=name,
@@ -198,10 +208,16 @@ def split_pool(
 
 
 def _val_classes(
-    labels: np.ndarray, unseen: np.ndarray, fraction: float, val_fraction: float, seed: int
+    labels: np.ndarray,
+    unseen: np.ndarray,
+    fraction: float,
+    val_fraction: float,
+    seed: int,
+    group_of: np.ndarray | None = None,
 ) -> np.ndarray:
     """The class ids of a class-disjoint validation split: ``round(fraction * S)`` of the ``S``
-    seen classes (at least one, leaving at least two to train on), seeded by ``seed``."""
+    seen classes (at least one, leaving at least two to train on), seeded by ``seed``; with
+    ``group_of`` (class id -> group id), that fraction of the seen groups, whole."""
     fraction = check_float(
         "val_classes",
         fraction,
@@ -217,6 +233,9 @@ def _val_classes(
             "a validation split; give one (val_classes: class-disjoint, "
             "val_fraction: the same classes)"
         )
+    rng = np.random.default_rng([seed, STREAM_VAL_CLASSES])
+    if group_of is not None:
+        return _group_fraction("val_classes", fraction, group_of, unseen, rng)
     seen = np.setdiff1d(np.unique(labels), unseen)
     count = int(np.clip(np.rint(fraction * seen.size), 1, seen.size - 2))
     if count < 1:
@@ -224,5 +243,55 @@ def _val_classes(
             f"val_classes {fraction} leaves fewer than two of the {seen.size} seen "
             "classes to train on; use more classes or val_classes 0"
         )
-    rng = np.random.default_rng([seed, STREAM_VAL_CLASSES])
     return np.sort(rng.choice(seen, size=count, replace=False)).astype(np.int64)
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral))
+
+
+def class_groups(pool: DataPool, attribute: str) -> np.ndarray:
+    """``(num_classes,)`` group id of each class: the value of the example attribute
+    ``attribute`` that all of the class's examples share (-1 for a class without examples)."""
+    attributes = pool.dataset.attributes
+    if attribute not in attributes:
+        raise ValueError(
+            f"split_by {attribute!r} is not an attribute of this dataset; its attributes: "
+            f"{', '.join(sorted(attributes)) or '(none)'}"
+        )
+    labels = pool.dataset.labels
+    values = np.asarray(attributes[attribute], dtype=np.int64)
+    group_of = np.full(len(pool.class_names), -1, dtype=np.int64)
+    group_of[labels] = values
+    mixed = np.flatnonzero(group_of[labels] != values)
+    if mixed.size:
+        name = pool.class_names[labels[mixed[0]]]
+        raise ValueError(
+            f"split_by {attribute!r}: class {name!r} has examples in several {attribute} "
+            f"groups; split_by needs an attribute of the classes (one value per class)"
+        )
+    return group_of
+
+
+def _group_fraction(
+    name: str, fraction: float, group_of: np.ndarray, taken: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The class ids of ``round(fraction * G)`` of the ``G`` groups with classes outside
+    ``taken`` (at least one, leaving at least one), chosen by ``rng``."""
+    fraction = check_float(
+        name,
+        fraction,
+        strict_minimum=0.0,
+        maximum=0.9,
+        fix="with split_by, the fraction of the groups held out, e.g. 0.3",
+    )
+    free = np.setdiff1d(np.flatnonzero(group_of >= 0), taken)
+    groups = np.unique(group_of[free])
+    if groups.size < 2:
+        raise ValueError(
+            f"{name} {fraction} with split_by: only {groups.size} group(s) of classes left "
+            "to split; split_by needs at least two groups"
+        )
+    count = int(np.clip(np.rint(fraction * groups.size), 1, groups.size - 1))
+    chosen = rng.choice(groups, size=count, replace=False)
+    return np.sort(free[np.isin(group_of[free], chosen)]).astype(np.int64)

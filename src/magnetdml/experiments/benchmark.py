@@ -9,12 +9,14 @@ For each loss and each protocol the data allows (the fairness bar of Musgrave, B
    stops improving (``patience`` passes) or ``epochs`` passes (:func:`.run_stage.train_runs`);
 3. **scores** on the test split:
 
-   * ``seen`` (an instance split; validation: 10% of each class's training examples): Error@1
+   * ``seen`` (an instance split; validation: 10% of each class's training examples, or the
+     data's own validation split with ``data.val_fraction 0``): Error@1
      and Error@5 by kNN, and by the loss's own kNC where it has a cluster index
      (``knc_error``); the loss's own classifier or proxies where the summary has them;
    * ``unseen`` (classes split into train, validation and test classes): MAP@R, R-precision,
      P@1, R@1 and NMI among the test classes' examples; validation by MAP@R among the
-     validation classes' examples.
+     validation classes' examples. ``data.split_by`` (e.g. ``alphabet``) holds out whole
+     groups of classes instead: train on some alphabets, test on others.
 
 Everything lands in ``out/``: ``tuning/<protocol>-<loss>/`` (each study's ``study.db`` and
 trials), ``<protocol>-<loss>-s<seed>/`` (the runs), ``results.json``, ``report.md``,
@@ -212,8 +214,8 @@ def _protocol_fields(protocol: str, base: dict) -> tuple[dict, str | None]:
     :data:`BATCH` images that fit its training classes), or why the data does not allow it."""
     from ..training.setup import load_splits
 
-    if protocol == "seen":
-        fields = {"data.val_fraction": VAL_FRACTION}
+    if protocol == "seen":  # a given val_fraction wins (e.g. 0 where the data has its own val)
+        fields = {"data.val_fraction": base.get("data.val_fraction", VAL_FRACTION)}
     else:
         fields = {
             "data.val_fraction": 0.0,

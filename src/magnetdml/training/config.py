@@ -82,6 +82,8 @@ class DataConfig:
     # out entirely (class-disjoint)
     val_classes: float = rule(0.0, minimum=0.0, maximum=0.9)  # fraction of the other classes
     # held out as a class-disjoint validation split
+    split_by: str = ""  # a class attribute (e.g. alphabet, parent): unseen_classes and
+    # val_classes then hold out that fraction of its groups, each group whole
     collapse_pairs: bool = False  # train on random pairs of classes merged (paper §4.3)
     options: str = ""  # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
     augment: bool = False  # paper §4: random rescale up to max_scale, crop back

@@ -81,6 +81,7 @@ def _load_splits(config: Config):
         val_fraction=config.data.val_fraction,
         unseen_classes=config.data.unseen_classes or None,
         val_classes=config.data.val_classes,
+        split_by=config.data.split_by or None,
         **config.data.loader_options(),
     )
     return collapse_pairs(splits, config.data.seed) if config.data.collapse_pairs else splits
