@@ -19,7 +19,7 @@ For each loss and each protocol the data allows (the fairness bar of Musgrave, B
      groups of classes instead: train on some alphabets, test on others.
 
 Everything lands in ``out/``: ``tuning/<protocol>-<loss>/`` (each study's ``study.db`` and
-trials), ``<protocol>-<loss>-s<seed>/`` (the runs), ``results.json``, ``report.md``,
+trials), ``<protocol>-<loss>-s<seed>/`` (the runs, with their models), ``results.json``, ``report.md``,
 ``report.html`` and ``figures/``. Every stage resumes: a second identical call trains nothing,
 a killed one goes on where it stopped.
 """
@@ -159,8 +159,16 @@ def run_benchmark(
         storage_for=(lambda _spec: storage) if storage else None,
     )
     log(f"training {len(specs)} run(s) at the tuned configurations")
+    # the final runs keep their models: the user picks one to use (``magnetdml evaluate``,
+    # ``export``), and measures over the embeddings (attributes, clusters) re-embed with them
     runs = train_runs(
-        apply_tuned(specs, tuned), out, progress=progress, jobs=jobs, log=log, runs_dir=out
+        apply_tuned(specs, tuned),
+        out,
+        progress=progress,
+        jobs=jobs,
+        log=log,
+        runs_dir=out,
+        keep_checkpoints=True,
     )
     from .._paths import portable_path
 

@@ -30,7 +30,7 @@ SEEN_SCORES = (
     "classifier_error",
     "classifier_error_at_5",
 )
-UNSEEN_SCORES = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi")
+UNSEEN_SCORES = ("map_at_r", "r_precision", "precision_at_1", "recall_at_1", "nmi", "f1")
 #: The headline metric of each protocol, and whether lower is better.
 HEADLINE = {"seen": ("error_at_1", True), "unseen": ("map_at_r", False)}
 
