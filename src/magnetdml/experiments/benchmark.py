@@ -19,9 +19,9 @@ For each loss and each protocol the data allows (the fairness bar of Musgrave, B
      groups of classes instead: train on some alphabets, test on others.
 
 Everything lands in ``out/``: ``tuning/<protocol>-<loss>/`` (each study's ``study.db`` and
-trials), ``<protocol>-<loss>-s<seed>/`` (the runs, with their models), ``results.json``, ``report.md``,
-``report.html`` and ``figures/``. Every stage resumes: a second identical call trains nothing,
-a killed one goes on where it stopped.
+trials), ``<protocol>-<loss>-s<seed>/`` (the runs, with their models), ``results.json``,
+``report.md``, ``report.html`` and ``figures/``. Every stage resumes: a second identical call
+trains nothing, a killed one goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -249,4 +249,6 @@ def _protocol_fields(protocol: str, base: dict) -> tuple[dict, str | None]:
         fields.update(
             {"sampler.classes_per_batch": p, "sampler.examples_per_class": max(2, BATCH // p)}
         )
+    if "sampler.batch_size" not in base and len(splits.train) < BATCH:  # a tiny dataset
+        fields["sampler.batch_size"] = len(splits.train)
     return fields, None
