@@ -321,3 +321,22 @@ def test_jobs_workers_fill_one_study_without_overshooting(tmp_path):
     assert len({r["run_dir"] for r in result.trials}) == 3
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         search(base, tmp_path / "t", trials=1, jobs=0)
+
+
+def test_a_trial_with_patience_stops_when_its_tuner_error_stalls_and_keeps_the_best(tmp_path):
+    # lr ~ 0: the validation error cannot move, so e* = 1 and the trial ends after pass 1 + P
+    base = apply_overrides(
+        Config(), {**TINY, "train.epochs": 6, "train.patience": 2, "loss.name": "softmax"}
+    )
+    space = SearchSpace("softmax", {"lr": "1e-12", "lr_decay": "0.9"})
+    result = search(base, tmp_path / "s", trials=1, space=space, seed=0, **QUIET)
+    run_dir = tmp_path / "s" / result.best["run_dir"]
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    errors = [r["tuner"]["error"] for r in history]
+    assert result.best["val_error"] == min(errors)
+    # without patience the same trial trains every pass and ends with the last one
+    base = apply_overrides(base, {"train.patience": 0})
+    result = search(base, tmp_path / "n", trials=1, space=space, seed=0, **QUIET)
+    history = (tmp_path / "n" / result.best["run_dir"] / "metrics.jsonl").read_text()
+    assert len(history.splitlines()) == 6

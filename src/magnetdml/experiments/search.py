@@ -139,12 +139,12 @@ def _search(
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # trials: no plots, no test scores between passes (the tuner reads the validation split)
     # trials: no plots, no test scores, no validation beyond the tuner's (tuner_error); they
-    # train the full budget (no patience): the pruner stops the hopeless ones
+    # train the full budget, the final runs' own (train.epochs, or fewer with train.patience,
+    # applied by the trial to the tuner's error); the pruner stops the hopeless ones
     base = apply_overrides(
         dataclasses.replace(base, out=None),
-        {"eval.plots": False, "eval.every": 0, "eval.final": False, "train.patience": 0},
+        {"eval.plots": False, "eval.every": 0, "eval.final": False},
     )
     if jobs > 1:  # each worker gets cores // jobs threads (unless train.threads is set)
         base = with_threads(base, jobs)

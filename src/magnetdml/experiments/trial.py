@@ -1,9 +1,11 @@
 """One search trial: draw its values, train it, report its validation error after every pass.
 
 A trial is a :func:`magnetdml.training.train` run in its own folder. After every pass it
-reports :func:`tuner_error` to Optuna, and the pruner may stop it there. A run that diverges
-counts as pruned. Any other error stops the search. Its value is its last pass's error
-(:func:`trial_error`).
+reports :func:`tuner_error` to Optuna, and the pruner may stop it there. With the base
+config's ``train.patience`` ``P``, a trial also ends, as a final run would, once that error has
+not improved for ``P`` passes (``e - e* >= P``). A run that diverges counts as pruned. Any other
+error stops the search. Its value (:func:`trial_error`) is the error of the model a final run
+would keep: the best pass's with patience, else the last pass's.
 """
 
 from __future__ import annotations
@@ -37,11 +39,18 @@ def objective(trial, task: dict, log: Callable[[str], None]) -> float:
     trial.set_user_attr("values", params)  # with the values fixed by a range of one
     run_dir = Path(task["out"]) / name
     config = apply_params(config_from_dict(task["base"]), {**params, "out": str(run_dir)})
+    # the trial applies the patience itself, to the tuner's error (no second validation)
+    patience, config = config.train.patience, apply_overrides(config, {"train.patience": 0})
     started = time.perf_counter()
+    errors = _tuner_errors(run_dir)  # {epoch: error} of the passes before a resume
 
     def on_epoch(trainer, record: dict) -> None:
         metric, error = tuner_error(trainer)
         record["tuner"] = {"metric": metric, "error": error}
+        errors[trainer.epoch] = error
+        best = min(errors, key=lambda epoch: (errors[epoch], epoch))  # e*, earliest on ties
+        if patience and trainer.epoch - best >= patience:
+            trainer.stop_requested = True  # converged: no more passes
         trial.report(error, trainer.epoch)
         if trainer.epoch < trainer.config.train.epochs and trial.should_prune():
             trial.set_user_attr("train_seconds", round(trainer.timing["train_seconds"], 3))
@@ -62,7 +71,7 @@ def objective(trial, task: dict, log: Callable[[str], None]) -> float:
         log(f"trial {trial.number}: diverged, pruned {_describe(params)}")
         raise optuna.TrialPruned(str(error)) from error
     summary = json.loads((run_dir / SUMMARY).read_text())
-    value = trial_error(run_dir)
+    value = trial_error(run_dir, best=bool(patience))
     for disposable in DISPOSABLE:  # scored: nothing reads the trial's model again
         (run_dir / disposable).unlink(missing_ok=True)
     trial.set_user_attr("train_seconds", summary.get("train_seconds"))
@@ -98,11 +107,24 @@ def tuner_error(trainer) -> tuple[str, float]:
     )["knn_error"]
 
 
-def trial_error(run_dir: Path) -> float:
-    """The validation error a finished trial ends with (its last pass's, from
-    ``metrics.jsonl``)."""
-    last = json.loads((run_dir / HISTORY).read_text().splitlines()[-1])
-    return float(last["tuner"]["error"])
+def trial_error(run_dir: Path, *, best: bool = False) -> float:
+    """The validation error a finished trial ends with, from ``metrics.jsonl``: its last
+    pass's, or with ``best`` (a trial with patience) its best pass's."""
+    errors = _tuner_errors(run_dir)
+    return min(errors.values()) if best else errors[max(errors)]
+
+
+def _tuner_errors(run_dir: Path) -> dict[int, float]:
+    """``{epoch: tuner error}`` of the passes logged in ``run_dir`` (none yet: ``{}``)."""
+    path = run_dir / HISTORY
+    if not path.is_file():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {
+        int(r["epoch"]): float(r["tuner"]["error"])
+        for r in records
+        if isinstance(r.get("tuner"), dict) and "epoch" in r
+    }
 
 
 def config_fields(base: Config, params: dict) -> dict:

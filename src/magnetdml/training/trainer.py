@@ -84,6 +84,9 @@ class Trainer:
         )
         self._ddp: nn.Module | None = None  # wrapped on the first step (after warm start)
         self.uses_index = config.loss.spec().uses_index
+        #: set by an ``on_epoch`` hook to end training after this epoch (a search trial
+        #: whose validation error has stopped improving)
+        self.stop_requested = False
         self.stopping = EarlyStopping(
             config.train.patience,
             config.train.epochs,
@@ -237,7 +240,7 @@ class Trainer:
         self.stopping.update(self.epoch, scores, lambda: checkpoint_state.weights_state(self))
 
     def patience_exhausted(self) -> bool:
-        return self.stopping.exhausted(self.epoch)
+        return self.stop_requested or self.stopping.exhausted(self.epoch)
 
     def restore_best(self) -> bool:
         """Put epoch ``e*``'s model, loss, ``sigma^2`` and index back for the final scores;
