@@ -340,3 +340,41 @@ def test_a_trial_with_patience_stops_when_its_tuner_error_stalls_and_keeps_the_b
     result = search(base, tmp_path / "n", trials=1, space=space, seed=0, **QUIET)
     history = (tmp_path / "n" / result.best["run_dir"] / "metrics.jsonl").read_text()
     assert len(history.splitlines()) == 6
+
+
+@pytest.mark.parametrize("loss", ["softmax", "magnet"])
+def test_the_tuner_scores_a_pass_as_the_final_runs_early_stopping_does(tmp_path, loss):
+    # the same config and seed as a trial and as a run with patience: the trial's per-pass
+    # tuner error is the run's validation error of its own protocol (kNN against the training
+    # embeddings, or kNC), so the search ranks trials by what the final runs stop on
+    from magnetdml.training import train
+
+    fields = {**TINY, "train.epochs": 3, "train.patience": 3, "loss.name": loss}
+    base = apply_overrides(Config(), fields)
+    space = SearchSpace(loss, {"lr": "0.01", "lr_decay": "0.9"})
+    if loss == "magnet":
+        space = SearchSpace(
+            loss,
+            {
+                "lr": "0.01",
+                "lr_decay": "0.9",
+                "alpha": "1",
+                "scale": "1",
+                "clusters_per_class": "2",
+                "clusters_per_batch": "4",
+                "examples_per_cluster": "4",
+            },
+        )
+    result = search(base, tmp_path / "s", trials=1, space=space, seed=0, **QUIET)
+    trial = tmp_path / "s" / result.best["run_dir"]
+    lines = (trial / "metrics.jsonl").read_text().splitlines()
+    tuner = [json.loads(line)["tuner"] for line in lines]
+    values = result.best_config
+    train(
+        apply_overrides(values, {"out": str(tmp_path / "run"), "eval.final": True}),
+        progress=False,
+    )
+    history = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    own = "val_knc_error" if loss == "magnet" else "val_knn_error"
+    expected = [json.loads(line)[own] for line in history]
+    assert [t["error"] for t in tuner] == pytest.approx(expected, abs=1e-12)
