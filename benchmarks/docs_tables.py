@@ -8,12 +8,18 @@ A table in a Markdown file is a block between a marker comment and ``<!-- /table
     <!-- /table -->
 
 ``rows`` is the path (keys and list indices joined by ``.``) from the file's top level to a
-list of row dicts; ``columns`` are the row keys to show, each with an optional format: ``%``
-(a fraction as a percentage, with `` ± sd`` when the row has ``KEY_std``, or ``STEM_std``
-for a ``STEM_error``), ``x`` (a ratio),
-``.N`` (N decimals), ``s`` (seconds), none (as written). ``where: KEY=VALUE`` keeps matching
-rows; ``command: ...`` names the command when the file does not. Under each table a line
-names its command, the commit that last wrote the results file and the machine's CPU.
+list of row dicts, or to a dict (one row per key, as ``name``; a value that is not a dict is
+the row's ``value``). ``columns`` are the row keys to show (``a.b`` reads inside a row), each
+with an optional format: ``%`` (a fraction as a percentage, with `` ± sd`` when the row has
+``KEY_std``, or ``STEM_std`` for a ``STEM_error``), ``x`` (a ratio), ``.N`` (N decimals),
+``g`` (3 significant digits), ``s`` (seconds), none (as written); a dict value is written as
+``key value, ...`` and a list as ``a / b``. ``where: KEY=VALUE`` keeps matching rows
+(``KEY=A,B``: either). ``fold: SUFFIX`` folds the rows named ``NAME`` + SUFFIX + a number
+(``-seed1``) into the row ``NAME``: numbers become the mean over the group, with its spread
+as ``KEY_std``, and ``seeds`` counts the group. ``command: ...`` names the command when the
+file does not. ``FILE@COMMIT`` reads the file as committed at COMMIT (``git show``): history
+that a later run of the same command has overwritten. Under each table a line names its
+command, the commit that last wrote the results file and the machine's CPU.
 
     python benchmarks/docs_tables.py            # rewrite the tables of README.md and docs/
     python benchmarks/docs_tables.py --check    # exit 1 if a committed table is stale
@@ -49,22 +55,80 @@ def _at(data, path: str):
     return data
 
 
+def _rows(data, path: str) -> list[dict]:
+    """The row dicts at ``path``: a list of them, or a dict of them keyed by ``name`` (where a
+    value is not a dict, its row is ``{"name": key, "value": value}``)."""
+    found = _at(data, path)
+    if isinstance(found, dict):
+        return [
+            {"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v}
+            for k, v in found.items()
+        ]
+    return found
+
+
+def _cells(row: dict, key: str) -> dict:
+    """``key``'s value in ``row`` (``a.b`` reads inside it) and its spreads, by flat names."""
+    parent, _, leaf = key.rpartition(".")
+    inner = row
+    for part in [p for p in parent.split(".") if p]:
+        inner = inner.get(part) if isinstance(inner, dict) else None
+    inner = inner if isinstance(inner, dict) else {}
+    prefix = key[: len(key) - len(leaf)]
+    # the spread of KEY is KEY_std, or STEM_std for KEY = STEM_error (own_error: own_std)
+    names = (leaf, f"{leaf}_std", f"{leaf.removesuffix('_error')}_std")
+    return {prefix + name: inner[name] for name in names if name in inner}
+
+
+def _flat(row: dict, keys: list[str]) -> dict:
+    return {name: value for key in keys for name, value in _cells(row, key).items()}
+
+
+def _fold(rows: list[dict], suffix: str) -> list[dict]:
+    """Rows named NAME + suffix + digits join row NAME: numbers averaged, spread as KEY_std."""
+    tail = re.compile(re.escape(suffix) + r"\d+$")
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tail.sub("", str(row.get("name"))), []).append(row)
+    folded = []
+    for name, group in groups.items():
+        row = {**group[0], "name": name}
+        for key in group[0] if len(group) > 1 else ():
+            values = [g.get(key) for g in group]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                mean = sum(values) / len(values)
+                var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+                row[key], row[f"{key}_std"] = mean, var**0.5
+        folded.append({**row, "seeds": len(group)})
+    return folded
+
+
 def _format(row: dict, key: str, style: str) -> str:
     value = row.get(key)
     if value is None:
         return "–"
+    if isinstance(value, list):
+        return " / ".join(_format({key: v}, key, style) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k.rpartition('.')[2]} {_short(v)}" for k, v in value.items())
     if style == "%":
         text = f"{100 * value:.2f}%"
-        # the spread of KEY is KEY_std, or STEM_std for KEY = STEM_error (own_error: own_std)
         spread = row.get(f"{key}_std", row.get(f"{key.removesuffix('_error')}_std"))
         return text if spread is None else f"{text} ± {100 * spread:.2f}"
     if style == "x":
         return f"{value:.2f}×"
     if style == "s":
         return f"{value:.1f} s"
+    if style == "g":
+        return _short(float(value))
     if style.startswith(".") and isinstance(value, (int, float)):
         return f"{value:.{int(style[1:])}f}"
     return str(value)
+
+
+def _short(value) -> str:
+    """A search parameter as people write it: three significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _commit(path: Path) -> str:
@@ -90,30 +154,55 @@ def _commit(path: Path) -> str:
 
 
 def _cpu(data: dict) -> str:
-    for key in ("hardware", "machine"):
-        found = data.get(key)
-        if isinstance(found, dict) and found.get("cpu"):
-            cores = found.get("cores") or found.get("cpu_count")
-            return f"{found['cpu']}" + (f", {cores} cores" if cores else "")
+    for where in (data, data.get("setup") or {}):
+        for key in ("hardware", "machine"):
+            found = where.get(key)
+            if isinstance(found, str):
+                return found
+            if isinstance(found, dict):
+                cores = found.get("cores") or found.get("cpu_count") or found.get("cpus")
+                return f"{found.get('cpu', 'not recorded')}" + (f", {cores} cores" if cores else "")
     return "not recorded"
+
+
+def _load(name: str) -> tuple[dict, str]:
+    """The results file ``name`` (``FILE@COMMIT``: as committed then) and that commit."""
+    name, _, commit = name.partition("@")
+    if not commit:
+        path = ROOT / name
+        return json.loads(path.read_text()), _commit(path)
+    shown = subprocess.run(
+        ["git", "show", f"{commit}:{name}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if shown.returncode:
+        raise SystemExit(f"{name}@{commit}: not in git ({shown.stderr.strip()}); fix the marker")
+    return json.loads(shown.stdout), commit
 
 
 def render(spec: dict[str, str]) -> str:
     """The Markdown lines of one table block."""
-    path = ROOT / spec["file"]
-    data = json.loads(path.read_text())
-    rows = _at(data, spec.get("rows", ""))
+    data, commit = _load(spec["file"])
+    rows = _rows(data, spec.get("rows", ""))
     if "where" in spec:
         key, _, wanted = spec["where"].partition("=")
-        rows = [r for r in rows if str(r.get(key.strip())) == wanted.strip()]
+        rows = [r for r in rows if str(r.get(key.strip())) in wanted.replace(" ", "").split(",")]
     columns = [c.strip().partition(":")[::2] for c in spec["columns"].split(",")]
-    lines = ["| " + " | ".join(key for key, _ in columns) + " |", "|" + "---|" * len(columns)]
+    # one flat dict per row: the shown keys (and their spreads) under their dotted names
+    flat = [{"name": r.get("name")} | _flat(r, [key for key, _ in columns]) for r in rows]
+    if "fold" in spec:
+        flat = _fold(flat, spec["fold"])
+    header = [key.rpartition(".")[2] for key, _ in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     lines += [
-        "| " + " | ".join(_format(r, key, style) for key, style in columns) + " |" for r in rows
+        "| " + " | ".join(_format(r, key, style) for key, style in columns) + " |" for r in flat
     ]
     command = spec.get("command") or data.get("command") or "not recorded"
     lines.append("")
-    lines.append(f"*`{command}` · results committed at {_commit(path)} · CPU: {_cpu(data)}*")
+    # a file of runs may record the machine per run: then the first row's names it
+    cpu = _cpu(data)
+    if cpu == "not recorded" and rows and isinstance(rows[0], dict):
+        cpu = _cpu(rows[0])
+    lines.append(f"*`{command}` · results committed at {commit} · CPU: {cpu}*")
     return "\n".join(lines) + "\n"
 
 

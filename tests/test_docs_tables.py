@@ -77,3 +77,56 @@ def test_every_committed_table_matches_its_results():
     assert _module().main(["--check"]) == 0, (
         "a docs table is stale: run python benchmarks/docs_tables.py and commit the result"
     )
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="outside the repository (e.g. an sdist)")
+def test_dict_rows_nested_keys_seed_folding_and_values(tmp_path, monkeypatch):
+    tables = _module()
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    variants = {
+        "magnet": {"summary": {"error": 0.10}, "params": {"train.lr": 0.0123456}},
+        "magnet-seed1": {"summary": {"error": 0.12}, "params": {"train.lr": 0.0123456}},
+        "triplet": {"summary": {"error": 0.2}, "range": [1.5, 2.25]},
+    }
+    (tmp_path / "r.json").write_text(
+        json.dumps({"variants": variants, "setup": {"hardware": {"cpus": 2}}})
+    )
+    spec = "r.json | rows: variants | fold: -seed | columns: name, seeds, summary.error:%"
+    out = tables.update(f"<!-- table: {spec} -->\n<!-- /table -->\n")
+    assert "| name | seeds | error |" in out  # a nested key's header is its last part
+    assert "| magnet | 2 | 11.00% ± 1.41 |" in out and "magnet-seed1" not in out
+    assert "| triplet | 1 | 20.00% |" in out and "CPU: not recorded, 2 cores*" in out
+    spec = "r.json | rows: variants | command: c | columns: name, params, range:x"
+    out = tables.update(f"<!-- table: {spec} -->\n<!-- /table -->\n")
+    assert "| magnet | lr 0.0123 | – |" in out and "| triplet | – | 1.50× / 2.25× |" in out
+
+
+@pytest.mark.skipif(
+    not SCRIPT.is_file() or not _git_history(),
+    reason="needs the repository with its full git history",
+)
+def test_a_file_at_a_commit_is_read_as_committed_then(tmp_path, monkeypatch):
+    tables = _module()
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [{"error": 0.25}]}))
+    git("add", "r.json")
+    git("commit", "-q", "-m", "old")
+    old = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [{"error": 0.5}]}))
+    marker = f"<!-- table: r.json@{old} | rows: rows | columns: error:% -->\n<!-- /table -->\n"
+    out = tables.update(marker)
+    assert "| 25.00% |" in out and f"results committed at {old} ·" in out
+    assert "| 50.00% |" in tables.update(marker.replace(f"@{old}", ""))
+    with pytest.raises(SystemExit, match="not in git"):
+        tables.update(marker.replace(old, "0000000"))
