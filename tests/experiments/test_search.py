@@ -378,3 +378,16 @@ def test_the_tuner_scores_a_pass_as_the_final_runs_early_stopping_does(tmp_path,
     own = "val_knc_error" if loss == "magnet" else "val_knn_error"
     expected = [json.loads(line)[own] for line in history]
     assert [t["error"] for t in tuner] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_large_training_set_scores_knn_trials_against_a_seeded_sample(monkeypatch, tmp_path):
+    from magnetdml.experiments import trial
+
+    monkeypatch.setattr(trial, "TUNER_REFERENCES", 200)  # digits' training set is larger
+    base = apply_overrides(Config(), {**TINY, "loss.name": "softmax"})
+    space = SearchSpace("softmax", {"lr": "0.01", "lr_decay": "0.9"})
+    first = search(base, tmp_path / "a", trials=1, space=space, seed=0, **QUIET)
+    again = search(base, tmp_path / "b", trials=1, space=space, seed=0, **QUIET)
+    history = (tmp_path / "a" / first.best["run_dir"] / "metrics.jsonl").read_text()
+    assert json.loads(history.splitlines()[-1])["tuner"]["metric"] == "knn_error (200 references)"
+    assert first.best["val_error"] == again.best["val_error"]  # the sample is seeded
