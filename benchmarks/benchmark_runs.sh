@@ -13,10 +13,12 @@
 # Every loss gets the same Optuna budget (TRIALS trials, median pruning) and SEEDS runs at its
 # tuned configuration. Each stage resumes where it stopped: run the same line again.
 #
-#   usage: benchmarks/benchmark_runs.sh DATA_ROOT finegrained|alphabets|cifar10 ...
+#   usage: benchmarks/benchmark_runs.sh DATA_ROOT STAGE ...
+#   STAGE: finegrained (its three targets: indic, east-asian, caucasian-cyrillic, each also a
+#   stage of its own), alphabets or cifar10
 #   DATA_ROOT holds omniglot/ (omniglot_background.npz) and cifar10/ (see docs/install.md).
 set -euo pipefail
-DATA=${1:?usage: benchmarks/benchmark_runs.sh DATA_ROOT finegrained|alphabets|cifar10 ...}
+DATA=${1:?usage: benchmarks/benchmark_runs.sh DATA_ROOT finegrained|alphabets|cifar10|TARGET ...}
 shift
 OUT=benchmarks/results/benchmark
 TRIALS=8
@@ -38,21 +40,29 @@ pretrain() {  # pretrain OUT_DIR FLAGS...: once; a finished pretraining is kept
   fi
 }
 
+target() {  # target NAME: one fine-grained target (a group of four related alphabets)
+  local alphabets
+  case $1 in
+  indic) alphabets='Bengali, Gujarati, Grantha, Sanskrit' ;;
+  east-asian) alphabets='Japanese_(hiragana), Japanese_(katakana), Korean, Burmese_(Myanmar)' ;;
+  caucasian-cyrillic) alphabets='Armenian, Mkhedruli_(Georgian), Asomtavruli_(Georgian), Cyrillic' ;;
+  esac
+  pretrain "$OUT/omniglot-pretrain" --data.options "{$DRAWERS}"
+  magnetdml benchmark "${OMNIGLOT[@]}" "${RUN[@]}" --losses "$LOSSES" --protocols seen \
+    --data.options "{alphabets: [$alphabets], $DRAWERS}" --data.val_fraction 0 \
+    --model.init_from "$OUT/omniglot-pretrain" --trials $TRIALS --seeds $SEEDS \
+    --epochs 60 --patience 6 --jobs 2 --out "$OUT/omniglot-$1"
+}
+
 for stage in "$@"; do
   case $stage in
   finegrained)
-    pretrain "$OUT/omniglot-pretrain" --data.options "{$DRAWERS}"
-    for target in indic east-asian caucasian-cyrillic; do
-      case $target in
-      indic) alphabets='Bengali, Gujarati, Grantha, Sanskrit' ;;
-      east-asian) alphabets='Japanese_(hiragana), Japanese_(katakana), Korean, Burmese_(Myanmar)' ;;
-      caucasian-cyrillic) alphabets='Armenian, Mkhedruli_(Georgian), Asomtavruli_(Georgian), Cyrillic' ;;
-      esac
-      magnetdml benchmark "${OMNIGLOT[@]}" "${RUN[@]}" --losses "$LOSSES" --protocols seen \
-        --data.options "{alphabets: [$alphabets], $DRAWERS}" --data.val_fraction 0 \
-        --model.init_from "$OUT/omniglot-pretrain" --trials $TRIALS --seeds $SEEDS \
-        --epochs 60 --patience 6 --jobs 2 --out "$OUT/omniglot-$target"
+    for name in indic east-asian caucasian-cyrillic; do
+      target $name
     done
+    ;;
+  indic | east-asian | caucasian-cyrillic)
+    target "$stage"
     ;;
   alphabets)
     SPLIT=(--data.split_by alphabet --data.unseen_classes 0.3)
@@ -70,7 +80,7 @@ for stage in "$@"; do
       --jobs 2 --out "$OUT/cifar10"
     ;;
   *)
-    echo "unknown stage $stage: finegrained, alphabets or cifar10" >&2
+    echo "unknown stage $stage: finegrained, indic, east-asian, caucasian-cyrillic, alphabets or cifar10" >&2
     exit 2
     ;;
   esac
