@@ -7,7 +7,9 @@ data, pretrained start, budget, patience, the tuned lr, alpha, scale, M and D), 
 the cluster index: k-means with ``K`` = each of ``--ks`` clusters per class, and the adaptive
 agglomerative index of seed 000 (``index.method agglomerative``: Ward clustering of each class
 cut at ``index.distance_threshold`` times the class's spread, so each class gets as many
-clusters as its spread supports). ``--seeds`` seeds each. The table (kNC and kNN test error,
+clusters as its spread supports). ``--seeds`` seeds each. Where the tuned neighbourhood of
+``M`` clusters needs more impostor clusters than ``K`` per class give (few classes), ``M`` is
+capped at ``1 + K (C - 1)``. The table (kNC and kNN test error,
 mean ± sd over the seeds, final clusters per class) is the ``clusters`` experiment's analysis.
 
     python benchmarks/cluster_counts.py benchmarks/results/benchmark/omniglot-indic \\
@@ -48,9 +50,23 @@ def tuned_overrides(benchmark: Path) -> dict:
     }
 
 
-def specs(base: dict, ks: tuple[int, ...], seeds: int) -> list:
+def training_classes(base: dict) -> int:
+    """The number of classes the benchmark's runs train on."""
+    import numpy as np
+
+    from magnetdml.training import Config, apply_overrides
+    from magnetdml.training.setup import load_splits
+
+    return int(np.unique(load_splits(apply_overrides(Config(), base)).train.labels).size)
+
+
+def specs(base: dict, ks: tuple[int, ...], seeds: int, classes: int) -> list:
+    """One run per variant and seed. A neighbourhood of ``M`` clusters needs ``M - 1``
+    impostor clusters, so ``M`` is capped at ``1 + K (C - 1)`` for ``K`` clusters per class
+    (``K = 1`` for the agglomerative index, which may leave a class one cluster)."""
     from magnetdml.experiments.run_stage import RunSpec
 
+    tuned_m = int(base["sampler.clusters_per_batch"])
     variants = [("kmeans", k) for k in ks] + [("agglomerative", None)]
     return [
         RunSpec(
@@ -59,6 +75,7 @@ def specs(base: dict, ks: tuple[int, ...], seeds: int) -> list:
                 **base,
                 "index.method": method,
                 **({"index.clusters_per_class": k} if k is not None else {}),
+                "sampler.clusters_per_batch": min(tuned_m, 1 + (k or 1) * (classes - 1)),
                 "train.seed": seed,
             },
             {"method": method, "k": k, "seed": seed},
@@ -82,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     from magnetdml.training.machine import hardware
 
     ks = tuple(int(k) for k in args.ks.split(","))
+    base = tuned_overrides(args.benchmark)
     runs = train_runs(
-        specs(tuned_overrides(args.benchmark), ks, args.seeds),
+        specs(base, ks, args.seeds, training_classes(base)),
         args.out,
         jobs=args.jobs,
         progress=False,

@@ -1,0 +1,65 @@
+"""benchmarks/cluster_counts.py: Magnet again at a benchmark's tuned config, only K varied."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from magnetdml.experiments.benchmark import run_benchmark
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+pytestmark = pytest.mark.skipif(
+    not (BENCHMARKS / "cluster_counts.py").is_file(),
+    reason="outside the repository (the sdist has no benchmarks/)",
+)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "cluster_counts", BENCHMARKS / "cluster_counts.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_variants_keep_the_tuned_config_and_change_only_the_index(tmp_path):
+    bench = tmp_path / "bench"
+    run_benchmark(
+        "digits",
+        ["magnet"],
+        bench,
+        trials=1,
+        seeds=1,
+        epochs=1,
+        protocols=("seen",),
+        overrides={"model.embedding_dim": 16, "train.threads": 1},
+        log=lambda _m: None,
+    )
+    out = tmp_path / "clusters"
+    assert _script().main([str(bench), "--out", str(out), "--ks", "1,2", "--seeds", "1"]) == 0
+    tuned = json.loads((bench / "seen-magnet-s0" / "config.json").read_text())
+    for name, method, k in (("k1-s0", "kmeans", 1), ("k2-s0", "kmeans", 2)):
+        config = json.loads((out / name / "config.json").read_text())
+        assert config["index"]["method"] == method and config["index"]["clusters_per_class"] == k
+        for section in ("loss", "data", "model"):
+            assert config[section] == tuned[section]
+        # M capped where K clusters per class of digits' 10 classes leave too few impostors
+        m = tuned["sampler"]["clusters_per_batch"]
+        assert config["sampler"]["clusters_per_batch"] == min(m, 1 + k * 9)
+        assert config["sampler"]["examples_per_cluster"] == tuned["sampler"]["examples_per_cluster"]
+        assert config["train"]["lr"] == tuned["train"]["lr"]
+    agglomerative = json.loads((out / "agglomerative-s0" / "config.json").read_text())
+    assert agglomerative["index"]["method"] == "agglomerative"
+    results = json.loads((out / "results.json").read_text())
+    rows = {row["index"]: row for row in results["tables"][0]["rows"]}
+    assert set(rows) == {"k-means K=1", "k-means K=2", "agglomerative"}
+    assert all(0 <= row["knc_error"] <= 1 for row in rows.values())
+    assert results["benchmark"] == str(bench)
+
+
+def test_a_folder_without_magnet_runs_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="run the benchmark with --losses magnet first"):
+        _script().main([str(tmp_path), "--out", str(tmp_path / "c")])
