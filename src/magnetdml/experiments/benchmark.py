@@ -18,12 +18,12 @@ For each loss and each protocol the data allows (the fairness bar of Musgrave, B
      validation classes' examples. ``data.split_by`` (e.g. ``alphabet``) holds out whole
      groups of classes instead: train on some alphabets, test on others.
 
-The searches and runs are planned by :mod:`.benchmark_plan` (the engine that
-``experiment finegrained`` and ``experiment classification-tuned`` plan with too) and scored by
-:mod:`.benchmark_report`. Everything lands in ``out/``: ``tuning/<protocol>-<loss>/`` (each study's ``study.db`` and
-trials), ``<protocol>-<loss>-s<seed>/`` (the runs), ``results.json``, ``report.md``,
-``report.html`` and ``figures/``. Every stage resumes: a second identical call trains nothing,
-a killed one goes on where it stopped.
+The searches and runs are planned by :mod:`.benchmark_plan` (the engine that ``experiment
+finegrained`` and ``experiment classification-tuned`` plan with too) and scored by
+:mod:`.benchmark_report`. Everything lands in ``out/``: ``tuning/<protocol>-<loss>/`` (each
+study's ``study.db`` and trials), ``<protocol>-<loss>-s<seed>/`` (the runs), ``results.json``,
+``report.md``, ``report.html`` and ``figures/``. Every stage resumes: a second identical call
+trains nothing, a killed one goes on where it stopped.
 """
 
 from __future__ import annotations
