@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .benchmark_report import plan_section
 from .classification import own_metric, own_protocol, relative_error
-from .finegrained import PAPER_LOSSES
 from .finegrained_claims import PAPER_HIERARCHY, hierarchy_claims, target_claims
 from .finegrained_curves import speed, target_figures
 from .finegrained_diagnostics import diagnostics_rows
@@ -193,7 +192,8 @@ def _margins(target: str, start: str, by_loss: dict[str, list[RunOutcome]]) -> l
 
 def _controls(target: str, groups: dict) -> list[dict]:
     rows = []
-    for loss in PAPER_LOSSES:
+    controlled = [k[3] for k in groups if k[:3] == ("classification", target, "scratch")]
+    for loss in controlled:  # the losses with a control from scratch
         pre = groups.get(("classification", target, "pretrained", loss), [])
         scratch = groups.get(("classification", target, "scratch", loss), [])
         a, b = _stat([_own_error(o) for o in pre])[0], _stat([_own_error(o) for o in scratch])[0]
