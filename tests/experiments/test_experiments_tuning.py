@@ -10,7 +10,7 @@ import pytest
 
 from magnetdml.cli import main
 from magnetdml.experiments import EXPERIMENTS, Experiment, RunSpec, run_experiment, save_results
-from magnetdml.experiments.classification_tuned import PASSES, TunedClassification
+from magnetdml.experiments.classification_tuned import BUDGET, TunedClassification
 from magnetdml.experiments.tuning import apply_tuned, load_tuned
 
 TINY = {
@@ -195,17 +195,18 @@ def test_the_datasets_option_keeps_only_those_runs(tmp_path, capsys):
     )
 
 
-def test_classification_tuned_trains_real_passes_with_per_pass_curves():
+def test_classification_tuned_trains_real_passes_until_the_validation_error_stops():
     experiment = TunedClassification()
     specs, tuning = experiment.specs(False), experiment.tuning(False)
-    assert len(specs) == len(PASSES) * 3 * 3 and len(tuning) == len(PASSES) * 3
-    for spec in specs:
+    assert len(specs) == len(BUDGET) * 3 * 3 and len(tuning) == len(BUDGET) * 3
+    for spec in [*specs, *tuning]:
         o = spec.overrides
-        assert o["train.iterations_per_epoch"] == 0 and o["eval.every"] == 1
-        assert o["train.epochs"] == PASSES[spec.group["dataset"]]
+        assert o["train.iterations_per_epoch"] == 0 and o["eval.every"] == 0
+        assert (o["train.epochs"], o["train.patience"]) == BUDGET[spec.group["dataset"]]
         assert o["train.warm_start_lr"] == 0.05 and o["train.warm_start_epochs"] == 1
+        assert o["data.val_fraction"] == 0.1  # trials and runs: the benchmark's seen split
     for spec in tuning:
-        assert spec.overrides["data.val_fraction"] == 0.1 and "seed" not in spec.group
+        assert "seed" not in spec.group
     # every run has exactly one search for its dataset and loss
     for spec in specs:
         assert (
@@ -235,3 +236,25 @@ def test_a_tuning_by_the_old_random_search_is_kept(tmp_path):
     assert results["tuned"] == tuned and not list(tmp_path.rglob("study.db"))
     config = json.loads((tmp_path / "digits-magnet-s0" / "config.json").read_text())
     assert config["train"]["lr"] == 0.02
+
+
+def test_a_stale_tuned_entry_of_another_plan_is_not_applied(tmp_path):
+    """An entry of tuned.json that no search of this invocation wrote (e.g. of an older plan
+    whose runs had other names) must not leak its values into runs whose labels it matches."""
+    tuned = {
+        f"digits-{loss}": {
+            "group": {"dataset": "digits", "loss": loss},
+            "params": {"train.lr": 0.02},
+            "metric": "knn_error",
+        }
+        for loss in LOSSES
+    }
+    stale = {"group": {"dataset": "digits"}, "params": {"train.lr_decay": 0.5}}
+    (tmp_path / "tuned.json").write_text(json.dumps({"old-digits": stale, **tuned}))
+    for name in tuned:
+        (tmp_path / "tuning" / name).mkdir(parents=True)
+        (tmp_path / "tuning" / name / "search.json").write_text('{"metric": "knn_error"}')
+    results = run_experiment(TinyTuned.name, tmp_path, progress=False)
+    assert results["tuned"] == tuned
+    config = json.loads((tmp_path / "digits-softmax-s1" / "config.json").read_text())
+    assert config["train"]["lr"] == 0.02 and config["train"]["lr_decay"] != 0.5

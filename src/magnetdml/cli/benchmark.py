@@ -9,7 +9,10 @@ has not improved for ``--patience`` passes), scored on the test split under the 
 the unseen-class protocols (see :mod:`magnetdml.experiments.benchmark`). Writes
 ``OUT/results.json``, ``OUT/report.md`` and ``OUT/report.html``. The same command again
 resumes: finished trials and runs are kept. Every ``--section.field`` flag (e.g.
-``--model.backbone small-cnn``) applies to every trial and run.
+``--model.backbone small-cnn``) applies to every trial and run; ``--space.NAME LOW:HIGH`` (or
+``VALUE``, as in ``magnetdml search``) narrows that parameter's range in the search of every
+loss that tunes it (e.g. ``--space.clusters_per_class 1:3`` for Magnet and the other cluster
+losses), and is refused when none of the losses does.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .experiment import flag_overrides
 def configure(parser: argparse.ArgumentParser) -> None:
     from ..experiments.benchmark import DEFAULT_LOSSES, PROTOCOLS
     from ..experiments.search import PRUNERS
+    from ..experiments.search_space import all_params
 
     group = parser.add_argument_group("benchmark options")
     group.add_argument("--dataset", required=True, help="dataset name (as --data.name)")
@@ -74,6 +78,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=",".join(PROTOCOLS),
         help="comma-separated: seen (instance split), unseen (class split)",
     )
+    for name, p in all_params().items():
+        group.add_argument(
+            f"--space.{name}",
+            dest=f"space:{name}",
+            metavar="LOW:HIGH",
+            help=f"narrow {p.field} (or fix it: VALUE) in the search of every loss that "
+            f"tunes it (default {p.low:g}:{p.high:g}, {p.source})",
+        )
     add_config_arguments(parser)
 
 
@@ -100,6 +112,11 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
         overrides=flag_overrides(args),
+        space={
+            key[len("space:") :]: value
+            for key, value in vars(args).items()
+            if key.startswith("space:") and value is not None
+        },
         progress=not args.quiet,
         command=command,
         log=lambda message: print(message, file=sys.stderr),

@@ -18,10 +18,12 @@ For each loss and each protocol the data allows (the fairness bar of Musgrave, B
      validation classes' examples. ``data.split_by`` (e.g. ``alphabet``) holds out whole
      groups of classes instead: train on some alphabets, test on others.
 
-Everything lands in ``out/``: ``tuning/<protocol>-<loss>/`` (each study's ``study.db`` and
-trials), ``<protocol>-<loss>-s<seed>/`` (the runs, with their models), ``results.json``,
-``report.md``, ``report.html`` and ``figures/``. Every stage resumes: a second identical call
-trains nothing, a killed one goes on where it stopped.
+The searches and runs are planned by :mod:`.benchmark_plan` (the engine that ``experiment
+finegrained`` and ``experiment classification-tuned`` plan with too) and scored by
+:mod:`.benchmark_report`. Everything lands in ``out/``: ``tuning/<protocol>-<loss>/`` (each
+study's ``study.db`` and trials), ``<protocol>-<loss>-s<seed>/`` (the runs, with their
+models), ``results.json``, ``report.md``, ``report.html`` and ``figures/``. Every stage
+resumes: a second identical call trains nothing, a killed one goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -32,17 +34,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._validation import check_int
-from ..training import Config, apply_overrides
+from ..training import Config
 from ..training.machine import hardware
 from ..training.run_dir import write_json
-from .benchmark_report import analyse, slug, write_pages
+from .benchmark_plan import (  # noqa: F401  (the engine's names, importable from here)
+    BATCH,
+    PROTOCOLS,
+    TEST_CLASSES,
+    VAL_CLASSES,
+    VAL_FRACTION,
+    benchmark_plan,
+    loss_space,
+)
+from .benchmark_report import analyse, slug, write_pages  # noqa: F401
 from .run_stage import RunSpec, run_config, train_runs
 from .tuning import apply_tuned, tune
 
-PROTOCOLS = ("seen", "unseen")
 #: The field's losses (issue 22): the project's baselines and Magnet, then PML's modern ones.
 DEFAULT_LOSSES = (
     "softmax",
@@ -56,10 +64,6 @@ DEFAULT_LOSSES = (
     "pml:ProxyNCALoss",
     "pml:SupConLoss",
 )
-VAL_FRACTION = 0.1  # seen: validation examples per class
-TEST_CLASSES = 0.3  # unseen: classes held out for the test
-VAL_CLASSES = 0.3  # unseen: of the others, held out for validation
-BATCH = 48  # images per step for every loss (App. B: M x D <= 48)
 
 
 def run_benchmark(
@@ -77,6 +81,7 @@ def run_benchmark(
     protocols: tuple[str, ...] = PROTOCOLS,
     pruner: str = "median",
     overrides: dict[str, Any] | None = None,
+    space: dict[str, str] | None = None,
     progress: bool = False,
     command: str | None = None,
     log: Callable[[str], None] = print,
@@ -97,51 +102,28 @@ def run_benchmark(
         fix="passes without a better validation error before a run stops",
     )
     jobs = check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
-    for protocol in protocols:
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
-    base = {
-        **(overrides or {}),
-        "data.name": dataset,
-        "train.epochs": epochs,
-        "train.patience": patience,
-        "eval.every": 0,
-        "eval.plots": False,
-    }
-    if data_dir is not None:
-        base["data.data_dir"] = str(data_dir)
-    for loss in losses:  # every name checked (did-you-mean) before anything trains
-        apply_overrides(Config(), {**base, "loss.name": loss}).validate()
-    out.mkdir(parents=True, exist_ok=True)
-    finished_before = set(out.rglob("metrics.json"))
-    plans, skipped = {}, {}
-    for protocol in protocols:
-        fields, reason = _protocol_fields(protocol, base)
-        if reason:
-            skipped[protocol] = reason
-            log(f"{protocol} protocol skipped: {reason}")
-        else:
-            plans[protocol] = fields
-    if not plans:
+    space = dict(space or {})
+    space_for = loss_space(space, losses)  # a bad --space.NAME: refused before anything else
+    plan = benchmark_plan(
+        dataset,
+        losses,
+        seeds=seeds,
+        epochs=epochs,
+        patience=patience,
+        protocols=protocols,
+        data_dir=data_dir,
+        overrides=overrides,
+    )
+    for protocol, reason in plan.skipped.items():
+        log(f"{protocol} protocol skipped: {reason}")
+    if not plan.fields:
         raise ValueError(
             f"no protocol fits dataset {dataset!r}: "
-            + "; ".join(f"{p}: {r}" for p, r in skipped.items())
+            + "; ".join(f"{p}: {r}" for p, r in plan.skipped.items())
         )
-    tuning, specs = [], []
-    for protocol, fields in plans.items():
-        for loss in losses:
-            group = {"protocol": protocol, "loss": loss}
-            own = {**base, **fields, "loss.name": loss}
-            tuning.append(RunSpec(f"{protocol}-{slug(loss)}", own, group))
-            specs += [
-                RunSpec(
-                    f"{protocol}-{slug(loss)}-s{seed}",
-                    {**own, "train.seed": seed},
-                    {**group, "seed": seed},
-                    pinned=("train.seed",),
-                )
-                for seed in range(seeds)
-            ]
+    out.mkdir(parents=True, exist_ok=True)
+    finished_before = set(out.rglob("metrics.json"))
+    tuning, specs = plan.tuning, plan.runs
 
     def configure(spec: RunSpec, folder: Path) -> Config:
         return run_config(spec, folder, runs_dir=out)
@@ -156,6 +138,7 @@ def run_benchmark(
         progress=progress,
         pruner=pruner,
         log=log,
+        space_for=(lambda spec: space_for(spec.group["loss"])) if space else None,
         storage_for=(lambda _spec: storage) if storage else None,
     )
     log(f"training {len(specs)} run(s) at the tuned configurations")
@@ -183,14 +166,15 @@ def run_benchmark(
             "patience": patience,
             "pruner": pruner,
             "jobs": jobs,
-            "protocols": list(plans),
-            "skipped": skipped,
+            "protocols": list(plan.fields),
+            "skipped": plan.skipped,
             "overrides": dict(overrides or {}),
+            **({"space": space} if space else {}),  # only when given: the schema stays
         },
         "command": command,
         "hardware": hardware(configure(specs[0], out)),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        **analyse(out, runs, tuned, plans),
+        **analyse(out, runs, tuned, plan.fields),
     }
     results["trained"] = len(set(out.rglob("metrics.json")) - finished_before)
     if not results["trained"]:  # a rerun that trained nothing keeps how they were measured
@@ -215,40 +199,3 @@ def _provenance(path: Path) -> dict:
         for key in ("command", "hardware", "wall_seconds", "trained")
         if key in previous
     }
-
-
-def _protocol_fields(protocol: str, base: dict) -> tuple[dict, str | None]:
-    """The config fields of ``protocol`` on the data of ``base`` (its splits, and batches of
-    :data:`BATCH` images that fit its training classes), or why the data does not allow it."""
-    from ..training.setup import load_splits
-
-    if protocol == "seen":  # a given val_fraction wins (e.g. 0 where the data has its own val)
-        fields = {"data.val_fraction": base.get("data.val_fraction", VAL_FRACTION)}
-    else:
-        fields = {
-            "data.val_fraction": 0.0,
-            "data.unseen_classes": TEST_CLASSES,
-            "data.val_classes": VAL_CLASSES,
-        }
-    config = apply_overrides(Config(), {**base, **fields})
-    try:
-        splits = load_splits(config)
-    except ValueError as error:
-        return {}, str(error)
-    classes = np.unique(splits.train.labels).size
-    if protocol == "unseen":
-        test = np.unique(splits.unseen.labels).size if splits.unseen is not None else 0
-        val = np.unique(splits.val.labels).size if splits.val is not None else 0
-        if min(test, val) < 2 or classes < 2:
-            return {}, (
-                f"{classes} train, {val} validation and {test} test classes; the "
-                "unseen protocol needs at least 2 of each"
-            )
-    if "sampler.classes_per_batch" not in base:  # P x K = 48 with P no more than the classes
-        p = min(8, classes)
-        fields.update(
-            {"sampler.classes_per_batch": p, "sampler.examples_per_class": max(2, BATCH // p)}
-        )
-    if "sampler.batch_size" not in base and len(splits.train) < BATCH:  # a tiny dataset
-        fields["sampler.batch_size"] = len(splits.train)
-    return fields, None

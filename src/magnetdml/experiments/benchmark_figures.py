@@ -18,7 +18,11 @@ def slug(loss: str) -> str:
     return loss.replace(":", "-")
 
 
-def draw_figures(out: Path, protocol: str, ranked: list[str], runs: dict) -> list[dict]:
+def draw_figures(
+    out: Path, protocol: str, ranked: list[str], runs: dict, *, prefix: str = ""
+) -> list[dict]:
+    """Each protocol's two figures (``figures/<prefix><protocol>_*.png``) of a plan's runs;
+    its searches are ``tuning/<prefix><protocol>-<loss>``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,15 +47,15 @@ def draw_figures(out: Path, protocol: str, ranked: list[str], runs: dict) -> lis
     ax.set_xlabel("pass")
     ax.set_ylabel("validation score")
     ax.legend(fontsize=6)
-    ax.set_title(f"{protocol}: validation during the seeds' training")
-    path = f"{FIGURES}/{protocol}_validation.png"
+    ax.set_title(f"{prefix}{protocol}: validation during the seeds' training")
+    path = f"{FIGURES}/{prefix}{protocol}_validation.png"
     fig.tight_layout()
     fig.savefig(out / path, dpi=90)
     plt.close(fig)
-    figures.append({"title": f"{protocol}: validation curves", "path": path})
+    figures.append({"title": f"{prefix}{protocol}: validation curves", "path": path})
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for loss in ranked:
-        rows = _trials(out / "tuning" / f"{protocol}-{slug(loss)}")
+        rows = _trials(out / "tuning" / f"{prefix}{protocol}-{slug(loss)}")
         done = [(r["trial"], r["val_error"]) for r in rows if r["state"] == "complete"]
         pruned = [(r["trial"], r["val_error"]) for r in rows if r["state"] == "pruned"]
         if done:
@@ -63,12 +67,12 @@ def draw_figures(out: Path, protocol: str, ranked: list[str], runs: dict) -> lis
     ax.set_xlabel("trial (x: pruned)")
     ax.set_ylabel("validation error")
     ax.legend(fontsize=6)
-    ax.set_title(f"{protocol}: each study's trials and best so far")
-    path = f"{FIGURES}/{protocol}_studies.png"
+    ax.set_title(f"{prefix}{protocol}: each study's trials and best so far")
+    path = f"{FIGURES}/{prefix}{protocol}_studies.png"
     fig.tight_layout()
     fig.savefig(out / path, dpi=90)
     plt.close(fig)
-    figures.append({"title": f"{protocol}: studies", "path": path})
+    figures.append({"title": f"{prefix}{protocol}: studies", "path": path})
     return figures
 
 

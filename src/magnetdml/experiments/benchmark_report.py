@@ -60,9 +60,14 @@ def _scores(outcome: RunOutcome, protocol: str) -> dict[str, float]:
     }
 
 
-def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) -> dict:
+def analyse(
+    out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict, *, prefix: str = ""
+) -> dict:
     """``protocols`` (per loss: tuned values, per-seed scores, mean, sd, cost; the best loss
-    and the paired differences), ``tables`` and ``figures`` (drawn into ``out/figures``)."""
+    and the paired differences), ``tables`` and ``figures`` (drawn into ``out/figures``) of
+    the ``runs`` of one plan (:mod:`.benchmark_plan`) for each protocol of ``plans``; ``tuned``
+    holds its searches as ``<prefix><protocol>-<loss>`` (the plan's ``prefix``, which also
+    starts its figures' names)."""
     (out / FIGURES).mkdir(exist_ok=True)
     protocols, tables, figures = {}, [], []
     for protocol in plans:
@@ -76,7 +81,7 @@ def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) ->
             entry["seeds"][outcome.spec.group["seed"]] = _scores(outcome, protocol)
             entry["runs"][outcome.spec.group["seed"]] = outcome
         for loss, entry in losses.items():
-            search = tuned[f"{protocol}-{slug(loss)}"]
+            search = tuned[f"{prefix}{protocol}-{slug(loss)}"]
             outcomes = [entry["runs"][s] for s in sorted(entry["runs"])]
             metrics = sorted(
                 {m for s in entry["seeds"].values() for m in s},
@@ -129,8 +134,28 @@ def analyse(out: Path, runs: dict[str, RunOutcome], tuned: dict, plans: dict) ->
             "differences": differences,
         }
         tables += _tables(protocol, protocols[protocol])
-        figures += draw_figures(out, protocol, ranked, runs)
+        figures += draw_figures(out, protocol, ranked, runs, prefix=prefix)
     return {"protocols": protocols, "tables": tables, "figures": figures}
+
+
+def plan_section(
+    out: Path, outcomes: list[RunOutcome], tuned: dict | None, prefix: str, title: str
+) -> dict:
+    """:func:`analyse` of the seen-class runs of one plan of an experiment (``prefix``, e.g.
+    ``indic-pretrained-``), its tables' titles starting with ``title``; empty when ``tuned``
+    lacks one of their searches (a folder tuned before the engine planned it)."""
+    losses = {o.spec.group["loss"] for o in outcomes}
+    if not outcomes or any(o.spec.group.get("protocol") != "seen" for o in outcomes):
+        return {}
+    if not tuned or any(f"{prefix}seen-{slug(loss)}" not in tuned for loss in losses):
+        return {}
+    runs = {o.spec.name: o for o in outcomes}
+    result = analyse(out, runs, tuned, {"seen": None}, prefix=prefix)
+    return {
+        "protocols": {prefix.rstrip("-"): result["protocols"]["seen"]},
+        "tables": [{**t, "title": f"{title}: {t['title']}"} for t in result["tables"]],
+        "figures": result["figures"],
+    }
 
 
 def _cell(mean: float | None, sd: float | None, metric: str) -> str:

@@ -10,39 +10,61 @@ of each character by each of 20 drawers):
   16-20 test (5 test drawings per character). Nothing below ever trains on a validation or
   test drawing.
 * **Pretraining** ("ImageNet"): softmax on the training drawings of all 964 characters -- a
-  superset of every target's classes, as ImageNet is of Dogs' -- for ``PRETRAIN_EPOCHS``
-  passes only (partly trained). A reference run of the same pretraining trained to
-  convergence (``pretrain-converged``, never fine-tuned) says how far from converged that is.
+  superset of every target's classes, as ImageNet is of Dogs' -- for 3 passes only
+  (partly trained; :data:`PRETRAIN`), as ``benchmarks/benchmark_runs.sh`` runs it. A
+  reference run of the same pretraining trained to convergence (``pretrain-converged``, never
+  fine-tuned) says how far from converged that is.
 * **Targets** ("Dogs / Flowers / Pets"): three groups of related alphabets (``TARGETS``,
   155-179 characters each: fine-grained, as the scripts of a group resemble each other).
-* **Every loss** (softmax, triplet, Magnet) starts from the same pretrained weights (backbone
-  and 64-d embedding head; softmax gets a fresh classifier over the target's classes), is
-  tuned per target by its own random search on the validation drawers (:mod:`.tuning`; Magnet
-  with ``loss.scale``, ``K`` in 1-3 since a character has 13 training drawings), then trained
-  **to convergence**: ``train.patience`` -- stop once the validation error (own protocol) has
-  not improved for ``PATIENCE`` passes (at most ``MAX_EPOCHS``), and score the best pass's
-  model (:mod:`magnetdml.training.early_stopping`); 3 seeds; test error per pass recorded.
-* **Controls**: the same targets from scratch (no pretraining), tuned the same way.
+* **Every loss** of :data:`LOSSES` (softmax, triplet, Magnet and four of the field's modern
+  losses) starts from the same pretrained weights (backbone and 64-d embedding head; the
+  losses with a classifier or proxies get fresh ones over the target's classes) and is
+  benchmarked by the engine of ``magnetdml benchmark`` (:mod:`.benchmark_plan`), seen-class
+  protocol on the drawer split: per target and loss, an Optuna study (seeded TPE, ``TRIALS``
+  trials at the full budget, median pruning on the per-pass validation error; the loss's own
+  space, :mod:`.search_space`), then ``SEEDS`` runs at the tuned configuration, each trained
+  until its validation error has not improved for ``PATIENCE`` passes (at most
+  ``MAX_EPOCHS``) and scored with the best pass's model. These runs are exactly those of
+  ``benchmarks/benchmark_runs.sh finegrained`` (tested), so the report has the benchmark's
+  table per target (mean ± sd, paired differences against the best loss with 95% intervals,
+  cost).
+* **Controls**: the same targets from scratch (no pretraining), for the paper's three losses
+  (:data:`PAPER_LOSSES`), planned and tuned by the same engine with the same budget.
 * **Hierarchy recovery** (§4.3) in this regime: on the first target, random pairs of
-  characters collapsed into one label (pretrained start, the target's tuned configs, ``K =
-  4`` clusters per coarse class), scored on the fine labels.
+  characters collapsed into one label (pretrained start, the paper's three losses at their
+  tuned configurations for that target, ``K = 4`` clusters per coarse class), scored on the
+  fine labels.
 
 Each run is scored on the test drawers with each loss's own protocol (kNC for Magnet, soft
-kNN ``k = 128`` for the others; paper App. B) and the other one, Error@1 and Error@5. The final
-models stay in their run folders (``magnetdml evaluate RUN``), and ``tuned.json`` holds the
-tuned configs (``--tuned DIR`` lets another experiment reuse them). The analysis is
+kNN ``k = 128`` for the others; paper App. B) and the other one, Error@1 and Error@5; the
+convergence (paper Fig. 5) is read from the per-pass validation errors. The final models stay
+in their run folders (``magnetdml evaluate RUN``), and ``tuned.json`` holds the tuned configs
+(``--tuned DIR`` lets another experiment reuse them). The analysis is
 :mod:`.finegrained_analysis`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..losses import loss_spec
+from .benchmark_figures import slug
+from .benchmark_plan import Plan, benchmark_plan
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec
 
-LOSSES = ("softmax", "triplet", "magnet")
+#: The losses of ``benchmarks/benchmark_runs.sh finegrained`` (README table (a)).
+LOSSES = (
+    "softmax",
+    "triplet",
+    "magnet",
+    "pml:ProxyAnchorLoss",
+    "pml:MultiSimilarityLoss",
+    "pml:NormalizedSoftmaxLoss",
+    "pml:SoftTripleLoss",
+)
+#: The losses of the paper's claims: the scratch controls and the hierarchy runs.
+PAPER_LOSSES = ("softmax", "triplet", "magnet")
+#: The quick version's losses (minutes).
+QUICK_LOSSES = PAPER_LOSSES
 #: Target name -> its alphabets (the background set's folder names).
 TARGETS = {
     "indic": ("Bengali", "Gujarati", "Grantha", "Sanskrit"),  # 179
@@ -59,85 +81,116 @@ TARGETS = {
         "Cyrillic",
     ),  # 155
 }
-TEST_DRAWERS, VAL_DRAWERS = (16, 17, 18, 19, 20), (14, 15)
+#: The fewest characters of a target: the benchmark's batches take P = min(8, classes) of them.
+CLASSES = 155
 STARTS = ("pretrained", "scratch")
-SEEDS = (0, 1, 2)
-PRETRAIN_EPOCHS, PRETRAIN_LR = 3, 0.05
-MAX_EPOCHS, PATIENCE = 60, 6
-TRIAL_EPOCHS, TRIAL_PATIENCE, TRIALS = 20, 3, 8
-HIERARCHY_TARGET, HIERARCHY_CLUSTERS = "indic", 4
-#: Everything every run shares: small CNN, 64-d head, batches of 48 (softmax uniform, triplet
-#: 6 x 8 class-balanced, Magnet M x D <= 48 tuned), one pass per epoch, no warm start (the
-#: pretraining is the warm start), test error after every pass.
-COMMON = {
-    "data.name": "omniglot",
+#: benchmark_runs.sh's settings: the drawer split (as its --data.options text), every run's
+#: model and passes (small CNN, 64-d head, one real pass per epoch, no warm start: the
+#: pretraining is the warm start), the pretraining, and the budget of every loss.
+DRAWERS = "test_drawers: [16, 17, 18, 19, 20], val_drawers: [14, 15]"
+OMNIGLOT = {
     "model.backbone": "small-cnn",
     "model.embedding_dim": 64,
-    "sampler.classes_per_batch": 6,
-    "sampler.examples_per_class": 8,
-    "sampler.clusters_per_batch": 12,
-    "sampler.examples_per_cluster": 4,
     "train.iterations_per_epoch": 0,
     "train.warm_start_epochs": 0,
-    "eval.every": 1,
-    "eval.plots": False,
 }
+PRETRAIN = {"loss.name": "softmax", "train.lr": 0.05, "train.epochs": 3, "train.seed": 0}
+TRIALS, SEEDS, MAX_EPOCHS, PATIENCE = 8, 3, 60, 6
+HIERARCHY_TARGET, HIERARCHY_CLUSTERS = "indic", 4
 PRETRAINED = "pretrain"
 
 
 def data_options(target: str | None) -> str:
-    """``data.options`` of a target (None: all 964 characters) with the drawer split."""
-    options = {"test_drawers": list(TEST_DRAWERS), "val_drawers": list(VAL_DRAWERS)}
-    if target is not None:
-        options["alphabets"] = list(TARGETS[target])
-    return json.dumps(options)  # JSON is YAML: alphabet names with ( ) stay intact
+    """``data.options`` of a target (None: all 964 characters) with the drawer split, in the
+    text ``benchmarks/benchmark_runs.sh`` gives (YAML: alphabet names with ( ) stay intact)."""
+    if target is None:
+        return f"{{{DRAWERS}}}"
+    return f"{{alphabets: [{', '.join(TARGETS[target])}], {DRAWERS}}}"
+
+
+def target_plan(
+    target: str,
+    start: str,
+    *,
+    losses=LOSSES,
+    seeds: int = SEEDS,
+    epochs: int = MAX_EPOCHS,
+    patience: int = PATIENCE,
+) -> Plan:
+    """The benchmark of one target and start: ``magnetdml benchmark --protocols seen`` with
+    ``benchmark_runs.sh``'s flags (``--model.init_from`` the pretraining when ``start`` is
+    ``pretrained``), its searches and runs named ``<target>-<start>-seen-<loss>[-s<seed>]``."""
+    return benchmark_plan(
+        "omniglot",
+        losses,
+        seeds=seeds,
+        epochs=epochs,
+        patience=patience,
+        protocols=("seen",),
+        overrides={**OMNIGLOT, "data.options": data_options(target), "data.val_fraction": 0},
+        classes=CLASSES,
+        prefix=f"{target}-{start}-",
+        init_from=PRETRAINED if start == "pretrained" else None,
+        labels={"dataset": "omniglot", "target": target, "start": start},
+    )
 
 
 class FineGrained(Experiment):
     name = "finegrained"
     description = (
         "The paper's regime (§4.1) on Omniglot: softmax pretraining on all 964 "
-        "characters for a few passes, then softmax, triplet and Magnet fine-tuned "
-        "on three fine-grained groups of alphabets, each tuned by its own search "
-        "and trained until the validation error stops improving; from-scratch "
-        "controls, convergence speed (Fig. 5) and hierarchy recovery (§4.3)."
+        "characters for a few passes, then softmax, triplet, Magnet and the field's "
+        "modern losses fine-tuned on three fine-grained groups of alphabets by the "
+        "benchmark's engine (an Optuna study per loss, then seeds trained until the "
+        "validation error stops improving); from-scratch controls, convergence speed "
+        "(Fig. 5) and hierarchy recovery (§4.3)."
     )
     keeps_models = True
 
     def _plan(self, quick: bool) -> dict:
-        if quick:  # minutes: one target, one seed, a few passes
+        if quick:  # minutes: one target, one seed, the paper's losses, a few passes
             return {
                 "targets": tuple(TARGETS)[:1],
-                "seeds": (0,),
+                "losses": QUICK_LOSSES,
+                "seeds": 1,
                 "pretrain_epochs": 1,
-                "max": 6,
-                "patience": 3,
-                "trial_epochs": 3,
-                "trial_patience": 2,
+                "max": 4,
+                "patience": 2,
                 "trials": 2,
                 "reference": None,
             }
         return {
             "targets": tuple(TARGETS),
+            "losses": LOSSES,
             "seeds": SEEDS,
-            "pretrain_epochs": PRETRAIN_EPOCHS,
+            "pretrain_epochs": PRETRAIN["train.epochs"],
             "max": MAX_EPOCHS,
             "patience": PATIENCE,
-            "trial_epochs": TRIAL_EPOCHS,
-            "trial_patience": TRIAL_PATIENCE,
             "trials": TRIALS,
             "reference": 50,
         }
 
+    def _plans(self, quick: bool) -> dict[tuple[str, str], Plan]:
+        """``(target, start) -> its benchmark plan``: every loss from the pretrained start,
+        the paper's from scratch."""
+        plan = self._plan(quick)
+        budget = {"seeds": plan["seeds"], "epochs": plan["max"], "patience": plan["patience"]}
+        return {
+            (target, start): target_plan(
+                target,
+                start,
+                losses=[
+                    loss for loss in plan["losses"] if start == "pretrained" or loss in PAPER_LOSSES
+                ],
+                **budget,
+            )
+            for target in plan["targets"]
+            for start in STARTS
+        }
+
     def pretraining(self, quick: bool) -> list[RunSpec]:
         plan = self._plan(quick)
-        base = {
-            **COMMON,
-            "data.options": data_options(None),
-            "loss.name": "softmax",
-            "train.lr": PRETRAIN_LR,
-            "train.seed": 0,
-        }
+        base = {"data.name": "omniglot", **OMNIGLOT, **PRETRAIN, "data.options": data_options(None)}
         specs = [
             RunSpec(
                 PRETRAINED,
@@ -160,91 +213,44 @@ class FineGrained(Experiment):
         return specs
 
     def specs(self, quick: bool) -> list[RunSpec]:
-        plan = self._plan(quick)
-        budget = {"train.epochs": plan["max"], "train.patience": plan["patience"]}
-        specs = []
-        for target in plan["targets"]:
-            for start in STARTS:
-                for loss in LOSSES:
-                    for seed in plan["seeds"]:
-                        specs.append(
-                            RunSpec(
-                                f"{target}-{start}-{loss}-s{seed}",
-                                {
-                                    **COMMON,
-                                    **budget,
-                                    "data.options": data_options(target),
-                                    "loss.name": loss,
-                                    "train.seed": seed,
-                                },
-                                _group(target, start, loss, seed, "classification"),
-                                init_from=PRETRAINED if start == "pretrained" else None,
-                            )
-                        )
-        target = plan["targets"][0] if quick else HIERARCHY_TARGET
-        for loss in LOSSES:
-            for seed in plan["seeds"]:
-                specs.append(
-                    RunSpec(
-                        f"{target}-pairs-{loss}-s{seed}",
-                        {
-                            **COMMON,
-                            **budget,
-                            "data.options": data_options(target),
-                            "data.collapse_pairs": True,
-                            "index.clusters_per_class": HIERARCHY_CLUSTERS,
-                            "loss.name": loss,
-                            "train.seed": seed,
-                        },
-                        _group(target, "pretrained", loss, seed, "hierarchy"),
-                        init_from=PRETRAINED,
-                        pinned=("index.clusters_per_class",),
-                    )
+        plans = self._plans(quick)
+        specs = [
+            RunSpec(
+                s.name, s.overrides, {**s.group, "task": "classification"}, s.init_from, s.pinned
+            )
+            for plan in plans.values()
+            for s in plan.runs
+        ]
+        target = self._plan(quick)["targets"][0] if quick else HIERARCHY_TARGET
+        for s in plans[(target, "pretrained")].runs:  # its tuned configs, on pairs of characters
+            loss = s.group["loss"]
+            if loss not in PAPER_LOSSES:
+                continue
+            specs.append(
+                RunSpec(
+                    f"{target}-pairs-{slug(loss)}-s{s.group['seed']}",
+                    {
+                        **s.overrides,
+                        "data.collapse_pairs": True,
+                        "index.clusters_per_class": HIERARCHY_CLUSTERS,
+                    },
+                    {**s.group, "task": "hierarchy"},
+                    init_from=s.init_from,
+                    pinned=(*s.pinned, "index.clusters_per_class"),
                 )
+            )
         return specs
 
     def tuning(self, quick: bool) -> list[RunSpec]:
-        plan = self._plan(quick)
-        budget = {
-            "train.epochs": plan["trial_epochs"],
-            "train.patience": plan["trial_patience"],
-            "eval.every": 0,
-            "train.seed": 0,
-        }
-        return [
-            RunSpec(
-                f"{target}-{start}-{loss}",
-                {**COMMON, **budget, "data.options": data_options(target), "loss.name": loss},
-                {"dataset": "omniglot", "target": target, "start": start, "loss": loss},
-                init_from=PRETRAINED if start == "pretrained" else None,
-            )
-            for target in plan["targets"]
-            for start in STARTS
-            for loss in LOSSES
-        ]
+        return [spec for plan in self._plans(quick).values() for spec in plan.tuning]
 
     def tuning_trials(self, quick: bool) -> int:
         return self._plan(quick)["trials"]
 
-    def tuning_space(self, spec: RunSpec) -> dict[str, str]:
-        # 13 training drawings per character: up to 3 clusters of >= 4 members
-        return {"clusters_per_class": "1:3"} if loss_spec(spec.group["loss"]).uses_index else {}
-
     def analyse(self, out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
         from .finegrained_analysis import analyse
 
-        return analyse(Path(out_dir), runs)
-
-
-def _group(target: str, start: str, loss: str, seed: int, task: str) -> dict:
-    return {
-        "dataset": "omniglot",
-        "target": target,
-        "start": start,
-        "loss": loss,
-        "seed": seed,
-        "task": task,
-    }
+        return analyse(Path(out_dir), runs, self.tuned)
 
 
 EXPERIMENTS.register("finegrained")(FineGrained)

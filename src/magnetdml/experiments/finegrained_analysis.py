@@ -2,22 +2,20 @@
 
 Per run, the final (best-validation) model re-embeds the data once (cached in
 ``measured.json``, keyed by the run's summary) for Error@1 and Error@5 with both protocols:
-kNC over the run's index (softmax and triplet: a k-means index of their embeddings) and soft
-kNN (``k = 128``). Convergence (paper Fig. 5), per seed: triplet's final test error ``e_T``
-(own protocol, the scored model); ``t_T`` the first pass at which triplet's test error was at
-most ``e_T``; ``t_M`` the first pass at which Magnet's (kNC) was; the speed-up ``t_T / t_M`` in
-iterations and in images (``M * D`` images per Magnet step, 48 per triplet step).
+kNC over the run's index (the losses without one: a k-means index of their embeddings) and
+soft kNN (``k = 128``). Per target and start, the benchmark's tables of its runs (mean ± sd,
+paired differences against the best loss, cost); the convergence (paper Fig. 5) and the
+curves are :mod:`.finegrained_curves`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..losses import loss_spec
-from ..reporting import plots
+from .benchmark_report import plan_section
 from .classification import own_metric, own_protocol, relative_error
-from .classification_tuned import _mean_curve
 from .finegrained_claims import PAPER_HIERARCHY, hierarchy_claims, target_claims
+from .finegrained_curves import speed, target_figures
 from .finegrained_diagnostics import diagnostics_rows
 from .hierarchy import cached_measurement, measure_run
 from .runner import RunOutcome, mean_std, metric, save_results
@@ -35,8 +33,9 @@ def _measure(outcome: RunOutcome, labels: str | None) -> dict:
     return cached_measurement(outcome, MEASURED, lambda: measure_run(outcome.run_dir, labels))
 
 
-def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
-    """The results dict of the experiment (see :mod:`.runner` for its keys)."""
+def analyse(out_dir: Path, runs: dict[str, RunOutcome], tuned: dict | None = None) -> dict:
+    """The results dict of the experiment (see :mod:`.runner` for its keys); ``tuned``: the
+    tuning stage's entries (for the benchmark's tables)."""
     groups: dict[tuple, list[RunOutcome]] = {}
     for o in runs.values():
         g = o.spec.group
@@ -47,7 +46,8 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
         for key, group in groups.items()
         for o in group
     }
-    rows, margins, controls, speed, claims, figures = [], [], [], [], [], []
+    rows, margins, controls, speeds, claims, figures = [], [], [], [], [], []
+    benchmark: dict = {"protocols": {}, "tables": []}
     targets = sorted({k[1] for k in groups if k[0] == "classification"})
     for target in targets:
         for start in ("pretrained", "scratch"):
@@ -60,10 +60,17 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
                 rows.append(_row(target, start, loss, group, measured))
             margins += _margins(target, start, by_loss)
             if start == "pretrained":
-                speed += _speed(target, by_loss)
-                figures += _figures(out_dir, target, by_loss)
+                speeds += speed(target, by_loss)
+                figures += target_figures(out_dir, target, by_loss)
+            group = [o for runs_ in by_loss.values() for o in runs_]
+            section = plan_section(
+                out_dir, group, tuned, f"{target}-{start}-", f"{target}, {start} start"
+            )
+            benchmark["protocols"].update(section.get("protocols", {}))
+            benchmark["tables"] += section.get("tables", [])
+            figures += section.get("figures", [])
         controls += _controls(target, groups)
-        claims += target_claims(target, rows, margins, speed)
+        claims += target_claims(target, rows, margins, speeds)
     hierarchy_rows = [
         _hierarchy_row(k[1], k[3], group, measured)
         for k, group in groups.items()
@@ -74,7 +81,7 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
         "tables": [
             {
                 "title": "Test error on held-out drawers (mean over seeds; own protocol: kNC for "
-                "Magnet, soft kNN for softmax and triplet)",
+                "Magnet, soft kNN for the others)",
                 "rows": rows,
             },
             {
@@ -88,8 +95,9 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
             },
             {
                 "title": "Convergence (paper Fig. 5: Magnet reaches triplet's final error 5-30x "
-                "sooner), pretrained start, per seed then averaged",
-                "rows": speed,
+                "sooner; here on the validation drawers: triplet's best validation error), "
+                "pretrained start, per seed then averaged",
+                "rows": speeds,
             },
             {
                 "title": "Hierarchy recovery: trained on pairs of characters, scored on the "
@@ -110,17 +118,24 @@ def analyse(out_dir: Path, runs: dict[str, RunOutcome]) -> dict:
         ],
         "claims": claims,
         "figures": figures,
+        "protocols": benchmark["protocols"],
         "paper": {"table1_error_at_1": PAPER, "hierarchy": PAPER_HIERARCHY},
         "notes": [
             "error_at_1 / error_at_5: the loss's own protocol; knc_* / knn_* both protocols "
-            "(softmax and triplet: kNC over a k-means index of their final embeddings). "
+            "(the losses without an index: kNC over a k-means index of their final "
+            "embeddings). "
             "best_epoch: the pass whose model was scored (validation error, own protocol; "
             "training stopped after `patience` passes without improvement). train_seconds "
             "includes the index refreshes (refresh_seconds). *_std: sample std over seeds.",
             "relative_error = (Magnet - other) / other, own protocols, paired by seed. "
             "error_drop = scratch error - pretrained error (> 0: the pretrained start helps).",
+            "The benchmark's tables (one per target and start, as `magnetdml benchmark` "
+            "writes them): error_at_1 / error_at_5 by soft kNN for every loss, knc_error "
+            "for the cluster losses, classifier_error for the losses with a classifier or "
+            "proxies; paired differences per seed against the best loss, 95% t intervals.",
         ],
     }
+    results["tables"] += benchmark["tables"]
     save_results(out_dir, results)
     return results
 
@@ -177,7 +192,8 @@ def _margins(target: str, start: str, by_loss: dict[str, list[RunOutcome]]) -> l
 
 def _controls(target: str, groups: dict) -> list[dict]:
     rows = []
-    for loss in ("softmax", "triplet", "magnet"):
+    controlled = [k[3] for k in groups if k[:3] == ("classification", target, "scratch")]
+    for loss in controlled:  # the losses with a control from scratch
         pre = groups.get(("classification", target, "pretrained", loss), [])
         scratch = groups.get(("classification", target, "scratch", loss), [])
         a, b = _stat([_own_error(o) for o in pre])[0], _stat([_own_error(o) for o in scratch])[0]
@@ -195,74 +211,6 @@ def _controls(target: str, groups: dict) -> list[dict]:
             }
         )
     return rows
-
-
-def _curve(outcome: RunOutcome) -> list[tuple[float, float]]:
-    key = own_metric(outcome.spec.group["loss"])
-    return [(float(r["iteration"]), float(r[key])) for r in outcome.history if key in r]
-
-
-def _batch(outcome: RunOutcome) -> int:
-    o = outcome.spec.overrides
-    if loss_spec(outcome.spec.group["loss"]).uses_index:  # M x D neighbourhoods
-        return int(o["sampler.clusters_per_batch"]) * int(o["sampler.examples_per_cluster"])
-    return int(o["sampler.classes_per_batch"]) * int(o["sampler.examples_per_class"])
-
-
-def _speed(target: str, by_loss: dict[str, list[RunOutcome]]) -> list[dict]:
-    triplet = {o.spec.group["seed"]: o for o in by_loss.get("triplet", [])}
-    magnet = {o.spec.group["seed"]: o for o in by_loss.get("magnet", [])}
-    iterations, images, reached = [], [], 0
-    seeds = sorted(set(triplet) & set(magnet))
-    for s in seeds:
-        final = _own_error(triplet[s])
-        t_curve, m_curve = _curve(triplet[s]), _curve(magnet[s])
-        if final is None or not t_curve or not m_curve:
-            continue
-        t_hit = plots.first_iteration_reaching(t_curve, final + 1e-12)
-        m_hit = plots.first_iteration_reaching(m_curve, final + 1e-12)
-        if t_hit is None or m_hit is None:
-            continue
-        reached += 1
-        iterations.append(t_hit / m_hit)
-        images.append(t_hit * _batch(triplet[s]) / (m_hit * _batch(magnet[s])))
-    if not seeds:
-        return []
-    return [
-        {
-            "target": target,
-            "seeds": len(seeds),
-            "magnet_reached": reached,
-            "triplet_final_error": _stat([_own_error(triplet[s]) for s in seeds])[0],
-            "magnet_final_error": _stat([_own_error(magnet[s]) for s in seeds])[0],
-            "speedup_iterations": _stat(iterations)[0],
-            "speedup_iterations_std": _stat(iterations)[1],
-            "speedup_images": _stat(images)[0],
-        }
-    ]
-
-
-def _figures(out_dir: Path, target: str, by_loss: dict[str, list[RunOutcome]]) -> list[dict]:
-    figures = []
-    bars = {
-        f"{loss} ({own_protocol(loss)})": [_own_error(o) for o in group]
-        for loss, group in by_loss.items()
-    }
-    path = out_dir / f"errors_{target}.png"
-    plots.plot_error_bars(bars, path, title=f"Test Error@1, {target} (pretrained start)")
-    figures.append({"title": f"Test Error@1 over seeds, {target}", "path": path.name})
-    curves = {loss: _mean_curve(group, own_metric(loss)) for loss, group in by_loss.items()}
-    curves = {loss: c for loss, c in curves.items() if c}
-    if curves:
-        path = out_dir / f"learning_curves_{target}.png"
-        plots.plot_error_curves(
-            curves,
-            path,
-            ylabel="test error (own protocol)",
-            title=f"Test error per pass, {target} (mean over seeds, up to the shortest run)",
-        )
-        figures.append({"title": f"Learning curves, {target}", "path": path.name})
-    return figures
 
 
 def _hierarchy_row(target: str, loss: str, group: list[RunOutcome], measured: dict) -> dict:

@@ -12,7 +12,9 @@ checkpoint) then writes ``out_dir/results.json``, ``out_dir/report.md`` and
 1. the **pretraining** runs (:meth:`Experiment.pretraining`; e.g. softmax on a superset of the
    classes), whose checkpoints are kept: other runs start from them (``RunSpec.init_from``);
 2. the **tuning** stage (:meth:`Experiment.tuning`, :mod:`.tuning`): one Optuna search per
-   group of runs, whose best trial's fields every run of the group takes;
+   group of runs (seeded TPE, trials pruned on their per-pass validation error), whose best
+   trial's fields every run of the group takes (experiments that compare losses plan their
+   searches and runs with the benchmark's engine, :mod:`.benchmark_plan`);
 3. the experiment's **runs**, then :meth:`Experiment.analyse` over all of them.
 
 The results dict that ``analyse`` returns may hold these keys, which the report renders
@@ -68,6 +70,9 @@ class Experiment:
     #: the runs' checkpoints are part of the product (final models loadable with ``magnetdml
     #: evaluate``): they are never deleted
     keeps_models: bool = False
+    #: the tuning stage's ``tuned.json`` entries, set by :func:`run_experiment` before
+    #: :meth:`analyse` (None: no tuning stage)
+    tuned: dict | None = None
 
     def specs(self, quick: bool) -> list[RunSpec]:
         """The runs; ``quick`` is a version that takes a few minutes on 2 CPU cores."""
@@ -90,7 +95,7 @@ class Experiment:
         return []
 
     def tuning_trials(self, quick: bool) -> int:
-        """Random-search trials per search of the tuning stage."""
+        """Optuna trials per search of the tuning stage."""
         return 0
 
     def tuning_space(self, spec: RunSpec) -> dict[str, str]:
@@ -205,7 +210,11 @@ def run_experiment(
                 run_config=configure,
                 space_for=experiment.tuning_space,
             )
+        if tuned_from is None:  # this folder's own searches (an older tuning's stay unused)
+            names = {spec.name for spec in tuning}
+            tuned = {name: entry for name, entry in tuned.items() if name in names}
         specs = apply_tuned(specs, tuned)
+        experiment.tuned = tuned
     everything = [*pretraining, *specs]
     finished_before = {
         s.name for s in everything if not overwrite and (out_dir / s.name / SUMMARY).is_file()

@@ -190,19 +190,23 @@ def experiment_page(folder: Path) -> Page:
         rows = [
             {
                 "search": name,
-                "val_error": entry.get("val_error"),
-                "metric": entry.get("metric"),
-                "trials": entry.get("trials"),
-                "failed": entry.get("failed"),
+                **{
+                    key: entry.get(key)
+                    for key in ("val_error", "metric", "trials", "pruned", "failed")
+                    if key in entry
+                },
                 **entry["params"],
             }
             for name, entry in results["tuned"].items()
         ]
         page.add("h2", "Tuned configurations")
+        # a search with a `metric` is the random search that Optuna replaced (older folders)
+        random = any("metric" in entry for entry in results["tuned"].values())
+        search = "random search" if random else "Optuna study (seeded TPE, pruned trials)"
         page.add(
             "p",
-            "Each group of runs trained with the best trial of its own random "
-            f"search (`{results.get('tuned_from')}/tuning/`), scored on a validation split "
+            f"Each group of runs trained with the best trial of its own {search} "
+            f"(`{results.get('tuned_from')}/tuning/`), scored on a validation split "
             "by its loss's own protocol (a blank cell: not searched for that loss):",
         )
         page.add("table", rows, list(dict.fromkeys(k for row in rows for k in row)))
