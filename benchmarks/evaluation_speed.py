@@ -78,7 +78,8 @@ NOTES = {
     "nmi/ami": (
         "Same formulas (scikit-learn), different k-means: PML runs faiss.Kmeans with random "
         "initialisation, 25 iterations and faiss's default subsampling to 256 points per "
-        "centroid; we seed with k-means++ and use every point (DESIGN.md §4). Differences "
+        "centroid; we seed with greedy k-means++ (on at most 64 points per centre) and run "
+        "the Lloyd steps on every point. Differences "
         "reflect the clustering, not the metric."
     ),
 }
