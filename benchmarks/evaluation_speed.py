@@ -18,8 +18,9 @@ call and reports its peak resident memory (``resource.getrusage``: counts faiss/
 allocations, unlike tracemalloc) before and after. Both libraries run with ``BENCH_THREADS``
 threads (default 1). Agreement is checked on the shared metrics. Needs the ``bench`` extra
 (``pip install pytorch-metric-learning``). Resumable: finished configs are read back from the
-results file and skipped (``--force`` reruns them). ``--quick`` runs tiny configs into a file
-in the temp folder.
+results file and skipped (``--force`` reruns them; with ``--configs``, only those, the
+others' entries kept). Each config records its command and the load average around it.
+``--quick`` runs tiny configs into a file in the temp folder.
 
     python benchmarks/evaluation_speed.py --repeats 3
     python benchmarks/evaluation_speed.py --quick
@@ -77,7 +78,8 @@ NOTES = {
     "nmi/ami": (
         "Same formulas (scikit-learn), different k-means: PML runs faiss.Kmeans with random "
         "initialisation, 25 iterations and faiss's default subsampling to 256 points per "
-        "centroid; we seed with k-means++ and use every point (DESIGN.md §4). Differences "
+        "centroid; we seed with greedy k-means++ (on at most 64 points per centre) and run "
+        "the Lloyd steps on every point. Differences "
         "reflect the clustering, not the metric."
     ),
 }
@@ -269,7 +271,10 @@ def main() -> None:
     path = (
         Path(tempfile.gettempdir()) / "evaluation_speed_quick.json" if args.quick else args.results
     )
-    results = json.loads(path.read_text()) if path.exists() and not args.force else {}
+    # --force reruns the chosen configs and keeps the others' finished entries
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if args.force and not args.configs:
+        results = {}
     results.update(
         {
             "machine": f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} cpus",
@@ -289,6 +294,8 @@ def main() -> None:
             "queries": queries or n,
             "leave_one_out": queries is None,
             "repeats": args.repeats,
+            "command": "python benchmarks/evaluation_speed.py " + " ".join(sys.argv[1:]),
+            "load_average_at_start": list(os.getloadavg()),
         }
         configs[key] = entry
         print(f"{key}: timing, {args.repeats} rounds ...", flush=True)
@@ -299,6 +306,7 @@ def main() -> None:
         for library in () if args.timing_only else ("ours", "pml"):
             print(f"{key}: memory, {library} ...", flush=True)
             entry["memory"][library] = run_child("memory", library, n, dim, queries or 0)
+        entry["load_average_at_end"] = list(os.getloadavg())
         entry["summary"] = summarise(entry)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2) + "\n")  # resumable

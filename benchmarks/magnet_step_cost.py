@@ -19,6 +19,15 @@ ratio ``125 t_softmax / (125 (t_magnet + t_sampler) + t_refresh)`` with the one-
 refresh's CPU time, and with that time divided by the shared pass's measured wall-clock
 speed-up (which depends on the idle core it uses: on a loaded machine there is none).
 
+Where the ceiling is: every round also times, on the training thread, the refresh's eval pass
+alone, without k-means, as the library runs it (oneDNN, batches of 128) and in other forms
+(batches of 256 and 512; the plain NCHW forward and channels_last instead of oneDNN), and
+the core's practical float32 peak on one thread (``peak_gflops``). With the multiply-adds of
+the model's convolutions and linear layers per image (``flops_per_image``, counted by forward
+hooks) the pass's GFLOP/s is set against that peak, and ``bound_*`` give the images/s ratio
+Magnet would reach with no step overhead at all (``t_magnet + t_sampler = t_softmax``): with
+the one-thread refresh as measured, and with a pass running at the peak.
+
     python benchmarks/magnet_step_cost.py --data-dir ../shared/data/fashion-mnist
 """
 
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -34,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).parent / "results" / "magnet_step_cost.json"
@@ -44,6 +55,81 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def flops_per_image(model, input_shape) -> int:
+    """Floating-point operations (2 x multiply-adds) of ``model``'s convolutions and linear
+    layers on one input of ``input_shape``, counted by forward hooks in eval mode."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            total += 2 * output.numel() * per_output
+        elif isinstance(module, torch.nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def peak_gflops() -> dict[str, float]:
+    """One thread's float32 rate (GFLOP/s of thread CPU time, best of three) on a 2048^3
+    ``torch.mm`` (MKL) and on a 256-channel 3x3 convolution in oneDNN's layout (what the
+    refresh pass runs on): the faster one is the core's practical peak."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).eval()
+    x = torch.randn(8, 256, 32, 32)
+    probes = {
+        "matmul": (lambda: torch.mm(a, b), 2 * 2048**3),
+        "onednn_conv": (lambda: conv(x.to_mkldnn()), 2 * x.numel() * 256 * 9),
+    }
+    out = {}
+    with torch.inference_mode():
+        for name, (run, flops) in probes.items():
+            best = float("inf")
+            for _ in range(3):
+                started = time.thread_time()
+                run()
+                best = min(best, time.thread_time() - started)
+            out[name] = flops / best / 1e9
+    return out
+
+
+def pass_variants(model, dataset) -> dict[str, float]:
+    """Thread CPU seconds of one eval pass over ``dataset`` in each form (module docstring)."""
+    from magnetdml.models.inference import InferenceForward
+
+    n = len(dataset)
+    model.eval()
+    onednn = InferenceForward(model)
+    forms = {
+        "onednn_batch128": (onednn, 128, None),  # the refresh's own form, without k-means
+        "onednn_batch256": (onednn, 256, None),
+        "onednn_batch512": (onednn, 512, None),
+        "nchw_batch128": (model, 128, None),
+        "channels_last_batch128": (model, 128, torch.channels_last),
+    }
+    out = {}
+    with torch.inference_mode():
+        for name, (forward, batch, layout) in forms.items():
+            started = time.thread_time()
+            for start in range(0, n, batch):
+                x, _ = dataset.get_batch(np.arange(start, min(start + batch, n)))
+                forward(x if layout is None else x.contiguous(memory_format=layout))
+            out[name] = time.thread_time() - started
+    model.train()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="Fashion-MNIST IDX folder")
@@ -51,6 +137,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps timed per round")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
+    load_at_start = list(os.getloadavg())
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).parent))
     import training_overhead as overhead
@@ -103,6 +190,10 @@ def main() -> None:
                 times.setdefault(f"refresh_{label}_cpu_s", []).append(_cpu() - cpu)
             finally:
                 embed.cpu_workers = workers
+        for name, seconds in pass_variants(magnet.model, magnet.splits.train).items():
+            times.setdefault(f"pass_{name}_cpu_s", []).append(seconds)
+        for name, rate in peak_gflops().items():
+            times.setdefault(f"peak_{name}_gflops", []).append(rate)
     med = {k: statistics.median(v) for k, v in times.items()}
     steps_per_epoch = len(trainers["softmax"].sampler)
     softmax_epoch = steps_per_epoch * med["softmax_step_cpu_ms"] / 1e3
@@ -136,21 +227,48 @@ def main() -> None:
     derived["magnet_over_softmax_images_per_s_shared_refresh"] = softmax_epoch / (
         magnet_steps + med["refresh_one_thread_cpu_s"] / speedup
     )
+    # the ceiling: the pass's arithmetic rate, and the ratio with no Magnet step overhead
+    flops = flops_per_image(magnet.model, magnet.splits.train.get_batch([0])[0].shape[1:])
+    images = len(magnet.labels)
+    derived["flops_per_image"] = flops
+    derived["refresh_pass_gflops"] = images * flops / med["refresh_one_thread_cpu_s"] / 1e9
+    peak = max(med["peak_matmul_gflops"], med["peak_onednn_conv_gflops"])
+    derived["peak_gflops"] = peak
+    derived["refresh_pass_over_peak"] = derived["refresh_pass_gflops"] / peak
+    derived["bound_no_step_overhead_one_thread_refresh"] = softmax_epoch / (
+        softmax_epoch + med["refresh_one_thread_cpu_s"]
+    )
+    derived["bound_no_step_overhead_refresh_at_peak"] = softmax_epoch / (
+        softmax_epoch + images * flops / (peak * 1e9)
+    )
+    derived["pass_variants_over_onednn_batch128"] = {
+        key.removeprefix("pass_").removesuffix("_cpu_s"): med[key]
+        / med["pass_onednn_batch128_cpu_s"]
+        for key in med
+        if key.startswith("pass_")
+    }
     result = {
         "command": "python benchmarks/magnet_step_cost.py "
         + " ".join("DATA_DIR" if "/" in a else a for a in sys.argv[1:]),
         "cores": len(os.sched_getaffinity(0)),
         "torch_threads": 1,
         "refresh_workers_per_pass": shared_workers,
+        "load_average_at_start": load_at_start,
         "load_average_at_end": list(os.getloadavg()),
         "repeats": args.repeats,
         "times": times,
         "medians": {k: round(v, 4) for k, v in med.items()},
-        "derived": {k: round(v, 4) if isinstance(v, float) else v for k, v in derived.items()},
+        "derived": {k: _rounded(v) for k, v in derived.items()},
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["derived"], indent=2))
+
+
+def _rounded(value):
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def idle_cores() -> int:
     work (>= 0): ``cores - max(threads, 1-minute load average)``, the load counting this
     process's own running threads. On this project's shared 2-core machine a second thread
     gained nothing with no idle core: 0.95x at load ~12 (``magnet_step_cost.json`` as of
-    commit 1b69e4b), 1.03x at load 3 (as committed now)."""
+    commit 1b69e4b), 1.03x at load 3 (as of 5d29a7f), 1.00x at load 3-5 (as committed now)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
