@@ -391,3 +391,22 @@ def test_a_large_training_set_scores_knn_trials_against_a_seeded_sample(monkeypa
     history = (tmp_path / "a" / first.best["run_dir"] / "metrics.jsonl").read_text()
     assert json.loads(history.splitlines()[-1])["tuner"]["metric"] == "knn_error (200 references)"
     assert first.best["val_error"] == again.best["val_error"]  # the sample is seeded
+
+
+def test_pruners_wait_for_the_startup_trials_and_the_warmup_passes(tmp_path):
+    from magnetdml.experiments.study import open_study, startup_trials, warmup_passes
+
+    assert warmup_passes({"patience": 6, "epochs": 60}) == 6
+    assert warmup_passes({"patience": 0, "epochs": 12}) == 3
+    assert warmup_passes({"patience": 0, "epochs": 2}) == 1
+    assert startup_trials(8) == 2 and startup_trials(30) == 10
+    base = apply_overrides(Config(), {**TINY, "train.epochs": 8, "train.patience": 3})
+    from magnetdml.training.config_io import config_to_dict
+
+    task = {"seed": 0, "trials": 9, "pruner": "median", "base": config_to_dict(base)}
+    study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "s", task)
+    assert study.pruner._n_startup_trials == 3 and study.pruner._n_warmup_steps == 3
+    # a real search: no trial is stopped before its warmup passes
+    result = search(base, tmp_path / "search", trials=6, seed=3, **QUIET)
+    pruned = [row for row in result.trials if row["state"] == "pruned"]
+    assert all(int(row["epochs"]) > 3 for row in pruned)
