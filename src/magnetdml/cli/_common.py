@@ -189,3 +189,23 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         data.attributes,
         run.splits.info.get("attribute_names", {}),
     )
+
+
+def add_space_arguments(group, describe) -> None:
+    """One ``--space.NAME LOW:HIGH`` flag per searched parameter; ``describe(param)`` is its
+    help text (``magnetdml search`` and ``magnetdml benchmark`` say what it narrows)."""
+    from ..experiments.search_space import all_params
+
+    for name, param in all_params().items():
+        group.add_argument(
+            f"--space.{name}", dest=f"space:{name}", metavar="LOW:HIGH", help=describe(param)
+        )
+
+
+def space_arguments(args) -> dict[str, str]:
+    """The ``--space.NAME`` values given on the command line: ``{NAME: "LOW:HIGH"}``."""
+    return {
+        key[len("space:") :]: value
+        for key, value in vars(args).items()
+        if key.startswith("space:") and value is not None
+    }

@@ -23,14 +23,13 @@ from pathlib import Path
 
 from .._paths import portable_command
 from ..training.config_io import add_config_arguments
-from ._common import Command
+from ._common import Command, add_space_arguments, space_arguments
 from .experiment import flag_overrides
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from ..experiments.benchmark import DEFAULT_LOSSES, PROTOCOLS
     from ..experiments.search import PRUNERS
-    from ..experiments.search_space import all_params
 
     group = parser.add_argument_group("benchmark options")
     group.add_argument("--dataset", required=True, help="dataset name (as --data.name)")
@@ -78,14 +77,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=",".join(PROTOCOLS),
         help="comma-separated: seen (instance split), unseen (class split)",
     )
-    for name, p in all_params().items():
-        group.add_argument(
-            f"--space.{name}",
-            dest=f"space:{name}",
-            metavar="LOW:HIGH",
-            help=f"narrow {p.field} (or fix it: VALUE) in the search of every loss that "
-            f"tunes it (default {p.low:g}:{p.high:g}, {p.source})",
-        )
+    add_space_arguments(
+        group,
+        lambda p: (
+            f"narrow {p.field} (or fix it: VALUE) in the search of every loss that "
+            f"tunes it (default {p.low:g}:{p.high:g}, {p.source})"
+        ),
+    )
     add_config_arguments(parser)
 
 
@@ -112,11 +110,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
         overrides=flag_overrides(args),
-        space={
-            key[len("space:") :]: value
-            for key, value in vars(args).items()
-            if key.startswith("space:") and value is not None
-        },
+        space=space_arguments(args),
         progress=not args.quiet,
         command=command,
         log=lambda message: print(message, file=sys.stderr),

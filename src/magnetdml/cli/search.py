@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 
 from ..training.config_io import add_config_arguments, config_from_arguments
-from ._common import Command, format_percent
+from ._common import Command, add_space_arguments, format_percent, space_arguments
 
 DEFAULT_VAL_FRACTION = 0.1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from ..experiments.search import PRUNERS  # torch: only for this subcommand
-    from ..experiments.search_space import all_params
 
     search = parser.add_argument_group("search options")
     search.add_argument(
@@ -58,14 +57,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     search.add_argument(
         "--max-batch", type=int, default=48, help="largest M * D (the paper's memory bound)"
     )
-    for name, p in all_params().items():
-        search.add_argument(
-            f"--space.{name}",
-            dest=f"space:{name}",
-            metavar="LOW:HIGH",
-            help=f"{p.field}, {'log' if p.log else 'linear'} over "
-            f"{p.low:g}:{p.high:g} by default ({p.source})",
-        )
+    add_space_arguments(
+        search,
+        lambda p: (
+            f"{p.field}, {'log' if p.log else 'linear'} over "
+            f"{p.low:g}:{p.high:g} by default ({p.source})"
+        ),
+    )
     parser.add_argument("--dataset", help="dataset name (same as --data.name)")
     parser.add_argument("--data-dir", help="folder with the dataset files (--data.data_dir)")
     parser.add_argument("--loss", help="loss name (same as --loss.name)")
@@ -86,12 +84,7 @@ def run_search(args: argparse.Namespace) -> int:
     if getattr(args, "cfg:data.val_fraction", None) is None:  # the flag was not given
         extra["data.val_fraction"] = DEFAULT_VAL_FRACTION
     base = config_from_arguments(args, extra)
-    overrides = {
-        key[6:]: value
-        for key, value in vars(args).items()
-        if key.startswith("space:") and value is not None
-    }
-    space = SearchSpace(base.loss.name, overrides, max_batch=args.max_batch)
+    space = SearchSpace(base.loss.name, space_arguments(args), max_batch=args.max_batch)
     result = search(
         base,
         args.out,
