@@ -92,10 +92,9 @@ def tuner_error(trainer) -> tuple[str, float]:
     * any other loss (its spec's own metric is kNN): soft-kNN error of the validation
       examples against the training embeddings (``eval.knn_k`` neighbours); on a training set
       of more than :data:`TUNER_REFERENCES` examples, against a seeded sample of that many
-      (embedding a large training set again every pass is what a trial would pay beyond
-      its training: with 10,000 references a Fashion-MNIST softmax trial on the MLP spent
-      11.4% over its training time, against the 7.5% of a leave-one-out kNN among the
-      validation examples; ``benchmarks/search_overhead.py``).
+      (embedding a large training set again every pass is what a trial pays beyond its
+      training; with this sample a Fashion-MNIST softmax trial on the MLP spends 9.7% over
+      its training time, ``benchmarks/search_overhead.py``).
 
     A leave-one-out kNN among the validation examples alone would save embedding the training
     set, but with few validation examples per class (two drawings per Omniglot character)
