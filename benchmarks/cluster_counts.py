@@ -30,15 +30,18 @@ KS = (1, 2, 4, 8)
 VARIED = ("index.method", "index.clusters_per_class", "train.seed")
 
 
-def tuned_overrides(benchmark: Path) -> dict:
-    """The config of the benchmark's first Magnet seed run, as dotted overrides."""
+def tuned_overrides(benchmark: Path, data_dir: str | None = None) -> dict:
+    """The config of the benchmark's first Magnet seed run, as dotted overrides (its data
+    folder, or ``data_dir``, kept; the other machine fields left to this machine)."""
     from magnetdml.training.run_dir import MACHINE_FIELDS
 
     config_file = benchmark / "seen-magnet-s0" / "config.json"
     if not config_file.is_file():
         raise SystemExit(f"{config_file} not found: run the benchmark with --losses magnet first")
     config = json.loads(config_file.read_text())
-    machine = {f"{section}.{key}" for section, key in MACHINE_FIELDS}
+    machine = {f"{section}.{key}" for section, key in MACHINE_FIELDS} - {"data.data_dir"}
+    if data_dir is not None:
+        config["data"]["data_dir"] = data_dir
     return {
         f"{section}.{key}": value
         for section, fields in config.items()
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ks", default=",".join(map(str, KS)), help="k-means K values")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--data-dir", help="the dataset's folder (default: the benchmark's)")
     args = parser.parse_args(argv)
     from magnetdml._paths import portable_command
     from magnetdml.experiments.clusters import Clusters
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from magnetdml.training.machine import hardware
 
     ks = tuple(int(k) for k in args.ks.split(","))
-    base = tuned_overrides(args.benchmark)
+    base = tuned_overrides(args.benchmark, args.data_dir)
     runs = train_runs(
         specs(base, ks, args.seeds, training_classes(base)),
         args.out,

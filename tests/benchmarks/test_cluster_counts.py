@@ -63,3 +63,20 @@ def test_variants_keep_the_tuned_config_and_change_only_the_index(tmp_path):
 def test_a_folder_without_magnet_runs_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="run the benchmark with --losses magnet first"):
         _script().main([str(tmp_path), "--out", str(tmp_path / "c")])
+
+
+def test_the_variants_read_the_benchmarks_data_folder(tmp_path):
+    run = tmp_path / "seen-magnet-s0"
+    run.mkdir()
+    config = {
+        "data": {"name": "omniglot", "data_dir": "../data/omniglot", "options": "{size: 28}"},
+        "train": {"threads": 1, "warm_start_cache": "x", "lr": 0.01, "seed": 2},
+        "index": {"method": "kmeans", "clusters_per_class": 3},
+    }
+    (run / "config.json").write_text(json.dumps(config))
+    overrides = _script().tuned_overrides(tmp_path)
+    assert overrides["data.data_dir"] == "../data/omniglot" and overrides["train.lr"] == 0.01
+    assert "train.threads" not in overrides and "train.warm_start_cache" not in overrides
+    assert "index.clusters_per_class" not in overrides and "train.seed" not in overrides
+    moved = _script().tuned_overrides(tmp_path, "/elsewhere/omniglot")
+    assert moved["data.data_dir"] == "/elsewhere/omniglot"
