@@ -1,30 +1,18 @@
 """benchmarks/attribute_concentration.py over a real (tiny) benchmark of a user's image tree."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_script, needs_script
 from PIL import Image
 
 from magnetdml.experiments.analysis import chance_concentration
 from magnetdml.experiments.benchmark import run_benchmark
 from magnetdml.training.runs import load_run
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-pytestmark = pytest.mark.skipif(
-    not (BENCHMARKS / "attribute_concentration.py").is_file(),
-    reason="outside the repository (the sdist has no benchmarks/)",
-)
-
-
-def _script():
-    path = BENCHMARKS / "attribute_concentration.py"
-    spec = importlib.util.spec_from_file_location("attribute_concentration", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = needs_script("attribute_concentration.py")
 
 
 def _tree(root: Path) -> Path:
@@ -61,7 +49,7 @@ def test_curves_chance_and_pairs_over_a_benchmark(tmp_path):
         },
         log=lambda _m: None,
     )
-    script = _script()
+    script = load_script("attribute_concentration.py")
     results_file = tmp_path / "attributes.json"
     assert script.main([str(out), "--attribute", "parent", "--out", str(results_file)]) == 0
     results = json.loads(results_file.read_text())
@@ -87,5 +75,10 @@ def test_curves_chance_and_pairs_over_a_benchmark(tmp_path):
 
 
 def test_a_folder_without_runs_is_one_line(tmp_path, capsys):
-    assert _script().main([str(tmp_path), "--out", str(tmp_path / "a.json")]) == 2
+    assert (
+        load_script("attribute_concentration.py").main(
+            [str(tmp_path), "--out", str(tmp_path / "a.json")]
+        )
+        == 2
+    )
     assert "no finished seen-protocol runs" in capsys.readouterr().err

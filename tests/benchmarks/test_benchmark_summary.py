@@ -1,11 +1,11 @@
 """benchmarks/benchmark_summary.py over copies of the committed digits benchmark."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "benchmarks" / "results" / "benchmark" / "digits"
@@ -14,21 +14,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _script():
-    path = ROOT / "benchmarks" / "benchmark_summary.py"
-    spec = importlib.util.spec_from_file_location("benchmark_summary", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_ranks_cells_and_magnets_standing(tmp_path):
     for name in ("digits-a", "digits-b"):
         (tmp_path / name).mkdir()
         shutil.copy(DIGITS / "results.json", tmp_path / name / "results.json")
     out = tmp_path / "summary.json"
     folders = [str(tmp_path / "digits-a"), str(tmp_path / "digits-b")]
-    assert _script().main([*folders, "--out", str(out)]) == 0
+    assert load_script("benchmark_summary.py").main([*folders, "--out", str(out)]) == 0
     summary = json.loads(out.read_text())
     source = json.loads((DIGITS / "results.json").read_text())["protocols"]["seen"]
     assert summary["columns"] == ["a", "b"]
@@ -42,4 +34,4 @@ def test_ranks_cells_and_magnets_standing(tmp_path):
     )
     assert summary["magnet"][0]["magnet_rank"] == source["ranking"].index("magnet") + 1
     with pytest.raises(SystemExit, match="no results.json"):
-        _script().main([str(tmp_path), "--out", str(out)])
+        load_script("benchmark_summary.py").main([str(tmp_path), "--out", str(out)])

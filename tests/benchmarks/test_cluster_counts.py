@@ -1,27 +1,13 @@
 """benchmarks/cluster_counts.py: Magnet again at a benchmark's tuned config, only K varied."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script, needs_script
 
 from magnetdml.experiments.benchmark import run_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-pytestmark = pytest.mark.skipif(
-    not (BENCHMARKS / "cluster_counts.py").is_file(),
-    reason="outside the repository (the sdist has no benchmarks/)",
-)
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "cluster_counts", BENCHMARKS / "cluster_counts.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = needs_script("cluster_counts.py")
 
 
 @pytest.mark.slow
@@ -39,7 +25,12 @@ def test_variants_keep_the_tuned_config_and_change_only_the_index(tmp_path):
         log=lambda _m: None,
     )
     out = tmp_path / "clusters"
-    assert _script().main([str(bench), "--out", str(out), "--ks", "1,2", "--seeds", "1"]) == 0
+    assert (
+        load_script("cluster_counts.py").main(
+            [str(bench), "--out", str(out), "--ks", "1,2", "--seeds", "1"]
+        )
+        == 0
+    )
     tuned = json.loads((bench / "seen-magnet-s0" / "config.json").read_text())
     for name, method, k in (("k1-s0", "kmeans", 1), ("k2-s0", "kmeans", 2)):
         config = json.loads((out / name / "config.json").read_text())
@@ -62,7 +53,7 @@ def test_variants_keep_the_tuned_config_and_change_only_the_index(tmp_path):
 
 def test_a_folder_without_magnet_runs_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="run the benchmark with --losses magnet first"):
-        _script().main([str(tmp_path), "--out", str(tmp_path / "c")])
+        load_script("cluster_counts.py").main([str(tmp_path), "--out", str(tmp_path / "c")])
 
 
 def test_the_variants_read_the_benchmarks_data_folder(tmp_path):
@@ -74,9 +65,9 @@ def test_the_variants_read_the_benchmarks_data_folder(tmp_path):
         "index": {"method": "kmeans", "clusters_per_class": 3},
     }
     (run / "config.json").write_text(json.dumps(config))
-    overrides = _script().tuned_overrides(tmp_path)
+    overrides = load_script("cluster_counts.py").tuned_overrides(tmp_path)
     assert overrides["data.data_dir"] == "../data/omniglot" and overrides["train.lr"] == 0.01
     assert "train.threads" not in overrides and "train.warm_start_cache" not in overrides
     assert "index.clusters_per_class" not in overrides and "train.seed" not in overrides
-    moved = _script().tuned_overrides(tmp_path, "/elsewhere/omniglot")
+    moved = load_script("cluster_counts.py").tuned_overrides(tmp_path, "/elsewhere/omniglot")
     assert moved["data.data_dir"] == "/elsewhere/omniglot"

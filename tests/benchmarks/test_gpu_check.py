@@ -1,36 +1,26 @@
 """benchmarks/gpu_check.sh: every part that runs without a GPU (``--device cpu --tiny``)."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import BENCHMARKS, load_script, needs_script
 
 from magnetdml.evaluation import nearest_neighbours
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-pytestmark = pytest.mark.skipif(
-    not (BENCHMARKS / "gpu_check.py").is_file(),
-    reason="outside the repository (the sdist has no benchmarks/)",
-)
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", BENCHMARKS / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = needs_script("gpu_check.py")
 
 
 def test_device_search_matches_the_library_search():
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(500, 16)).astype(np.float32)
     queries = rng.normal(size=(70, 16)).astype(np.float32)
-    distances, indices = _module().exact_search_torch(queries, reference, 9, "cpu", rows=32)
+    distances, indices = load_script("gpu_check.py").exact_search_torch(
+        queries, reference, 9, "cpu", rows=32
+    )
     want_d, want_i = nearest_neighbours(queries, 9, reference)
     np.testing.assert_array_equal(indices, want_i)
     np.testing.assert_allclose(distances, want_d, rtol=1e-4, atol=1e-4)
@@ -53,7 +43,7 @@ def test_a_run_matches_within_twice_the_seed_noise_or_one_and_a_half_points():
         run("cuda", True, 0, 0.345),
         run("cpu", False, 0, 0.350),
     ]
-    _module().verdicts(runs)
+    load_script("gpu_check.py").verdicts(runs)
     assert [r["seed_noise"] for r in runs[:3]] == pytest.approx([0.02, 0.02, 0.02])
     assert runs[0]["matches"] is False and runs[0]["reference"] == "cpu-False-0"  # 0.05 > 0.04
     assert runs[1]["matches"] is True  # 0.03 <= 0.04

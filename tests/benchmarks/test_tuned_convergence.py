@@ -1,24 +1,12 @@
 """benchmarks/tuned_convergence.py over a classification-tuned folder (synthetic curves)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script, needs_script
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-pytestmark = pytest.mark.skipif(
-    not (BENCHMARKS / "tuned_convergence.py").is_file(),
-    reason="outside the repository (the sdist has no benchmarks/)",
-)
-
-
-def _script():
-    path = BENCHMARKS / "tuned_convergence.py"
-    spec = importlib.util.spec_from_file_location("tuned_convergence", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = needs_script("tuned_convergence.py")
 
 
 def _run(folder: Path, name: str, errors: list[float], key: str, per_pass: int) -> None:
@@ -40,7 +28,7 @@ def test_passes_to_triplets_asymptote_and_the_speedup(tmp_path):
     _run(runs, "fashion-mnist-softmax-s0", [0.6, 0.5, 0.4, 0.3, 0.3, 0.3], "knn_error", 100)
     (runs / "results.json").write_text(json.dumps({"command": "c", "hardware": {"cpu": "x"}}))
     out = tmp_path / "out"
-    script = _script()
+    script = load_script("tuned_convergence.py")
     assert script.main(["--runs", str(runs), "--datasets", "fashion-mnist", "--out", str(out)]) == 0
     rows = {
         r["loss"]: r for r in json.loads((out / "results.json").read_text())["tables"][0]["rows"]
