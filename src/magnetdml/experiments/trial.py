@@ -109,15 +109,17 @@ def tuner_error(trainer) -> tuple[str, float]:
     if config.loss.spec().own_metric == "knc_error":
         knc = trainer.knc(trainer.train_embeddings())  # the pass's refresh embedded them
         return "knc_error", float(np.mean(knc.predict(queries) != val.labels))
+    # the kNN error alone: the run's full validation would also fit a kNC index every pass
     train = trainer.splits.train
     if len(train) <= TUNER_REFERENCES:
-        return "knn_error", float(trainer.evaluate(val, queries=queries)["knn_error"])
-    rows = np.sort(np.random.default_rng(0).choice(len(train), TUNER_REFERENCES, replace=False))
-    reference = trainer.embed(train.subset(rows))
-    error = evaluate(
-        queries, val.labels, reference, train.labels[rows], ["knn_error"], k=config.eval.knn_k
-    )["knn_error"]
-    return f"knn_error ({TUNER_REFERENCES} references)", float(error)
+        metric, reference, labels = "knn_error", trainer.train_embeddings(), trainer.labels
+    else:
+        rows = np.random.default_rng(0).choice(len(train), TUNER_REFERENCES, replace=False)
+        rows = np.sort(rows)
+        reference, labels = trainer.embed(train.subset(rows)), train.labels[rows]
+        metric = f"knn_error ({TUNER_REFERENCES} references)"
+    error = evaluate(queries, val.labels, reference, labels, ["knn_error"], k=config.eval.knn_k)
+    return metric, float(error["knn_error"])
 
 
 def trial_error(run_dir: Path, *, best: bool = False) -> float:
