@@ -26,6 +26,7 @@ RUN = re.compile(r"^(?P<dataset>[a-z0-9-]+)-(?P<loss>softmax|triplet|magnet)-s(?
 def load_runs(folder: Path, datasets: tuple[str, ...]) -> dict:
     """The finished runs of a ``classification-tuned`` folder, as the runner's outcomes."""
     from magnetdml.experiments.run_stage import RunOutcome, RunSpec
+    from magnetdml.training.run_dir import RunDir
 
     runs = {}
     for run_dir in sorted(folder.iterdir()):
@@ -35,11 +36,7 @@ def load_runs(folder: Path, datasets: tuple[str, ...]) -> dict:
         if not (run_dir / "metrics.json").is_file():
             continue
         group = {"dataset": match["dataset"], "loss": match["loss"], "seed": int(match["seed"])}
-        history = [
-            json.loads(line)
-            for line in (run_dir / "metrics.jsonl").read_text().split("\n")
-            if line.strip()
-        ]
+        history = RunDir(run_dir).read_history()
         summary = json.loads((run_dir / "metrics.json").read_text())
         runs[run_dir.name] = RunOutcome(RunSpec(run_dir.name, {}, group), run_dir, summary, history)
     return runs

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from ..training import Config, apply_overrides, train
-from ..training.run_dir import CHECKPOINT, HISTORY, SUMMARY
+from ..training.run_dir import CHECKPOINT, SUMMARY, RunDir
 from .run_stage import DISPOSABLE
 from .search_space import SearchSpace
 
@@ -131,10 +131,7 @@ def trial_error(run_dir: Path, *, best: bool = False) -> float:
 
 def _tuner_errors(run_dir: Path) -> dict[int, float]:
     """``{epoch: tuner error}`` of the passes logged in ``run_dir`` (none yet: ``{}``)."""
-    path = run_dir / HISTORY
-    if not path.is_file():
-        return {}
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = RunDir(run_dir).read_history()
     return {
         int(r["epoch"]): float(r["tuner"]["error"])
         for r in records
