@@ -146,3 +146,47 @@ def test_measure_run_on_a_real_run(tiny_run):
     o = RunOutcome(RunSpec("r", {}), run_dir, summary, [])
     assert cached_measurement(o, "hierarchy.json", lambda: values) == values
     assert np.isfinite(list(values.values())).all()
+
+
+def test_tuned_hierarchy_trains_the_classification_runs_on_coarse_pairs():
+    """hierarchy-tuned: classification-tuned's runs (budget, patience, warm start, seeds),
+    each on collapsed pairs with the experiment's K and batches pinned over any tuned value."""
+    from magnetdml.experiments.classification_tuned import dataset_plan
+    from magnetdml.experiments.hierarchy_tuned import PINNED
+    from magnetdml.experiments.tuning import apply_tuned
+
+    experiment = EXPERIMENTS.get("hierarchy-tuned")()
+    specs = experiment.specs(quick=False)
+    assert {s.group["dataset"] for s in specs} == {"fashion-mnist", "cifar10"}
+    assert len(specs) == 2 * 3 * 3 and len({s.name for s in specs}) == len(specs)
+    classification = {
+        (s.group["dataset"], s.group["loss"], s.group["seed"]): s
+        for d in ("fashion-mnist", "cifar10")
+        for s in dataset_plan(d, losses=("softmax", "triplet", "magnet")).runs
+    }
+    for spec in specs:
+        g = spec.group
+        assert spec.name == f"{g['dataset']}-{g['loss']}-s{g['seed']}"
+        theirs = classification[(g["dataset"], g["loss"], g["seed"])].overrides
+        assert spec.overrides == {**theirs, **PINNED}
+        assert spec.overrides["train.patience"] > 0 and spec.overrides["train.epochs"] > 1
+        apply_overrides(Config(), spec.overrides).validate()
+    # the searches are classification-tuned's; a tuned K or batch cannot undo the pinned ones
+    assert len(experiment.tuning(quick=False)) == 2 * 3
+    tuned = {
+        "fm-magnet": {
+            "group": {"dataset": "fashion-mnist", "loss": "magnet"},
+            "params": {"train.lr": 0.0014, "index.clusters_per_class": 1, "loss.alpha": 1.7},
+        },
+        "fm-triplet": {
+            "group": {"dataset": "fashion-mnist", "loss": "triplet"},
+            "params": {"train.lr": 0.04, "sampler.classes_per_batch": 8},
+        },
+    }
+    fm = [s for s in specs if s.group["dataset"] == "fashion-mnist"]
+    fm = [s for s in fm if s.group["loss"] != "softmax"]
+    for spec in apply_tuned(fm, tuned):
+        assert spec.overrides["index.clusters_per_class"] == CLUSTERS_PER_CLASS
+        assert spec.overrides["sampler.classes_per_batch"] == 4
+        assert spec.overrides["train.lr"] in (0.0014, 0.04)
+        assert spec.overrides["train.seed"] == spec.group["seed"]

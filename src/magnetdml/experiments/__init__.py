@@ -22,6 +22,7 @@ from . import (  # noqa: F401
     convergence,
     finegrained,
     hierarchy,
+    hierarchy_tuned,
     unseen,
 )
 from .runner import (

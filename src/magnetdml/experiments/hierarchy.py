@@ -163,14 +163,15 @@ class Hierarchy(Experiment):
             means = {}
             for loss, names in groups.items():
                 row = {"dataset": dataset, "loss": loss, "seeds": len(names)}
-                for m in METRICS:
-                    row[m] = mean_std([measured[n].get(m) for n in names])[0]
-                row["coarse_error"] = mean_std(
+                for m in METRICS:  # mean over seeds, and its sd (None for one seed)
+                    row[m], row[f"{m}_std"] = mean_std([measured[n].get(m) for n in names])
+                row["coarse_error"], row["coarse_error_std"] = mean_std(
                     [runs[n].summary.get(own_metric(loss)) for n in names]
-                )[0]
+                )
                 own = own_protocol(loss)
-                row["fine_error_at_1"] = row[f"{own}_error_at_1"]
-                row["fine_error_at_5"] = row[f"{own}_error_at_5"]
+                for top in (1, 5):
+                    row[f"fine_error_at_{top}"] = row[f"{own}_error_at_{top}"]
+                    row[f"fine_error_at_{top}_std"] = row[f"{own}_error_at_{top}_std"]
                 rows.append(row)
                 means[loss] = row
             for top in (1, 5):
