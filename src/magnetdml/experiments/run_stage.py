@@ -21,7 +21,7 @@ import numpy as np
 
 from ..losses import loss_spec
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
-from ..training.run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, extends, run_identity
+from ..training.run_dir import CHECKPOINT, CONFIG, SUMMARY, RunDir, extends, run_identity
 from ..training.setup import pin_data_options
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).
@@ -145,13 +145,6 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     return json.loads((run_dir / SUMMARY).read_text())
 
 
-def _history(run_dir: Path) -> list[dict]:
-    path = run_dir / HISTORY
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def train_runs(
     specs: list[RunSpec],
     out_dir: Path,
@@ -199,7 +192,7 @@ def train_runs(
         if not keep_checkpoints:
             for name in DISPOSABLE:
                 (run_dir / name).unlink(missing_ok=True)
-        outcomes[spec.name] = RunOutcome(spec, run_dir, summary, _history(run_dir))
+        outcomes[spec.name] = RunOutcome(spec, run_dir, summary, RunDir(run_dir).read_history())
     return outcomes
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._validation import check_choice
+from ..training.run_dir import RunDir
 from .page import Page, format_cell, render_html, render_markdown
 
 FORMATS = ("both", "html", "markdown")
@@ -52,12 +53,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _error_curve(history: list[dict]) -> tuple[str, list[tuple[float, float]]] | None:
     """(metric, [(iteration, error), ...]) of the run's headline test error, if logged."""
     for metric in ("knc_error", "knn_error"):
@@ -83,7 +78,7 @@ def run_page(folder: Path) -> Page:
     """The page of one run folder (``config.json``, ``metrics*.json*``, its PNGs)."""
     config = _read_json(folder / "config.json") or {}
     summary = _read_json(folder / "metrics.json")
-    history = _read_history(folder / "metrics.jsonl")
+    history = RunDir(folder).read_history()
     data, loss = config.get("data", {}), config.get("loss", {})
     page = Page(
         f"Run {folder.name}: {data.get('name')}, {loss.get('name')} loss, "
@@ -274,7 +269,7 @@ def _run_rows(folder: Path, listed: dict) -> list[tuple[dict, list[dict]]]:
         group = entry.get("group") or {}
         row = {"run": name, **{str(k): v for k, v in group.items()}}
         row.update({m: summary.get(m) for m in RUN_ROW_METRICS})
-        rows.append((row, _read_history(run / "metrics.jsonl")))
+        rows.append((row, RunDir(run).read_history()))
     return rows
 
 
