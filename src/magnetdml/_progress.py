@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from typing import Any
 
 DELAY = 2.0  # seconds a phase lasts before its bar appears
+#: seconds between a bar's redraws when stderr is not a terminal (a log file, a pipe, a
+#: batch job's output): each redraw is another ``\r``-joined copy of the bar in the file
+LOG_INTERVAL = 30.0
 _state = {"quiet": False}
 
 
@@ -50,6 +53,7 @@ def bar(
     iterable: Iterable | None = None,
     *,
     total: int | None = None,
+    initial: int = 0,
     desc: str = "",
     unit: str = "it",
     progress: bool = True,
@@ -57,19 +61,23 @@ def bar(
     delay: float | None = None,
 ) -> Any:
     """A tqdm bar on stderr that appears after ``delay`` seconds (default :data:`DELAY`; 0:
-    at once); disabled
-    when quiet or not ``progress``. Use it as tqdm: iterate, or ``update(n)`` and ``close()``."""
+    at once), at ``initial`` of ``total`` (a resumed run); disabled when quiet or not
+    ``progress``. Redrawn at most every :data:`LOG_INTERVAL` seconds when stderr is not a
+    terminal. Use it as tqdm: iterate, or ``update(n)`` and ``close()``."""
     from tqdm.auto import tqdm
 
+    terminal = getattr(sys.stderr, "isatty", lambda: False)()
     return tqdm(
         iterable,
         total=total,
+        initial=initial,
         desc=desc,
         unit=unit,
         leave=leave,
         delay=DELAY if delay is None else delay,
         disable=not enabled(progress),
         dynamic_ncols=True,
+        mininterval=0.1 if terminal else LOG_INTERVAL,
         file=sys.stderr,
     )
 

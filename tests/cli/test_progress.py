@@ -79,3 +79,23 @@ def test_every_command_takes_quiet():
     assert "--quiet" in parser._option_string_actions  # magnetdml --quiet COMMAND
     for name in COMMANDS:
         assert "--quiet" in _subcommand_options(parser, name), name
+
+
+def test_a_log_file_gets_a_few_lines_of_a_training_bar_not_one_per_step(no_delay, tmp_path, capsys):
+    """stderr is not a terminal here (pytest captures it): the training bar is drawn when it
+    starts and ends, not at each of its 40 steps, and a terminal would get the usual rate."""
+    argv = ["train", *FAST, "--train.iterations_per_epoch", "40", "--out", str(tmp_path / "a")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    drawn = [part for part in err.replace("\r", "\n").splitlines() if "training" in part]
+    assert drawn and len(drawn) <= 4, drawn
+    assert any("40/40" in part for part in drawn)  # the final state is written
+
+
+def test_a_bar_redraws_often_on_a_terminal_and_rarely_in_a_log(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert _progress.bar(total=3).mininterval < 1
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert _progress.bar(total=3).mininterval == _progress.LOG_INTERVAL

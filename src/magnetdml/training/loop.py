@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .._progress import honours_progress, phase
+from .._progress import bar, honours_progress, phase
 from .config import Config
 from .distributed import Distributed
 from .logging_sinks import open_sink
@@ -79,12 +78,13 @@ def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
         # every rank: the snapshot's embedding passes are sharded collectives
         initial = snapshot_for_plots(t) if config.eval.plots else None
         save_initial(t, initial)
-    bar = tqdm(
+    steps = bar(
         total=config.train.epochs * len(t.sampler),
         initial=t.iteration,
-        disable=not (progress and dist.is_main),
-        unit="it",
-        dynamic_ncols=True,
+        desc="training",
+        progress=progress and dist.is_main,
+        leave=True,  # its last state stays: steps, time, rate
+        delay=0,
     )
     for epoch in range(t.epoch + 1, config.train.epochs + 1):
         if t.patience_exhausted():  # converged (train.patience): no more epochs
@@ -95,8 +95,9 @@ def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
             t.apply_pending_refresh()  # a background refresh (index.refresh_lag) now due
             if t.refresh_due():
                 t.refresh_index()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+            steps.update(1)
+            # drawn with the next update, not now: a redraw per step fills a log file
+            steps.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
         t.scheduler.step()
         refresh_now = t.uses_index and t.upkeep.schedule.at_epoch_end
         if refresh_now and epoch < config.train.epochs:
@@ -118,7 +119,7 @@ def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
         t.log(record)
         sink.log(record, t)
         t.save_checkpoint()
-    bar.close()
+    steps.close()
     if t.restore_best():  # the checkpoint is the model scored (magnetdml evaluate loads it)
         t.save_checkpoint()
     summary = t.finish(write=False)
