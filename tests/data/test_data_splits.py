@@ -158,3 +158,48 @@ def test_split_by_refuses_what_it_cannot_do():
     one_group = grouped_pool(groups=(0, 0, 0))
     with pytest.raises(ValueError, match="only 1 group"):
         split_pool("o", one_group, unseen_classes=0.5, split_by="alphabet")
+
+
+@pytest.mark.parametrize("split_by", [None, "alphabet"])
+def test_class_folds_cover_the_seen_classes_once_and_never_the_test_classes(split_by):
+    """k-fold cross-validation over classes: the K folds' validation classes are disjoint,
+    cover every seen class (each group whole with split_by), differ in size by at most one
+    class (group), and leave the held-out test classes alone; the other folds train."""
+    data = grouped_pool()
+    group_of = np.asarray((0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4))
+    folds = 3 if split_by is None else 2
+    common = dict(seed=7, unseen_classes=0.25 if split_by is None else 0.2, split_by=split_by)
+    held, sizes = [], []
+    for fold in range(folds):
+        splits = split_pool("g", data, val_folds=folds, val_fold=fold, **common)
+        val, train = np.unique(splits.val.labels), np.unique(splits.train.labels)
+        unseen = np.unique(splits.unseen.labels)
+        assert not set(val) & set(train) and not set(val) & set(unseen)
+        assert not set(train) & set(unseen)
+        assert set(val) | set(train) | set(unseen) == set(range(12))
+        assert splits.info["val_folds"] == folds and splits.info["val_fold"] == fold
+        held.append(set(val.tolist()))
+        sizes.append(val.size if split_by is None else np.unique(group_of[val]).size)
+        if split_by:  # a fold holds whole groups
+            assert set(val) == set(np.flatnonzero(np.isin(group_of, group_of[val])))
+    assert set().union(*held) == set(range(12)) - set(unseen.tolist())
+    assert sum(len(h) for h in held) == len(set().union(*held))  # disjoint
+    assert max(sizes) - min(sizes) <= 1
+    again = split_pool("g", data, val_folds=folds, val_fold=0, **common)
+    assert set(np.unique(again.val.labels).tolist()) == held[0]  # seeded
+
+
+def test_class_folds_refuse_what_they_cannot_do():
+    data = pool(n_per_class=(4,) * 6)
+    with pytest.raises(ValueError, match="val_folds must be >= 2"):
+        split_pool("p", data, val_folds=1)
+    with pytest.raises(ValueError, match="val_fold 3 must be below val_folds 3: folds are 0..2"):
+        split_pool("p", data, val_folds=3, val_fold=3)
+    with pytest.raises(ValueError, match="val_classes 0.3 and val_folds 3 both"):
+        split_pool("p", data, val_folds=3, val_classes=0.3)
+    with pytest.raises(ValueError, match="val_folds 3 and val_fraction 0.1 both"):
+        split_pool("p", data, val_folds=3, val_fraction=0.1)
+    with pytest.raises(ValueError, match="val_folds 7: only 6 seen classes.*at most 6 folds"):
+        split_pool("p", data, val_folds=7)
+    with pytest.raises(ValueError, match="fewer than two of the 3 seen classes"):
+        split_pool("p", pool(n_per_class=(4,) * 3), val_folds=2)

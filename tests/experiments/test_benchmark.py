@@ -181,3 +181,50 @@ def test_bad_benchmark_arguments_are_one_line_errors(tmp_path, capsys):
         == 2
     )
     assert "magnett" in capsys.readouterr().err
+
+
+def test_class_folds_train_each_seed_once_per_fold_and_average_its_scores(tmp_path):
+    """--folds 3 (the reality check's k-fold cross-validation over classes): each trial and
+    each seed trains one run per fold, validated on that fold's classes and trained on the
+    others'; the folds' validation classes partition the non-test classes; a trial's value is
+    the mean of its folds' errors and a seed's test scores the mean of its folds' runs."""
+    from magnetdml.training import config_from_dict
+    from magnetdml.training.setup import load_splits
+
+    out = tmp_path / "folds"
+    argv = [*ARGS, "--protocols", "unseen", "--folds", "3", "--seeds", "1", "--out", str(out)]
+    assert main(["benchmark", *argv]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmark"]["folds"] == 3
+    for loss in ("magnet", "softmax"):
+        runs = [out / f"unseen-{loss}-s0-f{k}" for k in range(3)]
+        held, scores = [], []
+        for k, run in enumerate(runs):
+            config = config_from_dict(json.loads((run / "config.json").read_text()))
+            assert (config.data.val_folds, config.data.val_fold) == (3, k)
+            splits = load_splits(config)
+            val, train = set(splits.val.labels), set(splits.train.labels)
+            assert val and not val & train and not val & set(splits.unseen.labels)
+            held.append(val)
+            scores.append(json.loads((run / "metrics.json").read_text())["unseen"]["map_at_r"])
+        assert sum(map(len, held)) == len(set().union(*held)) == 7  # digits: 3 test classes
+        seed = results["protocols"]["unseen"]["losses"][loss]["seeds"]["0"]
+        assert seed["map_at_r"] == pytest.approx(np.mean(scores))
+        trial = out / "tuning" / f"unseen-{loss}" / "trial_000"
+        assert sorted(p.name for p in trial.iterdir()) == ["fold_0", "fold_1", "fold_2"]
+        folds = [
+            float(json.loads(line)["tuner"]["error"])
+            for k in range(3)
+            for line in (trial / f"fold_{k}" / "metrics.jsonl").read_text().splitlines()[-1:]
+        ]
+        search = json.loads((out / "tuned.json").read_text())[f"unseen-{loss}"]
+        assert search["val_error"] == pytest.approx(np.mean(folds))
+
+
+def test_folds_need_the_unseen_protocol_and_two_folds(tmp_path, capsys):
+    base = ["benchmark", *ARGS, "--out", str(tmp_path / "x")]
+    assert main([*base, "--protocols", "seen", "--folds", "3"]) == 2
+    assert "folds 3 cross-validates over classes" in capsys.readouterr().err
+    assert main([*base, "--folds", "1"]) == 2
+    assert "folds must be >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything was written

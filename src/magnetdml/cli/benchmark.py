@@ -77,6 +77,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=",".join(PROTOCOLS),
         help="comma-separated: seen (instance split), unseen (class split)",
     )
+    group.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="unseen protocol: k-fold cross-validation over the training classes (e.g. 4, "
+        "as the reality check): each trial and seed trains once per fold (default 0: one "
+        "validation split)",
+    )
     add_space_arguments(
         group,
         lambda p: (
@@ -111,6 +119,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
         overrides=flag_overrides(args),
         space=space_arguments(args),
+        folds=args.folds,
         progress=not args.quiet,
         command=command,
         log=lambda message: print(message, file=sys.stderr),

@@ -50,6 +50,8 @@ def load_dataset(
     unseen_classes: Any = None,
     val_classes: float = 0.0,
     split_by: str | None = None,
+    val_folds: int = 0,
+    val_fold: int = 0,
     **options: Any,
 ) -> DatasetSplits:
     """Load dataset ``name`` and cut it into seeded train / test / val / unseen splits.
@@ -67,6 +69,9 @@ def load_dataset(
             go to ``val`` (class-disjoint validation; exclusive with ``val_fraction``).
         split_by: a class attribute (e.g. ``"alphabet"``); the two fractions above then
             count its groups, and a group's classes are held out together.
+        val_folds, val_fold: k-fold cross-validation over the seen classes: they are cut
+            into ``val_folds`` seeded folds and fold ``val_fold`` goes to ``val``
+            (exclusive with ``val_classes`` and ``val_fraction``; 0: no folds).
         **options: loader options (see each loader's docstring), e.g. ``download=True`` for
             MNIST, ``size=28`` and ``unseen_alphabets=0.2`` for Omniglot.
 
@@ -92,6 +97,8 @@ def load_dataset(
         unseen_classes=unseen_classes,
         val_classes=val_classes,
         split_by=split_by,
+        val_folds=val_folds,
+        val_fold=val_fold,
     )
     splits.info["load_seconds"] = round(time.perf_counter() - start, 3)
     return splits

@@ -10,16 +10,18 @@ A loader returns a :class:`DataPool`: every example of the dataset in one
 * ``val``: the dataset's own validation examples (``DataPool.is_val``, e.g. from a CSV) plus a
   seeded stratified ``val_fraction`` of the remaining seen training examples; or, with
   ``val_classes``, every example of a seeded fraction of the seen classes (a class-disjoint
-  validation split: the tuning split of the unseen-class protocol, Musgrave et al. 2020);
+  validation split: the tuning split of the unseen-class protocol, Musgrave et al. 2020); or,
+  with ``val_folds = K``, fold ``val_fold`` of the seen classes cut into ``K`` seeded folds
+  (k-fold cross-validation over classes: each fold validates once, the others train);
 * ``train``: the rest.
 
 Each random choice draws from its own stream ``numpy.random.default_rng([seed, purpose])``, so
 changing ``val_fraction`` does not change which classes are unseen.
 
 With ``split_by`` (a class-level attribute, e.g. Omniglot's ``alphabet`` or an image tree's
-``parent``), the fractions ``unseen_classes`` and ``val_classes`` count groups instead of
-classes, and every class of a chosen group goes together: test classes then share no group
-with the training classes (train on some alphabets, test on others).
+``parent``), the fractions ``unseen_classes`` and ``val_classes`` (and the folds) count
+groups instead of classes, and every class of a chosen group goes together: test classes then
+share no group with the training classes (train on some alphabets, test on others).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import numpy as np
 
 from .._validation import check_float, check_int
 from .base import LabelledDataset
+from .class_holdout import class_fold, group_fraction, is_fraction, val_classes_held
 
 # Independent random streams per purpose (see module docstring).
-STREAM_UNSEEN, STREAM_VAL, STREAM_TEST, STREAM_VAL_CLASSES = 1, 2, 3, 4
+STREAM_UNSEEN, STREAM_VAL, STREAM_TEST, STREAM_VAL_CLASSES, STREAM_VAL_FOLDS = 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -147,6 +150,8 @@ def split_pool(
     unseen_classes: Any = None,
     val_classes: float = 0.0,
     split_by: str | None = None,
+    val_folds: int = 0,
+    val_fold: int = 0,
 ) -> DatasetSplits:
     """Cut ``pool`` into train / test / val / unseen (see the module docstring)."""
     seed = check_int("seed", seed, minimum=0)
@@ -163,8 +168,8 @@ def split_pool(
     group_of = class_groups(pool, split_by) if split_by else None
     if unseen_classes is not None:
         rng = np.random.default_rng([seed, STREAM_UNSEEN])
-        if group_of is not None and _is_fraction(unseen_classes):
-            chosen = _group_fraction("unseen_classes", unseen_classes, group_of, unseen, rng)
+        if group_of is not None and is_fraction(unseen_classes):
+            chosen = group_fraction("unseen_classes", unseen_classes, group_of, unseen, rng)
         else:
             chosen = resolve_classes("unseen_classes", unseen_classes, pool.class_names, rng)
         unseen = np.union1d(unseen, chosen)
@@ -174,7 +179,16 @@ def split_pool(
             "least one class for training"
         )
     is_unseen = np.isin(labels, unseen)
-    held = _val_classes(labels, unseen, val_classes, val_fraction, seed, group_of)
+    rng = np.random.default_rng([seed, STREAM_VAL_CLASSES])
+    held = val_classes_held(labels, unseen, val_classes, val_fraction, rng, group_of)
+    if val_folds:
+        if held.size:
+            raise ValueError(
+                f"val_classes {val_classes} and val_folds {val_folds} both choose the "
+                "validation classes; give one (val_folds: k-fold cross-validation)"
+            )
+        rng = np.random.default_rng([seed, STREAM_VAL_FOLDS])
+        held = class_fold(labels, unseen, val_folds, val_fold, val_fraction, rng, group_of)
     is_held = np.isin(labels, held)
     own_val = np.zeros(labels.shape, dtype=bool) if pool.is_val is None else pool.is_val
     seen_train = np.flatnonzero(~is_unseen & ~is_held & ~pool.is_test & ~own_val)
@@ -192,6 +206,7 @@ def split_pool(
         val_fraction=val_fraction,
         unseen_class_ids=unseen.tolist(),
         val_class_ids=held.tolist(),
+        **({"val_folds": val_folds, "val_fold": val_fold} if val_folds else {}),
         **({"split_by": split_by} if split_by else {}),
     )
     return DatasetSplits(
@@ -205,49 +220,6 @@ def split_pool(
         class_names=list(pool.class_names),
         info=info,
     )
-
-
-def _val_classes(
-    labels: np.ndarray,
-    unseen: np.ndarray,
-    fraction: float,
-    val_fraction: float,
-    seed: int,
-    group_of: np.ndarray | None = None,
-) -> np.ndarray:
-    """The class ids of a class-disjoint validation split: ``round(fraction * S)`` of the ``S``
-    seen classes (at least one, leaving at least two to train on), seeded by ``seed``; with
-    ``group_of`` (class id -> group id), that fraction of the seen groups, whole."""
-    fraction = check_float(
-        "val_classes",
-        fraction,
-        minimum=0.0,
-        maximum=0.9,
-        fix="the fraction of the seen classes held out for validation",
-    )
-    if not fraction:
-        return np.zeros(0, np.int64)
-    if val_fraction:
-        raise ValueError(
-            f"val_classes {fraction} and val_fraction {val_fraction} both ask for "
-            "a validation split; give one (val_classes: class-disjoint, "
-            "val_fraction: the same classes)"
-        )
-    rng = np.random.default_rng([seed, STREAM_VAL_CLASSES])
-    if group_of is not None:
-        return _group_fraction("val_classes", fraction, group_of, unseen, rng)
-    seen = np.setdiff1d(np.unique(labels), unseen)
-    count = int(np.clip(np.rint(fraction * seen.size), 1, seen.size - 2))
-    if count < 1:
-        raise ValueError(
-            f"val_classes {fraction} leaves fewer than two of the {seen.size} seen "
-            "classes to train on; use more classes or val_classes 0"
-        )
-    return np.sort(rng.choice(seen, size=count, replace=False)).astype(np.int64)
-
-
-def _is_fraction(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral))
 
 
 def class_groups(pool: DataPool, attribute: str) -> np.ndarray:
@@ -271,27 +243,3 @@ def class_groups(pool: DataPool, attribute: str) -> np.ndarray:
             f"groups; split_by needs an attribute of the classes (one value per class)"
         )
     return group_of
-
-
-def _group_fraction(
-    name: str, fraction: float, group_of: np.ndarray, taken: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """The class ids of ``round(fraction * G)`` of the ``G`` groups with classes outside
-    ``taken`` (at least one, leaving at least one), chosen by ``rng``."""
-    fraction = check_float(
-        name,
-        fraction,
-        strict_minimum=0.0,
-        maximum=0.9,
-        fix="with split_by, the fraction of the groups held out, e.g. 0.3",
-    )
-    free = np.setdiff1d(np.flatnonzero(group_of >= 0), taken)
-    groups = np.unique(group_of[free])
-    if groups.size < 2:
-        raise ValueError(
-            f"{name} {fraction} with split_by: only {groups.size} group(s) of classes left "
-            "to split; split_by needs at least two groups"
-        )
-    count = int(np.clip(np.rint(fraction * groups.size), 1, groups.size - 1))
-    chosen = rng.choice(groups, size=count, replace=False)
-    return np.sort(free[np.isin(group_of[free], chosen)]).astype(np.int64)

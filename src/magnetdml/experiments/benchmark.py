@@ -16,7 +16,11 @@ For each loss and each protocol the data allows (the fairness bar of Musgrave, B
    * ``unseen`` (classes split into train, validation and test classes): MAP@R, R-precision,
      P@1, R@1 and NMI among the test classes' examples; validation by MAP@R among the
      validation classes' examples. ``data.split_by`` (e.g. ``alphabet``) holds out whole
-     groups of classes instead: train on some alphabets, test on others.
+     groups of classes instead: train on some alphabets, test on others. ``folds = K``:
+     k-fold cross-validation over the non-test classes (the reality check's 4 folds): every
+     trial and every seed trains once per fold, on the other folds' classes, validated on its
+     own; a trial's value is the mean over its folds, a seed's test scores the mean of its
+     folds' runs (``<protocol>-<loss>-s<seed>-f<fold>/``).
 
 The searches and runs are planned by :mod:`.benchmark_plan` (the engine that ``experiment
 finegrained`` and ``experiment classification-tuned`` plan with too) and scored by
@@ -82,6 +86,7 @@ def run_benchmark(
     pruner: str = "median",
     overrides: dict[str, Any] | None = None,
     space: dict[str, str] | None = None,
+    folds: int = 0,
     progress: bool = False,
     command: str | None = None,
     log: Callable[[str], None] = print,
@@ -102,6 +107,13 @@ def run_benchmark(
         fix="passes without a better validation error before a run stops",
     )
     jobs = check_int("jobs", jobs, minimum=1, fix="the number of runs trained at once")
+    if folds:
+        check_int("folds", folds, minimum=2, fix="the number of class folds, e.g. 4 (0: none)")
+        if "unseen" not in protocols:
+            raise ValueError(
+                f"folds {folds} cross-validates over classes, which only the unseen protocol "
+                "holds out; add unseen to --protocols or drop --folds"
+            )
     space = dict(space or {})
     space_for = loss_space(space, losses)  # a bad --space.NAME: refused before anything else
     plan = benchmark_plan(
@@ -113,6 +125,7 @@ def run_benchmark(
         protocols=protocols,
         data_dir=data_dir,
         overrides=overrides,
+        folds=folds,
     )
     for protocol, reason in plan.skipped.items():
         log(f"{protocol} protocol skipped: {reason}")
@@ -170,6 +183,7 @@ def run_benchmark(
             "skipped": plan.skipped,
             "overrides": dict(overrides or {}),
             **({"space": space} if space else {}),  # only when given: the schema stays
+            **({"folds": folds} if folds else {}),
         },
         "command": command,
         "hardware": hardware(configure(specs[0], out)),

@@ -42,7 +42,7 @@ def draw_figures(
                     *zip(*points, strict=True),
                     marker=".",
                     alpha=0.8,
-                    label=f"{loss} s{group['seed']} ({key[4:]})",
+                    label=f"{loss} s{group['seed']}{_fold(group)} ({key[4:]})",
                 )
     ax.set_xlabel("pass")
     ax.set_ylabel("validation score")
@@ -88,3 +88,8 @@ def _trials(folder: Path) -> list[dict]:
         for r in rows
         if r["val_error"] not in ("", "nan")
     ]
+
+
+def _fold(group: dict) -> str:
+    """`` f<k>`` for the run of class fold k (``--folds``), else nothing."""
+    return f" f{group['fold']}" if "fold" in group else ""

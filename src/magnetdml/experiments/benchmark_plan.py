@@ -73,19 +73,22 @@ def base_overrides(
 
 
 def protocol_overrides(
-    protocol: str, base: dict, classes: int, examples: int | None = None
+    protocol: str, base: dict, classes: int, examples: int | None = None, folds: int = 0
 ) -> dict[str, Any]:
     """The config fields of ``protocol`` on data of ``classes`` training classes: its
     validation split, and (unless ``base`` sets them) class-balanced batches of ``P x K =``
     :data:`BATCH` images with ``P = min(8, classes)``; uniform batches of all ``examples``
-    training images where there are fewer than :data:`BATCH`."""
+    training images where there are fewer than :data:`BATCH`. ``folds`` (unseen only): the
+    validation classes are one of ``folds`` class folds (k-fold cross-validation over the
+    training classes) instead of :data:`VAL_CLASSES` of them."""
     if protocol == "seen":  # a given val_fraction wins (e.g. 0 where the data has its own val)
         fields = {"data.val_fraction": base.get("data.val_fraction", VAL_FRACTION)}
     else:
         fields = {
             "data.val_fraction": 0.0,
             "data.unseen_classes": TEST_CLASSES,
-            "data.val_classes": VAL_CLASSES,
+            "data.val_classes": 0.0 if folds else VAL_CLASSES,
+            **({"data.val_folds": folds} if folds else {}),
         }
     if "sampler.classes_per_batch" not in base:  # P x K = 48 with P no more than the classes
         p = min(8, classes)
@@ -97,12 +100,12 @@ def protocol_overrides(
     return fields
 
 
-def protocol_fields(protocol: str, base: dict) -> tuple[dict, str | None]:
+def protocol_fields(protocol: str, base: dict, folds: int = 0) -> tuple[dict, str | None]:
     """:func:`protocol_overrides` on the data of ``base`` (loaded to count its classes), or
     why the data does not allow ``protocol``."""
     from ..training.setup import load_splits
 
-    fields = protocol_overrides(protocol, base, classes=8)  # the splits' fields only
+    fields = protocol_overrides(protocol, base, classes=8, folds=folds)  # the splits' only
     fields = {k: v for k, v in fields.items() if k.startswith("data.")}
     try:
         splits = load_splits(apply_overrides(Config(), {**base, **fields}))
@@ -117,7 +120,7 @@ def protocol_fields(protocol: str, base: dict) -> tuple[dict, str | None]:
                 f"{classes} train, {val} validation and {test} test classes; the "
                 "unseen protocol needs at least 2 of each"
             )
-    return protocol_overrides(protocol, base, int(classes), len(splits.train)), None
+    return protocol_overrides(protocol, base, int(classes), len(splits.train), folds), None
 
 
 def plan_runs(
@@ -139,16 +142,29 @@ def plan_runs(
             own = {**base, **own_fields, "loss.name": loss}
             name = f"{prefix}{protocol}-{slug(loss)}"
             tuning.append(RunSpec(name, own, group, init_from=init_from))
-            runs += [
-                RunSpec(
-                    f"{name}-s{seed}",
-                    {**own, "train.seed": seed},
-                    {**group, "seed": seed},
-                    init_from=init_from,
-                    pinned=("train.seed",),
-                )
-                for seed in range(seeds)
-            ]
+            folds = own.get("data.val_folds") or 0
+            for seed in range(seeds):
+                if not folds:
+                    runs.append(
+                        RunSpec(
+                            f"{name}-s{seed}",
+                            {**own, "train.seed": seed},
+                            {**group, "seed": seed},
+                            init_from=init_from,
+                            pinned=("train.seed",),
+                        )
+                    )
+                    continue
+                runs += [  # class folds: one run per fold, trained on the other folds
+                    RunSpec(
+                        f"{name}-s{seed}-f{fold}",
+                        {**own, "train.seed": seed, "data.val_fold": fold},
+                        {**group, "seed": seed, "fold": fold},
+                        init_from=init_from,
+                        pinned=("train.seed", "data.val_fold"),
+                    )
+                    for fold in range(folds)
+                ]
     return tuning, runs
 
 
@@ -166,11 +182,14 @@ def benchmark_plan(
     prefix: str = "",
     init_from: str | None = None,
     labels: dict[str, Any] | None = None,
+    folds: int = 0,
 ) -> Plan:
     """The plan of ``magnetdml benchmark`` for these settings (every loss name checked first,
     with a did-you-mean). ``classes``: the number of training classes, when the caller knows
     it (an experiment planning without its data); None: the data is loaded to count them and
-    to check that each protocol fits (those that do not are ``skipped``)."""
+    to check that each protocol fits (those that do not are ``skipped``). ``folds``: k-fold
+    cross-validation over the training classes in the unseen protocol (each search's trials
+    and each seed train once per fold; a seed's scores are the mean over its folds)."""
     for protocol in protocols:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
@@ -181,10 +200,11 @@ def benchmark_plan(
         apply_overrides(Config(), {**base, "loss.name": loss}).validate()
     fields, skipped = {}, {}
     for protocol in protocols:
+        own_folds = folds if protocol == "unseen" else 0
         if classes is not None:
-            fields[protocol] = protocol_overrides(protocol, base, classes)
+            fields[protocol] = protocol_overrides(protocol, base, classes, folds=own_folds)
             continue
-        own, reason = protocol_fields(protocol, base)
+        own, reason = protocol_fields(protocol, base, own_folds)
         if reason:
             skipped[protocol] = reason
         else:

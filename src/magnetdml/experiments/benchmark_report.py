@@ -47,6 +47,12 @@ def paired_difference(values: list[float], best: list[float]) -> dict:
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(d.size)}
 
 
+def _mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the runs of one seed (its class folds; one run: its scores)."""
+    shared = set.intersection(*(set(s) for s in scores))
+    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0] if m in shared}
+
+
 def _scores(outcome: RunOutcome, protocol: str) -> dict[str, float]:
     summary = outcome.summary
     if protocol == "unseen":
@@ -76,13 +82,15 @@ def analyse(
         for outcome in runs.values():
             if outcome.spec.group["protocol"] != protocol:
                 continue
-            loss = outcome.spec.group["loss"]
+            loss, seed = outcome.spec.group["loss"], outcome.spec.group["seed"]
             entry = losses.setdefault(loss, {"seeds": {}, "runs": {}})
-            entry["seeds"][outcome.spec.group["seed"]] = _scores(outcome, protocol)
-            entry["runs"][outcome.spec.group["seed"]] = outcome
+            # a seed's runs: one, or one per class fold (--folds), its scores their mean
+            entry["runs"].setdefault(seed, []).append(outcome)
         for loss, entry in losses.items():
             search = tuned[f"{prefix}{protocol}-{slug(loss)}"]
-            outcomes = [entry["runs"][s] for s in sorted(entry["runs"])]
+            for seed, seed_runs in entry["runs"].items():
+                entry["seeds"][seed] = _mean_scores([_scores(o, protocol) for o in seed_runs])
+            outcomes = [o for s in sorted(entry["runs"]) for o in entry["runs"][s]]
             metrics = sorted(
                 {m for s in entry["seeds"].values() for m in s},
                 key=(SEEN_SCORES + UNSEEN_SCORES).index,
@@ -102,7 +110,14 @@ def analyse(
                         m: float(np.std(v, ddof=1)) if len(v) > 1 else None
                         for m, v in values.items()
                     },
-                    "train_seconds": float(np.mean([o.summary["train_seconds"] for o in outcomes])),
+                    "train_seconds": float(  # per seed: all of its folds' runs
+                        np.mean(
+                            [
+                                sum(o.summary["train_seconds"] for o in seed_runs)
+                                for seed_runs in entry["runs"].values()
+                            ]
+                        )
+                    ),
                     "images_per_second": float(
                         np.mean([o.summary.get("images_per_second") or 0 for o in outcomes])
                     ),

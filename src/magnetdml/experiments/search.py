@@ -132,7 +132,7 @@ def _search(
     splits = load_splits(base)
     if splits.val is None:
         raise ValueError(
-            "data.val_fraction (or data.val_classes) must be > 0 for a search "
+            "data.val_fraction (or data.val_classes, data.val_folds) must be > 0 for a search "
             f"(trials are scored on the validation split); got "
             f"{base.data.val_fraction}; e.g. 0.1 (or a dataset with its own "
             "validation split, e.g. omniglot val_drawers)"
@@ -148,7 +148,11 @@ def _search(
     )
     if jobs > 1:  # each worker gets cores // jobs threads (unless train.threads is set)
         base = with_threads(base, jobs)
-    counts = np.bincount(splits.train.labels)
+    # the space's bounds (K, M) fit the smallest training set: with class folds, any fold's
+    folds = [splits]
+    for k in range(1, base.data.val_folds):
+        folds.append(load_splits(apply_overrides(base, {"data.val_fold": k})))
+    counts = [np.bincount(fold.train.labels) for fold in folds]
     task = {
         "base": config_to_dict(base),
         "space": space,
@@ -156,8 +160,8 @@ def _search(
         "trials": trials,
         "pruner": pruner,
         "out": str(out),
-        "num_classes": int((counts > 0).sum()),
-        "smallest_class": int(counts[counts > 0].min()),
+        "num_classes": min(int((c > 0).sum()) for c in counts),
+        "smallest_class": min(int(c[c > 0].min()) for c in counts),
         "progress": progress,
     }
     local = storage is None

@@ -6,6 +6,11 @@ config's ``train.patience`` ``P``, a trial also ends, as a final run would, once
 not improved for ``P`` passes (``e - e* >= P``). A run that diverges counts as pruned. Any other
 error stops the search. Its value (:func:`trial_error`) is the error of the model a final run
 would keep: the best pass's with patience, else the last pass's.
+
+With class folds (``data.val_folds = K``, k-fold cross-validation over classes) a trial is K
+such runs in ``fold_0`` .. ``fold_<K-1>`` of its folder, one after the other; fold ``k``'s pass
+``p`` reports at step ``k * epochs + p`` (so the pruner compares the same fold's same pass
+across trials), and the trial's value is the mean of its folds' values.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ..training.run_dir import CHECKPOINT, SUMMARY, RunDir
 from .run_stage import DISPOSABLE
 from .search_space import SearchSpace
 
+#: A cross-validated trial's run of fold k (``data.val_folds``), inside the trial's folder.
+FOLD = "fold_%d"
 #: The most training examples a kNN loss's trial is scored against after every pass.
 TUNER_REFERENCES = 5_000
 
@@ -42,7 +49,47 @@ def objective(trial, task: dict, log: Callable[[str], None]) -> float:
     config = apply_params(config_from_dict(task["base"]), {**params, "out": str(run_dir)})
     # the trial applies the patience itself, to the tuner's error (no second validation)
     patience, config = config.train.patience, apply_overrides(config, {"train.patience": 0})
+    folds = config.data.val_folds
     started = time.perf_counter()
+    try:
+        if folds:  # k-fold cross-validation over classes: one run per fold, their mean
+            values = [
+                _train_fold(
+                    trial,
+                    apply_overrides(config, {"data.val_fold": k, "out": str(run_dir / (FOLD % k))}),
+                    patience,
+                    task,
+                    step=k * config.train.epochs,
+                    last=k == folds - 1,
+                )
+                for k in range(folds)
+            ]
+        else:
+            values = [_train_fold(trial, config, patience, task)]
+    except optuna.TrialPruned as pruned:
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        log(f"trial {trial.number}: {pruned.args[0]} {_describe(params)}")
+        raise
+    value = float(np.mean([v for v, _ in values]))
+    summaries = [summary for _, summary in values]
+    trial.set_user_attr("train_seconds", sum(s.get("train_seconds") or 0.0 for s in summaries))
+    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+    trial.set_user_attr("epochs", sum(s.get("epochs") or 0 for s in summaries))
+    if folds:
+        trial.set_user_attr("fold_errors", [v for v, _ in values])
+    log(f"trial {trial.number}: val error {value:.4f} {_describe(params)}")
+    return value
+
+
+def _train_fold(
+    trial, config: Config, patience: int, task: dict, *, step: int = 0, last: bool = True
+) -> tuple[float, dict]:
+    """Train (or resume) the run of ``config`` and return its value (:func:`trial_error`) and
+    summary; each pass reports its tuner error to Optuna at step ``step + pass`` (a fold's
+    passes follow the previous folds'), where the pruner may stop the trial."""
+    import optuna
+
+    run_dir = Path(config.out)
     errors = _tuner_errors(run_dir)  # {epoch: error} of the passes before a resume
 
     def on_epoch(trainer, record: dict) -> None:
@@ -52,41 +99,36 @@ def objective(trial, task: dict, log: Callable[[str], None]) -> float:
         best = min(errors, key=lambda epoch: (errors[epoch], epoch))  # e*, earliest on ties
         if patience and trainer.epoch - best >= patience:
             trainer.stop_requested = True  # converged: no more passes
-        trial.report(error, trainer.epoch)
-        if trainer.epoch < trainer.config.train.epochs and trial.should_prune():
+        trial.report(error, step + trainer.epoch)
+        final = last and trainer.epoch >= trainer.config.train.epochs
+        if not final and trial.should_prune():
             trial.set_user_attr("train_seconds", round(trainer.timing["train_seconds"], 3))
-            raise optuna.TrialPruned(f"pruned after pass {trainer.epoch}")
+            raise optuna.TrialPruned(f"pruned after pass {step + trainer.epoch}")
 
     try:
         if not (run_dir / SUMMARY).is_file():
             train(config, progress=task["progress"], on_epoch=on_epoch)
     except optuna.TrialPruned:
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
-        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-        log(f"trial {trial.number}: pruned {_describe(params)}")
         raise
     except (ValueError, FloatingPointError) as error:
         if "diverged" not in str(error) and not isinstance(error, FloatingPointError):
             raise  # a broken config: stop the search
         trial.set_user_attr("diverged", str(error).splitlines()[0])
-        log(f"trial {trial.number}: diverged, pruned {_describe(params)}")
-        raise optuna.TrialPruned(str(error)) from error
+        raise optuna.TrialPruned("diverged, pruned") from error
     summary = json.loads((run_dir / SUMMARY).read_text())
     value = trial_error(run_dir, best=bool(patience))
     for disposable in DISPOSABLE:  # scored: nothing reads the trial's model again
         (run_dir / disposable).unlink(missing_ok=True)
-    trial.set_user_attr("train_seconds", summary.get("train_seconds"))
-    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-    trial.set_user_attr("epochs", summary.get("epochs"))
-    log(f"trial {trial.number}: val error {value:.4f} {_describe(params)}")
-    return value
+    return value, summary
 
 
 def tuner_error(trainer) -> tuple[str, float]:
     """The validation error a trial reports after a pass: the final runs' own early-stopping
     score (:meth:`~magnetdml.training.trainer.Trainer.validation_scores`), at the least cost:
 
-    * a class-disjoint split (``data.val_classes``): ``1 - MAP@R`` among its own examples;
+    * a class-disjoint split (``data.val_classes`` or ``val_folds``): ``1 - MAP@R`` among its
+      own examples;
     * a cluster loss: kNC error (paper §3.3) with the index the pass refreshed (the training
       embeddings are the refresh's: nothing is embedded twice);
     * any other loss (its spec's own metric is kNN): soft-kNN error of the validation
@@ -103,7 +145,7 @@ def tuner_error(trainer) -> tuple[str, float]:
     from ..evaluation import evaluate
 
     config, val = trainer.config, trainer.splits.val
-    if config.data.val_classes:
+    if config.data.class_disjoint_val():
         return "1 - map_at_r", float(trainer.validation_scores()["retrieval_error"])
     queries = trainer.embed(val)  # (V, E)
     if config.loss.spec().own_metric == "knc_error":

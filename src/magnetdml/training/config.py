@@ -84,11 +84,19 @@ class DataConfig:
     # held out as a class-disjoint validation split
     split_by: str = ""  # a class attribute (e.g. alphabet, parent): unseen_classes and
     # val_classes then hold out that fraction of its groups, each group whole
+    val_folds: int = rule(0, minimum=0)  # k-fold cross-validation over the seen classes
+    # (or groups): K folds, fold val_fold validates (0: none; exclusive with val_classes)
+    val_fold: int = rule(0, minimum=0)  # which fold validates, 0..val_folds-1
     collapse_pairs: bool = False  # train on random pairs of classes merged (paper §4.3)
     options: str = ""  # loader options as YAML, e.g. "{unseen_alphabets: 0.2}"
     augment: bool = False  # paper §4: random rescale up to max_scale, crop back
     max_scale: float = rule(0.3, minimum=0.0, maximum=1.0)  # augmentation: rescale by up to
     # 1 + max_scale
+
+    def class_disjoint_val(self) -> bool:
+        """Whether the validation split holds whole classes (``val_classes`` or
+        ``val_folds``): it is then scored by retrieval among its own examples."""
+        return bool(self.val_classes or self.val_folds)
 
     def loader_options(self) -> dict:
         """``options`` parsed: extra keyword arguments of this dataset's loader."""

@@ -82,6 +82,8 @@ def _load_splits(config: Config):
         unseen_classes=config.data.unseen_classes or None,
         val_classes=config.data.val_classes,
         split_by=config.data.split_by or None,
+        val_folds=config.data.val_folds,
+        val_fold=config.data.val_fold,
         **config.data.loader_options(),
     )
     return collapse_pairs(splits, config.data.seed) if config.data.collapse_pairs else splits

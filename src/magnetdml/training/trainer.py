@@ -90,7 +90,9 @@ class Trainer:
         self.stopping = EarlyStopping(
             config.train.patience,
             config.train.epochs,
-            "retrieval_error" if config.data.val_classes else config.loss.spec().own_metric,
+            "retrieval_error"
+            if config.data.class_disjoint_val()
+            else config.loss.spec().own_metric,
         )
         self.stopping.check(self.splits.val is not None)
         check_training_classes(config, self.labels)
@@ -220,9 +222,10 @@ class Trainer:
     # ---------------------------------------------------------- early stopping
     def validation_scores(self) -> dict:
         """The validation split's scores: kNC and soft-kNN errors against the training
-        embeddings; or, on a class-disjoint split (``data.val_classes``), retrieval among its
-        own examples (Musgrave et al. 2020): MAP@R, P@1 and ``retrieval_error = 1 - MAP@R``."""
-        if not self.config.data.val_classes:
+        embeddings; or, on a class-disjoint split (``data.val_classes``, ``val_folds``),
+        retrieval among its own examples (Musgrave et al. 2020): MAP@R, P@1 and
+        ``retrieval_error = 1 - MAP@R``."""
+        if not self.config.data.class_disjoint_val():
             return self.evaluate(self.splits.val)
         val = self.splits.val
         queries = self.embed(val)
