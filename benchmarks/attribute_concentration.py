@@ -96,6 +96,16 @@ def summarise(measured: dict) -> dict:
     return {"rows": rows, "overall": overall}
 
 
+def _hardware(folders: list[Path]) -> str | None:
+    """The machine that trained the runs (the models decide the numbers): the first
+    benchmark folder's ``results.json`` says."""
+    for folder in folders:
+        path = folder / "results.json"
+        if path.is_file():
+            return json.loads(path.read_text()).get("hardware")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="magnetdml benchmark folders")
@@ -121,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "attribute": args.attribute,
         "sizes": list(SIZES),
         "scope": "neighbours of other classes only; fraction sharing the example's attribute",
+        "hardware": _hardware(args.folders),
         **summarise(measured),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

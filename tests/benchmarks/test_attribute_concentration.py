@@ -55,6 +55,8 @@ def test_curves_chance_and_pairs_over_a_benchmark(tmp_path):
     results = json.loads(results_file.read_text())
     rows = {r["loss"]: r for r in results["rows"]}
     assert set(rows) == {"softmax", "magnet"} and rows["magnet"]["seeds"] == 2
+    # the machine that trained the models (the docs' tables name it)
+    assert results["hardware"] == json.loads((out / "results.json").read_text())["hardware"]
     # the chance level is the random-embedding expectation over the run's own test split
     test = load_run(out / "seen-magnet-s0").splits.test
     expected = chance_concentration(
