@@ -144,27 +144,18 @@ def plan_runs(
             tuning.append(RunSpec(name, own, group, init_from=init_from))
             folds = own.get("data.val_folds") or 0
             for seed in range(seeds):
-                if not folds:
+                # class folds: one run per fold (trained on the other folds), else one run
+                for fold in range(folds) if folds else (None,):
+                    own_fold = {} if fold is None else {"data.val_fold": fold}
                     runs.append(
                         RunSpec(
-                            f"{name}-s{seed}",
-                            {**own, "train.seed": seed},
-                            {**group, "seed": seed},
+                            f"{name}-s{seed}" + ("" if fold is None else f"-f{fold}"),
+                            {**own, "train.seed": seed, **own_fold},
+                            {**group, "seed": seed, **({} if fold is None else {"fold": fold})},
                             init_from=init_from,
-                            pinned=("train.seed",),
+                            pinned=("train.seed", *own_fold),
                         )
                     )
-                    continue
-                runs += [  # class folds: one run per fold, trained on the other folds
-                    RunSpec(
-                        f"{name}-s{seed}-f{fold}",
-                        {**own, "train.seed": seed, "data.val_fold": fold},
-                        {**group, "seed": seed, "fold": fold},
-                        init_from=init_from,
-                        pinned=("train.seed", "data.val_fold"),
-                    )
-                    for fold in range(folds)
-                ]
     return tuning, runs
 
 
