@@ -228,3 +228,27 @@ def test_folds_need_the_unseen_protocol_and_two_folds(tmp_path, capsys):
     assert main([*base, "--folds", "1"]) == 2
     assert "folds must be >= 2" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_a_run_of_another_configuration_says_how_to_retrain_it(tmp_path, capsys):
+    """A final run trained at another configuration (as after a larger --trials found a better
+    one) is refused with a fix the benchmark command has: delete that folder (there is no
+    --overwrite); after that, only it trains again."""
+    import shutil
+
+    out = tmp_path / "b"
+    argv = ["benchmark", *ARGS, "--losses", "softmax", "--protocols", "seen", "--seeds", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    run = out / "seen-softmax-s0"
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["lr"] *= 2  # as if trained at an older tuned configuration
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the stage log lines
+    assert error.startswith("magnetdml benchmark: error:")
+    assert "seen-softmax-s0" in error and "delete that run folder" in error
+    assert "--overwrite" not in error, error
+    shutil.rmtree(run)
+    assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["trained"] == 1

@@ -70,6 +70,13 @@ DEFAULT_LOSSES = (
 )
 
 
+#: What to do when a final run was trained at another configuration than the one asked now.
+RETRAIN_FIX = (
+    "its tuned configuration or flags have changed since (a larger --trials, say); delete "
+    "that run folder to retrain it at the new one (the studies in tuning/ are kept)"
+)
+
+
 def run_benchmark(
     dataset: str,
     losses: list[str],
@@ -165,6 +172,8 @@ def run_benchmark(
         log=log,
         runs_dir=out,
         keep_checkpoints=True,
+        # e.g. a larger --trials found a better configuration: the studies stay, the runs go
+        mismatch_fix=RETRAIN_FIX,
     )
     from .._paths import portable_path
 

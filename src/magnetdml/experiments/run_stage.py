@@ -125,8 +125,13 @@ def run_config(
     return apply_overrides(config, {"out": str(Path(out_dir) / spec.name)}).validate()
 
 
-def _finished(run_dir: Path, config: Config) -> dict | None:
-    """The summary of a finished run of ``config`` in ``run_dir``, or None if unfinished."""
+#: How to retrain a finished run whose config differs, unless the caller knows better.
+OVERWRITE_FIX = "pass overwrite=True (CLI: --overwrite) to retrain it"
+
+
+def _finished(run_dir: Path, config: Config, fix: str = OVERWRITE_FIX) -> dict | None:
+    """The summary of a finished run of ``config`` in ``run_dir``, or None if unfinished;
+    a finished run of another config is an error that says ``fix``."""
     if not (run_dir / SUMMARY).is_file():
         return None
     # through the config tree, so that fields added since the run was trained count at
@@ -138,9 +143,8 @@ def _finished(run_dir: Path, config: Config) -> dict | None:
     if run_identity(saved) != run_identity(asked):
         raise ValueError(
             f"{str(run_dir)!r} holds a finished run with a different config than "
-            "this experiment asks for; pass overwrite=True (CLI: --overwrite) to "
-            "retrain it, or choose another out directory (a run kept with its "
-            "checkpoint trains on when only its epochs grow)"
+            f"this experiment asks for; {fix}, or choose another out directory (a run "
+            "kept with its checkpoint trains on when only its epochs grow)"
         )
     return json.loads((run_dir / SUMMARY).read_text())
 
@@ -158,13 +162,15 @@ def train_runs(
     finished_only: bool = False,
     runs_dir: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
+    mismatch_fix: str = OVERWRITE_FIX,
 ) -> dict[str, RunOutcome]:
     """Train (or skip, or resume) every spec into ``out_dir/<name>/``; see the module doc.
     ``jobs > 1`` trains that many runs at once in worker processes (runs are independent and
     seeded, so the results are the same as one at a time). ``finished_only`` trains nothing
     and returns the finished runs only. Finished runs lose their checkpoint unless
     ``keep_checkpoints`` (results stay small). ``runs_dir``: where ``RunSpec.init_from``
-    names are found (default ``out_dir``)."""
+    names are found (default ``out_dir``). ``mismatch_fix``: what the error for a finished run
+    of another config tells the user to do (a caller without ``--overwrite`` says its own)."""
     log = log or (lambda _message: None)
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names) or not all(names):
@@ -175,7 +181,7 @@ def train_runs(
     ]
     todo = []
     for number, (spec, config) in enumerate(zip(specs, configs, strict=True), start=1):
-        if not overwrite and _finished(Path(config.out), config) is not None:
+        if not overwrite and _finished(Path(config.out), config, mismatch_fix) is not None:
             log(f"[{number}/{len(specs)}] {spec.name} already finished; skipped")
         elif finished_only:
             log(f"[{number}/{len(specs)}] {spec.name} not finished; left out")
