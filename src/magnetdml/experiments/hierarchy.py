@@ -34,6 +34,14 @@ from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, save
 
 LOSSES = ("softmax", "triplet", "magnet")
 CLUSTERS_PER_CLASS = 8  # K per coarse class (paper: 16 on 45 coarse classes)
+#: The fields of every hierarchy run: collapsed pairs, K clusters per coarse label, and (10
+#: classes make 5 coarse ones) P x K = 4 x 12 class-balanced batches of 48
+PAIRS = {
+    "data.collapse_pairs": True,
+    "index.clusters_per_class": CLUSTERS_PER_CLASS,
+    "sampler.classes_per_batch": 4,
+    "sampler.examples_per_class": 12,
+}
 PAPER = {"softmax": (0.309, 0.150), "triplet": (0.446, 0.234), "magnet": (0.286, 0.078)}
 METRICS = ("knn_error_at_1", "knn_error_at_5", "knc_error_at_1", "knc_error_at_5", "cluster_purity")
 NOTE = (
@@ -133,11 +141,7 @@ class Hierarchy(Experiment):
                         iterations=iterations,
                         backbone=backbone,
                     ),
-                    "data.collapse_pairs": True,
-                    "index.clusters_per_class": CLUSTERS_PER_CLASS,
-                    # 10 classes make 5 coarse ones: P x K = 4 x 12 keeps batches of 48
-                    "sampler.classes_per_batch": 4,
-                    "sampler.examples_per_class": 12,
+                    **PAIRS,
                     "loss.name": loss,
                     "train.seed": seed,
                 },

@@ -30,16 +30,12 @@ from __future__ import annotations
 import dataclasses
 
 from .classification_tuned import TRIALS, dataset_plan
-from .hierarchy import CLUSTERS_PER_CLASS, LOSSES, Hierarchy
+from .hierarchy import LOSSES, PAIRS, Hierarchy
 from .runner import EXPERIMENTS
 
-#: the experiment's own fields, kept over any tuned value (see the module docstring)
-PINNED = {
-    "data.collapse_pairs": True,
-    "index.clusters_per_class": CLUSTERS_PER_CLASS,
-    "sampler.classes_per_batch": 4,
-    "sampler.examples_per_class": 12,
-}
+#: the experiment's own fields (``hierarchy``'s), kept over any tuned value (see the module
+#: docstring)
+PINNED = PAIRS
 
 
 class TunedHierarchy(Hierarchy):
