@@ -131,6 +131,9 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+HASH_LENGTH = 7
+
+
 def _commit(path: Path) -> str:
     """The commit that last changed ``path`` (``uncommitted`` for a new or edited file)."""
     try:
@@ -142,7 +145,7 @@ def _commit(path: Path) -> str:
             check=True,
         ).stdout.strip()
         last = subprocess.run(
-            ["git", "log", "-1", "--format=%h", "--", str(path)],
+            ["git", "log", "-1", "--format=%H", "--", str(path)],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -150,7 +153,9 @@ def _commit(path: Path) -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return "uncommitted" if dirty or not last else last
+    # A fixed length, not git's %h: that abbreviation grows with the repository's object
+    # count, so a clone with more objects (CI's) would print a longer hash for the same commit.
+    return "uncommitted" if dirty or not last else last[:HASH_LENGTH]
 
 
 def _cpu(data: dict) -> str:
@@ -219,6 +224,16 @@ def documents() -> list[Path]:
     return found
 
 
+def _first_difference(old: str, new: str) -> str:
+    """The first line that differs, as ' (line N: was ... / now ...)', so a failing check
+    says what changed rather than only which file."""
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    for number, (was, now) in enumerate(zip(old_lines, new_lines, strict=False), start=1):
+        if was != now:
+            return f" (line {number}: was {was!r} / now {now!r})"
+    return f" (line count {len(old_lines)} -> {len(new_lines)})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -230,12 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         text = path.read_text()
         new = update(text)
         if new != text:
-            stale.append(path.relative_to(ROOT))
+            stale.append((path.relative_to(ROOT), _first_difference(text, new)))
             if not args.check:
                 path.write_text(new)
     verb = "stale" if args.check else "rewritten"
-    for path in stale:
-        print(f"{verb}: {path}")
+    for path, difference in stale:
+        print(f"{verb}: {path}{difference if args.check else ''}")
     return 1 if (args.check and stale) else 0
 
 

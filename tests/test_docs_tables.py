@@ -130,3 +130,22 @@ def test_a_file_at_a_commit_is_read_as_committed_then(tmp_path, monkeypatch):
     assert "| 50.00% |" in tables.update(marker.replace(f"@{old}", ""))
     with pytest.raises(SystemExit, match="not in git"):
         tables.update(marker.replace(old, "0000000"))
+
+
+@pytest.mark.skipif(
+    not SCRIPT.is_file() or not _git_history(),
+    reason="needs the repository with its full git history",
+)
+def test_the_check_does_not_depend_on_gits_abbreviation_length(monkeypatch, capsys):
+    # git's %h grows with the object count, so CI's clone printed longer hashes than the
+    # one the tables were written in; the provenance must not change with it.
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "core.abbrev")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "12")
+    assert _module().main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_a_stale_check_names_the_first_line_that_differs():
+    tables = _module() if SCRIPT.is_file() else pytest.skip("outside the repository")
+    said = tables._first_difference("a\nb\nc", "a\nB\nc")
+    assert "line 2" in said and "'b'" in said and "'B'" in said
