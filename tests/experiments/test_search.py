@@ -410,3 +410,33 @@ def test_pruners_wait_for_the_startup_trials_and_the_warmup_passes(tmp_path):
     result = search(base, tmp_path / "search", trials=6, seed=3, **QUIET)
     pruned = [row for row in result.trials if row["state"] == "pruned"]
     assert all(int(row["epochs"]) > 3 for row in pruned)
+
+
+def test_a_study_file_interrupted_while_created_still_resumes(tmp_path, monkeypatch):
+    # Optuna creates the study-name table and its unique index in two statements: a search
+    # killed between them left a file where each open inserted the study again, and a later
+    # open failed with two studies of one name (seen once in CI, on the killed-benchmark test).
+    from optuna.storages._rdb import models
+    from sqlalchemy.schema import CreateTable
+
+    from magnetdml.experiments import study as study_module
+    from magnetdml.training.config_io import config_to_dict
+
+    def interrupted(engine, **_kwargs):
+        with engine.begin() as connection:
+            connection.execute(CreateTable(models.BaseModel.metadata.tables["studies"]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_module, "_STORAGES", {})
+    task = {"seed": 0, "trials": 2, "pruner": "median", "base": config_to_dict(Config())}
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with monkeypatch.context() as patch:
+        patch.setattr(models.BaseModel.metadata, "create_all", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            study_module.open_study(url, "s", task)
+    assert not (tmp_path / "study.db").exists() and list(tmp_path.iterdir()) == []
+    for _ in range(3):  # the search opens its study several times; each finds the one study
+        study = study_module.open_study(url, "s", task)
+        study_module._STORAGES.clear()
+    names = [s.study_name for s in study._storage.get_all_studies()]
+    assert names == ["s"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -56,6 +57,8 @@ def open_study(url: str, name: str, task: dict, worker: int = 0):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    if url not in _STORAGES:
+        create_sqlite_atomically(url, kwargs)
     for attempt in range(5):  # processes that start together race to create the tables
         if url in _STORAGES:
             break
@@ -93,6 +96,31 @@ def open_study(url: str, name: str, task: dict, worker: int = 0):
     state = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
     study.sampler = optuna.samplers.TPESampler(seed=int(state), n_startup_trials=startup)
     return study
+
+
+def create_sqlite_atomically(url: str, engine_kwargs: dict) -> None:
+    """Create a new SQLite study file whole, or not at all.
+
+    Optuna creates its schema one statement at a time, the unique index on the study names
+    after their table: a search killed (or interrupted) between the two left a file without
+    that index, where every later open of the study inserted the study again, until the
+    name matched two rows and the search could not resume. The schema is built in a file of
+    this process's own and linked into place, which fails harmlessly if another process got
+    there first. Other URLs (a server's database) are left to Optuna."""
+    prefix = "sqlite:///"
+    path = Path(url[len(prefix) :]) if url.startswith(prefix) else None
+    if path is None or str(path) in ("", ":memory:") or path.exists():
+        return
+    from optuna.storages import RDBStorage
+
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    partial.unlink(missing_ok=True)
+    try:
+        RDBStorage(f"{prefix}{partial}", engine_kwargs=engine_kwargs).engine.dispose()
+        with contextlib.suppress(FileExistsError):
+            os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def startup_trials(trials: int) -> int:
