@@ -440,3 +440,18 @@ def test_a_study_file_interrupted_while_created_still_resumes(tmp_path, monkeypa
         study_module._STORAGES.clear()
     names = [s.study_name for s in study._storage.get_all_studies()]
     assert names == ["s"]
+
+
+def test_a_storage_that_cannot_be_opened_is_one_line_naming_it(tmp_path, monkeypatch):
+    from magnetdml.experiments import study as study_module
+    from magnetdml.training.config_io import config_to_dict
+
+    monkeypatch.setattr(study_module, "_STORAGES", {})
+    monkeypatch.setattr(study_module.time, "sleep", lambda _seconds: None)
+    task = {"seed": 0, "trials": 1, "pruner": "median", "base": config_to_dict(Config())}
+    missing = f"sqlite:///{tmp_path / 'no' / 'study.db'}"
+    with pytest.raises(ValueError, match="does not exist; create it first"):
+        study_module.open_study(missing, "s", task)
+    with pytest.raises(ValueError, match="cannot open the study storage 'nonsense'.*e.g. sqlite"):
+        study_module.open_study("nonsense", "s", task)
+    assert list(tmp_path.iterdir()) == []

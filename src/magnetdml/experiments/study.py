@@ -73,8 +73,10 @@ def open_study(url: str, name: str, task: dict, worker: int = 0):
                 ),
             )
         except Exception as error:  # sqlalchemy's: a table or row made twice
-            if attempt == 4 or not type(error).__module__.startswith("sqlalchemy"):
+            if not type(error).__module__.startswith("sqlalchemy"):
                 raise
+            if attempt == 4:
+                raise ValueError(_storage_problem(url, error)) from error
             time.sleep(1 + attempt)
     storage = _STORAGES[url]
     pruners = {
@@ -111,6 +113,11 @@ def create_sqlite_atomically(url: str, engine_kwargs: dict) -> None:
     path = Path(url[len(prefix) :]) if url.startswith(prefix) else None
     if path is None or str(path) in ("", ":memory:") or path.exists():
         return
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"study storage {url!r}: the folder {str(path.parent)!r} does not exist; "
+            "create it first or give a path in an existing folder"
+        )
     from optuna.storages import RDBStorage
 
     partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
@@ -121,6 +128,16 @@ def create_sqlite_atomically(url: str, engine_kwargs: dict) -> None:
             os.link(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _storage_problem(url: str, error: Exception) -> str:
+    """One line for a storage that cannot be opened: the URL, the driver's reason, the fix."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    return (
+        f"cannot open the study storage {url!r} ({reason}); give an SQLAlchemy URL of a "
+        "database you can reach, e.g. sqlite:///runs/study.db or "
+        "postgresql://user:password@host/database"
+    )
 
 
 def startup_trials(trials: int) -> int:
