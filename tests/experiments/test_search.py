@@ -455,3 +455,10 @@ def test_a_storage_that_cannot_be_opened_is_one_line_naming_it(tmp_path, monkeyp
     with pytest.raises(ValueError, match="cannot open the study storage 'nonsense'.*e.g. sqlite"):
         study_module.open_study("nonsense", "s", task)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sqlite_url_with_options_creates_the_file_its_path_names(tmp_path):
+    from magnetdml.experiments.study import create_sqlite_atomically
+
+    create_sqlite_atomically(f"sqlite:///{tmp_path / 'study.db'}?timeout=5", {})
+    assert [p.name for p in tmp_path.iterdir()] == ["study.db"]

@@ -109,21 +109,29 @@ def create_sqlite_atomically(url: str, engine_kwargs: dict) -> None:
     name matched two rows and the search could not resume. The schema is built in a file of
     this process's own and linked into place, which fails harmlessly if another process got
     there first. Other URLs (a server's database) are left to Optuna."""
-    prefix = "sqlite:///"
-    path = Path(url[len(prefix) :]) if url.startswith(prefix) else None
-    if path is None or str(path) in ("", ":memory:") or path.exists():
+    from optuna.storages import RDBStorage
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:  # SQLAlchemy's own parser: query options (?timeout=...) are not part of the path
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise ValueError(_storage_problem(url, error)) from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if path.exists():
         return
     if not path.parent.is_dir():
         raise ValueError(
             f"study storage {url!r}: the folder {str(path.parent)!r} does not exist; "
             "create it first or give a path in an existing folder"
         )
-    from optuna.storages import RDBStorage
-
     partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
     partial.unlink(missing_ok=True)
     try:
-        RDBStorage(f"{prefix}{partial}", engine_kwargs=engine_kwargs).engine.dispose()
+        partial_url = parsed.set(database=str(partial)).render_as_string(hide_password=False)
+        RDBStorage(partial_url, engine_kwargs=engine_kwargs).engine.dispose()
         with contextlib.suppress(FileExistsError):
             os.link(partial, path)
     finally:
