@@ -133,8 +133,12 @@ class Distributed:
             dist.barrier()
 
     def close(self) -> None:
-        """End the process group if ``setup`` created it."""
+        """End the process group if ``setup`` created it, once every rank has got here: a rank
+        that tears its connections down while another is still finishing its last collective
+        leaves that rank reading from a closed peer. Call it on the normal path only (after an
+        error on one rank, the others would wait here for it)."""
         if self.owns_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 
