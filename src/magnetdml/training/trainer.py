@@ -5,7 +5,8 @@ training step. It is composed of parts, one concept per file, each owning the st
 ``objective`` (the model and loss as one module, ``objective.py``), ``upkeep`` (the cluster
 index and its refreshes, ``index_upkeep.py``), ``evaluation`` (``eval_step.py``),
 ``running_sigma2`` (``sigma2.py``) and ``stopping`` (``early_stopping.py``); the checkpoint
-gathers their states (``checkpoint_state.py``).
+gathers their states (``checkpoint_state.py``). The step itself is ``training_step.py``; the
+lines a run writes about itself (epoch records, final summary) are ``run_records.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.augment import RandomRescaleCrop
 from ..evaluation import evaluate
-from . import checkpoint_state
+from . import checkpoint_state, run_records, training_step
 from .config import Config
 from .config_io import config_to_dict
 from .distributed import Distributed, check_one_process_settings
@@ -33,6 +33,7 @@ from .objective import Objective
 from .run_dir import RunDir
 from .setup import (
     load_splits,
+    make_augmenter,
     make_loss,
     make_model,
     make_optimizer,
@@ -100,7 +101,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
             self.optimizer, config.train.lr_decay
         )
-        self.augmenter, self.augment_generator = self._make_augmenter()
+        self.augmenter, self.augment_generator = make_augmenter(config, dist)
         self.train_augmenter = self.augmenter if config.data.augment else None
         self.upkeep = IndexUpkeep(
             config, self.model, self.splits.train, dist, uses_index=self.uses_index
@@ -125,13 +126,8 @@ class Trainer:
         return self.running_sigma2.value
 
     def timing_summary(self) -> dict:
-        """Seconds and counts of the run, with the index refreshes', in the summary's order."""
-        first = {
-            "train_seconds": self.timing["train_seconds"],
-            "refresh_seconds": self.upkeep.refresh_seconds,
-            "refreshes": self.upkeep.refreshes,
-        }
-        return {**first, **{k: v for k, v in self.timing.items() if k not in first}}
+        """Seconds and counts of the run, with the index refreshes' (``run_records``)."""
+        return run_records.timing_summary(self)
 
     def build_initial_index(self) -> None:
         """Fit the first cluster index (cluster losses) and make the batch sampler."""
@@ -190,31 +186,10 @@ class Trainer:
         )
 
     def finish(self, write: bool = True) -> dict:
-        """Full evaluation of the final model (and of unseen classes, when the dataset has a
-        class-disjoint split); written to ``metrics.json`` (with ``write``), the file that
-        marks the run finished."""
+        """Full evaluation of the final model (``run_records.final_summary``), written to
+        ``metrics.json`` (with ``write``), the file that marks the run finished."""
         self.apply_pending_refresh(wait=True)
-        summary = {
-            "dataset": self.config.data.name,
-            "loss": self.config.loss.name,
-            "backbone": self.config.model.backbone,
-            "run_dir": self.config.out,
-            "epochs": self.epoch,
-            "iterations": self.iteration,
-            "sigma2": self.sigma2,
-            **self.stopping.summary(self.epoch),
-        }
-        if self.config.eval.final:  # off: a search trial, scored on its validation split
-            final = self.evaluation.final_test_embeddings = self.embed(self.splits.test)
-            summary.update(self.evaluate(queries=final, full=True))
-        if self.splits.unseen is not None and self.config.eval.final:
-            summary["unseen"] = self.evaluation.unseen(self.model, self.splits.unseen)
-        if self.index is not None:
-            summary["clusters"] = int(self.index.n_clusters_)
-        timing = self.timing_summary()
-        seconds = timing["train_seconds"]
-        summary.update(timing)
-        summary["images_per_second"] = timing["images"] / seconds if seconds else None
+        summary = run_records.final_summary(self)
         if self.run is not None and write:
             self.run.write_summary(summary)
         return summary
@@ -276,41 +251,9 @@ class Trainer:
 
     # ------------------------------------------------------------------- one step
     def step(self, batch: list[int]) -> float:
-        """Forward the batch, compute the loss, update the weights and the sampler's cache."""
-        indices = np.asarray(batch, dtype=np.int64)
-        x, y = self.splits.train.get_batch(indices)
-        x, y = x.to(self.dist.device, non_blocking=True), y.to(self.dist.device)
-        if self.train_augmenter is not None:
-            x = self.train_augmenter(x)
-        if self.uses_index:
-            clusters = torch.as_tensor(self.index.assignments_[indices], device=y.device)
-            per_example = self.net(x, y, clusters)  # (B,)
-            loss = per_example.mean()
-        else:
-            loss = self.net(x, y)
-        if not torch.isfinite(loss.detach()):  # before the update: the weights stay usable
-            raise ValueError(
-                f"training diverged at iteration {self.iteration + 1} (epoch {self.epoch + 1}): "
-                f"the loss is {float(loss.detach())}; lower train.lr (now "
-                f"{self.optimizer.param_groups[0]['lr']:.3g}). The checkpoint holds the last "
-                "finished epoch: rerun with a lower --train.lr and --overwrite"
-            )
-        value = (
-            self._share_losses(indices, per_example.detach(), self.loss_fn.last_variance)
-            if self.uses_index
-            else None
-        )
-        # Under DDP, backward all-reduces (averages) the gradients: the update of the mean of
-        # the ranks' neighbourhood losses, as one process accumulating them would make.
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.iteration += 1
-        if value is None:
-            value = self.dist.all_reduce_mean(float(loss.detach()))
-        self.loss_curve.append((self.iteration, value))
-        self.timing["images"] += len(indices) * self.dist.world_size
-        return value
+        """Forward the batch, compute the loss, update the weights and the sampler's cache
+        (``training_step.take_step``); returns the mean loss over every rank's batch."""
+        return training_step.take_step(self, batch)
 
     @property
     def net(self) -> nn.Module:
@@ -324,58 +267,10 @@ class Trainer:
             )
         return self._ddp
 
-    def _share_losses(self, indices: np.ndarray, losses: torch.Tensor, s2: torch.Tensor) -> float:
-        """Every rank caches every rank's losses, so the samplers stay identical; returns the
-        mean loss over all ranks (every neighbourhood has the same size)."""
-        packed = torch.stack(
-            [
-                torch.as_tensor(indices, dtype=torch.float64),
-                losses.double().cpu(),
-                s2.double().cpu().expand(len(indices)),
-            ],
-            dim=1,
-        )
-        packed = self.dist.gather_rows(packed.to(self.dist.device)).cpu().numpy()
-        self.sampler.update_losses(packed[:, 0].astype(np.int64), packed[:, 1])
-        self.running_sigma2.update(float(packed[:, 2].mean()))
-        return float(packed[:, 1].mean())
-
     def epoch_record(self, mean_loss: float) -> dict:
-        """The per-epoch line of ``metrics.jsonl`` (test errors are added by the loop)."""
-        record = {
-            "epoch": self.epoch,
-            "iteration": self.iteration,
-            "loss": mean_loss,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "sigma2": self.sigma2,
-            "refreshes": self.upkeep.refreshes,
-            "train_seconds": round(self.timing["train_seconds"], 3),
-        }
-        if self.index is not None:
-            per_class = np.asarray(self.index.clusters_per_class_)
-            record["clusters_per_class"] = {
-                "mean": float(per_class.mean()),
-                "min": int(per_class.min()),
-                "max": int(per_class.max()),
-            }
-            record["drift"] = self.upkeep.schedule.last_drift
-        if self.sampler is not None and hasattr(self.sampler, "stats"):
-            # scalars only: per-cluster arrays would make every line as long as the index
-            record["sampler"] = {
-                k: v for k, v in self.sampler.stats().items() if isinstance(v, (int, float))
-            }
-            self.sampler.reset_stats()
-        return record
+        """The per-epoch line of ``metrics.jsonl`` (``run_records.epoch_record``)."""
+        return run_records.epoch_record(self, mean_loss)
 
     def log(self, record: dict) -> None:
         if self.run is not None:
             self.run.append_history(record)
-
-    def _make_augmenter(self):
-        """Paper §4 augmentation as ``x -> x'`` with this rank's own seeded generator."""
-        if not (self.config.data.augment or self.config.eval.test_time_augment):
-            return None, None
-        augment = RandomRescaleCrop(max_scale=self.config.data.max_scale)
-        generator = torch.Generator(device=self.dist.device)
-        generator.manual_seed(self.config.train.seed + 1000 * self.dist.rank)
-        return (lambda x: augment(x, generator)), generator
