@@ -33,7 +33,7 @@ VARIED = ("index.method", "index.clusters_per_class", "train.seed")
 def tuned_overrides(benchmark: Path, data_dir: str | None = None) -> dict:
     """The config of the benchmark's first Magnet seed run, as dotted overrides (its data
     folder, or ``data_dir``, kept; the other machine fields left to this machine)."""
-    from magnetdml.training.run_dir import MACHINE_FIELDS
+    from magnetdml.training.run_identity import MACHINE_FIELDS
 
     config_file = benchmark / "seen-magnet-s0" / "config.json"
     if not config_file.is_file():

@@ -86,7 +86,8 @@ def test_faiss_and_tensorboard_are_extras_not_dependencies():
 def test_the_version_shows_in_the_cli_and_in_config_json(tmp_path, capsys):
     from magnetdml.cli import main
     from magnetdml.training import Config, config_from_dict, config_to_dict
-    from magnetdml.training.run_dir import RunDir, run_identity
+    from magnetdml.training.run_dir import RunDir
+    from magnetdml.training.run_identity import run_identity
 
     with pytest.raises(SystemExit):
         main(["--version"])

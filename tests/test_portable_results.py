@@ -115,7 +115,7 @@ def test_compare_writes_relative_paths_given_absolute_ones(tmp_path, monkeypatch
 def test_an_absolute_and_a_relative_init_from_are_the_same_run(tmp_path, monkeypatch):
     """An experiment begun with absolute paths resumes now that it records relative ones."""
     from magnetdml.training import config_to_dict
-    from magnetdml.training.run_dir import run_identity
+    from magnetdml.training.run_identity import run_identity
 
     monkeypatch.chdir(tmp_path)
     absolute = config_to_dict(apply_overrides(Config(), {"model.init_from": str(tmp_path / "p")}))

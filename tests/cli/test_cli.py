@@ -101,11 +101,13 @@ def test_evaluate_prints_its_results_even_when_it_cannot_write_them(tmp_path, mo
 
 
 def test_an_os_error_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
-    from magnetdml.training import run_dir
+    from magnetdml.training import atomic_files, run_dir
 
     def full_disk(path, write):
         raise OSError(28, "No space left on device", str(path))
 
+    # config.json goes through write_json, the checkpoint through run_dir's own import
+    monkeypatch.setattr(atomic_files, "atomic_write", full_disk)
     monkeypatch.setattr(run_dir, "atomic_write", full_disk)
     assert main(["train", "--out", str(tmp_path / "run"), "--quiet", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()

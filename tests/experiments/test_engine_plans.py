@@ -22,7 +22,7 @@ from magnetdml.experiments import classification_tuned, finegrained
 from magnetdml.experiments.benchmark_plan import benchmark_plan
 from magnetdml.experiments.run_stage import run_config
 from magnetdml.training import config_to_dict
-from magnetdml.training.run_dir import run_identity
+from magnetdml.training.run_identity import run_identity
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "benchmark_runs.sh"
 DATA = "DATA"  # the script's DATA_ROOT: only compared, never read

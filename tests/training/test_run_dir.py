@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
+from magnetdml.training.atomic_files import atomic_write
 from magnetdml.training.refresh import RefreshSchedule, drift
-from magnetdml.training.run_dir import RunDir, atomic_write
+from magnetdml.training.run_dir import RunDir
 
 
 def opened(path, config, **options) -> RunDir:
@@ -114,7 +115,7 @@ def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
     import os
     import stat
 
-    from magnetdml.training.run_dir import FILE_MODE
+    from magnetdml.training.atomic_files import FILE_MODE
 
     run = opened(tmp_path / "run", {"a": 1})
     run.save_checkpoint({"epoch": 1})

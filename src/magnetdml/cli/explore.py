@@ -129,7 +129,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
     from ..evaluation.clustering import cluster_assignments, pairwise_f1
     from ..reporting.image_grid import save_image_grid
-    from ..training.run_dir import atomic_write
+    from ..training.atomic_files import atomic_write
 
     inputs = load_inputs(args)
     run, data, names, labels = inputs.run, inputs.data, inputs.names, inputs.labels

@@ -32,7 +32,7 @@ def configure_embed(parser: argparse.ArgumentParser) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from ..training.run_dir import atomic_write
+    from ..training.atomic_files import atomic_write
 
     out = Path(args.out)
     if out.suffix not in (".npz", ".npy"):
@@ -117,7 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, rows: list[dict]) -> None:
-    from ..training.run_dir import atomic_write
+    from ..training.atomic_files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":

@@ -40,8 +40,8 @@ from typing import Any
 
 from .._validation import check_int
 from ..training import Config
+from ..training.atomic_files import write_json
 from ..training.machine import hardware
-from ..training.run_dir import write_json
 from .benchmark_plan import (  # noqa: F401  (the engine's names, importable from here)
     BATCH,
     PROTOCOLS,

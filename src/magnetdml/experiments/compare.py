@@ -27,7 +27,8 @@ from .._validation import check_choice, check_int
 from ..losses import loss_spec
 from ..training import Config, apply_overrides, config_to_dict, train_all
 from ..training.machine import hardware
-from ..training.run_dir import CONFIG, HISTORY, SUMMARY, run_identity
+from ..training.run_dir import CONFIG, HISTORY, SUMMARY
+from ..training.run_identity import run_identity
 from ..training.setup import pin_data_options
 from .compare_report import COLUMNS, summary_table, write_compare_report
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..reporting import plots
 from ..reporting.report import write_report
-from ..training.run_dir import write_json
+from ..training.atomic_files import write_json
 
 #: Columns of the report: (summary key, header); errors are shown in percent.
 COLUMNS = (

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..reporting import plots
-from ..training.run_dir import CHECKPOINT, write_json
+from ..training.atomic_files import write_json
+from ..training.run_dir import CHECKPOINT
 from .analysis import fine_label_errors
 from .classification import base_overrides, own_metric, own_protocol
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, save_results

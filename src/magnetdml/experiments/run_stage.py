@@ -21,7 +21,8 @@ import numpy as np
 
 from ..losses import loss_spec
 from ..training import Config, apply_overrides, config_from_dict, config_to_dict, train_all
-from ..training.run_dir import CHECKPOINT, CONFIG, SUMMARY, RunDir, extends, run_identity
+from ..training.run_dir import CHECKPOINT, CONFIG, SUMMARY, RunDir
+from ..training.run_identity import extends, run_identity
 from ..training.setup import pin_data_options
 
 #: Dataset name -> its folder under ``--data-root`` (the layout of the shared data folder).

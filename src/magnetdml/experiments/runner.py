@@ -44,8 +44,9 @@ from .._progress import phase
 from .._validation import check_int
 from ..registry import Registry
 from ..reporting.report import RUN_ROW_METRICS, write_report
+from ..training.atomic_files import write_json
 from ..training.machine import hardware
-from ..training.run_dir import SUMMARY, write_json
+from ..training.run_dir import SUMMARY
 from .run_stage import (  # noqa: F401  (the framework's names, importable from here)
     DATA_FOLDERS,
     DISPOSABLE,

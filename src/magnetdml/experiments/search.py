@@ -39,8 +39,8 @@ import yaml
 
 from .._validation import check_choice, check_int
 from ..training import Config, apply_overrides, config_to_dict
+from ..training.atomic_files import write_json
 from ..training.parallel import in_workers, with_threads
-from ..training.run_dir import write_json
 from .search_space import SearchSpace
 from .study import (
     STUDY_DB,
@@ -261,7 +261,7 @@ def _check_search_file(out: Path, settings: dict) -> None:
 
 def _same_search(saved: dict, settings: dict) -> bool:
     from ..training import config_from_dict
-    from ..training.run_dir import run_identity
+    from ..training.run_identity import run_identity
 
     if not isinstance(saved, dict) or set(saved) != set(settings):
         return False

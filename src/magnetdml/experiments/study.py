@@ -38,7 +38,7 @@ def study_name(out: Path, settings: dict) -> str:
     the same command share one study and different searches in one storage never mix."""
     import hashlib
 
-    from ..training.run_dir import run_identity
+    from ..training.run_identity import run_identity
 
     identity = {**settings, "base": run_identity(json.loads(json.dumps(settings["base"])))}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode())

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..training.run_dir import write_json
+from ..training.atomic_files import write_json
 
 TUNED = "tuned.json"
 TUNING = "tuning"

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .run_dir import atomic_write
+from .atomic_files import atomic_write
 
 MODEL, INDEX = "model.pt2", "index.npz"
 

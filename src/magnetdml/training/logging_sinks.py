@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run_dir import atomic_write
+from .atomic_files import atomic_write
 
 LOGS = ("csv", "tensorboard", "none")
 CSV_FILE = "metrics.csv"

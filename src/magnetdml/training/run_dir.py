@@ -14,7 +14,6 @@ import json
 import os
 import pickle
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from typing import Any
 import torch
 
 from .._version import __version__
+from .atomic_files import atomic_write, plain_json, write_json
+from .run_identity import VERSION_KEY, extends, with_defaults, without_epochs
 from .run_lock import RunLock, holder
 from .run_swap import (
     deferred_interrupt,
@@ -37,121 +38,6 @@ CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "metrics.jsonl"
 SUMMARY = "metrics.json"
-#: The key of ``config.json`` that records the magnetdml version that wrote it (not a field of
-#: the config: reading the file back ignores it, and runs of two versions compare equal).
-VERSION_KEY = "magnetdml_version"
-
-
-def _process_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: The permissions a plain ``open(path, "w")`` would give (mkstemp's are 0600: a run folder
-#: written that way is unreadable to collaborators and other users).
-FILE_MODE = 0o666 & ~_process_umask()
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(
-        path, lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n").encode())
-    )
-
-
-#: Config fields that say where and how fast a run computes, not what: a run resumed or
-#: compared with other values of these is the same run (another thread count, device, data
-#: folder; ``out`` itself: a moved run folder, or the same one by another path; where the
-#: metrics are also logged).
-MACHINE_FIELDS = (
-    ("train", "threads"),
-    ("train", "device"),
-    ("train", "warm_start_cache"),
-    ("data", "data_dir"),
-    ("train", "log"),
-)
-
-
-def run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` (a ``config.json`` dict) without ``out`` and the machine fields."""
-    config = json.loads(json.dumps(config, default=_plain))
-    for section, key in MACHINE_FIELDS:
-        config.get(section, {}).pop(key, None)
-    config.pop("out", None)
-    config.pop(VERSION_KEY, None)
-    # the same weights by an absolute or a relative path (results now record relative ones)
-    init_from = config.get("model", {}).get("init_from")
-    if init_from:
-        config["model"]["init_from"] = os.path.abspath(init_from)
-    return config
-
-
-def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved ``config.json`` with every field added since it was written at its default,
-    so that a newer magnetdml resumes (or trains on) a run an older one wrote."""
-    from dataclasses import asdict
-
-    from .config import Config
-
-    defaults = asdict(Config())
-    return {
-        **defaults,
-        **{
-            key: (
-                {**defaults[key], **value}
-                if isinstance(value, dict) and isinstance(defaults.get(key), dict)
-                else value
-            )
-            for key, value in saved.items()
-        },
-    }
-
-
-def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
-    identity = run_identity(config)
-    identity.get("train", {}).pop("epochs", None)
-    return identity
-
-
-def extends(previous: dict[str, Any], config: dict[str, Any]) -> bool:
-    """Whether ``config`` trains the finished run ``previous`` on: the same run with more
-    epochs, neither stopping on patience (a patience run's checkpoint is its best epoch)."""
-
-    def epochs(c):
-        return c.get("train", {}).get("epochs", 0)
-
-    def patience(c):
-        return c.get("train", {}).get("patience", 0)
-
-    return (
-        _without_epochs(previous) == _without_epochs(config)
-        and epochs(config) > epochs(previous)
-        and not patience(config)
-        and not patience(previous)
-    )
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 class RunDir:
@@ -203,7 +89,7 @@ class RunDir:
             # a corrected config may take the folder over, nothing is lost; the number of
             # epochs may change until the run ends (the schedule is per epoch)
             if (
-                _without_epochs(previous) != _without_epochs(asked)
+                without_epochs(previous) != without_epochs(asked)
                 and (self.path / CHECKPOINT).exists()
             ):
                 raise ValueError(
@@ -272,7 +158,7 @@ class RunDir:
 
     def append_history(self, record: dict[str, Any]) -> None:
         with open(self.path / HISTORY, "a") as handle:
-            handle.write(json.dumps(record, default=_plain) + "\n")
+            handle.write(json.dumps(record, default=plain_json) + "\n")
 
     def read_history(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl``; a torn last line (a kill while appending) is

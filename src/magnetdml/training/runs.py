@@ -23,13 +23,14 @@ from .._validation import check_choice, check_int
 from ..clustering import ClusterIndex
 from ..evaluation import UNSEEN_METRICS, evaluate, knc_errors
 from ..evaluation.api import CLUSTERING_METRICS, KNC_METRICS, METRICS
+from .atomic_files import write_json
 from .checkpoint_check import check_checkpoint, load_model_state
 from .class_scores import CLASSIFIER_METRICS, classifier_metrics
 from .config import Config
 from .config_io import config_from_dict
 from .embed import embed_inputs
 from .inference import RunInference
-from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, missing_checkpoint, write_json
+from .run_dir import CHECKPOINT, CONFIG, HISTORY, SUMMARY, RunDir, missing_checkpoint
 from .setup import load_splits, make_index, make_loss, make_model
 
 EVALUATION = "evaluation.json"

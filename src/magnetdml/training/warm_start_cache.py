@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .run_dir import atomic_write
+from .atomic_files import atomic_write
 from .safe_load import load_state
 from .setup import restore_rng_state, rng_state
 
