@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from .._validation import check_rules, rule
+from .config_checks import check_relations
 from .sigma2 import SIGMA2_MOMENTUM
 
 # The fixes that rules name (the text after the rule in an error message).
@@ -276,69 +277,8 @@ class Config:
         naming the field, the rule and the value."""
         for section in SECTIONS:
             check_rules(getattr(self, section), prefix=f"{section}.")
-        self.data.loader_options()
-        self.model.backbone_options()
-        _check_loss(self)
-        _check_batches(self.loss.name, self.sampler.batches)
-        if self.eval.plots and not self.eval.final:
-            raise ValueError(
-                "eval.plots draws the final test embeddings, so it needs "
-                "eval.final true; got eval.final false: add --eval.plots false"
-            )
-        if not (
-            self.train.device in ("cpu", "cuda", "auto") or self.train.device.startswith("cuda:")
-        ):
-            raise ValueError(
-                f"train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got {self.train.device!r}"
-            )
+        check_relations(self)
         return self
-
-
-def _check_loss(config: Config) -> None:
-    """The loss exists, every field it is given applies to it, and it builds (a ``pml:``
-    loss's options are checked against its constructor)."""
-    import torch
-
-    from ..losses import build_loss
-
-    try:
-        spec = config.loss.spec()
-    except ValueError as error:
-        raise ValueError(f"loss.name: {error}") from None
-    if config.loss.parameter_lr is not None:
-        if not spec.has_parameters:
-            raise ValueError(
-                f"loss.parameter_lr applies to losses with parameters of their own "
-                f"(softmax, proxy losses); loss {spec.name!r} has none: drop it"
-            )
-    with torch.random.fork_rng(devices=[]):  # a loss with weights draws them
-        build_loss(
-            spec.name,
-            embedding_dim=config.model.embedding_dim,
-            num_classes=2,
-            **config.loss.fields(),
-        )
-
-
-def _check_batches(loss: str, batches: str) -> None:
-    """Cluster losses train on neighbourhoods only; the other losses on anything but."""
-    from ..losses import loss_spec
-
-    own = loss_spec(loss).batches
-    if batches in ("auto", own):
-        return
-    if own == "neighbourhood":
-        raise ValueError(
-            f"sampler.batches must be 'auto' or 'neighbourhood' for loss {loss!r} "
-            "(a cluster loss trains on neighbourhoods of M clusters x D examples "
-            f"from its index); got {batches!r}"
-        )
-    if batches == "neighbourhood":
-        raise ValueError(
-            f"sampler.batches 'neighbourhood' needs a cluster loss (magnet, "
-            f"cluster_nca) and loss {loss!r} has no cluster index; use 'auto', "
-            "'class_balanced' or 'uniform'"
-        )
 
 
 SECTIONS = tuple(f.name for f in fields(Config) if f.name != "out")
