@@ -43,7 +43,8 @@ from .._paths import portable_path
 from .._progress import phase
 from .._validation import check_int
 from ..registry import Registry
-from ..reporting.report import RUN_ROW_METRICS, write_report
+from ..reporting.experiment_page import RUN_ROW_METRICS
+from ..reporting.report import write_report
 from ..training.atomic_files import write_json
 from ..training.machine import hardware
 from ..training.run_dir import SUMMARY
