@@ -51,6 +51,8 @@ def error_curve(history: list[dict]) -> tuple[str, list[tuple[float, float]]] | 
 
 
 def draw_curves(folder: Path, curves: dict[str, list]) -> Path | None:
+    """Draw ``{label: [(iteration, error), ...]}`` into the folder's ``report_curves.png``
+    (nothing, and ``None``, when there are no curves)."""
     if not curves:
         return None
     from .plots import plot_error_curves  # matplotlib only when there is something to draw
