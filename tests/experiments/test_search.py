@@ -17,8 +17,9 @@ import yaml
 
 from magnetdml.cli import main
 from magnetdml.experiments.search import apply_params, search
-from magnetdml.experiments.search_space import COMMON, SPACES, SearchSpace, space_for
+from magnetdml.experiments.search_space import COMMON, SPACES, space_for
 from magnetdml.experiments.trial import config_fields
+from magnetdml.experiments.trial_space import SearchSpace
 from magnetdml.training import Config, apply_overrides, load_config_file
 
 TINY = {

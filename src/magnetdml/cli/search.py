@@ -73,7 +73,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     from ..experiments.search import search
-    from ..experiments.search_space import SearchSpace
+    from ..experiments.trial_space import SearchSpace
 
     extra = {
         "data.name": args.dataset,

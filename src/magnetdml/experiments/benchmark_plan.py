@@ -211,7 +211,8 @@ def loss_space(space: dict[str, str], losses: list[str] | tuple[str, ...]):
     for every loss of ``losses`` whose search space has that parameter (any loss, for the
     optional ones such as ``weight_decay``). A name no loss searches is refused, and every
     loss's space is built once so that a bad range fails before anything trains."""
-    from .search_space import OPTIONAL, SearchSpace, all_params, space_for
+    from .search_space import OPTIONAL, all_params, space_for
+    from .trial_space import SearchSpace
 
     for name in space:
         if name not in all_params():

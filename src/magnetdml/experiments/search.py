@@ -41,7 +41,6 @@ from .._validation import check_choice, check_int
 from ..training import Config, apply_overrides, config_to_dict
 from ..training.atomic_files import write_json
 from ..training.parallel import in_workers, with_threads
-from .search_space import SearchSpace
 from .study import (
     STUDY_DB,
     finished_count,
@@ -52,6 +51,7 @@ from .study import (
     work,
 )
 from .trial import apply_params
+from .trial_space import SearchSpace
 
 PRUNERS = ("median", "hyperband", "none")
 SEARCH_FILE = "search.json"

@@ -26,7 +26,7 @@ import yaml
 from ..training import Config, apply_overrides, train
 from ..training.run_dir import CHECKPOINT, SUMMARY, RunDir
 from .run_stage import DISPOSABLE
-from .search_space import SearchSpace
+from .trial_space import SearchSpace
 
 #: A cross-validated trial's run of fold k (``data.val_folds``), inside the trial's folder.
 FOLD = "fold_%d"

@@ -59,8 +59,8 @@ def tune(
     search (default: the loss's own space); ``storage_for(spec)`` its Optuna storage URL
     (default: ``study.db`` in its folder)."""
     from .search import search
-    from .search_space import SearchSpace
     from .trial import config_fields
+    from .trial_space import SearchSpace
 
     log = log or (lambda _message: None)
     folder = Path(out_dir) / TUNING
