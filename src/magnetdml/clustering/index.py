@@ -23,6 +23,7 @@ from .._validation import (
     check_int,
 )
 from . import agglomerative
+from .impostors import rank_impostors
 from .kmeans import kmeans
 
 METHODS = ("kmeans", "agglomerative")
@@ -245,20 +246,15 @@ class ClusterIndex:
             )
         ranking = self._impostors.get(cluster_id)
         if ranking is None or ranking.size < m:
-            centre = self.centroids_[cluster_id]  # (D,)
-            # ||c||^2 - 2 c.x (+ ||x||^2, constant) by one product: ~7x cheaper than forming
-            # the (C, D) differences; the head is then re-ranked with exact differences.
-            # einsum, not `@`: a threaded BLAS matvec took 20-30 ms on a busy 2-core machine.
-            approx = self._sq_norms - 2 * np.einsum("ij,j->i", self.centroids_, centre)  # (C,)
-            others = np.flatnonzero(self.centroid_labels_ != self.centroid_labels_[cluster_id])
             # Keep only the nearest few per cluster: a full ranking for every cluster would
-            # cost C^2 memory. The slack absorbs float32 rounding of the expansion.
-            keep = min(others.size, max(m, _IMPOSTOR_CACHE))
-            wide = min(others.size, keep + 16)
-            head = others[np.argpartition(approx[others], wide - 1)[:wide]] if wide else others
-            diff = self.centroids_[head] - centre  # (wide, D)
-            d2 = np.einsum("ij,ij->i", diff, diff)  # (wide,)
-            ranking = head[np.lexsort((head, d2))][:keep]  # by distance, ties by id
+            # cost C^2 memory.
+            ranking = rank_impostors(
+                self.centroids_,
+                self._sq_norms,
+                self.centroid_labels_,
+                cluster_id,
+                keep=max(m, _IMPOSTOR_CACHE),
+            )
             self._impostors[cluster_id] = ranking
         return ranking[:m].copy()
 
