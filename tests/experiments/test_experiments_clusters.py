@@ -84,3 +84,38 @@ def test_specs_sweep_k_and_agglomerative():
     )
     assert all(s.overrides["loss.name"] == "magnet" for s in specs)
     assert all(s.overrides["sampler.clusters_per_batch"] <= 9 for s in specs)  # K = 1: 9 impostors
+
+
+def seeded_runs(tmp_path, knc_by_k: dict[int, list[float]]):
+    """K -> kNC error per seed (seeds 0, 1, 2, ...)."""
+    runs = {}
+    for k, errors in knc_by_k.items():
+        for seed, error in enumerate(errors):
+            spec = RunSpec(
+                f"fm-{k}-s{seed}", {}, {"dataset": "fm", "method": "kmeans", "k": k, "seed": seed}
+            )
+            (tmp_path / spec.name).mkdir()
+            summary = {"knc_error": error, "knn_error": 0.2, "clusters": 10 * k}
+            runs[spec.name] = RunOutcome(spec, tmp_path / spec.name, summary, history([k]))
+    return runs
+
+
+def test_each_k_is_compared_with_one_cluster_paired_by_seed(tmp_path):
+    # K = 2 is 1 point below K = 1 on every seed: a zero-width interval, clearly below
+    runs = seeded_runs(tmp_path, {1: [0.30, 0.32, 0.31], 2: [0.29, 0.31, 0.30]})
+    results = Clusters().analyse(tmp_path, runs)
+    one, two = results["tables"][0]["rows"]
+    assert "knc_vs_k1" not in one
+    assert two["knc_vs_k1"] == "-1.00 [-1.00, -1.00]"
+    assert results["claims"][0]["holds"] is True
+    assert "K=2 vs K=1 -1.00" in results["claims"][0]["detail"]
+
+
+def test_a_gain_inside_the_seed_noise_is_not_called_a_win(tmp_path):
+    # K = 2 is lower on average (-0.5 points) but higher on one seed: unresolved
+    runs = seeded_runs(tmp_path, {1: [0.31, 0.31, 0.31], 2: [0.295, 0.300, 0.320]})
+    results = Clusters().analyse(tmp_path, runs)
+    difference = results["tables"][0]["rows"][1]["knc_vs_k1_difference"]
+    assert difference["mean"] == pytest.approx(-0.005)
+    assert difference["low"] < 0 < difference["high"]
+    assert results["claims"][0]["holds"] is None
