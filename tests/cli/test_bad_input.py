@@ -628,10 +628,13 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
         ]
     )
     try:
-        for _ in range(600):
+        # generous: on a loaded machine two spawned workers can take a minute to import torch
+        for _ in range(3000):
             if pids.exists() and len(pids.read_text().split()) == 2:
                 break
+            assert parent.poll() is None, f"the parent ended (code {parent.returncode}) first"
             time.sleep(0.1)
+        assert pids.exists(), "no worker started within 300 s"
         workers = [int(p) for p in pids.read_text().split()]
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
