@@ -152,8 +152,9 @@ class Clusters(Experiment):
 
 def _add_paired_to_one(rows: list[dict], variants: dict[str, list[RunOutcome]]) -> None:
     """Each row's kNC error minus K = 1's, paired by seed, in points with its 95% Student-t
-    interval (``knc_vs_k1``, e.g. ``-0.48 [-1.94, +0.99]``): the seeds share their data
-    split and initial model, so the pairing removes most of the seed noise."""
+    interval (``knc_vs_k1``, e.g. ``-0.48 [-1.94, +0.99]``): the runs of one seed start from
+    the same initial model whatever their index, so pairing them removes part of the seed
+    noise."""
     one = next((r for r in rows if r["k"] == 1), None)
     if one is None:
         return
