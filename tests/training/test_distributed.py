@@ -144,7 +144,7 @@ def ranks(tmp_path_factory):
 def _spawn_ranks(tmp_path_factory) -> Path:
     """Run the two ranks; once more, in a fresh folder, if a rank died of a signal.
 
-    Now and then (about 1 run in 20 here, once in CI) rank 1 dies of SIGABRT after all its
+    Now and then (2 runs of 62 here, once in CI) rank 1 dies of SIGABRT after all its
     work is done: "terminate called without an active exception" with no Python frame, a
     native thread still joinable while the process exits. The retry keeps that exit race out
     of this test's verdict; a Python error, or a second death, fails. The retry's warning
