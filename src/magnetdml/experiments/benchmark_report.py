@@ -47,6 +47,13 @@ def paired_difference(values: list[float], best: list[float]) -> dict:
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(d.size)}
 
 
+def format_difference(d: dict) -> str:
+    """A :func:`paired_difference` in points: ``+1.26 [+0.66, +1.85]`` (no interval with one
+    pair)."""
+    interval = "" if d["low"] is None else f" [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+    return f"{100 * d['mean']:+.2f}{interval}"
+
+
 def _mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
     """Each metric's mean over the runs of one seed (its class folds; one run: its scores)."""
     shared = set.intersection(*(set(s) for s in scores))
@@ -201,10 +208,7 @@ def _tables(protocol: str, result: dict) -> list[dict]:
     for name, by_metric in result["differences"].items():
         row = {"loss": name}
         for m, d in by_metric.items():
-            interval = (
-                "" if d["low"] is None else f" [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
-            )
-            row[m] = f"{100 * d['mean']:+.2f}{interval}"
+            row[m] = format_difference(d)
         diffs.append(row)
     cost = [
         {

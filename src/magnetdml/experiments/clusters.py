@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..reporting import plots
-from .benchmark_report import paired_difference
+from .benchmark_report import format_difference, paired_difference
 from .classification import base_overrides
 from .runner import EXPERIMENTS, Experiment, RunOutcome, RunSpec, mean_std, metric, save_results
 
@@ -173,7 +173,7 @@ def _add_paired_to_one(rows: list[dict], variants: dict[str, list[RunOutcome]]) 
         if row is one or len(seeds) < 2:
             continue
         d = paired_difference([values[s] for s in seeds], [reference[s] for s in seeds])
-        row["knc_vs_k1"] = f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+        row["knc_vs_k1"] = format_difference(d)
         row["knc_vs_k1_difference"] = d
 
 
