@@ -142,26 +142,29 @@ def ranks(tmp_path_factory):
 
 
 def _spawn_ranks(tmp_path_factory) -> Path:
-    """Run the two ranks; once more, in a fresh folder, if a rank died of a signal.
+    """Run the two ranks; once more, in a fresh folder, if a rank died of a signal after its
+    work was done (it had written its ``cli{rank}.code``).
 
     Now and then (2 runs of 62 here, once in CI) rank 1 dies of SIGABRT after all its
     work is done: "terminate called without an active exception" with no Python frame, a
     native thread still joinable while the process exits. The retry keeps that exit race out
-    of this test's verdict; a Python error, or a second death, fails. The retry's warning
-    carries the dying rank's stacks (faulthandler)."""
-    for attempt in (1, 2):
-        out = tmp_path_factory.mktemp("ddp")
-        try:
-            mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
-            return out
-        except mp.ProcessExitedException as died:
-            if died.signal_name is None or attempt == 2:
-                raise
-            stacks = "\n".join(
-                f"rank {r}:\n{(out / f'fault{r}.txt').read_text()}" for r in range(WORLD)
-            )
-            warnings.warn(f"DDP attempt {attempt}: {died}; retrying\n{stacks}", stacklevel=1)
-    raise AssertionError("unreachable")
+    of this test's verdict; a Python error, a signal before the rank's work was done, or a
+    second death fails. The retry's warning carries the dying rank's stacks (faulthandler)."""
+    out = tmp_path_factory.mktemp("ddp")
+    try:
+        mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+        return out
+    except mp.ProcessExitedException as died:
+        finished = (out / f"cli{died.error_index}.code").is_file()
+        if died.signal_name is None or not finished:
+            raise
+        stacks = "\n".join(
+            f"rank {r}:\n{(out / f'fault{r}.txt').read_text()}" for r in range(WORLD)
+        )
+        warnings.warn(f"DDP: {died} after its work; retrying\n{stacks}", stacklevel=1)
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    return out
 
 
 def _reference(config: Config):
