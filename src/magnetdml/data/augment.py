@@ -103,6 +103,18 @@ class RandomRescaleCrop:
 
 
 @torch.no_grad()
+def seeded_rescale_crop(
+    max_scale: float, seed: int, device: torch.device | str
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Generator]:
+    """``(x -> x', generator)``: a :class:`RandomRescaleCrop` drawing from a generator of its
+    own on ``device``, seeded with ``seed``, so a run's augmentation replays from its seed
+    (the generator is returned for checkpoints)."""
+    rescale = RandomRescaleCrop(max_scale=max_scale)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return (lambda x: rescale(x, generator)), generator
+
+
 def test_time_average(
     model_fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,

@@ -74,12 +74,10 @@ class LoadedRun(RunInference):
         copies = self.config.eval.test_time_augment if copies is None else copies
         augment = None
         if copies:
-            from ..data.augment import RandomRescaleCrop
+            from ..data.augment import seeded_rescale_crop
 
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(self.config.train.seed)
-            rescale = RandomRescaleCrop(max_scale=self.config.data.max_scale)
-            augment = lambda x: rescale(x, generator)  # noqa: E731
+            config = self.config
+            augment, _ = seeded_rescale_crop(config.data.max_scale, config.train.seed, self.device)
         return embed_inputs(self.model, dataset, device=self.device, augment=augment, copies=copies)
 
 

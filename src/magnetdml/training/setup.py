@@ -12,7 +12,7 @@ from torch import nn
 
 from ..clustering.index import ClusterIndex
 from ..data import load_dataset
-from ..data.augment import RandomRescaleCrop
+from ..data.augment import seeded_rescale_crop
 from ..data.coarse import collapse_pairs
 from ..losses import build_loss
 from ..models import build_model
@@ -211,10 +211,8 @@ def make_augmenter(config: Config, dist):
     generator (``(None, None)`` when neither training nor test-time augmentation is on)."""
     if not (config.data.augment or config.eval.test_time_augment):
         return None, None
-    augment = RandomRescaleCrop(max_scale=config.data.max_scale)
-    generator = torch.Generator(device=dist.device)
-    generator.manual_seed(config.train.seed + 1000 * dist.rank)
-    return (lambda x: augment(x, generator)), generator
+    seed = config.train.seed + 1000 * dist.rank
+    return seeded_rescale_crop(config.data.max_scale, seed, dist.device)
 
 
 def rng_state() -> dict:
