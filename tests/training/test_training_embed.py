@@ -134,6 +134,17 @@ def test_threads_only_for_library_data_without_augmentation():
     assert cpu_workers(CPU, items, None, None) == 1  # user Dataset: as is
 
 
+def test_a_one_process_run_shares_its_refresh_with_idle_cores():
+    # Training always passes its Distributed; with one process it is not a torchrun rank, and
+    # its refresh must get the idle cores (it once got one thread whatever the machine).
+    from magnetdml.training.embed import as_batch_source, cpu_workers, idle_cores
+
+    data = as_batch_source(dataset((1, 28, 28)))
+    expected = 1 + idle_cores() // torch.get_num_threads()
+    assert cpu_workers(CPU, data, None, Distributed(0, 1, CPU)) == expected
+    assert cpu_workers(CPU, data, None, _Rank(0, 2, CPU)) == 1  # a torchrun rank: its core
+
+
 def test_no_extra_threads_when_the_load_leaves_no_idle_core(monkeypatch):
     from magnetdml.training import embed as embed_module
 
@@ -142,6 +153,12 @@ def test_no_extra_threads_when_the_load_leaves_no_idle_core(monkeypatch):
     )
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
-    assert embed_module.idle_cores() == 2  # 4 cores - 1.2 busy, rounded down
+    assert embed_module.idle_cores() == 3  # 4 cores - 1.2 busy, to the nearest core
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (2.6, 1.0, 1.0))
+    assert embed_module.idle_cores() == 1  # 1.4 idle
+    # one training thread alone on 2 cores: the load sits a little above 1, a core is idle
+    monkeypatch.setattr(embed_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (1.15, 1.0, 1.0))
+    assert embed_module.idle_cores() == 1
     monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (12.0, 12.0, 12.0))
     assert embed_module.idle_cores() == 0

@@ -25,16 +25,19 @@ CPU_BATCH, ACCELERATOR_BATCH = 128, 1024
 
 def idle_cores() -> int:
     """CPU cores this process may use beyond torch's intra-op threads and the machine's other
-    work (>= 0): ``cores - max(threads, 1-minute load average)``, the load counting this
-    process's own running threads. On this project's shared 2-core machine a second thread
-    gained nothing with no idle core: 0.95x at load ~12 (``magnet_step_cost.json`` as of
-    commit 1b69e4b), 1.03x at load 3 (as of 5d29a7f), 1.00x at load 3-5 (as committed now)."""
+    work (>= 0): ``cores - max(threads, 1-minute load average)`` rounded to the nearest
+    integer, the load counting this process's own running threads. Rounded, not truncated: a
+    one-thread training run alone on 2 cores keeps the load a little above 1 (1.05-1.2 here),
+    and truncating left its idle core unused. A batch runs on whichever thread is free, so a
+    core that is mostly idle still takes its share. On this project's shared 2-core machine a
+    second thread gained nothing with no idle core: 0.95x at load ~12
+    (``magnet_step_cost.json`` as of commit 1b69e4b), 1.03x at load 3 (as of 5d29a7f)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(0, int(cores - max(torch.get_num_threads(), load)))
+    return max(0, int(cores - max(torch.get_num_threads(), load) + 0.5))
 
 
 def cpu_workers(device, dataset, augment, dist) -> int:
@@ -48,12 +51,12 @@ def cpu_workers(device, dataset, augment, dist) -> int:
     ``train.threads`` in docs). Only for a library dataset or a tensor (a user's torch
     ``Dataset`` may not be thread-safe), without test-time augmentation (its random draws
     would depend on the threads' order) and in a single process (under torchrun every rank
-    already has its shard and its core).
+    already has its shard and its core; a one-process ``dist`` is a single process).
     """
     if (
         torch.device(device).type != "cpu"
         or augment is not None
-        or dist is not None
+        or (dist is not None and dist.world_size > 1)
         or isinstance(dataset, _ItemBatches)
         # any pass inside a torchrun process (the drift probe's too): one thread per rank
         or (torch.distributed.is_available() and torch.distributed.is_initialized())
