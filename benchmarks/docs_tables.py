@@ -127,8 +127,13 @@ def _format(row: dict, key: str, style: str) -> str:
 
 
 def _short(value) -> str:
-    """A search parameter as people write it: three significant digits."""
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    """A search parameter as people write it: three significant digits (a rate of 1,637
+    images/s as 1640, not 1.64e+03: exponents only beyond a million or below 0.001)."""
+    if not isinstance(value, float):
+        return str(value)
+    if value != 0 and 1e-3 <= abs(value) < 1e6:
+        return f"{float(f'{value:.3g}'):.15g}"
+    return f"{value:.3g}"
 
 
 HASH_LENGTH = 7

@@ -238,6 +238,10 @@ def main() -> None:
     derived["bound_no_step_overhead_one_thread_refresh"] = softmax_epoch / (
         softmax_epoch + med["refresh_one_thread_cpu_s"]
     )
+    # the same with the refresh's pass shared with the idle core, as the library runs it
+    derived["bound_no_step_overhead_shared_refresh"] = softmax_epoch / (
+        softmax_epoch + med["refresh_one_thread_cpu_s"] / speedup
+    )
     derived["bound_no_step_overhead_refresh_at_peak"] = softmax_epoch / (
         softmax_epoch + images * flops / (peak * 1e9)
     )

@@ -135,8 +135,9 @@ def tuner_error(trainer) -> tuple[str, float]:
       examples against the training embeddings (``eval.knn_k`` neighbours); on a training set
       of more than :data:`TUNER_REFERENCES` examples, against a seeded sample of that many
       (embedding a large training set again every pass is what a trial pays beyond its
-      training; with this sample a Fashion-MNIST softmax trial on the MLP spends 9.7% over
-      its training time, ``benchmarks/search_overhead.py``).
+      training; with this sample a Fashion-MNIST softmax trial on the MLP spends 17% over
+      its training time on an idle 2-core machine, ``benchmarks/search_overhead.py``, most
+      of it in the exact 128-neighbour search among the 5,000).
 
     A leave-one-out kNN among the validation examples alone would save embedding the training
     set, but with few validation examples per class (two drawings per Omniglot character)
