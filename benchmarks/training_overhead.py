@@ -216,15 +216,15 @@ def main() -> None:
 
     # the first start's (each repeat records its own load): a rerun that only recomputes the
     # summary keeps it
-    results.setdefault("machine", {})
-    results["machine"] = results["machine"] or {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": "1 (2 for *-2-threads)",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
+    if not results.get("machine"):
+        results["machine"] = {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": "1 (2 for *-2-threads)",
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_average_at_start": list(os.getloadavg()),
+        }
     # Round-robin repeats: the host's speed drifts by ~15% over minutes even when idle (softmax
     # alone measured 617 and 728 images/s in two passes), so a slow phase must hit every
     # config alike; each config's median over the rounds is what the ratios compare.

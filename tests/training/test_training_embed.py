@@ -134,15 +134,17 @@ def test_threads_only_for_library_data_without_augmentation():
     assert cpu_workers(CPU, items, None, None) == 1  # user Dataset: as is
 
 
-def test_a_one_process_run_shares_its_refresh_with_idle_cores():
+def test_a_one_process_run_shares_its_refresh_with_idle_cores(monkeypatch):
     # Training always passes its Distributed; with one process it is not a torchrun rank, and
     # its refresh must get the idle cores (it once got one thread whatever the machine).
-    from magnetdml.training.embed import as_batch_source, cpu_workers, idle_cores
+    from magnetdml.training import embed as embed_module
 
-    data = as_batch_source(dataset((1, 28, 28)))
-    expected = 1 + idle_cores() // torch.get_num_threads()
-    assert cpu_workers(CPU, data, None, Distributed(0, 1, CPU)) == expected
-    assert cpu_workers(CPU, data, None, _Rank(0, 2, CPU)) == 1  # a torchrun rank: its core
+    monkeypatch.setattr(embed_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (1.1, 1.0, 1.0))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    data = embed_module.as_batch_source(dataset((1, 28, 28)))
+    assert embed_module.cpu_workers(CPU, data, None, Distributed(0, 1, CPU)) == 2
+    assert embed_module.cpu_workers(CPU, data, None, _Rank(0, 2, CPU)) == 1  # a rank: its core
 
 
 def test_no_extra_threads_when_the_load_leaves_no_idle_core(monkeypatch):
