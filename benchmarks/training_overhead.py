@@ -262,21 +262,20 @@ def main() -> None:
             ]
         )
     }
+    fractions = results["median_refresh_fraction_of_epoch"]
     results["summary"] = [
-        _summary_row(name, run, speed, ratios) for name, run in results["runs"].items()
+        _summary_row(name, run, speed, ratios, fractions.get(name))
+        for name, run in results["runs"].items()
     ]
     print("ratio Magnet/softmax:", ratios, "goal", GOAL)
     _write(path, results)
 
 
-def _summary_row(name: str, run: dict, speed: dict, ratios: dict) -> dict:
+def _summary_row(
+    name: str, run: dict, speed: dict, ratios: dict, refresh_fraction: float | None
+) -> dict:
     """One table row per config: medians over its repeats, and its ratio to softmax."""
     repeats = run["repeats"]
-    fractions = [
-        r["refresh_fraction_of_epoch"]
-        for r in repeats
-        if r.get("refresh_fraction_of_epoch") is not None
-    ]
     last = repeats[-1]  # the errors are the same every repeat (same seed)
     return {
         "name": name,
@@ -287,7 +286,7 @@ def _summary_row(name: str, run: dict, speed: dict, ratios: dict) -> dict:
             max(r["images_per_second"] for r in repeats),
         ],
         "ratio_to_softmax": ratios.get(name),
-        "refresh_fraction_of_epoch": float(np.median(fractions)) if fractions else None,
+        "refresh_fraction_of_epoch": refresh_fraction,
         "knc_error": last["knc_error"],
         "knn_error": last["knn_error"],
     }

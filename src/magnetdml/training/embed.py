@@ -19,6 +19,7 @@ from .._progress import bar
 from .._validation import as_embedding_matrix
 from ..models.inference import InferenceForward
 from .distributed import Distributed
+from .machine import available_cores
 
 CPU_BATCH, ACCELERATOR_BATCH = 128, 1024
 
@@ -32,12 +33,8 @@ def idle_cores() -> int:
     core that is mostly idle still takes its share. On this project's shared 2-core machine a
     second thread gained nothing with no idle core: 0.95x at load ~12
     (``magnet_step_cost.json`` as of commit 1b69e4b), 1.03x at load 3 (as of 5d29a7f)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(0, int(cores - max(torch.get_num_threads(), load) + 0.5))
+    return max(0, int(available_cores() - max(torch.get_num_threads(), load) + 0.5))
 
 
 def cpu_workers(device, dataset, augment, dist) -> int:
