@@ -383,15 +383,37 @@ def test_the_tuner_scores_a_pass_as_the_final_runs_early_stopping_does(tmp_path,
 
 def test_a_large_training_set_scores_knn_trials_against_a_seeded_sample(monkeypatch, tmp_path):
     from magnetdml.experiments import trial
+    from magnetdml.training.setup import load_splits
 
     monkeypatch.setattr(trial, "TUNER_REFERENCES", 200)  # digits' training set is larger
-    base = apply_overrides(Config(), {**TINY, "loss.name": "softmax"})
+    base = apply_overrides(Config(), {**TINY, "loss.name": "softmax", "eval.knn_k": 64})
     space = SearchSpace("softmax", {"lr": "0.01", "lr_decay": "0.9"})
     first = search(base, tmp_path / "a", trials=1, space=space, seed=0, **QUIET)
     again = search(base, tmp_path / "b", trials=1, space=space, seed=0, **QUIET)
     history = (tmp_path / "a" / first.best["run_dir"] / "metrics.jsonl").read_text()
-    assert json.loads(history.splitlines()[-1])["tuner"]["metric"] == "knn_error (200 references)"
+    # k' = round(k M / N): the sample's share of the k nearest of all N
+    scaled = round(64 * 200 / len(load_splits(base).train))
+    assert 1 < scaled < 64
+    tuner = json.loads(history.splitlines()[-1])["tuner"]
+    assert tuner["metric"] == f"knn_error (200 references, k {scaled})"
     assert first.best["val_error"] == again.best["val_error"]  # the sample is seeded
+
+
+def test_a_study_made_before_the_scaled_neighbours_keeps_its_own_score(monkeypatch, tmp_path):
+    from magnetdml.experiments import study, trial
+
+    monkeypatch.setattr(trial, "TUNER_REFERENCES", 200)
+    base = apply_overrides(Config(), {**TINY, "loss.name": "softmax", "eval.knn_k": 64})
+    space = SearchSpace("softmax", {"lr": "0.01", "lr_decay": "0.9"})
+    with monkeypatch.context() as old:  # a study as made before the rule: no attribute
+        old.setattr(study, "TUNER_RULE", "not_the_rule")
+        search(base, tmp_path, trials=1, space=space, seed=0, **QUIET)
+    extended = search(base, tmp_path, trials=2, space=space, seed=0, **QUIET)
+    metrics = [
+        json.loads((tmp_path / row["run_dir"] / "metrics.jsonl").read_text().splitlines()[-1])
+        for row in extended.trials
+    ]
+    assert [m["tuner"]["metric"] for m in metrics] == ["knn_error (200 references)"] * 2
 
 
 def test_pruners_wait_for_the_startup_trials_and_the_warmup_passes(tmp_path):

@@ -164,3 +164,22 @@ def test_no_extra_threads_when_the_load_leaves_no_idle_core(monkeypatch):
     assert embed_module.idle_cores() == 1
     monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (12.0, 12.0, 12.0))
     assert embed_module.idle_cores() == 0
+
+
+@pytest.mark.parametrize(("load", "inside"), [(1.1, 4), (12.0, 1)])
+def test_a_search_training_waits_for_takes_the_idle_cores_and_gives_them_back(
+    load, inside, monkeypatch
+):
+    from magnetdml._faiss import faiss
+    from magnetdml.training import embed as embed_module
+
+    before = faiss.omp_get_max_threads()
+    monkeypatch.setattr(embed_module, "available_cores", lambda: 4)
+    monkeypatch.setattr(embed_module.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    with embed_module.search_on_idle_cores():
+        assert faiss.omp_get_max_threads() == inside  # 1 + 3 idle cores; none at load 12
+    assert faiss.omp_get_max_threads() == before
+    with pytest.raises(RuntimeError), embed_module.search_on_idle_cores():
+        raise RuntimeError("a failed search")
+    assert faiss.omp_get_max_threads() == before

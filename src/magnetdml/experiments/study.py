@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .trial import SCALED_NEIGHBOURS, TUNER_RULE
 from .trial import objective as _objective
 
 STUDY_DB = "study.db"
@@ -95,6 +96,8 @@ def open_study(url: str, name: str, task: dict, worker: int = 0):
         pruner=pruners[task["pruner"]](),
         load_if_exists=True,
     )
+    if TUNER_RULE not in study.user_attrs and not study.trials:  # a new study: today's rule
+        study.set_user_attr(TUNER_RULE, SCALED_NEIGHBOURS)
     state = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
     study.sampler = optuna.samplers.TPESampler(seed=int(state), n_startup_trials=startup)
     return study
