@@ -57,6 +57,13 @@ def _blas_controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+@contextmanager
+def blas_threads(threads: int) -> Iterator[None]:
+    """numpy's (and every loaded) BLAS limited to ``threads`` inside the block."""
+    with _blas_controller().limit(limits=max(1, threads), user_api="blas"):
+        yield
+
+
 class KMeansResult(NamedTuple):
     """``centroids (k, D)`` float32, ``assignments (N,)`` int64 in ``[0, k)``, ``inertia``
     (the sum of squared distances of the points to their centres)."""

@@ -10,7 +10,7 @@ from ._scores import class_indices, neighbour_class_ranks
 from .clustering import CLUSTERING_METRICS, clustering_scores
 from .knc import KNearestClusters, knc_errors
 from .knn import estimate_variance
-from .neighbours import DEFAULT_BATCH_SIZE, build_index, iter_neighbours
+from .neighbours import DEFAULT_BATCH_SIZE, iter_neighbours
 from .retrieval import map_at_r, precision_at_1, r_precision, recall_at
 
 CLASSIFICATION_METRICS = ("knn_error", "error_at_1", "error_at_5")
@@ -189,7 +189,7 @@ def _neighbour_metrics(x, y, ref, ref_y, self_reference, names, k, batch_size, m
     sums = dict.fromkeys(retrieve, 0.0)
     shown = bar(total=x.shape[0], desc="neighbour search", unit="query")
     for start, distances, indices in iter_neighbours(
-        x, search_k, index=build_index(ref), exclude_self=self_reference, batch_size=rows
+        x, search_k, reference=ref, exclude_self=self_reference, batch_size=rows
     ):
         part = slice(start, start + len(indices))
         shown.update(len(indices))

@@ -11,6 +11,11 @@ falls back to a scalar loop about 10x slower per query. :func:`chunk_rows` there
 queries into equal chunks (no small remainder) of at least that many cells where the memory
 bound allows, so every call but a tiny query set's stays on the BLAS kernel.
 
+A leave-one-out search (the queries are the reference) of at least ~4M cells of 128 or more
+dimensions on one thread runs instead as :mod:`~magnetdml.evaluation.self_search`, which
+computes each pair's distance once (1.23x faster at 100,000 x 128) and holds its ``N x k``
+results (at most ~200 MB) until it has them all.
+
 Distances are **squared** Euclidean (what faiss ``IndexFlatL2`` returns and what the kNC / soft
 kNN formulas of the paper, §3.3, use).
 """
@@ -23,6 +28,7 @@ import numpy as np
 
 from .._faiss import faiss
 from .._validation import as_embedding_matrix, check_int
+from .self_search import self_neighbours, worth_it
 
 DEFAULT_BATCH_SIZE = 4096
 # Bound on the (queries x neighbours) cells one chunk may return when chunk_rows raises a small
@@ -92,11 +98,20 @@ def iter_neighbours(
     row ``i``) and each query is removed from its own neighbour list (leave-one-out). Chunks
     hold about ``batch_size`` rows, split evenly (see :func:`chunk_rows`). ``k``
     must not exceed the number of available references (``M``, or ``M - 1`` when excluding
-    self); callers clip it.
+    self); callers clip it. A leave-one-out search large enough for it to pay
+    (:func:`~magnetdml.evaluation.self_search.worth_it`) computes each pair's distance once
+    (:func:`~magnetdml.evaluation.self_search.self_neighbours`; ``index`` is then not used),
+    holding its ``N x k`` results until the end.
     """
+    n = queries.shape[0]
+    if exclude_self and worth_it(n, queries.shape[1], k, faiss.omp_get_max_threads()):
+        distances, indices = self_neighbours(queries, k)
+        step = chunk_rows(n, queries.shape[1], k, batch_size)
+        for start in range(0, n, step):
+            yield start, distances[start : start + step], indices[start : start + step]
+        return
     if index is None:
         index = build_index(reference)
-    n = queries.shape[0]
     search_k = k + 1 if exclude_self else k
     if search_k > index.ntotal:
         raise ValueError(

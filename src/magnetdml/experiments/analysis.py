@@ -19,7 +19,7 @@ import numpy as np
 
 from .._validation import as_embedding_matrix, as_label_vector, check_float, check_int
 from ..evaluation import KNearestClusters, evaluate
-from ..evaluation.neighbours import build_index, iter_neighbours
+from ..evaluation.neighbours import iter_neighbours
 
 # Bound on (queries x neighbours) cells searched at once (~100 MiB of results and masks).
 _MAX_CELLS = 1 << 23
@@ -178,7 +178,7 @@ def attribute_concentration(
     rows = max(1, min(batch_size, _MAX_CELLS // search_k))
     totals = np.zeros(len(ks))
     for start, _, idx in iter_neighbours(
-        x, search_k, index=build_index(x), exclude_self=True, batch_size=rows
+        x, search_k, reference=x, exclude_self=True, batch_size=rows
     ):
         part = slice(start, start + len(idx))
         shares = attr[idx] == attr[part][:, None]  # (B, K')
