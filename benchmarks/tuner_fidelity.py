@@ -60,13 +60,14 @@ def score_ways(trainer, k: int, sample: int) -> dict:
     return {**out, **{key: value for key, value in row.items() if key.startswith("seconds")}}
 
 
-def summarise(cells: list[dict]) -> dict:
-    """Per way: agreement with ``full`` over all cells and per pass across learning rates."""
+def summarise(loss: str, cells: list[dict]) -> list[dict]:
+    """One row per way (``name`` = loss and way): agreement with ``full`` over all cells and
+    per pass across learning rates."""
     from scipy.stats import kendalltau, spearmanr
 
     full = np.array([c["full"] for c in cells])
     ways = [key for key in cells[0] if key.startswith("sample")]
-    out = {}
+    out = []
     for way in ways:
         values = np.array([c[way] for c in cells])
         taus = []
@@ -74,15 +75,18 @@ def summarise(cells: list[dict]) -> dict:
             rows = [i for i, c in enumerate(cells) if c["epoch"] == epoch]
             if len(rows) > 2:
                 taus.append(kendalltau(full[rows], values[rows]).statistic)
-        out[way] = {
-            "mean_abs_diff": float(np.mean(np.abs(values - full))),
-            "bias": float(np.mean(values - full)),
-            "spearman": float(spearmanr(full, values).statistic),
-            "kendall_per_pass_mean": float(np.mean(taus)) if taus else None,
-            "search_seconds_median": float(
-                np.median([c["seconds_" + way.split("_", 1)[1]] for c in cells])
-            ),
-        }
+        out.append(
+            {
+                "name": f"{loss} {way}",
+                "mean_abs_diff": float(np.mean(np.abs(values - full))),
+                "bias": float(np.mean(values - full)),
+                "spearman": float(spearmanr(full, values).statistic),
+                "kendall_per_pass_mean": float(np.mean(taus)) if taus else None,
+                "search_seconds_median": float(
+                    np.median([c["seconds_" + way.split("_", 1)[1]] for c in cells])
+                ),
+            }
+        )
     return out
 
 
@@ -158,7 +162,11 @@ def _write(out: Path, args, cells: list[dict]) -> None:
         + (" --quick" if args.quick else f" --data-dir {portable_path(args.data_dir)}"),
         "ran": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": platform.processor() or platform.machine(),
-        "summary": {loss: summarise([c for c in cells if c["loss"] == loss]) for loss in losses},
+        "summary": [
+            row
+            for loss in losses
+            for row in summarise(loss, [c for c in cells if c["loss"] == loss])
+        ],
         "cells": cells,
     }
     out.write_text(json.dumps(results, indent=2) + "\n")
