@@ -44,8 +44,8 @@ def search_on_idle_cores() -> Iterator[None]:
     """faiss's OpenMP threads raised to torch's plus :func:`idle_cores` inside the block,
     restored after: for neighbour searches that training waits for (a search trial's score
     between passes), which, like a synchronous refresh's pass, may use the cores one-thread
-    training leaves idle. A 6,000 x 5,000 search for 12 neighbours: 0.038 s on two threads,
-    0.056 s on one."""
+    training leaves idle. A 6,000 x 5,000 search for 12 neighbours: 0.030 s on two threads,
+    0.053 s on one."""
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(max(torch.get_num_threads(), 1) + idle_cores())
     try:
