@@ -14,6 +14,8 @@ imported on the first attribute access.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 INSTALL_HINT = (
@@ -42,3 +44,16 @@ class _LazyFaiss:
 
 
 faiss = _LazyFaiss()
+
+
+@contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """faiss's OpenMP thread count set to ``threads`` inside the block (``None``: left as it
+    is), and the count it had restored after, whatever the block raises."""
+    before = faiss.omp_get_max_threads()
+    if threads is not None:
+        faiss.omp_set_num_threads(max(1, threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from .._faiss import faiss
+from .._faiss import faiss, faiss_threads
 
 # Rows per chunk of the (chunk, k) distance matrix in the torch path: bounds memory at any N.
 _CHUNK = 65536
@@ -34,18 +34,6 @@ _SMALL = 1 << 24
 SEED_SAMPLE = 256
 # Points per chunk of k-means++ distance blocks: (trials x chunk) float32 stays in cache.
 _SEED_CHUNK = 16384
-
-
-@contextmanager
-def _faiss_threads(work: int) -> Iterator[None]:
-    """Run faiss single-threaded for small ``work``; restore the thread count after."""
-    before = faiss.omp_get_max_threads()
-    if work < _SMALL:
-        faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 @functools.cache
@@ -115,7 +103,7 @@ def kmeans(
     on_cpu = torch.device(device).type == "cpu"
     if not on_cpu and not _faiss_has_gpu():
         return lloyd_torch(points, init, max_iter=max_iter, device=device)
-    with _faiss_threads(n * k * dim):
+    with faiss_threads(1 if n * k * dim < _SMALL else None):  # small: one thread
         if max_iter == 0:
             centroids = init
         else:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._faiss import faiss
+from .._faiss import faiss_threads
 from .._progress import bar
 from .._validation import as_embedding_matrix
 from ..models.inference import InferenceForward
@@ -46,12 +46,8 @@ def search_on_idle_cores() -> Iterator[None]:
     between passes), which, like a synchronous refresh's pass, may use the cores one-thread
     training leaves idle. A 6,000 x 5,000 search for 12 neighbours: 0.030 s on two threads,
     0.053 s on one."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(max(torch.get_num_threads(), 1) + idle_cores())
-    try:
+    with faiss_threads(max(torch.get_num_threads(), 1) + idle_cores()):
         yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def cpu_workers(device, dataset, augment, dist) -> int:
