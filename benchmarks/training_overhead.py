@@ -12,6 +12,9 @@ fit included), for
   (``training.embed.cpu_workers``);
 - ``magnet-fixed-refresh-1-thread``: the same with the refresh pass on the training thread
   alone (how it ran before), so the table shows the refresh's cost both ways;
+- ``magnet-fixed-bfloat16``: ``magnet-fixed`` with the refreshes during training embedding in
+  bfloat16 (``--index.refresh_precision bfloat16``; what that moves:
+  ``refresh_precision.py``);
 - ``magnet-adaptive-<d>``: the same, refreshed when a probe set drifts by more than ``d``
   (``--index.drift_threshold d``; checked every 50 iterations on 128 probe images);
 - ``magnet-background-<lag>``: the every-epoch refresh computed from a weight snapshot on a
@@ -29,7 +32,8 @@ refresh embeds every training image once per epoch of training on them. Test set
 Each run also records ``refresh_fraction_of_epoch``: the mean time of one refresh over the
 time of one epoch's steps (``train_seconds`` less the refreshes inside it, per epoch).
 ``--configs`` runs a subset (the README's table: ``softmax magnet-fixed
-magnet-fixed-refresh-1-thread magnet-background-25 magnet-background-100``). ``summary`` holds
+magnet-fixed-bfloat16 magnet-fixed-refresh-1-thread magnet-background-25
+magnet-background-100``). ``summary`` holds
 one row per config: median images/s, its range, the ratio to softmax, the refresh's fraction of
 an epoch and the test errors; rerunning a finished command recomputes it without training.
 
@@ -82,6 +86,7 @@ CONFIGS = {
     "softmax": {"loss.name": "softmax"},
     "magnet-fixed": {"loss.name": "magnet"},
     "magnet-fixed-refresh-1-thread": {"loss.name": "magnet"},
+    "magnet-fixed-bfloat16": {"loss.name": "magnet", "index.refresh_precision": "bfloat16"},
     **{f"magnet-adaptive-{d}": {"loss.name": "magnet", "index.drift_threshold": d} for d in DRIFTS},
     # the epoch-end refresh embeds a weight snapshot on a second thread and takes
     # effect 25 or 100 iterations (a fifth or four fifths of an epoch here) later
@@ -123,7 +128,7 @@ def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
     workers = embed.cpu_workers
     if name in ONE_THREAD_REFRESH:
         embed.cpu_workers = lambda *args: 1
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    usage, stolen = resource.getrusage(resource.RUSAGE_SELF), _steal_seconds()
     try:
         summary = train(config, overwrite=True, progress=False).summary
     finally:
@@ -152,12 +157,24 @@ def run_config(name: str, data_dir: str, overrides: dict, out: Path) -> dict:
         "refresh_fraction_of_epoch": fraction,
         "process_cpu_seconds": round(cpu, 2),
         "load_average": list(os.getloadavg()),
+        # CPU time the hypervisor gave other guests while this one wanted it, all cores: a
+        # contended host slows the refresh's two threads more than one-thread steps
+        "steal_seconds": None if stolen is None else round(_steal_seconds() - stolen, 2),
         "knc_error": summary["knc_error"],
         "knn_error": summary["knn_error"],
         "map_at_r": summary.get("map_at_r"),
         "ran_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "pid": os.getpid(),
     }
+
+
+def _steal_seconds() -> float | None:
+    """The machine's total steal time so far (``/proc/stat``; None where there is none)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def profile_magnet(data_dir: str, overrides: dict, out: Path) -> dict:

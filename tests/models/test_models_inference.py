@@ -129,3 +129,61 @@ def test_a_real_error_is_raised_not_swallowed():
         torch.inference_mode(),
     ):
         InferenceForward(net)(torch.randn(2, 1, 27, 28))
+
+
+# ---------------------------------------------------------------------------- bfloat16
+BFLOAT16_KERNELS = ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+@pytest.mark.parametrize(("name", "shape", "options"), CASES)
+def test_bfloat16_embeddings_are_float32_within_bfloat16_rounding(name, shape, options):
+    net = trained_like(name, shape, options, normalize=False)
+    x = torch.randn(37, *shape, generator=torch.Generator().manual_seed(2))
+    forward = InferenceForward(net, "bfloat16")
+    with torch.inference_mode():
+        low = forward(x)
+    ref = reference(net, x)
+    assert low.shape == ref.shape and low.dtype == torch.float32 and not low.is_mkldnn
+    error = float((low - ref).abs().max()) / float(ref.abs().max())
+    # bfloat16 keeps 8 significant bits (relative 2^-8 = 0.4% per rounding): a few layers'
+    # roundings stay within a few percent, and it must really be bfloat16 (not float32)
+    assert 1e-5 < error < 0.05, error
+
+
+def test_bfloat16_takes_onednn_bfloat16_kernels_where_the_cpu_has_them():
+    net = trained_like("small-cnn", (1, 28, 28), {"channels": (4, 8), "hidden": 16})
+    forward = InferenceForward(net, "bfloat16")
+    assert forward.onednn == BFLOAT16_KERNELS  # never oneDNN's slow emulation
+    with torch.inference_mode():
+        forward(torch.randn(5, 1, 28, 28))
+    assert forward.onednn == BFLOAT16_KERNELS  # and no fallback on the first batch
+
+
+def test_bfloat16_leaves_the_training_model_untouched():
+    net = trained_like("small-cnn", (1, 28, 28), {"channels": (4, 8), "hidden": 16})
+    before = copy.deepcopy(net.state_dict())
+    with torch.inference_mode():
+        InferenceForward(net, "bfloat16")(torch.randn(4, 1, 28, 28))
+    for key, value in net.state_dict().items():
+        assert value.dtype == torch.float32 and not value.is_mkldnn, key
+        assert torch.equal(value, before[key]), key
+
+
+def test_bfloat16_falls_back_to_autocast_for_an_op_without_a_onednn_kernel():
+    torch.manual_seed(0)
+    net = _ViewNet().eval()
+    x = torch.randn(7, 1, 8, 8)
+    forward = InferenceForward(net, "bfloat16")
+    with torch.inference_mode():
+        outs = [forward(x), forward(x)]
+    assert not forward.onednn
+    ref = reference(net, x)
+    for out in outs:
+        assert out.dtype == torch.float32
+        assert 0 < float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
+
+
+def test_an_unknown_precision_is_refused():
+    net = build_model("small-cnn", (1, 28, 28), channels=(4, 8), hidden=16, seed=0)
+    with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16'\)"):
+        InferenceForward(net, "float16")

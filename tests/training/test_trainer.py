@@ -234,6 +234,60 @@ def test_background_refresh_is_deterministic_and_resumes_to_the_same_model(tmp_p
     assert _scores(resumed.summary) == _scores(first.summary)
 
 
+def _record_precisions(monkeypatch) -> list[tuple[str, int]]:
+    """``(precision, rows)`` of every embedding pass the index upkeep makes."""
+    import magnetdml.training.index_upkeep as upkeep
+
+    passes, real = [], upkeep.embed_dataset
+
+    def spy(model, dataset, **options):
+        passes.append((options.get("precision", "float32"), len(dataset)))
+        return real(model, dataset, **options)
+
+    monkeypatch.setattr(upkeep, "embed_dataset", spy)
+    return passes
+
+
+@pytest.mark.parametrize("lag", [0, 2])
+def test_a_bfloat16_refresh_trains_on_it_and_keeps_a_float32_final_index(
+    tmp_path, monkeypatch, lag
+):
+    passes = _record_precisions(monkeypatch)
+    # no per-epoch evaluation: it would embed the training set in float32 after epoch 1 too
+    options = {"index.refresh_precision": "bfloat16", "index.refresh_lag": lag, "eval.every": 0}
+    t = Trainer(_config(tmp_path / "a", **options).validate(), Distributed.setup("cpu"))
+    t.build_initial_index()
+    n = len(t.labels)
+    assert passes == [("bfloat16", n)] and not t.upkeep.index_current(0)
+    t.close()
+    passes.clear()
+    summary = train(_config(tmp_path / "b", **options), progress=False).summary
+    # the initial fit and the refresh after epoch 1 train on bfloat16; the final index,
+    # which the run keeps and kNC scores with, is fitted on float32 embeddings, which the
+    # final evaluation reuses (a background refresh embeds a copy of the weights on its
+    # thread, which it does not: one more float32 pass, as with float32 refreshes)
+    final = [("float32", n)] * (2 if lag else 1)
+    assert passes == [("bfloat16", n), ("bfloat16", n), *final]
+    assert summary["refreshes"] == 3 and np.isfinite(summary["knc_error"])
+
+
+def test_evaluation_refits_a_bfloat16_index_on_float32_embeddings(tmp_path):
+    config = _config(tmp_path / "run", **{"index.refresh_precision": "bfloat16"}).validate()
+    t = Trainer(config, Distributed.setup("cpu"))
+    t.build_initial_index()  # bfloat16: not what evaluation scores against
+    for _ in range(3):
+        t.step(t.sampler.next_batch())
+    t.refresh_index()  # up to date, but still bfloat16
+    assert t.upkeep.index_iteration == t.iteration and not t.upkeep.index_current(t.iteration)
+    trained = t.index.assignments_.copy()
+    metrics = t.evaluate()
+    np.testing.assert_array_equal(t.index.assignments_, trained)  # the training index stays
+    fresh = copy.deepcopy(t.index).refresh(t.train_embeddings(), t.labels)
+    knc = KNearestClusters(neighbours=config.eval.neighbours).fit(fresh, t.sigma2)
+    test = t.splits.test
+    assert metrics["knc_error"] == float(np.mean(knc.predict(t.embed(test)) != test.labels))
+
+
 @pytest.mark.parametrize("lag", [0, 2])
 def test_the_final_index_is_built_after_the_training_time_is_taken(tmp_path, monkeypatch, lag):
     # Refreshes that later steps train on are training time; the one after the last epoch
@@ -241,9 +295,9 @@ def test_the_final_index_is_built_after_the_training_time_is_taken(tmp_path, mon
     seen = []
     real = Trainer.refresh_index
 
-    def spy(self):
+    def spy(self, **options):
         seen.append(self.timing["train_seconds"])
-        return real(self)
+        return real(self, **options)
 
     monkeypatch.setattr(Trainer, "refresh_index", spy)
     summary = train(_config(tmp_path, **{"index.refresh_lag": lag}), progress=False).summary

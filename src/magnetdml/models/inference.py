@@ -19,11 +19,21 @@ that pass faster without changing what it computes:
   (``F.normalize`` is such an operation).
 
 Both are for eval mode only: a training step normalises by the batch's statistics.
+
+**bfloat16, on request** (``precision="bfloat16"``, the index refresh's
+``index.refresh_precision``): the same pass with bfloat16 weights and activations,
+accumulating in float32, and float32 embeddings out. Unlike the two changes above it does
+change what is computed: the embeddings carry a relative error of about 2^-8 (0.2-0.5% here).
+On the CPU it runs on oneDNN's bfloat16 kernels (``torch.utils.mkldnn.to_mkldnn``: weights
+reordered once per copy); on this project's AVX512-BF16 CPU the small CNN's pass is ~2x
+faster on one thread. Elsewhere (a GPU, a network oneDNN cannot run) it is the plain forward
+under ``torch.autocast`` in bfloat16.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from itertools import pairwise
 
 import torch
@@ -31,6 +41,10 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .embedding import EmbeddingNet
+
+#: What :class:`InferenceForward` computes in: float32 (the same function as the model, up to
+#: rounding) or bfloat16 (about 2x faster where the hardware has bfloat16 kernels).
+PRECISIONS = ("float32", "bfloat16")
 
 
 def fold_batch_norm(model: nn.Module) -> nn.Module:
@@ -66,40 +80,80 @@ def _foldable(seq: nn.Module) -> list[int]:
 
 
 class InferenceForward:
-    """Called as ``x (B, *input_shape) -> model(x) (B, E)``, a dense tensor, through the faster
-    path described in the module docstring.
+    """Called as ``x (B, *input_shape) -> model(x) (B, E)`` float32, a dense tensor, through the
+    faster path described in the module docstring.
 
     The oneDNN path applies to 4-d float32 CPU inputs of a model with a ``Conv2d``. Put
     ``model`` in eval mode first and call this under ``torch.inference_mode()`` (or
     ``no_grad``). BatchNorms are folded at construction: make a new one after the weights
-    change.
+    change. ``precision`` is one of :data:`PRECISIONS`; with ``"bfloat16"`` an
+    :class:`EmbeddingNet`'s head still runs in float32 (it is a small part of the cost).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, precision: str = "float32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
         self.model = fold_batch_norm(model)
+        self.low = precision == "bfloat16"
         self.onednn = (
             torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled
             and any(isinstance(m, nn.Conv2d) for m in self.model.modules())
+            and (not self.low or _has_bfloat16_kernels())
         )
+        self._onednn_net = None  # the bfloat16 oneDNN copy
+        if self.onednn and self.low:
+            try:
+                self._onednn_net = _bfloat16_onednn_copy(self.model)
+            except (RuntimeError, ImportError):  # a layer oneDNN cannot hold: autocast
+                self.onednn = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.onednn and x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu":
             try:
-                return self._onednn_forward(x.to_mkldnn())  # (B, E)
+                if self.low:
+                    return self._onednn_forward(self._onednn_net, x.to_mkldnn(torch.bfloat16))
+                return self._onednn_forward(self.model, x.to_mkldnn())  # (B, E)
             except RuntimeError:
                 # an operation without a oneDNN kernel (e.g. a view, a custom op): use the
                 # plain layout for the rest of the pass; a real error will recur there
                 self.onednn = False
+        if self.low:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return self.model(x).float()  # (B, E)
         return self.model(x)  # (B, E)
 
-    def _onednn_forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.model
+    @staticmethod
+    def _onednn_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if isinstance(net, EmbeddingNet):
-            # the head runs on dense features: F.normalize has no oneDNN kernel, and the head
-            # is a small part of the cost
-            return net.embed_features(_dense(net.features(x)))
-        return _dense(net(x))
+            # the head runs on dense float32 features: F.normalize has no oneDNN kernel, and
+            # the head is a small part of the cost
+            return net.embed_features(_dense(net.features(x)).float())
+        return _dense(net(x)).float()
+
+
+def _has_bfloat16_kernels() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16, AMX); elsewhere it
+    would emulate it, slower than float32."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+def _bfloat16_onednn_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose convolutions and linear layers hold oneDNN bfloat16 weights
+    (an :class:`EmbeddingNet`'s backbone only: its head stays float32)."""
+    with warnings.catch_warnings():  # its modules are TorchScript's, which torch deprecates
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.utils.mkldnn import to_mkldnn
+
+        net = copy.deepcopy(model)
+        if isinstance(net, EmbeddingNet):
+            net.backbone = to_mkldnn(net.backbone, torch.bfloat16)
+            return net
+        return to_mkldnn(net, torch.bfloat16)
 
 
 def _dense(x: torch.Tensor) -> torch.Tensor:

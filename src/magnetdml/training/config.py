@@ -57,6 +57,12 @@ def _impostors():
     return list(IMPOSTORS)
 
 
+def _precisions():
+    from ..models.inference import PRECISIONS
+
+    return list(PRECISIONS)
+
+
 def parse_options(name: str, text: str, example: str) -> dict:
     """Parse a YAML mapping given as one command-line string ("" is no options)."""
     import yaml
@@ -182,6 +188,9 @@ class IndexConfig:
     # more (adaptive)
     refresh_lag: int = rule(0, minimum=0)  # > 0: embed a weight snapshot on another thread
     # and swap the index in this many iterations later
+    refresh_precision: str = rule("float32", choices=_precisions)  # bfloat16: the refreshes
+    # during training embed in bfloat16 (~2x faster on CPUs with
+    # bfloat16 kernels; the final index and evaluation stay float32)
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,7 @@ def embed_dataset(
     dist: Distributed | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     copies: int = 0,
+    precision: str = "float32",
 ) -> np.ndarray:
     """Embeddings ``(N, E)`` float32 of every example of ``dataset`` (anything
     :func:`as_batch_source` reads), in dataset order.
@@ -152,13 +153,15 @@ def embed_dataset(
     On the CPU the batches are shared among :func:`cpu_workers` threads, which use the cores
     training leaves idle (with ``train.threads 1`` on 2 cores: two threads); the embeddings
     are the same, each batch being computed the same way by whichever thread runs it.
+    ``precision="bfloat16"`` computes the pass in bfloat16 (``InferenceForward``: ~2x faster
+    on CPUs with bfloat16 kernels, embeddings within ~0.5% relative error; still float32 out).
     """
     dataset = as_batch_source(dataset)
     if batch_size is None:
         batch_size = CPU_BATCH if torch.device(device).type == "cpu" else ACCELERATOR_BATCH
     was_training = model.training
     model.eval()
-    forward = InferenceForward(model)  # a folded copy when it has BatchNorms: same weights
+    forward = InferenceForward(model, precision)  # a folded copy when it has BatchNorms
     indices = dist.shard(len(dataset)) if dist else np.arange(len(dataset))
 
     def embed_batch(start: int) -> torch.Tensor:

@@ -66,12 +66,17 @@ class IndexUpkeep:
     swapped in), ``schedule`` (when the next refresh is due, and the drift probe's reference),
     ``probe`` (the fixed training rows the adaptive schedule embeds), ``refreshes`` /
     ``refresh_seconds`` (counted for the summary), and the training embeddings of the last
-    iteration that needed them (:meth:`train_embeddings`)."""
+    iteration that needed them (:meth:`train_embeddings`).
+
+    ``precision`` (``index.refresh_precision``) is what the refreshes embed in during
+    training; ``index_precision`` what the current index was fitted from. A bfloat16 pass is
+    never cached as the training embeddings: evaluation reuses those, and scores float32."""
 
     def __init__(self, config, model, train_split, dist, *, uses_index: bool) -> None:
         self.model, self.dataset, self.dist = model, train_split, dist
         self.labels = train_split.labels
         self.lag = config.index.refresh_lag
+        self.precision = self.index_precision = config.index.refresh_precision
         self.index = make_index(config) if uses_index else None
         self.index_iteration = 0
         self.pending_refresh: BackgroundRefresh | None = None
@@ -101,21 +106,28 @@ class IndexUpkeep:
             )
         )
 
-    def refresh(self, iteration: int, sampler) -> None:
+    def refresh(self, iteration: int, sampler, *, precision: str | None = None) -> None:
         """Paper §3.2: pause training, embed every training example in one eval-mode pass,
         re-cluster each class (warm-started), and point ``sampler`` (if any) at the new
-        clusters, which recomputes its cluster losses."""
+        clusters, which recomputes its cluster losses. ``precision`` overrides
+        :attr:`precision` for this refresh (the final index is fitted in float32)."""
         started = time.perf_counter()
+        precision = precision or self.precision
         if self.lag and self.refreshes:
             self._start_background_refresh(
                 {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 iteration,
                 iteration + self.lag,
                 sampler,
+                precision=precision,
             )
             self.refresh_seconds += time.perf_counter() - started
             return
-        embeddings = self.train_embeddings(iteration)  # sharded across ranks, gathered
+        embeddings = (  # sharded across ranks, gathered
+            self.train_embeddings(iteration)
+            if precision == "float32"
+            else self._embed(self.model, dist=self.dist, precision=precision)
+        )
 
         def cluster():  # once, on rank 0, then shared: every rank gets the same index
             if self.refreshes:
@@ -123,7 +135,7 @@ class IndexUpkeep:
             return self.index.fit(embeddings, self.labels)
 
         self.index = self.dist.broadcast_object(self.dist.on_main(cluster))
-        self.index_iteration = iteration
+        self.index_iteration, self.index_precision = iteration, precision
         if sampler is not None:
             sampler.set_index(self.index)
         self.schedule.refreshed(embeddings[self.probe])
@@ -131,17 +143,24 @@ class IndexUpkeep:
         self.refreshes += 1
 
     def _start_background_refresh(
-        self, snapshot: dict, snapshot_iteration: int, apply_at: int, sampler=None
+        self,
+        snapshot: dict,
+        snapshot_iteration: int,
+        apply_at: int,
+        sampler=None,
+        *,
+        precision: str | None = None,
     ) -> None:
         """Embed ``snapshot`` weights and re-cluster on a thread (``background_refresh``)."""
         self.apply_pending_refresh(sampler, apply_at, wait=True)  # one at a time, in order
+        precision = precision or self.precision
         shadow = copy.deepcopy(self.model)
         index = copy.deepcopy(self.index)  # training keeps using self.index meanwhile
 
         def compute(weights: dict):
             shadow.load_state_dict(weights)
-            embeddings = embed_dataset(shadow, self.dataset, device=self.dist.device)
-            return index.refresh(embeddings, self.labels), embeddings[self.probe]
+            embeddings = self._embed(shadow, precision=precision)
+            return index.refresh(embeddings, self.labels), embeddings[self.probe], precision
 
         self.pending_refresh = BackgroundRefresh(snapshot, snapshot_iteration, apply_at, compute)
 
@@ -151,7 +170,7 @@ class IndexUpkeep:
         if pending is None or not (wait or iteration >= pending.apply_at):
             return
         started = time.perf_counter()
-        self.index, probe = pending.result()
+        self.index, probe, self.index_precision = pending.result()
         self.pending_refresh = None
         self.index_iteration = pending.snapshot_iteration
         sampler.set_index(self.index)
@@ -162,12 +181,24 @@ class IndexUpkeep:
     def train_embeddings(self, iteration: int) -> np.ndarray:
         """Embeddings of the whole training set at ``iteration`` (computed once)."""
         if self._train_embeddings is None or self._train_embeddings[0] != iteration:
-            self.dist.broadcast_buffers(self.model)
-            embeddings = embed_dataset(
-                self.model, self.dataset, device=self.dist.device, dist=self.dist
-            )
+            embeddings = self._embed(self.model, dist=self.dist)
             self._train_embeddings = (iteration, embeddings)
         return self._train_embeddings[1]
+
+    def index_current(self, iteration: int) -> bool:
+        """Whether the index clusters the float32 embeddings of ``iteration``, which
+        evaluation scores against (else kNC refits a copy on them first)."""
+        return self.index_iteration == iteration and self.index_precision == "float32"
+
+    def _embed(self, model, *, dataset=None, dist=None, precision: str = "float32"):
+        """``(N, E)`` embeddings of ``dataset`` (the training split) by ``model``; with
+        ``dist``, sharded across the ranks (after sharing rank 0's buffers) and gathered."""
+        dataset = self.dataset if dataset is None else dataset
+        if dist is not None:
+            dist.broadcast_buffers(model)
+        return embed_dataset(
+            model, dataset, device=self.dist.device, dist=dist, precision=precision
+        )
 
     def forget_embeddings(self) -> None:
         """Drop the cached training embeddings (the weights were replaced)."""
@@ -200,8 +231,9 @@ class IndexUpkeep:
             )
 
     def _embed_probe(self) -> np.ndarray:
+        # in the refreshes' precision: drift compares it with theirs
         subset = _Subset(self.dataset, self.probe)
-        return embed_dataset(self.model, subset, device=self.dist.device)
+        return self._embed(self.model, dataset=subset, precision=self.precision)
 
 
 class _Subset:

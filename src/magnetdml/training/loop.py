@@ -107,7 +107,7 @@ def _train(t: Trainer, *, progress: bool, on_epoch) -> TrainResult:
         # evaluation (like the other losses' final embedding pass), so it is not training.
         t.timing["train_seconds"] += time.perf_counter() - started
         if refresh_now and epoch == config.train.epochs:
-            t.refresh_index()
+            t.refresh_index(final=True)
         t.epoch = epoch
         record = t.epoch_record(float(np.mean(losses)) if losses else float("nan"))
         if config.eval.every and (epoch % config.eval.every == 0 or epoch == config.train.epochs):

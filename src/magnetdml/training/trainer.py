@@ -147,8 +147,10 @@ class Trainer:
     def refresh_due(self) -> bool:
         return self.upkeep.due(self.iteration)
 
-    def refresh_index(self) -> None:
-        self.upkeep.refresh(self.iteration, self.sampler)
+    def refresh_index(self, *, final: bool = False) -> None:
+        """Refresh the cluster index now; ``final``: the one after the last epoch, which the
+        run keeps and evaluates, always from float32 embeddings."""
+        self.upkeep.refresh(self.iteration, self.sampler, precision="float32" if final else None)
 
     def apply_pending_refresh(self, *, wait: bool = False) -> None:
         self.upkeep.apply_pending_refresh(self.sampler, self.iteration, wait=wait)
@@ -169,7 +171,7 @@ class Trainer:
             reference,
             self.labels,
             index=self.index,
-            current=self.upkeep.index_iteration == self.iteration,
+            current=self.upkeep.index_current(self.iteration),
             sigma2=self.sigma2,
         )
 
