@@ -11,17 +11,20 @@ thread, K = 4) in one process and measures, alternately over ``--repeats`` round
 - one synchronous refresh (the eval pass over all 6,000 training images, k-means, sampler
   update), with its eval pass on the training thread alone, shared among threads on the
   idle cores as the library decides (``training.embed.cpu_workers``: none at a high load
-  average), and on two threads regardless: wall time, and the process's CPU time.
+  average), on two threads regardless, and shared in bfloat16 (``--index.refresh_precision
+  bfloat16``): wall time, and the process's CPU time.
 
 From the medians: the refresh as a fraction of one epoch of softmax steps (an epoch is one
 pass, 125 steps, and is refreshed once, as in the paper), and the Magnet/softmax images/s
 ratio ``125 t_softmax / (125 (t_magnet + t_sampler) + t_refresh)`` with the one-thread
 refresh's CPU time, and with that time divided by the shared pass's measured wall-clock
-speed-up (which depends on the idle core it uses: on a loaded machine there is none).
+speed-up (which depends on the idle core it uses: on a loaded machine there is none), in
+float32 and in bfloat16.
 
 Where the ceiling is: every round also times, on the training thread, the refresh's eval pass
 alone, without k-means, as the library runs it (oneDNN, batches of 128) and in other forms
-(batches of 256 and 512; the plain NCHW forward and channels_last instead of oneDNN), and
+(batches of 256 and 512; bfloat16; the plain NCHW forward and channels_last instead of
+oneDNN), and
 the core's practical float32 peak on one thread (``peak_gflops``). With the multiply-adds of
 the model's convolutions and linear layers per image (``flops_per_image``, counted by forward
 hooks) the pass's GFLOP/s is set against that peak, and ``bound_*`` give the images/s ratio
@@ -115,6 +118,7 @@ def pass_variants(model, dataset) -> dict[str, float]:
         "onednn_batch128": (onednn, 128, None),  # the refresh's own form, without k-means
         "onednn_batch256": (onednn, 256, None),
         "onednn_batch512": (onednn, 512, None),
+        "onednn_bfloat16_batch128": (InferenceForward(model, "bfloat16"), 128, None),
         "nchw_batch128": (model, 128, None),
         "channels_last_batch128": (model, 128, torch.channels_last),
     }
@@ -178,11 +182,17 @@ def main() -> None:
                 step += time.thread_time() - started
             times.setdefault(f"{name}_step_cpu_ms", []).append(1e3 * step / args.steps)
             times.setdefault(f"{name}_sampler_cpu_ms", []).append(1e3 * draw / args.steps)
-        order = (("one_thread", 1), ("shared", None), ("two_threads", 2))
-        for label, fixed in order if _round % 2 == 0 else order[::-1]:
+        order = (
+            ("one_thread", 1, "float32"),
+            ("shared", None, "float32"),
+            ("two_threads", 2, "float32"),
+            ("shared_bfloat16", None, "bfloat16"),  # --index.refresh_precision bfloat16
+        )
+        for label, fixed, precision in order if _round % 2 == 0 else order[::-1]:
             embed.cpu_workers = (lambda *a, n=fixed: n) if fixed else workers
             shared_workers.append(embed.cpu_workers(torch.device("cpu"), None, None, None))
             magnet.upkeep.forget_embeddings()  # the trainer keeps one pass per iteration
+            magnet.upkeep.precision = precision
             try:
                 cpu, wall = _cpu(), time.perf_counter()
                 magnet.refresh_index()
@@ -190,6 +200,7 @@ def main() -> None:
                 times.setdefault(f"refresh_{label}_cpu_s", []).append(_cpu() - cpu)
             finally:
                 embed.cpu_workers = workers
+                magnet.upkeep.precision = "float32"
         for name, seconds in pass_variants(magnet.model, magnet.splits.train).items():
             times.setdefault(f"pass_{name}_cpu_s", []).append(seconds)
         for name, rate in peak_gflops().items():
@@ -226,6 +237,16 @@ def main() -> None:
     )
     derived["magnet_over_softmax_images_per_s_shared_refresh"] = softmax_epoch / (
         magnet_steps + med["refresh_one_thread_cpu_s"] / speedup
+    )
+    # the same with bfloat16 refreshes (shared as the library runs them): their wall-clock
+    # gain over the one-thread float32 refresh applied to its CPU time, as above
+    speedup_low = med["refresh_one_thread_wall_s"] / med["refresh_shared_bfloat16_wall_s"]
+    derived["refresh_wall_speedup_shared_bfloat16_over_one_thread"] = speedup_low
+    derived["refresh_fraction_of_epoch_shared_bfloat16"] = (
+        derived["refresh_fraction_of_epoch_one_thread_cpu"] / speedup_low
+    )
+    derived["magnet_over_softmax_images_per_s_shared_bfloat16_refresh"] = softmax_epoch / (
+        magnet_steps + med["refresh_one_thread_cpu_s"] / speedup_low
     )
     # the ceiling: the pass's arithmetic rate, and the ratio with no Magnet step overhead
     flops = flops_per_image(magnet.model, magnet.splits.train.get_batch([0])[0].shape[1:])
