@@ -30,6 +30,7 @@ import argparse
 import copy
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -112,7 +113,8 @@ def run(precision: str, seed: int, data_dir: str, out: Path) -> dict:
 
 def summarise(runs: list[dict]) -> list[dict]:
     """One row per precision (errors: mean and range over seeds), then one row of the
-    float32-bfloat16 difference paired by seed, and one of the cluster comparisons."""
+    bfloat16 - float32 difference paired by seed (``bfloat16_minus_float32``), and one of
+    the cluster comparisons (``clusters_of_float32_runs``)."""
     rows = []
     by = {
         p: sorted((r for r in runs if r["precision"] == p), key=lambda r: r["seed"])
@@ -129,7 +131,7 @@ def summarise(runs: list[dict]) -> list[dict]:
         rows.append(row)
     paired = [(a, b) for a in by["float32"] for b in by["bfloat16"] if a["seed"] == b["seed"]]
     if paired:
-        row = {"name": "bfloat16 - float32 (same seed)", "seeds": len(paired)}
+        row = {"name": "bfloat16_minus_float32", "seeds": len(paired)}
         for metric in ("knc_error", "knn_error", "map_at_r"):
             diffs = [b[metric] - a[metric] for a, b in paired]
             row[metric] = float(np.mean(diffs))
@@ -139,7 +141,7 @@ def summarise(runs: list[dict]) -> list[dict]:
     if epochs:
         rows.append(
             {
-                "name": "clusters after each epoch (float32 runs)",
+                "name": "clusters_of_float32_runs",
                 "seeds": len(by["float32"]),
                 "same_cluster": float(np.mean([e["same_cluster"] for e in epochs])),
                 "same_cluster_min": min(e["same_cluster"] for e in epochs),
@@ -181,7 +183,11 @@ def main() -> None:
                 print(json.dumps(runs[-1]), flush=True)
                 results["summary"] = summarise(runs)
                 _write(args.results, results)
-    results["machine"] = {"cores": os.cpu_count(), "torch": torch.__version__}
+    results["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+    }
     results["summary"] = summarise(runs)
     _write(args.results, results)
     for row in results["summary"]:

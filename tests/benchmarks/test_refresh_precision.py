@@ -41,16 +41,16 @@ def test_summary_pairs_the_seeds_and_averages_the_epochs():
     assert rows["float32"]["knc_error"] == pytest.approx(0.15)
     assert rows["float32"]["knc_error_min_max"] == [0.10, 0.20]
     assert rows["bfloat16"]["seeds"] == 2
-    diff = rows["bfloat16 - float32 (same seed)"]
+    diff = rows["bfloat16_minus_float32"]
     assert diff["seeds"] == 2
     assert diff["knc_error"] == pytest.approx((0.03 + 0.15) / 2)
     assert diff["knc_error_min_max"] == pytest.approx([0.03, 0.15])
     assert diff["map_at_r"] == pytest.approx(-(0.03 + 0.15) / 2)
-    clusters = rows["clusters after each epoch (float32 runs)"]
+    clusters = rows["clusters_of_float32_runs"]
     assert clusters["same_cluster"] == pytest.approx(0.98)
     assert clusters["same_cluster_min"] == 0.97
     assert clusters["pass_speedup"] == pytest.approx(2.0)  # median of 2, 1.6, 4
     # a seed without a float32 partner is left out of the paired row
     unpaired = {row["name"]: row for row in module.summarise(runs)}
-    assert unpaired["bfloat16 - float32 (same seed)"]["seeds"] == 2
+    assert unpaired["bfloat16_minus_float32"]["seeds"] == 2
     assert unpaired["bfloat16"]["seeds"] == 3
