@@ -14,6 +14,7 @@ from magnetdml.cli import main
 from magnetdml.evaluation import KNearestClusters
 from magnetdml.losses import LOSSES
 from magnetdml.training import apply_overrides, train
+from magnetdml.training.checkpoint_state import weights_state
 from magnetdml.training.config import Config
 from magnetdml.training.distributed import Distributed
 from magnetdml.training.trainer import Trainer
@@ -279,6 +280,10 @@ def test_evaluation_refits_a_bfloat16_index_on_float32_embeddings(tmp_path):
         t.step(t.sampler.next_batch())
     t.refresh_index()  # up to date, but still bfloat16
     assert t.upkeep.index_iteration == t.iteration and not t.upkeep.index_current(t.iteration)
+    # a checkpoint records no iteration for it: a resumed run and `magnetdml evaluate`
+    # refit it on float32 embeddings too
+    assert t.upkeep.state_dict()["index_iteration"] == -1
+    assert weights_state(t)["index_iteration"] == -1  # the best epoch's, for early stopping
     trained = t.index.assignments_.copy()
     metrics = t.evaluate()
     np.testing.assert_array_equal(t.index.assignments_, trained)  # the training index stays

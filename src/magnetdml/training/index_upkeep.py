@@ -190,6 +190,13 @@ class IndexUpkeep:
         evaluation scores against (else kNC refits a copy on them first)."""
         return self.index_iteration == iteration and self.index_precision == "float32"
 
+    @property
+    def saved_index_iteration(self) -> int:
+        """What checkpoints record as ``index_iteration``: the iteration whose float32
+        embeddings the index clusters, or -1 for an index fitted on bfloat16 ones, which
+        evaluation after a resume or by ``magnetdml evaluate`` then refits on float32 ones."""
+        return self.index_iteration if self.index_precision == "float32" else -1
+
     def _embed(self, model, *, dataset=None, dist=None, precision: str = "float32"):
         """``(N, E)`` embeddings of ``dataset`` (the training split) by ``model``; with
         ``dist``, sharded across the ranks (after sharing rank 0's buffers) and gathered."""
@@ -208,7 +215,7 @@ class IndexUpkeep:
         """The checkpoint's index entries (its timing counters go into ``timing``)."""
         return {
             "index": self.index.state_dict() if self.index is not None else None,
-            "index_iteration": self.index_iteration,
+            "index_iteration": self.saved_index_iteration,
             "schedule_reference": self.schedule.reference,
             "pending_refresh": (
                 self.pending_refresh.state_dict() if self.pending_refresh is not None else None
