@@ -30,7 +30,9 @@ set (``data.val_fraction 0.9`` holds the rest out): the ratio does not depend on
 refresh embeds every training image once per epoch of training on them. Test set: all 10k.
 
 Each run also records ``refresh_fraction_of_epoch``: the mean time of one refresh over the
-time of one epoch's steps (``train_seconds`` less the refreshes inside it, per epoch).
+time of one epoch's steps (``train_seconds`` less the refreshes inside it, per epoch). The mean
+runs over every refresh, the final one included, which with ``magnet-fixed-bfloat16`` is a
+float32 one: its fraction slightly overstates its bfloat16 refreshes.
 ``--configs`` runs a subset (the README's table: ``softmax magnet-fixed
 magnet-fixed-bfloat16 magnet-fixed-refresh-1-thread magnet-background-25
 magnet-background-100``). ``summary`` holds

@@ -62,3 +62,16 @@ def test_without_faiss_the_cli_prints_one_line(monkeypatch, capsys, tmp_path):
     )
     err = capsys.readouterr().err.strip()
     assert err == f"magnetdml train: error: {INSTALL_HINT}"
+
+
+@pytest.mark.parametrize("loss", ["magnet", "softmax"])
+def test_without_faiss_a_run_stops_before_its_folder_or_training(
+    monkeypatch, capsys, tmp_path, loss
+):
+    # softmax trains without an index: it used to train the whole run and stop at evaluation
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    out = tmp_path / "run"
+    argv = ["--quiet", "train", "--loss.name", loss, "--epochs", "1", "--train.threads", "1"]
+    assert main([*argv, "--eval.plots", "false", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"magnetdml train: error: {INSTALL_HINT}"
+    assert not out.exists()

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .._faiss import load_faiss
 from ..evaluation import evaluate
 from . import checkpoint_state, run_records, training_step
 from .config import Config
@@ -50,6 +51,10 @@ class Trainer:
 
     def __init__(self, config: Config, dist: Distributed, *, overwrite: bool = False) -> None:
         check_one_process_settings(config, dist.world_size)
+        if _searches(config):
+            # faiss is an extra: without it the run stops here in one line, before any folder
+            # or training, not at the first index or evaluation (whose time it then skips)
+            load_faiss()
         # rank 0 names the default folder: the ranks' clocks may straddle a second
         out = dist.broadcast_object(
             Path(config.out or RunDir.default_path(config.data.name, config.loss.name))
@@ -276,3 +281,14 @@ class Trainer:
     def log(self, record: dict) -> None:
         if self.run is not None:
             self.run.append_history(record)
+
+
+def _searches(config: Config) -> bool:
+    """Whether a run clusters or searches neighbours (faiss): a cluster loss's index, an
+    evaluation (every epoch's, the final one) or early stopping's validation score."""
+    return (
+        config.loss.spec().uses_index
+        or config.eval.final
+        or config.eval.every > 0
+        or config.train.patience > 0
+    )
