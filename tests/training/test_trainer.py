@@ -87,6 +87,9 @@ def test_default_cli_job_writes_the_run_folder_and_reaches_three_percent(tmp_pat
         {},
         # uniform batches and the classifier the warm start hands over resume bit for bit too
         {"loss.name": "softmax", "train.warm_start_epochs": 1},
+        # bfloat16 refreshes: deterministic, and the resumed run refits the checkpoint's index
+        # on float32 embeddings for its per-epoch evaluation as the straight run did
+        {"index.refresh_precision": "bfloat16"},
     ],
 )
 def test_interrupted_run_resumes_to_the_same_model_and_metrics(tmp_path, monkeypatch, overrides):
