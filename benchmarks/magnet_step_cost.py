@@ -24,12 +24,11 @@ float32 and in bfloat16.
 Where the ceiling is: every round also times, on the training thread, the refresh's eval pass
 alone, without k-means, as the library runs it (oneDNN, batches of 128) and in other forms
 (batches of 256 and 512; bfloat16; the plain NCHW forward and channels_last instead of
-oneDNN), and
-the core's practical float32 peak on one thread (``peak_gflops``). With the multiply-adds of
-the model's convolutions and linear layers per image (``flops_per_image``, counted by forward
-hooks) the pass's GFLOP/s is set against that peak, and ``bound_*`` give the images/s ratio
-Magnet would reach with no step overhead at all (``t_magnet + t_sampler = t_softmax``): with
-the one-thread refresh as measured, and with a pass running at the peak.
+oneDNN), and the core's practical float32 peak on one thread (``peak_gflops``). With the
+multiply-adds of the model's convolutions and linear layers per image (``flops_per_image``,
+counted by forward hooks) the pass's GFLOP/s is set against that peak, and ``bound_*`` give
+the images/s ratio Magnet would reach with no step overhead at all (``t_magnet + t_sampler =
+t_softmax``): with the one-thread refresh as measured, and with a pass running at the peak.
 
     python benchmarks/magnet_step_cost.py --data-dir ../shared/data/fashion-mnist
 """

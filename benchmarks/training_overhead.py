@@ -35,9 +35,9 @@ runs over every refresh, the final one included, which with ``magnet-fixed-bfloa
 float32 one: its fraction slightly overstates its bfloat16 refreshes.
 ``--configs`` runs a subset (the README's table: ``softmax magnet-fixed
 magnet-fixed-bfloat16 magnet-fixed-refresh-1-thread magnet-background-25
-magnet-background-100``). ``summary`` holds
-one row per config: median images/s, its range, the ratio to softmax, the refresh's fraction of
-an epoch and the test errors; rerunning a finished command recomputes it without training.
+magnet-background-100``). ``summary`` holds one row per config: median images/s, its range,
+the ratio to softmax, the refresh's fraction of an epoch and the test errors; rerunning a
+finished command recomputes it without training.
 
 ``--profile`` runs one extra Magnet epoch under cProfile and records where its time goes.
 Every config runs ``--repeats`` times (default 3) in round-robin order and the ratios compare
