@@ -23,9 +23,10 @@ Both are for eval mode only: a training step normalises by the batch's statistic
 **bfloat16, on request** (``precision="bfloat16"``, the index refresh's
 ``index.refresh_precision``): the same pass with bfloat16 weights and activations,
 accumulating in float32, and float32 embeddings out. Unlike the two changes above it does
-change what is computed: the embeddings carry a relative error of about 2^-8 (0.2-0.5% here).
+change what is computed: the embeddings carry a relative error of the order of 2^-8 (a
+median 0.17% on the trained small CNN, ``benchmarks/results/refresh_precision.json``).
 On the CPU it runs on oneDNN's bfloat16 kernels (``torch.utils.mkldnn.to_mkldnn``: weights
-reordered once per copy); on this project's AVX512-BF16 CPU the small CNN's pass is ~2x
+reordered once per copy); on this project's AVX512-BF16 CPU the small CNN's pass is ~1.9x
 faster on one thread. Elsewhere (a GPU, a network oneDNN cannot run) it is the plain forward
 under ``torch.autocast`` in bfloat16.
 """
@@ -43,7 +44,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .embedding import EmbeddingNet
 
 #: What :class:`InferenceForward` computes in: float32 (the same function as the model, up to
-#: rounding) or bfloat16 (about 2x faster where the hardware has bfloat16 kernels).
+#: rounding) or bfloat16 (about 1.9x faster where the hardware has bfloat16 kernels).
 PRECISIONS = ("float32", "bfloat16")
 
 

@@ -189,7 +189,7 @@ class IndexConfig:
     refresh_lag: int = rule(0, minimum=0)  # > 0: embed a weight snapshot on another thread
     # and swap the index in this many iterations later
     refresh_precision: str = rule("float32", choices=_precisions)  # bfloat16: the refreshes
-    # during training embed in bfloat16 (~2x faster on CPUs with
+    # during training embed in bfloat16 (~1.9x faster on CPUs with
     # bfloat16 kernels; the final index and evaluation stay float32)
 
 
