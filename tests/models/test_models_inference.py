@@ -187,3 +187,17 @@ def test_an_unknown_precision_is_refused():
     net = build_model("small-cnn", (1, 28, 28), channels=(4, 8), hidden=16, seed=0)
     with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16'\)"):
         InferenceForward(net, "float16")
+
+
+def test_bfloat16_on_a_cpu_without_its_kernels_is_warned_about(monkeypatch):
+    import magnetdml.models.inference as inference
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(inference, "_has_bfloat16_kernels", lambda: False)
+    warning = inference.slow_bfloat16("bfloat16", cpu)
+    assert warning.startswith("warning: index.refresh_precision bfloat16") and "\n" not in warning
+    assert "--index.refresh_precision float32" in warning
+    assert inference.slow_bfloat16("float32", cpu) is None
+    assert inference.slow_bfloat16("bfloat16", torch.device("cuda")) is None
+    monkeypatch.setattr(inference, "_has_bfloat16_kernels", lambda: True)
+    assert inference.slow_bfloat16("bfloat16", cpu) is None

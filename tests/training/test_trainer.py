@@ -398,3 +398,13 @@ def test_huge_finite_embeddings_are_refused_before_faiss(scale):
         ClusterIndex(clusters_per_class=2).fit(x, y)
     with pytest.raises(ValueError, match="rescale them"):
         evaluate(x, y, metrics=["knn_error"])
+
+
+def test_bfloat16_refreshes_on_a_cpu_without_its_kernels_warn_once(tmp_path, monkeypatch, capsys):
+    import magnetdml.models.inference as inference
+
+    monkeypatch.setattr(inference, "_has_bfloat16_kernels", lambda: False)
+    options = {"index.refresh_precision": "bfloat16", "train.epochs": 1}
+    train(_config(tmp_path / "run", **options), progress=False)
+    err = capsys.readouterr().err
+    assert err.count("warning: index.refresh_precision bfloat16 on a CPU without") == 1

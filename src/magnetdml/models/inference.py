@@ -143,6 +143,18 @@ def _has_bfloat16_kernels() -> bool:
         return False
 
 
+def slow_bfloat16(precision: str, device: torch.device) -> str | None:
+    """One line of warning when ``precision`` is bfloat16 on a CPU without bfloat16 kernels,
+    where the pass would run slower than in float32; None otherwise."""
+    if precision != "bfloat16" or device.type != "cpu" or _has_bfloat16_kernels():
+        return None
+    return (
+        "warning: index.refresh_precision bfloat16 on a CPU without bfloat16 kernels "
+        "(AVX512-BF16 or AMX) makes the refreshes slower than float32; "
+        "--index.refresh_precision float32 avoids it"
+    )
+
+
 def _bfloat16_onednn_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose convolutions and linear layers hold oneDNN bfloat16 weights
     (an :class:`EmbeddingNet`'s backbone only: its head stays float32)."""

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .._progress import bar, honours_progress, phase
+from ..models.inference import slow_bfloat16
 from .config import Config
 from .distributed import Distributed
 from .logging_sinks import open_sink
@@ -54,6 +55,8 @@ def train(
     threads = resolve_threads(config.train.threads)
     torch.set_num_threads(threads)
     if dist.is_main and (warning := oversubscription(threads, processes=dist.world_size)):
+        print(warning, file=sys.stderr)
+    if dist.is_main and (warning := slow_bfloat16(config.index.refresh_precision, dist.device)):
         print(warning, file=sys.stderr)
     t = Trainer(config, dist, overwrite=overwrite)
     try:
