@@ -23,11 +23,11 @@ float32 and in bfloat16.
 
 Where the ceiling is: every round also times, on the training thread, the refresh's eval pass
 alone, without k-means, as the library runs it (oneDNN, batches of 128) and in other forms
-(batches of 256 and 512; bfloat16; the plain NCHW forward and channels_last instead of
-oneDNN), and the core's practical float32 peak on one thread (``peak_gflops``). With the
-multiply-adds of the model's convolutions and linear layers per image (``flops_per_image``,
-counted by forward hooks) the pass's GFLOP/s is set against that peak, and ``bound_*`` give
-the images/s ratio Magnet would reach with no step overhead at all (``t_magnet + t_sampler =
+(batches of 256 and 512; bfloat16; the plain NCHW forward, channels_last and the plain
+forward under bfloat16 autocast instead of oneDNN), and the core's practical float32 peak
+on one thread (``peak_gflops``). With the multiply-adds of the model's convolutions and
+linear layers per image (``flops_per_image``, counted by forward hooks) the pass's GFLOP/s is
+set against that peak, and ``bound_*`` give the images/s ratio Magnet would reach with no step overhead at all (``t_magnet + t_sampler =
 t_softmax``): with the one-thread refresh as measured, and with a pass running at the peak.
 
     python benchmarks/magnet_step_cost.py --data-dir ../shared/data/fashion-mnist
@@ -106,6 +106,14 @@ def peak_gflops() -> dict[str, float]:
     return out
 
 
+def _autocast(model):
+    def forward(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(x).float()
+
+    return forward
+
+
 def pass_variants(model, dataset) -> dict[str, float]:
     """Thread CPU seconds of one eval pass over ``dataset`` in each form (module docstring)."""
     from magnetdml.models.inference import InferenceForward
@@ -120,6 +128,8 @@ def pass_variants(model, dataset) -> dict[str, float]:
         "onednn_bfloat16_batch128": (InferenceForward(model, "bfloat16"), 128, None),
         "nchw_batch128": (model, 128, None),
         "channels_last_batch128": (model, 128, torch.channels_last),
+        # what the bfloat16 refresh falls back to without oneDNN's bfloat16 kernels
+        "nchw_autocast_bfloat16_batch128": (_autocast(model), 128, None),
     }
     out = {}
     with torch.inference_mode():
