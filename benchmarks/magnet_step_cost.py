@@ -27,8 +27,9 @@ alone, without k-means, as the library runs it (oneDNN, batches of 128) and in o
 forward under bfloat16 autocast instead of oneDNN), and the core's practical float32 peak
 on one thread (``peak_gflops``). With the multiply-adds of the model's convolutions and
 linear layers per image (``flops_per_image``, counted by forward hooks) the pass's GFLOP/s is
-set against that peak, and ``bound_*`` give the images/s ratio Magnet would reach with no step overhead at all (``t_magnet + t_sampler =
-t_softmax``): with the one-thread refresh as measured, and with a pass running at the peak.
+set against that peak, and ``bound_*`` give the images/s ratio Magnet would reach with no
+step overhead at all (``t_magnet + t_sampler = t_softmax``): with the one-thread refresh as
+measured, and with a pass running at the peak.
 
     python benchmarks/magnet_step_cost.py --data-dir ../shared/data/fashion-mnist
 """
