@@ -99,7 +99,7 @@ def weights_state(t) -> dict:
         "loss": copy.deepcopy(t.loss_fn.state_dict()),
         "variance": t.sigma2,
         "index": t.index.state_dict() if t.index is not None else None,
-        "index_iteration": t.upkeep.saved_index_iteration,
+        "index_iteration": t.upkeep.float32_index_iteration,
     }
 
 

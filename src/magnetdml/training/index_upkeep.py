@@ -185,17 +185,17 @@ class IndexUpkeep:
             self._train_embeddings = (iteration, embeddings)
         return self._train_embeddings[1]
 
-    def index_current(self, iteration: int) -> bool:
-        """Whether the index clusters the float32 embeddings of ``iteration``, which
-        evaluation scores against (else kNC refits a copy on them first)."""
-        return self.index_iteration == iteration and self.index_precision == "float32"
-
     @property
-    def saved_index_iteration(self) -> int:
-        """What checkpoints record as ``index_iteration``: the iteration whose float32
-        embeddings the index clusters, or -1 for an index fitted on bfloat16 ones, which
-        evaluation after a resume or by ``magnetdml evaluate`` then refits on float32 ones."""
+    def float32_index_iteration(self) -> int:
+        """The iteration whose float32 embeddings the index clusters, which evaluation scores
+        against; -1 for an index fitted on bfloat16 ones, which kNC then refits on float32
+        ones first. Checkpoints record it as ``index_iteration``, so a resumed run and
+        ``magnetdml evaluate`` refit such an index too."""
         return self.index_iteration if self.index_precision == "float32" else -1
+
+    def index_current(self, iteration: int) -> bool:
+        """Whether evaluation at ``iteration`` may score with the index as it is."""
+        return self.float32_index_iteration == iteration
 
     def _embed(self, model, *, dataset=None, dist=None, precision: str = "float32"):
         """``(N, E)`` embeddings of ``dataset`` (the training split) by ``model``; with
@@ -215,7 +215,7 @@ class IndexUpkeep:
         """The checkpoint's index entries (its timing counters go into ``timing``)."""
         return {
             "index": self.index.state_dict() if self.index is not None else None,
-            "index_iteration": self.saved_index_iteration,
+            "index_iteration": self.float32_index_iteration,
             "schedule_reference": self.schedule.reference,
             "pending_refresh": (
                 self.pending_refresh.state_dict() if self.pending_refresh is not None else None
