@@ -429,10 +429,11 @@ def test_pruners_wait_for_the_startup_trials_and_the_warmup_passes(tmp_path):
     task = {"seed": 0, "trials": 9, "pruner": "median", "base": config_to_dict(base)}
     study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "s", task)
     assert study.pruner._n_startup_trials == 3 and study.pruner._n_warmup_steps == 3
-    # a real search: no trial is stopped before its warmup passes
+    # a real search: no trial is stopped before it has trained its 3 warmup passes (Optuna
+    # may prune at the report of pass 3 itself: "disabled until the trial exceeds" step 3)
     result = search(base, tmp_path / "search", trials=6, seed=3, **QUIET)
     pruned = [row for row in result.trials if row["state"] == "pruned"]
-    assert all(int(row["epochs"]) > 3 for row in pruned)
+    assert all(int(row["epochs"]) >= 3 for row in pruned)
 
 
 def test_a_study_file_interrupted_while_created_still_resumes(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_float
+from .cluster_batch import BatchClusters, batch_clusters, check_finite, check_variance
+from .cluster_terms_cpu import CPUClusterTerms
 from .reduction import REDUCTIONS, reduce_losses
 
 
@@ -51,11 +53,6 @@ def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, clusters: torch
                 f"{name} must have one entry per embedding (B={embeddings.shape[0]}); "
                 f"got {value.shape[0]}"
             )
-    if not bool(torch.isfinite(embeddings).all()):
-        raise ValueError(
-            "embeddings must be finite; got NaN or inf (the network diverged: "
-            "lower the learning rate, or check the input data)"
-        )
 
 
 def cluster_terms(
@@ -68,13 +65,20 @@ def cluster_terms(
     """Validate a batch and compute :class:`ClusterTerms` (see :func:`magnet_loss_terms`).
 
     Computed in float32 (float64 for float64 input) with autocast disabled, so half-precision
-    training never underflows the exponentials.
+    training never underflows the exponentials. On the CPU by :class:`CPUClusterTerms` (numpy,
+    with its gradient written out: ~2x cheaper inside a training step), elsewhere by autograd.
     """
     _check_batch(embeddings, labels, clusters)
     scale = check_scale(scale)
+    if variance is not None:
+        variance = check_float("variance", variance, strict_minimum=0.0)
+    layout = batch_clusters(labels, clusters, estimate_variance=variance is None)
     compute_dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    x = embeddings.to(compute_dtype)
+    if x.device.type == "cpu":
+        return ClusterTerms(*CPUClusterTerms.apply(x, layout, variance, scale))
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        return _cluster_terms(embeddings.to(compute_dtype), labels, clusters, variance, scale)
+        return autograd_cluster_terms(x, layout, variance, scale)
 
 
 def check_scale(scale: float, name: str = "scale") -> float:
@@ -87,63 +91,32 @@ def check_scale(scale: float, name: str = "scale") -> float:
     )
 
 
-def _cluster_terms(
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    clusters: torch.Tensor,
-    variance: float | None,
-    scale: float,
+def autograd_cluster_terms(
+    x: torch.Tensor, layout: BatchClusters, variance: float | None, scale: float
 ) -> ClusterTerms:
-    cluster_ids, member_of = torch.unique(clusters, return_inverse=True)  # (M,), (B,)
-    num_clusters = cluster_ids.shape[0]
-    counts = torch.bincount(member_of, minlength=num_clusters)  # (M,)
-    if variance is None and int(counts.min()) < 2:
-        small = cluster_ids[counts < 2].tolist()
-        raise ValueError(
-            "every cluster needs >= 2 examples in the batch (the variance "
-            f"needs two points per cluster); clusters {small[:5]} have 1. "
-            "Use examples_per_cluster >= 2"
-        )
-    cluster_label = torch.empty(num_clusters, dtype=labels.dtype, device=labels.device)
-    cluster_label.scatter_(0, member_of, labels)  # (M,)
-    if not bool((cluster_label[member_of] == labels).all()):
-        bad = torch.unique(member_of[cluster_label[member_of] != labels])
-        raise ValueError(
-            "each cluster id must belong to exactly one label; clusters "
-            f"{cluster_ids[bad].tolist()[:5]} hold examples of several labels"
-        )
-    if torch.unique(cluster_label).shape[0] < 2:
-        raise ValueError(
-            "the batch must hold clusters of at least two classes (the "
-            "denominator runs over clusters of other classes); got only class "
-            f"{int(cluster_label[0])}"
-        )
-
+    """:class:`ClusterTerms` of a float32/float64 batch ``x (B, E)`` in torch operations,
+    differentiated by autograd (any device; :class:`CPUClusterTerms` is the CPU's form)."""
+    check_finite(bool(torch.isfinite(x).all()))
+    member_of = torch.as_tensor(layout.member_of, device=x.device)  # (B,)
+    counts = torch.as_tensor(layout.counts, device=x.device)  # (M,)
     # Distances are translation invariant: centring on the batch mean keeps the expanded
     # form ||a||^2 - 2ab + ||b||^2 below free of cancellation for embeddings far from 0.
     x = x - x.mean(dim=0, keepdim=True)
-    means = torch.zeros(num_clusters, x.shape[1], dtype=x.dtype, device=x.device)
+    means = torch.zeros(counts.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
     means = means.index_add(0, member_of, x) / counts.unsqueeze(1).to(x.dtype)  # (M, D)
     intra = (x - means[member_of]).pow(2).sum(dim=1)  # (B,)
     if variance is None:
         s2 = intra.sum() / (x.shape[0] - 1)
-        if not bool(s2 > 0):
-            raise ValueError(
-                "the batch variance s2 is 0: every embedding sits on its "
-                "cluster mean (the embedding collapsed; lower the learning "
-                "rate or check that the inputs differ)"
-            )
+        check_variance(float(s2.detach()))
     else:
-        s2 = torch.tensor(
-            check_float("variance", variance, strict_minimum=0.0), dtype=x.dtype, device=x.device
-        )
+        s2 = torch.tensor(variance, dtype=x.dtype, device=x.device)
     squared = (
         x.pow(2).sum(1, keepdim=True) - 2.0 * x @ means.T + means.pow(2).sum(1).unsqueeze(0)
     ).clamp_min(0.0)  # (B, M)
     # the inverse temperature multiplies every variance-normalised distance, own and impostor
     temperature = scale / (2.0 * s2)
     logits = -squared * temperature  # (B, M)
-    same_class = labels.unsqueeze(1) == cluster_label.unsqueeze(0)  # (B, M)
+    same_class = torch.as_tensor(layout.same_class, device=x.device)  # (B, M)
     impostors = torch.logsumexp(logits.masked_fill(same_class, float("-inf")), dim=1)
     return ClusterTerms(intra * temperature, impostors, s2)
 

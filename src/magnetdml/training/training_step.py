@@ -49,6 +49,11 @@ def take_step(t, batch: list[int]) -> float:
 def _share_losses(t, indices: np.ndarray, losses: torch.Tensor, s2: torch.Tensor) -> float:
     """Every rank caches every rank's losses, so the samplers stay identical; returns the
     mean loss over all ranks (every neighbourhood has the same size)."""
+    if t.dist.world_size == 1:  # nothing to gather: skip packing the rows into one tensor
+        values = losses.cpu().numpy().astype(np.float64)  # (B,)
+        t.sampler.update_losses(indices, values)
+        t.running_sigma2.update(float(s2))
+        return float(values.mean())
     packed = torch.stack(
         [
             torch.as_tensor(indices, dtype=torch.float64),
