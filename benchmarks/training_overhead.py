@@ -36,8 +36,9 @@ float32 one: its fraction slightly overstates its bfloat16 refreshes.
 ``--configs`` runs a subset (the README's table: ``softmax magnet-fixed
 magnet-fixed-bfloat16 magnet-fixed-refresh-1-thread magnet-background-25
 magnet-background-100``). ``summary`` holds one row per config: median images/s, its range,
-the ratio to softmax, the refresh's fraction of an epoch and the test errors; rerunning a
-finished command recomputes it without training.
+the ratio to softmax (of the medians, and its range over the rounds), the refresh's fraction
+of an epoch and the test errors; rerunning a finished command recomputes it without
+training.
 
 ``--profile`` runs one extra Magnet epoch under cProfile and records where its time goes.
 Every config runs ``--repeats`` times (default 3) in round-robin order and the ratios compare
@@ -283,7 +284,7 @@ def main() -> None:
     }
     fractions = results["median_refresh_fraction_of_epoch"]
     results["summary"] = [
-        _summary_row(name, run, speed, ratios, fractions.get(name))
+        _summary_row(name, run, speed, ratios, fractions.get(name), results["runs"])
         for name, run in results["runs"].items()
     ]
     print("ratio Magnet/softmax:", ratios, "goal", GOAL)
@@ -291,11 +292,18 @@ def main() -> None:
 
 
 def _summary_row(
-    name: str, run: dict, speed: dict, ratios: dict, refresh_fraction: float | None
+    name: str, run: dict, speed: dict, ratios: dict, refresh_fraction: float | None, runs: dict
 ) -> dict:
-    """One table row per config: medians over its repeats, and its ratio to softmax."""
+    """One table row per config: medians over its repeats, its ratio to softmax, and the
+    lowest and highest ratio within one round (each repeat against its baseline's repeat of
+    the same round, which ran beside it: a slow phase of the host hits both)."""
     repeats = run["repeats"]
     last = repeats[-1]  # the errors are the same every repeat (same seed)
+    base = runs.get(BASELINES.get(name, "softmax"), {}).get("repeats", [])
+    paired = [
+        r["images_per_second"] / b["images_per_second"]
+        for r, b in zip(repeats, base, strict=False)
+    ]
     return {
         "name": name,
         "repeats": len(repeats),
@@ -305,6 +313,11 @@ def _summary_row(
             max(r["images_per_second"] for r in repeats),
         ],
         "ratio_to_softmax": ratios.get(name),
+        "ratio_to_softmax_by_round_min_max": (
+            [round(min(paired), 3), round(max(paired), 3)]
+            if paired and name in ratios
+            else None
+        ),
         "refresh_fraction_of_epoch": refresh_fraction,
         "knc_error": last["knc_error"],
         "knn_error": last["knn_error"],
