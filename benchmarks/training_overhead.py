@@ -301,8 +301,7 @@ def _summary_row(
     last = repeats[-1]  # the errors are the same every repeat (same seed)
     base = runs.get(BASELINES.get(name, "softmax"), {}).get("repeats", [])
     paired = [
-        r["images_per_second"] / b["images_per_second"]
-        for r, b in zip(repeats, base, strict=False)
+        r["images_per_second"] / b["images_per_second"] for r, b in zip(repeats, base, strict=False)
     ]
     return {
         "name": name,
@@ -314,9 +313,7 @@ def _summary_row(
         ],
         "ratio_to_softmax": ratios.get(name),
         "ratio_to_softmax_by_round_min_max": (
-            [round(min(paired), 3), round(max(paired), 3)]
-            if paired and name in ratios
-            else None
+            [round(min(paired), 3), round(max(paired), 3)] if paired and name in ratios else None
         ),
         "refresh_fraction_of_epoch": refresh_fraction,
         "knc_error": last["knc_error"],

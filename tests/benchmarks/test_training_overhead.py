@@ -8,9 +8,7 @@ pytestmark = needs_script("training_overhead.py")
 
 def _run(*speeds):
     return {
-        "repeats": [
-            {"images_per_second": s, "knc_error": 0.2, "knn_error": 0.1} for s in speeds
-        ]
+        "repeats": [{"images_per_second": s, "knc_error": 0.2, "knn_error": 0.1} for s in speeds]
     }
 
 
