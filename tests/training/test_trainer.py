@@ -296,6 +296,54 @@ def test_evaluation_refits_a_bfloat16_index_on_float32_embeddings(tmp_path):
     assert metrics["knc_error"] == float(np.mean(knc.predict(t.embed(test)) != test.labels))
 
 
+def test_a_checkpointed_float32_index_stays_current_under_bfloat16_refreshes(tmp_path):
+    """The final index is float32 even when the refreshes are bfloat16: a run resumed from the
+    checkpoint after it (killed while drawing its pictures, say) must score with that index as
+    the uninterrupted run did, not refit it."""
+    config = _config(tmp_path / "run", **{"index.refresh_precision": "bfloat16"}).validate()
+    t = Trainer(config, Distributed.setup("cpu"))
+    t.build_initial_index()
+    for _ in range(3):
+        t.step(t.sampler.next_batch())
+    t.refresh_index(final=True)
+    assert t.upkeep.index_current(t.iteration)
+    timing = {"refreshes": t.upkeep.refreshes, "refresh_seconds": 0.0}
+    saved = {**t.upkeep.state_dict(), "iteration": t.iteration, "timing": timing}
+    other = _config(tmp_path / "resumed", **{"index.refresh_precision": "bfloat16"})
+    resumed = Trainer(other.validate(), Distributed.setup("cpu"))
+    resumed.upkeep.load_state_dict(saved)
+    assert resumed.upkeep.index_current(t.iteration)
+    t.refresh_index()  # a bfloat16 one: the checkpoint says so, and the resumed run refits
+    resumed.upkeep.load_state_dict(
+        {**t.upkeep.state_dict(), "iteration": t.iteration, "timing": timing}
+    )
+    assert not resumed.upkeep.index_current(t.iteration)
+    t.close()
+    resumed.close()
+
+
+def test_a_pending_float32_refresh_resumes_in_float32(tmp_path):
+    """With a refresh lag the final (float32) refresh runs in the background; a checkpoint
+    taken while it is pending must redo it in float32, not in the refreshes' bfloat16."""
+    options = {"index.refresh_precision": "bfloat16", "index.refresh_lag": 2}
+    t = Trainer(_config(tmp_path / "run", **options).validate(), Distributed.setup("cpu"))
+    t.build_initial_index()
+    for _ in range(3):
+        t.step(t.sampler.next_batch())
+    t.refresh_index(final=True)
+    timing = {"refreshes": t.upkeep.refreshes, "refresh_seconds": 0.0}
+    saved = {**t.upkeep.state_dict(), "iteration": t.iteration, "timing": timing}
+    assert saved["pending_refresh"]["precision"] == "float32"
+    resumed = Trainer(_config(tmp_path / "resumed", **options).validate(), Distributed.setup("cpu"))
+    resumed.build_initial_index()
+    resumed.upkeep.load_state_dict(saved)
+    resumed.apply_pending_refresh(wait=True)
+    assert resumed.upkeep.index_precision == "float32"
+    assert resumed.upkeep.index_current(t.iteration)
+    t.close()
+    resumed.close()
+
+
 @pytest.mark.parametrize("lag", [0, 2])
 def test_the_final_index_is_built_after_the_training_time_is_taken(tmp_path, monkeypatch, lag):
     # Refreshes that later steps train on are training time; the one after the last epoch

@@ -80,6 +80,7 @@ class IndexUpkeep:
         self.index = make_index(config) if uses_index else None
         self.index_iteration = 0
         self.pending_refresh: BackgroundRefresh | None = None
+        self.pending_precision = self.precision  # what the pending refresh embeds in
         self.schedule = RefreshSchedule(
             every_iterations=config.index.refresh_every,
             drift_threshold=config.index.drift_threshold,
@@ -153,14 +154,15 @@ class IndexUpkeep:
     ) -> None:
         """Embed ``snapshot`` weights and re-cluster on a thread (``background_refresh``)."""
         self.apply_pending_refresh(sampler, apply_at, wait=True)  # one at a time, in order
-        precision = precision or self.precision
+        # recorded with the snapshot: a resumed run redoes the refresh in the same precision
+        self.pending_precision = precision = precision or self.precision
         shadow = copy.deepcopy(self.model)
         index = copy.deepcopy(self.index)  # training keeps using self.index meanwhile
 
         def compute(weights: dict):
             shadow.load_state_dict(weights)
             embeddings = self._embed(shadow, precision=precision)
-            return index.refresh(embeddings, self.labels), embeddings[self.probe], precision
+            return index.refresh(embeddings, self.labels), embeddings[self.probe]
 
         self.pending_refresh = BackgroundRefresh(snapshot, snapshot_iteration, apply_at, compute)
 
@@ -170,7 +172,8 @@ class IndexUpkeep:
         if pending is None or not (wait or iteration >= pending.apply_at):
             return
         started = time.perf_counter()
-        self.index, probe, self.index_precision = pending.result()
+        self.index, probe = pending.result()
+        self.index_precision = self.pending_precision
         self.pending_refresh = None
         self.index_iteration = pending.snapshot_iteration
         sampler.set_index(self.index)
@@ -218,7 +221,9 @@ class IndexUpkeep:
             "index_iteration": self.float32_index_iteration,
             "schedule_reference": self.schedule.reference,
             "pending_refresh": (
-                self.pending_refresh.state_dict() if self.pending_refresh is not None else None
+                {**self.pending_refresh.state_dict(), "precision": self.pending_precision}
+                if self.pending_refresh is not None
+                else None
             ),
         }
 
@@ -226,6 +231,9 @@ class IndexUpkeep:
         """Restore :meth:`state_dict` and the ``timing`` counters of a checkpoint; a pending
         background refresh is redone from the same weight snapshot (the same index results)."""
         self.index_iteration = state.get("index_iteration", state["iteration"])
+        # the checkpoint records -1 for an index fitted on bfloat16 embeddings (see
+        # float32_index_iteration); any other index was fitted on float32 ones
+        self.index_precision = "float32" if self.index_iteration >= 0 else "bfloat16"
         if self.index is not None:
             self.index.load_state_dict(state["index"])
         self.refreshes = state["timing"]["refreshes"]
@@ -234,7 +242,10 @@ class IndexUpkeep:
         pending = state.get("pending_refresh")
         if pending is not None:
             self._start_background_refresh(
-                pending["snapshot"], pending["snapshot_iteration"], pending["apply_at"]
+                pending["snapshot"],
+                pending["snapshot_iteration"],
+                pending["apply_at"],
+                precision=pending.get("precision"),  # absent before bfloat16 refreshes: ours
             )
 
     def _embed_probe(self) -> np.ndarray:
