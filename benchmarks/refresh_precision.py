@@ -41,8 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from training_overhead import COMMON  # noqa: E402  the same setup as the speed table
 
+from magnetdml.models.inference import PRECISIONS  # noqa: E402  float32, bfloat16
+
 RESULTS = Path(__file__).parent / "results" / "refresh_precision.json"
-PRECISIONS = ("float32", "bfloat16")
 
 
 def compare_clusters(trainer) -> dict:
